@@ -1,0 +1,138 @@
+// SPDX-License-Identifier: MIT
+/// @file
+/// @brief `hseq::cuda`: the CUDA backend policy (device memory, stream, cuBLAS handle) and device
+/// detection that treats any CUDA error as "no device". The CUDA ops arrive in `ops/cuda/`; this
+/// header only needs the CUDA runtime and cuBLAS headers, so host compilers can include it too.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+#include "hseq/backend/backend.hpp"
+#include "hseq/core/error.hpp"
+#include "hseq/core/memory_space.hpp"
+
+/// Throws hseq::Error naming the failed CUDA call and the CUDA error string.
+#define HSEQ_CUDA_CHECK(call)                                                                 \
+  do {                                                                                        \
+    cudaError_t hseq_cuda_err_ = (call);                                                      \
+    HSEQ_CHECK(hseq_cuda_err_ == cudaSuccess, #call << " failed: " << cudaGetErrorName(hseq_cuda_err_) << " (" \
+                                                    << cudaGetErrorString(hseq_cuda_err_) << ")");              \
+  } while (0)
+
+/// Throws hseq::Error naming the failed cuBLAS call and its status.
+#define HSEQ_CUBLAS_CHECK(call)                                                               \
+  do {                                                                                        \
+    cublasStatus_t hseq_cublas_st_ = (call);                                                  \
+    HSEQ_CHECK(hseq_cublas_st_ == CUBLAS_STATUS_SUCCESS, #call << " failed: cuBLAS status " \
+                                                              << int(hseq_cublas_st_));                        \
+  } while (0)
+
+namespace hseq {
+
+/// CUDA backend policy, used as a tag: `Model<hseq::cuda, float>`.
+struct cuda {
+  using Space = DeviceSpace;
+  static constexpr char const* kName = "cuda";
+
+  /// Run-time resources: a stream (default: the legacy default stream) and a cuBLAS handle bound
+  /// to it, created on first use. Move-only; destroys what it created.
+  class Context {
+   public:
+    Context() = default;
+    explicit Context(cudaStream_t s) : stream_(s) {}
+    Context(Context const&) = delete;
+    Context& operator=(Context const&) = delete;
+    Context(Context&& o) noexcept
+        : stream_(std::exchange(o.stream_, nullptr)), blas_(std::exchange(o.blas_, nullptr)) {}
+    Context& operator=(Context&& o) noexcept {
+      if (this != &o) {
+        release();
+        stream_ = std::exchange(o.stream_, nullptr);
+        blas_ = std::exchange(o.blas_, nullptr);
+      }
+      return *this;
+    }
+    ~Context() { release(); }
+
+    cudaStream_t stream() const { return stream_; }
+    /// The cuBLAS handle on this context's stream (created on first call).
+    cublasHandle_t blas() {
+      if (blas_ == nullptr) {
+        HSEQ_CUBLAS_CHECK(cublasCreate(&blas_));
+        HSEQ_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
+      }
+      return blas_;
+    }
+
+   private:
+    void release() noexcept {
+      if (blas_ != nullptr) cublasDestroy(blas_);
+      blas_ = nullptr;
+    }
+    cudaStream_t stream_ = nullptr;
+    cublasHandle_t blas_ = nullptr;
+  };
+
+  /// Whether a usable CUDA device exists. Any CUDA error (no driver, no device, insufficient
+  /// driver) means "no"; the error is cleared. `HSEQ_DISABLE_CUDA=1` forces "no". Cached.
+  static bool available() noexcept {
+    static bool const result = [] {
+      char const* off = std::getenv("HSEQ_DISABLE_CUDA");
+      if (off != nullptr && std::strcmp(off, "1") == 0) return false;
+      int count = 0;
+      cudaError_t err = cudaGetDeviceCount(&count);
+      if (err != cudaSuccess) {
+        (void)cudaGetLastError();
+        return false;
+      }
+      return count > 0;
+    }();
+    return result;
+  }
+
+  static void* allocate(std::size_t bytes) {
+    if (bytes == 0) return nullptr;
+    void* p = nullptr;
+    cudaError_t err = cudaMalloc(&p, bytes);
+    if (err != cudaSuccess) (void)cudaGetLastError();
+    HSEQ_CHECK(err == cudaSuccess, "cuda::allocate: cudaMalloc of " << bytes << " bytes failed: " << cudaGetErrorString(err));
+    return p;
+  }
+  static void deallocate(void* p) noexcept {
+    if (p != nullptr) cudaFree(p);
+  }
+  static void copy_bytes(Context& ctx, void* dst, void const* src, std::size_t bytes) {
+    if (bytes) HSEQ_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, ctx.stream()));
+  }
+  static void zero_bytes(Context& ctx, void* dst, std::size_t bytes) {
+    if (bytes) HSEQ_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, ctx.stream()));
+  }
+  static void synchronize(Context& ctx) { HSEQ_CUDA_CHECK(cudaStreamSynchronize(ctx.stream())); }
+
+  /// Host -> device copy of n elements (blocking with respect to the host buffer).
+  template <class T>
+  static void upload(Context& ctx, T* dst, T const* src, std::size_t n) {
+    if (n) {
+      HSEQ_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(T), cudaMemcpyHostToDevice, ctx.stream()));
+      synchronize(ctx);
+    }
+  }
+  /// Device -> host copy of n elements (waits for the stream).
+  template <class T>
+  static void download(Context& ctx, T* dst, T const* src, std::size_t n) {
+    if (n) {
+      HSEQ_CUDA_CHECK(cudaMemcpyAsync(dst, src, n * sizeof(T), cudaMemcpyDeviceToHost, ctx.stream()));
+      synchronize(ctx);
+    }
+  }
+};
+
+static_assert(Backend<cuda>);
+
+}  // namespace hseq

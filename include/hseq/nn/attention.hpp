@@ -1,0 +1,190 @@
+// SPDX-License-Identifier: MIT
+/// @file
+/// @brief `MultiHeadAttention`: queries from one sequence, keys/values from another (or the same),
+/// an optional key/value prefix (a memory), and a causal, unmasked or rate-aware mask.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "hseq/backend/backend.hpp"
+#include "hseq/core/error.hpp"
+#include "hseq/core/workspace.hpp"
+#include "hseq/nn/linear.hpp"
+#include "hseq/nn/module.hpp"
+#include "hseq/ops/attention.hpp"
+#include "hseq/ops/attention_mask.hpp"
+#include "hseq/ops/elementwise.hpp"
+
+namespace hseq::nn {
+
+using ops::AttentionMask;
+
+template <Backend B, class T>
+class MultiHeadAttention {
+ public:
+  using Space = typename B::Space;
+  using Ctx = typename B::Context;
+  using CView = View<T const, Space>;
+  using MView = View<T, Space>;
+
+  struct Config {
+    std::int64_t dim = 0, heads = 1;
+    AttentionMask mask = AttentionMask::causal();
+    bool bias = true;
+    double init_std = 0.02;
+    double out_init_std = 0.0;  ///< std of the output projection; 0 means init_std
+  };
+  /// Sizes of one call: queries [B, Tq, dim], keys/values [B, Tk, dim], memory [B, Tm, dim].
+  struct Dims {
+    std::int64_t batch = 0, tq = 0, tk = 0, tm = 0;
+  };
+  struct Saved {
+    Dims dims;
+    typename Linear<B, T>::Saved q_lin, kv_lin, mem_lin, out_lin;
+    MView q;      // [B, Tq, dim]
+    MView kv;     // [B, Tm + Tk, 2 dim]: memory rows first
+    MView kv_x;   // [B, Tk, 2 dim] projection of x_kv (only with a memory; else aliases kv)
+    MView kv_m;   // [B, Tm, 2 dim] projection of the memory
+    MView probs;  // [B, H, Tq, Tm + Tk]
+    MView att;    // [B, Tq, dim] attention output before the output projection
+  };
+
+  explicit MultiHeadAttention(Config c)
+      : cfg_(check(c)),
+        q_({c.dim, c.dim, c.bias, c.init_std}),
+        kv_({c.dim, 2 * c.dim, c.bias, c.init_std}),
+        out_({c.dim, c.dim, c.bias, c.out_init_std > 0 ? c.out_init_std : c.init_std}) {}
+  Config const& config() const { return cfg_; }
+  std::int64_t head_dim() const { return cfg_.dim / cfg_.heads; }
+
+  template <class F>
+  void visit_params(F&& f, std::string const& prefix = "") {
+    q_.visit_params(f, prefix + "q.");
+    kv_.visit_params(f, prefix + "kv.");
+    out_.visit_params(f, prefix + "out.");
+  }
+
+  std::size_t forward_workspace(Dims d) const {
+    return measure_workspace<Space>([&](Arena<Space>& a) { carve(a, d); });
+  }
+  std::size_t backward_workspace(Dims d) const {
+    std::int64_t w = cfg_.dim, tkk = d.tm + d.tk;
+    std::size_t b = aligned_bytes<T>(d.batch * d.tq * w) * 2 + aligned_bytes<T>(d.batch * tkk * 2 * w) +
+                    aligned_bytes<T>(ops::attention_backward_scratch(dims_of(d), hseq::detail::max_threads()));
+    if (d.tm > 0) b += aligned_bytes<T>(d.batch * d.tk * 2 * w) + aligned_bytes<T>(d.batch * d.tm * 2 * w);
+    return b + aligned_bytes<T>(d.batch * d.tk * w);  // dx_kv when it aliases dx_q
+  }
+
+  /// Self-attention: y = Attn(x, x).
+  Saved forward(Ctx& ctx, CView x, MView y, Arena<Space>& ws) const { return forward(ctx, x, x, CView{}, y, ws); }
+
+  /// y[B, Tq, dim] = Wo · softmax(mask(Q K^T / sqrt(dh))) V with Q = Wq xq, [K V] = Wkv [mem; xkv].
+  /// `mem` [B, Tm, dim] may be empty; its keys are visible to every query.
+  Saved forward(Ctx& ctx, CView xq, CView xkv, CView mem, MView y, Arena<Space>& ws) const {
+    Dims d{xq.rank() == 3 ? xq.size(0) : 0, xq.rank() == 3 ? xq.size(1) : 0, xkv.rank() == 3 ? xkv.size(1) : 0,
+           mem.empty() ? 0 : (mem.rank() == 3 ? mem.size(1) : -1)};
+    std::int64_t w = cfg_.dim;
+    HSEQ_CHECK(xq.rank() == 3 && xq.size(2) == w && xkv.rank() == 3 && xkv.size(0) == d.batch && xkv.size(2) == w &&
+                   y.shape == xq.shape,
+               "MultiHeadAttention(dim " << w << "): xq " << xq.shape << ", xkv " << xkv.shape << ", y " << y.shape
+                                         << " (expected [B, Tq, dim], [B, Tk, dim], [B, Tq, dim])");
+    HSEQ_CHECK(mem.empty() || (mem.rank() == 3 && mem.size(0) == d.batch && mem.size(2) == w),
+               "MultiHeadAttention: memory " << mem.shape << " must be [" << d.batch << ", Tm, " << w << "]");
+    Saved s = carve(ws, d);
+    s.q_lin = q_.forward(ctx, xq, s.q, ws);
+    s.kv_lin = kv_.forward(ctx, xkv, s.kv_x, ws);
+    if (d.tm > 0) {
+      s.mem_lin = kv_.forward(ctx, mem, s.kv_m, ws);
+      interleave(ctx, s.kv_m, s.kv_x, s.kv);
+    }
+    ops::attention_forward<T>(ctx, dims_of(d), cfg_.mask, scale(), s.q, s.kv, s.att, s.probs);
+    s.out_lin = out_.forward(ctx, s.att, y, ws);
+    return s;
+  }
+
+  /// Self-attention backward: dx = d/dx of both the query and the key/value paths.
+  void backward(Ctx& ctx, Saved const& s, CView dy, MView dx, Arena<Space>& ws) const {
+    backward(ctx, s, dy, dx, dx, MView{}, ws);
+  }
+
+  /// Overwrites dxq, dxkv and dmem (each may be empty: not needed). When dxkv is the same buffer
+  /// as dxq (self-attention), the two paths are summed into it.
+  void backward(Ctx& ctx, Saved const& s, CView dy, MView dxq, MView dxkv, MView dmem, Arena<Space>& ws) const {
+    Dims const& d = s.dims;
+    std::int64_t w = cfg_.dim;
+    HSEQ_CHECK(dy.shape == (Shape{d.batch, d.tq, w}), "MultiHeadAttention::backward: dy " << dy.shape << ", expected "
+                                                                                          << Shape{d.batch, d.tq, w});
+    ArenaScope<Space> scope(ws);
+    MView datt = ws.template take<T>(Shape{d.batch, d.tq, w}, "attn.datt");
+    MView dq = ws.template take<T>(Shape{d.batch, d.tq, w}, "attn.dq");
+    MView dkv = ws.template take<T>(Shape{d.batch, d.tm + d.tk, 2 * w}, "attn.dkv");
+    MView scratch = ws.template take<T>(
+        Shape{ops::attention_backward_scratch(dims_of(d), hseq::detail::max_threads())}, "attn.scratch");
+    out_.backward(ctx, s.out_lin, dy, datt, ws);
+    ops::attention_backward<T>(ctx, dims_of(d), cfg_.mask, scale(), s.q, s.kv, s.probs, datt, dq, dkv, scratch);
+    q_.backward(ctx, s.q_lin, dq, dxq, ws);
+    MView dkv_x = dkv, dkv_m;
+    if (d.tm > 0) {
+      dkv_x = ws.template take<T>(Shape{d.batch, d.tk, 2 * w}, "attn.dkv_x");
+      dkv_m = ws.template take<T>(Shape{d.batch, d.tm, 2 * w}, "attn.dkv_m");
+      deinterleave(ctx, dkv, dkv_m, dkv_x);
+      kv_.backward(ctx, s.mem_lin, dkv_m, dmem, ws);
+    }
+    if (!dxkv.empty() && dxkv.data == dxq.data) {
+      MView tmp = ws.template take<T>(dxkv.shape, "attn.dxkv");
+      kv_.backward(ctx, s.kv_lin, dkv_x, tmp, ws);
+      ops::axpy<T>(ctx, T(1), tmp, dxkv);
+    } else {
+      kv_.backward(ctx, s.kv_lin, dkv_x, dxkv, ws);
+    }
+  }
+
+ private:
+  static Config check(Config c) {
+    HSEQ_CHECK(c.dim > 0 && c.heads > 0, "MultiHeadAttention: dim " << c.dim << " and heads " << c.heads
+                                                                     << " must be positive");
+    HSEQ_CHECK(c.dim % c.heads == 0,
+               "MultiHeadAttention: heads " << c.heads << " do not divide the width " << c.dim);
+    return c;
+  }
+  T scale() const { return T(1.0 / std::sqrt(double(head_dim()))); }
+  ops::AttentionDims dims_of(Dims d) const {
+    return {d.batch, cfg_.heads, d.tq, d.tm + d.tk, head_dim(), d.tm};
+  }
+  Saved carve(Arena<Space>& a, Dims d) const {
+    std::int64_t w = cfg_.dim;
+    Saved s;
+    s.dims = d;
+    s.q = a.template take<T>(Shape{d.batch, d.tq, w}, "attn.q");
+    s.kv = a.template take<T>(Shape{d.batch, d.tm + d.tk, 2 * w}, "attn.kv");
+    if (d.tm > 0) {
+      s.kv_x = a.template take<T>(Shape{d.batch, d.tk, 2 * w}, "attn.kv_x");
+      s.kv_m = a.template take<T>(Shape{d.batch, d.tm, 2 * w}, "attn.kv_m");
+    } else {
+      s.kv_x = s.kv;
+    }
+    s.probs = a.template take<T>(Shape{d.batch, cfg_.heads, d.tq, d.tm + d.tk}, "attn.probs");
+    s.att = a.template take<T>(Shape{d.batch, d.tq, w}, "attn.att");
+    return s;
+  }
+  /// kv[b] = [m[b]; x[b]] along time.
+  static void interleave(Ctx& ctx, MView m, MView x, MView kv) {
+    for (std::int64_t b = 0; b < kv.size(0); ++b) {
+      ops::copy<T>(ctx, m(b), kv(b).slice(0, m.size(1)));
+      ops::copy<T>(ctx, x(b), kv(b).slice(m.size(1), kv.size(1)));
+    }
+  }
+  static void deinterleave(Ctx& ctx, MView kv, MView m, MView x) {
+    for (std::int64_t b = 0; b < kv.size(0); ++b) {
+      ops::copy<T>(ctx, kv(b).slice(0, m.size(1)), m(b));
+      ops::copy<T>(ctx, kv(b).slice(m.size(1), kv.size(1)), x(b));
+    }
+  }
+
+  Config cfg_;
+  Linear<B, T> q_, kv_, out_;
+};
+
+}  // namespace hseq::nn

@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: MIT
+/// @file
+/// @brief `LayerNorm` over the last dimension with learned gain and bias (PyTorch `nn.LayerNorm`).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "hseq/backend/backend.hpp"
+#include "hseq/core/error.hpp"
+#include "hseq/core/workspace.hpp"
+#include "hseq/nn/module.hpp"
+#include "hseq/nn/parameter.hpp"
+#include "hseq/ops/layer_norm.hpp"
+
+namespace hseq::nn {
+
+template <Backend B, class T>
+class LayerNorm {
+ public:
+  using Space = typename B::Space;
+  using Ctx = typename B::Context;
+  using CView = View<T const, Space>;
+  using MView = View<T, Space>;
+
+  struct Config {
+    std::int64_t dim = 0;
+    double eps = 1e-5;
+  };
+  struct Saved {
+    CView x;     // [N, C]
+    MView mean;  // [N]
+    MView rstd;  // [N]
+  };
+
+  explicit LayerNorm(Config c) : cfg_(c) {
+    HSEQ_CHECK(c.dim > 0, "LayerNorm: dim must be positive, got " << c.dim);
+    HSEQ_CHECK(c.eps > 0, "LayerNorm: eps must be positive, got " << c.eps);
+    gamma_ = Param<T, Space>(Shape{c.dim}, InitSpec::ones(), false);
+    beta_ = Param<T, Space>(Shape{c.dim}, InitSpec::zeros(), false);
+  }
+  Config const& config() const { return cfg_; }
+
+  template <class F>
+  void visit_params(F&& f, std::string const& prefix = "") {
+    f(prefix + "weight", gamma_);
+    f(prefix + "bias", beta_);
+  }
+
+  std::size_t forward_workspace(std::int64_t rows) const {
+    return measure_workspace<Space>([&](Arena<Space>& a) { carve(a, rows); });
+  }
+  std::size_t backward_workspace(std::int64_t /*rows*/) const { return 0; }
+
+  /// y = LayerNorm(x); x, y: [N, C].
+  Saved forward(Ctx& ctx, CView x, MView y, Arena<Space>& ws) const {
+    HSEQ_CHECK(x.cols() == cfg_.dim && y.shape == x.shape,
+               "LayerNorm(" << cfg_.dim << "): x " << x.shape << ", y " << y.shape);
+    Saved s = carve(ws, x.rows());
+    s.x = x;
+    ops::layer_norm_forward<T>(ctx, x, gamma_.value, beta_.value, T(cfg_.eps), y, s.mean, s.rstd);
+    return s;
+  }
+
+  void backward(Ctx& ctx, Saved const& s, CView dy, MView dx, Arena<Space>& /*ws*/) const {
+    HSEQ_CHECK(dy.shape == s.x.shape, "LayerNorm::backward: dy " << dy.shape << " differs from x " << s.x.shape);
+    ops::layer_norm_backward<T>(ctx, s.x, gamma_.value, s.mean, s.rstd, dy, dx, gamma_.grad, beta_.grad);
+  }
+
+ private:
+  Saved carve(Arena<Space>& a, std::int64_t rows) const {
+    Saved s;
+    s.mean = a.template take<T>(Shape{rows}, "LayerNorm.mean");
+    s.rstd = a.template take<T>(Shape{rows}, "LayerNorm.rstd");
+    return s;
+  }
+  Config cfg_;
+  Param<T, Space> gamma_, beta_;
+};
+
+}  // namespace hseq::nn

@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: MIT
+/// @file
+/// @brief Named parameters and the store that owns them in one flat value buffer and one flat
+/// gradient buffer (so optimisers, clipping and checkpoints run over contiguous memory).
+///
+/// A module declares its parameters (shape, init, whether weight decay applies) at construction and
+/// exposes them through `visit_params(f, prefix)`, calling `f(name, Param&)` for each. Binding a
+/// `ParamStore` to the module points every `Param`'s `value` and `grad` views into the store.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "hseq/backend/backend.hpp"
+#include "hseq/core/error.hpp"
+#include "hseq/core/shape.hpp"
+#include "hseq/core/tensor.hpp"
+#include "hseq/core/tensor_view.hpp"
+#include "hseq/ops/init.hpp"
+
+namespace hseq::nn {
+
+using ops::InitSpec;
+
+/// One parameter tensor of a module. `value` and `grad` are empty until a `ParamStore` binds them.
+template <class T, class Space>
+struct Param {
+  Shape shape{};
+  InitSpec init{};
+  bool decay = true;  ///< AdamW weight decay applies (false for biases, norms, embeddings' by choice)
+  View<T, Space> value{};
+  View<T, Space> grad{};
+
+  Param() = default;
+  Param(Shape s, InitSpec i, bool d = true) : shape(s), init(i), decay(d) {}
+};
+
+/// The parameters of a module tree (anything with `visit_params`). Owns two flat buffers (values and
+/// gradients); each parameter starts on a 64-element boundary. The views live in the module's
+/// `Param`s and point into the store, so the store must outlive the module's use, and the module
+/// must not be moved after binding (the store keeps pointers to its `Param`s).
+template <Backend B, class T>
+class ParamStore {
+ public:
+  using Space = typename B::Space;
+  using Ctx = typename B::Context;
+  static constexpr std::int64_t kAlign = 64;
+
+  struct Entry {
+    std::string name;
+    Param<T, Space>* param;
+    std::int64_t offset;  ///< element offset in the flat buffers
+  };
+
+  ParamStore() = default;
+  template <class ModuleT>
+  explicit ParamStore(ModuleT& root, std::string const& prefix = "") {
+    bind(root, prefix);
+  }
+  ParamStore(ParamStore const&) = delete;
+  ParamStore& operator=(ParamStore const&) = delete;
+  ParamStore(ParamStore&&) = default;
+  ParamStore& operator=(ParamStore&&) = default;
+
+  /// Collects the module's parameters, allocates the flat buffers, points the views into them.
+  template <class ModuleT>
+  void bind(ModuleT& root, std::string const& prefix = "") {
+    entries_.clear();
+    std::int64_t total = 0;
+    std::map<std::string, int> seen;
+    root.visit_params(
+        [&](std::string const& name, Param<T, Space>& p) {
+          HSEQ_CHECK(seen.emplace(name, 0).second, "ParamStore: duplicate parameter name '" << name << "'");
+          entries_.push_back({name, &p, total});
+          total += (p.shape.numel() + kAlign - 1) / kAlign * kAlign;
+        },
+        prefix);
+    values_ = Tensor<T, B>(Shape{total});
+    grads_ = Tensor<T, B>(Shape{total});
+    Ctx ctx;
+    B::zero_bytes(ctx, values_.data(), sizeof(T) * std::size_t(total));
+    B::zero_bytes(ctx, grads_.data(), sizeof(T) * std::size_t(total));
+    for (auto& e : entries_) {
+      e.param->value = View<T, Space>(values_.data() + e.offset, e.param->shape);
+      e.param->grad = View<T, Space>(grads_.data() + e.offset, e.param->shape);
+    }
+  }
+
+  /// Initialises every parameter from Philox: parameter k (in visiting order) draws stream k.
+  void init(Ctx& ctx, std::uint64_t seed) {
+    for (std::size_t k = 0; k < entries_.size(); ++k)
+      ops::init_param(ctx, entries_[k].param->value, entries_[k].param->init, seed, k);
+  }
+  /// Sets every gradient to zero (the accumulate-into-gradients rule needs this once per step).
+  void zero_grad(Ctx& ctx) { B::zero_bytes(ctx, grads_.data(), sizeof(T) * std::size_t(grads_.numel())); }
+
+  std::vector<Entry> const& entries() const { return entries_; }
+  /// Number of parameter elements (without alignment padding).
+  std::int64_t count() const {
+    std::int64_t n = 0;
+    for (auto const& e : entries_) n += e.param->shape.numel();
+    return n;
+  }
+  /// The flat buffers, padding included (padding is zero in values and gradients).
+  View<T, Space> values() { return values_.view(); }
+  View<T, Space> grads() { return grads_.view(); }
+  View<T const, Space> values() const { return values_.cview(); }
+  View<T const, Space> grads() const { return grads_.cview(); }
+
+  /// The parameter called `name`; throws naming the known parameters when there is none.
+  Param<T, Space>& find(std::string const& name) const {
+    for (auto const& e : entries_)
+      if (e.name == name) return *e.param;
+    std::string known;
+    for (auto const& e : entries_) known += (known.empty() ? "" : ", ") + e.name;
+    HSEQ_FAIL("ParamStore: no parameter named '" << name << "' (known: " << known << ")");
+  }
+
+ private:
+  std::vector<Entry> entries_;
+  Tensor<T, B> values_, grads_;
+};
+
+}  // namespace hseq::nn

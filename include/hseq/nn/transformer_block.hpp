@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: MIT
+/// @file
+/// @brief `TransformerBlock`: the pre-LayerNorm block (GPT-2 style).
+///   x1 = x + Attn(LN1(x), mem)        y = x1 + Mlp(LN2(x1))
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "hseq/backend/backend.hpp"
+#include "hseq/core/error.hpp"
+#include "hseq/core/workspace.hpp"
+#include "hseq/nn/attention.hpp"
+#include "hseq/nn/layer_norm.hpp"
+#include "hseq/nn/mlp.hpp"
+#include "hseq/nn/module.hpp"
+#include "hseq/ops/elementwise.hpp"
+
+namespace hseq::nn {
+
+template <Backend B, class T>
+class TransformerBlock {
+ public:
+  using Space = typename B::Space;
+  using Ctx = typename B::Context;
+  using CView = View<T const, Space>;
+  using MView = View<T, Space>;
+  using Attention = MultiHeadAttention<B, T>;
+
+  struct Config {
+    std::int64_t dim = 0, heads = 1;
+    std::int64_t mlp_hidden = 0;  ///< 0 means 4 * dim
+    AttentionMask mask = AttentionMask::causal();
+    bool bias = true;
+    double eps = 1e-5;
+    double init_std = 0.02;
+    double out_init_std = 0.0;  ///< std of the two residual-branch output projections; 0: init_std
+  };
+  struct Saved {
+    typename LayerNorm<B, T>::Saved ln1, ln2;
+    typename Attention::Saved attn;
+    typename Mlp<B, T>::Saved mlp;
+    MView h1;  // [B, T, dim] LN1(x)
+    MView x1;  // [B, T, dim] x + attention
+    MView h2;  // [B, T, dim] LN2(x1)
+  };
+
+  explicit TransformerBlock(Config c)
+      : cfg_(c),
+        ln1_({c.dim, c.eps}),
+        attn_({c.dim, c.heads, c.mask, c.bias, c.init_std, c.out_init_std}),
+        ln2_({c.dim, c.eps}),
+        mlp_({c.dim, c.mlp_hidden, c.bias, c.init_std, c.out_init_std}) {}
+  Config const& config() const { return cfg_; }
+
+  template <class F>
+  void visit_params(F&& f, std::string const& prefix = "") {
+    ln1_.visit_params(f, prefix + "ln1.");
+    attn_.visit_params(f, prefix + "attn.");
+    ln2_.visit_params(f, prefix + "ln2.");
+    mlp_.visit_params(f, prefix + "mlp.");
+  }
+
+  /// Bytes forward carves for x: [batch, t, dim] with a memory of tm positions.
+  std::size_t forward_workspace(std::int64_t batch, std::int64_t t, std::int64_t tm = 0) const {
+    std::int64_t n = batch * t;
+    return 3 * aligned_bytes<T>(n * cfg_.dim) + ln1_.forward_workspace(n) + ln2_.forward_workspace(n) +
+           attn_.forward_workspace({batch, t, t, tm}) + mlp_.forward_workspace(n);
+  }
+  std::size_t backward_workspace(std::int64_t batch, std::int64_t t, std::int64_t tm = 0) const {
+    std::int64_t n = batch * t;
+    std::size_t inner = std::max(mlp_.backward_workspace(n), attn_.backward_workspace({batch, t, t, tm}));
+    return 2 * aligned_bytes<T>(n * cfg_.dim) + inner;
+  }
+
+  /// y = block(x); x, y: [B, T, dim]; mem: [B, Tm, dim] or empty (keys/values prefix for attention).
+  Saved forward(Ctx& ctx, CView x, MView y, Arena<Space>& ws, CView mem = {}) const {
+    HSEQ_CHECK(x.rank() == 3 && x.size(2) == cfg_.dim && y.shape == x.shape,
+               "TransformerBlock(dim " << cfg_.dim << "): x " << x.shape << ", y " << y.shape
+                                       << " (expected [B, T, dim])");
+    Saved s;
+    s.h1 = ws.template take<T>(x.shape, "block.h1");
+    s.x1 = ws.template take<T>(x.shape, "block.x1");
+    s.h2 = ws.template take<T>(x.shape, "block.h2");
+    s.ln1 = ln1_.forward(ctx, x, s.h1, ws);
+    s.attn = attn_.forward(ctx, s.h1, s.h1, mem, s.x1, ws);
+    ops::axpy<T>(ctx, T(1), x, s.x1);  // x1 = x + attn
+    s.ln2 = ln2_.forward(ctx, s.x1, s.h2, ws);
+    s.mlp = mlp_.forward(ctx, s.h2, y, ws);
+    ops::axpy<T>(ctx, T(1), s.x1, y);  // y = x1 + mlp
+    return s;
+  }
+
+  /// dx (overwritten) from dy; parameter gradients accumulate. dmem: gradient of the memory (may be empty).
+  void backward(Ctx& ctx, Saved const& s, CView dy, MView dx, Arena<Space>& ws, MView dmem = {}) const {
+    HSEQ_CHECK(dy.shape == s.h1.shape && dx.shape == s.h1.shape,
+               "TransformerBlock::backward: dy " << dy.shape << ", dx " << dx.shape << ", expected " << s.h1.shape);
+    ArenaScope<Space> scope(ws);
+    MView dh = ws.template take<T>(dy.shape, "block.dh");
+    MView dx1 = ws.template take<T>(dy.shape, "block.dx1");
+    mlp_.backward(ctx, s.mlp, dy, dh, ws);           // dh = d LN2-out
+    ln2_.backward(ctx, s.ln2, dh, dx1, ws);          // dx1 = LN2 path
+    ops::axpy<T>(ctx, T(1), dy, dx1);                // + residual
+    attn_.backward(ctx, s.attn, dx1, dh, dh, dmem, ws);  // dh = d LN1-out (query and key/value paths)
+    ln1_.backward(ctx, s.ln1, dh, dx, ws);           // dx = LN1 path
+    ops::axpy<T>(ctx, T(1), CView(dx1), dx);         // + residual
+  }
+
+ private:
+  Config cfg_;
+  LayerNorm<B, T> ln1_;
+  Attention attn_;
+  LayerNorm<B, T> ln2_;
+  Mlp<B, T> mlp_;
+};
+
+}  // namespace hseq::nn

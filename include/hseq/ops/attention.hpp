@@ -1,0 +1,155 @@
+// SPDX-License-Identifier: MIT
+/// @file
+/// @brief Multi-head scaled dot-product attention core on the CPU: softmax(scale Q K^T + mask) V.
+///
+/// Layouts (heads are column blocks, so the projections need no transposes):
+///   q     [B, Tq, H*dh]      query projections
+///   kv    [B, Tk, 2*H*dh]    keys in columns [0, H*dh), values in [H*dh, 2*H*dh); the first
+///                            `prefix` key rows are a memory, always visible
+///   out   [B, Tq, H*dh]
+///   probs [B, H, Tq, Tk]     saved for backward; masked entries are exactly zero
+/// Query rows are processed in blocks; a block only multiplies against the keys some row of it can
+/// see (`AttentionMask::visible` is non-decreasing), so causal attention costs about half of full.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "hseq/backend/cpu.hpp"
+#include "hseq/core/error.hpp"
+#include "hseq/core/tensor_view.hpp"
+#include "hseq/ops/attention_mask.hpp"
+#include "hseq/ops/gemm.hpp"
+#include "hseq/ops/softmax.hpp"
+
+namespace hseq::ops {
+
+/// Shapes of one attention call.
+struct AttentionDims {
+  std::int64_t batch = 0, heads = 0, tq = 0, tk = 0, head_dim = 0, prefix = 0;
+  std::int64_t width() const { return heads * head_dim; }
+};
+
+/// Query rows per block in the CPU attention kernels.
+inline constexpr std::int64_t kAttentionQueryBlock = 64;
+
+namespace detail {
+template <class T, class S1, class S2, class S3>
+void check_attention(AttentionDims const& d, View<T const, S1> q, View<T const, S2> kv, View<T, S3> out,
+                     char const* who) {
+  HSEQ_CHECK(q.shape == (Shape{d.batch, d.tq, d.width()}), who << ": q " << q.shape << " is not [B, Tq, H*dh] = "
+                                                                << Shape{d.batch, d.tq, d.width()});
+  HSEQ_CHECK(kv.shape == (Shape{d.batch, d.tk, 2 * d.width()}),
+             who << ": kv " << kv.shape << " is not [B, Tk, 2*H*dh] = " << Shape{d.batch, d.tk, 2 * d.width()});
+  HSEQ_CHECK(out.shape == q.shape, who << ": out " << out.shape << " differs from q " << q.shape);
+  HSEQ_CHECK(0 <= d.prefix && d.prefix <= d.tk, who << ": prefix " << d.prefix << " outside [0, Tk = " << d.tk << "]");
+}
+}  // namespace detail
+
+/// Scratch elements `attention_backward` needs (one dP block per thread).
+inline std::int64_t attention_backward_scratch(AttentionDims const& d, int threads) {
+  return std::int64_t(threads) * kAttentionQueryBlock * d.tk;
+}
+
+template <class T>
+void attention_forward(cpu::Context&, AttentionDims const& d, AttentionMask mask, T scale,
+                       View<T const, HostSpace> q, View<T const, HostSpace> kv, View<T, HostSpace> out,
+                       View<T, HostSpace> probs) {
+  detail::check_attention(d, q, kv, out, "attention_forward");
+  HSEQ_CHECK(probs.shape == (Shape{d.batch, d.heads, d.tq, d.tk}),
+             "attention_forward: probs " << probs.shape << " is not [B, H, Tq, Tk]");
+  std::int64_t const w = d.width(), bh = d.batch * d.heads;
+#pragma omp parallel for schedule(dynamic, 1) if (bh > 1)
+  for (std::int64_t p = 0; p < bh; ++p) {
+    std::int64_t b = p / d.heads, h = p % d.heads;
+    T const* qb = q.data + b * d.tq * w + h * d.head_dim;
+    T const* kb = kv.data + b * d.tk * 2 * w + h * d.head_dim;
+    T const* vb = kb + w;
+    T* ob = out.data + b * d.tq * w + h * d.head_dim;
+    T* pb = probs.data + p * d.tq * d.tk;
+    for (std::int64_t i0 = 0; i0 < d.tq; i0 += kAttentionQueryBlock) {
+      std::int64_t i1 = std::min(d.tq, i0 + kAttentionQueryBlock), rows = i1 - i0;
+      std::int64_t kend = mask.visible(i1 - 1, d.tk, d.prefix);
+      T* pblk = pb + i0 * d.tk;
+      if (kend > 0)  // raw scores of the visible key range: S = Q K^T
+        detail::gemm_host<T>(Trans::kNo, {qb + i0 * w, rows, d.head_dim, w}, Trans::kYes, {kb, kend, d.head_dim, 2 * w},
+                             {pblk, rows, kend, d.tk}, T(1), T(0));
+      for (std::int64_t i = i0; i < i1; ++i) {
+        T* row = pb + i * d.tk;
+        detail::softmax_row(row, row, mask.visible(i, d.tk, d.prefix), d.tk, scale);
+      }
+      Mat<T, HostSpace> oblk(ob + i0 * w, rows, d.head_dim, w);
+      if (kend > 0)
+        detail::gemm_host<T>(Trans::kNo, {pblk, rows, kend, d.tk}, Trans::kNo, {vb, kend, d.head_dim, 2 * w}, oblk,
+                             T(1), T(0));
+      else
+        for (std::int64_t i = 0; i < rows; ++i) std::fill(oblk.data + i * w, oblk.data + i * w + d.head_dim, T(0));
+    }
+  }
+}
+
+/// Gradients of the attention core. dq and dkv are overwritten. `scratch` holds at least
+/// `attention_backward_scratch(d, omp threads)` elements.
+template <class T>
+void attention_backward(cpu::Context&, AttentionDims const& d, AttentionMask mask, T scale,
+                        View<T const, HostSpace> q, View<T const, HostSpace> kv, View<T const, HostSpace> probs,
+                        View<T const, HostSpace> dout, View<T, HostSpace> dq, View<T, HostSpace> dkv,
+                        View<T, HostSpace> scratch) {
+  detail::check_attention(d, q, kv, dq, "attention_backward");
+  HSEQ_CHECK(dout.shape == q.shape && dkv.shape == kv.shape,
+             "attention_backward: dout " << dout.shape << " / dkv " << dkv.shape << " must match q " << q.shape
+                                         << " / kv " << kv.shape);
+  int const threads = hseq::detail::max_threads();
+  HSEQ_CHECK(scratch.numel() >= attention_backward_scratch(d, threads),
+             "attention_backward: scratch of " << scratch.numel() << " elements, need "
+                                               << attention_backward_scratch(d, threads) << " for " << threads
+                                               << " threads (was the workspace planned with fewer threads?)");
+  std::int64_t const w = d.width(), bh = d.batch * d.heads;
+#pragma omp parallel for schedule(dynamic, 1) if (bh > 1)
+  for (std::int64_t p = 0; p < bh; ++p) {
+    std::int64_t b = p / d.heads, h = p % d.heads;
+    T const* qb = q.data + b * d.tq * w + h * d.head_dim;
+    T const* kb = kv.data + b * d.tk * 2 * w + h * d.head_dim;
+    T const* vb = kb + w;
+    T const* dob = dout.data + b * d.tq * w + h * d.head_dim;
+    T* dqb = dq.data + b * d.tq * w + h * d.head_dim;
+    T* dkb = dkv.data + b * d.tk * 2 * w + h * d.head_dim;
+    T* dvb = dkb + w;
+    T const* pb = probs.data + p * d.tq * d.tk;
+    T* ds = scratch.data + hseq::detail::thread_id() * kAttentionQueryBlock * d.tk;
+    for (std::int64_t j = 0; j < d.tk; ++j) {
+      std::fill(dkb + j * 2 * w, dkb + j * 2 * w + d.head_dim, T(0));
+      std::fill(dvb + j * 2 * w, dvb + j * 2 * w + d.head_dim, T(0));
+    }
+    for (std::int64_t i0 = 0; i0 < d.tq; i0 += kAttentionQueryBlock) {
+      std::int64_t i1 = std::min(d.tq, i0 + kAttentionQueryBlock), rows = i1 - i0;
+      std::int64_t kend = mask.visible(i1 - 1, d.tk, d.prefix);
+      Mat<T, HostSpace> dqblk(dqb + i0 * w, rows, d.head_dim, w);
+      if (kend == 0) {
+        for (std::int64_t i = 0; i < rows; ++i) std::fill(dqblk.data + i * w, dqblk.data + i * w + d.head_dim, T(0));
+        continue;
+      }
+      Mat<T const, HostSpace> pblk(pb + i0 * d.tk, rows, kend, d.tk);
+      Mat<T const, HostSpace> doblk(dob + i0 * w, rows, d.head_dim, w);
+      // dP = dO V^T   [rows, kend]
+      detail::gemm_host<T>(Trans::kNo, doblk, Trans::kYes, {vb, kend, d.head_dim, 2 * w}, {ds, rows, kend, kend}, T(1),
+                           T(0));
+      // dV += P^T dO  [kend, dh]
+      detail::gemm_host<T>(Trans::kYes, pblk, Trans::kNo, doblk, {dvb, kend, d.head_dim, 2 * w}, T(1), T(1));
+      // dS = scale * P (dP - rowsum(P dP))
+      for (std::int64_t i = 0; i < rows; ++i) {
+        std::int64_t vis = mask.visible(i0 + i, d.tk, d.prefix);
+        T* dsr = ds + i * kend;
+        detail::softmax_row_backward(pb + (i0 + i) * d.tk, dsr, dsr, vis, kend);
+        for (std::int64_t j = 0; j < vis; ++j) dsr[j] *= scale;
+      }
+      Mat<T const, HostSpace> dsblk(ds, rows, kend, kend);
+      // dQ = dS K  [rows, dh];  dK += dS^T Q  [kend, dh]
+      detail::gemm_host<T>(Trans::kNo, dsblk, Trans::kNo, {kb, kend, d.head_dim, 2 * w}, dqblk, T(1), T(0));
+      detail::gemm_host<T>(Trans::kYes, dsblk, Trans::kNo, {qb + i0 * w, rows, d.head_dim, w},
+                           {dkb, kend, d.head_dim, 2 * w}, T(1), T(1));
+    }
+  }
+}
+
+}  // namespace hseq::ops

@@ -1,0 +1,114 @@
+// SPDX-License-Identifier: MIT
+/// @file
+/// @brief GEMM on the CPU: C = alpha * op(A) * op(B) + beta * C, single and strided-batched.
+///
+/// Matrices are row-major with a leading dimension (`Mat`), so heads inside a [B, T, H*dh] buffer
+/// and rows of a strided sequence are addressed without copies. With `HSEQ_USE_CBLAS` the product
+/// goes to the system CBLAS (OpenBLAS on Debian), otherwise to Eigen's own kernels.
+#pragma once
+
+#include <cstdint>
+#include <type_traits>
+
+#include <Eigen/Core>
+
+#if defined(HSEQ_USE_CBLAS)
+#include <cblas.h>
+#endif
+
+#include "hseq/backend/cpu.hpp"
+#include "hseq/core/error.hpp"
+#include "hseq/core/tensor_view.hpp"
+#include "hseq/ops/mat.hpp"
+
+namespace hseq::ops {
+
+/// Whether a GEMM operand is used as stored or transposed.
+enum class Trans { kNo, kYes };
+
+namespace detail {
+template <class T, class Space>
+void check_gemm(Trans ta, Mat<T const, Space> a, Trans tb, Mat<T const, Space> b, Mat<T, Space> c) {
+  std::int64_t m = ta == Trans::kNo ? a.rows : a.cols, k = ta == Trans::kNo ? a.cols : a.rows;
+  std::int64_t k2 = tb == Trans::kNo ? b.rows : b.cols, n = tb == Trans::kNo ? b.cols : b.rows;
+  HSEQ_CHECK(k == k2 && c.rows == m && c.cols == n,
+             "gemm: op(A) is [" << m << ", " << k << "], op(B) is [" << k2 << ", " << n << "], C is [" << c.rows
+                                << ", " << c.cols << "]");
+  HSEQ_CHECK(a.ld >= a.cols && b.ld >= b.cols && c.ld >= c.cols,
+             "gemm: leading dimensions (" << a.ld << ", " << b.ld << ", " << c.ld << ") smaller than the columns");
+}
+
+template <class T>
+using RowMajorMap = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>, Eigen::Unaligned,
+                               Eigen::OuterStride<>>;
+template <class T>
+using ConstRowMajorMap = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> const,
+                                    Eigen::Unaligned, Eigen::OuterStride<>>;
+
+template <class T>
+void gemm_host(Trans ta, Mat<T const, HostSpace> a, Trans tb, Mat<T const, HostSpace> b, Mat<T, HostSpace> c,
+               T alpha, T beta) {
+  std::int64_t m = c.rows, n = c.cols, k = ta == Trans::kNo ? a.cols : a.rows;
+  if (m == 0 || n == 0) return;
+  if (k == 0) {  // empty sum: C = beta * C
+    for (std::int64_t i = 0; i < m; ++i)
+      for (std::int64_t j = 0; j < n; ++j) c.data[i * c.ld + j] = beta == T(0) ? T(0) : beta * c.data[i * c.ld + j];
+    return;
+  }
+#if defined(HSEQ_USE_CBLAS)
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+    auto tA = ta == Trans::kNo ? CblasNoTrans : CblasTrans;
+    auto tB = tb == Trans::kNo ? CblasNoTrans : CblasTrans;
+    if constexpr (std::is_same_v<T, float>)
+      cblas_sgemm(CblasRowMajor, tA, tB, int(m), int(n), int(k), alpha, a.data, int(a.ld), b.data, int(b.ld), beta,
+                  c.data, int(c.ld));
+    else
+      cblas_dgemm(CblasRowMajor, tA, tB, int(m), int(n), int(k), alpha, a.data, int(a.ld), b.data, int(b.ld), beta,
+                  c.data, int(c.ld));
+    return;
+  }
+#endif
+  ConstRowMajorMap<T> A(a.data, a.rows, a.cols, Eigen::OuterStride<>(a.ld));
+  ConstRowMajorMap<T> B(b.data, b.rows, b.cols, Eigen::OuterStride<>(b.ld));
+  RowMajorMap<T> C(c.data, c.rows, c.cols, Eigen::OuterStride<>(c.ld));
+  if (beta == T(0)) {
+    if (ta == Trans::kNo && tb == Trans::kNo) C.noalias() = alpha * (A * B);
+    else if (ta == Trans::kNo) C.noalias() = alpha * (A * B.transpose());
+    else if (tb == Trans::kNo) C.noalias() = alpha * (A.transpose() * B);
+    else C.noalias() = alpha * (A.transpose() * B.transpose());
+  } else {
+    if (beta != T(1)) C *= beta;
+    if (ta == Trans::kNo && tb == Trans::kNo) C.noalias() += alpha * (A * B);
+    else if (ta == Trans::kNo) C.noalias() += alpha * (A * B.transpose());
+    else if (tb == Trans::kNo) C.noalias() += alpha * (A.transpose() * B);
+    else C.noalias() += alpha * (A.transpose() * B.transpose());
+  }
+}
+}  // namespace detail
+
+/// C[M, N] = alpha * op(A)[M, K] * op(B)[K, N] + beta * C. With beta == 0, C is not read.
+template <class T>
+void gemm(cpu::Context&, Trans ta, Mat<T const, HostSpace> a, Trans tb, Mat<T const, HostSpace> b,
+          Mat<T, HostSpace> c, T alpha = T(1), T beta = T(0)) {
+  detail::check_gemm(ta, a, tb, b, c);
+  detail::gemm_host(ta, a, tb, b, c, alpha, beta);
+}
+
+/// `batch` independent GEMMs; operand i starts at data + i * stride. Batches run in parallel, each
+/// GEMM single-threaded inside the parallel region (Eigen and OpenBLAS-openmp detect the nesting).
+template <class T>
+void gemm_strided_batched(cpu::Context&, std::int64_t batch, Trans ta, Mat<T const, HostSpace> a,
+                          std::int64_t stride_a, Trans tb, Mat<T const, HostSpace> b, std::int64_t stride_b,
+                          Mat<T, HostSpace> c, std::int64_t stride_c, T alpha = T(1), T beta = T(0)) {
+  detail::check_gemm(ta, a, tb, b, c);
+  HSEQ_CHECK(batch >= 0, "gemm_strided_batched: negative batch " << batch);
+#pragma omp parallel for schedule(static) if (batch > 1)
+  for (std::int64_t i = 0; i < batch; ++i) {
+    Mat<T const, HostSpace> ai(a.data + i * stride_a, a.rows, a.cols, a.ld);
+    Mat<T const, HostSpace> bi(b.data + i * stride_b, b.rows, b.cols, b.ld);
+    Mat<T, HostSpace> ci(c.data + i * stride_c, c.rows, c.cols, c.ld);
+    detail::gemm_host(ta, ai, tb, bi, ci, alpha, beta);
+  }
+}
+
+}  // namespace hseq::ops

@@ -1,0 +1,171 @@
+// SPDX-License-Identifier: MIT
+/// @file
+/// @brief GRU and LSTM cell element-wise math for one time step (PyTorch gate order and equations).
+///
+/// The recurrent modules do the matrix products (one GEMM for all input projections, one per step
+/// for the hidden projection); these ops do the gate non-linearities. Inputs are `Mat`s so that a
+/// time step of a batch-first [B, T, G] buffer (row stride T*G) is addressed without a copy.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "hseq/backend/cpu.hpp"
+#include "hseq/core/error.hpp"
+#include "hseq/ops/elementwise.hpp"
+#include "hseq/ops/gemm.hpp"
+
+namespace hseq::ops {
+
+namespace detail {
+template <class T>
+HSEQ_HOST_DEVICE T sigmoid(T x) {
+  return T(1) / (T(1) + std::exp(-x));
+}
+inline void check_cell(std::int64_t b, std::int64_t cols, std::int64_t want_b, std::int64_t want_cols, char const* who,
+                       char const* what) {
+  HSEQ_CHECK(b == want_b && cols == want_cols,
+             who << ": " << what << " is [" << b << ", " << cols << "], expected [" << want_b << ", " << want_cols << "]");
+}
+}  // namespace detail
+
+/// GRU step. xp = x W_ih^T + b_ih, gh = h W_hh^T + b_hh (both [B, 3H], gate blocks r, z, n):
+///   r = σ(xp_r + gh_r), z = σ(xp_z + gh_z), n = tanh(xp_n + r ⊙ gh_n), h = (1 - z) ⊙ n + z ⊙ h_prev.
+/// Saves gates [B, 4H] = (r, z, n, gh_n) for backward.
+template <class T>
+void gru_cell_forward(cpu::Context&, Mat<T const, HostSpace> xp, Mat<T const, HostSpace> gh,
+                      Mat<T const, HostSpace> h_prev, Mat<T, HostSpace> gates, Mat<T, HostSpace> h) {
+  std::int64_t bsz = h.rows, hd = h.cols;
+  detail::check_cell(xp.rows, xp.cols, bsz, 3 * hd, "gru_cell_forward", "xp");
+  detail::check_cell(gh.rows, gh.cols, bsz, 3 * hd, "gru_cell_forward", "gh");
+  detail::check_cell(h_prev.rows, h_prev.cols, bsz, hd, "gru_cell_forward", "h_prev");
+  detail::check_cell(gates.rows, gates.cols, bsz, 4 * hd, "gru_cell_forward", "gates");
+#pragma omp parallel for schedule(static) if (bsz * hd > kParallelGrain)
+  for (std::int64_t b = 0; b < bsz; ++b) {
+    T const* x = xp.data + b * xp.ld;
+    T const* g = gh.data + b * gh.ld;
+    T const* hp = h_prev.data + b * h_prev.ld;
+    T* s = gates.data + b * gates.ld;
+    T* ho = h.data + b * h.ld;
+    for (std::int64_t j = 0; j < hd; ++j) {
+      T r = detail::sigmoid(x[j] + g[j]);
+      T z = detail::sigmoid(x[hd + j] + g[hd + j]);
+      T n = std::tanh(x[2 * hd + j] + r * g[2 * hd + j]);
+      s[j] = r;
+      s[hd + j] = z;
+      s[2 * hd + j] = n;
+      s[3 * hd + j] = g[2 * hd + j];
+      ho[j] = (T(1) - z) * n + z * hp[j];
+    }
+  }
+}
+
+/// GRU step backward. dh: gradient of the step's output state. Writes (overwrites) dxp and dgh
+/// (gradients of the pre-activations xp and gh) and dh_prev = dh ⊙ z (the direct path; the caller
+/// adds dgh W_hh).
+template <class T>
+void gru_cell_backward(cpu::Context&, Mat<T const, HostSpace> dh, Mat<T const, HostSpace> h_prev,
+                       Mat<T const, HostSpace> gates, Mat<T, HostSpace> dxp, Mat<T, HostSpace> dgh,
+                       Mat<T, HostSpace> dh_prev) {
+  std::int64_t bsz = dh.rows, hd = dh.cols;
+  detail::check_cell(h_prev.rows, h_prev.cols, bsz, hd, "gru_cell_backward", "h_prev");
+  detail::check_cell(gates.rows, gates.cols, bsz, 4 * hd, "gru_cell_backward", "gates");
+  detail::check_cell(dxp.rows, dxp.cols, bsz, 3 * hd, "gru_cell_backward", "dxp");
+  detail::check_cell(dgh.rows, dgh.cols, bsz, 3 * hd, "gru_cell_backward", "dgh");
+  detail::check_cell(dh_prev.rows, dh_prev.cols, bsz, hd, "gru_cell_backward", "dh_prev");
+#pragma omp parallel for schedule(static) if (bsz * hd > kParallelGrain)
+  for (std::int64_t b = 0; b < bsz; ++b) {
+    T const* d = dh.data + b * dh.ld;
+    T const* hp = h_prev.data + b * h_prev.ld;
+    T const* s = gates.data + b * gates.ld;
+    T* dx = dxp.data + b * dxp.ld;
+    T* dg = dgh.data + b * dgh.ld;
+    T* dhp = dh_prev.data + b * dh_prev.ld;
+    for (std::int64_t j = 0; j < hd; ++j) {
+      T r = s[j], z = s[hd + j], n = s[2 * hd + j], ghn = s[3 * hd + j];
+      T dn = d[j] * (T(1) - z) * (T(1) - n * n);
+      T dz = d[j] * (hp[j] - n) * z * (T(1) - z);
+      T dr = dn * ghn * r * (T(1) - r);
+      dx[j] = dr;
+      dx[hd + j] = dz;
+      dx[2 * hd + j] = dn;
+      dg[j] = dr;
+      dg[hd + j] = dz;
+      dg[2 * hd + j] = dn * r;
+      dhp[j] = d[j] * z;
+    }
+  }
+}
+
+/// LSTM step (gate blocks i, f, g, o): pre = xp + gh [B, 4H];
+///   i = σ, f = σ, g = tanh, o = σ;  c = f ⊙ c_prev + i ⊙ g;  h = o ⊙ tanh(c).
+/// Saves the activated gates acts [B, 4H]; c and h are written.
+template <class T>
+void lstm_cell_forward(cpu::Context&, Mat<T const, HostSpace> xp, Mat<T const, HostSpace> gh,
+                       Mat<T const, HostSpace> c_prev, Mat<T, HostSpace> acts, Mat<T, HostSpace> c,
+                       Mat<T, HostSpace> h) {
+  std::int64_t bsz = h.rows, hd = h.cols;
+  detail::check_cell(xp.rows, xp.cols, bsz, 4 * hd, "lstm_cell_forward", "xp");
+  detail::check_cell(gh.rows, gh.cols, bsz, 4 * hd, "lstm_cell_forward", "gh");
+  detail::check_cell(c_prev.rows, c_prev.cols, bsz, hd, "lstm_cell_forward", "c_prev");
+  detail::check_cell(acts.rows, acts.cols, bsz, 4 * hd, "lstm_cell_forward", "acts");
+  detail::check_cell(c.rows, c.cols, bsz, hd, "lstm_cell_forward", "c");
+#pragma omp parallel for schedule(static) if (bsz * hd > kParallelGrain)
+  for (std::int64_t b = 0; b < bsz; ++b) {
+    T const* x = xp.data + b * xp.ld;
+    T const* g = gh.data + b * gh.ld;
+    T const* cp = c_prev.data + b * c_prev.ld;
+    T* a = acts.data + b * acts.ld;
+    T* co = c.data + b * c.ld;
+    T* ho = h.data + b * h.ld;
+    for (std::int64_t j = 0; j < hd; ++j) {
+      T i = detail::sigmoid(x[j] + g[j]);
+      T f = detail::sigmoid(x[hd + j] + g[hd + j]);
+      T gg = std::tanh(x[2 * hd + j] + g[2 * hd + j]);
+      T o = detail::sigmoid(x[3 * hd + j] + g[3 * hd + j]);
+      T cn = f * cp[j] + i * gg;
+      a[j] = i;
+      a[hd + j] = f;
+      a[2 * hd + j] = gg;
+      a[3 * hd + j] = o;
+      co[j] = cn;
+      ho[j] = o * std::tanh(cn);
+    }
+  }
+}
+
+/// LSTM step backward. dh: gradient of h; dc: gradient reaching c from the future (the next step's
+/// dc_prev, or the final cell-state gradient). Writes dgates [B, 4H] (gradient of the
+/// pre-activations, shared by xp and gh) and dc_prev. dh_prev is the caller's dgates W_hh.
+template <class T>
+void lstm_cell_backward(cpu::Context&, Mat<T const, HostSpace> dh, Mat<T const, HostSpace> dc,
+                        Mat<T const, HostSpace> c_prev, Mat<T const, HostSpace> c, Mat<T const, HostSpace> acts,
+                        Mat<T, HostSpace> dgates, Mat<T, HostSpace> dc_prev) {
+  std::int64_t bsz = dh.rows, hd = dh.cols;
+  detail::check_cell(dc.rows, dc.cols, bsz, hd, "lstm_cell_backward", "dc");
+  detail::check_cell(acts.rows, acts.cols, bsz, 4 * hd, "lstm_cell_backward", "acts");
+  detail::check_cell(dgates.rows, dgates.cols, bsz, 4 * hd, "lstm_cell_backward", "dgates");
+  detail::check_cell(dc_prev.rows, dc_prev.cols, bsz, hd, "lstm_cell_backward", "dc_prev");
+#pragma omp parallel for schedule(static) if (bsz * hd > kParallelGrain)
+  for (std::int64_t b = 0; b < bsz; ++b) {
+    T const* dhr = dh.data + b * dh.ld;
+    T const* dcr = dc.data + b * dc.ld;
+    T const* cp = c_prev.data + b * c_prev.ld;
+    T const* cr = c.data + b * c.ld;
+    T const* a = acts.data + b * acts.ld;
+    T* dg = dgates.data + b * dgates.ld;
+    T* dcp = dc_prev.data + b * dc_prev.ld;
+    for (std::int64_t j = 0; j < hd; ++j) {
+      T i = a[j], f = a[hd + j], g = a[2 * hd + j], o = a[3 * hd + j];
+      T tc = std::tanh(cr[j]);
+      T dct = dcr[j] + dhr[j] * o * (T(1) - tc * tc);
+      dg[j] = dct * g * i * (T(1) - i);
+      dg[hd + j] = dct * cp[j] * f * (T(1) - f);
+      dg[2 * hd + j] = dct * i * (T(1) - g * g);
+      dg[3 * hd + j] = dhr[j] * tc * o * (T(1) - o);
+      dcp[j] = dct * f;
+    }
+  }
+}
+
+}  // namespace hseq::ops

@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: MIT
+/// @file
+/// @brief `AdamW` over a `ParamStore`: decoupled weight decay (applied to parameters whose
+/// `decay` flag is set), bias-corrected moments, state kept in two flat buffers shaped like the store.
+#pragma once
+
+#include <cstdint>
+
+#include "hseq/backend/backend.hpp"
+#include "hseq/core/error.hpp"
+#include "hseq/core/tensor.hpp"
+#include "hseq/nn/parameter.hpp"
+#include "hseq/ops/adamw.hpp"
+
+namespace hseq::train {
+
+template <Backend B, class T>
+class AdamW {
+ public:
+  using Space = typename B::Space;
+  using Ctx = typename B::Context;
+
+  struct Config {
+    double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.01;
+  };
+
+  AdamW(nn::ParamStore<B, T>& store, Config c) : store_(&store), cfg_(c) {
+    HSEQ_CHECK(c.lr >= 0 && c.eps > 0 && c.beta1 >= 0 && c.beta1 < 1 && c.beta2 >= 0 && c.beta2 < 1 &&
+                   c.weight_decay >= 0,
+               "AdamW: invalid hyper-parameters lr " << c.lr << ", betas (" << c.beta1 << ", " << c.beta2 << "), eps "
+                                                     << c.eps << ", weight_decay " << c.weight_decay);
+    m_ = Tensor<T, B>(store.values().shape);
+    v_ = Tensor<T, B>(store.values().shape);
+    reset();
+  }
+
+  /// Zeroes the moments and the step count.
+  void reset() {
+    Ctx ctx;
+    B::zero_bytes(ctx, m_.data(), sizeof(T) * std::size_t(m_.numel()));
+    B::zero_bytes(ctx, v_.data(), sizeof(T) * std::size_t(v_.numel()));
+    step_ = 0;
+  }
+
+  /// One update with learning rate `lr` (a schedule's value; the config's lr when negative).
+  void step(Ctx& ctx, double lr = -1) {
+    ++step_;
+    ops::AdamWStep s{lr < 0 ? cfg_.lr : lr, cfg_.beta1, cfg_.beta2, cfg_.eps, 0.0, step_};
+    auto values = store_->values();
+    auto grads = store_->grads();
+    for (auto const& e : store_->entries()) {
+      std::int64_t n = e.param->shape.numel();
+      s.weight_decay = e.param->decay ? cfg_.weight_decay : 0.0;
+      Shape flat{n};
+      ops::adamw_update<T>(ctx, View<T, Space>(values.data + e.offset, flat),
+                           View<T const, Space>(grads.data + e.offset, flat), View<T, Space>(m_.data() + e.offset, flat),
+                           View<T, Space>(v_.data() + e.offset, flat), s);
+    }
+  }
+
+  Config const& config() const { return cfg_; }
+  void set_config(Config c) { cfg_ = c; }
+  std::int64_t steps() const { return step_; }
+  void set_steps(std::int64_t s) { step_ = s; }
+  /// First and second moments, flat and aligned like `ParamStore::values()` (for checkpoints).
+  View<T, Space> first_moment() { return m_.view(); }
+  View<T, Space> second_moment() { return v_.view(); }
+
+ private:
+  nn::ParamStore<B, T>* store_;
+  Config cfg_;
+  Tensor<T, B> m_, v_;
+  std::int64_t step_ = 0;
+};
+
+}  // namespace hseq::train

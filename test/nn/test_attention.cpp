@@ -1,0 +1,170 @@
+// SPDX-License-Identifier: MIT
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "hseq/nn/attention.hpp"
+#include "support/gradcheck.hpp"
+
+using namespace hseq;
+using AttnF = nn::MultiHeadAttention<cpu, float>;
+using test::random_tensor;
+using Attn = nn::MultiHeadAttention<cpu, double>;
+using nn::AttentionMask;
+
+namespace {
+
+// Gradient check of cross-attention xq [B, Tq, d] -> keys/values [mem; xkv].
+void check_cross(AttentionMask mask, std::int64_t tq, std::int64_t tk, std::int64_t tm) {
+  cpu::Context ctx;
+  std::int64_t const bsz = 2, d = 6;
+  Attn m({.dim = d, .heads = 2, .mask = mask});
+  nn::ParamStore<cpu, double> ps(m);
+  test::randomize_params(ps, 11);
+  auto xq = random_tensor(Shape{bsz, tq, d}, 1), dxq = random_tensor(Shape{bsz, tq, d}, 0);
+  auto xkv = random_tensor(Shape{bsz, tk, d}, 3), dxkv = random_tensor(Shape{bsz, tk, d}, 0);
+  auto mem = random_tensor(Shape{bsz, tm, d}, 4), dmem = random_tensor(Shape{bsz, tm, d}, 0);
+  auto r = random_tensor(Shape{bsz, tq, d}, 2);
+  Tensor<double, cpu> y(Shape{bsz, tq, d});
+  Attn::Dims dims{bsz, tq, tk, tm};
+  Workspace<cpu> ws(m.forward_workspace(dims) + m.backward_workspace(dims));
+  View<double const, HostSpace> memv = tm > 0 ? mem.cview() : View<double const, HostSpace>{};
+  auto loss = [&] {
+    auto a = ws.arena();
+    m.forward(ctx, xq.cview(), xkv.cview(), memv, y.view(), a);
+    return test::dot(y.cview(), r.cview());
+  };
+  auto grads = [&] {
+    auto a = ws.arena();
+    auto s = m.forward(ctx, xq.cview(), xkv.cview(), memv, y.view(), a);
+    CHECK(a.used() == m.forward_workspace(dims));
+    m.backward(ctx, s, r.cview(), dxq.view(), dxkv.view(), tm > 0 ? dmem.view() : View<double, HostSpace>{}, a);
+  };
+  test::GradCheck gc(ps);
+  gc.input("xq", xq.view(), dxq.view()).input("xkv", xkv.view(), dxkv.view());
+  if (tm > 0) gc.input("mem", mem.view(), dmem.view());
+  gc.run(loss, grads);
+}
+
+}  // namespace
+
+TEST_CASE("gradcheck: MultiHeadAttention self-attention, causal and unmasked") {
+  cpu::Context ctx;
+  for (auto mask : {AttentionMask::causal(), AttentionMask::none()}) {
+    CAPTURE(mask);
+    Attn m({.dim = 8, .heads = 2, .mask = mask});
+    nn::ParamStore<cpu, double> ps(m);
+    test::randomize_params(ps, 7);
+    auto x = random_tensor(Shape{2, 5, 8}, 1), dx = random_tensor(Shape{2, 5, 8}, 0);
+    auto r = random_tensor(Shape{2, 5, 8}, 2);
+    Tensor<double, cpu> y(Shape{2, 5, 8});
+    Attn::Dims dims{2, 5, 5, 0};
+    std::size_t plan = m.forward_workspace(dims) + m.backward_workspace(dims);
+    Workspace<cpu> ws(plan);
+    auto loss = [&] {
+      auto a = ws.arena();
+      m.forward(ctx, x.cview(), y.view(), a);
+      return test::dot(y.cview(), r.cview());
+    };
+    auto grads = [&] {
+      auto a = ws.arena();
+      auto s = m.forward(ctx, x.cview(), y.view(), a);
+      m.backward(ctx, s, r.cview(), dx.view(), a);
+      CHECK(a.high_water() == plan);  // self-attention uses exactly the planned workspace
+    };
+    test::GradCheck(ps).input("x", x.view(), dx.view()).run(loss, grads);
+  }
+}
+
+TEST_CASE("gradcheck: MultiHeadAttention cross-attention with rate-aware masks") {
+  // Upsampling-style: full-rate queries (Tq = 8) see short keys j <= floor(p / 4).
+  check_cross(AttentionMask::rates(1, 0, 4, 0), 8, 2, 0);
+  // Pooling-style: short queries (Tq = 3) see shifted full-rate keys p <= 3i + 2.
+  check_cross(AttentionMask::rates(3, 2, 1, 0), 3, 9, 0);
+  // Unmasked cross-attention.
+  check_cross(AttentionMask::none(), 4, 6, 0);
+}
+
+TEST_CASE("gradcheck: MultiHeadAttention with a memory prefix (input, memory and parameters)") {
+  check_cross(AttentionMask::causal(), 4, 4, 3);
+  check_cross(AttentionMask::none(), 3, 5, 2);
+}
+
+namespace {
+// Runs attention with queries xq and keys xkv and returns the output.
+std::vector<float> run_attn(nn::MultiHeadAttention<cpu, float> const& m, Tensor<float, cpu> const& xq,
+                            Tensor<float, cpu> const& xkv) {
+  cpu::Context ctx;
+  Tensor<float, cpu> y(xq.shape());
+  nn::MultiHeadAttention<cpu, float>::Dims dims{xq.shape()[0], xq.shape()[1], xkv.shape()[1], 0};
+  Workspace<cpu> ws(m.forward_workspace(dims));
+  auto a = ws.arena();
+  m.forward(ctx, xq.cview(), xkv.cview(), {}, y.view(), a);
+  return std::vector<float>(y.data(), y.data() + y.numel());
+}
+}  // namespace
+
+TEST_CASE("attention: causality by perturbation for every mask kind") {
+  cpu::Context ctx;
+  std::int64_t const d = 8, bsz = 2;
+  struct Case {
+    char const* name;
+    AttentionMask mask;
+    std::int64_t tq, tk;
+    // First query index whose output may depend on key t.
+    std::int64_t (*first_dependent)(std::int64_t t);
+  };
+  Case cases[] = {
+      {"causal", AttentionMask::causal(), 70, 70, [](std::int64_t t) { return t; }},
+      // upsampling: query p sees key j iff 4j <= p, so key t first matters at p = 4t
+      {"rates(1,0,4,0)", AttentionMask::rates(1, 0, 4, 0), 72, 18, [](std::int64_t t) { return 4 * t; }},
+      // pooling: query i sees key p iff p <= 4i + 3, so key t first matters at i = ceil((t - 3) / 4)
+      {"rates(4,3,1,0)", AttentionMask::rates(4, 3, 1, 0), 18, 72,
+       [](std::int64_t t) { return t <= 3 ? 0 : (t - 3 + 3) / 4; }},
+  };
+  for (auto const& c : cases) {
+    CAPTURE(c.name);
+    nn::MultiHeadAttention<cpu, float> m({.dim = d, .heads = 2, .mask = c.mask});
+    nn::ParamStore<cpu, float> ps(m);
+    ps.init(ctx, 3);
+    auto xkv = random_tensor<float>(Shape{bsz, c.tk, d}, 1);
+    bool self = c.tq == c.tk;
+    auto xq = self ? random_tensor<float>(Shape{bsz, c.tq, d}, 1) : random_tensor<float>(Shape{bsz, c.tq, d}, 2);
+    auto base = run_attn(m, xq, xkv);
+    for (std::int64_t t : {std::int64_t(0), std::int64_t(1), c.tk / 2, c.tk / 2 + 1, c.tk - 1}) {
+      CAPTURE(t);
+      auto xkv2 = random_tensor<float>(Shape{bsz, c.tk, d}, 1);
+      auto xq2 = self ? random_tensor<float>(Shape{bsz, c.tq, d}, 1) : random_tensor<float>(Shape{bsz, c.tq, d}, 2);
+      for (std::int64_t b = 0; b < bsz; ++b)
+        for (std::int64_t j = 0; j < d; ++j) {
+          xkv2.data()[(b * c.tk + t) * d + j] += 1.5f;
+          if (self) xq2.data()[(b * c.tq + t) * d + j] += 1.5f;
+        }
+      auto out = run_attn(m, xq2, xkv2);
+      std::int64_t first = c.first_dependent(t);
+      bool prefix_identical = true, later_changed = false;
+      for (std::int64_t b = 0; b < bsz; ++b)
+        for (std::int64_t i = 0; i < c.tq; ++i)
+          for (std::int64_t j = 0; j < d; ++j) {
+            std::size_t k = std::size_t((b * c.tq + i) * d + j);
+            if (i < first && out[k] != base[k]) prefix_identical = false;
+            if (i >= first && out[k] != base[k]) later_changed = true;
+          }
+      CHECK(prefix_identical);
+      if (first < c.tq) CHECK(later_changed);  // the test can detect a dependence
+    }
+  }
+}
+
+TEST_CASE("attention: bad configuration and shapes name the values") {
+  CHECK_THROWS_WITH_AS(AttnF({.dim = 10, .heads = 3}),
+                       doctest::Contains("heads 3 do not divide the width 10"), Error);
+  CHECK_THROWS_AS(AttnF({.dim = 0, .heads = 1}), Error);
+  cpu::Context ctx;
+  nn::MultiHeadAttention<cpu, float> m({.dim = 8, .heads = 2});
+  nn::ParamStore<cpu, float> ps(m);
+  Tensor<float, cpu> x(Shape{2, 5, 6}), y(Shape{2, 5, 6});
+  Workspace<cpu> ws(1 << 20);
+  auto a = ws.arena();
+  CHECK_THROWS_WITH_AS(m.forward(ctx, x.cview(), y.view(), a), doctest::Contains("[2, 5, 6]"), Error);
+}

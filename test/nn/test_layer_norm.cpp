@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: MIT
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "hseq/nn/layer_norm.hpp"
+#include "support/gradcheck.hpp"
+
+using namespace hseq;
+using LayerNormF = nn::LayerNorm<cpu, float>;
+using test::random_tensor;
+
+TEST_CASE("gradcheck: LayerNorm (input, weight, bias)") {
+  cpu::Context ctx;
+  nn::LayerNorm<cpu, double> m({.dim = 6});
+  nn::ParamStore<cpu, double> ps(m);
+  test::randomize_params(ps, 5);
+  auto x = random_tensor(Shape{2, 3, 6}, 1), dx = random_tensor(Shape{2, 3, 6}, 0);
+  auto r = random_tensor(Shape{2, 3, 6}, 2);
+  Tensor<double, cpu> y(Shape{2, 3, 6});
+  Workspace<cpu> ws(m.forward_workspace(6) + m.backward_workspace(6));
+  auto loss = [&] {
+    auto a = ws.arena();
+    m.forward(ctx, x.cview(), y.view(), a);
+    return test::dot(y.cview(), r.cview());
+  };
+  auto grads = [&] {
+    auto a = ws.arena();
+    auto s = m.forward(ctx, x.cview(), y.view(), a);
+    m.backward(ctx, s, r.cview(), dx.view(), a);
+    CHECK(a.high_water() == m.forward_workspace(6) + m.backward_workspace(6));
+  };
+  test::GradCheck(ps).input("x", x.view(), dx.view()).run(loss, grads);
+}
+
+TEST_CASE("layer_norm module: known values with default gain and bias") {
+  cpu::Context ctx;
+  nn::LayerNorm<cpu, double> m({.dim = 4, .eps = 1e-5});
+  nn::ParamStore<cpu, double> ps(m);
+  ps.init(ctx, 0);
+  Tensor<double, cpu> x(Shape{1, 4}), y(Shape{1, 4});
+  for (int i = 0; i < 4; ++i) x.data()[i] = i + 1;  // mean 2.5, variance 1.25
+  Workspace<cpu> ws(m.forward_workspace(1));
+  auto a = ws.arena();
+  m.forward(ctx, x.cview(), y.view(), a);
+  for (int i = 0; i < 4; ++i) CHECK(y.data()[i] == doctest::Approx((i + 1 - 2.5) / std::sqrt(1.25 + 1e-5)).epsilon(1e-12));
+}
+
+TEST_CASE("layer_norm module: bad input") {
+  cpu::Context ctx;
+  CHECK_THROWS_AS(LayerNormF({.dim = 0}), Error);
+  nn::LayerNorm<cpu, float> m({.dim = 4});
+  nn::ParamStore<cpu, float> ps(m);
+  Tensor<float, cpu> x(Shape{2, 3}), y(Shape{2, 3});
+  Workspace<cpu> ws(4096);
+  auto a = ws.arena();
+  CHECK_THROWS_WITH_AS(m.forward(ctx, x.cview(), y.view(), a), doctest::Contains("[2, 3]"), Error);
+}

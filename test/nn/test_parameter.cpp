@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: MIT
+#include <doctest/doctest.h>
+
+#include "hseq/nn/linear.hpp"
+#include "hseq/nn/parameter.hpp"
+#include "hseq/nn/transformer_block.hpp"
+#include "support/gradcheck.hpp"
+
+using namespace hseq;
+
+namespace {
+// Two parameters with the same name: binding must refuse.
+struct Twin {
+  nn::Param<float, HostSpace> a{Shape{2}, nn::InitSpec::zeros()}, b{Shape{3}, nn::InitSpec::zeros()};
+  template <class F>
+  void visit_params(F&& f, std::string const& prefix = "") {
+    f(prefix + "w", a);
+    f(prefix + "w", b);
+  }
+};
+}  // namespace
+
+TEST_CASE("parameter: the store binds aligned views, names them, and finds them") {
+  cpu::Context ctx;
+  nn::TransformerBlock<cpu, float> m({.dim = 8, .heads = 2});
+  nn::ParamStore<cpu, float> ps(m, "block0.");
+  REQUIRE(ps.entries().size() == 14);
+  CHECK(ps.entries().front().name == "block0.ln1.weight");
+  CHECK(ps.find("block0.attn.kv.weight").shape == Shape{16, 8});
+  std::int64_t expected = 0;
+  for (auto const& e : ps.entries()) {
+    CHECK(e.offset % nn::ParamStore<cpu, float>::kAlign == 0);
+    CHECK(e.param->value.data == ps.values().data + e.offset);
+    CHECK(e.param->grad.data == ps.grads().data + e.offset);
+    expected += e.param->shape.numel();
+  }
+  CHECK(ps.count() == expected);
+  CHECK_THROWS_WITH_AS(ps.find("block0.nope"), doctest::Contains("block0.ln1.weight"), Error);
+  Twin twin;
+  nn::ParamStore<cpu, float> bad;
+  CHECK_THROWS_WITH_AS(bad.bind(twin), doctest::Contains("duplicate parameter name 'w'"), Error);
+}
+
+TEST_CASE("parameter: initialisation is deterministic per seed and follows each InitSpec") {
+  cpu::Context ctx;
+  nn::TransformerBlock<cpu, float> m1({.dim = 8, .heads = 2}), m2({.dim = 8, .heads = 2});
+  nn::ParamStore<cpu, float> p1(m1), p2(m2);
+  p1.init(ctx, 42);
+  p2.init(ctx, 42);
+  for (std::int64_t i = 0; i < p1.values().numel(); ++i) REQUIRE(p1.values()[i] == p2.values()[i]);
+  p2.init(ctx, 43);
+  bool differs = false;
+  for (std::int64_t i = 0; i < p1.values().numel(); ++i) differs |= p1.values()[i] != p2.values()[i];
+  CHECK(differs);
+  auto gain = p1.find("ln1.weight").value, bias = p1.find("ln1.bias").value;
+  for (std::int64_t i = 0; i < gain.numel(); ++i) {
+    CHECK(gain[i] == 1.f);
+    CHECK(bias[i] == 0.f);
+  }
+  CHECK_FALSE(p1.find("ln1.weight").decay);
+  CHECK(p1.find("mlp.fc1.weight").decay);
+  p1.zero_grad(ctx);
+  for (std::int64_t i = 0; i < p1.grads().numel(); ++i) REQUIRE(p1.grads()[i] == 0.f);
+}
