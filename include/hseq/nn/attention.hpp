@@ -104,6 +104,42 @@ class MultiHeadAttention {
     return s;
   }
 
+  /// Scratch bytes of `forward_step` for n new positions of a batch of `batch` with `cached`
+  /// positions already in the cache.
+  std::size_t step_workspace(std::int64_t batch, std::int64_t n, std::int64_t cached) const {
+    std::int64_t w = cfg_.dim;
+    return 2 * aligned_bytes<T>(batch * n * w) + aligned_bytes<T>(batch * n * 2 * w) +
+           aligned_bytes<T>(batch * cfg_.heads * n * (cached + n));
+  }
+
+  /// Incremental causal self-attention for generation. x: [B, n, dim] holds positions
+  /// [pos, pos + n); cache: [B, T_max, 2 dim] holds the key/value projections of positions < pos
+  /// and receives those of the new ones. y: [B, n, dim]. Equals the rows [pos, pos + n) of a full
+  /// causal forward over positions [0, pos + n). Scratch is released before returning.
+  void forward_step(Ctx& ctx, CView x, MView cache, std::int64_t pos, MView y, Arena<Space>& ws) const {
+    std::int64_t w = cfg_.dim;
+    HSEQ_CHECK(cfg_.mask.kind == AttentionMask::Kind::kCausal,
+               "MultiHeadAttention::forward_step: cached generation needs a causal mask, this one is " << cfg_.mask);
+    HSEQ_CHECK(x.rank() == 3 && x.size(2) == w && y.shape == x.shape && cache.rank() == 3 &&
+                   cache.size(0) == x.size(0) && cache.size(2) == 2 * w,
+               "MultiHeadAttention::forward_step: x " << x.shape << ", y " << y.shape << ", cache " << cache.shape);
+    std::int64_t bsz = x.size(0), n = x.size(1), cap = cache.size(1);
+    HSEQ_CHECK(pos >= 0 && pos + n <= cap, "MultiHeadAttention::forward_step: positions [" << pos << ", " << pos + n
+                                                                                           << ") exceed the cache of "
+                                                                                           << cap << " positions");
+    ArenaScope<Space> scope(ws);
+    MView q = ws.template take<T>(Shape{bsz, n, w}, "attn_step.q");
+    MView kvn = ws.template take<T>(Shape{bsz, n, 2 * w}, "attn_step.kv");
+    MView probs = ws.template take<T>(Shape{bsz, cfg_.heads, n, pos + n}, "attn_step.probs");
+    MView att = ws.template take<T>(Shape{bsz, n, w}, "attn_step.att");
+    q_.forward(ctx, x, q, ws);
+    kv_.forward(ctx, x, kvn, ws);
+    for (std::int64_t b = 0; b < bsz; ++b) ops::copy<T>(ctx, kvn(b), cache(b).slice(pos, pos + n));
+    ops::AttentionDims d{bsz, cfg_.heads, n, pos + n, head_dim(), 0, cap};
+    ops::attention_forward<T>(ctx, d, AttentionMask::rates(1, pos, 1, 0), scale(), q, cache, att, probs);
+    out_.forward(ctx, att, y, ws);
+  }
+
   /// Self-attention backward: dx = d/dx of both the query and the key/value paths.
   void backward(Ctx& ctx, Saved const& s, CView dy, MView dx, Arena<Space>& ws) const {
     backward(ctx, s, dy, dx, dx, MView{}, ws);

@@ -4,6 +4,7 @@
 ///   x1 = x + Attn(LN1(x), mem)        y = x1 + Mlp(LN2(x1))
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -89,6 +90,33 @@ class TransformerBlock {
     s.mlp = mlp_.forward(ctx, s.h2, y, ws);
     ops::axpy<T>(ctx, T(1), s.x1, y);  // y = x1 + mlp
     return s;
+  }
+
+  /// Scratch bytes of `forward_step` (see MultiHeadAttention::step_workspace).
+  std::size_t step_workspace(std::int64_t batch, std::int64_t n, std::int64_t cached) const {
+    std::int64_t r = batch * n;
+    return 3 * aligned_bytes<T>(r * cfg_.dim) + ln1_.forward_workspace(r) +
+           std::max(attn_.step_workspace(batch, n, cached), ln2_.forward_workspace(r) + mlp_.forward_workspace(r));
+  }
+
+  /// Incremental forward for cached generation: x, y: [B, n, dim] at positions [pos, pos + n);
+  /// cache: this block's [B, T_max, 2 dim] key/value cache. Scratch is released before returning.
+  void forward_step(Ctx& ctx, CView x, MView cache, std::int64_t pos, MView y, Arena<Space>& ws) const {
+    HSEQ_CHECK(x.rank() == 3 && x.size(2) == cfg_.dim && y.shape == x.shape,
+               "TransformerBlock::forward_step: x " << x.shape << ", y " << y.shape);
+    ArenaScope<Space> scope(ws);
+    MView h1 = ws.template take<T>(x.shape, "block_step.h1");
+    MView x1 = ws.template take<T>(x.shape, "block_step.x1");
+    MView h2 = ws.template take<T>(x.shape, "block_step.h2");
+    ln1_.forward(ctx, x, h1, ws);
+    attn_.forward_step(ctx, h1, cache, pos, x1, ws);
+    ops::axpy<T>(ctx, T(1), x, x1);
+    ln2_.forward(ctx, x1, h2, ws);
+    {
+      ArenaScope<Space> mlp_scope(ws);
+      mlp_.forward(ctx, h2, y, ws);
+    }
+    ops::axpy<T>(ctx, T(1), x1, y);
   }
 
   /// dx (overwritten) from dy; parameter gradients accumulate. dmem: gradient of the memory (may be empty).

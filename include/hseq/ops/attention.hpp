@@ -27,7 +27,11 @@ namespace hseq::ops {
 /// Shapes of one attention call.
 struct AttentionDims {
   std::int64_t batch = 0, heads = 0, tq = 0, tk = 0, head_dim = 0, prefix = 0;
+  /// Rows per batch element in the kv buffer (>= tk; 0 means tk). A key/value cache of capacity
+  /// T_max holds the first tk rows of each [T_max, 2 H dh] block.
+  std::int64_t kv_rows = 0;
   std::int64_t width() const { return heads * head_dim; }
+  std::int64_t kv_stride_rows() const { return kv_rows > 0 ? kv_rows : tk; }
 };
 
 /// Query rows per block in the CPU attention kernels.
@@ -39,8 +43,8 @@ void check_attention(AttentionDims const& d, View<T const, S1> q, View<T const, 
                      char const* who) {
   HSEQ_CHECK(q.shape == (Shape{d.batch, d.tq, d.width()}), who << ": q " << q.shape << " is not [B, Tq, H*dh] = "
                                                                 << Shape{d.batch, d.tq, d.width()});
-  HSEQ_CHECK(kv.shape == (Shape{d.batch, d.tk, 2 * d.width()}),
-             who << ": kv " << kv.shape << " is not [B, Tk, 2*H*dh] = " << Shape{d.batch, d.tk, 2 * d.width()});
+  HSEQ_CHECK(kv.shape == (Shape{d.batch, d.kv_stride_rows(), 2 * d.width()}) && d.kv_stride_rows() >= d.tk,
+             who << ": kv " << kv.shape << " is not [B, Tk, 2*H*dh] = " << Shape{d.batch, d.kv_stride_rows(), 2 * d.width()});
   HSEQ_CHECK(out.shape == q.shape, who << ": out " << out.shape << " differs from q " << q.shape);
   HSEQ_CHECK(0 <= d.prefix && d.prefix <= d.tk, who << ": prefix " << d.prefix << " outside [0, Tk = " << d.tk << "]");
 }
@@ -63,7 +67,7 @@ void attention_forward(cpu::Context&, AttentionDims const& d, AttentionMask mask
   for (std::int64_t p = 0; p < bh; ++p) {
     std::int64_t b = p / d.heads, h = p % d.heads;
     T const* qb = q.data + b * d.tq * w + h * d.head_dim;
-    T const* kb = kv.data + b * d.tk * 2 * w + h * d.head_dim;
+    T const* kb = kv.data + b * d.kv_stride_rows() * 2 * w + h * d.head_dim;
     T const* vb = kb + w;
     T* ob = out.data + b * d.tq * w + h * d.head_dim;
     T* pb = probs.data + p * d.tq * d.tk;
@@ -109,11 +113,11 @@ void attention_backward(cpu::Context&, AttentionDims const& d, AttentionMask mas
   for (std::int64_t p = 0; p < bh; ++p) {
     std::int64_t b = p / d.heads, h = p % d.heads;
     T const* qb = q.data + b * d.tq * w + h * d.head_dim;
-    T const* kb = kv.data + b * d.tk * 2 * w + h * d.head_dim;
+    T const* kb = kv.data + b * d.kv_stride_rows() * 2 * w + h * d.head_dim;
     T const* vb = kb + w;
     T const* dob = dout.data + b * d.tq * w + h * d.head_dim;
     T* dqb = dq.data + b * d.tq * w + h * d.head_dim;
-    T* dkb = dkv.data + b * d.tk * 2 * w + h * d.head_dim;
+    T* dkb = dkv.data + b * d.kv_stride_rows() * 2 * w + h * d.head_dim;
     T* dvb = dkb + w;
     T const* pb = probs.data + p * d.tq * d.tk;
     T* ds = scratch.data + hseq::detail::thread_id() * kAttentionQueryBlock * d.tk;

@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: MIT
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "hseq/models/transformer_lm.hpp"
+#include "support/gradcheck.hpp"
+
+using namespace hseq;
+template <class T>
+using Lm = models::TransformerLm<cpu, T>;
+
+namespace {
+Tensor<std::int32_t, cpu> random_ids(Shape s, std::int64_t vocab, std::uint64_t seed) {
+  Tensor<std::int32_t, cpu> t(s);
+  Rng rng(seed);
+  for (std::int64_t i = 0; i < t.numel(); ++i) t.data()[i] = std::int32_t(rng.below(std::uint64_t(vocab)));
+  return t;
+}
+}  // namespace
+
+TEST_CASE("gradcheck: TransformerLm tiny model, tied and untied, learned and sinusoidal positions") {
+  cpu::Context ctx;
+  for (bool tied : {true, false})
+    for (auto pk : {nn::PositionKind::kLearned, nn::PositionKind::kSinusoidal}) {
+      CAPTURE(tied);
+      CAPTURE(int(pk));
+      Lm<double> m({.vocab = 11, .dim = 8, .heads = 2, .layers = 2, .context = 6, .position = pk, .tied = tied});
+      nn::ParamStore<cpu, double> ps(m);
+      test::randomize_params(ps, 3, 0.3);
+      auto ids = random_ids(Shape{2, 5}, 11, 1);
+      auto targets = random_ids(Shape{2, 5}, 11, 2);
+      targets.data()[3] = -1;  // an ignored position
+      std::size_t plan = m.forward_workspace(2, 5) + m.backward_workspace(2, 5);
+      Workspace<cpu> ws(plan);
+      Lm<double>::Trace tr;
+      auto loss = [&] {
+        auto a = ws.arena();
+        return m.forward(ctx, ids.cview(), targets.cview(), a, tr);
+      };
+      auto grads = [&] {
+        auto a = ws.arena();
+        m.forward(ctx, ids.cview(), targets.cview(), a, tr);
+        CHECK(a.used() == m.forward_workspace(2, 5));
+        m.backward(ctx, tr, a);
+        CHECK(a.high_water() == plan);
+      };
+      test::GradCheck(ps).run(loss, grads);
+    }
+}
+
+TEST_CASE("transformer_lm: loss at initialisation is close to ln(vocab) and counts only real targets") {
+  cpu::Context ctx;
+  Lm<float> m({.vocab = 256, .dim = 32, .heads = 4, .layers = 2, .context = 16});
+  nn::ParamStore<cpu, float> ps(m);
+  ps.init(ctx, 1);
+  auto ids = random_ids(Shape{3, 16}, 256, 1), targets = random_ids(Shape{3, 16}, 256, 2);
+  Workspace<cpu> ws(m.forward_workspace(3, 16));
+  auto a = ws.arena();
+  Lm<float>::Trace tr;
+  double loss = m.forward(ctx, ids.cview(), targets.cview(), a, tr);
+  CHECK(loss == doctest::Approx(std::log(256.0)).epsilon(0.02));
+  CHECK(tr.counted == 48);
+  for (int i = 0; i < 10; ++i) targets.data()[i] = -1;
+  a.reset();
+  m.forward(ctx, ids.cview(), targets.cview(), a, tr);
+  CHECK(tr.counted == 38);
+}
+
+TEST_CASE("transformer_lm: causality by perturbation of every kind of position") {
+  cpu::Context ctx;
+  std::int64_t const t = 70;  // spans two 64-row attention query blocks
+  Lm<float> m({.vocab = 256, .dim = 32, .heads = 4, .layers = 2, .context = t});
+  nn::ParamStore<cpu, float> ps(m);
+  ps.init(ctx, 5);
+  Workspace<cpu> ws(m.forward_workspace(2, t));
+  Lm<float>::Trace tr;
+  auto ids = random_ids(Shape{2, t}, 256, 9);
+  auto run = [&](Tensor<std::int32_t, cpu> const& x) {
+    auto a = ws.arena();
+    m.forward(ctx, x.cview(), {}, a, tr);
+    return std::vector<float>(tr.logits.begin(), tr.logits.end());
+  };
+  auto base = run(ids);
+  for (std::int64_t p : {0, 1, 31, 63, 64, 69}) {
+    CAPTURE(p);
+    auto changed = random_ids(Shape{2, t}, 256, 9);
+    changed.data()[p] = (changed.data()[p] + 1) % 256;
+    changed.data()[t + p] = (changed.data()[t + p] + 7) % 256;
+    auto out = run(changed);
+    bool before_identical = true, after_changed = false;
+    for (std::int64_t b = 0; b < 2; ++b)
+      for (std::int64_t i = 0; i < t; ++i)
+        for (std::int64_t v = 0; v < 256; ++v) {
+          std::size_t k = std::size_t((b * t + i) * 256 + v);
+          if (i < p) before_identical &= out[k] == base[k];
+          else after_changed |= out[k] != base[k];
+        }
+    CHECK(before_identical);
+    CHECK(after_changed);
+  }
+}
+
+TEST_CASE("transformer_lm: cached incremental logits equal the full recomputation") {
+  cpu::Context ctx;
+  std::int64_t const t = 20;
+  for (auto pk : {nn::PositionKind::kLearned, nn::PositionKind::kSinusoidal}) {
+    Lm<double> m({.vocab = 64, .dim = 16, .heads = 2, .layers = 3, .context = t, .position = pk, .tied = false});
+    nn::ParamStore<cpu, double> ps(m);
+    ps.init(ctx, 2);
+    auto ids = random_ids(Shape{2, t}, 64, 4);
+    Workspace<cpu> ws(m.forward_workspace(2, t));
+    Lm<double>::Trace tr;
+    auto a = ws.arena();
+    m.forward(ctx, ids.cview(), {}, a, tr);
+    // Prefill 7 positions at once, then one position at a time.
+    auto cache = m.make_cache(2, t);
+    Workspace<cpu> step_ws(m.step_workspace(2, t, t));
+    double worst = 0;
+    std::int64_t pos = 0;
+    while (pos < t) {
+      std::int64_t n = pos == 0 ? 7 : 1;
+      Tensor<std::int32_t, cpu> chunk(Shape{2, n});
+      for (std::int64_t b = 0; b < 2; ++b)
+        for (std::int64_t i = 0; i < n; ++i) chunk.data()[b * n + i] = ids.data()[b * t + pos + i];
+      Tensor<double, cpu> logits(Shape{2, n, 64});
+      auto sa = step_ws.arena();
+      m.forward_step(ctx, chunk.cview(), cache, pos, logits.view(), sa);
+      CHECK(sa.high_water() <= m.step_workspace(2, n, pos));
+      for (std::int64_t b = 0; b < 2; ++b)
+        for (std::int64_t i = 0; i < n; ++i)
+          for (std::int64_t v = 0; v < 64; ++v) {
+            double full = tr.logits[((b * t) + pos + i) * 64 + v];
+            worst = std::max(worst, std::abs(full - logits.data()[(b * n + i) * 64 + v]));
+          }
+      pos += n;
+    }
+    CHECK(worst < 1e-12);
+  }
+}
+
+TEST_CASE("transformer_lm: bad configuration and inputs say what is wrong") {
+  using LmF = Lm<float>;
+  CHECK_THROWS_WITH_AS(LmF({.dim = 30, .heads = 4}), doctest::Contains("heads 4 do not divide the width 30"), Error);
+  CHECK_THROWS_AS(LmF({.layers = 0}), Error);
+  cpu::Context ctx;
+  LmF m({.vocab = 16, .dim = 8, .heads = 2, .layers = 1, .context = 4});
+  nn::ParamStore<cpu, float> ps(m);
+  auto ids = random_ids(Shape{1, 5}, 16, 1);
+  Workspace<cpu> ws(1 << 20);
+  auto a = ws.arena();
+  LmF::Trace tr;
+  CHECK_THROWS_WITH_AS(m.forward(ctx, ids.cview(), {}, a, tr), doctest::Contains("exceeds the context 4"), Error);
+  auto ok = random_ids(Shape{1, 4}, 16, 1), bad_targets = random_ids(Shape{1, 3}, 16, 2);
+  CHECK_THROWS_WITH_AS(m.forward(ctx, ok.cview(), bad_targets.cview(), a, tr), doctest::Contains("[1, 3]"), Error);
+  ok.data()[2] = 16;
+  a.reset();
+  CHECK_THROWS_WITH_AS(m.forward(ctx, ok.cview(), {}, a, tr), doctest::Contains("id 16"), Error);
+}
