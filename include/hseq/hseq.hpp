@@ -42,5 +42,17 @@
 #include "hseq/nn/position_embedding.hpp"
 #include "hseq/nn/transformer_block.hpp"
 
+#include "hseq/io/checkpoint.hpp"
+#include "hseq/io/csv_log.hpp"
+#include "hseq/io/progress.hpp"
+#include "hseq/io/safetensors.hpp"
+#include "hseq/io/text_dataset.hpp"
+
+#include "hseq/models/generate.hpp"
+#include "hseq/models/sampler.hpp"
+#include "hseq/models/transformer_lm.hpp"
+
 #include "hseq/train/adamw.hpp"
 #include "hseq/train/clip.hpp"
+#include "hseq/train/schedule.hpp"
+#include "hseq/train/trainer.hpp"

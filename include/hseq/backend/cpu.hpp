@@ -47,6 +47,17 @@ struct cpu {
     if (bytes) std::memset(dst, 0, bytes);
   }
   static void synchronize(Context&) {}
+
+  /// Host -> backend memory copy of n elements (a plain copy here; the CUDA backend uploads).
+  template <class T>
+  static void upload(Context&, T* dst, T const* src, std::size_t n) {
+    if (n) std::memcpy(dst, src, n * sizeof(T));
+  }
+  /// Backend -> host memory copy of n elements.
+  template <class T>
+  static void download(Context&, T* dst, T const* src, std::size_t n) {
+    if (n) std::memcpy(dst, src, n * sizeof(T));
+  }
 };
 
 static_assert(Backend<cpu>);

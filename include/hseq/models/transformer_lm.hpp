@@ -15,6 +15,8 @@
 #include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "hseq/backend/backend.hpp"
 #include "hseq/core/error.hpp"
 #include "hseq/core/tensor.hpp"
@@ -74,6 +76,9 @@ class TransformerLm {
     std::int64_t batch = 0, capacity = 0;
   };
 
+  /// Names the model in checkpoints.
+  static constexpr char const* kKind = "transformer_lm";
+
   explicit TransformerLm(Config c)
       : cfg_(check(c)),
         tok_({c.vocab, c.dim, c.init_std}),
@@ -91,6 +96,50 @@ class TransformerLm {
   TransformerLm& operator=(TransformerLm const&) = delete;
 
   Config const& config() const { return cfg_; }
+
+  /// The structure and hyper-parameters as JSON (stored in checkpoints, compared on load).
+  std::string config_json() const {
+    nlohmann::json j{{"vocab", cfg_.vocab},
+                     {"dim", cfg_.dim},
+                     {"heads", cfg_.heads},
+                     {"layers", cfg_.layers},
+                     {"context", cfg_.context},
+                     {"mlp_hidden", cfg_.mlp_hidden},
+                     {"position", position_name(cfg_.position)},
+                     {"tied", cfg_.tied},
+                     {"eps", cfg_.eps},
+                     {"init_std", cfg_.init_std}};
+    return j.dump();
+  }
+  /// Inverse of config_json (throws naming the field on a malformed document).
+  static Config config_from_json(std::string const& text) {
+    Config c;
+    try {
+      auto j = nlohmann::json::parse(text);
+      c.vocab = j.at("vocab").get<std::int64_t>();
+      c.dim = j.at("dim").get<std::int64_t>();
+      c.heads = j.at("heads").get<std::int64_t>();
+      c.layers = j.at("layers").get<std::int64_t>();
+      c.context = j.at("context").get<std::int64_t>();
+      c.mlp_hidden = j.at("mlp_hidden").get<std::int64_t>();
+      c.position = position_from_name(j.at("position").get<std::string>());
+      c.tied = j.at("tied").get<bool>();
+      c.eps = j.at("eps").get<double>();
+      c.init_std = j.at("init_std").get<double>();
+    } catch (nlohmann::json::exception const& e) {
+      HSEQ_FAIL("TransformerLm: invalid config JSON '" << text << "': " << e.what());
+    }
+    return c;
+  }
+  static char const* position_name(nn::PositionKind k) {
+    return k == nn::PositionKind::kLearned ? "learned" : k == nn::PositionKind::kSinusoidal ? "sinusoidal" : "none";
+  }
+  static nn::PositionKind position_from_name(std::string const& s) {
+    if (s == "learned") return nn::PositionKind::kLearned;
+    if (s == "sinusoidal") return nn::PositionKind::kSinusoidal;
+    if (s == "none") return nn::PositionKind::kNone;
+    HSEQ_FAIL("TransformerLm: unknown position encoding '" << s << "' (known: learned, sinusoidal, none)");
+  }
 
   template <class F>
   void visit_params(F&& f, std::string const& prefix = "") {

@@ -156,24 +156,37 @@ void gelu_backward(cpu::Context&, View<T const, HostSpace> x, View<T const, Host
   });
 }
 
-/// Sum of squares of all elements, accumulated in double (for global-norm clipping).
+namespace detail {
+/// sum_i f(i) over [0, n) in double, bit-reproducible: the range is cut into fixed blocks (the cut
+/// does not depend on the thread count), blocks are summed in parallel, then added in order.
+/// OpenMP's `reduction` clause combines partials in thread-arrival order, which is not.
+template <class F>
+double deterministic_sum(std::int64_t n, F&& f) {
+  constexpr std::int64_t kBlocks = 64;
+  double partial[kBlocks] = {};
+  std::int64_t per = (n + kBlocks - 1) / kBlocks;
+#pragma omp parallel for schedule(static) if (n > kParallelGrain)
+  for (std::int64_t b = 0; b < kBlocks; ++b) {
+    double s = 0;
+    for (std::int64_t i = b * per, e = std::min(n, (b + 1) * per); i < e; ++i) s += f(i);
+    partial[b] = s;
+  }
+  double total = 0;
+  for (double p : partial) total += p;
+  return total;
+}
+}  // namespace detail
+
+/// Sum of squares of all elements, accumulated in double, bit-reproducible (for global-norm clipping).
 template <class T>
 double sum_squares(cpu::Context&, View<T const, HostSpace> x) {
-  std::int64_t n = x.numel();
-  double s = 0;
-#pragma omp parallel for schedule(static) reduction(+ : s) if (n > kParallelGrain)
-  for (std::int64_t i = 0; i < n; ++i) s += double(x[i]) * double(x[i]);
-  return s;
+  return detail::deterministic_sum(x.numel(), [&](std::int64_t i) { return double(x[i]) * double(x[i]); });
 }
 
-/// Sum of all elements, accumulated in double.
+/// Sum of all elements, accumulated in double, bit-reproducible.
 template <class T>
 double sum(cpu::Context&, View<T const, HostSpace> x) {
-  std::int64_t n = x.numel();
-  double s = 0;
-#pragma omp parallel for schedule(static) reduction(+ : s) if (n > kParallelGrain)
-  for (std::int64_t i = 0; i < n; ++i) s += double(x[i]);
-  return s;
+  return detail::deterministic_sum(x.numel(), [&](std::int64_t i) { return double(x[i]); });
 }
 
 /// True when every element is finite.
