@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -34,6 +35,7 @@ struct cpu {
 
   static void* allocate(std::size_t bytes) {
     if (bytes == 0) return nullptr;
+    HSEQ_CHECK(bytes <= SIZE_MAX - kAlignment, "cpu::allocate: " << bytes << " bytes is not a valid size");
     std::size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
     void* p = std::aligned_alloc(kAlignment, rounded);
     HSEQ_CHECK(p != nullptr, "cpu::allocate: out of host memory allocating " << bytes << " bytes");

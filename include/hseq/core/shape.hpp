@@ -55,6 +55,7 @@ class Shape {
   /// A copy with extent d appended as the new last dimension.
   Shape appended(std::int64_t d) const {
     HSEQ_CHECK(rank_ < kMaxRank, "Shape " << to_string() << ": cannot append beyond rank " << kMaxRank);
+    HSEQ_CHECK(d >= 0, "Shape " << to_string() << ": cannot append the negative extent " << d);
     Shape r = *this;
     r.dims_[r.rank_++] = d;
     return r;
@@ -67,8 +68,11 @@ class Shape {
   }
   /// A copy with dimension i (negative counts from the end) set to d.
   Shape with(int i, std::int64_t d) const {
+    int j = i < 0 ? rank_ + i : i;
+    HSEQ_CHECK(j >= 0 && j < rank_, "Shape " << to_string() << ": dimension " << i << " out of range");
+    HSEQ_CHECK(d >= 0, "Shape " << to_string() << ": negative extent " << d << " for dimension " << i);
     Shape r = *this;
-    r.dims_[i < 0 ? rank_ + i : i] = d;
+    r.dims_[j] = d;
     return r;
   }
 

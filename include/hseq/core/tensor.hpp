@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <utility>
 
 #include "hseq/backend/backend.hpp"
@@ -22,16 +23,22 @@ class Tensor {
 
   Tensor() = default;
   explicit Tensor(Shape shape) : shape_(shape) {
-    data_ = static_cast<T*>(B::allocate(sizeof(T) * static_cast<std::size_t>(shape.numel())));
+    std::size_t n = 1;
+    for (int i = 0; i < shape.rank(); ++i) {
+      auto d = static_cast<std::size_t>(shape[i]);
+      HSEQ_CHECK(d == 0 || n <= SIZE_MAX / sizeof(T) / d, "Tensor: shape " << shape << " is too large to allocate");
+      n *= d;
+    }
+    data_ = static_cast<T*>(B::allocate(sizeof(T) * n));
   }
   Tensor(Tensor const&) = delete;
   Tensor& operator=(Tensor const&) = delete;
-  Tensor(Tensor&& o) noexcept : data_(std::exchange(o.data_, nullptr)), shape_(o.shape_) {}
+  Tensor(Tensor&& o) noexcept : data_(std::exchange(o.data_, nullptr)), shape_(std::exchange(o.shape_, Shape{0})) {}
   Tensor& operator=(Tensor&& o) noexcept {
     if (this != &o) {
       B::deallocate(data_);
       data_ = std::exchange(o.data_, nullptr);
-      shape_ = o.shape_;
+      shape_ = std::exchange(o.shape_, Shape{0});
     }
     return *this;
   }
@@ -49,7 +56,7 @@ class Tensor {
 
  private:
   T* data_ = nullptr;
-  Shape shape_{};
+  Shape shape_{0};  // an empty tensor holds no elements (a rank-0 shape would count one)
 };
 
 }  // namespace hseq

@@ -22,9 +22,17 @@ namespace hseq {
 /// Every carved view starts on this boundary (bytes): enough for AVX-512 and coalesced CUDA loads.
 inline constexpr std::size_t kWorkspaceAlignment = 256;
 
+namespace detail {
+[[noreturn]] inline void throw_bad_size(std::int64_t n, std::size_t item) {
+  HSEQ_FAIL("aligned_bytes: " << n << " elements of " << item << " bytes is not a valid size");
+}
+}  // namespace detail
+
 /// Bytes of n elements of T rounded up to the workspace alignment.
 template <class T>
 constexpr std::size_t aligned_bytes(std::int64_t n) {
+  if (n < 0 || static_cast<std::size_t>(n) > (SIZE_MAX - kWorkspaceAlignment) / sizeof(T))
+    detail::throw_bad_size(n, sizeof(T));
   std::size_t b = sizeof(T) * static_cast<std::size_t>(n);
   return (b + kWorkspaceAlignment - 1) / kWorkspaceAlignment * kWorkspaceAlignment;
 }
@@ -104,9 +112,9 @@ class Workspace {
   /// Grows the allocation to at least `bytes` (never shrinks). Call before the training loop.
   void reserve(std::size_t bytes) {
     if (bytes <= capacity_) return;
+    void* fresh = B::allocate(bytes);  // may throw: the old buffer stays valid
     B::deallocate(base_);
-    base_ = nullptr;
-    base_ = B::allocate(bytes);
+    base_ = fresh;
     capacity_ = bytes;
   }
   std::size_t capacity() const { return capacity_; }

@@ -100,6 +100,8 @@ void attention_backward(cpu::Context&, AttentionDims const& d, AttentionMask mas
                         View<T const, HostSpace> dout, View<T, HostSpace> dq, View<T, HostSpace> dkv,
                         View<T, HostSpace> scratch) {
   detail::check_attention(d, q, kv, dq, "attention_backward");
+  HSEQ_CHECK(probs.shape == (Shape{d.batch, d.heads, d.tq, d.tk}),
+             "attention_backward: probs " << probs.shape << " is not [B, H, Tq, Tk]");
   HSEQ_CHECK(dout.shape == q.shape && dkv.shape == kv.shape,
              "attention_backward: dout " << dout.shape << " / dkv " << dkv.shape << " must match q " << q.shape
                                          << " / kv " << kv.shape);

@@ -61,6 +61,9 @@ void cross_entropy_backward(cpu::Context&, View<T const, HostSpace> logits, View
   HSEQ_CHECK(dlogits.shape == logits.shape,
              "cross_entropy_backward: dlogits " << dlogits.shape << " differs from logits " << logits.shape);
   std::int64_t n = logits.rows(), v = logits.cols();
+  for (std::int64_t i = 0; i < n; ++i)
+    HSEQ_CHECK(targets[i] < v, "cross_entropy_backward: target " << targets[i] << " at row " << i
+                                                                 << " is outside the vocabulary of " << v);
 #pragma omp parallel for schedule(static) if (n * v > kParallelGrain)
   for (std::int64_t i = 0; i < n; ++i) {
     T const* row = logits.data + i * v;

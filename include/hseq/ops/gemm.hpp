@@ -34,6 +34,9 @@ void check_gemm(Trans ta, Mat<T const, Space> a, Trans tb, Mat<T const, Space> b
   HSEQ_CHECK(k == k2 && c.rows == m && c.cols == n,
              "gemm: op(A) is [" << m << ", " << k << "], op(B) is [" << k2 << ", " << n << "], C is [" << c.rows
                                 << ", " << c.cols << "]");
+  constexpr std::int64_t kIntMax = 2147483647;  // CBLAS takes int dimensions
+  HSEQ_CHECK(m <= kIntMax && n <= kIntMax && k <= kIntMax && a.ld <= kIntMax && b.ld <= kIntMax && c.ld <= kIntMax,
+             "gemm: dimensions [" << m << ", " << k << "] x [" << k << ", " << n << "] exceed the 32-bit BLAS interface");
   HSEQ_CHECK(a.ld >= a.cols && b.ld >= b.cols && c.ld >= c.cols,
              "gemm: leading dimensions (" << a.ld << ", " << b.ld << ", " << c.ld << ") smaller than the columns");
 }

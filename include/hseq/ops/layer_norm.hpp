@@ -52,6 +52,9 @@ void layer_norm_backward(cpu::Context& ctx, View<T const, HostSpace> x, View<T c
   std::int64_t n = x.rows(), c = x.cols();
   HSEQ_CHECK(dy.shape == x.shape && (dx.empty() || dx.shape == x.shape),
              "layer_norm_backward: x " << x.shape << ", dy " << dy.shape << ", dx " << dx.shape << " differ");
+  HSEQ_CHECK(gamma.numel() == c && mean.numel() == n && rstd.numel() == n,
+             "layer_norm_backward: gamma " << gamma.shape << ", mean " << mean.shape << ", rstd " << rstd.shape
+                                           << " for x " << x.shape);
   HSEQ_CHECK(dgamma.numel() == c && dbeta.numel() == c,
              "layer_norm_backward: dgamma " << dgamma.shape << " / dbeta " << dbeta.shape << " must have " << c << " elements");
   if (!dx.empty()) {

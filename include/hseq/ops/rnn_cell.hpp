@@ -143,6 +143,8 @@ void lstm_cell_backward(cpu::Context&, Mat<T const, HostSpace> dh, Mat<T const, 
                         Mat<T, HostSpace> dgates, Mat<T, HostSpace> dc_prev) {
   std::int64_t bsz = dh.rows, hd = dh.cols;
   detail::check_cell(dc.rows, dc.cols, bsz, hd, "lstm_cell_backward", "dc");
+  detail::check_cell(c_prev.rows, c_prev.cols, bsz, hd, "lstm_cell_backward", "c_prev");
+  detail::check_cell(c.rows, c.cols, bsz, hd, "lstm_cell_backward", "c");
   detail::check_cell(acts.rows, acts.cols, bsz, 4 * hd, "lstm_cell_backward", "acts");
   detail::check_cell(dgates.rows, dgates.cols, bsz, 4 * hd, "lstm_cell_backward", "dgates");
   detail::check_cell(dc_prev.rows, dc_prev.cols, bsz, hd, "lstm_cell_backward", "dc_prev");

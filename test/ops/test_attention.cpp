@@ -1,0 +1,374 @@
+// SPDX-License-Identifier: MIT
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "hseq/ops/attention.hpp"
+#include "support/gradcheck.hpp"
+
+using hseq::HostSpace;
+using hseq::Shape;
+using hseq::Tensor;
+using hseq::View;
+using hseq::ops::AttentionDims;
+using hseq::ops::AttentionMask;
+using hseq::test::random_tensor;
+using DT = Tensor<double, hseq::cpu>;
+
+namespace {
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (hseq::Error const& e) {
+    return e.what();
+  }
+  return "<no exception>";
+}
+
+/// Naive attention in long double, straight from the definition: for each batch b, head h, query i:
+/// s_j = scale <q_i, k_j> over the keys the mask allows, p = softmax(s), out_i = sum_j p_j v_j.
+/// Returns out [B, Tq, H*dh] and probs [B, H, Tq, Tk] (zero where masked / for blind rows).
+struct Ref {
+  std::vector<double> out, probs;
+};
+template <class T>
+Ref attention_ref(AttentionDims const& d, AttentionMask mask, double scale, T const* q, T const* kv) {
+  std::int64_t const w = d.width();
+  Ref r{std::vector<double>(std::size_t(d.batch * d.tq * w), 0.0),
+        std::vector<double>(std::size_t(d.batch * d.heads * d.tq * d.tk), 0.0)};
+  std::vector<long double> s(std::size_t(d.tk));
+  for (std::int64_t b = 0; b < d.batch; ++b)
+    for (std::int64_t h = 0; h < d.heads; ++h)
+      for (std::int64_t i = 0; i < d.tq; ++i) {
+        long double mx = -std::numeric_limits<long double>::infinity();
+        bool any = false;
+        for (std::int64_t j = 0; j < d.tk; ++j) {
+          if (!mask.allowed(i, j, d.tk, d.prefix)) continue;
+          long double dotp = 0;
+          for (std::int64_t e = 0; e < d.head_dim; ++e)
+            dotp += (long double)q[(b * d.tq + i) * w + h * d.head_dim + e] *
+                    (long double)kv[(b * d.tk + j) * 2 * w + h * d.head_dim + e];
+          s[std::size_t(j)] = scale * dotp;
+          mx = std::max(mx, s[std::size_t(j)]);
+          any = true;
+        }
+        if (!any) continue;
+        long double sum = 0;
+        for (std::int64_t j = 0; j < d.tk; ++j)
+          if (mask.allowed(i, j, d.tk, d.prefix)) sum += std::exp(s[std::size_t(j)] - mx);
+        for (std::int64_t j = 0; j < d.tk; ++j) {
+          if (!mask.allowed(i, j, d.tk, d.prefix)) continue;
+          long double p = std::exp(s[std::size_t(j)] - mx) / sum;
+          r.probs[std::size_t(((b * d.heads + h) * d.tq + i) * d.tk + j)] = double(p);
+          for (std::int64_t e = 0; e < d.head_dim; ++e)
+            r.out[std::size_t((b * d.tq + i) * w + h * d.head_dim + e)] +=
+                double(p * (long double)kv[(b * d.tk + j) * 2 * w + w + h * d.head_dim + e]);
+        }
+      }
+  return r;
+}
+
+struct Case {
+  char const* name;
+  AttentionMask mask;
+  AttentionDims d;
+};
+
+std::vector<Case> forward_cases() {
+  return {
+      {"none, Tq != Tk", AttentionMask::none(), {2, 2, 5, 7, 3, 0}},
+      {"none, prefix", AttentionMask::none(), {1, 3, 4, 6, 2, 2}},
+      {"causal", AttentionMask::causal(), {2, 2, 9, 9, 4, 0}},
+      {"causal, prefix", AttentionMask::causal(), {2, 2, 6, 9, 3, 3}},
+      {"causal, Tq 70 (two query blocks)", AttentionMask::causal(), {1, 2, 70, 70, 4, 0}},
+      {"causal, Tq 130 with prefix (three blocks)", AttentionMask::causal(), {1, 2, 130, 135, 3, 5}},
+      {"none, Tq 130", AttentionMask::none(), {2, 1, 130, 20, 3, 0}},
+      {"upsampling rates(1, 0, 3, 0)", AttentionMask::rates(1, 0, 3, 0), {2, 2, 12, 4, 3, 0}},
+      {"upsampling rates(1, 0, 4, 0), Tq 70, prefix", AttentionMask::rates(1, 0, 4, 0), {1, 2, 70, 20, 4, 2}},
+      {"pooling rates(3, 2, 1, 0)", AttentionMask::rates(3, 2, 1, 0), {2, 2, 4, 12, 3, 0}},
+      {"blind first rows rates(1, 0, 1, 3)", AttentionMask::rates(1, 0, 1, 3), {1, 2, 8, 8, 2, 0}},
+      {"blind first block rates(1, -64, 1, 0), Tq 130", AttentionMask::rates(1, -64, 1, 0), {1, 2, 130, 70, 3, 0}},
+      {"blind first block with prefix", AttentionMask::rates(1, -64, 1, 0), {1, 1, 70, 12, 2, 2}},
+  };
+}
+
+template <class T>
+void check_forward(Case const& c, double tol) {
+  hseq::cpu::Context ctx;
+  AttentionDims const& d = c.d;
+  INFO("case: ", c.name);
+  auto q = random_tensor<T>(Shape{d.batch, d.tq, d.width()}, 1);
+  auto kv = random_tensor<T>(Shape{d.batch, d.tk, 2 * d.width()}, 2);
+  Tensor<T, hseq::cpu> out(q.shape()), probs(Shape{d.batch, d.heads, d.tq, d.tk});
+  std::fill(out.data(), out.data() + out.numel(), std::numeric_limits<T>::quiet_NaN());
+  std::fill(probs.data(), probs.data() + probs.numel(), std::numeric_limits<T>::quiet_NaN());
+  double const scale = 1.0 / std::sqrt(double(d.head_dim));
+  hseq::ops::attention_forward<T>(ctx, d, c.mask, T(scale), q.cview(), kv.cview(), out.view(), probs.view());
+  Ref ref = attention_ref(d, c.mask, double(T(scale)), q.data(), kv.data());
+  std::int64_t bad_out = 0, bad_probs = 0, masked_nonzero = 0;
+  double worst = 0;
+  for (std::int64_t i = 0; i < out.numel(); ++i) {
+    double err = std::abs(double(out.data()[i]) - ref.out[std::size_t(i)]);
+    if (!(err <= tol)) {
+      ++bad_out;
+      worst = std::max(worst, std::isnan(err) ? 1e300 : err);
+    }
+  }
+  for (std::int64_t b = 0; b < d.batch; ++b)
+    for (std::int64_t h = 0; h < d.heads; ++h)
+      for (std::int64_t i = 0; i < d.tq; ++i)
+        for (std::int64_t j = 0; j < d.tk; ++j) {
+          std::size_t k = std::size_t(((b * d.heads + h) * d.tq + i) * d.tk + j);
+          double p = double(probs.data()[k]);
+          bad_probs += !(std::abs(p - ref.probs[k]) <= tol);
+          if (!c.mask.allowed(i, j, d.tk, d.prefix)) masked_nonzero += p != 0.0;
+        }
+  INFO("worst output error ", worst);
+  CHECK(bad_out == 0);
+  CHECK(bad_probs == 0);
+  CHECK(masked_nonzero == 0);
+}
+
+/// Runs forward + backward; returns nothing, fills the gradients.
+void grads_of(AttentionDims const& d, AttentionMask mask, double scale, DT const& q, DT const& kv, DT& out, DT& probs,
+              DT const& dout, DT& dq, DT& dkv, DT& scratch) {
+  hseq::cpu::Context ctx;
+  hseq::ops::attention_forward<double>(ctx, d, mask, scale, q.cview(), kv.cview(), out.view(), probs.view());
+  hseq::ops::attention_backward<double>(ctx, d, mask, scale, q.cview(), kv.cview(), probs.cview(), dout.cview(),
+                                        dq.view(), dkv.view(), scratch.view());
+}
+}  // namespace
+
+TEST_CASE("attention: forward matches a naive reference (double)") {
+  for (auto const& c : forward_cases()) check_forward<double>(c, 1e-13);
+}
+
+TEST_CASE("attention: forward matches a naive reference (float)") {
+  for (auto const& c : forward_cases()) check_forward<float>(c, 2e-6);
+}
+
+TEST_CASE("attention: backward matches finite differences") {
+  struct BCase {
+    char const* name;
+    AttentionMask mask;
+    AttentionDims d;
+  };
+  BCase cases[] = {
+      {"none, Tq != Tk", AttentionMask::none(), {2, 2, 3, 5, 3, 0}},
+      {"causal with prefix", AttentionMask::causal(), {1, 2, 5, 7, 2, 2}},
+      {"upsampling rates(1, 0, 2, 0)", AttentionMask::rates(1, 0, 2, 0), {2, 1, 6, 3, 3, 0}},
+      {"pooling rates(2, 1, 1, 0), blind rows via offset", AttentionMask::rates(2, 1, 1, 4), {1, 2, 4, 8, 2, 0}},
+      {"causal, Tq 70 (two query blocks)", AttentionMask::causal(), {1, 1, 70, 72, 2, 2}},
+      {"blind first block, Tq 70", AttentionMask::rates(1, -64, 1, 0), {1, 2, 70, 8, 2, 0}},
+  };
+  for (auto const& c : cases) {
+    INFO("case: ", c.name);
+    AttentionDims const& d = c.d;
+    double const scale = 0.8;
+    auto q = random_tensor<double>(Shape{d.batch, d.tq, d.width()}, 3);
+    auto kv = random_tensor<double>(Shape{d.batch, d.tk, 2 * d.width()}, 4);
+    auto r = random_tensor<double>(q.shape(), 5);
+    DT out(q.shape()), probs(Shape{d.batch, d.heads, d.tq, d.tk}), dq(q.shape()), dkv(kv.shape());
+    DT scratch(Shape{hseq::ops::attention_backward_scratch(d, hseq::detail::max_threads())});
+    hseq::cpu::Context ctx;
+    auto loss = [&] {
+      hseq::ops::attention_forward<double>(ctx, d, c.mask, scale, q.cview(), kv.cview(), out.view(), probs.view());
+      return hseq::test::dot<double>(out.cview(), r.cview());
+    };
+    auto grads = [&] { grads_of(d, c.mask, scale, q, kv, out, probs, r, dq, dkv, scratch); };
+    hseq::test::GradCheck gc(hseq::test::GradcheckOptions{1e-6, 1e-6, 1e-9, 96});
+    gc.input("q", q.view(), dq.view()).input("kv", kv.view(), dkv.view()).run(loss, grads);
+  }
+}
+
+TEST_CASE("attention: backward matches the naive reference's gradients on a larger causal case") {
+  // Tq = 130 spans three query blocks; compare against finite differences of the naive reference
+  // on a few elements in every block, for q, keys and values.
+  AttentionDims d{1, 2, 130, 133, 3, 3};
+  auto mask = AttentionMask::causal();
+  double const scale = 0.6;
+  auto q = random_tensor<double>(Shape{d.batch, d.tq, d.width()}, 6);
+  auto kv = random_tensor<double>(Shape{d.batch, d.tk, 2 * d.width()}, 7);
+  auto r = random_tensor<double>(q.shape(), 8);
+  DT out(q.shape()), probs(Shape{d.batch, d.heads, d.tq, d.tk}), dq(q.shape()), dkv(kv.shape());
+  DT scratch(Shape{hseq::ops::attention_backward_scratch(d, hseq::detail::max_threads())});
+  grads_of(d, mask, scale, q, kv, out, probs, r, dq, dkv, scratch);
+  auto ref_loss = [&] {
+    Ref ref = attention_ref(d, mask, scale, q.data(), kv.data());
+    double s = 0;
+    for (std::int64_t i = 0; i < q.numel(); ++i) s += ref.out[std::size_t(i)] * r.data()[i];
+    return s;
+  };
+  auto check_elem = [&](DT& t, DT const& g, std::int64_t i) {
+    double const h = 1e-6, keep = t.data()[i];
+    t.data()[i] = keep + h;
+    double lp = ref_loss();
+    t.data()[i] = keep - h;
+    double lm = ref_loss();
+    t.data()[i] = keep;
+    double num = (lp - lm) / (2 * h);
+    INFO("element ", i, " analytic ", g.data()[i], " numeric ", num);
+    CHECK(std::abs(g.data()[i] - num) <= 1e-6 * std::max(std::abs(num), std::abs(g.data()[i])) + 1e-8);
+  };
+  std::int64_t const w = d.width();
+  for (std::int64_t row : {0, 5, 63, 64, 100, 127, 128, 129})
+    for (std::int64_t col : {std::int64_t(0), w - 1}) check_elem(q, dq, row * w + col);
+  for (std::int64_t row : {0, 2, 3, 66, 67, 130, 132})  // prefix keys, keys in each block, the last keys
+    for (std::int64_t col : {std::int64_t(1), w + 2, 2 * w - 1}) check_elem(kv, dkv, row * 2 * w + col);
+}
+
+TEST_CASE("attention: causal outputs do not depend on later keys and values (bit-identical)") {
+  hseq::cpu::Context ctx;
+  AttentionDims d{2, 2, 70, 70, 4, 0};
+  auto q = random_tensor<double>(Shape{d.batch, d.tq, d.width()}, 9);
+  auto kv = random_tensor<double>(Shape{d.batch, d.tk, 2 * d.width()}, 10);
+  DT out0(q.shape()), out1(q.shape()), probs(Shape{d.batch, d.heads, d.tq, d.tk});
+  hseq::ops::attention_forward<double>(ctx, d, AttentionMask::causal(), 0.5, q.cview(), kv.cview(), out0.view(),
+                                       probs.view());
+  std::int64_t const w = d.width();
+  for (std::int64_t t : {1, 30, 63, 64, 65, 69}) {
+    INFO("perturbed key/value row ", t);
+    std::vector<double> keep(kv.data(), kv.data() + kv.numel());
+    for (std::int64_t b = 0; b < d.batch; ++b)
+      for (std::int64_t e = 0; e < 2 * w; ++e) kv.data()[(b * d.tk + t) * 2 * w + e] += 5.0 + double(e);
+    hseq::ops::attention_forward<double>(ctx, d, AttentionMask::causal(), 0.5, q.cview(), kv.cview(), out1.view(),
+                                         probs.view());
+    std::int64_t changed_before = 0, changed_at = 0;
+    for (std::int64_t b = 0; b < d.batch; ++b)
+      for (std::int64_t i = 0; i < d.tq; ++i)
+        for (std::int64_t e = 0; e < w; ++e) {
+          std::int64_t k = (b * d.tq + i) * w + e;
+          if (i < t) changed_before += !(out1.data()[k] == out0.data()[k]);
+          if (i == t) changed_at += out1.data()[k] != out0.data()[k];
+        }
+    CHECK(changed_before == 0);
+    CHECK(changed_at > 0);  // the perturbation is visible from row t on
+    std::copy(keep.begin(), keep.end(), kv.data());
+  }
+}
+
+TEST_CASE("attention: the same rows in different query blocks agree with a single-block call") {
+  // Query rows are independent: attention over Tq = 130 rows equals, row by row, attention for the
+  // [64, 130) rows computed alone with the matching query offset.
+  hseq::cpu::Context ctx;
+  AttentionDims d{1, 2, 130, 130, 3, 0};
+  auto q = random_tensor<double>(Shape{1, 130, d.width()}, 11);
+  auto kv = random_tensor<double>(Shape{1, 130, 2 * d.width()}, 12);
+  DT out(q.shape()), probs(Shape{1, 2, 130, 130});
+  hseq::ops::attention_forward<double>(ctx, d, AttentionMask::causal(), 0.5, q.cview(), kv.cview(), out.view(),
+                                       probs.view());
+  AttentionDims d2{1, 2, 66, 130, 3, 0};
+  DT q2(Shape{1, 66, d.width()}), out2(q2.shape()), probs2(Shape{1, 2, 66, 130});
+  std::copy(q.data() + 64 * d.width(), q.data() + 130 * d.width(), q2.data());
+  hseq::ops::attention_forward<double>(ctx, d2, AttentionMask::rates(1, 64, 1, 0), 0.5, q2.cview(), kv.cview(),
+                                       out2.view(), probs2.view());
+  std::int64_t bad = 0;
+  for (std::int64_t i = 0; i < q2.numel(); ++i)
+    bad += !(std::abs(out2.data()[i] - out.data()[64 * d.width() + i]) <= 1e-14);
+  CHECK(bad == 0);
+}
+
+TEST_CASE("attention: a key/value cache with kv_rows > Tk uses only its first Tk rows") {
+  // Decoding: the kv buffer has capacity kv_rows per batch element, of which the first tk rows are
+  // filled; the rest is garbage (NaN) that must be neither read nor written.
+  hseq::cpu::Context ctx;
+  struct CCase {
+    AttentionMask mask;
+    std::int64_t tq, tk, cap, prefix;
+  };
+  for (CCase c : {CCase{AttentionMask::rates(1, 4, 1, 0), 1, 5, 9, 0},  // one new token at position 4
+                  CCase{AttentionMask::rates(1, 3, 1, 0), 3, 6, 8, 0},  // three new tokens at 3, 4, 5
+                  CCase{AttentionMask::none(), 2, 4, 4, 1},             // full buffer: kv_rows == tk
+                  CCase{AttentionMask::causal(), 70, 70, 75, 0}}) {     // two query blocks
+    INFO("mask ", c.mask, ", Tq ", c.tq, ", Tk ", c.tk, ", capacity ", c.cap);
+    AttentionDims d{2, 2, c.tq, c.tk, 3, c.prefix, c.cap};
+    AttentionDims dc = d;  // the same problem on a compact [B, Tk, 2W] buffer
+    dc.kv_rows = 0;
+    std::int64_t const w = d.width();
+    auto q = random_tensor<double>(Shape{d.batch, d.tq, w}, 13);
+    auto compact = random_tensor<double>(Shape{d.batch, d.tk, 2 * w}, 14);
+    DT cache(Shape{d.batch, c.cap, 2 * w});
+    std::fill(cache.data(), cache.data() + cache.numel(), std::numeric_limits<double>::quiet_NaN());
+    for (std::int64_t b = 0; b < d.batch; ++b)
+      std::copy_n(compact.data() + b * d.tk * 2 * w, d.tk * 2 * w, cache.data() + b * c.cap * 2 * w);
+    DT out(q.shape()), probs(Shape{d.batch, d.heads, d.tq, d.tk});
+    hseq::ops::attention_forward<double>(ctx, d, c.mask, 0.5, q.cview(), cache.cview(), out.view(), probs.view());
+    Ref ref = attention_ref(dc, c.mask, 0.5, q.data(), compact.data());
+    std::int64_t bad = 0;
+    for (std::int64_t i = 0; i < out.numel(); ++i) bad += !(std::abs(out.data()[i] - ref.out[std::size_t(i)]) <= 1e-13);
+    CHECK(bad == 0);
+
+    // Backward writes the first tk rows of each block (equal to the compact gradients) and leaves
+    // the rest of the cache gradient alone.
+    auto dout = random_tensor<double>(q.shape(), 15);
+    DT dq(q.shape()), dkv(cache.shape()), dq_c(q.shape()), dkv_c(compact.shape()), probs_c(probs.shape()), out_c(q.shape());
+    DT scratch(Shape{hseq::ops::attention_backward_scratch(d, hseq::detail::max_threads())});
+    std::fill(dkv.data(), dkv.data() + dkv.numel(), 7.0);
+    // The NaN rows beyond tk would poison dq and dkv if backward read them.
+    hseq::ops::attention_backward<double>(ctx, d, c.mask, 0.5, q.cview(), cache.cview(), probs.cview(), dout.cview(),
+                                          dq.view(), dkv.view(), scratch.view());
+    hseq::ops::attention_forward<double>(ctx, dc, c.mask, 0.5, q.cview(), compact.cview(), out_c.view(), probs_c.view());
+    hseq::ops::attention_backward<double>(ctx, dc, c.mask, 0.5, q.cview(), compact.cview(), probs_c.cview(),
+                                          dout.cview(), dq_c.view(), dkv_c.view(), scratch.view());
+    std::int64_t bad_dq = 0, bad_dkv = 0, touched = 0;
+    for (std::int64_t i = 0; i < dq.numel(); ++i) bad_dq += !(std::abs(dq.data()[i] - dq_c.data()[i]) <= 1e-13);
+    for (std::int64_t b = 0; b < d.batch; ++b)
+      for (std::int64_t r = 0; r < c.cap; ++r)
+        for (std::int64_t e = 0; e < 2 * w; ++e) {
+          double v = dkv.data()[(b * c.cap + r) * 2 * w + e];
+          if (r < d.tk) bad_dkv += !(std::abs(v - dkv_c.data()[(b * d.tk + r) * 2 * w + e]) <= 1e-13);
+          else touched += v != 7.0;
+        }
+    CHECK(bad_dq == 0);
+    CHECK(bad_dkv == 0);
+    CHECK(touched == 0);
+  }
+  // A capacity smaller than Tk is rejected.
+  AttentionDims bad{1, 1, 2, 5, 2, 0, 4};
+  DT q(Shape{1, 2, 2}), kv(Shape{1, 4, 4}), out(Shape{1, 2, 2}), probs(Shape{1, 1, 2, 5});
+  CHECK_THROWS_AS(hseq::ops::attention_forward<double>(ctx, bad, AttentionMask::none(), 1.0, q.cview(), kv.cview(),
+                                                       out.view(), probs.view()),
+                  hseq::Error);
+}
+
+TEST_CASE("attention: bad shapes throw naming them") {
+  hseq::cpu::Context ctx;
+  AttentionDims d{2, 2, 3, 4, 5, 0};
+  DT q(Shape{2, 3, 10}), kv(Shape{2, 4, 20}), out(Shape{2, 3, 10}), probs(Shape{2, 2, 3, 4});
+  DT q_bad(Shape{2, 3, 9}), kv_bad(Shape{2, 5, 20}), probs_bad(Shape{2, 2, 4, 3});
+  auto fwd = [&](DT const& qq, DT const& kk, DT& oo, DT& pp, AttentionDims dd) {
+    hseq::ops::attention_forward<double>(ctx, dd, AttentionMask::none(), 1.0, qq.cview(), kk.cview(), oo.view(),
+                                         pp.view());
+  };
+  CHECK_NOTHROW(fwd(q, kv, out, probs, d));
+  std::string msg = error_of([&] { fwd(q_bad, kv, out, probs, d); });
+  CHECK(msg.find("[2, 3, 9]") != std::string::npos);
+  CHECK(msg.find("[2, 3, 10]") != std::string::npos);
+  msg = error_of([&] { fwd(q, kv_bad, out, probs, d); });
+  CHECK(msg.find("[2, 5, 20]") != std::string::npos);
+  CHECK(msg.find("[2, 4, 20]") != std::string::npos);
+  msg = error_of([&] { fwd(q, kv, out, probs_bad, d); });
+  CHECK(msg.find("[2, 2, 4, 3]") != std::string::npos);
+  AttentionDims bad_prefix = d;
+  bad_prefix.prefix = 5;
+  msg = error_of([&] { fwd(q, kv, out, probs, bad_prefix); });
+  CHECK(msg.find("prefix 5") != std::string::npos);
+  // Backward: too little scratch names both sizes.
+  DT dq(q.shape()), dkv(kv.shape()), small(Shape{1});
+  msg = error_of([&] {
+    hseq::ops::attention_backward<double>(ctx, d, AttentionMask::none(), 1.0, q.cview(), kv.cview(), probs.cview(),
+                                          out.cview(), dq.view(), dkv.view(), small.view());
+  });
+  CHECK(msg.find("scratch of 1 elements") != std::string::npos);
+  DT scratch(Shape{hseq::ops::attention_backward_scratch(d, hseq::detail::max_threads())});
+  msg = error_of([&] {
+    hseq::ops::attention_backward<double>(ctx, d, AttentionMask::none(), 1.0, q.cview(), kv.cview(), probs.cview(),
+                                          out.cview(), dq.view(), kv_bad.view(), scratch.view());
+  });
+  CHECK(msg.find("[2, 5, 20]") != std::string::npos);
+}
