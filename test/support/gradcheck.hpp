@@ -60,11 +60,11 @@ double dot(View<T const, HostSpace> a, View<T const, HostSpace> b) {
 
 /// Overwrites every parameter with N(0, scale^2) draws (so that zero-initialised biases and unit
 /// LayerNorm gains do not hide errors).
-template <class B>
-void randomize_params(nn::ParamStore<B, double>& ps, std::uint64_t seed, double scale = 0.5) {
+template <class B, class T>
+void randomize_params(nn::ParamStore<B, T>& ps, std::uint64_t seed, double scale = 0.5) {
   for (std::size_t k = 0; k < ps.entries().size(); ++k) {
     auto v = ps.entries()[k].param->value;
-    for (std::int64_t i = 0; i < v.numel(); ++i) v[i] = scale * philox_normal(seed, 1000 + k, std::uint64_t(i));
+    for (std::int64_t i = 0; i < v.numel(); ++i) v[i] = T(scale * philox_normal(seed, 1000 + k, std::uint64_t(i)));
   }
 }
 

@@ -69,12 +69,15 @@ class MultiHeadAttention {
   std::size_t forward_workspace(Dims d) const {
     return measure_workspace<Space>([&](Arena<Space>& a) { carve(a, d); });
   }
-  std::size_t backward_workspace(Dims d) const {
+  /// Peak scratch of `backward`. `shared_dx`: dxkv is the same buffer as dxq (self-attention), which
+  /// needs one more [B, Tk, dim] buffer to sum the two paths.
+  std::size_t backward_workspace(Dims d, bool shared_dx = true) const {
     std::int64_t w = cfg_.dim, tkk = d.tm + d.tk;
     std::size_t b = aligned_bytes<T>(d.batch * d.tq * w) * 2 + aligned_bytes<T>(d.batch * tkk * 2 * w) +
                     aligned_bytes<T>(ops::attention_backward_scratch(dims_of(d), hseq::detail::max_threads()));
     if (d.tm > 0) b += aligned_bytes<T>(d.batch * d.tk * 2 * w) + aligned_bytes<T>(d.batch * d.tm * 2 * w);
-    return b + aligned_bytes<T>(d.batch * d.tk * w);  // dx_kv when it aliases dx_q
+    if (shared_dx) b += aligned_bytes<T>(d.batch * d.tk * w);
+    return b;
   }
 
   /// Self-attention: y = Attn(x, x).

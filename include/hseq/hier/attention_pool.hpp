@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: MIT
+/// @file
+/// @brief Attention-pooling shortening (trax `AttentionResampling`, downsampling):
+///   h = LN(x)   q = LN(AvgPool(h))   q1 = q + Attn(Q = q, K = V = h)   y = q1 + Mlp(LN(q1))
+/// x is the full-rate sequence already shifted right by k - 1. Short query i may attend to shifted
+/// positions p <= i k + k - 1 (original positions <= i k), the rate-aware mask rates(k, k-1, 1, 0).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "hseq/backend/backend.hpp"
+#include "hseq/core/error.hpp"
+#include "hseq/core/workspace.hpp"
+#include "hseq/hier/resample_config.hpp"
+#include "hseq/nn/attention.hpp"
+#include "hseq/nn/layer_norm.hpp"
+#include "hseq/nn/mlp.hpp"
+#include "hseq/nn/module.hpp"
+#include "hseq/ops/elementwise.hpp"
+#include "hseq/ops/resample.hpp"
+
+namespace hseq::hier {
+
+template <Backend B, class T>
+class AttentionPoolShorten {
+ public:
+  using Space = typename B::Space;
+  using Ctx = typename B::Context;
+  using CView = View<T const, Space>;
+  using MView = View<T, Space>;
+  using Config = ResampleConfig;
+  using Attention = nn::MultiHeadAttention<B, T>;
+  struct Saved {
+    typename nn::LayerNorm<B, T>::Saved ln_in, ln_q, ln_ff;
+    typename Attention::Saved attn;
+    typename nn::Mlp<B, T>::Saved mlp;
+    MView h;   // [B, L, d]  LN(x)
+    MView p;   // [B, Ls, d] AvgPool(h)
+    MView q;   // [B, Ls, d] LN(p)
+    MView q1;  // [B, Ls, d] q + attention
+    MView g;   // [B, Ls, d] LN(q1)
+  };
+
+  explicit AttentionPoolShorten(Config c)
+      : cfg_(check_resample(c, "AttentionPoolShorten")),
+        ln_in_({c.dim, c.eps}),
+        ln_q_({c.dim, c.eps}),
+        attn_({c.dim, c.heads, nn::AttentionMask::rates(c.factor, c.factor - 1, 1, 0), true, c.init_std}),
+        ln_ff_({c.dim, c.eps}),
+        mlp_({c.dim, c.mlp_hidden, true, c.init_std}) {}
+  Config const& config() const { return cfg_; }
+  Attention const& attention() const { return attn_; }
+
+  template <class F>
+  void visit_params(F&& f, std::string const& prefix = "") {
+    ln_in_.visit_params(f, prefix + "ln_in.");
+    ln_q_.visit_params(f, prefix + "ln_q.");
+    attn_.visit_params(f, prefix + "attn.");
+    ln_ff_.visit_params(f, prefix + "ln_ff.");
+    mlp_.visit_params(f, prefix + "mlp.");
+  }
+
+  std::size_t forward_workspace(std::int64_t batch, std::int64_t len) const {
+    std::int64_t ls = len / cfg_.factor, d = cfg_.dim;
+    return aligned_bytes<T>(batch * len * d) + 4 * aligned_bytes<T>(batch * ls * d) +
+           ln_in_.forward_workspace(batch * len) + ln_q_.forward_workspace(batch * ls) +
+           attn_.forward_workspace({batch, ls, len, 0}) + ln_ff_.forward_workspace(batch * ls) +
+           mlp_.forward_workspace(batch * ls);
+  }
+  std::size_t backward_workspace(std::int64_t batch, std::int64_t len) const {
+    std::int64_t ls = len / cfg_.factor, d = cfg_.dim;
+    return 3 * aligned_bytes<T>(batch * ls * d) + 2 * aligned_bytes<T>(batch * len * d) +
+           std::max(mlp_.backward_workspace(batch * ls), attn_.backward_workspace({batch, ls, len, 0}, false));
+  }
+
+  /// x: [B, L, d] (shifted), y: [B, L / k, d].
+  Saved forward(Ctx& ctx, CView x, MView y, Arena<Space>& ws) const {
+    HSEQ_CHECK(x.rank() == 3 && x.size(2) == cfg_.dim && x.size(1) % cfg_.factor == 0 &&
+                   y.shape == (Shape{x.size(0), x.size(1) / cfg_.factor, cfg_.dim}),
+               "AttentionPoolShorten(k " << cfg_.factor << "): x " << x.shape << ", y " << y.shape);
+    Shape full = x.shape, short_shape = y.shape;
+    Saved s;
+    s.h = ws.template take<T>(full, "apool.h");
+    s.p = ws.template take<T>(short_shape, "apool.p");
+    s.q = ws.template take<T>(short_shape, "apool.q");
+    s.q1 = ws.template take<T>(short_shape, "apool.q1");
+    s.g = ws.template take<T>(short_shape, "apool.g");
+    s.ln_in = ln_in_.forward(ctx, x, s.h, ws);
+    ops::avg_pool<T>(ctx, s.h, s.p, cfg_.factor);
+    s.ln_q = ln_q_.forward(ctx, s.p, s.q, ws);
+    s.attn = attn_.forward(ctx, s.q, s.h, CView{}, s.q1, ws);
+    ops::axpy<T>(ctx, T(1), s.q, s.q1);
+    s.ln_ff = ln_ff_.forward(ctx, s.q1, s.g, ws);
+    s.mlp = mlp_.forward(ctx, s.g, y, ws);
+    ops::axpy<T>(ctx, T(1), s.q1, y);
+    return s;
+  }
+
+  void backward(Ctx& ctx, Saved const& s, CView dy, MView dx, Arena<Space>& ws) const {
+    ArenaScope<Space> scope(ws);
+    MView dq1 = ws.template take<T>(s.q.shape, "apool.dq1");
+    MView dg = ws.template take<T>(s.q.shape, "apool.dg");
+    MView dq = ws.template take<T>(s.q.shape, "apool.dq");
+    MView dh = ws.template take<T>(s.h.shape, "apool.dh");
+    MView dh2 = ws.template take<T>(s.h.shape, "apool.dh2");
+    mlp_.backward(ctx, s.mlp, dy, dg, ws);
+    ln_ff_.backward(ctx, s.ln_ff, dg, dq1, ws);
+    ops::axpy<T>(ctx, T(1), dy, dq1);                            // dq1 = d(q1)
+    attn_.backward(ctx, s.attn, dq1, dq, dh, MView{}, ws);       // query and key/value paths
+    ops::axpy<T>(ctx, T(1), CView(dq1), dq);                     // dq = d(q)
+    ln_q_.backward(ctx, s.ln_q, dq, dg, ws);                     // dg = d(p)
+    ops::avg_pool_backward<T>(ctx, dg, dh2, cfg_.factor);
+    ops::axpy<T>(ctx, T(1), CView(dh2), dh);                     // dh = d(h)
+    ln_in_.backward(ctx, s.ln_in, dh, dx, ws);
+  }
+
+ private:
+  Config cfg_;
+  nn::LayerNorm<B, T> ln_in_, ln_q_;
+  Attention attn_;
+  nn::LayerNorm<B, T> ln_ff_;
+  nn::Mlp<B, T> mlp_;
+};
+
+/// Policy tag: attention pooling.
+struct AttentionPool {
+  static constexpr char const* kName = "attention";
+  template <Backend B, class T>
+  using Module = AttentionPoolShorten<B, T>;
+};
+
+}  // namespace hseq::hier

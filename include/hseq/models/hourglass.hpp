@@ -1,0 +1,426 @@
+// SPDX-License-Identifier: MIT
+/// @file
+/// @brief `Hourglass`: the hierarchical Transformer language model of Nawrot et al. (2022),
+/// "Hierarchical Transformers Are More Efficient Language Models" (trax semantics).
+///
+///   x   = E[ids] + P                                     [B, L, d]
+///   x   = Pre(x)                                         n_pre full-rate causal blocks
+///   x   = Valley_0(x)
+///   h   = Post(x); logits = LN_f(h) E^T                  [B, L, V]
+///   Valley_i(x):                                         x: [B, L_i, d]
+///     s = Shorten_i(ShiftRight(x, k_i - 1))              [B, L_i / k_i, d]
+///     s = Blocks_i(s); if nested: s = Blocks_i'(Valley_{i+1}(s))
+///     return x + LN(Upsample_i(s, res = x))
+/// The shift by k - 1 makes short position j summarise tokens up to j k only, and every use of it
+/// at full rate is at positions >= j k (models.md §0.3), so the model is causal for every policy.
+/// Sequences of any length are padded at the end to a multiple of the total factor; padding only
+/// follows real positions, so it changes nothing before it, and its logits are dropped.
+/// Positions are a learned absolute table at the input (as in lucidrains' implementation; trax
+/// uses relative attention instead).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "hseq/backend/backend.hpp"
+#include "hseq/core/error.hpp"
+#include "hseq/core/tensor.hpp"
+#include "hseq/core/workspace.hpp"
+#include "hseq/hier/attention_pool.hpp"
+#include "hseq/hier/attention_upsample.hpp"
+#include "hseq/hier/avg_pool.hpp"
+#include "hseq/hier/hierarchy.hpp"
+#include "hseq/hier/linear_pool.hpp"
+#include "hseq/hier/linear_upsample.hpp"
+#include "hseq/hier/repeat_upsample.hpp"
+#include "hseq/hier/shift_right.hpp"
+#include "hseq/nn/embedding.hpp"
+#include "hseq/nn/layer_norm.hpp"
+#include "hseq/nn/position_embedding.hpp"
+#include "hseq/nn/transformer_block.hpp"
+#include "hseq/ops/cross_entropy.hpp"
+#include "hseq/ops/elementwise.hpp"
+#include "hseq/ops/gemm.hpp"
+#include "hseq/ops/mat.hpp"
+
+namespace hseq::models {
+
+template <Backend B, class T, class HierarchyT = hier::DynamicHierarchy, class ShortenT = hier::AttentionPool,
+          class UpsampleT = hier::AttentionUp>
+class Hourglass {
+ public:
+  using Space = typename B::Space;
+  using Ctx = typename B::Context;
+  using CView = View<T const, Space>;
+  using MView = View<T, Space>;
+  using Ids = View<std::int32_t const, Space>;
+  using MIds = View<std::int32_t, Space>;
+  using Block = nn::TransformerBlock<B, T>;
+  using ShortenM = typename ShortenT::template Module<B, T>;
+  using UpsampleM = typename UpsampleT::template Module<B, T>;
+
+  static constexpr char const* kKind = "hourglass";
+
+  struct Config {
+    std::int64_t vocab = 256;
+    std::int64_t dim = 256, heads = 4;
+    std::int64_t context = 1024;  ///< longest padded sequence (learned position table length)
+    std::int64_t mlp_hidden = 0;  ///< 0 means 4 * dim
+    double eps = 1e-5;
+    double init_std = 0.02;
+    hier::HierarchySpec hierarchy{};  ///< used with DynamicHierarchy; otherwise HierarchyT::spec()
+  };
+
+  /// One shortening level and everything at its short rate.
+  struct Level {
+    std::int64_t factor;
+    hier::ShiftRight<B, T> shift;
+    ShortenM shorten;
+    std::vector<Block> pre, post;  // post is empty for the innermost level
+    UpsampleM upsample;
+    nn::LayerNorm<B, T> ln_up;
+  };
+
+  struct LevelTrace {
+    CView x;            // [B, L, d] the level's input (its residual)
+    MView shifted;      // [B, L, d]
+    MView short_in;     // [B, Ls, d]
+    typename ShortenM::Saved shorten;
+    std::vector<MView> hs_pre, hs_post;  // block outputs at the short rate
+    std::vector<typename Block::Saved> pre, post;
+    MView inner_out;    // [B, Ls, d] output of the nested level
+    MView u, un;        // [B, L, d] upsampled, LayerNorm(upsampled)
+    typename UpsampleM::Saved up;
+    typename nn::LayerNorm<B, T>::Saved ln;
+  };
+
+  struct Trace {
+    std::int64_t batch = 0, t = 0, tp = 0, counted = 0;
+    double loss = std::numeric_limits<double>::quiet_NaN();
+    MIds ids, targets;  // [B, tp] padded copies
+    bool has_targets = false;
+    typename nn::Embedding<B, T>::Saved emb;
+    typename nn::PositionEmbedding<B, T>::Saved pos;
+    std::vector<MView> hs_pre, hs_post;
+    std::vector<typename Block::Saved> pre, post;
+    MView valley_out;
+    std::vector<LevelTrace> levels;
+    typename nn::LayerNorm<B, T>::Saved lnf;
+    MView hf;        // [B, tp, d]
+    MView logits_p;  // [B, tp, V] (dlogits after backward)
+    MView losses;    // [B * tp]
+    MView logits;    // [B, t, V] (aliases logits_p when t == tp)
+  };
+
+  explicit Hourglass(Config c) : cfg_(check(c)), spec_(spec_of(c)), tok_({c.vocab, c.dim, c.init_std}),
+                                 pos_({nn::PositionKind::kLearned, c.context, c.dim, c.init_std}), lnf_({c.dim, c.eps}) {
+    spec_.validate();
+    cfg_.hierarchy = spec_;
+    HSEQ_CHECK(c.context % spec_.total_factor() == 0,
+               "Hourglass: context " << c.context << " is not a multiple of the total shortening factor "
+                                     << spec_.total_factor() << " of \"" << spec_.to_string() << "\"");
+    double out_std = c.init_std / std::sqrt(2.0 * double(spec_.total_layers()));
+    auto block_cfg = typename Block::Config{c.dim, c.heads, c.mlp_hidden, nn::AttentionMask::causal(), true, c.eps,
+                                            c.init_std, out_std};
+    auto make_blocks = [&](std::vector<Block>& v, std::int64_t n) {
+      v.reserve(std::size_t(n));
+      for (std::int64_t i = 0; i < n; ++i) v.emplace_back(block_cfg);
+    };
+    make_blocks(pre_, spec_.pre);
+    make_blocks(post_, spec_.post);
+    for (std::size_t i = 0; i < spec_.levels.size(); ++i) {
+      auto const& ls = spec_.levels[i];
+      hier::ResampleConfig rc{c.dim, ls.factor, c.heads, c.mlp_hidden, c.eps, c.init_std};
+      auto lvl = std::unique_ptr<Level>(new Level{ls.factor, hier::ShiftRight<B, T>({ls.factor - 1}), ShortenM(rc),
+                                                  {}, {}, UpsampleM(rc), nn::LayerNorm<B, T>({c.dim, c.eps})});
+      make_blocks(lvl->pre, ls.layers);
+      if (i + 1 < spec_.levels.size()) make_blocks(lvl->post, ls.layers);
+      levels_.push_back(std::move(lvl));
+    }
+  }
+  Hourglass(Hourglass const&) = delete;
+  Hourglass& operator=(Hourglass const&) = delete;
+
+  Config const& config() const { return cfg_; }
+  hier::HierarchySpec const& hierarchy() const { return spec_; }
+  static char const* shorten_name() { return ShortenT::kName; }
+  static char const* upsample_name() { return UpsampleT::kName; }
+
+  std::string config_json() const {
+    nlohmann::json j{{"vocab", cfg_.vocab},     {"dim", cfg_.dim},        {"heads", cfg_.heads},
+                     {"context", cfg_.context}, {"mlp_hidden", cfg_.mlp_hidden}, {"eps", cfg_.eps},
+                     {"init_std", cfg_.init_std}, {"hierarchy", spec_.to_string()},
+                     {"shorten", ShortenT::kName}, {"upsample", UpsampleT::kName}};
+    return j.dump();
+  }
+  /// Inverse of config_json; also checks that the file's policies are this type's policies.
+  static Config config_from_json(std::string const& text) {
+    Config c;
+    try {
+      auto j = nlohmann::json::parse(text);
+      c.vocab = j.at("vocab").get<std::int64_t>();
+      c.dim = j.at("dim").get<std::int64_t>();
+      c.heads = j.at("heads").get<std::int64_t>();
+      c.context = j.at("context").get<std::int64_t>();
+      c.mlp_hidden = j.at("mlp_hidden").get<std::int64_t>();
+      c.eps = j.at("eps").get<double>();
+      c.init_std = j.at("init_std").get<double>();
+      c.hierarchy = hier::HierarchySpec::parse(j.at("hierarchy").get<std::string>());
+      auto sh = j.at("shorten").get<std::string>(), up = j.at("upsample").get<std::string>();
+      HSEQ_CHECK(sh == ShortenT::kName && up == UpsampleT::kName,
+                 "Hourglass: the configuration uses shorten '" << sh << "' and upsample '" << up << "', this model type "
+                                                               << "is shorten '" << ShortenT::kName << "', upsample '"
+                                                               << UpsampleT::kName << "'");
+    } catch (nlohmann::json::exception const& e) {
+      HSEQ_FAIL("Hourglass: invalid config JSON '" << text << "': " << e.what());
+    }
+    return c;
+  }
+
+  template <class F>
+  void visit_params(F&& f, std::string const& prefix = "") {
+    tok_.visit_params(f, prefix + "tok_emb.");
+    pos_.visit_params(f, prefix + "pos_emb.");
+    for (std::size_t i = 0; i < pre_.size(); ++i) pre_[i].visit_params(f, prefix + "pre." + std::to_string(i) + ".");
+    for (std::size_t l = 0; l < levels_.size(); ++l) {
+      Level& lv = *levels_[l];
+      std::string p = prefix + "levels." + std::to_string(l) + ".";
+      lv.shorten.visit_params(f, p + "shorten.");
+      for (std::size_t i = 0; i < lv.pre.size(); ++i) lv.pre[i].visit_params(f, p + "pre." + std::to_string(i) + ".");
+      for (std::size_t i = 0; i < lv.post.size(); ++i) lv.post[i].visit_params(f, p + "post." + std::to_string(i) + ".");
+      lv.upsample.visit_params(f, p + "upsample.");
+      lv.ln_up.visit_params(f, p + "ln_up.");
+    }
+    for (std::size_t i = 0; i < post_.size(); ++i) post_[i].visit_params(f, prefix + "post." + std::to_string(i) + ".");
+    lnf_.visit_params(f, prefix + "ln_f.");
+  }
+
+  /// Length after padding to a multiple of the total shortening factor.
+  std::int64_t padded_length(std::int64_t t) const {
+    std::int64_t k = spec_.total_factor();
+    return (t + k - 1) / k * k;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Training
+
+  std::size_t forward_workspace(std::int64_t batch, std::int64_t t) const {
+    std::int64_t tp = padded_length(t), n = batch * tp, d = cfg_.dim;
+    std::size_t b = 2 * aligned_bytes<std::int32_t>(n) + aligned_bytes<T>(n * d) /*x0*/ +
+                    aligned_bytes<T>(n * d) /*valley out*/ + aligned_bytes<T>(n * d) /*hf*/ +
+                    lnf_.forward_workspace(n) + aligned_bytes<T>(n * cfg_.vocab) + aligned_bytes<T>(n);
+    if (tp != t) b += aligned_bytes<T>(batch * t * cfg_.vocab);
+    for (auto const& blk : pre_) b += aligned_bytes<T>(n * d) + blk.forward_workspace(batch, tp);
+    for (auto const& blk : post_) b += aligned_bytes<T>(n * d) + blk.forward_workspace(batch, tp);
+    return b + level_forward_workspace(0, batch, tp);
+  }
+  std::size_t backward_workspace(std::int64_t batch, std::int64_t t) const {
+    std::int64_t tp = padded_length(t);
+    std::size_t inner = level_backward_workspace(0, batch, tp);
+    for (auto const& blk : pre_) inner = std::max(inner, blk.backward_workspace(batch, tp));
+    for (auto const& blk : post_) inner = std::max(inner, blk.backward_workspace(batch, tp));
+    return 2 * aligned_bytes<T>(batch * tp * cfg_.dim) + inner;
+  }
+
+  /// Forward over ids [B, T] (any T >= 1 up to the context after padding); with targets [B, T]
+  /// returns the mean cross-entropy in nats over targets >= 0. Logits land in tr.logits [B, T, V].
+  double forward(Ctx& ctx, Ids ids, Ids targets, Arena<Space>& ws, Trace& tr) const {
+    HSEQ_CHECK(ids.rank() == 2 && ids.size(0) > 0 && ids.size(1) > 0,
+               "Hourglass: ids " << ids.shape << " must be [B, T] with B, T >= 1");
+    HSEQ_CHECK(targets.empty() || targets.shape == ids.shape,
+               "Hourglass: targets " << targets.shape << " differ from ids " << ids.shape);
+    std::int64_t bsz = ids.size(0), t = ids.size(1), tp = padded_length(t), d = cfg_.dim, v = cfg_.vocab;
+    HSEQ_CHECK(tp <= cfg_.context, "Hourglass: sequence length " << t << " (padded to " << tp
+                                                                 << ") exceeds the context " << cfg_.context);
+    tr.batch = bsz;
+    tr.t = t;
+    tr.tp = tp;
+    tr.has_targets = !targets.empty();
+    tr.ids = ws.template take<std::int32_t>(Shape{bsz, tp}, "hg.ids");
+    tr.targets = ws.template take<std::int32_t>(Shape{bsz, tp}, "hg.targets");
+    pad_ids(ctx, ids, tr.ids, 0);
+    if (tr.has_targets) pad_ids(ctx, targets, tr.targets, -1);
+    MView x0 = ws.template take<T>(Shape{bsz, tp, d}, "hg.x0");
+    tr.emb = tok_.forward(ctx, tr.ids, x0, ws);
+    tr.pos = pos_.forward(ctx, x0, x0, 0, ws);
+    CView cur = run_blocks(ctx, pre_, x0, tr.hs_pre, tr.pre, ws);
+    tr.valley_out = ws.template take<T>(Shape{bsz, tp, d}, "hg.valley");
+    tr.levels.resize(levels_.size());
+    valley_forward(ctx, 0, cur, tr.valley_out, tr.levels, ws);
+    cur = run_blocks(ctx, post_, tr.valley_out, tr.hs_post, tr.post, ws);
+    tr.hf = ws.template take<T>(Shape{bsz, tp, d}, "hg.hf");
+    tr.lnf = lnf_.forward(ctx, cur, tr.hf, ws);
+    tr.logits_p = ws.template take<T>(Shape{bsz, tp, v}, "hg.logits");
+    tr.losses = ws.template take<T>(Shape{bsz * tp}, "hg.losses");
+    ops::gemm<T>(ctx, ops::Trans::kNo, ops::as_mat(CView(tr.hf)), ops::Trans::kYes,
+                 ops::as_mat(CView(tok_.table().value)), ops::as_mat(tr.logits_p));
+    if (tp == t) {
+      tr.logits = tr.logits_p;
+    } else {
+      tr.logits = ws.template take<T>(Shape{bsz, t, v}, "hg.logits_t");
+      ops::copy_mat<T>(ctx, {tr.logits_p.data, bsz, t * v, tp * v}, ops::as_mat(tr.logits.reshape(Shape{bsz, t * v})));
+    }
+    tr.counted = 0;
+    tr.loss = std::numeric_limits<double>::quiet_NaN();
+    if (tr.has_targets) {
+      tr.counted = ops::cross_entropy_forward<T>(ctx, tr.logits_p, tr.targets, tr.losses);
+      HSEQ_CHECK(tr.counted > 0, "Hourglass: every target is ignored (< 0); nothing to train on");
+      tr.loss = ops::sum<T>(ctx, tr.losses) / double(tr.counted);
+    }
+    return tr.loss;
+  }
+
+  /// Gradients of the mean loss of the last forward (accumulated). Overwrites tr.logits_p.
+  void backward(Ctx& ctx, Trace& tr, Arena<Space>& ws) const {
+    HSEQ_CHECK(tr.has_targets && tr.counted > 0, "Hourglass::backward: the forward had no targets");
+    ArenaScope<Space> scope(ws);
+    Shape hs{tr.batch, tr.tp, cfg_.dim};
+    MView da = ws.template take<T>(hs, "hg.da"), db = ws.template take<T>(hs, "hg.db");
+    ops::cross_entropy_backward<T>(ctx, tr.logits_p, tr.targets, T(1.0 / double(tr.counted)), tr.logits_p);
+    CView dlogits = tr.logits_p;
+    ops::gemm<T>(ctx, ops::Trans::kYes, ops::as_mat(dlogits), ops::Trans::kNo, ops::as_mat(CView(tr.hf)),
+                 ops::as_mat(tok_.table().grad), T(1), T(1));
+    ops::gemm<T>(ctx, ops::Trans::kNo, ops::as_mat(dlogits), ops::Trans::kNo, ops::as_mat(CView(tok_.table().value)),
+                 ops::as_mat(da));
+    lnf_.backward(ctx, tr.lnf, da, db, ws);  // db = d(last post output)
+    back_blocks(ctx, post_, tr.post, db, da, ws);
+    valley_backward(ctx, 0, tr.levels, db, da, ws);  // da = d(valley input)
+    std::swap(da, db);
+    back_blocks(ctx, pre_, tr.pre, db, da, ws);
+    pos_.backward(ctx, tr.pos, db, db, ws);
+    tok_.backward(ctx, tr.emb, db, ws);
+  }
+
+ private:
+  static Config check(Config c) {
+    HSEQ_CHECK(c.vocab > 0 && c.dim > 0 && c.heads > 0 && c.context > 0,
+               "Hourglass: vocab " << c.vocab << ", dim " << c.dim << ", heads " << c.heads << ", context "
+                                   << c.context << " must be positive");
+    HSEQ_CHECK(c.dim % c.heads == 0, "Hourglass: heads " << c.heads << " do not divide the width " << c.dim);
+    return c;
+  }
+  static hier::HierarchySpec spec_of(Config const& c) {
+    if constexpr (HierarchyT::kDynamic) return c.hierarchy;
+    else return HierarchyT::spec();
+  }
+
+  /// dst [B, tp] = src [B, t] followed by `fill`.
+  void pad_ids(Ctx& ctx, Ids src, MIds dst, std::int32_t fill) const {
+    std::int64_t bsz = src.size(0), t = src.size(1), tp = dst.size(1);
+    if (tp != t) ops::fill<std::int32_t>(ctx, dst, fill);
+    ops::copy_mat<std::int32_t>(ctx, ops::as_mat(src), {dst.data, bsz, t, tp});
+  }
+
+  /// Runs blocks in sequence from x; outputs carved from ws; returns the last output (x if none).
+  CView run_blocks(Ctx& ctx, std::vector<Block> const& blocks, CView x, std::vector<MView>& hs,
+                   std::vector<typename Block::Saved>& saved, Arena<Space>& ws) const {
+    hs.resize(blocks.size());
+    saved.resize(blocks.size());
+    CView cur = x;
+    for (std::size_t i = 0; i < blocks.size(); ++i) {
+      hs[i] = ws.template take<T>(x.shape, "hg.block_out");
+      saved[i] = blocks[i].forward(ctx, cur, hs[i], ws);
+      cur = hs[i];
+    }
+    return cur;
+  }
+  /// Backward through blocks in reverse: `d` holds d(last output) on entry and d(first input) on
+  /// exit; `tmp` is a same-shape buffer (clobbered). Returns nothing: the result is in `d`.
+  void back_blocks(Ctx& ctx, std::vector<Block> const& blocks, std::vector<typename Block::Saved> const& saved,
+                   MView& d, MView& tmp, Arena<Space>& ws) const {
+    for (std::size_t i = blocks.size(); i-- > 0;) {
+      blocks[i].backward(ctx, saved[i], d, tmp, ws);
+      std::swap(d, tmp);
+    }
+  }
+
+  std::size_t level_forward_workspace(std::size_t i, std::int64_t batch, std::int64_t len) const {
+    Level const& lv = *levels_[i];
+    std::int64_t ls = len / lv.factor, d = cfg_.dim;
+    std::size_t b = 2 * aligned_bytes<T>(batch * len * d) /*shifted, u*/ + aligned_bytes<T>(batch * len * d) /*un*/ +
+                    aligned_bytes<T>(batch * ls * d) /*short_in*/ + lv.shorten.forward_workspace(batch, len) +
+                    lv.upsample.forward_workspace(batch, len) + lv.ln_up.forward_workspace(batch * len);
+    for (auto const& blk : lv.pre) b += aligned_bytes<T>(batch * ls * d) + blk.forward_workspace(batch, ls);
+    for (auto const& blk : lv.post) b += aligned_bytes<T>(batch * ls * d) + blk.forward_workspace(batch, ls);
+    if (i + 1 < levels_.size()) b += aligned_bytes<T>(batch * ls * d) + level_forward_workspace(i + 1, batch, ls);
+    return b;
+  }
+  std::size_t level_backward_workspace(std::size_t i, std::int64_t batch, std::int64_t len) const {
+    Level const& lv = *levels_[i];
+    std::int64_t ls = len / lv.factor, d = cfg_.dim;
+    std::size_t own = 3 * aligned_bytes<T>(batch * len * d) + 2 * aligned_bytes<T>(batch * ls * d);
+    std::size_t inner = std::max(lv.shorten.backward_workspace(batch, len), lv.upsample.backward_workspace(batch, len));
+    for (auto const& blk : lv.pre) inner = std::max(inner, blk.backward_workspace(batch, ls));
+    for (auto const& blk : lv.post) inner = std::max(inner, blk.backward_workspace(batch, ls));
+    if (i + 1 < levels_.size()) inner = std::max(inner, level_backward_workspace(i + 1, batch, ls));
+    return own + inner;
+  }
+
+  /// out = x + LN(Upsample(Inner(Shorten(ShiftRight(x))), x)) for level i; x, out: [B, L, d].
+  void valley_forward(Ctx& ctx, std::size_t i, CView x, MView out, std::vector<LevelTrace>& tr, Arena<Space>& ws) const {
+    Level const& lv = *levels_[i];
+    LevelTrace& lt = tr[i];
+    std::int64_t bsz = x.size(0), len = x.size(1), d = cfg_.dim, ls = len / lv.factor;
+    HSEQ_CHECK(len % lv.factor == 0, "Hourglass: level " << i << " length " << len << " is not a multiple of "
+                                                         << lv.factor);
+    lt.x = x;
+    lt.shifted = ws.template take<T>(x.shape, "hg.shifted");
+    lv.shift.forward(ctx, x, lt.shifted, ws);
+    lt.short_in = ws.template take<T>(Shape{bsz, ls, d}, "hg.short");
+    lt.shorten = lv.shorten.forward(ctx, lt.shifted, lt.short_in, ws);
+    CView cur = run_blocks(ctx, lv.pre, lt.short_in, lt.hs_pre, lt.pre, ws);
+    if (i + 1 < levels_.size()) {
+      lt.inner_out = ws.template take<T>(Shape{bsz, ls, d}, "hg.inner");
+      valley_forward(ctx, i + 1, cur, lt.inner_out, tr, ws);
+      cur = run_blocks(ctx, lv.post, lt.inner_out, lt.hs_post, lt.post, ws);
+    }
+    lt.u = ws.template take<T>(x.shape, "hg.u");
+    lt.up = lv.upsample.forward(ctx, cur, x, lt.u, ws);
+    lt.un = ws.template take<T>(x.shape, "hg.un");
+    lt.ln = lv.ln_up.forward(ctx, lt.u, lt.un, ws);
+    ops::copy<T>(ctx, x, out);
+    ops::axpy<T>(ctx, T(1), CView(lt.un), out);
+  }
+
+  /// dx = d(level input) from dout = d(level output) (overwrites dx).
+  void valley_backward(Ctx& ctx, std::size_t i, std::vector<LevelTrace> const& tr, CView dout, MView dx,
+                       Arena<Space>& ws) const {
+    Level const& lv = *levels_[i];
+    LevelTrace const& lt = tr[i];
+    ArenaScope<Space> scope(ws);
+    MView du = ws.template take<T>(lt.u.shape, "hg.du");
+    MView dres = ws.template take<T>(lt.u.shape, "hg.dres");
+    MView dsh = ws.template take<T>(lt.u.shape, "hg.dshifted");
+    MView dc = ws.template take<T>(lt.short_in.shape, "hg.dshort");
+    MView dt = ws.template take<T>(lt.short_in.shape, "hg.dshort_tmp");
+    ops::copy<T>(ctx, dout, dx);                      // residual path
+    lv.ln_up.backward(ctx, lt.ln, dout, du, ws);
+    lv.upsample.backward(ctx, lt.up, du, dc, dres, ws);
+    if constexpr (UpsampleT::kUsesResidual) ops::axpy<T>(ctx, T(1), CView(dres), dx);
+    back_blocks(ctx, lv.post, lt.post, dc, dt, ws);
+    if (i + 1 < levels_.size()) {
+      valley_backward(ctx, i + 1, tr, dc, dt, ws);
+      std::swap(dc, dt);
+    }
+    back_blocks(ctx, lv.pre, lt.pre, dc, dt, ws);
+    lv.shorten.backward(ctx, lt.shorten, dc, dsh, ws);
+    lv.shift.backward(ctx, {}, dsh, du, ws);
+    ops::axpy<T>(ctx, T(1), CView(du), dx);
+  }
+
+  Config cfg_;
+  hier::HierarchySpec spec_;
+  nn::Embedding<B, T> tok_;
+  nn::PositionEmbedding<B, T> pos_;
+  std::vector<Block> pre_, post_;
+  std::vector<std::unique_ptr<Level>> levels_;
+  nn::LayerNorm<B, T> lnf_;
+};
+
+}  // namespace hseq::models

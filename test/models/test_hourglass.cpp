@@ -1,0 +1,164 @@
+// SPDX-License-Identifier: MIT
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "hseq/models/hourglass.hpp"
+#include "support/gradcheck.hpp"
+
+using namespace hseq;
+using hier::HierarchySpec;
+
+namespace {
+Tensor<std::int32_t, cpu> random_ids(Shape s, std::int64_t vocab, std::uint64_t seed) {
+  Tensor<std::int32_t, cpu> t(s);
+  Rng rng(seed);
+  for (std::int64_t i = 0; i < t.numel(); ++i) t.data()[i] = std::int32_t(rng.below(std::uint64_t(vocab)));
+  return t;
+}
+
+template <class Sh, class Up>
+void gradcheck_model(char const* hierarchy, std::int64_t t) {
+  using M = models::Hourglass<cpu, double, hier::DynamicHierarchy, Sh, Up>;
+  CAPTURE(hierarchy);
+  CAPTURE(Sh::kName);
+  CAPTURE(Up::kName);
+  cpu::Context ctx;
+  M m({.vocab = 11, .dim = 8, .heads = 2, .context = 12, .mlp_hidden = 8, .hierarchy = HierarchySpec::parse(hierarchy)});
+  nn::ParamStore<cpu, double> ps(m);
+  test::randomize_params(ps, 5, 0.3);
+  auto ids = random_ids(Shape{2, t}, 11, 1), targets = random_ids(Shape{2, t}, 11, 2);
+  std::size_t plan = m.forward_workspace(2, t) + m.backward_workspace(2, t);
+  Workspace<cpu> ws(plan);
+  typename M::Trace tr;
+  auto loss = [&] {
+    auto a = ws.arena();
+    return m.forward(ctx, ids.cview(), targets.cview(), a, tr);
+  };
+  auto grads = [&] {
+    auto a = ws.arena();
+    m.forward(ctx, ids.cview(), targets.cview(), a, tr);
+    CHECK(a.used() == m.forward_workspace(2, t));
+    m.backward(ctx, tr, a);
+    CHECK(a.high_water() == plan);
+  };
+  test::GradcheckOptions opt;
+  opt.max_per_tensor = 16;
+  test::GradCheck(ps, opt).run(loss, grads);
+}
+
+/// Changes token p and checks that logits before p are bit-identical and that some later logit moves.
+template <class Sh, class Up>
+void causality(char const* hierarchy, std::int64_t t, std::vector<std::int64_t> const& positions) {
+  using M = models::Hourglass<cpu, float, hier::DynamicHierarchy, Sh, Up>;
+  CAPTURE(hierarchy);
+  CAPTURE(Sh::kName);
+  CAPTURE(Up::kName);
+  CAPTURE(t);
+  cpu::Context ctx;
+  std::int64_t const v = 32;
+  M m({.vocab = v, .dim = 16, .heads = 2, .context = 48, .hierarchy = HierarchySpec::parse(hierarchy)});
+  nn::ParamStore<cpu, float> ps(m);
+  ps.init(ctx, 3);
+  test::randomize_params(ps, 3, 0.2);  // LayerNorm gains and biases away from 1 / 0
+  Workspace<cpu> ws(m.forward_workspace(2, t));
+  typename M::Trace tr;
+  auto run = [&](Tensor<std::int32_t, cpu> const& ids) {
+    auto a = ws.arena();
+    m.forward(ctx, ids.cview(), {}, a, tr);
+    REQUIRE(tr.logits.shape == (Shape{2, t, v}));
+    return std::vector<float>(tr.logits.begin(), tr.logits.end());
+  };
+  auto ids = random_ids(Shape{2, t}, v, 7);
+  auto base = run(ids);
+  for (std::int64_t p : positions) {
+    if (p >= t) continue;
+    CAPTURE(p);
+    auto changed = random_ids(Shape{2, t}, v, 7);
+    changed.data()[p] = (changed.data()[p] + 5) % std::int32_t(v);
+    changed.data()[t + p] = (changed.data()[t + p] + 9) % std::int32_t(v);
+    auto out = run(changed);
+    bool before_identical = true, after_changed = false;
+    for (std::int64_t b = 0; b < 2; ++b)
+      for (std::int64_t i = 0; i < t; ++i)
+        for (std::int64_t c = 0; c < v; ++c) {
+          std::size_t k = std::size_t((b * t + i) * v + c);
+          if (i < p) before_identical &= out[k] == base[k];
+          else after_changed |= out[k] != base[k];
+        }
+    CHECK(before_identical);
+    CHECK(after_changed);
+  }
+}
+
+template <class Sh, class Up>
+void causality_all_levels() {
+  // One level of k = 4: positions with t mod k in {0, 1, k - 1}, at several blocks.
+  causality<Sh, Up>("1@1 1@4 1@1", 24, {0, 1, 3, 4, 5, 7, 8, 9, 11, 12, 13, 15, 20, 21, 23});
+  // Two nested levels (k = 2 then 3, total 6): residues mod 2 and mod 6.
+  causality<Sh, Up>("1@1 1@2 1@6 1@2 1@1", 24, {0, 1, 2, 5, 6, 7, 11, 12, 13, 17, 18, 19, 23});
+  // A length that is not a multiple of the total factor (padded internally, truncated after).
+  causality<Sh, Up>("1@1 1@4 1@1", 22, {0, 3, 4, 5, 15, 16, 17, 20, 21});
+  causality<Sh, Up>("1@1 1@2 1@6 1@2 1@1", 19, {0, 1, 5, 6, 11, 12, 17, 18});
+}
+}  // namespace
+
+TEST_CASE("gradcheck: Hourglass tiny models (attention+attention, avg+repeat, linear+linear, two levels, padding)") {
+  gradcheck_model<hier::AttentionPool, hier::AttentionUp>("1@1 1@2 1@1", 6);
+  gradcheck_model<hier::AvgPool, hier::Repeat>("1@1 1@2 1@1", 6);
+  gradcheck_model<hier::LinearPool, hier::LinearUp>("1@1 1@3 1@1", 6);
+  gradcheck_model<hier::AttentionPool, hier::Repeat>("1@1 1@2 1@4 1@2 1@1", 8);
+  gradcheck_model<hier::AvgPool, hier::AttentionUp>("1@1 1@2 1@4 1@2 1@1", 7);  // padded to 8
+}
+
+TEST_CASE("hourglass: causality by perturbation, shorten avg, every upsampling, one and two levels") {
+  causality_all_levels<hier::AvgPool, hier::Repeat>();
+  causality_all_levels<hier::AvgPool, hier::LinearUp>();
+  causality_all_levels<hier::AvgPool, hier::AttentionUp>();
+}
+TEST_CASE("hourglass: causality by perturbation, shorten linear, every upsampling, one and two levels") {
+  causality_all_levels<hier::LinearPool, hier::Repeat>();
+  causality_all_levels<hier::LinearPool, hier::LinearUp>();
+  causality_all_levels<hier::LinearPool, hier::AttentionUp>();
+}
+TEST_CASE("hourglass: causality by perturbation, shorten attention, every upsampling, one and two levels") {
+  causality_all_levels<hier::AttentionPool, hier::Repeat>();
+  causality_all_levels<hier::AttentionPool, hier::LinearUp>();
+  causality_all_levels<hier::AttentionPool, hier::AttentionUp>();
+}
+
+TEST_CASE("hourglass: the compile-time hierarchy builds the same model as the string") {
+  using H = hier::Hierarchy<2, 2, hier::Level<4, 4>>;
+  using Static = models::Hourglass<cpu, float, H, hier::AvgPool, hier::Repeat>;
+  using Dynamic = models::Hourglass<cpu, float, hier::DynamicHierarchy, hier::AvgPool, hier::Repeat>;
+  Static a({.dim = 16, .heads = 2, .context = 32});
+  Dynamic b({.dim = 16, .heads = 2, .context = 32, .hierarchy = HierarchySpec::parse("2@1 4@4 2@1")});
+  CHECK(a.config_json() == b.config_json());
+  nn::ParamStore<cpu, float> pa(a), pb(b);
+  REQUIRE(pa.entries().size() == pb.entries().size());
+  for (std::size_t i = 0; i < pa.entries().size(); ++i) CHECK(pa.entries()[i].name == pb.entries()[i].name);
+  CHECK(pa.find("levels.0.pre.3.attn.q.weight").shape == Shape{16, 16});
+}
+
+TEST_CASE("hourglass: bad configurations say what is wrong") {
+  using M = models::Hourglass<cpu, float>;
+  CHECK_THROWS_WITH_AS(M({.context = 30, .hierarchy = HierarchySpec::parse("2@1 4@4 2@1")}),
+                       doctest::Contains("not a multiple of the total shortening factor 4"), Error);
+  CHECK_THROWS_WITH_AS(M({.dim = 30, .heads = 4, .hierarchy = HierarchySpec::parse("2@1 4@4 2@1")}),
+                       doctest::Contains("heads 4"), Error);
+  CHECK_THROWS_WITH_AS(M({}), doctest::Contains("at least one shortening level"), Error);
+  cpu::Context ctx;
+  M m({.vocab = 16, .dim = 8, .heads = 2, .context = 8, .hierarchy = HierarchySpec::parse("1@1 1@4 1@1")});
+  nn::ParamStore<cpu, float> ps(m);
+  auto ids = random_ids(Shape{1, 9}, 16, 1);
+  Workspace<cpu> ws(1 << 22);
+  auto a = ws.arena();
+  M::Trace tr;
+  CHECK_THROWS_WITH_AS(m.forward(ctx, ids.cview(), {}, a, tr), doctest::Contains("padded to 12"), Error);
+  CHECK_THROWS_WITH_AS(M::config_from_json(
+                           R"({"vocab":16,"dim":8,"heads":2,"context":8,"mlp_hidden":0,"eps":1e-5,"init_std":0.02,)"
+                           R"("hierarchy":"1@1 1@4 1@1","shorten":"avg","upsample":"repeat"})"),
+                       doctest::Contains("this model type is shorten 'attention'"), Error);
+}
