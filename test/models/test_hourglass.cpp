@@ -162,3 +162,70 @@ TEST_CASE("hourglass: bad configurations say what is wrong") {
                            R"("hierarchy":"1@1 1@4 1@1","shorten":"avg","upsample":"repeat"})"),
                        doctest::Contains("this model type is shorten 'attention'"), Error);
 }
+
+namespace {
+template <class Sh, class Up>
+void cached_equals_full(char const* hierarchy, std::int64_t t) {
+  using M = models::Hourglass<cpu, double, hier::DynamicHierarchy, Sh, Up>;
+  CAPTURE(hierarchy);
+  CAPTURE(Sh::kName);
+  CAPTURE(Up::kName);
+  cpu::Context ctx;
+  std::int64_t const v = 24;
+  M m({.vocab = v, .dim = 8, .heads = 2, .context = 24, .mlp_hidden = 8, .hierarchy = HierarchySpec::parse(hierarchy)});
+  nn::ParamStore<cpu, double> ps(m);
+  test::randomize_params(ps, 11, 0.3);
+  auto ids = random_ids(Shape{2, t}, v, 5);
+  Workspace<cpu> ws(m.forward_workspace(2, t));
+  typename M::Trace tr;
+  auto a = ws.arena();
+  m.forward(ctx, ids.cview(), {}, a, tr);
+  auto cache = m.make_cache(2, t);
+  std::size_t plan = m.step_workspace(2, 1, t);
+  Workspace<cpu> sws(plan);
+  double worst = 0;
+  std::int64_t pos = 0;
+  while (pos < t) {
+    std::int64_t n = pos == 0 ? 3 : 1;  // a short prefill, then token by token
+    n = std::min(n, t - pos);
+    Tensor<std::int32_t, cpu> chunk(Shape{2, n});
+    for (std::int64_t b = 0; b < 2; ++b)
+      for (std::int64_t i = 0; i < n; ++i) chunk.data()[b * n + i] = ids.data()[b * t + pos + i];
+    Tensor<double, cpu> logits(Shape{2, n, v});
+    auto sa = sws.arena();
+    m.forward_step(ctx, chunk.cview(), cache, pos, logits.view(), sa);
+    CHECK(sa.high_water() <= plan);
+    for (std::int64_t b = 0; b < 2; ++b)
+      for (std::int64_t i = 0; i < n; ++i)
+        for (std::int64_t c = 0; c < v; ++c)
+          worst = std::max(worst, std::abs(tr.logits[(b * t + pos + i) * v + c] - logits.data()[(b * n + i) * v + c]));
+    pos += n;
+  }
+  CHECK(worst < 1e-11);
+}
+}  // namespace
+
+TEST_CASE("hourglass: cached generation logits equal the full forward, every policy pair, nested levels") {
+  cached_equals_full<hier::AvgPool, hier::Repeat>("1@1 1@3 1@1", 13);
+  cached_equals_full<hier::LinearPool, hier::LinearUp>("1@1 1@3 1@1", 13);
+  cached_equals_full<hier::AttentionPool, hier::AttentionUp>("1@1 1@3 1@1", 13);
+  cached_equals_full<hier::AvgPool, hier::AttentionUp>("1@1 1@2 2@4 1@2 1@1", 17);
+  cached_equals_full<hier::AttentionPool, hier::Repeat>("1@1 1@2 2@4 1@2 1@1", 17);
+  cached_equals_full<hier::LinearPool, hier::AttentionUp>("2@1 1@2 1@6 1@2 0@1", 19);
+  cached_equals_full<hier::AttentionPool, hier::LinearUp>("0@1 1@2 1@4 1@2 1@1", 16);
+}
+
+TEST_CASE("hourglass: the cache refuses out-of-order positions") {
+  using M = models::Hourglass<cpu, float, hier::DynamicHierarchy, hier::AvgPool, hier::Repeat>;
+  cpu::Context ctx;
+  M m({.vocab = 16, .dim = 8, .heads = 2, .context = 8, .hierarchy = HierarchySpec::parse("1@1 1@2 1@1")});
+  nn::ParamStore<cpu, float> ps(m);
+  auto cache = m.make_cache(1, 8);
+  Tensor<std::int32_t, cpu> id(Shape{1, 1});
+  id.data()[0] = 3;
+  Tensor<float, cpu> logits(Shape{1, 1, 16});
+  Workspace<cpu> ws(m.step_workspace(1, 1, 8));
+  auto a = ws.arena();
+  CHECK_THROWS_WITH_AS(m.forward_step(ctx, id.cview(), cache, 2, logits.view(), a), doctest::Contains("sequential"),
+                       Error);
+}

@@ -6,11 +6,13 @@
 /// positions p <= i k + k - 1 (original positions <= i k), the rate-aware mask rates(k, k-1, 1, 0).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
 #include "hseq/backend/backend.hpp"
 #include "hseq/core/error.hpp"
+#include "hseq/core/tensor.hpp"
 #include "hseq/core/workspace.hpp"
 #include "hseq/hier/resample_config.hpp"
 #include "hseq/nn/attention.hpp"
@@ -113,6 +115,60 @@ class AttentionPoolShorten {
     ops::avg_pool_backward<T>(ctx, dg, dh2, cfg_.factor);
     ops::axpy<T>(ctx, T(1), CView(dh2), dh);                     // dh = d(h)
     ln_in_.backward(ctx, s.ln_in, dh, dx, ws);
+  }
+
+  // Cached generation. The state is the key/value cache of LN(shifted input): row q holds shifted
+  // position q (level input q - k + 1; rows < k - 1 are the zero vectors of the shift).
+  struct StepState {
+    Tensor<T, B> cache;  // [B, capacity + k - 1, 2 d]
+  };
+  StepState make_step_state(std::int64_t batch, std::int64_t capacity) const {
+    return {Tensor<T, B>(Shape{batch, capacity + cfg_.factor - 1, 2 * cfg_.dim})};
+  }
+  std::size_t step_workspace(std::int64_t batch, std::int64_t capacity) const {
+    std::int64_t k = cfg_.factor, d = cfg_.dim;
+    std::size_t input = aligned_bytes<T>(batch * std::max<std::int64_t>(k - 1, 1) * d) * 2 +
+                        ln_in_.forward_workspace(batch * k) + attn_.cached_workspace(batch, k, capacity + k);
+    std::size_t pool = aligned_bytes<T>(batch * k * d) + 4 * aligned_bytes<T>(batch * d) +
+                       ln_in_.forward_workspace(batch * k) + 2 * ln_q_.forward_workspace(batch) +
+                       std::max(attn_.cached_workspace(batch, 1, capacity + k), mlp_.forward_workspace(batch));
+    return std::max(input, pool);
+  }
+  /// Level input x_p [B, 1, d] at level position p: appends shifted position p + k - 1.
+  void step_input(Ctx& ctx, StepState& st, CView x, std::int64_t p, Arena<Space>& ws) const {
+    ArenaScope<Space> scope(ws);
+    std::int64_t bsz = x.size(0), k = cfg_.factor, d = cfg_.dim;
+    if (p == 0 && k > 1) {  // the k - 1 zero vectors the shift prepends
+      MView z = ws.template take<T>(Shape{bsz, k - 1, d}, "apool_step.zeros");
+      MView hz = ws.template take<T>(Shape{bsz, k - 1, d}, "apool_step.hz");
+      ops::fill<T>(ctx, z, T(0));
+      ln_in_.forward(ctx, z, hz, ws);
+      attn_.append_kv(ctx, hz, st.cache.view(), 0, ws);
+    }
+    MView h = ws.template take<T>(x.shape, "apool_step.h");
+    ln_in_.forward(ctx, x, h, ws);
+    attn_.append_kv(ctx, h, st.cache.view(), p + k - 1, ws);
+  }
+  /// y [B, 1, d] for the short position completed at level position p (p % k == 0) from its window
+  /// [B, k, d] of shifted inputs.
+  void step_pool(Ctx& ctx, StepState& st, CView window, std::int64_t p, MView y, Arena<Space>& ws) const {
+    ArenaScope<Space> scope(ws);
+    std::int64_t bsz = window.size(0), d = cfg_.dim;
+    Shape one{bsz, 1, d};
+    MView h = ws.template take<T>(window.shape, "apool_step.hw");
+    MView pooled = ws.template take<T>(one, "apool_step.p"), q = ws.template take<T>(one, "apool_step.q");
+    MView q1 = ws.template take<T>(one, "apool_step.q1"), g = ws.template take<T>(one, "apool_step.g");
+    ln_in_.forward(ctx, window, h, ws);
+    ops::avg_pool<T>(ctx, h, pooled, cfg_.factor);
+    ln_q_.forward(ctx, pooled, q, ws);
+    attn_.attend_cached(ctx, q, st.cache.view(), p + cfg_.factor, q1, ws);
+    ops::axpy<T>(ctx, T(1), CView(q), q1);
+    ln_ff_.forward(ctx, q1, g, ws);
+    {
+      ArenaScope<Space> mlp_scope(ws);
+      mlp_.forward(ctx, g, y, ws);
+    }
+    ops::axpy<T>(ctx, T(1), CView(q1), y);
   }
 
  private:

@@ -6,11 +6,13 @@
 /// positions j <= floor(p / k), the rate-aware mask rates(1, 0, k, 0).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
 #include "hseq/backend/backend.hpp"
 #include "hseq/core/error.hpp"
+#include "hseq/core/tensor.hpp"
 #include "hseq/core/workspace.hpp"
 #include "hseq/hier/resample_config.hpp"
 #include "hseq/nn/attention.hpp"
@@ -116,6 +118,45 @@ class AttentionUpsample {
     ops::repeat_rows_backward<T>(ctx, dg, ds2, cfg_.factor);
     ops::axpy<T>(ctx, T(1), CView(ds2), ds);                // ds = d(s)
     ln_s_.backward(ctx, s.ln_s, ds, dy, ws);
+  }
+
+  // Cached generation: the key/value cache of s = LN(y) at the short rate, and the newest s.
+  struct StepState {
+    Tensor<T, B> s_last;  // [B, 1, d]
+    Tensor<T, B> cache;   // [B, capacity / k + 1, 2 d]
+  };
+  StepState make_step_state(std::int64_t batch, std::int64_t capacity) const {
+    return {Tensor<T, B>(Shape{batch, 1, cfg_.dim}), Tensor<T, B>(Shape{batch, capacity / cfg_.factor + 1, 2 * cfg_.dim})};
+  }
+  std::size_t step_workspace(std::int64_t batch, std::int64_t capacity) const {
+    std::int64_t d = cfg_.dim, cap_s = capacity / cfg_.factor + 1;
+    std::size_t shrt = ln_s_.forward_workspace(batch) + attn_.cached_workspace(batch, 1, cap_s);
+    std::size_t up = 4 * aligned_bytes<T>(batch * d) + ln_u_.forward_workspace(batch) + ln_ff_.forward_workspace(batch) +
+                     std::max(attn_.cached_workspace(batch, 1, cap_s), mlp_.forward_workspace(batch));
+    return std::max(shrt, up);
+  }
+  /// Short position j was completed with output y [B, 1, d].
+  void step_short(Ctx& ctx, StepState& st, CView y, std::int64_t j, Arena<Space>& ws) const {
+    ArenaScope<Space> scope(ws);
+    ln_s_.forward(ctx, y, st.s_last.view(), ws);
+    attn_.append_kv(ctx, st.s_last.cview(), st.cache.view(), j, ws);
+  }
+  /// u [B, 1, d] at level position p with residual res [B, 1, d].
+  void step_up(Ctx& ctx, StepState& st, CView res, std::int64_t p, MView u, Arena<Space>& ws) const {
+    ArenaScope<Space> scope(ws);
+    Shape one = res.shape;
+    MView q = ws.template take<T>(one, "aup_step.q"), q1 = ws.template take<T>(one, "aup_step.q1");
+    MView g = ws.template take<T>(one, "aup_step.g");
+    ln_u_.forward(ctx, st.s_last.cview(), q, ws);  // Repeat(s) at p is the newest s
+    ops::axpy<T>(ctx, T(1), res, q);
+    attn_.attend_cached(ctx, q, st.cache.view(), p / cfg_.factor + 1, q1, ws);
+    ops::axpy<T>(ctx, T(1), CView(q), q1);
+    ln_ff_.forward(ctx, q1, g, ws);
+    {
+      ArenaScope<Space> mlp_scope(ws);
+      mlp_.forward(ctx, g, u, ws);
+    }
+    ops::axpy<T>(ctx, T(1), CView(q1), u);
   }
 
  private:

@@ -40,6 +40,16 @@ class AvgPoolShorten {
     ops::avg_pool_backward<T>(ctx, dy, dx, cfg_.factor);
   }
 
+  // Cached generation (see Hourglass::forward_step): no state; the window is the shifted block.
+  struct StepState {};
+  StepState make_step_state(std::int64_t, std::int64_t) const { return {}; }
+  std::size_t step_workspace(std::int64_t, std::int64_t) const { return 0; }
+  void step_input(Ctx&, StepState&, CView, std::int64_t, Arena<Space>&) const {}
+  /// y [B, 1, d] from the completed window [B, k, d] (the k shifted inputs of one short position).
+  void step_pool(Ctx& ctx, StepState&, CView window, std::int64_t, MView y, Arena<Space>&) const {
+    ops::avg_pool<T>(ctx, window, y, cfg_.factor);
+  }
+
  private:
   Config cfg_;
 };

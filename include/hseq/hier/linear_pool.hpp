@@ -42,6 +42,15 @@ class LinearPoolShorten {
     proj_.backward(ctx, s, dy, grouped(dx), ws);
   }
 
+  // Cached generation: no state.
+  struct StepState {};
+  StepState make_step_state(std::int64_t, std::int64_t) const { return {}; }
+  std::size_t step_workspace(std::int64_t, std::int64_t) const { return 0; }
+  void step_input(Ctx&, StepState&, CView, std::int64_t, Arena<Space>&) const {}
+  void step_pool(Ctx& ctx, StepState&, CView window, std::int64_t, MView y, Arena<Space>& ws) const {
+    proj_.forward(ctx, grouped(window), y, ws);
+  }
+
  private:
   /// [B, L, d] as [B, L / k, k d] (same memory).
   template <class U>

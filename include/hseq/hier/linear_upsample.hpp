@@ -9,6 +9,8 @@
 
 #include "hseq/backend/backend.hpp"
 #include "hseq/core/error.hpp"
+#include "hseq/core/tensor.hpp"
+#include "hseq/ops/mat.hpp"
 #include "hseq/core/workspace.hpp"
 #include "hseq/hier/resample_config.hpp"
 #include "hseq/nn/linear.hpp"
@@ -41,6 +43,23 @@ class LinearUpsample {
   }
   void backward(Ctx& ctx, Saved const& s, CView du, MView dy, MView /*dres*/, Arena<Space>& ws) const {
     proj_.backward(ctx, s, grouped(du, CView(dy)), dy, ws);
+  }
+
+  // Cached generation: the state is the newest short vector's k d projection.
+  struct StepState {
+    Tensor<T, B> last;  // [B, 1, k d]
+  };
+  StepState make_step_state(std::int64_t batch, std::int64_t) const {
+    return {Tensor<T, B>(Shape{batch, 1, cfg_.factor * cfg_.dim})};
+  }
+  std::size_t step_workspace(std::int64_t, std::int64_t) const { return 0; }
+  void step_short(Ctx& ctx, StepState& st, CView y, std::int64_t, Arena<Space>& ws) const {
+    proj_.forward(ctx, y, st.last.view(), ws);
+  }
+  /// u [B, 1, d] = slice p mod k of the newest projection.
+  void step_up(Ctx& ctx, StepState& st, CView, std::int64_t p, MView u, Arena<Space>&) const {
+    std::int64_t bsz = u.size(0), d = cfg_.dim, k = cfg_.factor;
+    ops::copy_mat<T>(ctx, {st.last.data() + (p % k) * d, bsz, d, k * d}, ops::as_mat(u.reshape(Shape{bsz, d})));
   }
 
  private:

@@ -8,6 +8,8 @@
 
 #include "hseq/backend/backend.hpp"
 #include "hseq/core/error.hpp"
+#include "hseq/core/tensor.hpp"
+#include "hseq/ops/elementwise.hpp"
 #include "hseq/core/workspace.hpp"
 #include "hseq/hier/resample_config.hpp"
 #include "hseq/nn/module.hpp"
@@ -38,6 +40,19 @@ class RepeatUpsample {
   }
   void backward(Ctx& ctx, Saved const&, CView du, MView dy, MView /*dres*/, Arena<Space>&) const {
     ops::repeat_rows_backward<T>(ctx, du, dy, cfg_.factor);
+  }
+
+  // Cached generation: the state is the newest short vector.
+  struct StepState {
+    Tensor<T, B> last;  // [B, 1, d]
+  };
+  StepState make_step_state(std::int64_t batch, std::int64_t) const { return {Tensor<T, B>(Shape{batch, 1, cfg_.dim})}; }
+  std::size_t step_workspace(std::int64_t, std::int64_t) const { return 0; }
+  /// The short position j was completed with output y [B, 1, d].
+  void step_short(Ctx& ctx, StepState& st, CView y, std::int64_t, Arena<Space>&) const { ops::copy<T>(ctx, y, st.last.view()); }
+  /// u [B, 1, d] at level position p (which uses short position floor(p / k), the newest).
+  void step_up(Ctx& ctx, StepState& st, CView, std::int64_t, MView u, Arena<Space>&) const {
+    ops::copy<T>(ctx, st.last.cview(), u);
   }
 
  private:

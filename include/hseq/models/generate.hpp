@@ -66,6 +66,7 @@ std::string generate(typename B::Context& ctx, Model const& model, std::string c
     if (std::int64_t(out.size()) >= cfg.max_bytes) break;
     if (pos >= cap) {  // context full: restart the cache from the newest half
       pos = 0;
+      model.reset_cache(cache);
       feed(history.size() - std::size_t(std::max<std::int64_t>(1, cap / 2)));
     } else {
       feed(history.size() - 1);

@@ -19,6 +19,7 @@
 /// uses relative attention instead).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -297,6 +298,104 @@ class Hourglass {
     tok_.backward(ctx, tr.emb, db, ws);
   }
 
+  // ------------------------------------------------------------------------------------------
+  // Cached generation: each level runs only when one of its short positions is complete, i.e.
+  // once every k level inputs (every k_1 k_2 ... tokens at the innermost level).
+
+  struct LevelCache {
+    Tensor<T, B> ring;  // [B, k, d]: level input q in slot q mod k (zeros before position 0)
+    typename ShortenM::StepState shorten;
+    std::vector<Tensor<T, B>> pre, post;  // [B, short capacity, 2 d] per block
+    typename UpsampleM::StepState upsample;
+    std::int64_t pos = 0;  // level inputs consumed
+  };
+  struct Cache {
+    std::int64_t batch = 0, capacity = 0, pos = 0;
+    std::vector<Tensor<T, B>> pre, post;  // [B, capacity, 2 d] per full-rate block
+    std::vector<LevelCache> levels;
+  };
+
+  Cache make_cache(std::int64_t batch, std::int64_t capacity) const {
+    HSEQ_CHECK(batch > 0 && capacity > 0 && capacity <= cfg_.context,
+               "Hourglass::make_cache: batch " << batch << ", capacity " << capacity << " (context " << cfg_.context
+                                               << ")");
+    Cache c;
+    c.batch = batch;
+    c.capacity = capacity;
+    Shape kv{batch, capacity, 2 * cfg_.dim};
+    for (std::size_t i = 0; i < pre_.size(); ++i) c.pre.emplace_back(kv);
+    for (std::size_t i = 0; i < post_.size(); ++i) c.post.emplace_back(kv);
+    std::int64_t cap = capacity;
+    for (auto const& lvp : levels_) {
+      Level const& lv = *lvp;
+      std::int64_t cs = cap / lv.factor + 1;
+      LevelCache lc{Tensor<T, B>(Shape{batch, lv.factor, cfg_.dim}), lv.shorten.make_step_state(batch, cap), {}, {},
+                    lv.upsample.make_step_state(batch, cap), 0};
+      for (std::size_t i = 0; i < lv.pre.size(); ++i) lc.pre.emplace_back(Shape{batch, cs, 2 * cfg_.dim});
+      for (std::size_t i = 0; i < lv.post.size(); ++i) lc.post.emplace_back(Shape{batch, cs, 2 * cfg_.dim});
+      c.levels.push_back(std::move(lc));
+      cap = cs;
+    }
+    reset_cache(c);
+    return c;
+  }
+  /// Forgets everything the cache holds (position 0 again).
+  void reset_cache(Cache& c) const {
+    Ctx ctx;
+    c.pos = 0;
+    for (auto& lc : c.levels) {
+      ops::fill<T>(ctx, lc.ring.view(), T(0));
+      lc.pos = 0;
+    }
+  }
+
+  /// Scratch bytes of one `forward_step` token (an upper bound: the sum of every stage's peak).
+  std::size_t step_workspace(std::int64_t batch, std::int64_t /*n*/, std::int64_t capacity) const {
+    std::int64_t d = cfg_.dim;
+    std::size_t b = 3 * aligned_bytes<T>(batch * d) + lnf_.forward_workspace(batch);
+    for (auto const& blk : pre_) b = std::max(b, 3 * aligned_bytes<T>(batch * d) + blk.step_workspace(batch, 1, capacity));
+    for (auto const& blk : post_) b = std::max(b, 3 * aligned_bytes<T>(batch * d) + blk.step_workspace(batch, 1, capacity));
+    std::int64_t cap = capacity;
+    std::size_t levels = 0;
+    for (auto const& lvp : levels_) {
+      Level const& lv = *lvp;
+      std::int64_t cs = cap / lv.factor + 1;
+      std::size_t inner = std::max({lv.shorten.step_workspace(batch, cap), lv.upsample.step_workspace(batch, cap),
+                                    lv.ln_up.forward_workspace(batch)});
+      for (auto const& blk : lv.pre) inner = std::max(inner, blk.step_workspace(batch, 1, cs));
+      for (auto const& blk : lv.post) inner = std::max(inner, blk.step_workspace(batch, 1, cs));
+      levels += aligned_bytes<T>(batch * lv.factor * d) + 6 * aligned_bytes<T>(batch * d) + inner;
+      cap = cs;
+    }
+    return b + levels;
+  }
+
+  /// Logits [B, n, V] for ids [B, n] at positions [pos, pos + n); `pos` must be the number of
+  /// tokens the cache has consumed (generation is sequential). Equal to the rows [pos, pos + n)
+  /// of a full forward.
+  void forward_step(Ctx& ctx, Ids ids, Cache& cache, std::int64_t pos, MView logits, Arena<Space>& ws) const {
+    HSEQ_CHECK(ids.rank() == 2 && ids.size(0) == cache.batch,
+               "Hourglass::forward_step: ids " << ids.shape << " for a cache of batch " << cache.batch);
+    HSEQ_CHECK(pos == cache.pos, "Hourglass::forward_step: position " << pos << " but the cache holds " << cache.pos
+                                                                      << " tokens (generation is sequential)");
+    std::int64_t bsz = ids.size(0), n = ids.size(1), v = cfg_.vocab;
+    HSEQ_CHECK(pos + n <= cache.capacity, "Hourglass::forward_step: positions up to " << pos + n
+                                                                                      << " exceed the cache capacity "
+                                                                                      << cache.capacity);
+    check_shape(logits, Shape{bsz, n, v}, "Hourglass::forward_step: logits");
+    for (std::int64_t i = 0; i < n; ++i) {
+      Ids one(ids.data + i, Shape{bsz, 1});
+      if (n > 1) {  // a column of a [B, n] tensor is strided: gather it
+        ArenaScope<Space> scope(ws);
+        MIds col = ws.template take<std::int32_t>(Shape{bsz, 1}, "hg_step.ids");
+        ops::copy_mat<std::int32_t>(ctx, {ids.data + i, bsz, 1, n}, ops::as_mat(col));
+        step_token(ctx, col, cache, logits, i, n, ws);
+      } else {
+        step_token(ctx, one, cache, logits, i, n, ws);
+      }
+    }
+  }
+
  private:
   static Config check(Config c) {
     HSEQ_CHECK(c.vocab > 0 && c.dim > 0 && c.heads > 0 && c.context > 0,
@@ -412,6 +511,72 @@ class Hourglass {
     lv.shorten.backward(ctx, lt.shorten, dc, dsh, ws);
     lv.shift.backward(ctx, {}, dsh, du, ws);
     ops::axpy<T>(ctx, T(1), CView(du), dx);
+  }
+
+  /// One token for every batch row: writes logits row `col` of [B, n, V].
+  void step_token(Ctx& ctx, Ids id, Cache& cache, MView logits, std::int64_t col, std::int64_t n,
+                  Arena<Space>& ws) const {
+    ArenaScope<Space> scope(ws);
+    std::int64_t bsz = id.size(0), d = cfg_.dim, v = cfg_.vocab, p = cache.pos;
+    Shape one{bsz, 1, d};
+    MView a = ws.template take<T>(one, "hg_step.a"), b = ws.template take<T>(one, "hg_step.b");
+    MView c = ws.template take<T>(one, "hg_step.c");
+    tok_.forward(ctx, id, a, ws);
+    pos_.forward(ctx, a, a, p, ws);
+    for (std::size_t l = 0; l < pre_.size(); ++l) {
+      pre_[l].forward_step(ctx, a, cache.pre[l].view(), p, b, ws);
+      std::swap(a, b);
+    }
+    level_step(ctx, 0, cache, a, b, ws);
+    std::swap(a, b);
+    for (std::size_t l = 0; l < post_.size(); ++l) {
+      post_[l].forward_step(ctx, a, cache.post[l].view(), p, b, ws);
+      std::swap(a, b);
+    }
+    lnf_.forward(ctx, a, c, ws);
+    ops::gemm<T>(ctx, ops::Trans::kNo, ops::as_mat(CView(c)), ops::Trans::kYes, ops::as_mat(CView(tok_.table().value)),
+                 {logits.data + col * v, bsz, v, n * v});
+    ++cache.pos;
+  }
+
+  /// Level i consumes its next input x [B, 1, d] and writes its output out [B, 1, d].
+  void level_step(Ctx& ctx, std::size_t i, Cache& cache, CView x, MView out, Arena<Space>& ws) const {
+    Level const& lv = *levels_[i];
+    LevelCache& lc = cache.levels[i];
+    ArenaScope<Space> scope(ws);
+    std::int64_t bsz = x.size(0), d = cfg_.dim, k = lv.factor, p = lc.pos;
+    Shape one{bsz, 1, d};
+    ops::copy_mat<T>(ctx, ops::as_mat(x.reshape(Shape{bsz, d})), {lc.ring.data() + (p % k) * d, bsz, d, k * d});
+    lv.shorten.step_input(ctx, lc.shorten, x, p, ws);
+    if (p % k == 0) {  // short position j = p / k is complete: inputs p - k + 1 .. p
+      std::int64_t j = p / k;
+      MView window = ws.template take<T>(Shape{bsz, k, d}, "hg_step.window");
+      for (std::int64_t s = 0; s < k; ++s) {
+        std::int64_t slot = ((p - k + 1 + s) % k + k) % k;
+        ops::copy_mat<T>(ctx, {lc.ring.data() + slot * d, bsz, d, k * d}, {window.data + s * d, bsz, d, k * d});
+      }
+      MView ya = ws.template take<T>(one, "hg_step.ya"), yb = ws.template take<T>(one, "hg_step.yb");
+      lv.shorten.step_pool(ctx, lc.shorten, window, p, ya, ws);
+      for (std::size_t l = 0; l < lv.pre.size(); ++l) {
+        lv.pre[l].forward_step(ctx, ya, lc.pre[l].view(), j, yb, ws);
+        std::swap(ya, yb);
+      }
+      if (i + 1 < levels_.size()) {
+        level_step(ctx, i + 1, cache, ya, yb, ws);
+        std::swap(ya, yb);
+        for (std::size_t l = 0; l < lv.post.size(); ++l) {
+          lv.post[l].forward_step(ctx, ya, lc.post[l].view(), j, yb, ws);
+          std::swap(ya, yb);
+        }
+      }
+      lv.upsample.step_short(ctx, lc.upsample, ya, j, ws);
+    }
+    MView u = ws.template take<T>(one, "hg_step.u"), un = ws.template take<T>(one, "hg_step.un");
+    lv.upsample.step_up(ctx, lc.upsample, x, p, u, ws);
+    lv.ln_up.forward(ctx, u, un, ws);
+    ops::copy<T>(ctx, x, out);
+    ops::axpy<T>(ctx, T(1), CView(un), out);
+    ++lc.pos;
   }
 
   Config cfg_;

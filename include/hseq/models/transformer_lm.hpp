@@ -233,6 +233,9 @@ class TransformerLm {
     return c;
   }
 
+  /// Nothing to forget: rows are overwritten as positions are fed again.
+  void reset_cache(KvCache&) const {}
+
   /// Scratch bytes of `forward_step` for n new positions after `cached` ones.
   std::size_t step_workspace(std::int64_t batch, std::int64_t n, std::int64_t cached) const {
     std::int64_t r = batch * n;

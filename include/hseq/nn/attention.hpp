@@ -4,6 +4,7 @@
 /// an optional key/value prefix (a memory), and a causal, unmasked or rate-aware mask.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -140,6 +141,42 @@ class MultiHeadAttention {
     for (std::int64_t b = 0; b < bsz; ++b) ops::copy<T>(ctx, kvn(b), cache(b).slice(pos, pos + n));
     ops::AttentionDims d{bsz, cfg_.heads, n, pos + n, head_dim(), 0, cap};
     ops::attention_forward<T>(ctx, d, AttentionMask::rates(1, pos, 1, 0), scale(), q, cache, att, probs);
+    out_.forward(ctx, att, y, ws);
+  }
+
+  /// Writes the key/value projections of x [B, n, dim] into cache rows [pos, pos + n) (for cached
+  /// cross-attention, e.g. the hierarchical models' resampling attentions).
+  void append_kv(Ctx& ctx, CView x, MView cache, std::int64_t pos, Arena<Space>& ws) const {
+    HSEQ_CHECK(x.rank() == 3 && x.size(2) == cfg_.dim && cache.rank() == 3 && cache.size(0) == x.size(0) &&
+                   cache.size(2) == 2 * cfg_.dim && pos >= 0 && pos + x.size(1) <= cache.size(1),
+               "MultiHeadAttention::append_kv: x " << x.shape << " at row " << pos << " of cache " << cache.shape);
+    ArenaScope<Space> scope(ws);
+    std::int64_t bsz = x.size(0), n = x.size(1);
+    MView kvn = ws.template take<T>(Shape{bsz, n, 2 * cfg_.dim}, "attn_kv.new");
+    kv_.forward(ctx, x, kvn, ws);
+    for (std::int64_t b = 0; b < bsz; ++b) ops::copy<T>(ctx, kvn(b), cache(b).slice(pos, pos + n));
+  }
+  /// Scratch bytes of `append_kv` / `attend_cached` for n rows (queries) against tk cached keys.
+  std::size_t cached_workspace(std::int64_t batch, std::int64_t n, std::int64_t tk) const {
+    std::int64_t w = cfg_.dim;
+    return std::max(aligned_bytes<T>(batch * n * 2 * w),
+                    2 * aligned_bytes<T>(batch * n * w) + aligned_bytes<T>(batch * cfg_.heads * n * tk));
+  }
+  /// y [B, n, dim] = attention of the queries xq [B, n, dim] over the first tk cache rows, all of
+  /// them visible (the cache holds exactly what these queries may see).
+  void attend_cached(Ctx& ctx, CView xq, MView cache, std::int64_t tk, MView y, Arena<Space>& ws) const {
+    HSEQ_CHECK(xq.rank() == 3 && xq.size(2) == cfg_.dim && y.shape == xq.shape && cache.rank() == 3 &&
+                   cache.size(0) == xq.size(0) && cache.size(2) == 2 * cfg_.dim && tk >= 1 && tk <= cache.size(1),
+               "MultiHeadAttention::attend_cached: xq " << xq.shape << ", y " << y.shape << ", " << tk
+                                                        << " keys of cache " << cache.shape);
+    ArenaScope<Space> scope(ws);
+    std::int64_t bsz = xq.size(0), n = xq.size(1);
+    MView q = ws.template take<T>(Shape{bsz, n, cfg_.dim}, "attn_cached.q");
+    MView probs = ws.template take<T>(Shape{bsz, cfg_.heads, n, tk}, "attn_cached.probs");
+    MView att = ws.template take<T>(Shape{bsz, n, cfg_.dim}, "attn_cached.att");
+    q_.forward(ctx, xq, q, ws);
+    ops::AttentionDims d{bsz, cfg_.heads, n, tk, head_dim(), 0, cache.size(1)};
+    ops::attention_forward<T>(ctx, d, AttentionMask::none(), scale(), q, cache, att, probs);
     out_.forward(ctx, att, y, ws);
   }
 
