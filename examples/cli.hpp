@@ -56,6 +56,7 @@ class Args {
       HSEQ_CHECK(it != specs_.end(), program_ << ": unknown flag --" << name << " (see --help)");
       if (it->second.boolean) {
         values_[name] = has_value ? value : "1";
+        given_[name] = true;
         continue;
       }
       if (!has_value) {

@@ -7,6 +7,26 @@
 #include "hseq/models/generate.hpp"
 #include "lm_cli.hpp"
 
+
+template <class M>
+void generate(cli::Args const& a, cli::ModelChoice const& choice) {
+  hseq::cpu::Context ctx;
+  auto lm = cli::load_model<M>(a.str("checkpoint"), choice);
+  hseq::models::GenerateConfig g;
+  g.max_bytes = a.integer("bytes");
+  g.stop = a.str("stop");
+  g.sampler.temperature = a.real("temperature");
+  g.sampler.top_k = a.integer("top-k");
+  g.sampler.top_p = a.real("top-p");
+  g.sampler.seed = std::uint64_t(a.integer("seed"));
+  auto t0 = std::chrono::steady_clock::now();
+  std::string out = hseq::models::generate<cli::Backend, cli::Real>(ctx, *lm.model, a.str("prompt"), g);
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::cout << a.str("prompt") << out << std::endl;
+  std::cerr << "generated " << out.size() << " bytes in " << s << " s (" << double(out.size()) / s << " bytes/s)"
+            << std::endl;
+}
+
 int main(int argc, char** argv) try {
   cli::Args a("hseq-generate", "Generates text from a trained checkpoint (cached, seeded sampling).");
   a.flag("checkpoint", "", "checkpoint written by hseq-train. Required")
@@ -21,21 +41,8 @@ int main(int argc, char** argv) try {
   if (!a.parse(argc, argv)) return 0;
   cli::apply_threads(a);
   HSEQ_CHECK(!a.str("checkpoint").empty(), "hseq-generate: --checkpoint is required");
-  hseq::cpu::Context ctx;
-  auto lm = cli::load_lm(a.str("checkpoint"));
-  hseq::models::GenerateConfig g;
-  g.max_bytes = a.integer("bytes");
-  g.stop = a.str("stop");
-  g.sampler.temperature = a.real("temperature");
-  g.sampler.top_k = a.integer("top-k");
-  g.sampler.top_p = a.real("top-p");
-  g.sampler.seed = std::uint64_t(a.integer("seed"));
-  auto t0 = std::chrono::steady_clock::now();
-  std::string out = hseq::models::generate<cli::Backend, cli::Real>(ctx, *lm.model, a.str("prompt"), g);
-  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::cout << a.str("prompt") << out << std::endl;
-  std::cerr << "generated " << out.size() << " bytes in " << s << " s (" << double(out.size()) / s << " bytes/s)"
-            << std::endl;
+  auto choice = cli::choice_from_checkpoint(a.str("checkpoint"));
+  cli::dispatch(choice, [&]<class M>() { generate<M>(a, choice); });
   return 0;
 } catch (std::exception const& e) {
   std::cerr << e.what() << std::endl;

@@ -14,40 +14,13 @@
 #include "hseq/train/trainer.hpp"
 #include "lm_cli.hpp"
 
-int main(int argc, char** argv) try {
-  cli::Args a("hseq-train", "Trains a byte-level language model on a text file and reports validation bits per character.");
-  a.flag("data", "", "training text (any file; read as bytes). Required")
-      .flag("val-fraction", "0.1", "fraction of the file (its end) held out for validation");
-  cli::add_model_flags(a);
-  a.flag("batch", "16", "sequences per micro-batch")
-      .flag("seq-len", "", "training sequence length (default: --context)")
-      .flag("steps", "2000", "optimizer steps; 0 trains until --time-budget")
-      .flag("time-budget", "0", "stop after this many seconds of training (0: no limit)")
-      .flag("accum", "1", "micro-batches accumulated per step")
-      .flag("lr", "1e-3", "peak learning rate")
-      .flag("min-lr-ratio", "0.1", "final learning rate as a fraction of the peak (cosine decay)")
-      .flag("warmup", "100", "linear warm-up steps")
-      .flag("weight-decay", "0.1", "AdamW decoupled weight decay (weights only)")
-      .flag("clip", "1.0", "global gradient-norm clip (0: off)")
-      .flag("eval-every", "200", "steps between validations (0: only at the end)")
-      .flag("eval-windows", "64", "validation windows per evaluation (0: the whole split)")
-      .flag("out", "", "checkpoint to write (at the end, and every --ckpt-every steps)")
-      .flag("ckpt-every", "0", "steps between checkpoints (0: only at the end)")
-      .flag("resume", "", "checkpoint to continue from (model flags are taken from it)")
-      .flag("csv", "", "write one CSV row per step (step, loss, bpc, val_bpc, seconds, tokens)")
-      .flag("seed", "1234", "seed of the initialisation and of the data stream")
-      .flag("sample-bytes", "300", "bytes to generate after training (0: none)")
-      .flag("prompt", "\n", "prompt of the final sample");
-  cli::add_thread_flag(a);
-  if (!a.parse(argc, argv)) return 0;
-  cli::apply_threads(a);
-  HSEQ_CHECK(!a.str("data").empty(), "hseq-train: --data is required (a text file); see --help");
 
+template <class M>
+void train(cli::Args const& a, cli::ModelChoice const& choice) {
   hseq::cpu::Context ctx;
   hseq::io::TextDataset data(a.str("data"), a.real("val-fraction"));
-  auto cfg = a.str("resume").empty() ? cli::model_config(a)
-                                     : cli::Lm::config_from_json(hseq::io::read_checkpoint_info(a.str("resume")).model_config);
-  auto model = std::make_unique<cli::Lm>(cfg);
+  auto cfg = cli::model_config<M>(a, choice);
+  auto model = std::make_unique<M>(cfg);
   hseq::nn::ParamStore<cli::Backend, cli::Real> params(*model);
   params.init(ctx, std::uint64_t(a.integer("seed")));
 
@@ -67,10 +40,10 @@ int main(int argc, char** argv) try {
   t.ckpt_path = a.str("out");
   t.ckpt_every = a.integer("ckpt-every");
   t.seed = std::uint64_t(a.integer("seed"));
-  hseq::train::Trainer<cli::Backend, cli::Real, cli::Lm> trainer(*model, params, data, t);
+  hseq::train::Trainer<cli::Backend, cli::Real, M> trainer(*model, params, data, t);
   if (!a.str("resume").empty()) trainer.load(a.str("resume"));
 
-  std::cout << "model: transformer_lm " << model->config_json() << "\n"
+  std::cout << "model: " << M::kKind << " " << model->config_json() << "\n"
             << "parameters: " << params.count() << "\n"
             << "data: " << a.str("data") << " (" << data.size(hseq::io::TextDataset::Split::kTrain) << " train bytes, "
             << data.size(hseq::io::TextDataset::Split::kValidation) << " validation bytes)\n"
@@ -104,6 +77,40 @@ int main(int argc, char** argv) try {
     std::cout << "sample (temperature 0.8, top-k 40):\n"
               << prompt << hseq::models::generate<cli::Backend, cli::Real>(ctx, *model, prompt, g) << std::endl;
   }
+}
+
+int main(int argc, char** argv) try {
+  cli::Args a("hseq-train", "Trains a byte-level language model on a text file and reports validation bits per character.");
+  a.flag("data", "", "training text (any file; read as bytes). Required")
+      .flag("val-fraction", "0.1", "fraction of the file (its end) held out for validation");
+  cli::add_model_flags(a);
+  a.flag("batch", "16", "sequences per micro-batch")
+      .flag("seq-len", "", "training sequence length (default: --context)")
+      .flag("steps", "2000", "optimizer steps; 0 trains until --time-budget")
+      .flag("time-budget", "0", "stop after this many seconds of training (0: no limit)")
+      .flag("accum", "1", "micro-batches accumulated per step")
+      .flag("lr", "2e-3", "peak learning rate")
+      .flag("min-lr-ratio", "0.1", "final learning rate as a fraction of the peak (cosine decay)")
+      .flag("warmup", "100", "linear warm-up steps")
+      .flag("weight-decay", "0.1", "AdamW decoupled weight decay (weights only)")
+      .flag("clip", "1.0", "global gradient-norm clip (0: off)")
+      .flag("eval-every", "200", "steps between validations (0: only at the end)")
+      .flag("eval-windows", "64", "validation windows per evaluation (0: the whole split)")
+      .flag("out", "", "checkpoint to write (at the end, and every --ckpt-every steps)")
+      .flag("ckpt-every", "0", "steps between checkpoints (0: only at the end)")
+      .flag("resume", "", "checkpoint to continue from (model flags are taken from it)")
+      .flag("csv", "", "write one CSV row per step (step, loss, bpc, val_bpc, seconds, tokens)")
+      .flag("seed", "1234", "seed of the initialisation and of the data stream")
+      .flag("sample-bytes", "300", "bytes to generate after training (0: none)")
+      .flag("prompt", "\n", "prompt of the final sample");
+  cli::add_thread_flag(a);
+  if (!a.parse(argc, argv)) return 0;
+  cli::apply_threads(a);
+  HSEQ_CHECK(!a.str("data").empty(), "hseq-train: --data is required (a text file); see --help");
+
+  cli::ModelChoice choice = a.str("resume").empty() ? cli::choice_from_flags(a) : cli::choice_from_checkpoint(a.str("resume"));
+  if (!a.str("resume").empty()) cli::check_resume_flags(a, choice);
+  cli::dispatch(choice, [&]<class M>() { train<M>(a, choice); });
   return 0;
 } catch (std::exception const& e) {
   std::cerr << e.what() << std::endl;

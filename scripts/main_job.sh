@@ -24,7 +24,7 @@ if [ ! -s "$corpus" ]; then
 fi
 echo "corpus: $corpus ($(wc -c < "$corpus") bytes, King James Bible from Debian's bible-kjv)"
 
-# Default model: d = 256, 4 heads, 6 layers, context 256, batch 16; cosine schedule over the budget.
+# Default model: d = 256, 4 heads, 4 layers, context 128, batch 16, peak lr 2e-3; cosine schedule over the budget.
 "$out/examples/hseq-train" --data "$corpus" --steps 0 --time-budget "$seconds" --eval-every 250 \
   --out "$out/kjv.safetensors" --sample-bytes 0
 

@@ -5,9 +5,10 @@
 // the loss, every parameter gradient and the losses of 5 AdamW steps (fp32).
 //
 // Tolerance: 1e-4 relative. Logits and gradients compare per tensor by the relative L2 error
-// ||hseq - torch|| / ||torch|| (element-wise relative error is meaningless for entries near zero);
-// losses compare element-wise. The two sides sum in different orders in fp32, so agreement to
-// ~1e-6 is expected; 1e-4 leaves room for BLAS differences without hiding a wrong formula (a
+// ||hseq - torch|| / ||torch|| (element-wise relative error is meaningless for entries near zero),
+// with the floor described at grad_close; losses compare element-wise. The fixture's references
+// are computed in float64 from float32 parameters, so the measured error is hseq's fp32 error
+// (~1e-6 typically); 1e-4 leaves room for BLAS differences without hiding a wrong formula (a
 // wrong term shifts these errors to 1e-2 or more).
 #include <doctest/doctest.h>
 
@@ -37,6 +38,19 @@ double rel_l2(float const* a, std::vector<float> const& b) {
   }
   return std::sqrt(num / std::max(den, 1e-300));
 }
+double l2(std::vector<float> const& b) {
+  double s = 0;
+  for (float x : b) s += double(x) * x;
+  return std::sqrt(s);
+}
+/// Gradient tensors compare by ||hseq - torch|| <= 1e-4 ||torch||, or <= 1e-7 G where G is the
+/// norm of all reference gradients together. The floor matters only for tensors whose gradient is
+/// nearly cancelled (e.g. a query projection whose queries mostly see one key: exact zero there),
+/// where fp32 rounding of the large terms that cancel sets the error, not the tensor's own norm.
+bool grad_close(float const* a, std::vector<float> const& b, double global) {
+  double err = rel_l2(a, b) * l2(b);
+  return err <= std::max(1e-4 * l2(b), 1e-7 * global);
+}
 }  // namespace
 
 TEST_CASE("transformer_lm parity: logits, loss, every gradient and 5 AdamW steps match PyTorch") {
@@ -63,13 +77,16 @@ TEST_CASE("transformer_lm parity: logits, loss, every gradient and 5 AdamW steps
   auto logits = f.read<float>("logits", Shape{bsz, t, cfg.vocab});
   CHECK(rel_l2(tr.logits.data, logits) <= 1e-4);
   m.backward(ctx, tr, arena);
+  double global = 0;
+  for (auto const& e : ps.entries()) global += std::pow(l2(f.read<float>("grad." + e.name, e.param->shape)), 2);
+  global = std::sqrt(global);
   int compared = 0;
   for (auto const& e : ps.entries()) {
     CAPTURE(e.name);
     auto g = f.read<float>("grad." + e.name, e.param->shape);
     double err = rel_l2(e.param->grad.data, g);
     CAPTURE(err);
-    CHECK(err <= 1e-4);
+    CHECK(grad_close(e.param->grad.data, g, global));
     ++compared;
   }
   CHECK(compared == int(ps.entries().size()));

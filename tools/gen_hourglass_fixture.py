@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Writes the Hourglass PyTorch parity fixtures test/fixtures/hourglass_<shorten>_<upsample>.safetensors
+(inputs, logits, loss, every parameter and gradient, and the losses of 5 AdamW steps) for the
+attention + attention and average + repeat policies, with two nested levels and a sequence length
+that is not a multiple of the total factor (so padding is exercised).
+
+    pip install torch safetensors numpy
+    python3 tools/gen_hourglass_fixture.py
+"""
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+from safetensors.numpy import save_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_hourglass import Hourglass  # noqa: E402
+
+B, T = 2, 14
+ADAMW = dict(lr=3e-3, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1, steps=5)
+
+
+def decays(name, p):
+    return name.endswith("weight") and p.dim() == 2 and "emb" not in name
+
+
+def write(shorten, upsample, seed):
+    cfg = dict(vocab=32, dim=8, heads=2, context=16, mlp_hidden=0, eps=1e-5, init_std=0.02,
+               hierarchy="1@1 1@2 1@4 1@2 1@1", shorten=shorten, upsample=upsample)
+    torch.manual_seed(seed)
+    model = Hourglass(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+    # Reference values are computed in float64 from the float32-rounded parameters, so that the
+    # fixture measures hseq's fp32 error only (PyTorch's own fp32 rounding would add as much again).
+    model = model.double()
+    ids = torch.randint(0, cfg["vocab"], (B, T))
+    targets = torch.randint(0, cfg["vocab"], (B, T))
+    targets[1, 5] = -1
+    logits, loss = model(ids, targets)
+    loss.backward()
+    out = {"ids": ids.numpy().astype(np.int32), "targets": targets.numpy().astype(np.int32),
+           "logits": logits.detach().numpy().astype(np.float32)}
+    for name, p in model.named_parameters():
+        out["param." + name] = p.detach().numpy().astype(np.float32).copy()
+        out["grad." + name] = p.grad.numpy().astype(np.float32).copy()
+    named = list(model.named_parameters())
+    opt = torch.optim.AdamW([{"params": [p for n, p in named if decays(n, p)], "weight_decay": ADAMW["weight_decay"]},
+                             {"params": [p for n, p in named if not decays(n, p)], "weight_decay": 0.0}],
+                            lr=ADAMW["lr"], betas=(ADAMW["beta1"], ADAMW["beta2"]), eps=ADAMW["eps"])
+    losses = []
+    for _ in range(ADAMW["steps"]):
+        opt.step()
+        opt.zero_grad()
+        _, l = model(ids, targets)
+        l.backward()
+        losses.append(l.item())
+    meta = {"config": json.dumps(cfg), "batch": str(B), "seq_len": str(T), "loss": repr(loss.item()),
+            "adamw": json.dumps(ADAMW), "adamw_losses": json.dumps(losses),
+            "generator": "tools/gen_hourglass_fixture.py, torch " + torch.__version__}
+    path = os.path.join(os.path.dirname(__file__), "..", "test", "fixtures", f"hourglass_{shorten}_{upsample}.safetensors")
+    save_file(out, path, metadata=meta)
+    print(f"wrote {os.path.normpath(path)}: {len(named)} parameters, loss {loss.item():.6f}")
+
+
+if __name__ == "__main__":
+    write("attention", "attention", 1)
+    write("avg", "repeat", 2)
