@@ -18,6 +18,8 @@ using hseq::Tensor;
 using Lm = hseq::models::TransformerLm<cpu, float>;
 using Hg = hseq::models::Hourglass<cpu, float, hseq::hier::Hierarchy<2, 2, hseq::hier::Level<4, 4>>,
                                    hseq::hier::AttentionPool, hseq::hier::AttentionUp>;
+using HgAvg = hseq::models::Hourglass<cpu, float, hseq::hier::Hierarchy<2, 2, hseq::hier::Level<4, 4>>,
+                                      hseq::hier::AvgPool, hseq::hier::Repeat>;
 
 template <class M>
 typename M::Config config(std::int64_t d, std::int64_t t);
@@ -27,6 +29,10 @@ Lm::Config config<Lm>(std::int64_t d, std::int64_t t) {
 }
 template <>
 Hg::Config config<Hg>(std::int64_t d, std::int64_t t) {
+  return {.vocab = 256, .dim = d, .heads = 4, .context = t};
+}
+template <>
+HgAvg::Config config<HgAvg>(std::int64_t d, std::int64_t t) {
   return {.vocab = 256, .dim = d, .heads = 4, .context = t};
 }
 
@@ -74,6 +80,7 @@ void BM_generate(benchmark::State& state) {
 
 BENCHMARK_TEMPLATE(BM_train_step, Lm)->Args({4, 1024, 256})->Args({2, 2048, 256})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_TEMPLATE(BM_train_step, Hg)->Args({4, 1024, 256})->Args({2, 2048, 256})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_train_step, HgAvg)->Args({4, 1024, 256})->Args({2, 2048, 256})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_TEMPLATE(BM_generate, Lm)->Args({2000, 256})->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
 BENCHMARK_TEMPLATE(BM_generate, Hg)->Args({2000, 256})->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1);
 
