@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -196,7 +197,11 @@ class Trainer {
     double bpc = std::numeric_limits<double>::quiet_NaN();
     while (cfg_.steps == 0 || state_.step < cfg_.steps) {
       if (cfg_.time_budget_s > 0 && state_.elapsed_s >= cfg_.time_budget_s) {
-        if (progress) progress->message("time budget of " + std::to_string(cfg_.time_budget_s) + " s reached");
+        if (progress) {
+          std::ostringstream os;
+          os << "time budget of " << cfg_.time_budget_s << " s reached after " << state_.step << " steps";
+          progress->message(os.str());
+        }
         break;
       }
       double loss = step(ctx);
@@ -211,10 +216,14 @@ class Trainer {
       if (!cfg_.ckpt_path.empty() && cfg_.ckpt_every > 0 && state_.step % cfg_.ckpt_every == 0 && !last)
         save(cfg_.ckpt_path);
     }
-    if (!(cfg_.eval_every > 0 && state_.step % cfg_.eval_every == 0 && std::isfinite(state_.last_val_bpc)))
-      bpc = evaluate(ctx);
-    else
+    bool evaluated_last = cfg_.eval_every > 0 && state_.step % cfg_.eval_every == 0 && std::isfinite(state_.last_val_bpc);
+    if (evaluated_last) {
       bpc = state_.last_val_bpc;
+    } else {
+      bpc = evaluate(ctx);
+      // The final validation gets a row of its own, so logs end with the reported figure.
+      if (csv) csv->row({double(state_.step), std::nan(""), std::nan(""), bpc, state_.elapsed_s, double(state_.tokens)});
+    }
     if (progress) progress->finish();
     if (!cfg_.ckpt_path.empty()) save(cfg_.ckpt_path);
     return bpc;
