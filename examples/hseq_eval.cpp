@@ -8,7 +8,6 @@
 #include "hseq/io/text_dataset.hpp"
 #include "lm_cli.hpp"
 
-
 template <class M>
 void evaluate(cli::Args const& a, cli::ModelChoice const& choice) {
   hseq::cpu::Context ctx;

@@ -7,7 +7,6 @@
 #include "hseq/models/generate.hpp"
 #include "lm_cli.hpp"
 
-
 template <class M>
 void generate(cli::Args const& a, cli::ModelChoice const& choice) {
   hseq::cpu::Context ctx;

@@ -14,7 +14,6 @@
 #include "hseq/train/trainer.hpp"
 #include "lm_cli.hpp"
 
-
 template <class M>
 void train(cli::Args const& a, cli::ModelChoice const& choice) {
   hseq::cpu::Context ctx;

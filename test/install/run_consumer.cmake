@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
 # ctest install.find_package: installs the hseq build tree into a fresh prefix, then configures,
-# builds and runs test/install/consumer against it with find_package(hseq). Any failure fails.
+# builds and runs examples/use_hseq against it with find_package(hseq). Any failure fails.
 #
 # Inputs (-D): HSEQ_BUILD_DIR, WORK_DIR, CONSUMER_SOURCE_DIR; optional HSEQ_CONFIG,
 # CONSUMER_GENERATOR, CONSUMER_CXX_COMPILER, CONSUMER_EXTRA_ARGS ("|"-separated -D arguments).
