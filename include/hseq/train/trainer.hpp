@@ -114,7 +114,11 @@ class Trainer {
         ids_(Shape{cfg.batch, cfg.seq_len}),
         targets_(Shape{cfg.batch, cfg.seq_len}),
         host_ids_(std::size_t(cfg.batch * cfg.seq_len)),
-        host_targets_(std::size_t(cfg.batch * cfg.seq_len)) {}
+        host_targets_(std::size_t(cfg.batch * cfg.seq_len)) {
+    // The loss history is the only growing container; reserve it so steps do not allocate
+    // (time-budgeted runs longer than this reserve grow it geometrically, rarely).
+    losses_.reserve(std::size_t(std::max<std::int64_t>(cfg.steps, 1 << 14)));
+  }
 
   TrainerState const& state() const { return state_; }
   TrainerConfig const& config() const { return cfg_; }
