@@ -139,7 +139,7 @@ void grads_of(AttentionDims const& d, AttentionMask mask, double scale, DT const
               DT const& dout, DT& dq, DT& dkv, DT& scratch) {
   hseq::cpu::Context ctx;
   hseq::ops::attention_forward<double>(ctx, d, mask, scale, q.cview(), kv.cview(), out.view(), probs.view());
-  hseq::ops::attention_backward<double>(ctx, d, mask, scale, q.cview(), kv.cview(), probs.cview(), dout.cview(),
+  hseq::ops::attention_backward<double>(ctx, d, mask, scale, q.cview(), kv.cview(), out.cview(), probs.cview(), dout.cview(),
                                         dq.view(), dkv.view(), scratch.view());
 }
 }  // namespace
@@ -310,10 +310,10 @@ TEST_CASE("attention: a key/value cache with kv_rows > Tk uses only its first Tk
     DT scratch(Shape{hseq::ops::attention_backward_scratch(d, hseq::detail::max_threads())});
     std::fill(dkv.data(), dkv.data() + dkv.numel(), 7.0);
     // The NaN rows beyond tk would poison dq and dkv if backward read them.
-    hseq::ops::attention_backward<double>(ctx, d, c.mask, 0.5, q.cview(), cache.cview(), probs.cview(), dout.cview(),
+    hseq::ops::attention_backward<double>(ctx, d, c.mask, 0.5, q.cview(), cache.cview(), out.cview(), probs.cview(), dout.cview(),
                                           dq.view(), dkv.view(), scratch.view());
     hseq::ops::attention_forward<double>(ctx, dc, c.mask, 0.5, q.cview(), compact.cview(), out_c.view(), probs_c.view());
-    hseq::ops::attention_backward<double>(ctx, dc, c.mask, 0.5, q.cview(), compact.cview(), probs_c.cview(),
+    hseq::ops::attention_backward<double>(ctx, dc, c.mask, 0.5, q.cview(), compact.cview(), out_c.cview(), probs_c.cview(),
                                           dout.cview(), dq_c.view(), dkv_c.view(), scratch.view());
     std::int64_t bad_dq = 0, bad_dkv = 0, touched = 0;
     for (std::int64_t i = 0; i < dq.numel(); ++i) bad_dq += !(std::abs(dq.data()[i] - dq_c.data()[i]) <= 1e-13);
@@ -361,14 +361,14 @@ TEST_CASE("attention: bad shapes throw naming them") {
   // Backward: too little scratch names both sizes.
   DT dq(q.shape()), dkv(kv.shape()), small(Shape{1});
   msg = error_of([&] {
-    hseq::ops::attention_backward<double>(ctx, d, AttentionMask::none(), 1.0, q.cview(), kv.cview(), probs.cview(),
-                                          out.cview(), dq.view(), dkv.view(), small.view());
+    hseq::ops::attention_backward<double>(ctx, d, AttentionMask::none(), 1.0, q.cview(), kv.cview(), out.cview(),
+                                          probs.cview(), out.cview(), dq.view(), dkv.view(), small.view());
   });
   CHECK(msg.find("scratch of 1 elements") != std::string::npos);
   DT scratch(Shape{hseq::ops::attention_backward_scratch(d, hseq::detail::max_threads())});
   msg = error_of([&] {
-    hseq::ops::attention_backward<double>(ctx, d, AttentionMask::none(), 1.0, q.cview(), kv.cview(), probs.cview(),
-                                          out.cview(), dq.view(), kv_bad.view(), scratch.view());
+    hseq::ops::attention_backward<double>(ctx, d, AttentionMask::none(), 1.0, q.cview(), kv.cview(), out.cview(),
+                                          probs.cview(), out.cview(), dq.view(), kv_bad.view(), scratch.view());
   });
   CHECK(msg.find("[2, 5, 20]") != std::string::npos);
 }

@@ -35,6 +35,11 @@
 
 namespace hseq {
 
+/// How the CUDA GEMMs compute in float. kFp32 is IEEE fp32 (the default, what parity tests use);
+/// kTf32 (an explicit opt-in) and kBf16 round the operands to TF32 / bf16 inside cuBLAS and
+/// accumulate in fp32 on tensor cores. Storage and everything outside the GEMMs stays fp32.
+enum class GemmMath { kFp32, kTf32, kBf16 };
+
 /// CUDA backend policy, used as a tag: `Model<hseq::cuda, float>`.
 struct cuda {
   using Space = DeviceSpace;
@@ -49,12 +54,19 @@ struct cuda {
     Context(Context const&) = delete;
     Context& operator=(Context const&) = delete;
     Context(Context&& o) noexcept
-        : stream_(std::exchange(o.stream_, nullptr)), blas_(std::exchange(o.blas_, nullptr)) {}
+        : stream_(std::exchange(o.stream_, nullptr)),
+          blas_(std::exchange(o.blas_, nullptr)),
+          scratch_(std::exchange(o.scratch_, nullptr)),
+          scratch_bytes_(std::exchange(o.scratch_bytes_, 0)),
+          math_(o.math_) {}
     Context& operator=(Context&& o) noexcept {
       if (this != &o) {
         release();
         stream_ = std::exchange(o.stream_, nullptr);
         blas_ = std::exchange(o.blas_, nullptr);
+        scratch_ = std::exchange(o.scratch_, nullptr);
+        scratch_bytes_ = std::exchange(o.scratch_bytes_, 0);
+        math_ = o.math_;
       }
       return *this;
     }
@@ -70,13 +82,42 @@ struct cuda {
       return blas_;
     }
 
+    /// The math of float GEMMs on this context (see GemmMath). Double GEMMs are always fp64.
+    GemmMath gemm_math() const { return math_; }
+    void set_gemm_math(GemmMath m) { math_ = m; }
+
+    /// Device scratch of at least `bytes` for the ops' internal two-phase reductions (CUB
+    /// temporary storage, per-block partials, status words). Grows, never shrinks: after the
+    /// first training step it no longer allocates. Valid until the next call with more bytes;
+    /// ops use it only within one call, in stream order.
+    void* scratch(std::size_t bytes) {
+      if (bytes > scratch_bytes_) {
+        if (scratch_ != nullptr) {
+          HSEQ_CUDA_CHECK(cudaStreamSynchronize(stream_));  // earlier users of the old buffer
+          cudaFree(scratch_);
+          scratch_ = nullptr;
+          scratch_bytes_ = 0;
+        }
+        std::size_t want = bytes < (std::size_t(1) << 20) ? (std::size_t(1) << 20) : bytes;
+        HSEQ_CUDA_CHECK(cudaMalloc(&scratch_, want));
+        scratch_bytes_ = want;
+      }
+      return scratch_;
+    }
+
    private:
     void release() noexcept {
       if (blas_ != nullptr) cublasDestroy(blas_);
       blas_ = nullptr;
+      if (scratch_ != nullptr) cudaFree(scratch_);
+      scratch_ = nullptr;
+      scratch_bytes_ = 0;
     }
     cudaStream_t stream_ = nullptr;
     cublasHandle_t blas_ = nullptr;
+    void* scratch_ = nullptr;
+    std::size_t scratch_bytes_ = 0;
+    GemmMath math_ = GemmMath::kFp32;
   };
 
   /// Whether a usable CUDA device exists. Any CUDA error (no driver, no device, insufficient
@@ -134,5 +175,20 @@ struct cuda {
 };
 
 static_assert(Backend<cuda>);
+
+/// The CUDA backend with bf16 tensor-core GEMMs: `Model<hseq::cuda_bf16, float>` keeps fp32
+/// parameters (the master weights), fp32 activations, gradients and optimizer state, and runs every
+/// float GEMM with bf16 operands and fp32 accumulation (cuBLAS CUBLAS_COMPUTE_32F_FAST_16BF).
+/// Its Context is a `cuda::Context`, so every CUDA op accepts it unchanged.
+struct cuda_bf16 : cuda {
+  static constexpr char const* kName = "cuda_bf16";
+  class Context : public cuda::Context {
+   public:
+    Context() { set_gemm_math(GemmMath::kBf16); }
+    explicit Context(cudaStream_t s) : cuda::Context(s) { set_gemm_math(GemmMath::kBf16); }
+  };
+};
+
+static_assert(Backend<cuda_bf16>);
 
 }  // namespace hseq

@@ -17,6 +17,7 @@
 #include "hseq/ops/attention.hpp"
 #include "hseq/ops/attention_mask.hpp"
 #include "hseq/ops/elementwise.hpp"
+#include "hseq/ops/mat.hpp"
 
 namespace hseq::nn {
 
@@ -48,7 +49,7 @@ class MultiHeadAttention {
     MView kv;     // [B, Tm + Tk, 2 dim]: memory rows first
     MView kv_x;   // [B, Tk, 2 dim] projection of x_kv (only with a memory; else aliases kv)
     MView kv_m;   // [B, Tm, 2 dim] projection of the memory
-    MView probs;  // [B, H, Tq, Tm + Tk]
+    MView stats;  // what the attention core saves: ops::attention_stats_shape (probabilities or LSE)
     MView att;    // [B, Tq, dim] attention output before the output projection
   };
 
@@ -75,7 +76,7 @@ class MultiHeadAttention {
   std::size_t backward_workspace(Dims d, bool shared_dx = true) const {
     std::int64_t w = cfg_.dim, tkk = d.tm + d.tk;
     std::size_t b = aligned_bytes<T>(d.batch * d.tq * w) * 2 + aligned_bytes<T>(d.batch * tkk * 2 * w) +
-                    aligned_bytes<T>(ops::attention_backward_scratch(dims_of(d), hseq::detail::max_threads()));
+                    aligned_bytes<T>(ops::attention_backward_scratch(Space{}, dims_of(d)));
     if (d.tm > 0) b += aligned_bytes<T>(d.batch * d.tk * 2 * w) + aligned_bytes<T>(d.batch * d.tm * 2 * w);
     if (shared_dx) b += aligned_bytes<T>(d.batch * d.tk * w);
     return b;
@@ -103,7 +104,7 @@ class MultiHeadAttention {
       s.mem_lin = kv_.forward(ctx, mem, s.kv_m, ws);
       interleave(ctx, s.kv_m, s.kv_x, s.kv);
     }
-    ops::attention_forward<T>(ctx, dims_of(d), cfg_.mask, scale(), s.q, s.kv, s.att, s.probs);
+    ops::attention_forward<T>(ctx, dims_of(d), cfg_.mask, scale(), s.q, s.kv, s.att, s.stats);
     s.out_lin = out_.forward(ctx, s.att, y, ws);
     return s;
   }
@@ -112,8 +113,9 @@ class MultiHeadAttention {
   /// positions already in the cache.
   std::size_t step_workspace(std::int64_t batch, std::int64_t n, std::int64_t cached) const {
     std::int64_t w = cfg_.dim;
+    ops::AttentionDims d{batch, cfg_.heads, n, cached + n, head_dim(), 0};
     return 2 * aligned_bytes<T>(batch * n * w) + aligned_bytes<T>(batch * n * 2 * w) +
-           aligned_bytes<T>(batch * cfg_.heads * n * (cached + n));
+           aligned_bytes<T>(ops::attention_stats_shape(Space{}, d).numel());
   }
 
   /// Incremental causal self-attention for generation. x: [B, n, dim] holds positions
@@ -134,13 +136,14 @@ class MultiHeadAttention {
     ArenaScope<Space> scope(ws);
     MView q = ws.template take<T>(Shape{bsz, n, w}, "attn_step.q");
     MView kvn = ws.template take<T>(Shape{bsz, n, 2 * w}, "attn_step.kv");
-    MView probs = ws.template take<T>(Shape{bsz, cfg_.heads, n, pos + n}, "attn_step.probs");
+    ops::AttentionDims d{bsz, cfg_.heads, n, pos + n, head_dim(), 0, cap};
+    MView stats = ws.template take<T>(ops::attention_stats_shape(Space{}, d), "attn_step.stats");
     MView att = ws.template take<T>(Shape{bsz, n, w}, "attn_step.att");
     q_.forward(ctx, x, q, ws);
     kv_.forward(ctx, x, kvn, ws);
-    for (std::int64_t b = 0; b < bsz; ++b) ops::copy<T>(ctx, kvn(b), cache(b).slice(pos, pos + n));
-    ops::AttentionDims d{bsz, cfg_.heads, n, pos + n, head_dim(), 0, cap};
-    ops::attention_forward<T>(ctx, d, AttentionMask::rates(1, pos, 1, 0), scale(), q, cache, att, probs);
+    ops::copy_mat<T>(ctx, ops::Mat<T const, Space>(kvn.data, bsz, n * 2 * w, n * 2 * w),
+                     ops::Mat<T, Space>(cache.data + pos * 2 * w, bsz, n * 2 * w, cap * 2 * w));
+    ops::attention_forward<T>(ctx, d, AttentionMask::rates(1, pos, 1, 0), scale(), q, cache, att, stats);
     out_.forward(ctx, att, y, ws);
   }
 
@@ -154,13 +157,16 @@ class MultiHeadAttention {
     std::int64_t bsz = x.size(0), n = x.size(1);
     MView kvn = ws.template take<T>(Shape{bsz, n, 2 * cfg_.dim}, "attn_kv.new");
     kv_.forward(ctx, x, kvn, ws);
-    for (std::int64_t b = 0; b < bsz; ++b) ops::copy<T>(ctx, kvn(b), cache(b).slice(pos, pos + n));
+    std::int64_t w2 = 2 * cfg_.dim, cap = cache.size(1);
+    ops::copy_mat<T>(ctx, ops::Mat<T const, Space>(kvn.data, bsz, n * w2, n * w2),
+                     ops::Mat<T, Space>(cache.data + pos * w2, bsz, n * w2, cap * w2));
   }
   /// Scratch bytes of `append_kv` / `attend_cached` for n rows (queries) against tk cached keys.
   std::size_t cached_workspace(std::int64_t batch, std::int64_t n, std::int64_t tk) const {
     std::int64_t w = cfg_.dim;
+    ops::AttentionDims d{batch, cfg_.heads, n, tk, head_dim(), 0};
     return std::max(aligned_bytes<T>(batch * n * 2 * w),
-                    2 * aligned_bytes<T>(batch * n * w) + aligned_bytes<T>(batch * cfg_.heads * n * tk));
+                    2 * aligned_bytes<T>(batch * n * w) + aligned_bytes<T>(ops::attention_stats_shape(Space{}, d).numel()));
   }
   /// y [B, n, dim] = attention of the queries xq [B, n, dim] over the first tk cache rows, all of
   /// them visible (the cache holds exactly what these queries may see).
@@ -172,11 +178,11 @@ class MultiHeadAttention {
     ArenaScope<Space> scope(ws);
     std::int64_t bsz = xq.size(0), n = xq.size(1);
     MView q = ws.template take<T>(Shape{bsz, n, cfg_.dim}, "attn_cached.q");
-    MView probs = ws.template take<T>(Shape{bsz, cfg_.heads, n, tk}, "attn_cached.probs");
+    ops::AttentionDims d{bsz, cfg_.heads, n, tk, head_dim(), 0, cache.size(1)};
+    MView stats = ws.template take<T>(ops::attention_stats_shape(Space{}, d), "attn_cached.stats");
     MView att = ws.template take<T>(Shape{bsz, n, cfg_.dim}, "attn_cached.att");
     q_.forward(ctx, xq, q, ws);
-    ops::AttentionDims d{bsz, cfg_.heads, n, tk, head_dim(), 0, cache.size(1)};
-    ops::attention_forward<T>(ctx, d, AttentionMask::none(), scale(), q, cache, att, probs);
+    ops::attention_forward<T>(ctx, d, AttentionMask::none(), scale(), q, cache, att, stats);
     out_.forward(ctx, att, y, ws);
   }
 
@@ -197,9 +203,9 @@ class MultiHeadAttention {
     MView dq = ws.template take<T>(Shape{d.batch, d.tq, w}, "attn.dq");
     MView dkv = ws.template take<T>(Shape{d.batch, d.tm + d.tk, 2 * w}, "attn.dkv");
     MView scratch = ws.template take<T>(
-        Shape{ops::attention_backward_scratch(dims_of(d), hseq::detail::max_threads())}, "attn.scratch");
+        Shape{ops::attention_backward_scratch(Space{}, dims_of(d))}, "attn.scratch");
     out_.backward(ctx, s.out_lin, dy, datt, ws);
-    ops::attention_backward<T>(ctx, dims_of(d), cfg_.mask, scale(), s.q, s.kv, s.probs, datt, dq, dkv, scratch);
+    ops::attention_backward<T>(ctx, dims_of(d), cfg_.mask, scale(), s.q, s.kv, s.att, s.stats, datt, dq, dkv, scratch);
     q_.backward(ctx, s.q_lin, dq, dxq, ws);
     MView dkv_x = dkv, dkv_m;
     if (d.tm > 0) {
@@ -241,22 +247,24 @@ class MultiHeadAttention {
     } else {
       s.kv_x = s.kv;
     }
-    s.probs = a.template take<T>(Shape{d.batch, cfg_.heads, d.tq, d.tm + d.tk}, "attn.probs");
+    s.stats = a.template take<T>(ops::attention_stats_shape(Space{}, dims_of(d)), "attn.stats");
     s.att = a.template take<T>(Shape{d.batch, d.tq, w}, "attn.att");
     return s;
   }
-  /// kv[b] = [m[b]; x[b]] along time.
+  /// kv[b] = [m[b]; x[b]] along time (two strided copies, one launch each on the GPU).
   static void interleave(Ctx& ctx, MView m, MView x, MView kv) {
-    for (std::int64_t b = 0; b < kv.size(0); ++b) {
-      ops::copy<T>(ctx, m(b), kv(b).slice(0, m.size(1)));
-      ops::copy<T>(ctx, x(b), kv(b).slice(m.size(1), kv.size(1)));
-    }
+    std::int64_t bsz = kv.size(0), tm = m.size(1), tk = x.size(1), w2 = kv.size(2), rows = tm + tk;
+    ops::copy_mat<T>(ctx, ops::Mat<T const, Space>(m.data, bsz, tm * w2, tm * w2),
+                     ops::Mat<T, Space>(kv.data, bsz, tm * w2, rows * w2));
+    ops::copy_mat<T>(ctx, ops::Mat<T const, Space>(x.data, bsz, tk * w2, tk * w2),
+                     ops::Mat<T, Space>(kv.data + tm * w2, bsz, tk * w2, rows * w2));
   }
   static void deinterleave(Ctx& ctx, MView kv, MView m, MView x) {
-    for (std::int64_t b = 0; b < kv.size(0); ++b) {
-      ops::copy<T>(ctx, kv(b).slice(0, m.size(1)), m(b));
-      ops::copy<T>(ctx, kv(b).slice(m.size(1), kv.size(1)), x(b));
-    }
+    std::int64_t bsz = kv.size(0), tm = m.size(1), tk = x.size(1), w2 = kv.size(2), rows = tm + tk;
+    ops::copy_mat<T>(ctx, ops::Mat<T const, Space>(kv.data, bsz, tm * w2, rows * w2),
+                     ops::Mat<T, Space>(m.data, bsz, tm * w2, tm * w2));
+    ops::copy_mat<T>(ctx, ops::Mat<T const, Space>(kv.data + tm * w2, bsz, tk * w2, rows * w2),
+                     ops::Mat<T, Space>(x.data, bsz, tk * w2, tk * w2));
   }
 
   Config cfg_;

@@ -42,3 +42,7 @@ void adamw_update(cpu::Context&, View<T, HostSpace> p, View<T const, HostSpace> 
 }
 
 }  // namespace hseq::ops
+
+#if defined(__CUDACC__) && defined(HSEQ_ENABLE_CUDA)
+#include "hseq/ops/cuda/adamw.cuh"
+#endif

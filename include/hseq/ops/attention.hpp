@@ -7,7 +7,11 @@
 ///   kv    [B, Tk, 2*H*dh]    keys in columns [0, H*dh), values in [H*dh, 2*H*dh); the first
 ///                            `prefix` key rows are a memory, always visible
 ///   out   [B, Tq, H*dh]
-///   probs [B, H, Tq, Tk]     saved for backward; masked entries are exactly zero
+///   stats                    what forward saves for backward, by memory space
+///                            (`attention_stats_shape`): on the CPU the probabilities
+///                            [B, H, Tq, Tk] (masked entries exactly zero); on the GPU the
+///                            log-sum-exp [B, H, Tq] of a flash-style kernel that never stores
+///                            the Tq x Tk scores
 /// Query rows are processed in blocks; a block only multiplies against the keys some row of it can
 /// see (`AttentionMask::visible` is non-decreasing), so causal attention costs about half of full.
 #pragma once
@@ -54,6 +58,12 @@ void check_attention(AttentionDims const& d, View<T const, S1> q, View<T const, 
 inline std::int64_t attention_backward_scratch(AttentionDims const& d, int threads) {
   return std::int64_t(threads) * kAttentionQueryBlock * d.tk;
 }
+/// Scratch elements of the CPU `attention_backward` with the current OpenMP thread count.
+inline std::int64_t attention_backward_scratch(HostSpace, AttentionDims const& d) {
+  return attention_backward_scratch(d, hseq::detail::max_threads());
+}
+/// What the CPU `attention_forward` saves for backward: the probabilities [B, H, Tq, Tk].
+inline Shape attention_stats_shape(HostSpace, AttentionDims const& d) { return Shape{d.batch, d.heads, d.tq, d.tk}; }
 
 template <class T>
 void attention_forward(cpu::Context&, AttentionDims const& d, AttentionMask mask, T scale,
@@ -92,14 +102,16 @@ void attention_forward(cpu::Context&, AttentionDims const& d, AttentionMask mask
   }
 }
 
-/// Gradients of the attention core. dq and dkv are overwritten. `scratch` holds at least
-/// `attention_backward_scratch(d, omp threads)` elements.
+/// Gradients of the attention core. dq and dkv are overwritten. `out` is forward's output (the
+/// GPU kernel needs it for rowsum(dO * O); the CPU one reads the saved probabilities instead).
+/// `scratch` holds at least `attention_backward_scratch(HostSpace{}, d)` elements.
 template <class T>
 void attention_backward(cpu::Context&, AttentionDims const& d, AttentionMask mask, T scale,
-                        View<T const, HostSpace> q, View<T const, HostSpace> kv, View<T const, HostSpace> probs,
-                        View<T const, HostSpace> dout, View<T, HostSpace> dq, View<T, HostSpace> dkv,
+                        View<T const, HostSpace> q, View<T const, HostSpace> kv, View<T const, HostSpace> out,
+                        View<T const, HostSpace> probs, View<T const, HostSpace> dout, View<T, HostSpace> dq, View<T, HostSpace> dkv,
                         View<T, HostSpace> scratch) {
   detail::check_attention(d, q, kv, dq, "attention_backward");
+  HSEQ_CHECK(out.empty() || out.shape == q.shape, "attention_backward: out " << out.shape << " differs from q " << q.shape);
   HSEQ_CHECK(probs.shape == (Shape{d.batch, d.heads, d.tq, d.tk}),
              "attention_backward: probs " << probs.shape << " is not [B, H, Tq, Tk]");
   HSEQ_CHECK(dout.shape == q.shape && dkv.shape == kv.shape,
@@ -159,3 +171,7 @@ void attention_backward(cpu::Context&, AttentionDims const& d, AttentionMask mas
 }
 
 }  // namespace hseq::ops
+
+#if defined(__CUDACC__) && defined(HSEQ_ENABLE_CUDA)
+#include "hseq/ops/cuda/attention.cuh"
+#endif

@@ -86,3 +86,7 @@ void cross_entropy_backward(cpu::Context&, View<T const, HostSpace> logits, View
 }
 
 }  // namespace hseq::ops
+
+#if defined(__CUDACC__) && defined(HSEQ_ENABLE_CUDA)
+#include "hseq/ops/cuda/cross_entropy.cuh"
+#endif

@@ -38,3 +38,7 @@ void dropout_backward(cpu::Context& ctx, View<T const, HostSpace> dy, View<T, Ho
 }
 
 }  // namespace hseq::ops
+
+#if defined(__CUDACC__) && defined(HSEQ_ENABLE_CUDA)
+#include "hseq/ops/cuda/dropout.cuh"
+#endif

@@ -200,3 +200,7 @@ bool all_finite(cpu::Context&, View<T const, HostSpace> x) {
 }
 
 }  // namespace hseq::ops
+
+#if defined(__CUDACC__) && defined(HSEQ_ENABLE_CUDA)
+#include "hseq/ops/cuda/elementwise.cuh"
+#endif

@@ -53,3 +53,7 @@ void embedding_backward(cpu::Context&, View<std::int32_t const, HostSpace> ids, 
 }
 
 }  // namespace hseq::ops
+
+#if defined(__CUDACC__) && defined(HSEQ_ENABLE_CUDA)
+#include "hseq/ops/cuda/embedding.cuh"
+#endif

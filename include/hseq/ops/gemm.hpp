@@ -115,3 +115,7 @@ void gemm_strided_batched(cpu::Context&, std::int64_t batch, Trans ta, Mat<T con
 }
 
 }  // namespace hseq::ops
+
+#if defined(__CUDACC__) && defined(HSEQ_ENABLE_CUDA)
+#include "hseq/ops/cuda/gemm.cuh"
+#endif

@@ -41,3 +41,7 @@ void init_param(cpu::Context&, View<T, HostSpace> v, InitSpec spec, std::uint64_
 }
 
 }  // namespace hseq::ops
+
+#if defined(__CUDACC__) && defined(HSEQ_ENABLE_CUDA)
+#include "hseq/ops/cuda/init.cuh"
+#endif

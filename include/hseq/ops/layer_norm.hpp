@@ -103,3 +103,7 @@ void layer_norm_backward(cpu::Context& ctx, View<T const, HostSpace> x, View<T c
 }
 
 }  // namespace hseq::ops
+
+#if defined(__CUDACC__) && defined(HSEQ_ENABLE_CUDA)
+#include "hseq/ops/cuda/layer_norm.cuh"
+#endif

@@ -59,3 +59,7 @@ void add_mat(cpu::Context&, Mat<T const, HostSpace> src, Mat<T, HostSpace> dst) 
 }
 
 }  // namespace hseq::ops
+
+#if defined(__CUDACC__) && defined(HSEQ_ENABLE_CUDA)
+#include "hseq/ops/cuda/mat.cuh"
+#endif

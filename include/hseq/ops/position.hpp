@@ -72,3 +72,7 @@ void add_sinusoidal(cpu::Context&, View<T, HostSpace> x, std::int64_t offset) {
 }
 
 }  // namespace hseq::ops
+
+#if defined(__CUDACC__) && defined(HSEQ_ENABLE_CUDA)
+#include "hseq/ops/cuda/position.cuh"
+#endif

@@ -118,3 +118,7 @@ void repeat_rows_backward(cpu::Context&, View<T const, HostSpace> du, View<T, Ho
 }
 
 }  // namespace hseq::ops
+
+#if defined(__CUDACC__) && defined(HSEQ_ENABLE_CUDA)
+#include "hseq/ops/cuda/resample.cuh"
+#endif

@@ -171,3 +171,7 @@ void lstm_cell_backward(cpu::Context&, Mat<T const, HostSpace> dh, Mat<T const, 
 }
 
 }  // namespace hseq::ops
+
+#if defined(__CUDACC__) && defined(HSEQ_ENABLE_CUDA)
+#include "hseq/ops/cuda/rnn_cell.cuh"
+#endif

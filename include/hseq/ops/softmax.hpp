@@ -83,3 +83,7 @@ void softmax_backward(cpu::Context&, View<T const, HostSpace> y, View<T const, H
 }
 
 }  // namespace hseq::ops
+
+#if defined(__CUDACC__) && defined(HSEQ_ENABLE_CUDA)
+#include "hseq/ops/cuda/softmax.cuh"
+#endif

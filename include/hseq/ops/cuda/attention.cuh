@@ -1,0 +1,427 @@
+// SPDX-License-Identifier: MIT
+/// @file
+/// @brief Flash-style fused attention on CUDA, forward and backward, with the rate-aware masks.
+///
+/// Never materialises the Tq x Tk scores. Forward streams key/value tiles through shared memory and
+/// keeps an online softmax per query row (one thread per row: q and the output accumulator live in
+/// registers, keys and values are read as broadcasts); it saves the row's log-sum-exp [B, H, Tq].
+/// Backward recomputes the probabilities from the log-sum-exp: one kernel computes
+/// D = rowsum(dO * O), one accumulates dQ per query row over key tiles, one accumulates dK and dV per
+/// key row over query tiles. There are no atomics, so gradients are bit-reproducible. Key tiles past
+/// the last key a query block can see (`AttentionMask::visible` is non-decreasing) are skipped, and
+/// query tiles before the first query a key tile is visible to, so causal attention costs about half.
+/// Head sizes up to 128 are supported (compiled for 16, 32, 64 and 128, padded with zeros). For float
+/// with head sizes 17..64 the register-tiled kernels of attention_tiled.cuh run instead (same
+/// algorithm, GEMM-like tiling); `HSEQ_CUDA_ATTENTION=simple` forces the one-thread-per-row kernels
+/// (for comparisons).
+#pragma once
+
+#include <cmath>
+#include <type_traits>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "hseq/ops/attention.hpp"
+#include "hseq/ops/cuda/attention_tiled.cuh"
+#include "hseq/ops/cuda/launch.cuh"
+
+namespace hseq::ops {
+
+/// What the CUDA `attention_forward` saves for backward: the log-sum-exp of each query row [B, H, Tq]
+/// (natural log of the masked, scaled softmax normaliser; -inf for a row that sees nothing).
+inline Shape attention_stats_shape(DeviceSpace, AttentionDims const& d) { return Shape{d.batch, d.heads, d.tq}; }
+/// Scratch elements of the CUDA `attention_backward`: D = rowsum(dO * O) [B, H, Tq].
+inline std::int64_t attention_backward_scratch(DeviceSpace, AttentionDims const& d) {
+  return d.batch * d.heads * d.tq;
+}
+
+namespace cuda_detail {
+
+inline constexpr int kAttnRows = 64;  // query rows per block (forward, dQ); key rows per block (dK/dV) when they fit
+
+/// Key rows per shared-memory tile in the forward and dQ kernels.
+template <class T, int kD>
+constexpr int attn_key_tile() {
+  return kD * int(sizeof(T)) >= 1024 ? 16 : 32;
+}
+/// Key rows per block of the dK/dV kernel: each thread owns one key row, kept in shared memory.
+template <class T, int kD>
+constexpr int attn_dkv_rows() {
+  return 2 * 64 * (kD + 4) * int(sizeof(T)) <= 36 * 1024 ? 64 : (2 * 32 * (kD + 4) * int(sizeof(T)) <= 36 * 1024 ? 32 : 16);
+}
+/// Query rows per tile of the dK/dV kernel (what fits next to the key rows in 45 KiB).
+template <class T, int kD>
+constexpr int attn_dkv_query_tile() {
+  constexpr int self = 2 * attn_dkv_rows<T, kD>() * (kD + 4) * int(sizeof(T));
+  constexpr int per = (2 * kD + 3) * int(sizeof(T));
+  return self + 32 * per <= 45 * 1024 ? 32 : (self + 16 * per <= 45 * 1024 ? 16 : (self + 8 * per <= 45 * 1024 ? 8 : 4));
+}
+
+inline AttnArgs attn_args(AttentionDims const& d) {
+  return {d.batch, d.heads, d.tq, d.tk, d.head_dim, d.prefix, d.kv_stride_rows(), d.width()};
+}
+
+template <class T>
+__device__ inline T neg_inf() {
+  return -INFINITY;
+}
+
+/// Forward: block (query block, b*H + h), one thread per query row.
+template <class T, int kD, int kBc>
+__global__ void __launch_bounds__(kAttnRows) flash_forward_kernel(AttnArgs a, AttentionMask mask, T scale,
+                                                                  T const* __restrict__ q, T const* __restrict__ kv,
+                                                                  T* __restrict__ out, T* __restrict__ lse) {
+  __shared__ alignas(16) T ks[kBc][kD];
+  __shared__ alignas(16) T vs[kBc][kD];
+  std::int64_t const qblk = std::int64_t(gridDim.x) - 1 - blockIdx.x;  // heaviest (latest) blocks first
+  std::int64_t const p = blockIdx.y, b = p / a.heads, h = p % a.heads;
+  std::int64_t const i0 = qblk * kAttnRows, i = i0 + threadIdx.x;
+  bool const active = i < a.tq;
+  std::int64_t const vis = active ? mask.visible(i, a.tk, a.prefix) : 0;
+  std::int64_t const last = (i0 + kAttnRows < a.tq ? i0 + kAttnRows : a.tq) - 1;
+  std::int64_t const kend = mask.visible(last, a.tk, a.prefix);
+  T const* kbase = kv + b * a.kv_rows * 2 * a.w + h * a.dh;
+  T qr[kD], acc[kD];
+#pragma unroll
+  for (int d = 0; d < kD; ++d) {
+    qr[d] = (active && d < a.dh) ? q[(b * a.tq + i) * a.w + h * a.dh + d] * scale : T(0);
+    acc[d] = T(0);
+  }
+  T m = neg_inf<T>(), l = T(0);
+  for (std::int64_t j0 = 0; j0 < kend; j0 += kBc) {
+    __syncthreads();
+    for (int e = threadIdx.x; e < kBc * kD; e += kAttnRows) {
+      int r = e / kD, c = e % kD;
+      std::int64_t j = j0 + r;
+      bool ok = j < kend && c < a.dh;
+      ks[r][c] = ok ? kbase[j * 2 * a.w + c] : T(0);
+      vs[r][c] = ok ? kbase[j * 2 * a.w + a.w + c] : T(0);
+    }
+    __syncthreads();
+    if (j0 >= vis) continue;
+    std::int64_t const jn = vis - j0;  // visible keys in this tile (may exceed kBc)
+    T s[kBc];
+    T mt = m;
+#pragma unroll
+    for (int jj = 0; jj < kBc; ++jj) {
+      T x = T(0);
+#pragma unroll
+      for (int d = 0; d < kD; ++d) x += qr[d] * ks[jj][d];
+      s[jj] = jj < jn ? x : neg_inf<T>();
+      mt = s[jj] > mt ? s[jj] : mt;
+    }
+    T corr = exp(m - mt);  // m = -inf on the first tile: corr = 0, and l, acc are 0 anyway
+    l *= corr;
+#pragma unroll
+    for (int d = 0; d < kD; ++d) acc[d] *= corr;
+#pragma unroll
+    for (int jj = 0; jj < kBc; ++jj) {
+      T pj = exp(s[jj] - mt);
+      l += pj;
+#pragma unroll
+      for (int d = 0; d < kD; ++d) acc[d] += pj * vs[jj][d];
+    }
+    m = mt;
+  }
+  if (!active) return;
+  T inv = l > T(0) ? T(1) / l : T(0);
+  T* orow = out + (b * a.tq + i) * a.w + h * a.dh;
+#pragma unroll
+  for (int d = 0; d < kD; ++d)
+    if (d < a.dh) orow[d] = acc[d] * inv;
+  lse[p * a.tq + i] = l > T(0) ? m + log(l) : neg_inf<T>();
+}
+
+/// D[b, h, i] = sum_d dO[b, i, h, d] * O[b, i, h, d].
+template <class T>
+__global__ void flash_rowdot_kernel(AttnArgs a, T const* __restrict__ dout, T const* __restrict__ out, T* __restrict__ dd) {
+  std::int64_t n = a.batch * a.heads * a.tq;
+  for (std::int64_t e = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < n;
+       e += std::int64_t(gridDim.x) * blockDim.x) {
+    std::int64_t p = e / a.tq, i = e % a.tq, b = p / a.heads, h = p % a.heads;
+    std::int64_t off = (b * a.tq + i) * a.w + h * a.dh;
+    T s = T(0);
+    for (std::int64_t d = 0; d < a.dh; ++d) s += dout[off + d] * out[off + d];
+    dd[e] = s;
+  }
+}
+
+/// dQ: one thread per query row, key/value tiles through shared memory.
+template <class T, int kD, int kBc>
+__global__ void __launch_bounds__(kAttnRows) flash_dq_kernel(AttnArgs a, AttentionMask mask, T scale,
+                                                             T const* __restrict__ q, T const* __restrict__ kv,
+                                                             T const* __restrict__ lse, T const* __restrict__ dd,
+                                                             T const* __restrict__ dout, T* __restrict__ dq) {
+  __shared__ alignas(16) T ks[kBc][kD];
+  __shared__ alignas(16) T vs[kBc][kD];
+  std::int64_t const qblk = std::int64_t(gridDim.x) - 1 - blockIdx.x;
+  std::int64_t const p = blockIdx.y, b = p / a.heads, h = p % a.heads;
+  std::int64_t const i0 = qblk * kAttnRows, i = i0 + threadIdx.x;
+  bool const active = i < a.tq;
+  std::int64_t const vis = active ? mask.visible(i, a.tk, a.prefix) : 0;
+  std::int64_t const last = (i0 + kAttnRows < a.tq ? i0 + kAttnRows : a.tq) - 1;
+  std::int64_t const kend = mask.visible(last, a.tk, a.prefix);
+  T const* kbase = kv + b * a.kv_rows * 2 * a.w + h * a.dh;
+  std::int64_t const off = (b * a.tq + i) * a.w + h * a.dh;
+  T qr[kD], dor[kD], acc[kD];
+#pragma unroll
+  for (int d = 0; d < kD; ++d) {
+    bool ok = active && d < a.dh;
+    qr[d] = ok ? q[off + d] * scale : T(0);
+    dor[d] = ok ? dout[off + d] : T(0);
+    acc[d] = T(0);
+  }
+  T const li = vis > 0 ? lse[p * a.tq + i] : T(0);
+  T const di = active ? dd[p * a.tq + i] : T(0);
+  for (std::int64_t j0 = 0; j0 < kend; j0 += kBc) {
+    __syncthreads();
+    for (int e = threadIdx.x; e < kBc * kD; e += kAttnRows) {
+      int r = e / kD, c = e % kD;
+      std::int64_t j = j0 + r;
+      bool ok = j < kend && c < a.dh;
+      ks[r][c] = ok ? kbase[j * 2 * a.w + c] : T(0);
+      vs[r][c] = ok ? kbase[j * 2 * a.w + a.w + c] : T(0);
+    }
+    __syncthreads();
+    if (j0 >= vis) continue;
+    std::int64_t const jn = vis - j0;
+#pragma unroll
+    for (int jj = 0; jj < kBc; ++jj) {
+      if (jj >= jn) break;
+      // Four partial sums per dot product: independent FMA chains hide the FMA latency.
+      T s4[4] = {T(0), T(0), T(0), T(0)}, dp4[4] = {T(0), T(0), T(0), T(0)};
+#pragma unroll
+      for (int d = 0; d < kD; ++d) {
+        s4[d & 3] += qr[d] * ks[jj][d];
+        dp4[d & 3] += dor[d] * vs[jj][d];
+      }
+      T s = (s4[0] + s4[1]) + (s4[2] + s4[3]), dp = (dp4[0] + dp4[1]) + (dp4[2] + dp4[3]);
+      T ds = exp(s - li) * (dp - di);
+#pragma unroll
+      for (int d = 0; d < kD; ++d) acc[d] += ds * ks[jj][d];
+    }
+  }
+  if (!active) return;
+#pragma unroll
+  for (int d = 0; d < kD; ++d)
+    if (d < a.dh) dq[off + d] = acc[d] * scale;
+}
+
+/// dK, dV: one thread per key row (its key and value in shared memory, its gradients in registers),
+/// query tiles through shared memory from the first query that can see this block's first key.
+template <class T, int kD, int kRows, int kBq>
+__global__ void __launch_bounds__(kRows) flash_dkv_kernel(AttnArgs a, AttentionMask mask, T scale,
+                                                          T const* __restrict__ q, T const* __restrict__ kv,
+                                                          T const* __restrict__ lse, T const* __restrict__ dd,
+                                                          T const* __restrict__ dout, T* __restrict__ dkv) {
+  constexpr int kPad = kD + 4;  // row padding: conflict-free 16-byte loads of a thread's own row
+  __shared__ alignas(16) T kself[kRows][kPad];
+  __shared__ alignas(16) T vself[kRows][kPad];
+  __shared__ alignas(16) T qs[kBq][kD];
+  __shared__ alignas(16) T dos[kBq][kD];
+  __shared__ T ls[kBq], ds_[kBq];
+  __shared__ std::int64_t viss[kBq];
+  std::int64_t const p = blockIdx.y, b = p / a.heads, h = p % a.heads;
+  std::int64_t const j0 = std::int64_t(blockIdx.x) * kRows, j = j0 + threadIdx.x;
+  bool const active = j < a.tk;
+  T const* kbase = kv + b * a.kv_rows * 2 * a.w + h * a.dh;
+  for (int e = threadIdx.x; e < kRows * kD; e += kRows) {
+    int r = e / kD, c = e % kD;
+    std::int64_t jj = j0 + r;
+    bool ok = jj < a.tk && c < a.dh;
+    kself[r][c] = ok ? kbase[jj * 2 * a.w + c] : T(0);
+    vself[r][c] = ok ? kbase[jj * 2 * a.w + a.w + c] : T(0);
+  }
+  // First query that sees key j0: visible(i) > j0 (visible is non-decreasing in i).
+  std::int64_t lo = 0, hi = a.tq;
+  while (lo < hi) {
+    std::int64_t mid = (lo + hi) / 2;
+    if (mask.visible(mid, a.tk, a.prefix) > j0) hi = mid;
+    else lo = mid + 1;
+  }
+  std::int64_t const istart = lo;
+  T dk[kD], dv[kD];
+#pragma unroll
+  for (int d = 0; d < kD; ++d) dk[d] = dv[d] = T(0);
+  for (std::int64_t i0 = istart; i0 < a.tq; i0 += kBq) {
+    __syncthreads();
+    for (int e = threadIdx.x; e < kBq * kD; e += kRows) {
+      int r = e / kD, c = e % kD;
+      std::int64_t i = i0 + r;
+      bool ok = i < a.tq && c < a.dh;
+      std::int64_t off = (b * a.tq + i) * a.w + h * a.dh + c;
+      qs[r][c] = ok ? q[off] * scale : T(0);
+      dos[r][c] = ok ? dout[off] : T(0);
+    }
+    for (int r = threadIdx.x; r < kBq; r += kRows) {
+      std::int64_t i = i0 + r;
+      bool ok = i < a.tq;
+      std::int64_t vis = ok ? mask.visible(i, a.tk, a.prefix) : 0;
+      viss[r] = vis;
+      ls[r] = vis > 0 ? lse[p * a.tq + i] : T(0);
+      ds_[r] = ok ? dd[p * a.tq + i] : T(0);
+    }
+    __syncthreads();
+    if (!active) continue;
+    for (int r = 0; r < kBq; ++r) {
+      if (j >= viss[r]) continue;
+      T s4[4] = {T(0), T(0), T(0), T(0)}, dp4[4] = {T(0), T(0), T(0), T(0)};
+#pragma unroll
+      for (int d = 0; d < kD; ++d) {
+        s4[d & 3] += qs[r][d] * kself[threadIdx.x][d];
+        dp4[d & 3] += dos[r][d] * vself[threadIdx.x][d];
+      }
+      T s = (s4[0] + s4[1]) + (s4[2] + s4[3]), dp = (dp4[0] + dp4[1]) + (dp4[2] + dp4[3]);
+      T pr = exp(s - ls[r]);
+      T dsr = pr * (dp - ds_[r]);
+#pragma unroll
+      for (int d = 0; d < kD; ++d) {
+        dv[d] += pr * dos[r][d];
+        dk[d] += dsr * qs[r][d];  // qs holds scale * q: dK = scale * dS^T Q
+      }
+    }
+  }
+  if (!active) return;
+  T* dkrow = dkv + (b * a.kv_rows + j) * 2 * a.w + h * a.dh;
+#pragma unroll
+  for (int d = 0; d < kD; ++d)
+    if (d < a.dh) {
+      dkrow[d] = dk[d];
+      dkrow[a.w + d] = dv[d];
+    }
+}
+
+/// Calls f(std::integral_constant<int, kD>) with the smallest compiled head size >= dh.
+template <class F>
+void dispatch_head_dim(std::int64_t dh, char const* who, F&& f) {
+  if (dh <= 16) f(std::integral_constant<int, 16>{});
+  else if (dh <= 32) f(std::integral_constant<int, 32>{});
+  else if (dh <= 64) f(std::integral_constant<int, 64>{});
+  else if (dh <= 128) f(std::integral_constant<int, 128>{});
+  else HSEQ_FAIL(who << ": head size " << dh << " is not supported on CUDA (at most 128)");
+}
+
+/// Whether float attention with head size kD uses the register-tiled kernels.
+template <class T, int kD>
+bool use_tiled() {
+  if constexpr (!std::is_same_v<T, float> || (kD != 32 && kD != 64)) {
+    return false;
+  } else {
+    static bool const tiled = [] {
+      char const* e = std::getenv("HSEQ_CUDA_ATTENTION");
+      return e == nullptr || std::strcmp(e, "simple") != 0;
+    }();
+    return tiled;
+  }
+}
+
+inline dim3 attn_grid(std::int64_t rows, std::int64_t per_block, std::int64_t bh, char const* who) {
+  std::int64_t blocks = (rows + per_block - 1) / per_block;
+  HSEQ_CHECK(blocks <= 2147483647 && bh <= 65535, who << ": " << bh << " batch x heads exceeds the grid limit of 65535");
+  return dim3(unsigned(blocks), unsigned(bh));
+}
+
+}  // namespace cuda_detail
+
+/// out = softmax(mask(scale Q K^T)) V per head, flash-style; saves the row log-sum-exp in `stats`
+/// ([B, H, Tq], see `attention_stats_shape(DeviceSpace{}, d)`).
+template <class T>
+void attention_forward(cuda::Context& ctx, AttentionDims const& d, AttentionMask mask, T scale,
+                       View<T const, DeviceSpace> q, View<T const, DeviceSpace> kv, View<T, DeviceSpace> out,
+                       View<T, DeviceSpace> stats) {
+  detail::check_attention(d, q, kv, out, "attention_forward");
+  HSEQ_CHECK(stats.shape == attention_stats_shape(DeviceSpace{}, d),
+             "attention_forward: stats " << stats.shape << " is not [B, H, Tq] = " << attention_stats_shape(DeviceSpace{}, d));
+  if (d.batch * d.heads * d.tq == 0) return;
+  auto args = cuda_detail::attn_args(d);
+  cuda_detail::dispatch_head_dim(d.head_dim, "attention_forward", [&](auto kd) {
+    constexpr int kD = decltype(kd)::value;
+    constexpr int kBc = cuda_detail::attn_key_tile<T, kD>();
+    dim3 grid = cuda_detail::attn_grid(d.tq, cuda_detail::kAttnRows, d.batch * d.heads, "attention_forward");
+    if constexpr (std::is_same_v<T, float> && (kD == 32 || kD == 64)) {
+      if (cuda_detail::use_tiled<T, kD>()) {
+        constexpr int kSmem = cuda_detail::tiled_forward_smem<kD>();
+        static bool const opted = (cuda_detail::allow_smem(cuda_detail::flash_forward_tiled_kernel<kD>, kSmem), true);
+        (void)opted;
+        cuda_detail::flash_forward_tiled_kernel<kD><<<grid, cuda_detail::kTiledThreads, kSmem, ctx.stream()>>>(
+            args, mask, scale, q.data, kv.data, out.data, stats.data);
+        HSEQ_CUDA_LAUNCH_CHECK("attention_forward (tiled)");
+        return;
+      }
+    }
+    cuda_detail::flash_forward_kernel<T, kD, kBc><<<grid, cuda_detail::kAttnRows, 0, ctx.stream()>>>(
+        args, mask, scale, q.data, kv.data, out.data, stats.data);
+    HSEQ_CUDA_LAUNCH_CHECK("attention_forward");
+  });
+}
+
+/// Gradients of the attention core (dq and the first tk rows of dkv are overwritten). `out` and
+/// `stats` are forward's output and saved log-sum-exp; `scratch` holds
+/// `attention_backward_scratch(DeviceSpace{}, d)` elements.
+template <class T>
+void attention_backward(cuda::Context& ctx, AttentionDims const& d, AttentionMask mask, T scale,
+                        View<T const, DeviceSpace> q, View<T const, DeviceSpace> kv, View<T const, DeviceSpace> out,
+                        View<T const, DeviceSpace> stats, View<T const, DeviceSpace> dout, View<T, DeviceSpace> dq,
+                        View<T, DeviceSpace> dkv, View<T, DeviceSpace> scratch) {
+  detail::check_attention(d, q, kv, dq, "attention_backward");
+  HSEQ_CHECK(out.shape == q.shape, "attention_backward: out " << out.shape << " differs from q " << q.shape
+                                                              << " (the CUDA backward needs forward's output)");
+  HSEQ_CHECK(stats.shape == attention_stats_shape(DeviceSpace{}, d),
+             "attention_backward: stats " << stats.shape << " is not [B, H, Tq]");
+  HSEQ_CHECK(dout.shape == q.shape && dkv.shape == kv.shape,
+             "attention_backward: dout " << dout.shape << " / dkv " << dkv.shape << " must match q " << q.shape
+                                         << " / kv " << kv.shape);
+  HSEQ_CHECK(scratch.numel() >= attention_backward_scratch(DeviceSpace{}, d),
+             "attention_backward: scratch of " << scratch.numel() << " elements, need "
+                                               << attention_backward_scratch(DeviceSpace{}, d));
+  if (d.batch * d.heads == 0) return;
+  auto args = cuda_detail::attn_args(d);
+  std::int64_t bh = d.batch * d.heads;
+  if (d.tq > 0) {
+    cuda_detail::flash_rowdot_kernel<T><<<cuda_detail::grid_for(bh * d.tq), cuda_detail::kThreads, 0, ctx.stream()>>>(
+        args, dout.data, out.data, scratch.data);
+    HSEQ_CUDA_LAUNCH_CHECK("attention_backward (rowsum)");
+  }
+  cuda_detail::dispatch_head_dim(d.head_dim, "attention_backward", [&](auto kd) {
+    constexpr int kD = decltype(kd)::value;
+    constexpr int kBc = cuda_detail::attn_key_tile<T, kD>();
+    if constexpr (std::is_same_v<T, float> && (kD == 32 || kD == 64)) {
+      if (cuda_detail::use_tiled<T, kD>()) {
+        constexpr int kSmemQ = cuda_detail::tiled_dq_smem<kD>(), kSmemKv = cuda_detail::tiled_dkv_smem<kD>();
+        static bool const opted = (cuda_detail::allow_smem(cuda_detail::flash_dq_tiled_kernel<kD>, kSmemQ),
+                                   cuda_detail::allow_smem(cuda_detail::flash_dkv_tiled_kernel<kD>, kSmemKv), true);
+        (void)opted;
+        if (d.tq > 0) {
+          dim3 grid = cuda_detail::attn_grid(d.tq, cuda_detail::kTileRows, bh, "attention_backward");
+          cuda_detail::flash_dq_tiled_kernel<kD><<<grid, cuda_detail::kTiledThreads, kSmemQ, ctx.stream()>>>(
+              args, mask, scale, q.data, kv.data, stats.data, scratch.data, dout.data, dq.data);
+          HSEQ_CUDA_LAUNCH_CHECK("attention_backward (tiled dq)");
+        }
+        if (d.tk > 0) {
+          dim3 grid = cuda_detail::attn_grid(d.tk, cuda_detail::kTileRows, bh, "attention_backward");
+          cuda_detail::flash_dkv_tiled_kernel<kD><<<grid, cuda_detail::kTiledThreads, kSmemKv, ctx.stream()>>>(
+              args, mask, scale, q.data, kv.data, stats.data, scratch.data, dout.data, dkv.data);
+          HSEQ_CUDA_LAUNCH_CHECK("attention_backward (tiled dk, dv)");
+        }
+        return;
+      }
+    }
+    if (d.tq > 0) {
+      dim3 grid = cuda_detail::attn_grid(d.tq, cuda_detail::kAttnRows, bh, "attention_backward");
+      cuda_detail::flash_dq_kernel<T, kD, kBc><<<grid, cuda_detail::kAttnRows, 0, ctx.stream()>>>(
+          args, mask, scale, q.data, kv.data, stats.data, scratch.data, dout.data, dq.data);
+      HSEQ_CUDA_LAUNCH_CHECK("attention_backward (dq)");
+    }
+    if (d.tk > 0) {
+      constexpr int kRows = cuda_detail::attn_dkv_rows<T, kD>();
+      constexpr int kBq = cuda_detail::attn_dkv_query_tile<T, kD>();
+      dim3 grid = cuda_detail::attn_grid(d.tk, kRows, bh, "attention_backward");
+      cuda_detail::flash_dkv_kernel<T, kD, kRows, kBq><<<grid, kRows, 0, ctx.stream()>>>(
+          args, mask, scale, q.data, kv.data, stats.data, scratch.data, dout.data, dkv.data);
+      HSEQ_CUDA_LAUNCH_CHECK("attention_backward (dk, dv)");
+    }
+  });
+}
+
+}  // namespace hseq::ops
