@@ -10,7 +10,7 @@
 
 template <class M>
 void evaluate(cli::Args const& a, cli::ModelChoice const& choice) {
-  hseq::cpu::Context ctx;
+  cli::Backend::Context ctx;
   auto lm = cli::load_model<M>(a.str("checkpoint"), choice);
   auto data = std::make_unique<hseq::io::TextDataset>(a.str("data"), a.real("val-fraction"));
   std::int64_t t = a.given("seq-len") ? a.integer("seq-len") : lm.model->config().context;

@@ -9,7 +9,7 @@
 
 template <class M>
 void generate(cli::Args const& a, cli::ModelChoice const& choice) {
-  hseq::cpu::Context ctx;
+  cli::Backend::Context ctx;
   auto lm = cli::load_model<M>(a.str("checkpoint"), choice);
   hseq::models::GenerateConfig g;
   g.max_bytes = a.integer("bytes");

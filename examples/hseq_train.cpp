@@ -16,7 +16,7 @@
 
 template <class M>
 void train(cli::Args const& a, cli::ModelChoice const& choice) {
-  hseq::cpu::Context ctx;
+  cli::Backend::Context ctx;
   hseq::io::TextDataset data(a.str("data"), a.real("val-fraction"));
   auto cfg = cli::model_config<M>(a, choice);
   auto model = std::make_unique<M>(cfg);

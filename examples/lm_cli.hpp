@@ -21,7 +21,13 @@
 
 namespace cli {
 
+// The backend of the programs: hseq::cpu, or hseq::cuda in the CUDA builds of the same sources
+// (examples/cuda/*.cu define HSEQ_EXAMPLE_BACKEND before including them).
+#if defined(HSEQ_EXAMPLE_BACKEND)
+using Backend = HSEQ_EXAMPLE_BACKEND;
+#else
 using Backend = hseq::cpu;
+#endif
 using Real = float;
 using Lm = hseq::models::TransformerLm<Backend, Real>;
 template <class Sh, class Up>

@@ -13,11 +13,13 @@ from torch_lm import Block, Mlp
 
 class CrossAttention(nn.Module):
     """hseq's MultiHeadAttention with queries and keys from different sequences and a boolean
-    mask [Tq, Tk] (True = visible)."""
+    mask [Tq, Tk] (True = visible). sdpa=True computes the same with
+    F.scaled_dot_product_attention(attn_mask=mask) instead of materialising the scores (GPU peer
+    benchmark); the default keeps the explicit softmax the fixtures were written with."""
 
-    def __init__(self, d, h):
+    def __init__(self, d, h, sdpa=False):
         super().__init__()
-        self.h = h
+        self.h, self.sdpa = h, sdpa
         self.q = nn.Linear(d, d)
         self.kv = nn.Linear(d, 2 * d)
         self.out = nn.Linear(d, d)
@@ -30,9 +32,13 @@ class CrossAttention(nn.Module):
         k, v = self.kv(xkv).split(d, dim=-1)
         k = k.reshape(b, tk, self.h, dh).transpose(1, 2)
         v = v.reshape(b, tk, self.h, dh).transpose(1, 2)
-        att = (q @ k.transpose(-1, -2)) / math.sqrt(dh)
-        att = att.masked_fill(~mask, float("-inf")).softmax(-1)
-        return self.out((att @ v).transpose(1, 2).reshape(b, tq, d))
+        if self.sdpa:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            att = (q @ k.transpose(-1, -2)) / math.sqrt(dh)
+            att = att.masked_fill(~mask, float("-inf")).softmax(-1)
+            y = att @ v
+        return self.out(y.transpose(1, 2).reshape(b, tq, d))
 
 
 def avg_pool(x, k):
@@ -41,7 +47,7 @@ def avg_pool(x, k):
 
 
 class AvgPoolShorten(nn.Module):
-    def __init__(self, d, k, h, hidden, eps):
+    def __init__(self, d, k, h, hidden, eps, sdpa=False):
         super().__init__()
         self.k = k
 
@@ -50,7 +56,7 @@ class AvgPoolShorten(nn.Module):
 
 
 class LinearPoolShorten(nn.Module):
-    def __init__(self, d, k, h, hidden, eps):
+    def __init__(self, d, k, h, hidden, eps, sdpa=False):
         super().__init__()
         self.k = k
         self.proj = nn.Linear(k * d, d)
@@ -61,12 +67,12 @@ class LinearPoolShorten(nn.Module):
 
 
 class AttentionPoolShorten(nn.Module):
-    def __init__(self, d, k, h, hidden, eps):
+    def __init__(self, d, k, h, hidden, eps, sdpa=False):
         super().__init__()
         self.k = k
         self.ln_in = nn.LayerNorm(d, eps=eps)
         self.ln_q = nn.LayerNorm(d, eps=eps)
-        self.attn = CrossAttention(d, h)
+        self.attn = CrossAttention(d, h, sdpa)
         self.ln_ff = nn.LayerNorm(d, eps=eps)
         self.mlp = Mlp(d, hidden)
 
@@ -74,14 +80,14 @@ class AttentionPoolShorten(nn.Module):
         l = x.shape[1]
         h = self.ln_in(x)
         q = self.ln_q(avg_pool(h, self.k))
-        i = torch.arange(l // self.k).unsqueeze(1)
-        j = torch.arange(l).unsqueeze(0)
+        i = torch.arange(l // self.k, device=x.device).unsqueeze(1)
+        j = torch.arange(l, device=x.device).unsqueeze(0)
         q1 = q + self.attn(q, h, j <= i * self.k + self.k - 1)
         return q1 + self.mlp(self.ln_ff(q1))
 
 
 class RepeatUpsample(nn.Module):
-    def __init__(self, d, k, h, hidden, eps):
+    def __init__(self, d, k, h, hidden, eps, sdpa=False):
         super().__init__()
         self.k = k
 
@@ -90,7 +96,7 @@ class RepeatUpsample(nn.Module):
 
 
 class LinearUpsample(nn.Module):
-    def __init__(self, d, k, h, hidden, eps):
+    def __init__(self, d, k, h, hidden, eps, sdpa=False):
         super().__init__()
         self.k = k
         self.proj = nn.Linear(d, k * d)
@@ -101,20 +107,20 @@ class LinearUpsample(nn.Module):
 
 
 class AttentionUpsample(nn.Module):
-    def __init__(self, d, k, h, hidden, eps):
+    def __init__(self, d, k, h, hidden, eps, sdpa=False):
         super().__init__()
         self.k = k
         self.ln_s = nn.LayerNorm(d, eps=eps)
         self.ln_u = nn.LayerNorm(d, eps=eps)
-        self.attn = CrossAttention(d, h)
+        self.attn = CrossAttention(d, h, sdpa)
         self.ln_ff = nn.LayerNorm(d, eps=eps)
         self.mlp = Mlp(d, hidden)
 
     def forward(self, y, res):
         s = self.ln_s(y)
         q = self.ln_u(s.repeat_interleave(self.k, dim=1)) + res
-        p = torch.arange(res.shape[1]).unsqueeze(1)
-        j = torch.arange(y.shape[1]).unsqueeze(0)
+        p = torch.arange(res.shape[1], device=res.device).unsqueeze(1)
+        j = torch.arange(y.shape[1], device=res.device).unsqueeze(0)
         q1 = q + self.attn(q, s, j * self.k <= p)
         return q1 + self.mlp(self.ln_ff(q1))
 
@@ -139,20 +145,24 @@ def parse_hierarchy(text):
 
 
 class Level(nn.Module):
-    def __init__(self, c, layers, k, innermost, shorten, upsample):
+    def __init__(self, c, layers, k, innermost, shorten, upsample, sdpa=False):
         super().__init__()
         d, h, eps = c["dim"], c["heads"], c.get("eps", 1e-5)
         hidden = c.get("mlp_hidden", 0) or 4 * d
         self.k = k
-        self.shorten = SHORTEN[shorten](d, k, h, hidden, eps)
-        self.pre = nn.ModuleList([Block(d, h, hidden, eps, False) for _ in range(layers)])
-        self.post = nn.ModuleList([] if innermost else [Block(d, h, hidden, eps, False) for _ in range(layers)])
-        self.upsample = UPSAMPLE[upsample](d, k, h, hidden, eps)
+        self.shorten = SHORTEN[shorten](d, k, h, hidden, eps, sdpa)
+        self.pre = nn.ModuleList([Block(d, h, hidden, eps, sdpa) for _ in range(layers)])
+        self.post = nn.ModuleList([] if innermost else [Block(d, h, hidden, eps, sdpa) for _ in range(layers)])
+        self.upsample = UPSAMPLE[upsample](d, k, h, hidden, eps, sdpa)
         self.ln_up = nn.LayerNorm(d, eps=eps)
 
 
 class Hourglass(nn.Module):
-    def __init__(self, c):
+    """sdpa=True: every attention (causal blocks and the resampling cross-attention) through
+    F.scaled_dot_product_attention, for the GPU peer benchmark; the default (explicit softmax) is
+    what the parity fixtures use."""
+
+    def __init__(self, c, sdpa=False):
         super().__init__()
         d, h, eps = c["dim"], c["heads"], c.get("eps", 1e-5)
         hidden = c.get("mlp_hidden", 0) or 4 * d
@@ -160,10 +170,10 @@ class Hourglass(nn.Module):
         self.total = math.prod(k for _, k in levels)
         self.tok_emb = nn.Embedding(c["vocab"], d)
         self.pos_emb = nn.Embedding(c["context"], d)
-        self.pre = nn.ModuleList([Block(d, h, hidden, eps, False) for _ in range(pre)])
-        self.levels = nn.ModuleList([Level(c, n, k, i + 1 == len(levels), c["shorten"], c["upsample"])
+        self.pre = nn.ModuleList([Block(d, h, hidden, eps, sdpa) for _ in range(pre)])
+        self.levels = nn.ModuleList([Level(c, n, k, i + 1 == len(levels), c["shorten"], c["upsample"], sdpa)
                                      for i, (n, k) in enumerate(levels)])
-        self.post = nn.ModuleList([Block(d, h, hidden, eps, False) for _ in range(post)])
+        self.post = nn.ModuleList([Block(d, h, hidden, eps, sdpa) for _ in range(post)])
         self.ln_f = nn.LayerNorm(d, eps=eps)
 
     def valley(self, i, x):

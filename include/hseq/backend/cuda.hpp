@@ -40,6 +40,13 @@ namespace hseq {
 /// accumulate in fp32 on tensor cores. Storage and everything outside the GEMMs stays fp32.
 enum class GemmMath { kFp32, kTf32, kBf16 };
 
+/// Which kernels the float attention core uses for head sizes 17..64 (see ops/cuda/attention.cuh):
+/// kAuto and kMma are the tensor-core kernels (3xTF32 in fp32 mode, one TF32 product when the GEMMs
+/// run in TF32 or bf16); kTiled (register-tiled SIMT) and kSimple (one thread per row) are kept for
+/// comparison. The default comes from the environment variable HSEQ_CUDA_ATTENTION (mma, tiled or
+/// simple), else kAuto.
+enum class AttentionKernels { kAuto, kMma, kTiled, kSimple };
+
 /// CUDA backend policy, used as a tag: `Model<hseq::cuda, float>`.
 struct cuda {
   using Space = DeviceSpace;
@@ -49,8 +56,8 @@ struct cuda {
   /// to it, created on first use. Move-only; destroys what it created.
   class Context {
    public:
-    Context() = default;
-    explicit Context(cudaStream_t s) : stream_(s) {}
+    Context() : attention_(default_attention_kernels()) {}
+    explicit Context(cudaStream_t s) : stream_(s), attention_(default_attention_kernels()) {}
     Context(Context const&) = delete;
     Context& operator=(Context const&) = delete;
     Context(Context&& o) noexcept
@@ -58,7 +65,8 @@ struct cuda {
           blas_(std::exchange(o.blas_, nullptr)),
           scratch_(std::exchange(o.scratch_, nullptr)),
           scratch_bytes_(std::exchange(o.scratch_bytes_, 0)),
-          math_(o.math_) {}
+          math_(o.math_),
+          attention_(o.attention_) {}
     Context& operator=(Context&& o) noexcept {
       if (this != &o) {
         release();
@@ -67,6 +75,7 @@ struct cuda {
         scratch_ = std::exchange(o.scratch_, nullptr);
         scratch_bytes_ = std::exchange(o.scratch_bytes_, 0);
         math_ = o.math_;
+        attention_ = o.attention_;
       }
       return *this;
     }
@@ -85,6 +94,9 @@ struct cuda {
     /// The math of float GEMMs on this context (see GemmMath). Double GEMMs are always fp64.
     GemmMath gemm_math() const { return math_; }
     void set_gemm_math(GemmMath m) { math_ = m; }
+    /// The attention kernels of this context (see AttentionKernels).
+    AttentionKernels attention_kernels() const { return attention_; }
+    void set_attention_kernels(AttentionKernels k) { attention_ = k; }
 
     /// Device scratch of at least `bytes` for the ops' internal two-phase reductions (CUB
     /// temporary storage, per-block partials, status words). Grows, never shrinks: after the
@@ -118,6 +130,16 @@ struct cuda {
     void* scratch_ = nullptr;
     std::size_t scratch_bytes_ = 0;
     GemmMath math_ = GemmMath::kFp32;
+    AttentionKernels attention_ = AttentionKernels::kAuto;
+
+    static AttentionKernels default_attention_kernels() {
+      char const* e = std::getenv("HSEQ_CUDA_ATTENTION");
+      if (e == nullptr) return AttentionKernels::kAuto;
+      if (std::strcmp(e, "mma") == 0) return AttentionKernels::kMma;
+      if (std::strcmp(e, "tiled") == 0) return AttentionKernels::kTiled;
+      if (std::strcmp(e, "simple") == 0) return AttentionKernels::kSimple;
+      return AttentionKernels::kAuto;
+    }
   };
 
   /// Whether a usable CUDA device exists. Any CUDA error (no driver, no device, insufficient

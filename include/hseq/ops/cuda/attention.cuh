@@ -11,9 +11,10 @@
 /// the last key a query block can see (`AttentionMask::visible` is non-decreasing) are skipped, and
 /// query tiles before the first query a key tile is visible to, so causal attention costs about half.
 /// Head sizes up to 128 are supported (compiled for 16, 32, 64 and 128, padded with zeros). For float
-/// with head sizes 17..64 the register-tiled kernels of attention_tiled.cuh run instead (same
-/// algorithm, GEMM-like tiling); `HSEQ_CUDA_ATTENTION=simple` forces the one-thread-per-row kernels
-/// (for comparisons).
+/// with head sizes 17..64 the tensor-core kernels of attention_mma.cuh run (3xTF32, i.e. fp32
+/// accuracy, by default; one TF32 product when the context opted into TF32/bf16 GEMMs);
+/// `cuda::Context::set_attention_kernels` (or HSEQ_CUDA_ATTENTION=mma|tiled|simple) selects the
+/// register-tiled or one-thread-per-row SIMT kernels instead, for comparisons.
 #pragma once
 
 #include <cmath>
@@ -23,6 +24,7 @@
 #include <cstring>
 
 #include "hseq/ops/attention.hpp"
+#include "hseq/ops/cuda/attention_mma.cuh"
 #include "hseq/ops/cuda/attention_tiled.cuh"
 #include "hseq/ops/cuda/launch.cuh"
 
@@ -302,18 +304,12 @@ void dispatch_head_dim(std::int64_t dh, char const* who, F&& f) {
   else HSEQ_FAIL(who << ": head size " << dh << " is not supported on CUDA (at most 128)");
 }
 
-/// Whether float attention with head size kD uses the register-tiled kernels.
-template <class T, int kD>
-bool use_tiled() {
-  if constexpr (!std::is_same_v<T, float> || (kD != 32 && kD != 64)) {
-    return false;
-  } else {
-    static bool const tiled = [] {
-      char const* e = std::getenv("HSEQ_CUDA_ATTENTION");
-      return e == nullptr || std::strcmp(e, "simple") != 0;
-    }();
-    return tiled;
-  }
+/// The kernels float attention with head sizes 17..64 uses on this context (AttentionKernels):
+/// kAuto is the tensor-core MMA kernels, 3xTF32 in fp32 mode and one TF32 product when the GEMMs run
+/// in TF32 or bf16 (on an H100, 3xTF32 beat the register-tiled SIMT kernels: docs/performance.md).
+inline AttentionKernels attention_kernels(cuda::Context const& ctx) {
+  AttentionKernels k = ctx.attention_kernels();
+  return k == AttentionKernels::kAuto ? AttentionKernels::kMma : k;
 }
 
 inline dim3 attn_grid(std::int64_t rows, std::int64_t per_block, std::int64_t bh, char const* who) {
@@ -340,10 +336,22 @@ void attention_forward(cuda::Context& ctx, AttentionDims const& d, AttentionMask
     constexpr int kBc = cuda_detail::attn_key_tile<T, kD>();
     dim3 grid = cuda_detail::attn_grid(d.tq, cuda_detail::kAttnRows, d.batch * d.heads, "attention_forward");
     if constexpr (std::is_same_v<T, float> && (kD == 32 || kD == 64)) {
-      if (cuda_detail::use_tiled<T, kD>()) {
+      auto kernels = cuda_detail::attention_kernels(ctx);
+      if (kernels == AttentionKernels::kMma) {
+        auto launch = [&](auto kernel) {
+          constexpr int kSmem = cuda_detail::mma_forward_smem<kD>();
+          cuda_detail::allow_smem(kernel, kSmem);
+          kernel<<<grid, cuda_detail::kMmaThreads, kSmem, ctx.stream()>>>(args, mask, scale, q.data, kv.data, out.data,
+                                                                           stats.data);
+          HSEQ_CUDA_LAUNCH_CHECK("attention_forward (mma)");
+        };
+        if (ctx.gemm_math() == GemmMath::kFp32) launch(cuda_detail::flash_forward_mma_kernel<kD, true>);
+        else launch(cuda_detail::flash_forward_mma_kernel<kD, false>);
+        return;
+      }
+      if (kernels == AttentionKernels::kTiled) {
         constexpr int kSmem = cuda_detail::tiled_forward_smem<kD>();
-        static bool const opted = (cuda_detail::allow_smem(cuda_detail::flash_forward_tiled_kernel<kD>, kSmem), true);
-        (void)opted;
+        cuda_detail::allow_smem(cuda_detail::flash_forward_tiled_kernel<kD>, kSmem);
         cuda_detail::flash_forward_tiled_kernel<kD><<<grid, cuda_detail::kTiledThreads, kSmem, ctx.stream()>>>(
             args, mask, scale, q.data, kv.data, out.data, stats.data);
         HSEQ_CUDA_LAUNCH_CHECK("attention_forward (tiled)");
@@ -387,11 +395,37 @@ void attention_backward(cuda::Context& ctx, AttentionDims const& d, AttentionMas
     constexpr int kD = decltype(kd)::value;
     constexpr int kBc = cuda_detail::attn_key_tile<T, kD>();
     if constexpr (std::is_same_v<T, float> && (kD == 32 || kD == 64)) {
-      if (cuda_detail::use_tiled<T, kD>()) {
+      auto kernels = cuda_detail::attention_kernels(ctx);
+      if (kernels == AttentionKernels::kMma) {
+        auto launch = [&](auto dq_kernel, auto dkv_kernel) {
+          constexpr int kSmemQ = cuda_detail::mma_dq_smem<kD>(), kSmemKv = cuda_detail::mma_dkv_smem<kD>();
+          cuda_detail::allow_smem(dq_kernel, kSmemQ);
+          cuda_detail::allow_smem(dkv_kernel, kSmemKv);
+          if (d.tq > 0) {
+            dim3 grid = cuda_detail::attn_grid(d.tq, cuda_detail::kMmaRows, bh, "attention_backward");
+            dq_kernel<<<grid, cuda_detail::kMmaThreads, kSmemQ, ctx.stream()>>>(args, mask, scale, q.data, kv.data,
+                                                                                stats.data, scratch.data, dout.data,
+                                                                                dq.data);
+            HSEQ_CUDA_LAUNCH_CHECK("attention_backward (mma dq)");
+          }
+          if (d.tk > 0) {
+            dim3 grid = cuda_detail::attn_grid(d.tk, cuda_detail::kMmaRows, bh, "attention_backward");
+            dkv_kernel<<<grid, cuda_detail::kMmaThreads, kSmemKv, ctx.stream()>>>(args, mask, scale, q.data, kv.data,
+                                                                                  stats.data, scratch.data, dout.data,
+                                                                                  dkv.data);
+            HSEQ_CUDA_LAUNCH_CHECK("attention_backward (mma dk, dv)");
+          }
+        };
+        if (ctx.gemm_math() == GemmMath::kFp32)
+          launch(cuda_detail::flash_dq_mma_kernel<kD, true>, cuda_detail::flash_dkv_mma_kernel<kD, true>);
+        else
+          launch(cuda_detail::flash_dq_mma_kernel<kD, false>, cuda_detail::flash_dkv_mma_kernel<kD, false>);
+        return;
+      }
+      if (kernels == AttentionKernels::kTiled) {
         constexpr int kSmemQ = cuda_detail::tiled_dq_smem<kD>(), kSmemKv = cuda_detail::tiled_dkv_smem<kD>();
-        static bool const opted = (cuda_detail::allow_smem(cuda_detail::flash_dq_tiled_kernel<kD>, kSmemQ),
-                                   cuda_detail::allow_smem(cuda_detail::flash_dkv_tiled_kernel<kD>, kSmemKv), true);
-        (void)opted;
+        cuda_detail::allow_smem(cuda_detail::flash_dq_tiled_kernel<kD>, kSmemQ);
+        cuda_detail::allow_smem(cuda_detail::flash_dkv_tiled_kernel<kD>, kSmemKv);
         if (d.tq > 0) {
           dim3 grid = cuda_detail::attn_grid(d.tq, cuda_detail::kTileRows, bh, "attention_backward");
           cuda_detail::flash_dq_tiled_kernel<kD><<<grid, cuda_detail::kTiledThreads, kSmemQ, ctx.stream()>>>(

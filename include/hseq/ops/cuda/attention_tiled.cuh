@@ -362,7 +362,8 @@ __global__ void __launch_bounds__(kTiledThreads) flash_dkv_tiled_kernel(AttnArgs
   }
 }
 
-/// Opts a kernel into `bytes` of dynamic shared memory (once per kernel and process).
+/// Opts a kernel into `bytes` of dynamic shared memory (a cheap attribute set; done per launch so
+/// that it holds on whichever device is current).
 template <class K>
 void allow_smem(K kernel, int bytes) {
   if (bytes > 48 * 1024) HSEQ_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
