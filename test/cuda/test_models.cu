@@ -38,32 +38,17 @@
 #include "hseq/models/transformer_lm.hpp"
 #include "hseq/train/adamw.hpp"
 #include "hseq/train/trainer.hpp"
+#include "cuda/compare.cuh"
 #include "support/gradcheck.hpp"
 
 using namespace hseq;
 
 namespace {
 
-// Always spelled through these aliases: an unqualified `cuda` would be ambiguous with libcu++'s
-// namespace ::cuda once CUB / Thrust headers are included.
-using Gpu = hseq::cuda;
-using GpuCtx = Gpu::Context;
+using namespace hseq::test_cuda_cmp;
+
 using hier::HierarchySpec;
 
-// Float CPU vs GPU: both compute in IEEE fp32 (a default cuda::Context uses GemmMath::kFp32) and
-// differ only in summation order (cuBLAS vs OpenBLAS/Eigen blocking, the GPU's flash-style online
-// softmax vs the CPU's stored probabilities, tree vs sequential reductions). Errors of a few ulps
-// per element give a normalised MSE around 1e-13; 1e-7 leaves a wide margin yet catches any real
-// error (a wrong mask, a missing term, a wrong row), which shows up as nmse >= 1e-4.
-constexpr double kNmse = 1e-7;
-// Parameter-gradient tensors are compared against max(their own squared norm, kGradFloor times the
-// squared norm of all parameter gradients together). The floor only matters for a tensor whose
-// reference is (nearly) zero by cancellation: there the error is the rounding noise of the
-// cancelled terms, not a fraction of the tensor's own (tiny) norm.
-constexpr double kGradFloor = 1e-6;
-// Initialisation: the same Philox stream on both backends; only the transcendental functions of
-// the Box-Muller transform (device vs host libm) may round differently, by an ulp or two.
-constexpr double kInitNmse = 1e-10;
 // The mean cross-entropy is a sum of B*T fp32 terms computed from logits that agree to ~1e-6
 // relative: 1e-5 relative is a comfortable bound for rounding and far below any real error.
 constexpr double kLossRel = 1e-5;
@@ -71,81 +56,11 @@ constexpr double kLossRel = 1e-5;
 // ---------------------------------------------------------------------------------------------
 // Host <-> backend copies, random data, comparisons
 
-template <class B, class T>
-Tensor<T, B> mm_to_backend(typename B::Context& ctx, std::vector<T> const& host, Shape s) {
-  REQUIRE(std::int64_t(host.size()) == s.numel());
-  Tensor<T, B> t(s);
-  B::template upload<T>(ctx, t.data(), host.data(), host.size());
-  return t;
-}
-
-template <class B, class T>
-std::vector<T> mm_to_host(typename B::Context& ctx, View<T const, typename B::Space> v) {
-  std::vector<T> h(std::size_t(v.numel()));
-  B::template download<T>(ctx, h.data(), v.data, h.size());
-  return h;
-}
-
 std::vector<std::int32_t> mm_random_ids(std::int64_t n, std::int64_t vocab, std::uint64_t seed) {
   std::vector<std::int32_t> v(static_cast<std::size_t>(n));
   Rng rng(seed);
   for (auto& x : v) x = std::int32_t(rng.below(std::uint64_t(vocab)));
   return v;
-}
-
-/// Overwrites every parameter with what test::randomize_params writes, on any backend (LayerNorm
-/// gains and biases away from 1 and 0).
-template <class B, class T>
-void mm_randomize(typename B::Context& ctx, nn::ParamStore<B, T>& ps, std::uint64_t seed, double scale) {
-  for (std::size_t k = 0; k < ps.entries().size(); ++k) {
-    auto v = ps.entries()[k].param->value;
-    std::vector<T> h(std::size_t(v.numel()));
-    for (std::int64_t i = 0; i < v.numel(); ++i)
-      h[std::size_t(i)] = T(scale * philox_normal(seed, 1000 + k, std::uint64_t(i)));
-    B::template upload<T>(ctx, v.data, h.data(), h.size());
-  }
-}
-
-/// Passes when sum (got - ref)^2 <= tol * max(sum ref^2, floor_sq) and everything is finite.
-template <class A, class R>
-void mm_check_close(std::string const& what, std::vector<A> const& got, std::vector<R> const& ref, double tol,
-                    double floor_sq = 0) {
-  REQUIRE(got.size() == ref.size());
-  double err = 0, norm = 0;
-  bool finite = true;
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    double g = double(got[i]), r = double(ref[i]);
-    finite &= std::isfinite(g) && std::isfinite(r);
-    err += (g - r) * (g - r);
-    norm += r * r;
-  }
-  INFO(what, ": normalised MSE ", err / std::max(norm, 1e-300), " (squared error ", err, ", squared norm ", norm,
-       ", floor ", floor_sq, ", tolerance ", tol, ", ", got.size(), " elements)");
-  CHECK(finite);
-  CHECK(err <= tol * std::max(norm, floor_sq));
-}
-
-/// Every parameter gradient of the GPU store against the CPU store (same model, same layout).
-template <class T>
-void mm_check_param_grads(cpu::Context& hctx, nn::ParamStore<cpu, T>& hps, GpuCtx& dctx, nn::ParamStore<Gpu, T>& dps,
-                          double tol) {
-  REQUIRE(hps.entries().size() == dps.entries().size());
-  auto hg = mm_to_host<cpu, T>(hctx, hps.grads());
-  auto dg = mm_to_host<Gpu, T>(dctx, dps.grads());
-  REQUIRE(hg.size() == dg.size());
-  double global = 0;
-  for (T g : hg) global += double(g) * double(g);
-  CHECK(global > 0);
-  for (std::size_t k = 0; k < hps.entries().size(); ++k) {
-    auto const& he = hps.entries()[k];
-    auto const& de = dps.entries()[k];
-    REQUIRE(he.name == de.name);
-    REQUIRE(he.offset == de.offset);
-    auto first = std::size_t(he.offset), last = first + std::size_t(he.param->shape.numel());
-    std::vector<T> h(hg.begin() + std::ptrdiff_t(first), hg.begin() + std::ptrdiff_t(last));
-    std::vector<T> d(dg.begin() + std::ptrdiff_t(first), dg.begin() + std::ptrdiff_t(last));
-    mm_check_close("gradient of parameter '" + he.name + "'", d, h, tol, kGradFloor * global);
-  }
 }
 
 /// Same bits (not just equal values: -0 and +0 differ, so do NaN payloads).

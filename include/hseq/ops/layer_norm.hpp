@@ -14,6 +14,31 @@
 
 namespace hseq::ops {
 
+namespace detail {
+/// The shape checks of layer_norm_forward / _backward, shared by the CPU and CUDA overloads.
+template <class X, class G, class Y, class S>
+void check_layer_norm_forward(X const& x, G const& gamma, G const& beta, Y const& y, S const& mean, S const& rstd) {
+  std::int64_t n = x.rows(), c = x.cols();
+  HSEQ_CHECK(y.shape == x.shape, "layer_norm_forward: x " << x.shape << " and y " << y.shape << " differ");
+  HSEQ_CHECK(gamma.numel() == c && beta.numel() == c,
+             "layer_norm_forward: gamma " << gamma.shape << " / beta " << beta.shape << " must have " << c << " elements");
+  HSEQ_CHECK(mean.numel() == n && rstd.numel() == n,
+             "layer_norm_forward: mean " << mean.shape << " / rstd " << rstd.shape << " must have " << n << " elements");
+}
+template <class X, class G, class S, class D>
+void check_layer_norm_backward(X const& x, G const& gamma, S const& mean, S const& rstd, X const& dy, D const& dx,
+                               D const& dgamma, D const& dbeta) {
+  std::int64_t n = x.rows(), c = x.cols();
+  HSEQ_CHECK(dy.shape == x.shape && (dx.empty() || dx.shape == x.shape),
+             "layer_norm_backward: x " << x.shape << ", dy " << dy.shape << ", dx " << dx.shape << " differ");
+  HSEQ_CHECK(gamma.numel() == c && mean.numel() == n && rstd.numel() == n,
+             "layer_norm_backward: gamma " << gamma.shape << ", mean " << mean.shape << ", rstd " << rstd.shape
+                                           << " for x " << x.shape);
+  HSEQ_CHECK(dgamma.numel() == c && dbeta.numel() == c,
+             "layer_norm_backward: dgamma " << dgamma.shape << " / dbeta " << dbeta.shape << " must have " << c << " elements");
+}
+}  // namespace detail
+
 /// y = (x - mean) * rstd * gamma + beta per row; saves mean[N] and rstd[N] for backward.
 /// x, y: [N, C] (any rank, rows folded).
 template <class T>
@@ -21,11 +46,7 @@ void layer_norm_forward(cpu::Context&, View<T const, HostSpace> x, View<T const,
                         View<T const, HostSpace> beta, T eps, View<T, HostSpace> y, View<T, HostSpace> mean,
                         View<T, HostSpace> rstd) {
   std::int64_t n = x.rows(), c = x.cols();
-  HSEQ_CHECK(y.shape == x.shape, "layer_norm_forward: x " << x.shape << " and y " << y.shape << " differ");
-  HSEQ_CHECK(gamma.numel() == c && beta.numel() == c,
-             "layer_norm_forward: gamma " << gamma.shape << " / beta " << beta.shape << " must have " << c << " elements");
-  HSEQ_CHECK(mean.numel() == n && rstd.numel() == n,
-             "layer_norm_forward: mean " << mean.shape << " / rstd " << rstd.shape << " must have " << n << " elements");
+  detail::check_layer_norm_forward(x, gamma, beta, y, mean, rstd);
 #pragma omp parallel for schedule(static) if (n * c > kParallelGrain)
   for (std::int64_t i = 0; i < n; ++i) {
     T const* xr = x.data + i * c;
@@ -50,13 +71,7 @@ void layer_norm_backward(cpu::Context& ctx, View<T const, HostSpace> x, View<T c
                          View<T const, HostSpace> mean, View<T const, HostSpace> rstd, View<T const, HostSpace> dy,
                          View<T, HostSpace> dx, View<T, HostSpace> dgamma, View<T, HostSpace> dbeta) {
   std::int64_t n = x.rows(), c = x.cols();
-  HSEQ_CHECK(dy.shape == x.shape && (dx.empty() || dx.shape == x.shape),
-             "layer_norm_backward: x " << x.shape << ", dy " << dy.shape << ", dx " << dx.shape << " differ");
-  HSEQ_CHECK(gamma.numel() == c && mean.numel() == n && rstd.numel() == n,
-             "layer_norm_backward: gamma " << gamma.shape << ", mean " << mean.shape << ", rstd " << rstd.shape
-                                           << " for x " << x.shape);
-  HSEQ_CHECK(dgamma.numel() == c && dbeta.numel() == c,
-             "layer_norm_backward: dgamma " << dgamma.shape << " / dbeta " << dbeta.shape << " must have " << c << " elements");
+  detail::check_layer_norm_backward(x, gamma, mean, rstd, dy, dx, dgamma, dbeta);
   if (!dx.empty()) {
 #pragma omp parallel for schedule(static) if (n * c > kParallelGrain)
     for (std::int64_t i = 0; i < n; ++i) {

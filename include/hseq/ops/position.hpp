@@ -13,15 +13,24 @@
 
 namespace hseq::ops {
 
+namespace detail {
+/// x (or dy) is [B, T, C] and rows [offset, offset + T) of table (or dtable) [T_max, C] exist.
+template <class X, class Tb>
+void check_position_table(X const& x, Tb const& table, std::int64_t offset, char const* who) {
+  HSEQ_CHECK(x.rank() == 3 && table.rank() == 2 && x.size(2) == table.size(1),
+             who << ": x " << x.shape << " must be [B, T, C] and table " << table.shape << " [T_max, C]");
+  std::int64_t t = x.size(1);
+  HSEQ_CHECK(offset >= 0 && offset + t <= table.size(0),
+             who << ": positions [" << offset << ", " << offset + t << ") exceed the table's " << table.size(0)
+                 << " positions (raise max_len)");
+}
+}  // namespace detail
+
 /// x[b, t, :] += table[offset + t, :]. x: [B, T, C]; table: [T_max, C].
 template <class T>
 void add_position_table(cpu::Context&, View<T, HostSpace> x, View<T const, HostSpace> table, std::int64_t offset) {
-  HSEQ_CHECK(x.rank() == 3 && table.rank() == 2 && x.size(2) == table.size(1),
-             "add_position_table: x " << x.shape << " must be [B, T, C] and table " << table.shape << " [T_max, C]");
+  detail::check_position_table(x, table, offset, "add_position_table");
   std::int64_t bsz = x.size(0), t = x.size(1), c = x.size(2);
-  HSEQ_CHECK(offset >= 0 && offset + t <= table.size(0),
-             "add_position_table: positions [" << offset << ", " << offset + t << ") exceed the table's "
-                                               << table.size(0) << " positions (raise max_len)");
 #pragma omp parallel for schedule(static) if (bsz * t * c > kParallelGrain)
   for (std::int64_t r = 0; r < bsz * t; ++r) {
     T const* p = table.data + (offset + r % t) * c;
@@ -34,11 +43,8 @@ void add_position_table(cpu::Context&, View<T, HostSpace> x, View<T const, HostS
 template <class T>
 void position_table_backward(cpu::Context&, View<T const, HostSpace> dy, View<T, HostSpace> dtable,
                              std::int64_t offset) {
-  HSEQ_CHECK(dy.rank() == 3 && dtable.rank() == 2 && dy.size(2) == dtable.size(1),
-             "position_table_backward: dy " << dy.shape << " / dtable " << dtable.shape);
+  detail::check_position_table(dy, dtable, offset, "position_table_backward");
   std::int64_t bsz = dy.size(0), t = dy.size(1), c = dy.size(2);
-  HSEQ_CHECK(offset >= 0 && offset + t <= dtable.size(0),
-             "position_table_backward: positions [" << offset << ", " << offset + t << ") exceed " << dtable.size(0));
 #pragma omp parallel for schedule(static) if (bsz * t * c > kParallelGrain)
   for (std::int64_t s = 0; s < t; ++s) {
     T* dst = dtable.data + (offset + s) * c;

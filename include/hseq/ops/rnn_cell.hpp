@@ -29,6 +29,45 @@ inline void check_cell(std::int64_t b, std::int64_t cols, std::int64_t want_b, s
 }
 }  // namespace detail
 
+namespace detail {
+/// The shape checks of the cell ops, shared by the CPU and CUDA overloads (h / dh give B and H).
+template <class A, class C>
+void check_gru_forward(A const& xp, A const& gh, A const& h_prev, C const& gates, std::int64_t bsz, std::int64_t hd) {
+  detail::check_cell(xp.rows, xp.cols, bsz, 3 * hd, "gru_cell_forward", "xp");
+  detail::check_cell(gh.rows, gh.cols, bsz, 3 * hd, "gru_cell_forward", "gh");
+  detail::check_cell(h_prev.rows, h_prev.cols, bsz, hd, "gru_cell_forward", "h_prev");
+  detail::check_cell(gates.rows, gates.cols, bsz, 4 * hd, "gru_cell_forward", "gates");
+}
+template <class A, class C>
+void check_gru_backward(A const& h_prev, A const& gates, C const& dxp, C const& dgh, C const& dh_prev, std::int64_t bsz,
+                        std::int64_t hd) {
+  detail::check_cell(h_prev.rows, h_prev.cols, bsz, hd, "gru_cell_backward", "h_prev");
+  detail::check_cell(gates.rows, gates.cols, bsz, 4 * hd, "gru_cell_backward", "gates");
+  detail::check_cell(dxp.rows, dxp.cols, bsz, 3 * hd, "gru_cell_backward", "dxp");
+  detail::check_cell(dgh.rows, dgh.cols, bsz, 3 * hd, "gru_cell_backward", "dgh");
+  detail::check_cell(dh_prev.rows, dh_prev.cols, bsz, hd, "gru_cell_backward", "dh_prev");
+}
+template <class A, class C>
+void check_lstm_forward(A const& xp, A const& gh, A const& c_prev, C const& acts, C const& c, std::int64_t bsz,
+                        std::int64_t hd) {
+  detail::check_cell(xp.rows, xp.cols, bsz, 4 * hd, "lstm_cell_forward", "xp");
+  detail::check_cell(gh.rows, gh.cols, bsz, 4 * hd, "lstm_cell_forward", "gh");
+  detail::check_cell(c_prev.rows, c_prev.cols, bsz, hd, "lstm_cell_forward", "c_prev");
+  detail::check_cell(acts.rows, acts.cols, bsz, 4 * hd, "lstm_cell_forward", "acts");
+  detail::check_cell(c.rows, c.cols, bsz, hd, "lstm_cell_forward", "c");
+}
+template <class A, class C>
+void check_lstm_backward(A const& dc, A const& c_prev, A const& c, A const& acts, C const& dgates, C const& dc_prev,
+                         std::int64_t bsz, std::int64_t hd) {
+  detail::check_cell(dc.rows, dc.cols, bsz, hd, "lstm_cell_backward", "dc");
+  detail::check_cell(c_prev.rows, c_prev.cols, bsz, hd, "lstm_cell_backward", "c_prev");
+  detail::check_cell(c.rows, c.cols, bsz, hd, "lstm_cell_backward", "c");
+  detail::check_cell(acts.rows, acts.cols, bsz, 4 * hd, "lstm_cell_backward", "acts");
+  detail::check_cell(dgates.rows, dgates.cols, bsz, 4 * hd, "lstm_cell_backward", "dgates");
+  detail::check_cell(dc_prev.rows, dc_prev.cols, bsz, hd, "lstm_cell_backward", "dc_prev");
+}
+}  // namespace detail
+
 /// GRU step. xp = x W_ih^T + b_ih, gh = h W_hh^T + b_hh (both [B, 3H], gate blocks r, z, n):
 ///   r = σ(xp_r + gh_r), z = σ(xp_z + gh_z), n = tanh(xp_n + r ⊙ gh_n), h = (1 - z) ⊙ n + z ⊙ h_prev.
 /// Saves gates [B, 4H] = (r, z, n, gh_n) for backward.
@@ -36,10 +75,7 @@ template <class T>
 void gru_cell_forward(cpu::Context&, Mat<T const, HostSpace> xp, Mat<T const, HostSpace> gh,
                       Mat<T const, HostSpace> h_prev, Mat<T, HostSpace> gates, Mat<T, HostSpace> h) {
   std::int64_t bsz = h.rows, hd = h.cols;
-  detail::check_cell(xp.rows, xp.cols, bsz, 3 * hd, "gru_cell_forward", "xp");
-  detail::check_cell(gh.rows, gh.cols, bsz, 3 * hd, "gru_cell_forward", "gh");
-  detail::check_cell(h_prev.rows, h_prev.cols, bsz, hd, "gru_cell_forward", "h_prev");
-  detail::check_cell(gates.rows, gates.cols, bsz, 4 * hd, "gru_cell_forward", "gates");
+  detail::check_gru_forward(xp, gh, h_prev, gates, bsz, hd);
 #pragma omp parallel for schedule(static) if (bsz * hd > kParallelGrain)
   for (std::int64_t b = 0; b < bsz; ++b) {
     T const* x = xp.data + b * xp.ld;
@@ -68,11 +104,7 @@ void gru_cell_backward(cpu::Context&, Mat<T const, HostSpace> dh, Mat<T const, H
                        Mat<T const, HostSpace> gates, Mat<T, HostSpace> dxp, Mat<T, HostSpace> dgh,
                        Mat<T, HostSpace> dh_prev) {
   std::int64_t bsz = dh.rows, hd = dh.cols;
-  detail::check_cell(h_prev.rows, h_prev.cols, bsz, hd, "gru_cell_backward", "h_prev");
-  detail::check_cell(gates.rows, gates.cols, bsz, 4 * hd, "gru_cell_backward", "gates");
-  detail::check_cell(dxp.rows, dxp.cols, bsz, 3 * hd, "gru_cell_backward", "dxp");
-  detail::check_cell(dgh.rows, dgh.cols, bsz, 3 * hd, "gru_cell_backward", "dgh");
-  detail::check_cell(dh_prev.rows, dh_prev.cols, bsz, hd, "gru_cell_backward", "dh_prev");
+  detail::check_gru_backward(h_prev, gates, dxp, dgh, dh_prev, bsz, hd);
 #pragma omp parallel for schedule(static) if (bsz * hd > kParallelGrain)
   for (std::int64_t b = 0; b < bsz; ++b) {
     T const* d = dh.data + b * dh.ld;
@@ -105,11 +137,7 @@ void lstm_cell_forward(cpu::Context&, Mat<T const, HostSpace> xp, Mat<T const, H
                        Mat<T const, HostSpace> c_prev, Mat<T, HostSpace> acts, Mat<T, HostSpace> c,
                        Mat<T, HostSpace> h) {
   std::int64_t bsz = h.rows, hd = h.cols;
-  detail::check_cell(xp.rows, xp.cols, bsz, 4 * hd, "lstm_cell_forward", "xp");
-  detail::check_cell(gh.rows, gh.cols, bsz, 4 * hd, "lstm_cell_forward", "gh");
-  detail::check_cell(c_prev.rows, c_prev.cols, bsz, hd, "lstm_cell_forward", "c_prev");
-  detail::check_cell(acts.rows, acts.cols, bsz, 4 * hd, "lstm_cell_forward", "acts");
-  detail::check_cell(c.rows, c.cols, bsz, hd, "lstm_cell_forward", "c");
+  detail::check_lstm_forward(xp, gh, c_prev, acts, c, bsz, hd);
 #pragma omp parallel for schedule(static) if (bsz * hd > kParallelGrain)
   for (std::int64_t b = 0; b < bsz; ++b) {
     T const* x = xp.data + b * xp.ld;
@@ -142,12 +170,7 @@ void lstm_cell_backward(cpu::Context&, Mat<T const, HostSpace> dh, Mat<T const, 
                         Mat<T const, HostSpace> c_prev, Mat<T const, HostSpace> c, Mat<T const, HostSpace> acts,
                         Mat<T, HostSpace> dgates, Mat<T, HostSpace> dc_prev) {
   std::int64_t bsz = dh.rows, hd = dh.cols;
-  detail::check_cell(dc.rows, dc.cols, bsz, hd, "lstm_cell_backward", "dc");
-  detail::check_cell(c_prev.rows, c_prev.cols, bsz, hd, "lstm_cell_backward", "c_prev");
-  detail::check_cell(c.rows, c.cols, bsz, hd, "lstm_cell_backward", "c");
-  detail::check_cell(acts.rows, acts.cols, bsz, 4 * hd, "lstm_cell_backward", "acts");
-  detail::check_cell(dgates.rows, dgates.cols, bsz, 4 * hd, "lstm_cell_backward", "dgates");
-  detail::check_cell(dc_prev.rows, dc_prev.cols, bsz, hd, "lstm_cell_backward", "dc_prev");
+  detail::check_lstm_backward(dc, c_prev, c, acts, dgates, dc_prev, bsz, hd);
 #pragma omp parallel for schedule(static) if (bsz * hd > kParallelGrain)
   for (std::int64_t b = 0; b < bsz; ++b) {
     T const* dhr = dh.data + b * dh.ld;

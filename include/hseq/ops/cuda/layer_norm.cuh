@@ -72,11 +72,7 @@ void layer_norm_forward(cuda::Context& ctx, View<T const, DeviceSpace> x, View<T
                         View<T const, DeviceSpace> beta, T eps, View<T, DeviceSpace> y, View<T, DeviceSpace> mean,
                         View<T, DeviceSpace> rstd) {
   std::int64_t n = x.rows(), c = x.cols();
-  HSEQ_CHECK(y.shape == x.shape, "layer_norm_forward: x " << x.shape << " and y " << y.shape << " differ");
-  HSEQ_CHECK(gamma.numel() == c && beta.numel() == c,
-             "layer_norm_forward: gamma " << gamma.shape << " / beta " << beta.shape << " must have " << c << " elements");
-  HSEQ_CHECK(mean.numel() == n && rstd.numel() == n,
-             "layer_norm_forward: mean " << mean.shape << " / rstd " << rstd.shape << " must have " << n << " elements");
+  detail::check_layer_norm_forward(x, gamma, beta, y, mean, rstd);
   if (n == 0) return;
   HSEQ_CHECK(n <= 2147483647, "layer_norm_forward: " << n << " rows exceed one grid");
   cuda_detail::layer_norm_forward_kernel<T><<<unsigned(n), cuda_detail::kRowThreads, 0, ctx.stream()>>>(
@@ -90,13 +86,7 @@ void layer_norm_backward(cuda::Context& ctx, View<T const, DeviceSpace> x, View<
                          View<T const, DeviceSpace> mean, View<T const, DeviceSpace> rstd, View<T const, DeviceSpace> dy,
                          View<T, DeviceSpace> dx, View<T, DeviceSpace> dgamma, View<T, DeviceSpace> dbeta) {
   std::int64_t n = x.rows(), c = x.cols();
-  HSEQ_CHECK(dy.shape == x.shape && (dx.empty() || dx.shape == x.shape),
-             "layer_norm_backward: x " << x.shape << ", dy " << dy.shape << ", dx " << dx.shape << " differ");
-  HSEQ_CHECK(gamma.numel() == c && mean.numel() == n && rstd.numel() == n,
-             "layer_norm_backward: gamma " << gamma.shape << ", mean " << mean.shape << ", rstd " << rstd.shape
-                                           << " for x " << x.shape);
-  HSEQ_CHECK(dgamma.numel() == c && dbeta.numel() == c,
-             "layer_norm_backward: dgamma " << dgamma.shape << " / dbeta " << dbeta.shape << " must have " << c << " elements");
+  detail::check_layer_norm_backward(x, gamma, mean, rstd, dy, dx, dgamma, dbeta);
   if (n == 0) return;
   if (!dx.empty()) {
     cuda_detail::layer_norm_backward_dx_kernel<T><<<unsigned(n), cuda_detail::kRowThreads, 0, ctx.stream()>>>(

@@ -46,12 +46,8 @@ __global__ void add_sinusoidal_kernel(T* x, std::int64_t offset, std::int64_t bt
 /// x[b, t, :] += table[offset + t, :].
 template <class T>
 void add_position_table(cuda::Context& ctx, View<T, DeviceSpace> x, View<T const, DeviceSpace> table, std::int64_t offset) {
-  HSEQ_CHECK(x.rank() == 3 && table.rank() == 2 && x.size(2) == table.size(1),
-             "add_position_table: x " << x.shape << " must be [B, T, C] and table " << table.shape << " [T_max, C]");
+  detail::check_position_table(x, table, offset, "add_position_table");
   std::int64_t bsz = x.size(0), t = x.size(1), c = x.size(2);
-  HSEQ_CHECK(offset >= 0 && offset + t <= table.size(0),
-             "add_position_table: positions [" << offset << ", " << offset + t << ") exceed the table's "
-                                               << table.size(0) << " positions (raise max_len)");
   if (bsz * t * c == 0) return;
   cuda_detail::add_position_table_kernel<T><<<cuda_detail::grid_for(bsz * t * c), cuda_detail::kThreads, 0,
                                               ctx.stream()>>>(x.data, table.data, offset, bsz * t, t, c);
@@ -62,11 +58,8 @@ void add_position_table(cuda::Context& ctx, View<T, DeviceSpace> x, View<T const
 template <class T>
 void position_table_backward(cuda::Context& ctx, View<T const, DeviceSpace> dy, View<T, DeviceSpace> dtable,
                              std::int64_t offset) {
-  HSEQ_CHECK(dy.rank() == 3 && dtable.rank() == 2 && dy.size(2) == dtable.size(1),
-             "position_table_backward: dy " << dy.shape << " / dtable " << dtable.shape);
+  detail::check_position_table(dy, dtable, offset, "position_table_backward");
   std::int64_t bsz = dy.size(0), t = dy.size(1), c = dy.size(2);
-  HSEQ_CHECK(offset >= 0 && offset + t <= dtable.size(0),
-             "position_table_backward: positions [" << offset << ", " << offset + t << ") exceed " << dtable.size(0));
   if (t * c == 0) return;
   cuda_detail::position_table_backward_kernel<T><<<cuda_detail::grid_for(t * c), cuda_detail::kThreads, 0,
                                                    ctx.stream()>>>(dy.data, dtable.data, offset, bsz, t, c);

@@ -100,10 +100,7 @@ template <class T>
 void gru_cell_forward(cuda::Context& ctx, Mat<T const, DeviceSpace> xp, Mat<T const, DeviceSpace> gh,
                       Mat<T const, DeviceSpace> h_prev, Mat<T, DeviceSpace> gates, Mat<T, DeviceSpace> h) {
   std::int64_t bsz = h.rows, hd = h.cols;
-  detail::check_cell(xp.rows, xp.cols, bsz, 3 * hd, "gru_cell_forward", "xp");
-  detail::check_cell(gh.rows, gh.cols, bsz, 3 * hd, "gru_cell_forward", "gh");
-  detail::check_cell(h_prev.rows, h_prev.cols, bsz, hd, "gru_cell_forward", "h_prev");
-  detail::check_cell(gates.rows, gates.cols, bsz, 4 * hd, "gru_cell_forward", "gates");
+  detail::check_gru_forward(xp, gh, h_prev, gates, bsz, hd);
   if (bsz * hd == 0) return;
   using namespace cuda_detail;
   gru_forward_kernel<T><<<grid_for(bsz * hd), kThreads, 0, ctx.stream()>>>(dm(xp), dm(gh), dm(h_prev), dm(gates), dm(h),
@@ -116,11 +113,7 @@ void gru_cell_backward(cuda::Context& ctx, Mat<T const, DeviceSpace> dh, Mat<T c
                        Mat<T const, DeviceSpace> gates, Mat<T, DeviceSpace> dxp, Mat<T, DeviceSpace> dgh,
                        Mat<T, DeviceSpace> dh_prev) {
   std::int64_t bsz = dh.rows, hd = dh.cols;
-  detail::check_cell(h_prev.rows, h_prev.cols, bsz, hd, "gru_cell_backward", "h_prev");
-  detail::check_cell(gates.rows, gates.cols, bsz, 4 * hd, "gru_cell_backward", "gates");
-  detail::check_cell(dxp.rows, dxp.cols, bsz, 3 * hd, "gru_cell_backward", "dxp");
-  detail::check_cell(dgh.rows, dgh.cols, bsz, 3 * hd, "gru_cell_backward", "dgh");
-  detail::check_cell(dh_prev.rows, dh_prev.cols, bsz, hd, "gru_cell_backward", "dh_prev");
+  detail::check_gru_backward(h_prev, gates, dxp, dgh, dh_prev, bsz, hd);
   if (bsz * hd == 0) return;
   using namespace cuda_detail;
   gru_backward_kernel<T><<<grid_for(bsz * hd), kThreads, 0, ctx.stream()>>>(dm(dh), dm(h_prev), dm(gates), dm(dxp),
@@ -133,11 +126,7 @@ void lstm_cell_forward(cuda::Context& ctx, Mat<T const, DeviceSpace> xp, Mat<T c
                        Mat<T const, DeviceSpace> c_prev, Mat<T, DeviceSpace> acts, Mat<T, DeviceSpace> c,
                        Mat<T, DeviceSpace> h) {
   std::int64_t bsz = h.rows, hd = h.cols;
-  detail::check_cell(xp.rows, xp.cols, bsz, 4 * hd, "lstm_cell_forward", "xp");
-  detail::check_cell(gh.rows, gh.cols, bsz, 4 * hd, "lstm_cell_forward", "gh");
-  detail::check_cell(c_prev.rows, c_prev.cols, bsz, hd, "lstm_cell_forward", "c_prev");
-  detail::check_cell(acts.rows, acts.cols, bsz, 4 * hd, "lstm_cell_forward", "acts");
-  detail::check_cell(c.rows, c.cols, bsz, hd, "lstm_cell_forward", "c");
+  detail::check_lstm_forward(xp, gh, c_prev, acts, c, bsz, hd);
   if (bsz * hd == 0) return;
   using namespace cuda_detail;
   lstm_forward_kernel<T><<<grid_for(bsz * hd), kThreads, 0, ctx.stream()>>>(dm(xp), dm(gh), dm(c_prev), dm(acts), dm(c),
@@ -150,12 +139,7 @@ void lstm_cell_backward(cuda::Context& ctx, Mat<T const, DeviceSpace> dh, Mat<T 
                         Mat<T const, DeviceSpace> c_prev, Mat<T const, DeviceSpace> c, Mat<T const, DeviceSpace> acts,
                         Mat<T, DeviceSpace> dgates, Mat<T, DeviceSpace> dc_prev) {
   std::int64_t bsz = dh.rows, hd = dh.cols;
-  detail::check_cell(dc.rows, dc.cols, bsz, hd, "lstm_cell_backward", "dc");
-  detail::check_cell(c_prev.rows, c_prev.cols, bsz, hd, "lstm_cell_backward", "c_prev");
-  detail::check_cell(c.rows, c.cols, bsz, hd, "lstm_cell_backward", "c");
-  detail::check_cell(acts.rows, acts.cols, bsz, 4 * hd, "lstm_cell_backward", "acts");
-  detail::check_cell(dgates.rows, dgates.cols, bsz, 4 * hd, "lstm_cell_backward", "dgates");
-  detail::check_cell(dc_prev.rows, dc_prev.cols, bsz, hd, "lstm_cell_backward", "dc_prev");
+  detail::check_lstm_backward(dc, c_prev, c, acts, dgates, dc_prev, bsz, hd);
   if (bsz * hd == 0) return;
   using namespace cuda_detail;
   lstm_backward_kernel<T><<<grid_for(bsz * hd), kThreads, 0, ctx.stream()>>>(dm(dh), dm(dc), dm(c_prev), dm(c), dm(acts),
