@@ -402,7 +402,7 @@ TEST_CASE("cuda models: TransformerLm on the GPU matches the CPU (tied/untied, l
       spec.position = pk;
       mm_compare_model(spec, 2, 37, 31);
     }
-  // Head size 32: the register-tiled float attention kernels (the specs above have head size 8).
+  // Head size 32: the tensor-core float attention kernels (the specs above have head size 8).
   mm_compare_model(LmSpec{.vocab = 64, .dim = 64, .heads = 2, .layers = 2, .context = 72}, 2, 70, 32);
 }
 
@@ -421,7 +421,7 @@ TEST_CASE(
   mm_compare_hourglass_pair<hier::AttentionPool, hier::Repeat>();
   mm_compare_hourglass_pair<hier::AttentionPool, hier::LinearUp>();
   mm_compare_hourglass_pair<hier::AttentionPool, hier::AttentionUp>();
-  // Head size 32 (tiled float attention kernels) in every attention of the model.
+  // Head size 32 (tensor-core float attention kernels) in every attention of the model.
   mm_compare_model(HgSpec<hier::AttentionPool, hier::AttentionUp>{"1@1 1@2 1@6 1@2 1@1", 64, 32, 1, 48, 64}, 2, 41, 43);
 }
 
@@ -446,7 +446,7 @@ TEST_CASE("cuda models: gradcheck of tiny models on the GPU in double (Transform
 TEST_CASE("cuda models: TransformerLm on the GPU is causal by perturbation") {
   // Positions around 16, 32 and 64: the boundaries of the query and key tiles of the attention
   // kernels, whatever their size among these.
-  // Head sizes 8 (simple kernels) and 32 (tiled float kernels, 64-row tiles).
+  // Head sizes 8 (simple kernels) and 32 (tensor-core float kernels, 64-row tiles).
   for (std::int64_t heads : {4, 1}) {
     LmSpec spec{.vocab = 64, .dim = 32, .heads = heads, .layers = 2, .context = 72};
     mm_causality(spec, 70, {0, 1, 15, 16, 17, 31, 32, 33, 47, 48, 63, 64, 65, 69}, 9);
@@ -467,7 +467,7 @@ TEST_CASE("cuda models: Hourglass on the GPU is causal by perturbation, shorten 
   mm_causality_hourglass_pair<hier::AttentionPool, hier::Repeat>();
   mm_causality_hourglass_pair<hier::AttentionPool, hier::LinearUp>();
   mm_causality_hourglass_pair<hier::AttentionPool, hier::AttentionUp>();
-  // Head size 32 (tiled float kernels), 48 positions over two levels.
+  // Head size 32 (tensor-core float kernels), 48 positions over two levels.
   mm_causality(HgSpec<hier::AttentionPool, hier::AttentionUp>{"1@1 1@2 1@6 1@2 1@1", 64, 32, 1, 48, 64}, 47,
                {0, 1, 5, 6, 11, 12, 23, 24, 29, 30, 35, 36, 41, 42, 46}, 55);
 }

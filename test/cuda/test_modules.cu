@@ -624,9 +624,38 @@ struct UpsampleCase : MmCase {
 // ---------------------------------------------------------------------------------------------
 // Cached attention on any backend
 
+/// The rows of x [B, T, d] (host values xh) computed by m.forward_step over a key/value cache of
+/// `cap` positions: a prefill of `prefill` positions, then chunks of next(pos) positions. Checks
+/// each step's scratch against step_workspace.
+template <class B, class T, class M, class Next>
+std::vector<T> mm_forward_steps(typename B::Context& ctx, M const& m, std::vector<T> const& xh, std::int64_t bsz,
+                                std::int64_t t, std::int64_t d, std::int64_t cap, std::int64_t prefill, Next next) {
+  Tensor<T, B> cache(Shape{bsz, cap, 2 * d});
+  std::vector<T> stepped(xh.size(), T(0));
+  Workspace<B> sws(m.step_workspace(bsz, prefill, t));
+  std::int64_t pos = 0;
+  while (pos < t) {
+    std::int64_t n = std::min<std::int64_t>(pos == 0 ? prefill : next(pos), t - pos);
+    std::vector<T> xc(std::size_t(bsz * n * d));
+    for (std::int64_t b = 0; b < bsz; ++b)
+      for (std::int64_t i = 0; i < n * d; ++i) xc[std::size_t(b * n * d + i)] = xh[std::size_t((b * t + pos) * d + i)];
+    auto xd = mm_to_backend<B>(ctx, xc, Shape{bsz, n, d});
+    Tensor<T, B> yc(Shape{bsz, n, d});
+    auto a = sws.arena();
+    m.forward_step(ctx, xd.cview(), cache.view(), pos, yc.view(), a);
+    CHECK(a.high_water() <= m.step_workspace(bsz, n, pos));
+    auto yh = mm_to_host<B, T>(ctx, yc.cview());
+    for (std::int64_t b = 0; b < bsz; ++b)
+      for (std::int64_t i = 0; i < n * d; ++i)
+        stepped[std::size_t((b * t + pos) * d + i)] = yh[std::size_t(b * n * d + i)];
+    pos += n;
+  }
+  return stepped;
+}
+
 /// Full causal self-attention of x [B, T, d], and the same rows from forward_step over a key/value
 /// cache with spare capacity: a prefill of 5 positions, then single positions and one chunk of 3.
-/// On the GPU, float head sizes 17..64 take the register-tiled kernels, others the simple ones.
+/// On the GPU, float head sizes 17..64 take the tensor-core kernels, others the simple ones.
 template <class B, class T>
 std::pair<std::vector<T>, std::vector<T>> mm_attention_steps(std::uint64_t seed, std::int64_t t, std::int64_t d,
                                                              std::int64_t heads) {
@@ -647,27 +676,8 @@ std::pair<std::vector<T>, std::vector<T>> mm_attention_steps(std::uint64_t seed,
     m.forward(ctx, x.cview(), y.view(), a);
   }
   auto full = mm_to_host<B, T>(ctx, y.cview());
-  Tensor<T, B> cache(Shape{bsz, cap, 2 * d});
-  std::vector<T> stepped(full.size(), T(0));
-  Workspace<B> sws(m.step_workspace(bsz, 5, t));
-  std::int64_t pos = 0;
-  while (pos < t) {
-    std::int64_t n = std::min<std::int64_t>(pos == 0 ? 5 : pos == 8 ? 3 : 1, t - pos);
-    std::vector<T> xc(std::size_t(bsz * n * d));
-    for (std::int64_t b = 0; b < bsz; ++b)
-      for (std::int64_t i = 0; i < n * d; ++i) xc[std::size_t(b * n * d + i)] = xh[std::size_t((b * t + pos) * d + i)];
-    auto xd = mm_to_backend<B>(ctx, xc, Shape{bsz, n, d});
-    Tensor<T, B> yc(Shape{bsz, n, d});
-    auto a = sws.arena();
-    m.forward_step(ctx, xd.cview(), cache.view(), pos, yc.view(), a);
-    CHECK(a.high_water() <= m.step_workspace(bsz, n, pos));
-    auto yh = mm_to_host<B, T>(ctx, yc.cview());
-    for (std::int64_t b = 0; b < bsz; ++b)
-      for (std::int64_t i = 0; i < n * d; ++i)
-        stepped[std::size_t((b * t + pos) * d + i)] = yh[std::size_t(b * n * d + i)];
-    pos += n;
-  }
-  return {full, stepped};
+  return {full, mm_forward_steps<B, T>(ctx, m, xh, bsz, t, d, cap, 5,
+                                       [](std::int64_t pos) { return pos == 8 ? std::int64_t(3) : std::int64_t(1); })};
 }
 
 /// Unmasked cross-attention of xq [B, 5, d] over xkv [B, 11, d] by forward, and by append_kv (two
@@ -736,27 +746,7 @@ std::pair<std::vector<T>, std::vector<T>> mm_block_steps(std::uint64_t seed) {
     m.forward(ctx, x.cview(), y.view(), a);
   }
   auto full = mm_to_host<B, T>(ctx, y.cview());
-  Tensor<T, B> cache(Shape{bsz, cap, 2 * d});
-  std::vector<T> stepped(full.size(), T(0));
-  Workspace<B> sws(m.step_workspace(bsz, 4, t));
-  std::int64_t pos = 0;
-  while (pos < t) {
-    std::int64_t n = pos == 0 ? 4 : 1;
-    std::vector<T> xc(std::size_t(bsz * n * d));
-    for (std::int64_t b = 0; b < bsz; ++b)
-      for (std::int64_t i = 0; i < n * d; ++i) xc[std::size_t(b * n * d + i)] = xh[std::size_t((b * t + pos) * d + i)];
-    auto xd = mm_to_backend<B>(ctx, xc, Shape{bsz, n, d});
-    Tensor<T, B> yc(Shape{bsz, n, d});
-    auto a = sws.arena();
-    m.forward_step(ctx, xd.cview(), cache.view(), pos, yc.view(), a);
-    CHECK(a.high_water() <= m.step_workspace(bsz, n, pos));
-    auto yh = mm_to_host<B, T>(ctx, yc.cview());
-    for (std::int64_t b = 0; b < bsz; ++b)
-      for (std::int64_t i = 0; i < n * d; ++i)
-        stepped[std::size_t((b * t + pos) * d + i)] = yh[std::size_t(b * n * d + i)];
-    pos += n;
-  }
-  return {full, stepped};
+  return {full, mm_forward_steps<B, T>(ctx, m, xh, bsz, t, d, cap, 4, [](std::int64_t) { return std::int64_t(1); })};
 }
 
 /// Cached vs full on the GPU in double (exact up to summation order: 1e-12 relative to the largest
@@ -804,7 +794,7 @@ TEST_CASE("cuda modules: MultiHeadAttention self-attention, causal and unmasked 
   for (auto mask : {AttentionMask::causal(), AttentionMask::none()}) {
     // Head size 8 (the simple one-thread-per-row kernels) ...
     mm_both(SelfAttentionCase(2, 37, 32, 4, mask), SelfAttentionCase(2, 5, 8, 2, mask), 5);
-    // ... and the float head sizes of the register-tiled kernels (17..64): 32 over 70 positions
+    // ... and the float head sizes of the tensor-core kernels (17..64): 32 over 70 positions
     // (two 64-row tiles), 64, and 24 (padded inside the kernel). Double runs the simple kernels
     // compiled for head size 32.
     mm_compare(SelfAttentionCase(2, 70, 64, 2, mask), 30);
@@ -824,7 +814,7 @@ TEST_CASE("cuda modules: MultiHeadAttention cross-attention with Tk != Tq and ra
   // Unmasked.
   mm_both(CrossAttentionCase(2, 10, 14, 0, 32, 4, AttentionMask::none()),
           CrossAttentionCase(2, 4, 6, 0, 6, 2, AttentionMask::none()), 8);
-  // Head size 32 (the tiled float kernels), with 70 full-rate rows on one side.
+  // Head size 32 (the tensor-core float kernels), with 70 full-rate rows on one side.
   mm_compare(CrossAttentionCase(2, 70, 18, 0, 64, 2, AttentionMask::rates(1, 0, 4, 0)), 34);
   mm_compare(CrossAttentionCase(2, 18, 70, 0, 64, 2, AttentionMask::rates(4, 3, 1, 0)), 35);
   mm_compare(CrossAttentionCase(2, 9, 23, 0, 64, 2, AttentionMask::none()), 36);
@@ -839,7 +829,7 @@ TEST_CASE("cuda modules: MultiHeadAttention with a memory prefix (input, memory 
 }
 
 TEST_CASE("cuda modules: MultiHeadAttention forward_step with a key/value cache equals the full causal forward") {
-  // head size 4 (simple kernels); head size 32 over 70 positions (tiled float kernels, two 64-row tiles)
+  // head size 4 (simple kernels); head size 32 over 70 positions (tensor-core float kernels, two 64-row tiles)
   struct Size {
     std::int64_t t, d, heads;
   };
@@ -860,7 +850,7 @@ TEST_CASE("cuda modules: MultiHeadAttention append_kv + attend_cached equals the
                     [&] { return mm_attend_cached<Gpu, float>(13, 16, heads); },
                     [&] { return mm_attend_cached<cpu, float>(13, 16, heads); });
   }
-  for (std::int64_t heads : {2, 1}) {  // ... and 32 and 64 (tiled float kernels)
+  for (std::int64_t heads : {2, 1}) {  // ... and 32 and 64 (tensor-core float kernels)
     CAPTURE(heads);
     mm_check_cached([&] { return mm_attend_cached<Gpu, double>(13, 64, heads); },
                     [&] { return mm_attend_cached<Gpu, float>(13, 64, heads); },

@@ -20,8 +20,6 @@
 #include <cmath>
 #include <type_traits>
 
-#include <cstdlib>
-#include <cstring>
 
 #include "hseq/ops/attention.hpp"
 #include "hseq/ops/cuda/attention_mma.cuh"
