@@ -2,8 +2,13 @@
 # SPDX-License-Identifier: MIT
 """Writes the Hourglass PyTorch parity fixtures test/fixtures/hourglass_<shorten>_<upsample>.safetensors
 (inputs, logits, loss, every parameter and gradient, and the losses of 5 AdamW steps) for the
-attention + attention and average + repeat policies, with two nested levels and a sequence length
-that is not a multiple of the total factor (so padding is exercised).
+attention + attention, average + repeat and linear + linear policies, with two nested levels and a
+sequence length that is not a multiple of the total factor (so padding is exercised). The width
+(8) differs from the factors (2), so a [k d] projection read in the wrong layout shows.
+
+Before writing, every model's hand-written attention (causal blocks and resampling
+cross-attention) is checked against PyTorch's F.scaled_dot_product_attention (float64, logits,
+loss and all gradients within 1e-12 relative).
 
     pip install torch safetensors numpy
     python3 tools/gen_hourglass_fixture.py
@@ -18,9 +23,11 @@ from safetensors.numpy import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_hourglass import Hourglass  # noqa: E402
+from torch_lm import sdpa_deviation  # noqa: E402
 
 B, T = 2, 14
 ADAMW = dict(lr=3e-3, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1, steps=5)
+SDPA_TOL = 1e-12
 
 
 def decays(name, p):
@@ -41,6 +48,8 @@ def write(shorten, upsample, seed):
     ids = torch.randint(0, cfg["vocab"], (B, T))
     targets = torch.randint(0, cfg["vocab"], (B, T))
     targets[1, 5] = -1
+    dev = sdpa_deviation(model, ids, targets)
+    assert max(dev.values()) <= SDPA_TOL, f"{shorten}/{upsample}: hand-written attention differs from F.scaled_dot_product_attention: {dev}"
     logits, loss = model(ids, targets)
     loss.backward()
     out = {"ids": ids.numpy().astype(np.int32), "targets": targets.numpy().astype(np.int32),
@@ -64,9 +73,10 @@ def write(shorten, upsample, seed):
             "generator": "tools/gen_hourglass_fixture.py, torch " + torch.__version__}
     path = os.path.join(os.path.dirname(__file__), "..", "test", "fixtures", f"hourglass_{shorten}_{upsample}.safetensors")
     save_file(out, path, metadata=meta)
-    print(f"wrote {os.path.normpath(path)}: {len(named)} parameters, loss {loss.item():.6f}")
+    print(f"wrote {os.path.normpath(path)}: {len(named)} parameters, loss {loss.item():.6f}; SDPA check {dev}")
 
 
 if __name__ == "__main__":
     write("attention", "attention", 1)
     write("avg", "repeat", 2)
+    write("linear", "linear", 3)

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include <doctest/doctest.h>
 
+#include <cmath>
+
 #include "hseq/hier/linear_upsample.hpp"
 #include "resample_check.hpp"
 
@@ -8,6 +10,73 @@ using namespace hseq;
 
 TEST_CASE("gradcheck: LinearUpsample (input, projection)") {
   test::check_upsample<hier::LinearUpsample<cpu, double>, false>({.dim = 3, .factor = 2}, 2, 3);
+}
+
+namespace {
+
+/// The definition (trax / the paper: Dense(d -> k d), then reshape [B, Ls, k d] -> [B, Ls k, d]),
+/// written out with explicit indices: full-rate position i k + r of batch b takes the r-th block
+/// of d entries of the projected short vector i, i.e. the projection read as [k, d] (row r, column c
+/// at r d + c). With W [k d, d] (PyTorch's [out, in]) and bias [k d]:
+///   u[b, i k + r, c] = bias[r d + c] + sum_j W[r d + c, j] y[b, i, j].
+double reference(double const* w, double const* bias, double const* y, std::int64_t b, std::int64_t p, std::int64_t c,
+                 std::int64_t ls, std::int64_t d, std::int64_t k) {
+  std::int64_t i = p / k, r = p % k, o = r * d + c;
+  double acc = bias[o];
+  for (std::int64_t j = 0; j < d; ++j) acc += w[o * d + j] * y[(b * ls + i) * d + j];
+  return acc;
+}
+
+}  // namespace
+
+// d = 3 and k = 2 differ, so reading the k d projection as [d, k] (entry c k + r) instead of
+// [k, d] (entry r d + c) puts different numbers in different places; batch 2 and 3 short vectors
+// check the batch and group strides. The gradient check above cannot see such a layout error (the
+// backward mirrors whatever layout the forward uses); this test can.
+TEST_CASE("linear_upsample: values match the definition (k d projection read as [k, d]), forward and step") {
+  constexpr std::int64_t kB = 2, kLs = 3, kD = 3, kK = 2, kL = kLs * kK;
+  cpu::Context ctx;
+  hier::LinearUpsample<cpu, double> m({.dim = kD, .factor = kK});
+  nn::ParamStore<cpu, double> ps(m);
+  test::randomize_params(ps, 23, 0.5);  // non-zero bias too
+  auto& w = ps.find("proj.weight");
+  auto& bias = ps.find("proj.bias");
+  REQUIRE(w.shape == (Shape{kK * kD, kD}));
+  REQUIRE(bias.shape == (Shape{kK * kD}));
+  auto y = test::random_tensor(Shape{kB, kLs, kD}, 5);
+  auto res = test::random_tensor(Shape{kB, kL, kD}, 6);  // unused by linear upsampling
+  Tensor<double, cpu> u(Shape{kB, kL, kD});
+  Workspace<cpu> ws(m.forward_workspace(kB, kL) + m.step_workspace(kB, kL));
+  auto a = ws.arena();
+  m.forward(ctx, y.cview(), res.cview(), u.view(), a);
+  double worst = 0;
+  for (std::int64_t b = 0; b < kB; ++b)
+    for (std::int64_t p = 0; p < kL; ++p)
+      for (std::int64_t c = 0; c < kD; ++c) {
+        double ref = reference(w.value.data, bias.value.data, y.data(), b, p, c, kLs, kD, kK);
+        worst = std::max(worst, std::abs(u.data()[(b * kL + p) * kD + c] - ref));
+      }
+  CHECK(worst <= 1e-12);
+
+  // Cached generation: step_short with short vector i, then step_up for positions i k .. i k + k - 1.
+  auto st = m.make_step_state(kB, kL);
+  Tensor<double, cpu> y1(Shape{kB, 1, kD}), u1(Shape{kB, 1, kD}), x1(Shape{kB, 1, kD});
+  double worst_step = 0;
+  for (std::int64_t i = 0; i < kLs; ++i) {
+    for (std::int64_t b = 0; b < kB; ++b)
+      for (std::int64_t c = 0; c < kD; ++c) y1.data()[b * kD + c] = y.data()[(b * kLs + i) * kD + c];
+    m.step_short(ctx, st, y1.cview(), i, a);
+    for (std::int64_t r = 0; r < kK; ++r) {
+      std::int64_t p = i * kK + r;
+      m.step_up(ctx, st, x1.cview(), p, u1.view(), a);
+      for (std::int64_t b = 0; b < kB; ++b)
+        for (std::int64_t c = 0; c < kD; ++c) {
+          double ref = reference(w.value.data, bias.value.data, y.data(), b, p, c, kLs, kD, kK);
+          worst_step = std::max(worst_step, std::abs(u1.data()[b * kD + c] - ref));
+        }
+    }
+  }
+  CHECK(worst_step <= 1e-12);
 }
 
 TEST_CASE("linear_upsample: the k d outputs of one short vector become k full-rate vectors") {

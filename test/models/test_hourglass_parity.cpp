@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
-// PyTorch parity of Hourglass (attention + attention, and average + repeat; two nested levels; a
-// length that needs padding): fixtures written by tools/gen_hourglass_fixture.py from the PyTorch
-// twin in tools/torch_hourglass.py. Same comparison and tolerance as the TransformerLm parity test
-// (relative L2 error per tensor <= 1e-4 in fp32 with a floor for cancelled gradients, losses
-// element-wise). The fixture's references are computed in float64 from float32 parameters.
+// PyTorch parity of Hourglass (attention + attention, average + repeat, and linear + linear; two
+// nested levels; a length that needs padding): fixtures written by tools/gen_hourglass_fixture.py
+// from the PyTorch twin in tools/torch_hourglass.py. Same comparison and tolerance as the
+// TransformerLm parity test (relative L2 error per tensor <= 1e-4 in fp32 with a floor for
+// cancelled gradients, losses element-wise). The fixture's references are computed in float64
+// from float32 parameters.
 #include <doctest/doctest.h>
 
 #include <string>
@@ -43,4 +44,10 @@ TEST_CASE("hourglass parity: attention pooling + attention upsampling match PyTo
 
 TEST_CASE("hourglass parity: average pooling + repeat upsampling match PyTorch") {
   parity<hier::AvgPool, hier::Repeat>("hourglass_avg_repeat.safetensors");
+}
+
+// Width 8 against factors 2: the linear pooling's [k d] concatenation and the linear upsampling's
+// [k d] projection (read as [k, d]) are checked against the twin's reshapes.
+TEST_CASE("hourglass parity: linear pooling + linear upsampling match PyTorch") {
+  parity<hier::LinearPool, hier::LinearUp>("hourglass_linear_linear.safetensors");
 }
