@@ -1,10 +1,25 @@
 // SPDX-License-Identifier: MIT
 /// @file
 /// @brief A small command-line flag parser shared by the example programs (not part of the library).
-/// Flags are `--name value` or `--name=value`; boolean flags take no value. Unknown flags, missing
-/// values and malformed numbers are errors that name the flag.
+///
+/// Rules (every violation is an hseq::Error whose message names the program and the flag):
+///   - Flags are `--name value` or `--name=value`. The value may not be empty (`--name=` or
+///     `--name ""`): an omitted flag already means "the default", so an empty one is a mistake.
+///     In the two-argument form the value may not start with `--` either (`--dim --layers 4` is a
+///     missing value, not the value "--layers"); write `--name=--text` for such a value.
+///   - Switches (declared with `toggle`) are `--name`, or `--name=VALUE` with VALUE one of
+///     1, 0, true, false; anything else (`--untied=yes`) is an error, never a silent "off".
+///   - A flag may be given once: a repeated flag is an error rather than "last wins", because in a
+///     long command line the repetition is usually a typo that would silently drop a setting.
+///   - Unknown flags and positional arguments are errors.
+///   - integer() and real() accept the whole value only: trailing text, leading blanks, values
+///     outside the 64-bit integer range and (for real) values outside the finite double range,
+///     inf and nan are errors, instead of being clamped or truncated.
 #pragma once
 
+#include <cctype>
+#include <cerrno>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <iostream>
@@ -37,7 +52,7 @@ class Args {
   }
 
   /// Parses argv; returns false when --help was given (the usage has been printed).
-  bool parse(int argc, char** argv) {
+  bool parse(int argc, char const* const* argv) {
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
       if (a == "--help" || a == "-h") {
@@ -54,15 +69,28 @@ class Args {
       }
       auto it = specs_.find(name);
       HSEQ_CHECK(it != specs_.end(), program_ << ": unknown flag --" << name << " (see --help)");
+      HSEQ_CHECK(!given(name), program_ << ": flag --" << name << " is given more than once");
       if (it->second.boolean) {
-        values_[name] = has_value ? value : "1";
+        if (!has_value || value == "1" || value == "true") {
+          values_[name] = "1";
+        } else if (value == "0" || value == "false") {
+          values_[name] = "0";
+        } else {
+          HSEQ_FAIL(program_ << ": flag --" << name << " is a switch: give it as --" << name << " or --" << name
+                             << "=true/false/1/0, not --" << name << "=" << value);
+        }
         given_[name] = true;
         continue;
       }
       if (!has_value) {
         HSEQ_CHECK(i + 1 < argc, program_ << ": flag --" << name << " needs a value");
         value = argv[++i];
+        HSEQ_CHECK(value.rfind("--", 0) != 0, program_ << ": flag --" << name << " needs a value, but is followed by "
+                                                        << value << " (write --" << name << "=" << value
+                                                        << " if that is the value)");
       }
+      HSEQ_CHECK(!value.empty(), program_ << ": flag --" << name
+                                          << " needs a value, got an empty one (leave the flag out for its default)");
       values_[name] = value;
       given_[name] = true;
     }
@@ -71,19 +99,41 @@ class Args {
 
   bool given(std::string const& name) const { return given_.count(name) > 0; }
   std::string str(std::string const& name) const { return values_.at(known(name)); }
-  bool on(std::string const& name) const { return values_.at(known(name)) == "1"; }
+  /// The state of a switch (declared with `toggle`).
+  bool on(std::string const& name) const {
+    HSEQ_CHECK(specs_.at(known(name)).boolean, program_ << ": internal error: --" << name << " is not a switch");
+    return values_.at(name) == "1";
+  }
   std::int64_t integer(std::string const& name) const {
     std::string v = str(name);
+    // strtoll would skip leading blanks and accept hexadecimal-looking prefixes like "0x" as "0"
+    // followed by junk; requiring a digit or sign first keeps the accepted syntax plain decimal.
+    bool const starts_ok = !v.empty() && (std::isdigit(static_cast<unsigned char>(v[0])) || v[0] == '-' || v[0] == '+');
     char* end = nullptr;
-    long long x = std::strtoll(v.c_str(), &end, 10);
-    HSEQ_CHECK(!v.empty() && end && *end == '\0', program_ << ": --" << name << " expects an integer, got '" << v << "'");
+    errno = 0;
+    long long x = starts_ok ? std::strtoll(v.c_str(), &end, 10) : 0;
+    int const err = errno;
+    HSEQ_CHECK(starts_ok && end && *end == '\0',
+               program_ << ": --" << name << " expects an integer, got '" << v << "'");
+    // strtoll clamps to LLONG_MIN/MAX and sets ERANGE: without this check 1e30-sized inputs would
+    // silently become another number.
+    HSEQ_CHECK(err != ERANGE, program_ << ": --" << name << " value " << v
+                                       << " is out of the range of a 64-bit integer");
     return x;
   }
   double real(std::string const& name) const {
     std::string v = str(name);
+    bool const starts_ok = !v.empty() && (std::isdigit(static_cast<unsigned char>(v[0])) || v[0] == '-' ||
+                                          v[0] == '+' || v[0] == '.');
     char* end = nullptr;
-    double x = std::strtod(v.c_str(), &end);
-    HSEQ_CHECK(!v.empty() && end && *end == '\0', program_ << ": --" << name << " expects a number, got '" << v << "'");
+    errno = 0;
+    double x = starts_ok ? std::strtod(v.c_str(), &end) : 0.0;
+    int const err = errno;
+    HSEQ_CHECK(starts_ok && end && *end == '\0', program_ << ": --" << name << " expects a number, got '" << v << "'");
+    // strtod reads "inf", "nan" and "1e999" (as HUGE_VAL, with ERANGE), and 1e-999 underflows to 0
+    // (ERANGE as well): none of them is a usable setting, so each is an error, not a clamp.
+    HSEQ_CHECK(std::isfinite(x) && err != ERANGE,
+               program_ << ": --" << name << " value " << v << " is not a finite number in the range of a double");
     return x;
   }
 

@@ -64,9 +64,20 @@ inline ModelChoice choice_from_checkpoint(std::string const& path) {
     c.kind = "transformer";
   } else if (info.model_kind == "hourglass") {
     c.kind = "hourglass";
-    auto j = nlohmann::json::parse(info.model_config);
-    c.shorten = j.value("shorten", "");
-    c.upsample = j.value("upsample", "");
+    // A hand-edited or foreign config must give an hseq::Error naming the checkpoint, not a bare
+    // nlohmann exception or an "unknown --shorten ''" that blames a flag nobody gave.
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(info.model_config);
+    } catch (nlohmann::json::exception const& ex) {
+      HSEQ_FAIL("checkpoint " << path << ": the model config is not valid JSON (" << ex.what()
+                              << "): " << info.model_config);
+    }
+    for (char const* key : {"shorten", "upsample"})
+      HSEQ_CHECK(j.is_object() && j.contains(key) && j[key].is_string(),
+                 "checkpoint " << path << ": the hourglass config has no '" << key << "' policy name: " << info.model_config);
+    c.shorten = j["shorten"].get<std::string>();
+    c.upsample = j["upsample"].get<std::string>();
   } else {
     HSEQ_FAIL("checkpoint " << path << " holds a '" << info.model_kind << "' model; these programs know transformer_lm "
                             << "and hourglass");
@@ -112,30 +123,57 @@ typename M::Config model_config(Args const& a, ModelChoice const& c) {
 
 /// When resuming, the structure comes from the checkpoint; model flags given explicitly must agree
 /// with it (a clear error instead of silently training another model than the one asked for).
+/// Only flags given on the command line are compared: a flag left at its default says nothing
+/// about the model (resuming an hourglass checkpoint with just `--dim 64` must not be read as
+/// "--model transformer"). Flags that do not apply to the checkpoint's family (e.g. --layers for
+/// an hourglass) are ignored, as they are when training from scratch.
 inline void check_resume_flags(Args const& a, ModelChoice const& ckpt) {
-  bool any = false;
-  for (char const* f : {"model", "dim", "heads", "layers", "context", "position", "untied", "hierarchy", "shorten",
-                        "upsample"})
-    any |= a.given(f);
-  if (!any) return;
-  ModelChoice flags = choice_from_flags(a);
-  if (flags.kind == "transformer") flags.shorten = flags.upsample = "";
+  // Family and resampling policies: the flags given, the checkpoint's choice for the others.
+  ModelChoice flags = ckpt;
+  if (a.given("model")) flags.kind = a.str("model");
+  if (flags.kind == "hourglass") {
+    if (a.given("shorten")) flags.shorten = a.str("shorten");
+    if (a.given("upsample")) flags.upsample = a.str("upsample");
+    // --model hourglass on a transformer checkpoint: the policies the flags would build.
+    if (flags.shorten.empty()) flags.shorten = a.str("shorten");
+    if (flags.upsample.empty()) flags.upsample = a.str("upsample");
+  } else {
+    flags.shorten = flags.upsample = "";
+  }
+  auto policies = [](ModelChoice const& c) {
+    return c.kind == "hourglass" ? " (shorten " + c.shorten + ", upsample " + c.upsample + ")" : std::string();
+  };
   HSEQ_CHECK(flags.kind == ckpt.kind && flags.shorten == ckpt.shorten && flags.upsample == ckpt.upsample,
-             "--resume: the checkpoint holds a " << ckpt.kind << " model" << (ckpt.kind == "hourglass" ? " (shorten " + ckpt.shorten + ", upsample " + ckpt.upsample + ")" : std::string())
-                                                 << " but the flags ask for " << flags.kind
-                                                 << (flags.kind == "hourglass" ? " (shorten " + flags.shorten + ", upsample " + flags.upsample + ")" : std::string())
+             "--resume: the checkpoint holds a " << ckpt.kind << " model" << policies(ckpt) << " but the flags ask for "
+                                                 << flags.kind << policies(flags)
                                                  << "; drop the model flags to continue the checkpoint's model");
-  dispatch(ckpt, [&]<class M>() {
-    M from_flags(model_config<M>(a, flags));
-    auto mine = nlohmann::json::parse(from_flags.config_json()), theirs = nlohmann::json::parse(ckpt.config_json);
-    std::string diff;
-    for (auto const& [key, value] : theirs.items())
-      if (mine.contains(key) && mine[key] != value)
-        diff += (diff.empty() ? "" : ", ") + key + ": checkpoint " + value.dump() + ", flags " + mine[key].dump();
-    HSEQ_CHECK(diff.empty(), "--resume: the model flags disagree with the checkpoint (" << diff
-                                                                                        << "); drop them to continue "
-                                                                                           "the checkpoint's model");
-  });
+
+  // Structure: each given flag against the checkpoint's configuration value.
+  nlohmann::json theirs;
+  try {
+    theirs = nlohmann::json::parse(ckpt.config_json);
+  } catch (nlohmann::json::exception const& ex) {
+    HSEQ_FAIL("--resume: the checkpoint's model config is not valid JSON (" << ex.what() << "): " << ckpt.config_json);
+  }
+  std::string diff;
+  auto differs = [&](std::string const& key, nlohmann::json const& mine) {
+    diff += (diff.empty() ? "" : ", ") + key + ": checkpoint " + theirs[key].dump() + ", flags " + mine.dump();
+  };
+  for (char const* f : {"dim", "heads", "layers", "context"})
+    if (a.given(f) && theirs.contains(f) && theirs[f] != nlohmann::json(a.integer(f))) differs(f, a.integer(f));
+  if (a.given("position") && theirs.contains("position") && theirs["position"] != a.str("position"))
+    differs("position", a.str("position"));
+  if (a.given("untied") && theirs.contains("tied") && theirs["tied"] != !a.on("untied")) differs("tied", !a.on("untied"));
+  if (a.given("hierarchy") && theirs.contains("hierarchy")) {
+    // Compared as parsed hierarchies: "2@1 4@4 2@1" and "2@1  4@4  2@1" are the same model.
+    HSEQ_CHECK(theirs["hierarchy"].is_string(),
+               "--resume: the checkpoint's hierarchy " << theirs["hierarchy"].dump() << " is not a string");
+    if (!(hseq::hier::HierarchySpec::parse(a.str("hierarchy")) ==
+          hseq::hier::HierarchySpec::parse(theirs["hierarchy"].get<std::string>())))
+      differs("hierarchy", a.str("hierarchy"));
+  }
+  HSEQ_CHECK(diff.empty(), "--resume: the model flags disagree with the checkpoint ("
+                               << diff << "); drop them to continue the checkpoint's model");
 }
 
 inline void add_thread_flag(Args& a) { a.flag("threads", "0", "OpenMP threads (0: OMP_NUM_THREADS or all cores)"); }

@@ -223,6 +223,16 @@ TEST_CASE("safetensors: the writer rejects inconsistent tensors") {
   CHECK_THROWS_WITH_AS(w.add<float>("x", {6}, x), doctest::Contains("duplicate tensor name 'x'"), Error);
   CHECK_THROWS_WITH_AS(w.add<float>("__metadata__", {6}, x), doctest::Contains("reserved"), Error);
   CHECK_THROWS_WITH_AS(w.add("y", "Q7", {6}, x, 24), doctest::Contains("unknown dtype 'Q7'"), Error);
+  // Element counts beyond int64 (Shape::numel would overflow), also with a zero extent at the end,
+  // and byte counts beyond size_t.
+  CHECK_THROWS_WITH_AS(w.add<float>("big", {4294967296, 4294967296}, x),
+                       doctest::Contains("tensor 'big': shape [4294967296, 4294967296] has more elements than int64 "
+                                         "can count"),
+                       Error);
+  CHECK_THROWS_WITH_AS(w.add("big", "U8", {3037000500, 3037000500, 0}, nullptr, 0),
+                       doctest::Contains("has more elements than int64 can count"), Error);
+  CHECK_THROWS_WITH_AS(w.add<double>("big", {std::int64_t(1) << 62}, nullptr),
+                       doctest::Contains("overflows the byte count"), Error);
   CHECK(w.size() == 1);
 }
 
@@ -374,6 +384,54 @@ TEST_CASE("safetensors: truncated and corrupted files are rejected with a clear 
                              std::string(1, '\0')));
     CHECK(error_of(p).find("exceeds hseq's maximum rank") != std::string::npos);
   }
+  SUBCASE("shapes whose element count overflows") {
+    // 2^32 * 2^32 elements: the offsets [0, 0] are in bounds, the shape is what is wrong.
+    write_bytes(p, make_file(R"({"x": {"dtype": "U8", "shape": [4294967296, 4294967296], "data_offsets": [0, 0]}})", ""));
+    std::string msg = error_of(p);
+    CAPTURE(msg);
+    CHECK(msg.find("tensor 'x': shape [4294967296, 4294967296] has more elements than int64 can count") !=
+          std::string::npos);
+    // Zero elements, but the left-to-right product overflows before it reaches the zero.
+    write_bytes(p, make_file(R"({"x": {"dtype": "U8", "shape": [3037000500, 3037000500, 0], "data_offsets": [0, 0]}})",
+                             ""));
+    CHECK(error_of(p).find("shape [3037000500, 3037000500, 0] has more elements than int64 can count") !=
+          std::string::npos);
+    // 2^62 F64 elements fit in int64, their 2^65 bytes do not fit in size_t.
+    write_bytes(p, make_file(R"({"x": {"dtype": "F64", "shape": [4611686018427387904], "data_offsets": [0, 0]}})", ""));
+    CHECK(error_of(p).find("tensor 'x': F64 [4611686018427387904] has more bytes than size_t can count") !=
+          std::string::npos);
+    // INT64_MAX one-byte elements are countable: the (in-bounds) offsets are then what does not match.
+    write_bytes(p, make_file(R"({"x": {"dtype": "U8", "shape": [9223372036854775807], "data_offsets": [0, 0]}})", ""));
+    CHECK(error_of(p).find("does not match U8 [9223372036854775807] (9223372036854775807 bytes)") !=
+          std::string::npos);
+    // An empty tensor with a huge extent is fine when the non-zero extents' product fits.
+    write_bytes(p, make_file(R"({"x": {"dtype": "F32", "shape": [0, 9223372036854775807], "data_offsets": [0, 0]}})",
+                             ""));
+    SafetensorsFile const f = SafetensorsFile::load(p);
+    CHECK(f.info("x").shape.numel() == 0);
+    CHECK(f.read<float>("x", f.info("x").shape).empty());
+  }
+  SUBCASE("entries that are not objects") {
+    write_bytes(p, make_file(R"({"x": 3})", ""));
+    CHECK(error_of(p).find("tensor 'x': entry is a number, not an object") != std::string::npos);
+    write_bytes(p, make_file(R"({"x": ["F32", [1], [0, 4]]})", std::string(4, '\0')));
+    CHECK(error_of(p).find("tensor 'x': entry is a array, not an object") != std::string::npos);
+    write_bytes(p, make_file(R"({"x": null})", ""));
+    CHECK(error_of(p).find("tensor 'x': entry is a null, not an object") != std::string::npos);
+    write_bytes(p, make_file(R"({"__metadata__": ["k", "v"]})", ""));
+    CHECK(error_of(p).find("__metadata__ is a array, not an object of strings") != std::string::npos);
+    write_bytes(p, make_file(R"({"__metadata__": "k=v"})", ""));
+    CHECK(error_of(p).find("__metadata__ is a string, not an object of strings") != std::string::npos);
+  }
+  SUBCASE("dtypes that are not strings") {
+    for (char const* dtype : {"4", "null", "[\"F32\"]", "{\"F32\": 1}", "true"}) {
+      CAPTURE(dtype);
+      write_bytes(p, make_file(std::string(R"({"x": {"dtype": )") + dtype + R"(, "shape": [1], "data_offsets": [0, 4]}})",
+                               std::string(4, '\0')));
+      std::string const type = nlohmann::json::parse(dtype).type_name();
+      CHECK(error_of(p).find("tensor 'x': dtype is a " + type + ", not a string") != std::string::npos);
+    }
+  }
   SUBCASE("metadata that is not strings") {
     write_bytes(p, make_file(R"({"__metadata__": {"n": 3}})", ""));
     CHECK(error_of(p).find("__metadata__ value of 'n' is a number") != std::string::npos);
@@ -423,4 +481,32 @@ TEST_CASE("safetensors: the reader accepts any order and overlapping ranges with
   CHECK(f.read<float>("z_first", {1}) == std::vector<float>{3.0f});
   CHECK(f.read<float>("e", {0}).empty());
   CHECK_FALSE(f.has_metadata("anything"));
+}
+
+TEST_CASE("safetensors: the header length limit") {
+  // The limit is checked on the length field, before the header is read, so the files here are
+  // sparse: just the 8-byte length, then a hole up to a size that makes the length plausible.
+  TempDir tmp;
+  std::string const p = tmp.file("big_header.safetensors");
+  auto sparse_file = [&](std::uint64_t header_len) {
+    std::string b(8, '\0');
+    for (int i = 0; i < 8; ++i) b[i] = static_cast<char>(header_len >> (8 * i));
+    write_bytes(p, b);
+    fs::resize_file(p, 8 + header_len);
+  };
+  std::uint64_t const limit = SafetensorsFile::kMaxHeader;
+  REQUIRE(limit == 100'000'000);  // the reference implementation's value
+
+  sparse_file(limit + 1);
+  std::string msg = error_of(p);
+  CAPTURE(msg);
+  CHECK(msg.find("header length 100000001 exceeds the limit of 100000000 bytes") != std::string::npos);
+  CHECK(msg.find(p) != std::string::npos);
+  CHECK_THROWS_WITH_AS(SafetensorsFile::load_header(p), doctest::Contains("exceeds the limit"), Error);
+
+  // At the limit the header is read: its zero bytes are not JSON, which is the next error.
+  sparse_file(limit);
+  msg = error_of(p);
+  CHECK(msg.find("exceeds the limit") == std::string::npos);
+  CHECK(msg.find("invalid JSON header") != std::string::npos);
 }

@@ -19,7 +19,7 @@
 
 #include <cstdint>
 #include <cstring>
-#include <exception>
+#include <functional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -182,10 +182,17 @@ inline CheckpointInfo read_checkpoint_info(std::string const& path) {
 /// holds an `expected_kind` model with configuration `expected_config` (JSON, compared by value),
 /// that every parameter is present with its shape and dtype, and that nothing else is. Returns the
 /// checkpoint's info (the trainer state is for the caller to interpret).
+///
+/// `check_info`, when given, is called with that info after every other check and before anything
+/// is written: a caller that interprets the trainer state parses it there, so that a malformed state
+/// fails while the store and the optimizer are still untouched, and is read from the same file
+/// contents as the tensors (reading the header separately first could see another file, if the
+/// checkpoint is replaced in between). Whatever it throws propagates unchanged.
 template <Backend B, class T>
 CheckpointInfo load_checkpoint(std::string const& path, std::string const& expected_kind,
                                std::string const& expected_config, nn::ParamStore<B, T>& params,
-                               std::type_identity_t<train::AdamW<B, T>>* opt) {
+                               std::type_identity_t<train::AdamW<B, T>>* opt,
+                               std::function<void(CheckpointInfo const&)> const& check_info = {}) {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "load_checkpoint: T must be float or double");
   using Space = typename B::Space;
   SafetensorsFile const f = SafetensorsFile::load(path);
@@ -230,21 +237,21 @@ CheckpointInfo load_checkpoint(std::string const& path, std::string const& expec
                                       << " has no optimizer state (saved without an optimizer); pass no optimizer "
                                          "to load the parameters only");
     std::string const& s = f.metadata("optim.step");
-    std::size_t used = 0;
-    long long parsed = -1;
-    try {
-      parsed = std::stoll(s, &used);
-    } catch (std::exception const&) {
-      used = 0;
-    }
-    HSEQ_CHECK(used == s.size() && !s.empty() && parsed >= 0,
-               "checkpoint " << path << ": optim.step '" << s << "' is not a non-negative integer");
-    step = parsed;
+    // Plain decimal digits only, as save_checkpoint writes them: std::stoll alone would also take
+    // " 7" and "+7", and report out-of-range values through an exception of its own.
+    bool digits = !s.empty() && s.size() <= 18;  // 18 digits always fit in int64
+    for (char c : s) digits = digits && c >= '0' && c <= '9';
+    HSEQ_CHECK(digits, "checkpoint " << path << ": optim.step '" << s
+                                     << "' is not a non-negative integer (of at most 18 digits)");
+    step = std::stoll(s);
     HSEQ_CHECK(opt->first_moment().shape == params.values().shape,
                "load_checkpoint " << path << ": the optimizer's state " << opt->first_moment().shape
                                   << " does not match the store " << params.values().shape);
   }
 
+  if (check_info) check_info(info);
+
+  // No check below can fail: every tensor's presence, dtype and shape has been checked above.
   typename B::Context ctx;
   auto const values = params.values();
   for (auto const& e : params.entries()) {

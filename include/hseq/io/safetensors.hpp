@@ -12,7 +12,9 @@
 /// The writer lays tensors out in name order, back to back, so the same tensors always give the same
 /// bytes. The reader accepts any order and even overlapping ranges, but every range must lie inside
 /// the buffer and hold exactly numel * itemsize bytes, and the buffer must end where the last tensor
-/// ends (trailing bytes mean a truncated or corrupted file).
+/// ends (trailing bytes mean a truncated or corrupted file). Every shape's element count must fit
+/// in int64 (so that Shape::numel is defined), and the JSON header may be at most
+/// `SafetensorsFile::kMaxHeader` bytes.
 ///
 /// POSIX only (open/fsync/rename); the JSON header is read and written with nlohmann::json.
 #pragma once
@@ -103,6 +105,21 @@ inline bool checked_bytes(Shape const& s, std::size_t itemsize, std::size_t& out
   return true;
 }
 
+/// Whether the element count of `s` fits in int64. Checked as the product of the non-zero extents:
+/// every partial product hseq forms (Shape::numel, Shape::rows, in any order) is then defined,
+/// also for an empty tensor like [2^62, 2^62, 0] whose left-to-right product would overflow
+/// before reaching the zero.
+inline bool numel_fits(Shape const& s) {
+  std::int64_t n = 1;
+  for (int i = 0; i < s.rank(); ++i) {
+    std::int64_t d = s[i];
+    if (d == 0) continue;
+    if (n > std::numeric_limits<std::int64_t>::max() / d) return false;
+    n *= d;
+  }
+  return true;
+}
+
 /// Writes all of [p, p + n) to fd, retrying on EINTR; false with errno set on failure.
 inline bool write_all(int fd, void const* p, std::size_t n) {
   auto const* c = static_cast<char const*>(p);
@@ -139,6 +156,8 @@ class SafetensorsWriter {
     HSEQ_CHECK(tensors_.find(name) == tensors_.end(), "SafetensorsWriter: duplicate tensor name '" << name << "'");
     std::size_t item = dtype_size(dtype);
     HSEQ_CHECK(item != 0, "SafetensorsWriter: tensor '" << name << "': unknown dtype '" << dtype << "'");
+    HSEQ_CHECK(detail::st::numel_fits(shape), "SafetensorsWriter: tensor '" << name << "': shape " << shape
+                                                                            << " has more elements than int64 can count");
     std::size_t expected = 0;
     HSEQ_CHECK(detail::st::checked_bytes(shape, item, expected),
                "SafetensorsWriter: tensor '" << name << "': shape " << shape << " overflows the byte count");
@@ -152,7 +171,11 @@ class SafetensorsWriter {
   /// Typed form: `shape.numel()` elements of T from `data`.
   template <class T>
   void add(std::string const& name, Shape const& shape, T const* data) {
-    add(name, dtype_of<T>(), shape, data, sizeof(T) * static_cast<std::size_t>(shape.numel()));
+    // shape.numel() of an overflowing shape is undefined; such shapes are refused by the
+    // untyped add, so pass a byte count that it will reject with its own message.
+    std::size_t bytes = 0;
+    if (detail::st::numel_fits(shape)) (void)detail::st::checked_bytes(shape, sizeof(T), bytes);
+    add(name, dtype_of<T>(), shape, data, bytes);
   }
   /// Sets (or replaces) a metadata string.
   void set_metadata(std::string const& key, std::string const& value) { metadata_[key] = value; }
@@ -323,14 +346,16 @@ class SafetensorsFile {
   }
   std::map<std::string, std::string> const& all_metadata() const { return metadata_; }
 
+  /// The largest JSON header accepted, in bytes (the reference implementation's limit): a corrupted
+  /// length field must not make the reader allocate gigabytes.
+  static constexpr std::uint64_t kMaxHeader = 100'000'000;
+
  private:
   std::string path_;
   std::map<std::string, TensorInfo> tensors_;
   std::map<std::string, std::string> metadata_;
   std::vector<char> data_;  // the data buffer (empty when header-only)
   bool has_data_ = false;
-
-  static constexpr std::uint64_t kMaxHeader = 100'000'000;  // the reference implementation's limit
 
   template <class T>
   TensorInfo const& check_typed(std::string const& name) const {
@@ -458,14 +483,18 @@ class SafetensorsFile {
                    where << ": shape " << js.dump() << " has an extent that is not a non-negative integer");
         ti.shape = ti.shape.appended(static_cast<std::int64_t>(d.get<std::uint64_t>()));
       }
+      HSEQ_CHECK(detail::st::numel_fits(ti.shape),
+                 where << ": shape " << ti.shape << " has more elements than int64 can count");
+      std::size_t need = 0;
+      HSEQ_CHECK(detail::st::checked_bytes(ti.shape, item, need),
+                 where << ": " << ti.dtype << " " << ti.shape << " has more bytes than size_t can count");
       HSEQ_CHECK(jo.is_array() && jo.size() == 2 && jo[0].is_number_unsigned() && jo[1].is_number_unsigned(),
                  where << ": data_offsets " << jo.dump() << " is not a pair of non-negative integers");
       auto const b = jo[0].get<std::uint64_t>(), en = jo[1].get<std::uint64_t>();
       HSEQ_CHECK(b <= en && en <= buffer_size, where << ": data_offsets [" << b << ", " << en
                                                      << "] out of bounds of the " << buffer_size
                                                      << "-byte data buffer (truncated or corrupted)");
-      std::size_t need = 0;
-      HSEQ_CHECK(detail::st::checked_bytes(ti.shape, item, need) && need == en - b,
+      HSEQ_CHECK(need == en - b,
                  where << ": data_offsets [" << b << ", " << en << "] hold " << (en - b)
                        << " bytes, which does not match " << ti.dtype << " " << ti.shape << " (" << need << " bytes)");
       ti.begin = static_cast<std::size_t>(b);

@@ -1,0 +1,227 @@
+// SPDX-License-Identifier: MIT
+// Model selection of the example programs (examples/lm_cli.hpp) against real checkpoints: what
+// `--resume` accepts, the messages for flags that ask for another model, and the dispatch from a
+// checkpoint to the model type.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <cstring>
+#include <filesystem>
+#include <initializer_list>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include "lm_cli.hpp"
+
+using hseq::Error;
+namespace fs = std::filesystem;
+namespace io = hseq::io;
+
+namespace {
+
+struct TempDir {
+  fs::path dir;
+  TempDir() {
+    static std::atomic<int> counter{0};
+    std::random_device rd;
+    dir = fs::temp_directory_path() / ("hseq_lm_cli_test_" + std::to_string(::getpid()) + "_" +
+                                       std::to_string(counter++) + "_" + std::to_string(rd()));
+    fs::create_directories(dir);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+  std::string file(std::string const& name) const { return (dir / name).string(); }
+};
+
+using Store = hseq::nn::ParamStore<cli::Backend, cli::Real>;
+using AvgRepeat = cli::Hourglass<hseq::hier::AvgPool, hseq::hier::Repeat>;
+
+/// Writes a checkpoint of a freshly initialised `model` (what hseq-train would write) and returns
+/// a copy of its parameter values.
+template <class M>
+std::vector<float> save(M& model, std::string const& path, std::uint64_t seed) {
+  cli::Backend::Context ctx;
+  Store store(model);
+  store.init(ctx, seed);
+  io::save_checkpoint(path, {M::kKind, model.config_json(), "{}"}, store, nullptr);
+  return {store.values().begin(), store.values().end()};
+}
+
+/// hseq-train's model flags, parsed from `args`.
+cli::Args model_args(std::initializer_list<char const*> args) {
+  cli::Args a("hseq-train", "test");
+  cli::add_model_flags(a);
+  std::vector<char const*> argv{"hseq-train"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  REQUIRE(a.parse(int(argv.size()), argv.data()));
+  return a;
+}
+
+/// The error of check_resume_flags, or "(accepted)".
+std::string resume_error(cli::ModelChoice const& ckpt, std::initializer_list<char const*> args) {
+  cli::Args a = model_args(args);
+  try {
+    cli::check_resume_flags(a, ckpt);
+  } catch (Error const& e) {
+    return e.what();
+  }
+  return "(accepted)";
+}
+
+/// Checkpoints of a small transformer (context 8, not the flag default 128) and of an avg/repeat
+/// hourglass, written once per test case.
+struct Checkpoints {
+  TempDir tmp;
+  std::string lm_path = tmp.file("lm.safetensors"), hg_path = tmp.file("hg.safetensors");
+  cli::Lm lm{{.vocab = 256, .dim = 16, .heads = 2, .layers = 1, .context = 8}};
+  AvgRepeat hg{[] {
+    AvgRepeat::Config c;
+    c.dim = 16;
+    c.heads = 2;
+    c.context = 8;
+    c.hierarchy = hseq::hier::HierarchySpec::parse("1@1 1@2 1@1");
+    return c;
+  }()};
+  std::vector<float> lm_values = save(lm, lm_path, 1), hg_values = save(hg, hg_path, 2);
+};
+
+}  // namespace
+
+TEST_CASE("lm_cli: a checkpoint names its model family and policies") {
+  Checkpoints c;
+  cli::ModelChoice const lm = cli::choice_from_checkpoint(c.lm_path);
+  CHECK(lm.kind == "transformer");
+  CHECK(lm.shorten.empty());
+  CHECK(lm.upsample.empty());
+  CHECK(lm.config_json == c.lm.config_json());
+
+  cli::ModelChoice const hg = cli::choice_from_checkpoint(c.hg_path);
+  CHECK(hg.kind == "hourglass");
+  CHECK(hg.shorten == "avg");
+  CHECK(hg.upsample == "repeat");
+  CHECK(hg.config_json == c.hg.config_json());
+
+  // The dispatcher builds the checkpoint's model type, and load_model restores its parameters.
+  for (auto const& [path, values] : {std::pair{c.lm_path, c.lm_values}, std::pair{c.hg_path, c.hg_values}}) {
+    CAPTURE(path);
+    cli::ModelChoice const choice = cli::choice_from_checkpoint(path);
+    int calls = 0;
+    cli::dispatch(choice, [&]<class M>() {
+      ++calls;
+      if (choice.kind == "transformer") {
+        CHECK(std::is_same_v<M, cli::Lm>);
+      } else {
+        CHECK(std::is_same_v<M, AvgRepeat>);
+      }
+      auto loaded = cli::load_model<M>(path, choice);
+      CHECK(loaded.model->config_json() == choice.config_json);
+      CHECK(std::vector<float>(loaded.params->values().begin(), loaded.params->values().end()) == values);
+    });
+    CHECK(calls == 1);
+  }
+}
+
+TEST_CASE("lm_cli: a checkpoint of an unknown kind or without policies is refused") {
+  Checkpoints c;
+  std::string const other = c.tmp.file("other.safetensors");
+  {
+    Store store(c.lm);
+    io::save_checkpoint(other, {"lstm_lm", c.lm.config_json(), "{}"}, store, nullptr);
+  }
+  CHECK_THROWS_WITH_AS(cli::choice_from_checkpoint(other),
+                       doctest::Contains(("checkpoint " + other +
+                                          " holds a 'lstm_lm' model; these programs know transformer_lm and hourglass")
+                                             .c_str()),
+                       Error);
+
+  // An "hourglass" whose config does not name its shortening policy.
+  std::string const bare = c.tmp.file("bare.safetensors");
+  {
+    Store store(c.hg);
+    io::save_checkpoint(bare, {"hourglass", R"({"dim": 16, "upsample": "repeat"})", "{}"}, store, nullptr);
+  }
+  CHECK_THROWS_WITH_AS(cli::choice_from_checkpoint(bare),
+                       doctest::Contains("the hourglass config has no 'shorten' policy name"), Error);
+
+  CHECK_THROWS_WITH_AS(cli::choice_from_checkpoint(c.tmp.file("missing.safetensors")),
+                       doctest::Contains("cannot open"), Error);
+}
+
+TEST_CASE("lm_cli: --resume accepts no model flags and flags equal to the checkpoint's") {
+  Checkpoints c;
+  cli::ModelChoice const lm = cli::choice_from_checkpoint(c.lm_path);
+  cli::ModelChoice const hg = cli::choice_from_checkpoint(c.hg_path);
+
+  CHECK(resume_error(lm, {}) == "(accepted)");
+  CHECK(resume_error(hg, {}) == "(accepted)");
+  CHECK(resume_error(lm, {"--model", "transformer", "--dim", "16", "--heads", "2", "--layers", "1", "--context", "8",
+                          "--position", "learned", "--untied=false"}) == "(accepted)");
+  CHECK(resume_error(hg, {"--model", "hourglass", "--shorten", "avg", "--upsample", "repeat", "--dim", "16",
+                          "--heads", "2", "--context", "8", "--hierarchy", "1@1 1@2 1@1"}) == "(accepted)");
+  // Hierarchies are compared as structures, not as strings.
+  CHECK(resume_error(hg, {"--hierarchy", "  1@1 1@2   1@1 "}) == "(accepted)");
+
+  // Flags left at their defaults are not compared: the defaults are --model transformer and
+  // --context 128, which neither checkpoint has.
+  CHECK(resume_error(hg, {"--dim", "16"}) == "(accepted)");
+  CHECK(resume_error(lm, {"--dim", "16"}) == "(accepted)");
+  // Flags of the other family are ignored, as when training from scratch.
+  CHECK(resume_error(hg, {"--layers", "9", "--position", "none", "--untied"}) == "(accepted)");
+  CHECK(resume_error(lm, {"--hierarchy", "2@1 2@2 2@1", "--shorten", "linear", "--upsample", "linear"}) ==
+        "(accepted)");
+}
+
+TEST_CASE("lm_cli: --resume refuses flags that ask for another family or other policies") {
+  Checkpoints c;
+  cli::ModelChoice const lm = cli::choice_from_checkpoint(c.lm_path);
+  cli::ModelChoice const hg = cli::choice_from_checkpoint(c.hg_path);
+  std::string const tail = "; drop the model flags to continue the checkpoint's model";
+
+  CHECK(resume_error(lm, {"--model", "hourglass"}).find(
+            "--resume: the checkpoint holds a transformer model but the flags ask for hourglass (shorten attention, "
+            "upsample attention)" + tail) != std::string::npos);
+  CHECK(resume_error(lm, {"--model", "hourglass", "--shorten", "avg", "--upsample", "repeat"})
+            .find("but the flags ask for hourglass (shorten avg, upsample repeat)") != std::string::npos);
+  CHECK(resume_error(hg, {"--model", "transformer"}).find(
+            "--resume: the checkpoint holds a hourglass model (shorten avg, upsample repeat) but the flags ask for "
+            "transformer" + tail) != std::string::npos);
+  CHECK(resume_error(hg, {"--shorten", "linear"}).find(
+            "the checkpoint holds a hourglass model (shorten avg, upsample repeat) but the flags ask for hourglass "
+            "(shorten linear, upsample repeat)" + tail) != std::string::npos);
+  CHECK(resume_error(hg, {"--upsample", "attention"}).find(
+            "but the flags ask for hourglass (shorten avg, upsample attention)" + tail) != std::string::npos);
+  CHECK(resume_error(hg, {"--model", "rnn"}).find("but the flags ask for rnn" + tail) != std::string::npos);
+}
+
+TEST_CASE("lm_cli: --resume refuses a differing --dim, --layers, --hierarchy and the other structure flags") {
+  Checkpoints c;
+  cli::ModelChoice const lm = cli::choice_from_checkpoint(c.lm_path);
+  cli::ModelChoice const hg = cli::choice_from_checkpoint(c.hg_path);
+  std::string const head = "--resume: the model flags disagree with the checkpoint (";
+  std::string const tail = "); drop them to continue the checkpoint's model";
+
+  CHECK(resume_error(lm, {"--dim", "32"}).find(head + "dim: checkpoint 16, flags 32" + tail) != std::string::npos);
+  CHECK(resume_error(lm, {"--layers", "3", "--dim", "32"})
+            .find(head + "dim: checkpoint 16, flags 32, layers: checkpoint 1, flags 3" + tail) != std::string::npos);
+  CHECK(resume_error(lm, {"--heads", "4", "--context", "16"})
+            .find(head + "heads: checkpoint 2, flags 4, context: checkpoint 8, flags 16" + tail) != std::string::npos);
+  CHECK(resume_error(lm, {"--position", "none"})
+            .find(head + "position: checkpoint \"learned\", flags \"none\"" + tail) != std::string::npos);
+  CHECK(resume_error(lm, {"--untied"}).find(head + "tied: checkpoint true, flags false" + tail) != std::string::npos);
+
+  CHECK(resume_error(hg, {"--dim", "8"}).find(head + "dim: checkpoint 16, flags 8" + tail) != std::string::npos);
+  CHECK(resume_error(hg, {"--hierarchy", "2@1 2@2 2@1"})
+            .find(head + "hierarchy: checkpoint \"1@1 1@2 1@1\", flags \"2@1 2@2 2@1\"" + tail) != std::string::npos);
+  // The family check comes first: the structure of another family is not compared.
+  CHECK(resume_error(hg, {"--model", "transformer", "--dim", "8"}).find("but the flags ask for transformer") !=
+        std::string::npos);
+  // A malformed flag value is reported as such.
+  CHECK(resume_error(hg, {"--hierarchy", "1@1 1@2"}).find("a palindrome with an odd count") != std::string::npos);
+  CHECK(resume_error(lm, {"--dim", "sixteen"}).find("--dim expects an integer, got 'sixteen'") != std::string::npos);
+}
