@@ -6,8 +6,10 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -16,7 +18,10 @@
 #include <nlohmann/json.hpp>
 
 #include "hseq/io/checkpoint.hpp"
+#include "hseq/io/text_dataset.hpp"
+#include "hseq/models/transformer_lm.hpp"
 #include "hseq/nn/transformer_block.hpp"
+#include "hseq/train/trainer.hpp"
 
 using namespace hseq;
 namespace fs = std::filesystem;
@@ -91,6 +96,66 @@ std::string error_of(auto&& f) {
   }
   return "(no error)";
 }
+
+/// A checkpoint file's tensors and metadata as plain data, to edit and write back.
+struct RawFile {
+  struct Tensor {
+    std::string dtype;
+    Shape shape;
+    std::vector<char> bytes;
+  };
+  std::map<std::string, Tensor> tensors;
+  std::map<std::string, std::string> metadata;
+
+  static RawFile read(std::string const& path) {
+    io::SafetensorsFile const f = io::SafetensorsFile::load(path);
+    RawFile r;
+    for (auto const& name : f.names()) {
+      auto const raw = f.raw(name);
+      r.tensors[name] = {f.info(name).dtype, f.info(name).shape, std::vector<char>(raw.begin(), raw.end())};
+    }
+    r.metadata = f.all_metadata();
+    return r;
+  }
+  void write(std::string const& path) const {
+    io::SafetensorsWriter w;
+    for (auto const& [name, t] : tensors) w.add(name, t.dtype, t.shape, t.bytes.data(), t.bytes.size());
+    for (auto const& [k, v] : metadata) w.set_metadata(k, v);
+    w.write(path);
+  }
+  /// Re-encodes F32 tensor `name` as F64 (same shape and values): a well-formed file whose only
+  /// fault is that one tensor's dtype.
+  void make_f64(std::string const& name) {
+    Tensor& t = tensors.at(name);
+    REQUIRE(t.dtype == "F32");
+    std::vector<double> d(t.bytes.size() / sizeof(float));
+    for (std::size_t i = 0; i < d.size(); ++i) {
+      float x;
+      std::memcpy(&x, t.bytes.data() + i * sizeof(float), sizeof x);
+      d[i] = x;
+    }
+    t.dtype = "F64";
+    t.bytes.assign(reinterpret_cast<char const*>(d.data()), reinterpret_cast<char const*>(d.data() + d.size()));
+  }
+};
+
+/// The bytes of everything a load may write: parameters, both moments and the step count.
+struct Snapshot {
+  std::vector<char> values, m, v;
+  std::int64_t steps = -1;
+  template <class S>
+  static std::vector<char> bytes_of(View<float, S> x) {
+    auto const* p = reinterpret_cast<char const*>(x.data);
+    return std::vector<char>(p, p + sizeof(float) * std::size_t(x.numel()));
+  }
+  Snapshot(Store& store, Opt& opt)
+      : values(bytes_of(store.values())),
+        m(bytes_of(opt.first_moment())),
+        v(bytes_of(opt.second_moment())),
+        steps(opt.steps()) {}
+  explicit Snapshot(Model& x) : Snapshot(*x.store, *x.opt) {}
+  bool operator==(Snapshot const&) const = default;
+};
 
 }  // namespace
 
@@ -321,4 +386,231 @@ TEST_CASE("checkpoint: double parameters round trip as F64") {
   CHECK(io::SafetensorsFile::load(path).metadata("hseq.dtype") == "F64");
   io::load_checkpoint(path, "transformer_block", "{}", sb, nullptr);
   CHECK(same_bits(sa.values(), sb.values()));
+}
+
+TEST_CASE("checkpoint: a missing parameter tensor is named, with or without optimizer state") {
+  TempDir tmp;
+  Model a(8, 1);
+  a.train_step(0.0);
+  std::string const full = tmp.file("full.safetensors"), params = tmp.file("params.safetensors");
+  io::save_checkpoint(full, info_for(a), *a.store, a.opt.get());
+  io::save_checkpoint(params, info_for(a), *a.store, nullptr);
+  Model b(8, 2);
+  b.train_step(1.0);
+  Snapshot const before(b);
+
+  auto const& entries = a.store->entries();
+  REQUIRE(entries.size() >= 3);
+  for (std::string const& name : {entries.front().name, entries[entries.size() / 2].name, entries.back().name}) {
+    CAPTURE(name);
+    std::string const p = tmp.file("missing.safetensors");
+    RawFile r = RawFile::read(full);
+    REQUIRE(r.tensors.erase(name) == 1);
+    r.write(p);
+    CHECK_THROWS_WITH_AS(io::load_checkpoint(p, "transformer_block", a.config, *b.store, b.opt.get()),
+                         doctest::Contains(("checkpoint " + p + ": parameter '" + name + "' is missing").c_str()), Error);
+    r = RawFile::read(params);
+    REQUIRE(r.tensors.erase(name) == 1);
+    r.write(p);
+    CHECK_THROWS_WITH_AS(io::load_checkpoint(p, "transformer_block", a.config, *b.store, nullptr),
+                         doctest::Contains(("parameter '" + name + "' is missing").c_str()), Error);
+    CHECK(Snapshot(b) == before);
+  }
+}
+
+TEST_CASE("checkpoint: a single wrongly typed tensor is named, whichever it is") {
+  TempDir tmp;
+  Model a(8, 1);
+  a.train_step(0.0);
+  std::string const good = tmp.file("good.safetensors"), p = tmp.file("typed.safetensors");
+  io::save_checkpoint(good, info_for(a), *a.store, a.opt.get());
+  Model b(8, 2);
+  b.train_step(1.0);
+  Snapshot const before(b);
+
+  std::string const first = a.store->entries().front().name, last = a.store->entries().back().name;
+  struct Case {
+    std::string tensor, what;
+  };
+  for (Case const& c : {Case{first, "parameter"}, Case{last, "parameter"}, Case{"optim.m." + first, "first moment of parameter"},
+                        Case{"optim.v." + last, "second moment of parameter"}}) {
+    CAPTURE(c.tensor);
+    // F64: another size, so the file would not even pass as F32 by its byte count.
+    RawFile r = RawFile::read(good);
+    r.make_f64(c.tensor);
+    r.write(p);
+    CHECK_THROWS_WITH_AS(io::load_checkpoint(p, "transformer_block", a.config, *b.store, b.opt.get()),
+                         doctest::Contains(("checkpoint " + p + ": " + c.what + " '" + c.tensor + "' is F64, expected F32").c_str()),
+                         Error);
+    // I32: the same byte count as F32, so only the dtype check can catch it.
+    r = RawFile::read(good);
+    r.tensors.at(c.tensor).dtype = "I32";
+    r.write(p);
+    CHECK_THROWS_WITH_AS(io::load_checkpoint(p, "transformer_block", a.config, *b.store, b.opt.get()),
+                         doctest::Contains(("'" + c.tensor + "' is I32, expected F32").c_str()), Error);
+    CHECK(Snapshot(b) == before);
+  }
+}
+
+TEST_CASE("checkpoint: a malformed optim.step is refused before anything changes") {
+  TempDir tmp;
+  Model a(8, 1);
+  a.train_step(0.0);
+  std::string const good = tmp.file("good.safetensors"), p = tmp.file("step.safetensors");
+  io::save_checkpoint(good, info_for(a), *a.store, a.opt.get());
+  Model b(8, 2);
+  b.train_step(1.0);
+  Snapshot const before(b);
+
+  for (char const* bad : {"", "abc", "-1", "1.5", "1e3", " 3", "3 ", "+3", "0x10", "9223372036854775808",
+                          "99999999999999999999", "1234567890123456789"}) {
+    CAPTURE(bad);
+    RawFile r = RawFile::read(good);
+    r.metadata["optim.step"] = bad;
+    r.write(p);
+    CHECK_THROWS_WITH_AS(
+        io::load_checkpoint(p, "transformer_block", a.config, *b.store, b.opt.get()),
+        doctest::Contains(("checkpoint " + p + ": optim.step '" + bad + "' is not a non-negative integer").c_str()),
+        Error);
+    CHECK(Snapshot(b) == before);
+  }
+  for (auto [text, value] : {std::pair<char const*, std::int64_t>{"0", 0}, {"007", 7},
+                             {"123456789012345678", 123456789012345678LL}}) {
+    CAPTURE(text);
+    RawFile r = RawFile::read(good);
+    r.metadata["optim.step"] = text;
+    r.write(p);
+    io::load_checkpoint(p, "transformer_block", a.config, *b.store, b.opt.get());
+    CHECK(b.opt->steps() == value);
+  }
+}
+
+TEST_CASE("checkpoint: nothing changes after a failure late in the load") {
+  TempDir tmp;
+  Model a(8, 1);
+  a.train_step(0.0);
+  a.train_step(1.0);
+  std::string const good = tmp.file("good.safetensors"), p = tmp.file("late.safetensors");
+  io::save_checkpoint(good, info_for(a), *a.store, a.opt.get());
+  Model b(8, 2);
+  b.train_step(3.0);
+  Snapshot const before(b);
+  REQUIRE_FALSE(Snapshot(a) == before);
+
+  // The tensors are validated parameter by parameter (value, first moment, second moment), so the
+  // second moment of the last parameter is the last tensor checked; everything before it is valid.
+  std::string const last = "optim.v." + a.store->entries().back().name;
+  auto fails_unchanged = [&](RawFile const& r, std::string const& expected) {
+    r.write(p);
+    CHECK_THROWS_WITH_AS(io::load_checkpoint(p, "transformer_block", a.config, *b.store, b.opt.get()),
+                         doctest::Contains(expected.c_str()), Error);
+    CHECK(Snapshot(b) == before);
+  };
+  SUBCASE("the last tensor has another dtype") {
+    RawFile r = RawFile::read(good);
+    r.make_f64(last);
+    fails_unchanged(r, "'" + last + "' is F64, expected F32");
+  }
+  SUBCASE("the last tensor has another shape") {
+    RawFile r = RawFile::read(good);
+    auto& t = r.tensors.at(last);
+    t.shape = Shape{1, t.shape.numel()};
+    fails_unchanged(r, "'" + last + "' has shape [1, ");
+  }
+  SUBCASE("the last tensor is missing") {
+    RawFile r = RawFile::read(good);
+    r.tensors.erase(last);
+    fails_unchanged(r, "'" + last + "' is missing");
+  }
+  SUBCASE("an extra tensor after all the expected ones") {
+    RawFile r = RawFile::read(good);
+    float z = 0;
+    r.tensors["zzz.extra"] = {"F32", Shape{1}, std::vector<char>(reinterpret_cast<char*>(&z), reinterpret_cast<char*>(&z + 1))};
+    fails_unchanged(r, "unexpected tensor 'zzz.extra'");
+  }
+  SUBCASE("a malformed optim.step") {
+    RawFile r = RawFile::read(good);
+    r.metadata["optim.step"] = "2x";
+    fails_unchanged(r, "optim.step '2x' is not a non-negative integer");
+  }
+  SUBCASE("an optimizer of another store") {
+    Model other(16, 3);
+    other.train_step(0.0);
+    Snapshot const other_before(other);
+    CHECK_THROWS_WITH_AS(io::load_checkpoint(good, "transformer_block", a.config, *b.store, other.opt.get()),
+                         doctest::Contains("does not match the store"), Error);
+    CHECK(Snapshot(b) == before);
+    CHECK(Snapshot(other) == other_before);
+  }
+  SUBCASE("check_info refuses the info") {
+    int calls = 0;
+    auto refuse = [&](io::CheckpointInfo const& info) {
+      ++calls;
+      CHECK(info.trainer_state == info_for(a).trainer_state);
+      CHECK(info.model_kind == "transformer_block");
+      throw std::runtime_error("trainer state rejected by the caller");
+    };
+    CHECK_THROWS_WITH_AS(io::load_checkpoint(good, "transformer_block", a.config, *b.store, b.opt.get(), refuse),
+                         "trainer state rejected by the caller", std::runtime_error);
+    CHECK(calls == 1);
+    CHECK(Snapshot(b) == before);
+    // Accepted, the same file loads.
+    io::load_checkpoint(good, "transformer_block", a.config, *b.store, b.opt.get(),
+                        [&](io::CheckpointInfo const&) { ++calls; });
+    CHECK(calls == 2);
+    CHECK(Snapshot(b) == Snapshot(a));
+  }
+  SUBCASE("control: the intact file does change the model") {
+    io::load_checkpoint(good, "transformer_block", a.config, *b.store, b.opt.get());
+    CHECK_FALSE(Snapshot(b) == before);
+    CHECK(Snapshot(b) == Snapshot(a));
+  }
+}
+
+TEST_CASE("checkpoint: a malformed trainer state fails Trainer::load before anything changes") {
+  using Lm = models::TransformerLm<cpu, float>;
+  using TrainerF = train::Trainer<cpu, float, Lm>;
+  TempDir tmp;
+  std::string text;
+  for (int i = 0; i < 200; ++i) text += "a checkpoint holds the trainer state " + std::to_string(i % 13) + ".\n";
+  auto data = io::TextDataset::from_string(text, "corpus", 0.1);
+  train::TrainerConfig tc;
+  tc.batch = 2;
+  tc.seq_len = 8;
+  tc.steps = 4;
+  tc.warmup = 1;
+  tc.eval_every = 0;
+  Lm::Config const cfg{.vocab = 256, .dim = 16, .heads = 2, .layers = 1, .context = 8};
+  cpu::Context ctx;
+
+  Lm ma(cfg);
+  Store sa(ma);
+  sa.init(ctx, 1);
+  TrainerF ta(ma, sa, data, tc);
+  ta.step(ctx);
+  ta.step(ctx);
+  std::string const good = tmp.file("good.safetensors"), p = tmp.file("state.safetensors");
+  ta.save(good);
+
+  Lm mb(cfg);
+  Store sb(mb);
+  sb.init(ctx, 2);
+  TrainerF tb(mb, sb, data, tc);
+  tb.step(ctx);
+  Snapshot const before(sb, tb.optimizer());
+  std::string const state_before = tb.state().to_json();
+
+  for (char const* bad : {"{not json", "", "[1, 2]", R"({"step": 2})", R"({"step": "two", "data_pos": 0, "skipped": 0,
+                          "bad_in_row": 0, "tokens": 0, "elapsed_s": 0})"}) {
+    CAPTURE(bad);
+    RawFile r = RawFile::read(good);
+    r.metadata.at("hseq.trainer_state") = bad;
+    r.write(p);
+    CHECK_THROWS_WITH_AS(tb.load(p), doctest::Contains("invalid trainer state"), Error);
+    CHECK(Snapshot(sb, tb.optimizer()) == before);
+    CHECK(tb.state().to_json() == state_before);
+  }
+  tb.load(good);
+  CHECK(Snapshot(sb, tb.optimizer()) == Snapshot(sa, ta.optimizer()));
+  CHECK(tb.state().step == 2);
 }

@@ -2,18 +2,26 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <filesystem>
 #include <limits>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "hseq/io/checkpoint.hpp"
+#include "hseq/io/progress.hpp"
 #include "hseq/io/text_dataset.hpp"
+#include "hseq/models/hourglass.hpp"
 #include "hseq/models/transformer_lm.hpp"
 #include "hseq/train/trainer.hpp"
 
 using namespace hseq;
 using Lm = models::TransformerLm<cpu, float>;
 using TrainerF = train::Trainer<cpu, float, Lm>;
+using Hg = models::Hourglass<cpu, float>;  // attention shortening and upsampling
 
 namespace {
 std::string corpus() {
@@ -22,6 +30,11 @@ std::string corpus() {
   return s;
 }
 Lm::Config tiny() { return {.vocab = 256, .dim = 16, .heads = 2, .layers = 2, .context = 16}; }
+// One full-rate block, one block at rate 1/2, one full-rate block: sequences of 16 pad to nothing.
+Hg::Config tiny_hg() {
+  return {.vocab = 256, .dim = 16, .heads = 2, .context = 16, .mlp_hidden = 32,
+          .hierarchy = hier::HierarchySpec::parse("1@1 1@2 1@1")};
+}
 train::TrainerConfig tcfg() {
   train::TrainerConfig t;
   t.batch = 4;
@@ -38,41 +51,274 @@ std::filesystem::path tmp_path(std::string const& name) {
   std::filesystem::create_directories(dir);
   return dir / name;
 }
+
+template <class T>
+std::vector<T> copy_of(View<T, HostSpace> v) {
+  return std::vector<T>(v.data, v.data + v.numel());
+}
+
+/// Bit-identity of two trainers' parameters and AdamW moments (flat [n] buffers).
+template <class M>
+void require_same_weights(nn::ParamStore<cpu, float>& pa, train::Trainer<cpu, float, M>& ta,
+                          nn::ParamStore<cpu, float>& pb, train::Trainer<cpu, float, M>& tb) {
+  REQUIRE(pa.values().numel() == pb.values().numel());
+  auto ma = ta.optimizer().first_moment(), mb = tb.optimizer().first_moment();
+  auto va = ta.optimizer().second_moment(), vb = tb.optimizer().second_moment();
+  for (std::int64_t i = 0; i < pa.values().numel(); ++i) {
+    CAPTURE(i);
+    REQUIRE(pa.values()[i] == pb.values()[i]);
+    REQUIRE(ma[i] == mb[i]);
+    REQUIRE(va[i] == vb[i]);
+  }
+  CHECK(ta.optimizer().steps() == tb.optimizer().steps());
+}
+
+/// Trains tc.steps steps uninterrupted (A). Then, from the same initialisation, `stop` steps, a
+/// checkpoint, fresh objects initialised differently that load it, and the remaining steps (B). Both
+/// validate after every `eval_every`-th step (evaluation must not move the data stream). The losses
+/// of B after the resume, its validation figures and its final parameters and moments must be
+/// bit-identical to A's.
+template <class M>
+void check_resume(typename M::Config mc, train::TrainerConfig tc, std::int64_t stop, std::int64_t eval_every,
+                  std::string const& tag) {
+  CAPTURE(std::string(M::kKind));
+  CAPTURE(tc.grad_accum);
+  CAPTURE(stop);
+  using Tr = train::Trainer<cpu, float, M>;
+  cpu::Context ctx;
+  auto data = io::TextDataset::from_string(corpus(), "corpus", 0.1);
+  std::int64_t const total = tc.steps;
+  auto validate_now = [&](std::int64_t s) { return eval_every > 0 && s % eval_every == 0; };
+
+  M m1(mc);
+  nn::ParamStore<cpu, float> p1(m1);
+  p1.init(ctx, 7);
+  Tr t1(m1, p1, data, tc);
+  std::vector<double> bpc1;  // validation after step s, for s > stop
+  for (std::int64_t s = 1; s <= total; ++s) {
+    t1.step(ctx);
+    if (validate_now(s)) {
+      double b = t1.evaluate(ctx);
+      if (s > stop) bpc1.push_back(b);
+    }
+  }
+
+  auto path = tmp_path("resume_" + tag + ".safetensors").string();
+  {
+    M m2(mc);
+    nn::ParamStore<cpu, float> p2(m2);
+    p2.init(ctx, 7);
+    Tr t2(m2, p2, data, tc);
+    for (std::int64_t s = 1; s <= stop; ++s) {
+      t2.step(ctx);
+      if (validate_now(s)) t2.evaluate(ctx);
+    }
+    t2.save(path);
+  }
+  M m3(mc);
+  nn::ParamStore<cpu, float> p3(m3);
+  p3.init(ctx, 99);  // another initialisation: everything must come from the checkpoint
+  Tr t3(m3, p3, data, tc);
+  t3.load(path);
+  CHECK(t3.state().step == stop);
+  CHECK(t3.state().tokens == stop * tc.batch * tc.seq_len * tc.grad_accum);
+  std::vector<double> bpc3;
+  for (std::int64_t s = stop + 1; s <= total; ++s) {
+    t3.step(ctx);
+    if (validate_now(s)) bpc3.push_back(t3.evaluate(ctx));
+  }
+  REQUIRE(t3.losses().size() == std::size_t(total - stop));
+  for (std::int64_t i = 0; i < total - stop; ++i) {
+    CAPTURE(i);
+    CHECK(t3.losses()[std::size_t(i)] == t1.losses()[std::size_t(stop + i)]);  // bit-identical
+  }
+  REQUIRE(bpc3.size() == bpc1.size());
+  for (std::size_t i = 0; i < bpc1.size(); ++i) CHECK(bpc3[i] == bpc1[i]);
+  CHECK(t3.state().data_pos == t1.state().data_pos);
+  require_same_weights(p1, t1, p3, t3);
+  CHECK(t1.losses().back() < t1.losses().front());  // it learns
+  std::filesystem::remove(path);
+}
+
+struct Interrupted {};
+
+/// run() with ckpt_every: A runs tc.steps steps uninterrupted. B is the same run killed while
+/// reporting step `crash_after` (the progress clock throws, so the checkpoint of that step is not
+/// written and the newest one on disk is the one run() wrote at the last multiple of ckpt_every
+/// before it); fresh objects resume from that file and finish with run(). B's losses after the
+/// checkpoint, final validation bpc, parameters, moments and state must equal A's bit for bit.
+template <class M>
+void check_run_resume(typename M::Config mc, train::TrainerConfig tc, std::int64_t crash_after,
+                      std::string const& tag) {
+  CAPTURE(std::string(M::kKind));
+  CAPTURE(crash_after);
+  using Tr = train::Trainer<cpu, float, M>;
+  REQUIRE(tc.ckpt_every > 0);
+  REQUIRE(crash_after < tc.steps);
+  std::int64_t const saved_at = (crash_after - 1) / tc.ckpt_every * tc.ckpt_every;
+  REQUIRE(saved_at > 0);  // the run must have written a periodic checkpoint before the crash
+  cpu::Context ctx;
+  auto data = io::TextDataset::from_string(corpus(), "corpus", 0.1);
+
+  tc.ckpt_path = tmp_path("run_a_" + tag + ".safetensors").string();
+  M m1(mc);
+  nn::ParamStore<cpu, float> p1(m1);
+  p1.init(ctx, 7);
+  Tr t1(m1, p1, data, tc);
+  double bpc1 = t1.run(ctx);
+  REQUIRE(t1.state().step == tc.steps);
+
+  tc.ckpt_path = tmp_path("run_b_" + tag + ".safetensors").string();
+  std::filesystem::remove(tc.ckpt_path);
+  {
+    M m2(mc);
+    nn::ParamStore<cpu, float> p2(m2);
+    p2.init(ctx, 7);
+    Tr t2(m2, p2, data, tc);
+    std::ostringstream sink;
+    io::Progress progress(tc.steps, sink, false);
+    // Clock calls: one by set_clock, then one per update, which run() makes after each step and
+    // before that step's checkpoint.
+    std::int64_t calls = 0;
+    progress.set_clock([&] {
+      if (++calls == crash_after + 1) throw Interrupted{};
+      return double(calls);
+    });
+    CHECK_THROWS_AS(t2.run(ctx, &progress), Interrupted);
+    CHECK(t2.state().step == crash_after);  // steps after the checkpoint were done, then lost
+  }
+  REQUIRE(std::filesystem::exists(tc.ckpt_path));
+  M m3(mc);
+  nn::ParamStore<cpu, float> p3(m3);
+  p3.init(ctx, 99);
+  Tr t3(m3, p3, data, tc);
+  t3.load(tc.ckpt_path);
+  REQUIRE(t3.state().step == saved_at);
+  double bpc3 = t3.run(ctx);
+  REQUIRE(t3.losses().size() == std::size_t(tc.steps - saved_at));
+  for (std::int64_t i = 0; i < tc.steps - saved_at; ++i) {
+    CAPTURE(i);
+    CHECK(t3.losses()[std::size_t(i)] == t1.losses()[std::size_t(saved_at + i)]);
+  }
+  CHECK(bpc3 == bpc1);
+  CHECK(t3.state().step == t1.state().step);
+  CHECK(t3.state().tokens == t1.state().tokens);
+  CHECK(t3.state().data_pos == t1.state().data_pos);
+  require_same_weights(p1, t1, p3, t3);
+  // Both final checkpoints (written by run()) hold the same trainer state apart from wall time.
+  auto state_of = [](std::string const& path) {
+    auto j = nlohmann::json::parse(io::read_checkpoint_info(path).trainer_state);
+    j.erase("elapsed_s");
+    return j;
+  };
+  CHECK(state_of(tc.ckpt_path) == state_of(t1.config().ckpt_path));
+  std::filesystem::remove(t1.config().ckpt_path);
+  std::filesystem::remove(tc.ckpt_path);
+}
 }  // namespace
 
 TEST_CASE("trainer: a resumed run continues the exact loss sequence of an uninterrupted one") {
+  auto tc = tcfg();
+  check_resume<Lm>(tiny(), tc, 4, 0, "lm");
+  check_resume<Hg>(tiny_hg(), tc, 4, 0, "hg");
+}
+
+TEST_CASE("trainer: bit-exact resume with gradient accumulation and validation in between, both models") {
+  auto tc = tcfg();
+  tc.grad_accum = 3;  // three micro-batches (three data draws) per step
+  check_resume<Lm>(tiny(), tc, 5, 2, "lm_accum");
+  check_resume<Hg>(tiny_hg(), tc, 5, 2, "hg_accum");
+}
+
+TEST_CASE("trainer: run() with ckpt_every resumes from its periodic checkpoint bit-exactly, both models") {
+  auto tc = tcfg();
+  tc.grad_accum = 2;
+  tc.eval_every = 2;
+  tc.ckpt_every = 3;
+  check_run_resume<Lm>(tiny(), tc, 5, "lm");  // killed during step 5: resumes from step 3
+  check_run_resume<Hg>(tiny_hg(), tc, 5, "hg");
+}
+
+TEST_CASE("trainer: checkpoints record the data seed, and a checkpoint of another seed is refused") {
   cpu::Context ctx;
   auto data = io::TextDataset::from_string(corpus(), "corpus", 0.1);
-  // Uninterrupted: 8 steps.
+  auto tc = tcfg();
+  tc.seed = 1234;
+  Lm m(tiny());
+  nn::ParamStore<cpu, float> p(m);
+  p.init(ctx, 3);
+  TrainerF t(m, p, data, tc);
+  t.step(ctx);
+  auto path = tmp_path("seed.safetensors").string();
+  t.save(path);
+  auto state = nlohmann::json::parse(io::read_checkpoint_info(path).trainer_state);
+  CHECK(state.at("data_seed").get<std::uint64_t>() == 1234);
+  CHECK(train::TrainerState::from_json(state.dump()).data_seed == std::uint64_t(1234));
+
+  auto other = tc;
+  other.seed = 77;
+  Lm mo(tiny());
+  nn::ParamStore<cpu, float> po(mo);
+  po.init(ctx, 5);
+  TrainerF to(mo, po, data, other);
+  auto before = copy_of(po.values());
+  std::string msg;
+  try {
+    to.load(path);
+  } catch (Error const& e) {
+    msg = e.what();
+  }
+  CAPTURE(msg);
+  CHECK(msg.find("data seed 1234") != std::string::npos);
+  CHECK(msg.find("data seed is 77") != std::string::npos);
+  CHECK(msg.find("--seed 1234") != std::string::npos);
+  CHECK(to.state().step == 0);
+  for (std::size_t i = 0; i < before.size(); ++i) REQUIRE(po.values()[std::int64_t(i)] == before[i]);  // untouched
+
+  TrainerF same(mo, po, data, tc);
+  same.load(path);
+  CHECK(same.state().step == 1);
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("trainer: checkpoints written before the data seed was recorded still load and continue exactly") {
+  cpu::Context ctx;
+  auto data = io::TextDataset::from_string(corpus(), "corpus", 0.1);
+  auto tc = tcfg();
   Lm m1(tiny());
   nn::ParamStore<cpu, float> p1(m1);
   p1.init(ctx, 7);
-  TrainerF t1(m1, p1, data, tcfg());
-  for (int i = 0; i < 8; ++i) t1.step(ctx);
-  // Interrupted after 4 steps, saved, restored into fresh objects, 4 more steps.
-  auto path = tmp_path("resume.safetensors").string();
+  TrainerF t1(m1, p1, data, tc);
+  for (int i = 0; i < 6; ++i) t1.step(ctx);
+
+  // The interrupted run's checkpoint, rewritten with a trainer state that has no data_seed (the
+  // format before the seed was recorded).
+  auto path = tmp_path("legacy.safetensors").string();
   {
     Lm m2(tiny());
     nn::ParamStore<cpu, float> p2(m2);
     p2.init(ctx, 7);
-    TrainerF t2(m2, p2, data, tcfg());
-    for (int i = 0; i < 4; ++i) t2.step(ctx);
-    t2.save(path);
+    TrainerF t2(m2, p2, data, tc);
+    for (int i = 0; i < 3; ++i) t2.step(ctx);
+    auto j = nlohmann::json::parse(t2.state().to_json());
+    REQUIRE(j.contains("data_seed"));
+    j.erase("data_seed");
+    io::save_checkpoint(path, {Lm::kKind, m2.config_json(), j.dump()}, p2, &t2.optimizer());
   }
+  CHECK_FALSE(train::TrainerState::from_json(io::read_checkpoint_info(path).trainer_state).data_seed.has_value());
   Lm m3(tiny());
   nn::ParamStore<cpu, float> p3(m3);
-  p3.init(ctx, 99);  // different initialisation: everything must come from the checkpoint
-  TrainerF t3(m3, p3, data, tcfg());
+  p3.init(ctx, 99);
+  TrainerF t3(m3, p3, data, tc);
   t3.load(path);
-  CHECK(t3.state().step == 4);
-  for (int i = 0; i < 4; ++i) t3.step(ctx);
-  REQUIRE(t3.losses().size() == 4);
-  for (int i = 0; i < 4; ++i) {
-    CAPTURE(i);
-    CHECK(t3.losses()[std::size_t(i)] == t1.losses()[std::size_t(4 + i)]);  // bit-identical
-  }
-  for (std::int64_t i = 0; i < p1.values().numel(); ++i) REQUIRE(p1.values()[i] == p3.values()[i]);
-  CHECK(t1.losses().back() < t1.losses().front());  // it learns
+  CHECK(t3.state().step == 3);
+  CHECK(t3.state().data_seed == tc.seed);  // adopted: the next checkpoint records it
+  for (int i = 0; i < 3; ++i) t3.step(ctx);
+  for (int i = 0; i < 3; ++i) CHECK(t3.losses()[std::size_t(i)] == t1.losses()[std::size_t(3 + i)]);
+  require_same_weights(p1, t1, p3, t3);
+  t3.save(path);
+  CHECK(nlohmann::json::parse(io::read_checkpoint_info(path).trainer_state).at("data_seed").get<std::uint64_t>() ==
+        tc.seed);
   std::filesystem::remove(path);
 }
 
@@ -144,4 +390,33 @@ TEST_CASE("trainer: bad configuration is rejected") {
   cfg = tcfg();
   cfg.batch = 0;
   CHECK_THROWS_AS(TrainerF(m, p, data, cfg), Error);
+}
+
+TEST_SUITE("slow") {
+  // Every interruption point of a 12-step run, both models, with and without gradient
+  // accumulation, validating every third step.
+  TEST_CASE("trainer: resume is bit-exact from every interruption point, both models") {
+    auto tc = tcfg();
+    tc.steps = 12;
+    for (std::int64_t accum : {1, 3}) {
+      tc.grad_accum = accum;
+      for (std::int64_t stop = 1; stop < tc.steps; ++stop) {
+        check_resume<Lm>(tiny(), tc, stop, 3, "slow_lm");
+        check_resume<Hg>(tiny_hg(), tc, stop, 3, "slow_hg");
+      }
+    }
+  }
+
+  // run() with ckpt_every 2 killed at every step after the first checkpoint, both models.
+  TEST_CASE("trainer: run() resumes from its periodic checkpoint after a kill at any step, both models") {
+    auto tc = tcfg();
+    tc.steps = 12;
+    tc.grad_accum = 2;
+    tc.eval_every = 3;
+    tc.ckpt_every = 2;
+    for (std::int64_t crash = 3; crash < tc.steps; ++crash) {
+      check_run_resume<Lm>(tiny(), tc, crash, "slow_lm");
+      check_run_resume<Hg>(tiny_hg(), tc, crash, "slow_hg");
+    }
+  }
 }

@@ -6,8 +6,9 @@
 /// with linear warm-up then cosine decay. A step whose loss or gradient norm is not finite is
 /// skipped (nothing is updated) and counted; `max_bad_steps` of them in a row stop training with
 /// an error. Validation reports bits per character. Checkpoints hold the parameters, the optimizer
-/// moments and the trainer's position (step and data stream), so a resumed run continues the
-/// exact loss sequence of an uninterrupted one (all reductions are bit-reproducible).
+/// moments and the trainer's position (step, data seed and data stream position), so a resumed run
+/// continues the exact loss sequence of an uninterrupted one (all reductions are bit-reproducible);
+/// resuming under another data seed is refused.
 ///
 /// The model must provide `kKind`, `config_json()`, `Trace`, `forward`, `backward`,
 /// `forward_workspace` and `backward_workspace` with the TransformerLm's signatures.
@@ -19,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -70,11 +72,15 @@ struct TrainerState {
   std::int64_t tokens = 0;       ///< training tokens consumed
   double elapsed_s = 0;          ///< training time so far (excluding validation)
   double last_val_bpc = std::numeric_limits<double>::quiet_NaN();
+  /// Seed of the data-sampling stream (`TrainerConfig::seed`) that `data_pos` is a position in.
+  /// Empty only in states read from checkpoints written before the seed was recorded.
+  std::optional<std::uint64_t> data_seed;
 
   std::string to_json() const {
     nlohmann::json j{{"step", step},       {"data_pos", data_pos}, {"skipped", skipped}, {"bad_in_row", bad_in_row},
                      {"tokens", tokens},   {"elapsed_s", elapsed_s}};
     if (std::isfinite(last_val_bpc)) j["last_val_bpc"] = last_val_bpc;
+    if (data_seed) j["data_seed"] = *data_seed;
     return j.dump();
   }
   static TrainerState from_json(std::string const& text) {
@@ -89,6 +95,7 @@ struct TrainerState {
       s.tokens = j.at("tokens").get<std::int64_t>();
       s.elapsed_s = j.at("elapsed_s").get<double>();
       if (j.contains("last_val_bpc")) s.last_val_bpc = j.at("last_val_bpc").get<double>();
+      if (j.contains("data_seed")) s.data_seed = j.at("data_seed").get<std::uint64_t>();
     } catch (nlohmann::json::exception const& e) {
       HSEQ_FAIL("TrainerState: invalid trainer state '" << text << "': " << e.what());
     }
@@ -118,6 +125,7 @@ class Trainer {
     // The loss history is the only growing container; reserve it so steps do not allocate
     // (time-budgeted runs longer than this reserve grow it geometrically, rarely).
     losses_.reserve(std::size_t(std::max<std::int64_t>(cfg.steps, 1 << 14)));
+    state_.data_seed = cfg.seed;
   }
 
   TrainerState const& state() const { return state_; }
@@ -246,9 +254,26 @@ class Trainer {
   }
 
   /// Restores parameters, optimizer and position from a checkpoint of the same model structure.
+  /// The trainer state is parsed first, so a malformed one changes nothing. The saved data position
+  /// is a position in the stream of the seed that wrote it, so a checkpoint of another data seed is
+  /// refused (before anything is loaded). Checkpoints written before the seed was recorded load
+  /// with this trainer's seed.
   void load(std::string const& path) {
-    io::CheckpointInfo info = io::load_checkpoint(path, Model::kKind, model_.config_json(), params_, &opt_);
-    state_ = TrainerState::from_json(info.trainer_state);
+    // The state is parsed and checked inside load_checkpoint's validation (check_info runs after
+    // every other check and before anything is written), so state and tensors come from one read of
+    // one file, and a bad state or seed leaves the model and optimizer untouched.
+    TrainerState s;
+    io::load_checkpoint(path, Model::kKind, model_.config_json(), params_, &opt_, [&](io::CheckpointInfo const& info) {
+      s = TrainerState::from_json(info.trainer_state);
+      HSEQ_CHECK(!s.data_seed || *s.data_seed == cfg_.seed,
+                 "Trainer::load: checkpoint " << path << " was trained with data seed " << *s.data_seed
+                                              << " but this trainer's data seed is " << cfg_.seed
+                                              << "; resuming would continue another data stream. Set "
+                                                 "TrainerConfig::seed = "
+                                              << *s.data_seed << " (hseq-train: --seed " << *s.data_seed << ")");
+    });
+    state_ = s;
+    state_.data_seed = cfg_.seed;  // the stream continues under this seed (also for seedless checkpoints)
     rng_.set_position(state_.data_pos);
   }
 
