@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "hseq/cuda.hpp"
@@ -105,6 +106,42 @@ void mm_check_param_grads(cpu::Context& hctx, nn::ParamStore<cpu, T>& hps, GpuCt
     mm_check_close("gradient of parameter '" + he.name + "'", d, h, tol, kGradFloor * global);
   }
   if (!hps.entries().empty()) CHECK(global > 0);
+}
+
+/// Checks, through the context's KernelCounts, which attention kernels a run on `ctx` dispatched,
+/// when every attention of the run has head size `head` in scalar type T (`head` 0: the run has no
+/// attention, and none may have been dispatched). Float head sizes 17..64 must have gone to the
+/// family the context selects (set_attention_kernels / HSEQ_CUDA_ATTENTION; kAuto and kMma are the
+/// tensor-core kernels, 3xTF32 in fp32 math and one TF32 product otherwise); every other head size,
+/// and double, to the one-thread-per-row kernels. So a test commented "tensor-core kernels" fails
+/// if they silently did not run.
+template <class T>
+void mm_check_attention_family(GpuCtx const& ctx, std::int64_t head, std::uint64_t calls_at_least = 1) {
+  KernelCounts const& kc = ctx.kernel_counts();
+  std::uint64_t const total = kc.attention_mma_3xtf32 + kc.attention_mma_tf32 + kc.attention_tiled + kc.attention_simple;
+  INFO("attention dispatches: mma 3xTF32 ", kc.attention_mma_3xtf32, ", mma TF32 ", kc.attention_mma_tf32, ", tiled ",
+       kc.attention_tiled, ", simple ", kc.attention_simple, " (head size ", head, ", ",
+       std::is_same_v<T, float> ? "float" : "double", ")");
+  if (head == 0) {
+    CHECK(total == 0);
+    return;
+  }
+  std::uint64_t expected = kc.attention_simple;
+  char const* family = "simple (one thread per row)";
+  if (std::is_same_v<T, float> && head > 16 && head <= 64) {
+    AttentionKernels const k = ctx.attention_kernels();
+    if (k == AttentionKernels::kTiled) {
+      expected = kc.attention_tiled;
+      family = "tiled";
+    } else if (k != AttentionKernels::kSimple) {
+      bool const fp32 = ctx.gemm_math() == GemmMath::kFp32;
+      expected = fp32 ? kc.attention_mma_3xtf32 : kc.attention_mma_tf32;
+      family = fp32 ? "tensor-core 3xTF32" : "tensor-core TF32";
+    }
+  }
+  INFO("expected family: ", family);
+  CHECK(total >= calls_at_least);
+  CHECK(expected == total);
 }
 
 }  // namespace hseq::test_cuda_cmp

@@ -76,6 +76,7 @@ struct LmSpec {
   std::int64_t vocab = 64, dim = 32, heads = 4, layers = 2, context = 40;
   nn::PositionKind position = nn::PositionKind::kLearned;
   bool tied = true;
+  std::int64_t head_size() const { return dim / heads; }
   std::string name() const {
     return std::string("TransformerLm (") + (tied ? "tied" : "untied") + ", " +
            (position == nn::PositionKind::kLearned ? "learned" : "sinusoidal") + " positions, d " +
@@ -98,6 +99,7 @@ template <class Sh, class Up>
 struct HgSpec {
   std::string hierarchy;
   std::int64_t vocab = 64, dim = 32, heads = 4, context = 48, mlp_hidden = 64;
+  std::int64_t head_size() const { return dim / heads; }  // every attention of the model, resampling included
   std::string name() const {
     return std::string("Hourglass \"") + hierarchy + "\", shorten " + Sh::kName + ", upsample " + Up::kName + ", d " +
            std::to_string(dim);
@@ -173,6 +175,7 @@ void mm_compare_model(Spec const& spec, std::int64_t bsz, std::int64_t t, std::u
     CHECK(da.high_water() == dplan);
   }
   mm_check_param_grads(hctx, hps, dctx, dps, kNmse);
+  mm_check_attention_family<float>(dctx, spec.head_size(), 2);
 }
 
 /// Finite differences of the mean loss on the GPU in double, with test::GradCheck over a host
@@ -218,12 +221,24 @@ void mm_gradcheck_model(Spec const& spec, std::int64_t bsz, std::int64_t t, std:
   opt.max_per_tensor = per_tensor;
   test::GradCheck(hps, opt).run(loss, grads);
   CHECK(plan_ok);
+  mm_check_attention_family<double>(dctx, spec.head_size());
 }
 
-/// Changes token p (in both batch rows) and requires every GPU logit before p to keep its bits and
-/// some logit at or after p to change.
+/// Changes token p (in both batch rows) and checks, row by row of the GPU logits of each batch
+/// element, that exactly the rows that depend on p changed bits (as the CPU test in
+/// test/models/test_hourglass.cpp does):
+///   - `first_factor` 1 (the model has full-rate layers: TransformerLm, an Hourglass with pre or
+///     post layers): rows < p keep their bits, every row >= p changes (row p + 1 sees p only
+///     through full-rate attention, so "some row >= p changed" would not pin it);
+///   - `first_factor` k > 1 (an Hourglass without full-rate layers, outermost shortening factor k):
+///     row q changes exactly when q == p (the residual around the level) or q >= ceil(p / k) * k
+///     (the first row whose shifted, shortened block contains p); rows p < q < ceil(p / k) * k keep
+///     their bits, and so do rows < p.
+/// (Both rules were checked on the CPU for every shorten x upsample pair, one and two levels and
+/// padded lengths.)
 template <class Spec>
-void mm_causality(Spec const& spec, std::int64_t t, std::vector<std::int64_t> const& positions, std::uint64_t seed) {
+void mm_causality(Spec const& spec, std::int64_t t, std::vector<std::int64_t> const& positions, std::uint64_t seed,
+                  std::int64_t first_factor = 1) {
   INFO("model: ", spec.name(), ", length ", t, " (GPU causality, float)");
   GpuCtx ctx;
   auto m = spec.template make<Gpu, float>();
@@ -252,23 +267,20 @@ void mm_causality(Spec const& spec, std::int64_t t, std::vector<std::int64_t> co
     changed[std::size_t(p)] = (changed[std::size_t(p)] + 5) % std::int32_t(v);
     changed[std::size_t(t + p)] = (changed[std::size_t(t + p)] + 9) % std::int32_t(v);
     auto out = run(changed);
-    bool before_identical = true, after_changed = false;
-    std::int64_t first_bad = -1;
-    for (std::int64_t b = 0; b < bsz; ++b)
-      for (std::int64_t i = 0; i < t; ++i)
-        for (std::int64_t c = 0; c < v; ++c) {
-          std::size_t k = std::size_t((b * t + i) * v + c);
-          bool same = std::memcmp(&out[k], &base[k], sizeof(float)) == 0;
-          if (i < p && !same) {
-            before_identical = false;
-            if (first_bad < 0 || i < first_bad) first_bad = i;
-          }
-          if (i >= p && !same) after_changed = true;
-        }
-    INFO("first position before p whose logits changed: ", first_bad);
-    CHECK(before_identical);
-    CHECK(after_changed);
+    std::int64_t const block_start = (p + first_factor - 1) / first_factor * first_factor;  // ceil(p / k) k
+    INFO("rows that must change: ", p, " and every row >= ", block_start);
+    for (std::int64_t b = 0; b < bsz; ++b) {
+      CAPTURE(b);
+      std::string moved, expected;  // 'x': the row changed (some logit's bits differ)
+      for (std::int64_t q = 0; q < t; ++q) {
+        std::size_t k = std::size_t((b * t + q) * v);
+        moved += std::memcmp(&out[k], &base[k], sizeof(float) * std::size_t(v)) != 0 ? 'x' : '.';
+        expected += q == p || (q > p && q >= block_start) ? 'x' : '.';
+      }
+      CHECK(moved == expected);
+    }
   }
+  mm_check_attention_family<float>(ctx, spec.head_size(), 2);
 }
 
 /// Logits from forward_step over a cache (a prefill of `prefill` tokens, then one token at a time)
@@ -319,6 +331,7 @@ double mm_cached_vs_full(Spec const& spec, std::int64_t t, std::int64_t prefill,
         }
     pos += n;
   }
+  mm_check_attention_family<T>(ctx, spec.head_size(), 2);
   return worst / scale;
 }
 
@@ -347,6 +360,11 @@ void mm_causality_hourglass_pair() {
   // Lengths that are not a multiple of the total factor (padded internally, truncated after).
   mm_causality(HgSpec<Sh, Up>{"1@1 1@4 1@1"}, 22, {0, 3, 4, 5, 15, 16, 17, 20, 21}, 53);
   mm_causality(HgSpec<Sh, Up>{"1@1 1@2 1@6 1@2 1@1"}, 19, {0, 1, 5, 6, 11, 12, 17, 18}, 54);
+  // No full-rate layers: the exact set of dependent rows (q == p or q >= ceil(p / k) * k, k the
+  // outermost factor), one level of k = 4 and two levels (k = 3 then 2), one length padded.
+  mm_causality(HgSpec<Sh, Up>{"0@1 1@4 0@1"}, 24, {0, 1, 2, 3, 4, 5, 7, 8, 9, 13, 20, 21, 23}, 56, 4);
+  mm_causality(HgSpec<Sh, Up>{"0@1 1@4 0@1"}, 22, {0, 1, 3, 5, 17, 19, 20, 21}, 57, 4);
+  mm_causality(HgSpec<Sh, Up>{"0@1 1@3 1@6 1@3 0@1"}, 19, {0, 1, 2, 3, 4, 7, 10, 13, 16, 17, 18}, 58, 3);
 }
 
 template <class Sh, class Up>
@@ -470,6 +488,9 @@ TEST_CASE("cuda models: Hourglass on the GPU is causal by perturbation, shorten 
   // Head size 32 (tensor-core float kernels), 48 positions over two levels.
   mm_causality(HgSpec<hier::AttentionPool, hier::AttentionUp>{"1@1 1@2 1@6 1@2 1@1", 64, 32, 1, 48, 64}, 47,
                {0, 1, 5, 6, 11, 12, 23, 24, 29, 30, 35, 36, 41, 42, 46}, 55);
+  // ... and with no full-rate layers (exact dependent rows, k = 4).
+  mm_causality(HgSpec<hier::AttentionPool, hier::AttentionUp>{"0@1 1@4 0@1", 64, 32, 1, 48, 64}, 47,
+               {0, 1, 3, 4, 5, 30, 31, 32, 33, 45, 46}, 59, 4);
 }
 
 // =============================================================================================

@@ -16,6 +16,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -89,6 +90,7 @@ struct MmCase {
   Shape ids_shape{0};
   double param_scale = 0.4;
   bool exact_plan = true;  // high_water() == plan (else <=)
+  std::int64_t attn_head = 0;  // head size of every attention the module runs; 0: it runs none
 
   void add_in(std::string n, Shape s, bool grad = true) {
     in_names.push_back(std::move(n));
@@ -200,6 +202,7 @@ void mm_compare(Case const& c, std::uint64_t seed) {
     if (c.in_grad[i])
       mm_check_close("gradient of input '" + c.in_names[i] + "'", d.host(d.din[i]), h.host(h.din[i]), kNmse);
   mm_check_param_grads(hctx, h.store, dctx, d.store, kNmse);
+  mm_check_attention_family<float>(dctx, c.attn_head, 2);  // forward and backward at least
 }
 
 /// Finite differences on the GPU in double, with test::GradCheck (test/support/gradcheck.hpp). The
@@ -262,6 +265,7 @@ void mm_gradcheck(Case const& c, std::uint64_t seed, std::int64_t max_per_tensor
   gc.run(loss, grads);
   INFO("GPU workspace (double): planned ", d.plan, " bytes, backward runs carved up to ", worst_used);
   CHECK(plan_ok);
+  mm_check_attention_family<double>(dctx, c.attn_head);
 }
 
 template <class Case>
@@ -379,6 +383,7 @@ struct SelfAttentionCase : MmCase {
   AttentionMask mask;
   SelfAttentionCase(std::int64_t b, std::int64_t tt, std::int64_t d, std::int64_t h, AttentionMask m)
       : bsz(b), t(tt), dim(d), heads(h), mask(m) {
+    attn_head = d / h;
     name = "MultiHeadAttention self, " + mm_str(m) + ", T " + std::to_string(tt) + ", heads " + std::to_string(h);
     add_in("x", Shape{b, tt, d});
     add_out(Shape{b, tt, d});
@@ -407,6 +412,7 @@ struct CrossAttentionCase : MmCase {
   CrossAttentionCase(std::int64_t b, std::int64_t q, std::int64_t k, std::int64_t m_, std::int64_t d, std::int64_t h,
                      AttentionMask m)
       : bsz(b), tq(q), tk(k), tm(m_), dim(d), heads(h), mask(m) {
+    attn_head = d / h;
     name = "MultiHeadAttention cross, " + mm_str(m) + ", Tq " + std::to_string(q) + ", Tk " + std::to_string(k) +
            ", memory " + std::to_string(m_);
     add_in("xq", Shape{b, q, d});
@@ -438,6 +444,7 @@ struct BlockCase : MmCase {
   BlockCase(std::int64_t b, std::int64_t tt, std::int64_t m_, std::int64_t d, std::int64_t h, std::int64_t hid,
             AttentionMask m)
       : bsz(b), t(tt), tm(m_), dim(d), heads(h), hidden(hid), mask(m) {
+    attn_head = d / h;
     name = "TransformerBlock, " + mm_str(m) + ", T " + std::to_string(tt) + ", memory " + std::to_string(m_);
     add_in("x", Shape{b, tt, d});
     if (m_ > 0) add_in("mem", Shape{b, m_, d});
@@ -575,6 +582,7 @@ struct ShortenCase : MmCase {
   hier::ResampleConfig cfg;
   std::int64_t bsz, len;
   ShortenCase(hier::ResampleConfig c, std::int64_t b, std::int64_t l) : cfg(c), bsz(b), len(l) {
+    if constexpr (std::is_same_v<Policy, hier::AttentionPool>) attn_head = c.dim / c.heads;
     name = std::string("shorten ") + Policy::kName + ", k " + std::to_string(c.factor) + ", L " + std::to_string(l);
     add_in("x", Shape{b, l, c.dim});
     add_out(Shape{b, l / c.factor, c.dim});
@@ -601,6 +609,7 @@ struct UpsampleCase : MmCase {
   hier::ResampleConfig cfg;
   std::int64_t bsz, len;
   UpsampleCase(hier::ResampleConfig c, std::int64_t b, std::int64_t ls) : cfg(c), bsz(b), len(ls * c.factor) {
+    if constexpr (std::is_same_v<Policy, hier::AttentionUp>) attn_head = c.dim / c.heads;
     name = std::string("upsample ") + Policy::kName + ", k " + std::to_string(c.factor) + ", Ls " + std::to_string(ls);
     add_in("y", Shape{b, ls, c.dim});
     add_in("res", Shape{b, len, c.dim}, Policy::kUsesResidual);
@@ -676,8 +685,10 @@ std::pair<std::vector<T>, std::vector<T>> mm_attention_steps(std::uint64_t seed,
     m.forward(ctx, x.cview(), y.view(), a);
   }
   auto full = mm_to_host<B, T>(ctx, y.cview());
-  return {full, mm_forward_steps<B, T>(ctx, m, xh, bsz, t, d, cap, 5,
-                                       [](std::int64_t pos) { return pos == 8 ? std::int64_t(3) : std::int64_t(1); })};
+  auto stepped = mm_forward_steps<B, T>(ctx, m, xh, bsz, t, d, cap, 5,
+                                        [](std::int64_t pos) { return pos == 8 ? std::int64_t(3) : std::int64_t(1); });
+  if constexpr (std::is_same_v<B, Gpu>) mm_check_attention_family<T>(ctx, d / heads, 2);
+  return {full, stepped};
 }
 
 /// Unmasked cross-attention of xq [B, 5, d] over xkv [B, 11, d] by forward, and by append_kv (two
@@ -724,6 +735,7 @@ std::pair<std::vector<T>, std::vector<T>> mm_attend_cached(std::uint64_t seed, s
     m.attend_cached(ctx, xq.cview(), cache.view(), tk, yc.view(), a);
     CHECK(a.high_water() <= m.cached_workspace(bsz, nq, tk));
   }
+  if constexpr (std::is_same_v<B, Gpu>) mm_check_attention_family<T>(ctx, d / heads, 2);
   return {full, mm_to_host<B, T>(ctx, yc.cview())};
 }
 
@@ -746,7 +758,9 @@ std::pair<std::vector<T>, std::vector<T>> mm_block_steps(std::uint64_t seed) {
     m.forward(ctx, x.cview(), y.view(), a);
   }
   auto full = mm_to_host<B, T>(ctx, y.cview());
-  return {full, mm_forward_steps<B, T>(ctx, m, xh, bsz, t, d, cap, 4, [](std::int64_t) { return std::int64_t(1); })};
+  auto stepped = mm_forward_steps<B, T>(ctx, m, xh, bsz, t, d, cap, 4, [](std::int64_t) { return std::int64_t(1); });
+  if constexpr (std::is_same_v<B, Gpu>) mm_check_attention_family<T>(ctx, d / 2, 2);
+  return {full, stepped};
 }
 
 /// Cached vs full on the GPU in double (exact up to summation order: 1e-12 relative to the largest

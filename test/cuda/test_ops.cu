@@ -223,6 +223,16 @@ TEST_CASE("cuda parity: float gemm with GemmMath kTf32 and kBf16") {
         cuda::Context gctx;
         gctx.set_gemm_math(mode.math);
         CHECK((gctx.gemm_math() == mode.math));
+        // The float GEMM calls of this context, by the math they asked cuBLAS for: only `mode`.
+        auto calls = [&] {
+          KernelCounts const& kc = gctx.kernel_counts();
+          return std::vector<std::uint64_t>{kc.gemm_fp32, kc.gemm_tf32, kc.gemm_bf16, kc.gemm_fp64};
+        };
+        auto expect_calls = [&](std::uint64_t n) {
+          return mode.math == GemmMath::kTf32 ? std::vector<std::uint64_t>{0, n, 0, 0}
+                                              : std::vector<std::uint64_t>{0, 0, n, 0};
+        };
+        CHECK(calls() == expect_calls(0));
         auto o = gemm_operands<float>(ta, tb, m, n, k, batch, 400);
         auto da = to_device(gctx, o.a);
         auto db = to_device(gctx, o.b);
@@ -239,8 +249,11 @@ TEST_CASE("cuda parity: float gemm with GemmMath kTf32 and kBf16") {
           std::copy_n(ww.data(), m * n, w0.data());
           double e = nmse(g0, w0);
           CHECK_NMSE(g0, w0, mode.tol);
+          // Whether cuBLAS honoured the mode at these small, odd sizes is only reported here; the
+          // test "TF32 and bf16 GEMM modes take effect" below requires it on a 256^3 GEMM.
           WARN_MESSAGE(e > 0.0, "reduced-precision math seems not in effect (result identical to fp32)");
           CHECK(outside_bit_mismatches(got, o.c) == 0);
+          CHECK(calls() == expect_calls(1));
         }
         {  // strided batched, beta 0
           auto dc = to_device(gctx, o.c);
@@ -251,6 +264,7 @@ TEST_CASE("cuda parity: float gemm with GemmMath kTf32 and kBf16") {
                                            dc.stride, 1.0f, 0.0f);
           auto got = to_host(gctx, dc);
           CHECK_NMSE(window(got), window(want), mode.tol);
+          CHECK(calls() == expect_calls(2));  // one strided-batched call, whatever the batch
         }
       }
   }
@@ -267,6 +281,72 @@ TEST_CASE("cuda parity: float gemm with GemmMath kTf32 and kBf16") {
     ops::gemm<double>(gctx, Trans::kNo, da.cmat(), Trans::kYes, db.cmat(), dc.mat(), 1.0, 0.5);
     auto got = to_host(gctx, dc);
     CHECK_NMSE(window(got), window(want), kTol<double>);
+    KernelCounts const& kc = gctx.kernel_counts();
+    CHECK(kc.gemm_fp64 == 1);
+    CHECK(kc.gemm_fp32 + kc.gemm_tf32 + kc.gemm_bf16 == 0);
+  }
+}
+
+/// Elements of x whose float bits below the `keep` leading mantissa bits are not all zero, i.e.
+/// that rounding to a format with `keep` stored mantissa bits (TF32: 10, bf16: 7) must change.
+std::int64_t not_representable(HostTensor<float> const& x, int keep) {
+  std::uint32_t const low = (std::uint32_t(1) << (23 - keep)) - 1;
+  std::int64_t n = 0;
+  for (std::int64_t i = 0; i < x.numel(); ++i) {
+    std::uint32_t b;
+    std::memcpy(&b, x.data() + i, sizeof b);
+    n += (b & low) != 0;
+  }
+  return n;
+}
+
+// The TF32 / bf16 modes must actually change the arithmetic, not only pass a loose tolerance (a
+// silently fp32 path would pass any upper bound). On a 256^3 GEMM of N(0, 1) operands (nearly every
+// element has mantissa bits beyond TF32's 10 and bf16's 7, checked below), the estimate at the test
+// above gives NMSE(reduced, CPU fp32) ~ 2^(-2p) / 3 with p significant bits, 4x that if the operands
+// are truncated rather than rounded:
+//   fp32            ~1e-14 (summation order only)   -> must be <= 1e-10
+//   TF32 (p = 11)   8e-8 (rounded) .. 3e-7 (truncated) -> must lie in [1e-9, 1e-6]
+//   bf16 (p = 8)    5e-6 (rounded) .. 2e-5 (truncated) -> must lie in [5e-7, 1e-4]
+// The windows are disjoint, so fp32 posing as TF32, or TF32 posing as bf16 (or the reverse), fails;
+// each bound keeps a margin of >= 3x over the extreme estimate (65536 outputs: the NMSE itself
+// fluctuates by ~1%). The per-context counters must show the requested math and no other.
+TEST_CASE("cuda gemm: TF32 and bf16 GEMM modes take effect (results differ from fp32 by the expected amount)") {
+  cpu::Context cctx;
+  std::int64_t const n = 256;
+  auto a = random_normal<float>(Shape{n, n}, 700), b = random_normal<float>(Shape{n, n}, 701);
+  CHECK(not_representable(a, 10) >= n * n * 99 / 100);
+  CHECK(not_representable(b, 7) >= n * n * 99 / 100);
+  HostTensor<float> want(Shape{n, n});
+  ops::gemm<float>(cctx, Trans::kNo, ops::as_mat(a.cview()), Trans::kNo, ops::as_mat(b.cview()), ops::as_mat(want.view()));
+  struct Mode {
+    char const* name;
+    GemmMath math;
+    bool bf16_backend;  // through hseq::cuda_bf16::Context instead of set_gemm_math
+    double lo, hi;
+  };
+  for (Mode mode : {Mode{"fp32", GemmMath::kFp32, false, 0.0, 1e-10}, Mode{"tf32", GemmMath::kTf32, false, 1e-9, 1e-6},
+                    Mode{"bf16", GemmMath::kBf16, false, 5e-7, 1e-4}, Mode{"cuda_bf16", GemmMath::kBf16, true, 5e-7, 1e-4}}) {
+    INFO("math ", mode.name);
+    cuda_bf16::Context bctx;
+    cuda::Context fctx;
+    fctx.set_gemm_math(mode.math);
+    cuda::Context& gctx = mode.bf16_backend ? static_cast<cuda::Context&>(bctx) : fctx;
+    CHECK((gctx.gemm_math() == mode.math));
+    auto da = to_device(gctx, a), db = to_device(gctx, b);
+    DeviceTensor<float> dc(Shape{n, n});
+    ops::gemm<float>(gctx, Trans::kNo, ops::as_mat(da.cview()), Trans::kNo, ops::as_mat(db.cview()),
+                     ops::as_mat(dc.view()));
+    auto got = to_host(gctx, dc);
+    double const e = nmse(got, want);
+    INFO("nmse(GPU ", mode.name, ", CPU fp32) = ", e, ", required in [", mode.lo, ", ", mode.hi, "]");
+    CHECK(e <= mode.hi);
+    CHECK(e >= mode.lo);
+    KernelCounts const& kc = gctx.kernel_counts();
+    CHECK(kc.gemm_fp32 == (mode.math == GemmMath::kFp32 ? 1u : 0u));
+    CHECK(kc.gemm_tf32 == (mode.math == GemmMath::kTf32 ? 1u : 0u));
+    CHECK(kc.gemm_bf16 == (mode.math == GemmMath::kBf16 ? 1u : 0u));
+    CHECK(kc.gemm_fp64 == 0u);
   }
 }
 
@@ -615,6 +695,42 @@ std::vector<AttentionCase> attention_cases() {
   };
 }
 
+/// The attention kernels the CUDA ops must dispatch to (ops/cuda/attention.cuh): the tensor-core
+/// kernels (3xTF32 in fp32 math, one TF32 product otherwise) or the tiled ones for float head sizes
+/// 17..64 when selected (kAuto = kMma), the one-thread-per-row kernels otherwise.
+enum class AttentionFamily { kMma3xTf32, kMmaTf32, kTiled, kSimple };
+char const* family_name(AttentionFamily f) {
+  switch (f) {
+    case AttentionFamily::kMma3xTf32: return "mma 3xTF32";
+    case AttentionFamily::kMmaTf32: return "mma TF32";
+    case AttentionFamily::kTiled: return "tiled";
+    default: return "simple";
+  }
+}
+template <class T>
+AttentionFamily expected_attention_family(std::int64_t head_dim, hseq::AttentionKernels kernels, hseq::GemmMath math) {
+  if (!std::is_same_v<T, float> || head_dim <= 16 || head_dim > 64) return AttentionFamily::kSimple;
+  switch (kernels) {
+    case hseq::AttentionKernels::kTiled: return AttentionFamily::kTiled;
+    case hseq::AttentionKernels::kSimple: return AttentionFamily::kSimple;
+    default: return math == hseq::GemmMath::kFp32 ? AttentionFamily::kMma3xTf32 : AttentionFamily::kMmaTf32;
+  }
+}
+/// The attention counters of a context, in AttentionFamily order.
+std::vector<std::uint64_t> attention_counts(cuda::Context const& ctx) {
+  KernelCounts const& kc = ctx.kernel_counts();
+  return {kc.attention_mma_3xtf32, kc.attention_mma_tf32, kc.attention_tiled, kc.attention_simple};
+}
+/// `n` calls of family `f` and none of the others.
+std::vector<std::uint64_t> family_counts(AttentionFamily f, std::uint64_t n) {
+  std::vector<std::uint64_t> v(4, 0);
+  v[std::size_t(f)] = n;
+  return v;
+}
+/// NMSE against the CPU (fp32) that separates the one-TF32-product attention kernels (~1e-7 .. 1e-6)
+/// from the fp32-accurate ones (~1e-13): 100x below the former, 1e4x above the latter.
+constexpr double kTf32AttentionFloor = 1e-9;
+
 template <class T>
 void check_attention_case(AttentionCase const& c, std::int64_t head_dim,
                           hseq::AttentionKernels kernels = hseq::AttentionKernels::kAuto,
@@ -668,8 +784,26 @@ void check_attention_case(AttentionCase const& c, std::int64_t head_dim,
   auto hdq = to_host(gctx, gdq);
   auto hdkv = to_host(gctx, gdkv);
 
+  // The family that ran (forward and backward: one count each) is the one requested.
+  AttentionFamily const fam = expected_attention_family<T>(head_dim, kernels, math);
+  INFO("expected family ", family_name(fam));
+  CHECK(attention_counts(gctx) == family_counts(fam, 2));
+
   CHECK_NMSE(hout, out, tol);
   CHECK_NMSE(hdq, dq, tol);
+  // Precision actually in effect, from the forward output (no cancellation there): the fp32
+  // families (3xTF32 split, SIMT) stay at rounding noise (~1e-13), the one-TF32-product kernels
+  // must not (operands rounded to 10 mantissa bits: ~1e-7 .. 1e-6, see the kernel-family test).
+  if constexpr (std::is_same_v<T, float>) {
+    double const e_out = nmse(hout, out), e_dq = nmse(hdq, dq);
+    INFO("nmse(out) ", e_out, ", nmse(dq) ", e_dq);
+    if (fam == AttentionFamily::kMmaTf32) {
+      CHECK(e_out >= kTf32AttentionFloor);
+      CHECK(e_dq >= kTf32AttentionFloor);
+    } else {
+      CHECK(e_out < kTf32AttentionFloor);
+    }
+  }
   // dkv: only the live rows [0, tk) of each batch element are defined.
   HostTensor<T> live_got(Shape{d.batch, d.tk, 2 * w}), live_want(Shape{d.batch, d.tk, 2 * w});
   for (std::int64_t b = 0; b < d.batch; ++b) {
@@ -709,7 +843,9 @@ TEST_CASE_TEMPLATE("cuda parity: attention forward and backward", T, float, doub
 // kernels all meet the fp32 tolerance. TF32 mode (one TF32 product: operands rounded to 10 mantissa
 // bits, relative error 2^-11 ~ 4.9e-4 per operand, partly averaging out over the dot products):
 // nmse <= 1e-5 leaves a margin of about 10x over the ~1e-6 expected, and still fails for any
-// layout or masking error (those give nmse of order 1).
+// layout or masking error (those give nmse of order 1). Every call also checks, through the
+// context's KernelCounts, that the requested family is the one dispatched, and that the TF32
+// kernels' results differ from fp32 (nmse >= kTf32AttentionFloor) while the fp32 families' do not.
 TEST_CASE("cuda parity: attention kernel families (tiled, 3xTF32 mma, simple; TF32 mma)") {
   using hseq::AttentionKernels;
   using hseq::GemmMath;

@@ -9,6 +9,7 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <utility>
@@ -47,6 +48,24 @@ enum class GemmMath { kFp32, kTf32, kBf16 };
 /// simple), else kAuto.
 enum class AttentionKernels { kAuto, kMma, kTiled, kSimple };
 
+/// Which kernel families a `cuda::Context` has dispatched to: host-side counters, bumped by the
+/// ops when they pick their kernels (no device synchronisation, no atomics: a Context belongs to
+/// one host thread). They say what was *requested* of the device, so tests can check that a mode
+/// they asked for (TF32 GEMMs, the tensor-core attention...) was the one dispatched; whether cuBLAS
+/// then used tensor cores is a separate question (the tests compare results for that).
+struct KernelCounts {
+  /// Float GEMM calls handed to cuBLAS with CUBLAS_COMPUTE_32F / _FAST_TF32 / _FAST_16BF.
+  /// A GEMM with k == 0 (only scales C, no cuBLAS call) is not counted.
+  std::uint64_t gemm_fp32 = 0, gemm_tf32 = 0, gemm_bf16 = 0;
+  /// Double GEMM calls handed to cuBLAS (always fp64, whatever the float math).
+  std::uint64_t gemm_fp64 = 0;
+  /// attention_forward / attention_backward calls (one per call, whatever the number of launches)
+  /// by the family that ran: the tensor-core kernels with the 3xTF32 split (fp32 math) or with one
+  /// TF32 product (TF32/bf16 math), the register-tiled SIMT kernels, or the one-thread-per-row
+  /// kernels (every double call, and float head sizes outside 17..64, whatever was selected).
+  std::uint64_t attention_mma_3xtf32 = 0, attention_mma_tf32 = 0, attention_tiled = 0, attention_simple = 0;
+};
+
 /// CUDA backend policy, used as a tag: `Model<hseq::cuda, float>`.
 struct cuda {
   using Space = DeviceSpace;
@@ -66,7 +85,8 @@ struct cuda {
           scratch_(std::exchange(o.scratch_, nullptr)),
           scratch_bytes_(std::exchange(o.scratch_bytes_, 0)),
           math_(o.math_),
-          attention_(o.attention_) {}
+          attention_(o.attention_),
+          counts_(o.counts_) {}
     Context& operator=(Context&& o) noexcept {
       if (this != &o) {
         release();
@@ -76,6 +96,7 @@ struct cuda {
         scratch_bytes_ = std::exchange(o.scratch_bytes_, 0);
         math_ = o.math_;
         attention_ = o.attention_;
+        counts_ = o.counts_;
       }
       return *this;
     }
@@ -97,6 +118,12 @@ struct cuda {
     /// The attention kernels of this context (see AttentionKernels).
     AttentionKernels attention_kernels() const { return attention_; }
     void set_attention_kernels(AttentionKernels k) { attention_ = k; }
+
+    /// The kernel families dispatched on this context so far (see KernelCounts; host-side, cheap).
+    KernelCounts const& kernel_counts() const { return counts_; }
+    /// For the ops: the counters to bump at dispatch.
+    KernelCounts& kernel_counts_mut() { return counts_; }
+    void reset_kernel_counts() { counts_ = KernelCounts{}; }
 
     /// Device scratch of at least `bytes` for the ops' internal two-phase reductions (CUB
     /// temporary storage, per-block partials, status words). Grows, never shrinks: after the
@@ -131,6 +158,7 @@ struct cuda {
     std::size_t scratch_bytes_ = 0;
     GemmMath math_ = GemmMath::kFp32;
     AttentionKernels attention_ = AttentionKernels::kAuto;
+    KernelCounts counts_{};
 
     static AttentionKernels default_attention_kernels() {
       char const* e = std::getenv("HSEQ_CUDA_ATTENTION");
@@ -144,6 +172,8 @@ struct cuda {
 
   /// Whether a usable CUDA device exists. Any CUDA error (no driver, no device, insufficient
   /// driver) means "no"; the error is cleared. `HSEQ_DISABLE_CUDA=1` forces "no". Cached.
+  /// (A query for programs choosing a backend; the test binary decides "skip" vs "fail" itself,
+  /// telling a machine without a GPU from a broken driver: test/cuda/test_main.cu.)
   static bool available() noexcept {
     static bool const result = [] {
       char const* off = std::getenv("HSEQ_DISABLE_CUDA");

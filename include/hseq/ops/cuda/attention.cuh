@@ -343,11 +343,17 @@ void attention_forward(cuda::Context& ctx, AttentionDims const& d, AttentionMask
                                                                            stats.data);
           HSEQ_CUDA_LAUNCH_CHECK("attention_forward (mma)");
         };
-        if (ctx.gemm_math() == GemmMath::kFp32) launch(cuda_detail::flash_forward_mma_kernel<kD, true>);
-        else launch(cuda_detail::flash_forward_mma_kernel<kD, false>);
+        if (ctx.gemm_math() == GemmMath::kFp32) {
+          ++ctx.kernel_counts_mut().attention_mma_3xtf32;
+          launch(cuda_detail::flash_forward_mma_kernel<kD, true>);
+        } else {
+          ++ctx.kernel_counts_mut().attention_mma_tf32;
+          launch(cuda_detail::flash_forward_mma_kernel<kD, false>);
+        }
         return;
       }
       if (kernels == AttentionKernels::kTiled) {
+        ++ctx.kernel_counts_mut().attention_tiled;
         constexpr int kSmem = cuda_detail::tiled_forward_smem<kD>();
         cuda_detail::allow_smem(cuda_detail::flash_forward_tiled_kernel<kD>, kSmem);
         cuda_detail::flash_forward_tiled_kernel<kD><<<grid, cuda_detail::kTiledThreads, kSmem, ctx.stream()>>>(
@@ -356,6 +362,7 @@ void attention_forward(cuda::Context& ctx, AttentionDims const& d, AttentionMask
         return;
       }
     }
+    ++ctx.kernel_counts_mut().attention_simple;
     cuda_detail::flash_forward_kernel<T, kD, kBc><<<grid, cuda_detail::kAttnRows, 0, ctx.stream()>>>(
         args, mask, scale, q.data, kv.data, out.data, stats.data);
     HSEQ_CUDA_LAUNCH_CHECK("attention_forward");
@@ -414,13 +421,17 @@ void attention_backward(cuda::Context& ctx, AttentionDims const& d, AttentionMas
             HSEQ_CUDA_LAUNCH_CHECK("attention_backward (mma dk, dv)");
           }
         };
-        if (ctx.gemm_math() == GemmMath::kFp32)
+        if (ctx.gemm_math() == GemmMath::kFp32) {
+          ++ctx.kernel_counts_mut().attention_mma_3xtf32;
           launch(cuda_detail::flash_dq_mma_kernel<kD, true>, cuda_detail::flash_dkv_mma_kernel<kD, true>);
-        else
+        } else {
+          ++ctx.kernel_counts_mut().attention_mma_tf32;
           launch(cuda_detail::flash_dq_mma_kernel<kD, false>, cuda_detail::flash_dkv_mma_kernel<kD, false>);
+        }
         return;
       }
       if (kernels == AttentionKernels::kTiled) {
+        ++ctx.kernel_counts_mut().attention_tiled;
         constexpr int kSmemQ = cuda_detail::tiled_dq_smem<kD>(), kSmemKv = cuda_detail::tiled_dkv_smem<kD>();
         cuda_detail::allow_smem(cuda_detail::flash_dq_tiled_kernel<kD>, kSmemQ);
         cuda_detail::allow_smem(cuda_detail::flash_dkv_tiled_kernel<kD>, kSmemKv);
@@ -439,6 +450,7 @@ void attention_backward(cuda::Context& ctx, AttentionDims const& d, AttentionMas
         return;
       }
     }
+    ++ctx.kernel_counts_mut().attention_simple;
     if (d.tq > 0) {
       dim3 grid = cuda_detail::attn_grid(d.tq, cuda_detail::kAttnRows, bh, "attention_backward");
       cuda_detail::flash_dq_kernel<T, kD, kBc><<<grid, cuda_detail::kAttnRows, 0, ctx.stream()>>>(

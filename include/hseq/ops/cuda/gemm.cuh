@@ -51,6 +51,13 @@ void gemm_device(cuda::Context& ctx, std::int64_t batch, Trans ta, Mat<T const, 
     return;
   }
   cublasHandle_t h = ctx.blas();
+  {  // observability only (KernelCounts): what this call asks of cuBLAS
+    KernelCounts& kc = ctx.kernel_counts_mut();
+    if constexpr (std::is_same_v<T, double>) ++kc.gemm_fp64;
+    else if (ctx.gemm_math() == GemmMath::kTf32) ++kc.gemm_tf32;
+    else if (ctx.gemm_math() == GemmMath::kBf16) ++kc.gemm_bf16;
+    else ++kc.gemm_fp32;
+  }
   // Column-major view: C^T [n, m] = op(B)^T [n, k] * op(A)^T [k, m].
   cublasOperation_t opb = to_cublas(tb), opa = to_cublas(ta);
   int in = int(n), im = int(m), ik = int(k), ldb = int(b.ld), lda = int(a.ld), ldc = int(c.ld);
