@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: MIT
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "hseq/models/hourglass.hpp"
@@ -22,9 +25,10 @@ Tensor<std::int32_t, cpu> random_ids(Shape s, std::int64_t vocab, std::uint64_t 
 template <class Sh, class Up>
 void gradcheck_model(char const* hierarchy, std::int64_t t) {
   using M = models::Hourglass<cpu, double, hier::DynamicHierarchy, Sh, Up>;
-  CAPTURE(hierarchy);
-  CAPTURE(Sh::kName);
-  CAPTURE(Up::kName);
+  std::string const shape = hierarchy, shorten = Sh::kName, upsample = Up::kName;  // CAPTURE prints strings
+  CAPTURE(shape);
+  CAPTURE(shorten);
+  CAPTURE(upsample);
   cpu::Context ctx;
   M m({.vocab = 11, .dim = 8, .heads = 2, .context = 12, .mlp_hidden = 8, .hierarchy = HierarchySpec::parse(hierarchy)});
   nn::ParamStore<cpu, double> ps(m);
@@ -49,13 +53,74 @@ void gradcheck_model(char const* hierarchy, std::int64_t t) {
   test::GradCheck(ps, opt).run(loss, grads);
 }
 
-/// Changes token p and checks that logits before p are bit-identical and that some later logit moves.
+/// Rows of a sequence that a perturbation reaches (true: the row's value changes).
+using Rows = std::vector<bool>;
+
+/// Causal Transformer blocks (n >= 1): row i attends to every row <= i, so every row from the first
+/// changed one on changes; no blocks change nothing.
+Rows through_blocks(Rows r, std::int64_t n) {
+  bool seen = false;
+  if (n > 0)
+    for (auto&& x : r) x = seen = seen || x;
+  return r;
+}
+
+/// Rows of Valley_i's output [len] that change when the rows `in` of its input change, derived from
+/// the model's equations (the header of models/hourglass.hpp and of each policy), not its code:
+///  - ShiftRight(k - 1) then pooling by k: short position j covers inputs j k - k + 1 .. j k, so an
+///    input c reaches short j = ceil(c / k) (none when that is past the end: the shift drops it).
+///    Avg and linear pooling use that window only; attention pooling's query j also attends to every
+///    shifted position <= j k + k - 1, i.e. every input <= j k, so it reaches every j >= ceil(c / k).
+///  - The level's blocks (and the nested level) at the short rate, causal.
+///  - Repeat and linear upsampling: full-rate q reads short floor(q / k) only. Attention upsampling:
+///    q attends to every short j <= floor(q / k), and its query adds the residual input q.
+///  - Output x + LN(u): the residual row q itself.
+Rows valley_rows(HierarchySpec const& spec, std::size_t i, Rows const& in, bool attn_pool, bool attn_up) {
+  std::int64_t len = std::int64_t(in.size()), k = spec.levels[i].factor, ls = len / k, n = spec.levels[i].layers;
+  std::int64_t first_in = std::find(in.begin(), in.end(), true) - in.begin();  // len when nothing changed
+  Rows s(std::size_t(ls), false);
+  for (std::int64_t j = 0; j < ls; ++j) {
+    if (attn_pool) s[std::size_t(j)] = first_in <= j * k;
+    else
+      for (std::int64_t c = std::max<std::int64_t>(0, j * k - k + 1); c <= j * k; ++c)
+        s[std::size_t(j)] = s[std::size_t(j)] || in[std::size_t(c)];
+  }
+  s = through_blocks(s, n);
+  if (i + 1 < spec.levels.size()) s = through_blocks(valley_rows(spec, i + 1, s, attn_pool, attn_up), n);
+  std::int64_t first_s = std::find(s.begin(), s.end(), true) - s.begin();
+  Rows out(in.size());
+  for (std::int64_t q = 0; q < len; ++q)
+    out[std::size_t(q)] = in[std::size_t(q)] || (attn_up ? first_s <= q / k : bool(s[std::size_t(q / k)]));
+  return out;
+}
+
+/// Output rows [0, t) of an Hourglass that depend on token p (the sequence is padded to tp).
+Rows dependent_rows(HierarchySpec const& spec, bool attn_pool, bool attn_up, std::int64_t t, std::int64_t tp,
+                    std::int64_t p) {
+  Rows x(std::size_t(tp), false);
+  x[std::size_t(p)] = true;
+  x = through_blocks(valley_rows(spec, 0, through_blocks(x, spec.pre), attn_pool, attn_up), spec.post);
+  x.resize(std::size_t(t));
+  return x;
+}
+
+std::string pattern(Rows const& r) {
+  std::string s;
+  for (bool x : r) s += x ? 'x' : '.';
+  return s;
+}
+
+/// Changes token p and checks that logits before p are bit-identical, and that the rows that change
+/// are exactly those that depend on p (`dependent_rows`): with full-rate layers every row >= p
+/// (row p + 1 sees p only through attention), without them only row p and the rows the short path
+/// reaches, so a dead short path or a wrong shift shows as a wrong set of rows.
 template <class Sh, class Up>
 void causality(char const* hierarchy, std::int64_t t, std::vector<std::int64_t> const& positions) {
   using M = models::Hourglass<cpu, float, hier::DynamicHierarchy, Sh, Up>;
-  CAPTURE(hierarchy);
-  CAPTURE(Sh::kName);
-  CAPTURE(Up::kName);
+  std::string const shape = hierarchy, shorten = Sh::kName, upsample = Up::kName;  // CAPTURE prints strings
+  CAPTURE(shape);
+  CAPTURE(shorten);
+  CAPTURE(upsample);
   CAPTURE(t);
   cpu::Context ctx;
   std::int64_t const v = 32;
@@ -73,6 +138,7 @@ void causality(char const* hierarchy, std::int64_t t, std::vector<std::int64_t> 
   };
   auto ids = random_ids(Shape{2, t}, v, 7);
   auto base = run(ids);
+  constexpr bool attn_pool = std::is_same_v<Sh, hier::AttentionPool>, attn_up = std::is_same_v<Up, hier::AttentionUp>;
   for (std::int64_t p : positions) {
     if (p >= t) continue;
     CAPTURE(p);
@@ -80,16 +146,21 @@ void causality(char const* hierarchy, std::int64_t t, std::vector<std::int64_t> 
     changed.data()[p] = (changed.data()[p] + 5) % std::int32_t(v);
     changed.data()[t + p] = (changed.data()[t + p] + 9) % std::int32_t(v);
     auto out = run(changed);
-    bool before_identical = true, after_changed = false;
-    for (std::int64_t b = 0; b < 2; ++b)
+    Rows expected = dependent_rows(m.hierarchy(), attn_pool, attn_up, t, m.padded_length(t), p);
+    REQUIRE(expected[std::size_t(p)]);  // the token's own row always depends on it (the residual)
+    bool before_identical = true;
+    for (std::int64_t b = 0; b < 2; ++b) {
+      CAPTURE(b);
+      Rows moved(std::size_t(t), false);
       for (std::int64_t i = 0; i < t; ++i)
         for (std::int64_t c = 0; c < v; ++c) {
           std::size_t k = std::size_t((b * t + i) * v + c);
           if (i < p) before_identical &= out[k] == base[k];
-          else after_changed |= out[k] != base[k];
+          if (out[k] != base[k]) moved[std::size_t(i)] = true;
         }
+      CHECK(pattern(moved) == pattern(expected));  // 'x': the row changed
+    }
     CHECK(before_identical);
-    CHECK(after_changed);
   }
 }
 
@@ -103,7 +174,44 @@ void causality_all_levels() {
   causality<Sh, Up>("1@1 1@4 1@1", 22, {0, 3, 4, 5, 15, 16, 17, 20, 21});
   causality<Sh, Up>("1@1 1@2 1@6 1@2 1@1", 19, {0, 1, 5, 6, 11, 12, 17, 18});
 }
+
+/// Hierarchies without full-rate layers: a token reaches later rows only through the short path, so
+/// the set of changed rows pins the shift, the pooling window and the upsampling map (every position).
+template <class Sh, class Up>
+void causality_short_path() {
+  std::vector<std::int64_t> all(24);
+  std::iota(all.begin(), all.end(), 0);
+  // One level, k = 4, one short layer: rows p and q >= ceil(p / 4) 4 (any policy pair).
+  causality<Sh, Up>("0@1 1@4 0@1", 24, all);
+  causality<Sh, Up>("0@1 1@4 0@1", 22, all);  // padded to 24
+  // Nested (k = 2 then 3, and 3 then 2): rows p and q >= ceil(p / k1) k1. Every level needs a layer
+  // (HierarchySpec::validate), and the outer level's causal layers pass short position ceil(p / k1)
+  // on to every later one, so the inner level adds no finer pattern.
+  causality<Sh, Up>("0@1 1@2 1@6 1@2 0@1", 24, all);
+  causality<Sh, Up>("0@1 1@2 1@6 1@2 0@1", 19, all);  // padded to 24
+  causality<Sh, Up>("0@1 1@3 1@6 1@3 0@1", 17, all);  // padded to 18
+}
 }  // namespace
+
+TEST_CASE("hourglass: the causality tests' dependence rule agrees with its closed forms") {
+  // The rule of `dependent_rows`, worked out by hand for the short-path hierarchies above.
+  auto ceil_div = [](std::int64_t a, std::int64_t b) { return (a + b - 1) / b; };
+  auto one = HierarchySpec::parse("0@1 1@4 0@1"), nested = HierarchySpec::parse("0@1 1@2 1@6 1@2 0@1");
+  for (bool attn_pool : {false, true})
+    for (bool attn_up : {false, true})
+      for (std::int64_t p = 0; p < 24; ++p) {
+        CAPTURE(attn_pool);
+        CAPTURE(attn_up);
+        CAPTURE(p);
+        Rows want(24), want_nested(24);
+        for (std::int64_t q = 0; q < 24; ++q) {
+          want[std::size_t(q)] = q == p || q >= 4 * ceil_div(p, 4);
+          want_nested[std::size_t(q)] = q == p || q >= 2 * ceil_div(p, 2);
+        }
+        CHECK(pattern(dependent_rows(one, attn_pool, attn_up, 24, 24, p)) == pattern(want));
+        CHECK(pattern(dependent_rows(nested, attn_pool, attn_up, 24, 24, p)) == pattern(want_nested));
+      }
+}
 
 TEST_CASE("gradcheck: Hourglass tiny models (attention+attention, avg+repeat, linear+linear, two levels, padding)") {
   gradcheck_model<hier::AttentionPool, hier::AttentionUp>("1@1 1@2 1@1", 6);
@@ -127,6 +235,21 @@ TEST_CASE("hourglass: causality by perturbation, shorten attention, every upsamp
   causality_all_levels<hier::AttentionPool, hier::Repeat>();
   causality_all_levels<hier::AttentionPool, hier::LinearUp>();
   causality_all_levels<hier::AttentionPool, hier::AttentionUp>();
+}
+TEST_CASE("hourglass: without full-rate layers exactly the rows of the short path change, shorten avg") {
+  causality_short_path<hier::AvgPool, hier::Repeat>();
+  causality_short_path<hier::AvgPool, hier::LinearUp>();
+  causality_short_path<hier::AvgPool, hier::AttentionUp>();
+}
+TEST_CASE("hourglass: without full-rate layers exactly the rows of the short path change, shorten linear") {
+  causality_short_path<hier::LinearPool, hier::Repeat>();
+  causality_short_path<hier::LinearPool, hier::LinearUp>();
+  causality_short_path<hier::LinearPool, hier::AttentionUp>();
+}
+TEST_CASE("hourglass: without full-rate layers exactly the rows of the short path change, shorten attention") {
+  causality_short_path<hier::AttentionPool, hier::Repeat>();
+  causality_short_path<hier::AttentionPool, hier::LinearUp>();
+  causality_short_path<hier::AttentionPool, hier::AttentionUp>();
 }
 
 TEST_CASE("hourglass: the compile-time hierarchy builds the same model as the string") {
