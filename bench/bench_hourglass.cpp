@@ -44,7 +44,7 @@ void BM_train_step(benchmark::State& state) {
   M model(config<M>(d, t));
   hseq::nn::ParamStore<cpu, float> ps(model);
   ps.init(ctx, 1);
-  hseq::train::AdamW<cpu, float> opt(ps, {});
+  hseq::train::AdamW<cpu, float> opt(ctx, ps, {});
   Tensor<std::int32_t, cpu> ids(Shape{b, t}), targets(Shape{b, t});
   hseq::Rng rng(3);
   for (std::int64_t i = 0; i < ids.numel(); ++i) {

@@ -11,7 +11,7 @@
 template <class M>
 void evaluate(cli::Args const& a, cli::ModelChoice const& choice) {
   cli::Backend::Context ctx;
-  auto lm = cli::load_model<M>(a.str("checkpoint"), choice);
+  auto lm = cli::load_model<M>(ctx, a.str("checkpoint"), choice);
   auto data = std::make_unique<hseq::io::TextDataset>(a.str("data"), a.real("val-fraction"));
   std::int64_t t = a.given("seq-len") ? a.integer("seq-len") : lm.model->config().context;
   hseq::train::TrainerConfig tc;
@@ -19,7 +19,7 @@ void evaluate(cli::Args const& a, cli::ModelChoice const& choice) {
   tc.seq_len = t;
   tc.steps = 1;
   tc.eval_windows = a.integer("windows");
-  hseq::train::Trainer<cli::Backend, cli::Real, M> runner(*lm.model, *lm.params, *data, tc);
+  hseq::train::Trainer<cli::Backend, cli::Real, M> runner(ctx, *lm.model, *lm.params, *data, tc);
   auto split = hseq::io::TextDataset::Split::kValidation;
   std::int64_t total = data->num_windows(split, t);
   std::int64_t used = tc.eval_windows == 0 ? total : std::min(tc.eval_windows, total);

@@ -10,7 +10,7 @@
 template <class M>
 void generate(cli::Args const& a, cli::ModelChoice const& choice) {
   cli::Backend::Context ctx;
-  auto lm = cli::load_model<M>(a.str("checkpoint"), choice);
+  auto lm = cli::load_model<M>(ctx, a.str("checkpoint"), choice);
   hseq::models::GenerateConfig g;
   g.max_bytes = a.integer("bytes");
   g.stop = a.str("stop");

@@ -20,7 +20,7 @@ void train(cli::Args const& a, cli::ModelChoice const& choice) {
   hseq::io::TextDataset data(a.str("data"), a.real("val-fraction"));
   auto cfg = cli::model_config<M>(a, choice);
   auto model = std::make_unique<M>(cfg);
-  hseq::nn::ParamStore<cli::Backend, cli::Real> params(*model);
+  hseq::nn::ParamStore<cli::Backend, cli::Real> params(ctx, *model);
   params.init(ctx, std::uint64_t(a.integer("seed")));
 
   hseq::train::TrainerConfig t;
@@ -39,8 +39,8 @@ void train(cli::Args const& a, cli::ModelChoice const& choice) {
   t.ckpt_path = a.str("out");
   t.ckpt_every = a.integer("ckpt-every");
   t.seed = std::uint64_t(a.integer("seed"));
-  hseq::train::Trainer<cli::Backend, cli::Real, M> trainer(*model, params, data, t);
-  if (!a.str("resume").empty()) trainer.load(a.str("resume"));
+  hseq::train::Trainer<cli::Backend, cli::Real, M> trainer(ctx, *model, params, data, t);
+  if (!a.str("resume").empty()) trainer.load(ctx, a.str("resume"));
 
   std::cout << "model: " << M::kKind << " " << model->config_json() << "\n"
             << "parameters: " << params.count() << "\n"

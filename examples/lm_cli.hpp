@@ -184,18 +184,19 @@ inline void apply_threads(Args const& a) {
 }
 
 /// A model of type M with its parameters loaded from a checkpoint (heap-allocated: the store
-/// points into the model).
+/// points into the model). The store is zeroed and loaded on `ctx`; a trainer checkpoint's optimizer
+/// state is skipped.
 template <class M>
 struct Loaded {
   std::unique_ptr<M> model;
   std::unique_ptr<hseq::nn::ParamStore<Backend, Real>> params;
 };
 template <class M>
-Loaded<M> load_model(std::string const& path, ModelChoice const& c) {
+Loaded<M> load_model(Backend::Context& ctx, std::string const& path, ModelChoice const& c) {
   Loaded<M> l;
   l.model = std::make_unique<M>(M::config_from_json(c.config_json));
-  l.params = std::make_unique<hseq::nn::ParamStore<Backend, Real>>(*l.model);
-  hseq::io::load_checkpoint<Backend, Real>(path, M::kKind, l.model->config_json(), *l.params, nullptr);
+  l.params = std::make_unique<hseq::nn::ParamStore<Backend, Real>>(ctx, *l.model);
+  hseq::io::load_checkpoint<Backend, Real>(ctx, path, M::kKind, l.model->config_json(), *l.params);
   return l;
 }
 

@@ -25,7 +25,7 @@ int main() {
 
   B::Context ctx;
   Linear model(Linear::Config{.in = kIn, .out = kOut});
-  hseq::nn::ParamStore<B, float> params(model);  // binds model.weight / model.bias into flat buffers
+  hseq::nn::ParamStore<B, float> params(ctx, model);  // binds model.weight / model.bias into flat buffers
   params.init(ctx, /*seed=*/1234);
 
   // Toy data: targets t = x W_true^T + b_true + small noise.

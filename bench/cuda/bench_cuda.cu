@@ -737,9 +737,9 @@ void train_case(std::string const& model_name, typename Model::Config cfg, Train
     typename B::Context ctx;
     ctx.set_gemm_math(math);
     Model model(cfg);
-    hseq::nn::ParamStore<B, float> ps(model);
+    hseq::nn::ParamStore<B, float> ps(ctx, model);
     ps.init(ctx, 1);
-    hseq::train::AdamW<B, float> opt(ps, {});
+    hseq::train::AdamW<B, float> opt(ctx, ps, {});
     DTensor<std::int32_t> ids(Shape{batch, s.t}), targets(Shape{batch, s.t});
     fill_ids(ctx, ids.view(), 91, std::uint32_t(s.vocab));
     fill_ids(ctx, targets.view(), 92, std::uint32_t(s.vocab));

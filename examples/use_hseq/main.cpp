@@ -15,7 +15,7 @@ int main() try {
 
   hseq::cpu::Context ctx;
   Lm model({.vocab = 256, .dim = 32, .heads = 2, .layers = 2, .context = 32});
-  hseq::nn::ParamStore<hseq::cpu, float> params(model);  // named parameters in one flat buffer
+  hseq::nn::ParamStore<hseq::cpu, float> params(ctx, model);  // named parameters in one flat buffer
   params.init(ctx, /*seed=*/1);
 
   hseq::train::TrainerConfig cfg;
@@ -25,7 +25,7 @@ int main() try {
   cfg.warmup = 5;
   cfg.lr = 3e-3;
   cfg.eval_every = 0;
-  hseq::train::Trainer<hseq::cpu, float, Lm> trainer(model, params, data, cfg);
+  hseq::train::Trainer<hseq::cpu, float, Lm> trainer(ctx, model, params, data, cfg);
   double before = trainer.evaluate(ctx, 0);
   double after = trainer.run(ctx);
   std::printf("hseq consumer: %lld parameters, validation bpc %.3f -> %.3f after %lld steps\n",

@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: MIT
 /// @file
-/// @brief The CPU umbrella header: everything in hseq that needs no CUDA compiler.
+/// @brief The CPU umbrella header: every public header that needs no CUDA compiler (the ctest entry
+/// headers.umbrella checks that none is missing).
 #pragma once
 
+#include "hseq/core/backend.hpp"
 #include "hseq/core/config.hpp"
 #include "hseq/core/error.hpp"
 #include "hseq/core/memory_space.hpp"
 #include "hseq/core/rng.hpp"
 #include "hseq/core/shape.hpp"
+#include "hseq/core/state.hpp"
 #include "hseq/core/tensor.hpp"
 #include "hseq/core/tensor_view.hpp"
 #include "hseq/core/workspace.hpp"
@@ -27,14 +30,18 @@
 #include "hseq/ops/layer_norm.hpp"
 #include "hseq/ops/mat.hpp"
 #include "hseq/ops/position.hpp"
+#include "hseq/ops/resample.hpp"
 #include "hseq/ops/rnn_cell.hpp"
 #include "hseq/ops/softmax.hpp"
 
 #include "hseq/nn/attention.hpp"
+#include "hseq/nn/backbone_policy.hpp"
+#include "hseq/nn/block_stack.hpp"
 #include "hseq/nn/embedding.hpp"
 #include "hseq/nn/gru.hpp"
 #include "hseq/nn/layer_norm.hpp"
 #include "hseq/nn/linear.hpp"
+#include "hseq/nn/lm_head.hpp"
 #include "hseq/nn/lstm.hpp"
 #include "hseq/nn/mlp.hpp"
 #include "hseq/nn/module.hpp"
@@ -42,13 +49,31 @@
 #include "hseq/nn/position_embedding.hpp"
 #include "hseq/nn/transformer_block.hpp"
 
+#include "hseq/hier/attention_pool.hpp"
+#include "hseq/hier/attention_upsample.hpp"
+#include "hseq/hier/avg_pool.hpp"
+#include "hseq/hier/compression_policy.hpp"
+#include "hseq/hier/decoder_policy.hpp"
+#include "hseq/hier/encoder_policy.hpp"
+#include "hseq/hier/hierarchy.hpp"
+#include "hseq/hier/linear_pool.hpp"
+#include "hseq/hier/linear_upsample.hpp"
+#include "hseq/hier/repeat_upsample.hpp"
+#include "hseq/hier/resample_config.hpp"
+#include "hseq/hier/shift_right.hpp"
+#include "hseq/hier/shorten_policy.hpp"
+#include "hseq/hier/upsample_policy.hpp"
+
 #include "hseq/io/checkpoint.hpp"
 #include "hseq/io/csv_log.hpp"
 #include "hseq/io/progress.hpp"
 #include "hseq/io/safetensors.hpp"
 #include "hseq/io/text_dataset.hpp"
 
+#include "hseq/models/cached_model.hpp"
 #include "hseq/models/generate.hpp"
+#include "hseq/models/hourglass.hpp"
+#include "hseq/models/model.hpp"
 #include "hseq/models/sampler.hpp"
 #include "hseq/models/transformer_lm.hpp"
 

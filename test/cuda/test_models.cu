@@ -132,7 +132,7 @@ void mm_compare_model(Spec const& spec, std::int64_t bsz, std::int64_t t, std::u
   auto hm = spec.template make<cpu, float>();
   auto dm = spec.template make<Gpu, float>();
   nn::ParamStore<cpu, float> hps(*hm);
-  nn::ParamStore<Gpu, float> dps(*dm);
+  nn::ParamStore<Gpu, float> dps(dctx, *dm);
   REQUIRE(hps.entries().size() == dps.entries().size());
   hps.init(hctx, seed);
   dps.init(dctx, seed);
@@ -190,7 +190,7 @@ void mm_gradcheck_model(Spec const& spec, std::int64_t bsz, std::int64_t t, std:
   auto mirror = spec.template make<cpu, double>();
   auto dm = spec.template make<Gpu, double>();
   nn::ParamStore<cpu, double> hps(*mirror);
-  nn::ParamStore<Gpu, double> dps(*dm);
+  nn::ParamStore<Gpu, double> dps(dctx, *dm);
   REQUIRE(hps.values().numel() == dps.values().numel());
   mm_randomize(hctx, hps, seed, 0.3);
   std::int64_t const v = spec.vocab;
@@ -242,7 +242,7 @@ void mm_causality(Spec const& spec, std::int64_t t, std::vector<std::int64_t> co
   INFO("model: ", spec.name(), ", length ", t, " (GPU causality, float)");
   GpuCtx ctx;
   auto m = spec.template make<Gpu, float>();
-  nn::ParamStore<Gpu, float> ps(*m);
+  nn::ParamStore<Gpu, float> ps(ctx, *m);
   ps.init(ctx, seed);
   mm_randomize(ctx, ps, seed, 0.2);
   std::int64_t const bsz = 2, v = spec.vocab;
@@ -292,7 +292,7 @@ double mm_cached_vs_full(Spec const& spec, std::int64_t t, std::int64_t prefill,
        sizeof(T) == 8 ? "double" : "float", ")");
   GpuCtx ctx;
   auto m = spec.template make<Gpu, T>();
-  nn::ParamStore<Gpu, T> ps(*m);
+  nn::ParamStore<Gpu, T> ps(ctx, *m);
   ps.init(ctx, seed);
   mm_randomize(ctx, ps, seed, 0.3);
   std::int64_t const bsz = 2, v = spec.vocab;
@@ -545,9 +545,9 @@ TEST_CASE("cuda models: the Trainer lowers the loss on the GPU and matches the C
 
   GpuCtx dctx;
   auto dm = spec.make<Gpu, float>();
-  nn::ParamStore<Gpu, float> dps(*dm);
+  nn::ParamStore<Gpu, float> dps(dctx, *dm);
   dps.init(dctx, 7);
-  train::Trainer<Gpu, float, LmG> dtrainer(*dm, dps, data, tc);
+  train::Trainer<Gpu, float, LmG> dtrainer(dctx, *dm, dps, data, tc);
   double dbpc0 = dtrainer.evaluate(dctx, 8);
   for (int i = 0; i < 12; ++i) dtrainer.step(dctx);
 
@@ -555,7 +555,7 @@ TEST_CASE("cuda models: the Trainer lowers the loss on the GPU and matches the C
   auto hm = spec.make<cpu, float>();
   nn::ParamStore<cpu, float> hps(*hm);
   hps.init(hctx, 7);
-  train::Trainer<cpu, float, LmC> htrainer(*hm, hps, data, tc);
+  train::Trainer<cpu, float, LmC> htrainer(hctx, *hm, hps, data, tc);
   double hbpc0 = htrainer.evaluate(hctx, 8);
   for (int i = 0; i < 3; ++i) htrainer.step(hctx);
 
@@ -605,18 +605,18 @@ TEST_CASE("cuda models: checkpoints move between CPU and GPU with identical para
     auto hm = spec.make<cpu, float>();
     nn::ParamStore<cpu, float> hps(*hm);
     hps.init(hctx, 3);
-    train::AdamW<cpu, float> hopt(hps, ocfg);
+    train::AdamW<cpu, float> hopt(hctx, hps, ocfg);
     auto g = mm_fake_grads(hps, 0.5);
     std::copy(g.begin(), g.end(), hps.grads().data);
     hopt.step(hctx);
     std::string path = tmp.file("from_cpu.safetensors");
-    io::save_checkpoint(path, io::CheckpointInfo{LmC::kKind, hm->config_json(), "{}"}, hps, &hopt);
+    io::save_checkpoint(hctx, path, io::CheckpointInfo{LmC::kKind, hm->config_json(), "{}"}, hps, {{"optim", hopt}});
 
     auto dm = spec.make<Gpu, float>();
-    nn::ParamStore<Gpu, float> dps(*dm);
+    nn::ParamStore<Gpu, float> dps(dctx, *dm);
     dps.init(dctx, 99);  // different: everything must come from the file
-    train::AdamW<Gpu, float> dopt(dps, {.lr = 1e-2, .weight_decay = 0.1});
-    io::load_checkpoint(path, LmG::kKind, dm->config_json(), dps, &dopt);
+    train::AdamW<Gpu, float> dopt(dctx, dps, {.lr = 1e-2, .weight_decay = 0.1});
+    io::load_checkpoint(dctx, path, LmG::kKind, dm->config_json(), dps, {{"optim", dopt}});
     CHECK(dopt.steps() == hopt.steps());
     CHECK(mm_same_bits(mm_to_host<Gpu, float>(dctx, dps.values()), mm_to_host<cpu, float>(hctx, hps.values())));
     CHECK(mm_same_bits(mm_to_host<Gpu, float>(dctx, dopt.first_moment()),
@@ -625,16 +625,16 @@ TEST_CASE("cuda models: checkpoints move between CPU and GPU with identical para
                        mm_to_host<cpu, float>(hctx, hopt.second_moment())));
     // Parameters only (no optimizer) work too.
     auto dm2 = spec.make<Gpu, float>();
-    nn::ParamStore<Gpu, float> dps2(*dm2);
-    io::load_checkpoint(path, LmG::kKind, dm2->config_json(), dps2, nullptr);
+    nn::ParamStore<Gpu, float> dps2(dctx, *dm2);
+    io::load_checkpoint(dctx, path, LmG::kKind, dm2->config_json(), dps2);
     CHECK(mm_same_bits(mm_to_host<Gpu, float>(dctx, dps2.values()), mm_to_host<cpu, float>(hctx, hps.values())));
   }
 
   SUBCASE("saved on the GPU, loaded on the CPU") {
     auto dm = spec.make<Gpu, float>();
-    nn::ParamStore<Gpu, float> dps(*dm);
+    nn::ParamStore<Gpu, float> dps(dctx, *dm);
     dps.init(dctx, 5);
-    train::AdamW<Gpu, float> dopt(dps, {.lr = 1e-2, .weight_decay = 0.1});
+    train::AdamW<Gpu, float> dopt(dctx, dps, {.lr = 1e-2, .weight_decay = 0.1});
     auto twin = spec.make<cpu, float>();  // a host twin gives the same flat layout
     nn::ParamStore<cpu, float> layout(*twin);
     for (double phase : {0.25, 1.5}) {
@@ -643,13 +643,13 @@ TEST_CASE("cuda models: checkpoints move between CPU and GPU with identical para
       dopt.step(dctx);
     }
     std::string path = tmp.file("from_gpu.safetensors");
-    io::save_checkpoint(path, io::CheckpointInfo{LmG::kKind, dm->config_json(), "{}"}, dps, &dopt);
+    io::save_checkpoint(dctx, path, io::CheckpointInfo{LmG::kKind, dm->config_json(), "{}"}, dps, {{"optim", dopt}});
 
     auto hm = spec.make<cpu, float>();
     nn::ParamStore<cpu, float> hps(*hm);
     hps.init(hctx, 77);
-    train::AdamW<cpu, float> hopt(hps, ocfg);
-    io::load_checkpoint(path, LmC::kKind, hm->config_json(), hps, &hopt);
+    train::AdamW<cpu, float> hopt(hctx, hps, ocfg);
+    io::load_checkpoint(hctx, path, LmC::kKind, hm->config_json(), hps, {{"optim", hopt}});
     CHECK(hopt.steps() == 2);
     CHECK(mm_same_bits(mm_to_host<cpu, float>(hctx, hps.values()), mm_to_host<Gpu, float>(dctx, dps.values())));
     CHECK(mm_same_bits(mm_to_host<cpu, float>(hctx, hopt.first_moment()),
@@ -667,7 +667,7 @@ TEST_CASE("cuda models: generate() on the GPU returns the requested bytes, deter
   GpuCtx dctx;
   cpu::Context hctx;
   auto dm = spec.make<Gpu, float>();
-  nn::ParamStore<Gpu, float> dps(*dm);
+  nn::ParamStore<Gpu, float> dps(dctx, *dm);
   dps.init(dctx, 1);
   auto hm = spec.make<cpu, float>();
   nn::ParamStore<cpu, float> hps(*hm);
@@ -687,7 +687,7 @@ TEST_CASE("cuda models: generate() on the GPU returns the requested bytes, deter
 
   HgSpec<hier::AttentionPool, hier::AttentionUp> hg{"1@1 1@2 1@4 1@2 1@1", 256, 32, 4, 24, 64};
   auto dh = hg.make<Gpu, float>();
-  nn::ParamStore<Gpu, float> dhps(*dh);
+  nn::ParamStore<Gpu, float> dhps(dctx, *dh);
   dhps.init(dctx, 2);
   g.sampler.temperature = 1;
   g.max_bytes = 60;  // also longer than the context of 24

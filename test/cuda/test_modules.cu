@@ -119,7 +119,7 @@ struct MmRig {
   MmIo<T, S> io;
 
   MmRig(Ctx& x, Case const& cs)
-      : ctx(x), c(cs), module(cs.template make<B, T>()), store(*module), plan(cs.plan(*module)), ws(plan) {
+      : ctx(x), c(cs), module(cs.template make<B, T>()), store(x, *module), plan(cs.plan(*module)), ws(plan) {
     for (auto const& s : c.in) {
       in.emplace_back(s);
       din.emplace_back(s);
@@ -471,6 +471,7 @@ struct BlockCase : MmCase {
 struct GruCase : MmCase {
   std::int64_t bsz, t, input, hidden;
   bool bias;
+  std::vector<std::int32_t> lengths;  // ragged batch (empty: all t)
   GruCase(std::int64_t b, std::int64_t tt, std::int64_t i, std::int64_t h, bool with_bias)
       : bsz(b), t(tt), input(i), hidden(h), bias(with_bias) {
     name = std::string("Gru(") + std::to_string(i) + " -> " + std::to_string(h) + (bias ? ", bias)" : ", no bias)");
@@ -490,7 +491,7 @@ struct GruCase : MmCase {
   }
   template <class M, class C, class T, class S>
   void apply(C& ctx, M const& m, MmIo<T, S>& io, Arena<S>& a, bool bw) const {
-    auto s = m.forward(ctx, io.in[0], io.in[1], io.out[0], io.out[1], a);
+    auto s = m.forward(ctx, io.in[0], io.in[1], io.out[0], io.out[1], a, lengths);
     if (bw) m.backward(ctx, s, io.dout[0], io.dout[1], io.din[0], io.din[1], a);
   }
 };
@@ -498,6 +499,7 @@ struct GruCase : MmCase {
 /// Lstm: L = <y, r> + <h_final, rh> + <c_final, rc>, gradients of x, h0 and c0.
 struct LstmCase : MmCase {
   std::int64_t bsz, t, input, hidden;
+  std::vector<std::int32_t> lengths;  // ragged batch (empty: all t)
   LstmCase(std::int64_t b, std::int64_t tt, std::int64_t i, std::int64_t h) : bsz(b), t(tt), input(i), hidden(h) {
     name = "Lstm(" + std::to_string(i) + " -> " + std::to_string(h) + ")";
     add_in("x", Shape{b, tt, i});
@@ -519,7 +521,7 @@ struct LstmCase : MmCase {
   template <class M, class C, class T, class S>
   void apply(C& ctx, M const& m, MmIo<T, S>& io, Arena<S>& a, bool bw) const {
     auto s = m.forward(ctx, io.in[0], typename M::State{io.in[1], io.in[2]}, io.out[0],
-                       typename M::MutState{io.out[1], io.out[2]}, a);
+                       typename M::MutState{io.out[1], io.out[2]}, a, lengths);
     if (bw)
       m.backward(ctx, s, io.dout[0], typename M::State{io.dout[1], io.dout[2]}, io.din[0],
                  typename M::MutState{io.din[1], io.din[2]}, a);
@@ -672,7 +674,7 @@ std::pair<std::vector<T>, std::vector<T>> mm_attention_steps(std::uint64_t seed,
   typename B::Context ctx;
   std::int64_t const bsz = 2, cap = t + 3;
   M m({.dim = d, .heads = heads});
-  nn::ParamStore<B, T> ps(m);
+  nn::ParamStore<B, T> ps(ctx, m);
   ps.init(ctx, seed);
   mm_randomize(ctx, ps, seed, 0.4);
   auto xh = mm_random<T>(bsz * t * d, seed + 1);
@@ -699,7 +701,7 @@ std::pair<std::vector<T>, std::vector<T>> mm_attend_cached(std::uint64_t seed, s
   typename B::Context ctx;
   std::int64_t const bsz = 2, nq = 5, tk = 11, split = 6, cap = tk + 4;
   M m({.dim = d, .heads = heads, .mask = AttentionMask::none()});
-  nn::ParamStore<B, T> ps(m);
+  nn::ParamStore<B, T> ps(ctx, m);
   ps.init(ctx, seed);
   mm_randomize(ctx, ps, seed, 0.4);
   auto qh = mm_random<T>(bsz * nq * d, seed + 1), kh = mm_random<T>(bsz * tk * d, seed + 2);
@@ -746,7 +748,7 @@ std::pair<std::vector<T>, std::vector<T>> mm_block_steps(std::uint64_t seed) {
   typename B::Context ctx;
   std::int64_t const bsz = 2, t = 13, d = 16, cap = t + 2;
   M m({.dim = d, .heads = 2, .mlp_hidden = 24});
-  nn::ParamStore<B, T> ps(m);
+  nn::ParamStore<B, T> ps(ctx, m);
   ps.init(ctx, seed);
   mm_randomize(ctx, ps, seed, 0.3);
   auto xh = mm_random<T>(bsz * t * d, seed + 1);
@@ -897,6 +899,21 @@ TEST_CASE("cuda modules: Lstm outputs, final h and c, and all gradients (gradche
   mm_both(LstmCase(3, 12, 24, 32), LstmCase(2, 4, 3, 4), 18);
 }
 
+TEST_CASE("cuda modules: Gru and Lstm with ragged sequence lengths (gradcheck)") {
+  GruCase gf(3, 12, 24, 32, true), gd(3, 4, 3, 5, true);
+  gf.lengths = {12, 5, 0};
+  gd.lengths = {4, 2, 0};
+  gf.name += ", ragged";
+  gd.name += ", ragged";
+  mm_both(gf, gd, 41);
+  LstmCase lf(3, 12, 24, 32), ld(3, 4, 3, 4);
+  lf.lengths = {7, 12, 1};
+  ld.lengths = {1, 4, 0};
+  lf.name += ", ragged";
+  ld.name += ", ragged";
+  mm_both(lf, ld, 42);
+}
+
 TEST_CASE("cuda modules: PositionEmbedding learned (with an offset) and sinusoidal (gradcheck)") {
   mm_both(PositionCase(2, 20, 32, nn::PositionKind::kLearned, 40, 7),
           PositionCase(2, 5, 4, nn::PositionKind::kLearned, 9, 3), 19);
@@ -928,6 +945,10 @@ TEST_CASE("cuda modules: AttentionPool shortening (gradcheck)") {
   mm_both(ShortenCase<hier::AttentionPool>({.dim = 32, .factor = 4, .heads = 4, .mlp_hidden = 64}, 2, 32),
           ShortenCase<hier::AttentionPool>({.dim = 4, .factor = 3, .heads = 2, .mlp_hidden = 6}, 2, 6), 26);
   mm_compare(ShortenCase<hier::AttentionPool>({.dim = 64, .factor = 3, .heads = 2, .mlp_hidden = 64}, 2, 36), 39);
+  // non-causal (bidirectional encoder): mask none
+  mm_both(ShortenCase<hier::AttentionPool>({.dim = 32, .factor = 4, .heads = 4, .mlp_hidden = 64, .causal = false}, 2, 32),
+          ShortenCase<hier::AttentionPool>({.dim = 4, .factor = 3, .heads = 2, .mlp_hidden = 6, .causal = false}, 2, 6),
+          43);
 }
 
 TEST_CASE("cuda modules: Repeat upsampling (gradcheck)") {
@@ -944,4 +965,8 @@ TEST_CASE("cuda modules: AttentionUp upsampling (residual and all parameters, gr
   mm_both(UpsampleCase<hier::AttentionUp>({.dim = 32, .factor = 4, .heads = 4, .mlp_hidden = 64}, 2, 6),
           UpsampleCase<hier::AttentionUp>({.dim = 4, .factor = 2, .heads = 2, .mlp_hidden = 6}, 2, 3), 29);
   mm_compare(UpsampleCase<hier::AttentionUp>({.dim = 64, .factor = 3, .heads = 2, .mlp_hidden = 64}, 2, 12), 40);
+  // non-causal: mask none
+  mm_both(UpsampleCase<hier::AttentionUp>({.dim = 32, .factor = 4, .heads = 4, .mlp_hidden = 64, .causal = false}, 2, 6),
+          UpsampleCase<hier::AttentionUp>({.dim = 4, .factor = 2, .heads = 2, .mlp_hidden = 6, .causal = false}, 2, 3),
+          44);
 }

@@ -833,6 +833,38 @@ void check_attention_case(AttentionCase const& c, std::int64_t head_dim,
   CHECK(unseen_nonzero == 0);
 }
 
+// Score biases and the key mass are CPU-only so far: the CUDA overloads refuse them with a clear
+// error instead of silently ignoring them (and a plain call still runs).
+TEST_CASE("cuda attention: a score bias or the key mass is refused with a clear error") {
+  cuda::Context gctx;
+  AttentionDims d{1, 2, 4, 4, 8, 0};
+  std::int64_t const w = d.width();
+  auto gq = to_device(gctx, random_normal<float>(Shape{1, 4, w}, 60));
+  auto gkv = to_device(gctx, random_normal<float>(Shape{1, 4, 2 * w}, 61));
+  auto gtable = to_device(gctx, random_normal<float>(Shape{2, 3}, 62));
+  DeviceTensor<float> gout(Shape{1, 4, w}), gstats(ops::attention_stats_shape(DeviceSpace{}, d)),
+      gmass(Shape{1, 2, 4}), gdq(Shape{1, 4, w}), gdkv(Shape{1, 4, 2 * w}), gdtable(Shape{2, 3}),
+      gscratch(Shape{ops::attention_backward_scratch(DeviceSpace{}, d)});
+  char const* msg = "attention score bias / key mass is not supported on the CUDA backend yet";
+  ops::AttentionScores<float, DeviceSpace> with_table;
+  with_table.table = gtable.cview();
+  ops::AttentionScores<float, DeviceSpace> with_mass;
+  with_mass.key_mass = gmass.view();
+  CHECK_THROWS_WITH_AS(ops::attention_forward<float>(gctx, d, AttentionMask::causal(), 0.5f, gq.cview(), gkv.cview(),
+                                                     gout.view(), gstats.view(), with_table),
+                       doctest::Contains(msg), hseq::Error);
+  CHECK_THROWS_WITH_AS(ops::attention_forward<float>(gctx, d, AttentionMask::causal(), 0.5f, gq.cview(), gkv.cview(),
+                                                     gout.view(), gstats.view(), with_mass),
+                       doctest::Contains(msg), hseq::Error);
+  ops::attention_forward<float>(gctx, d, AttentionMask::causal(), 0.5f, gq.cview(), gkv.cview(), gout.view(),
+                                gstats.view());
+  CHECK_THROWS_WITH_AS(ops::attention_backward<float>(gctx, d, AttentionMask::causal(), 0.5f, gq.cview(), gkv.cview(),
+                                                      gout.cview(), gstats.cview(), gout.cview(), gdq.view(),
+                                                      gdkv.view(), gscratch.view(), with_table,
+                                                      ops::AttentionScoreGrads<float, DeviceSpace>{gdtable.view(), {}}),
+                       doctest::Contains(msg), hseq::Error);
+}
+
 TEST_CASE_TEMPLATE("cuda parity: attention forward and backward", T, float, double) {
   for (std::int64_t head_dim : {4, 16, 64, 100})
     for (auto const& c : attention_cases()) check_attention_case<T>(c, head_dim);

@@ -47,9 +47,9 @@ using AvgRepeat = cli::Hourglass<hseq::hier::AvgPool, hseq::hier::Repeat>;
 template <class M>
 std::vector<float> save(M& model, std::string const& path, std::uint64_t seed) {
   cli::Backend::Context ctx;
-  Store store(model);
+  Store store(ctx, model);
   store.init(ctx, seed);
-  io::save_checkpoint(path, {M::kKind, model.config_json(), "{}"}, store, nullptr);
+  io::save_checkpoint(ctx, path, {M::kKind, model.config_json(), "{}"}, store);
   return {store.values().begin(), store.values().end()};
 }
 
@@ -119,7 +119,8 @@ TEST_CASE("lm_cli: a checkpoint names its model family and policies") {
       } else {
         CHECK(std::is_same_v<M, AvgRepeat>);
       }
-      auto loaded = cli::load_model<M>(path, choice);
+      cli::Backend::Context ctx;
+      auto loaded = cli::load_model<M>(ctx, path, choice);
       CHECK(loaded.model->config_json() == choice.config_json);
       CHECK(std::vector<float>(loaded.params->values().begin(), loaded.params->values().end()) == values);
     });
@@ -131,8 +132,9 @@ TEST_CASE("lm_cli: a checkpoint of an unknown kind or without policies is refuse
   Checkpoints c;
   std::string const other = c.tmp.file("other.safetensors");
   {
-    Store store(c.lm);
-    io::save_checkpoint(other, {"lstm_lm", c.lm.config_json(), "{}"}, store, nullptr);
+    cli::Backend::Context ctx;
+    Store store(ctx, c.lm);
+    io::save_checkpoint(ctx, other, {"lstm_lm", c.lm.config_json(), "{}"}, store);
   }
   CHECK_THROWS_WITH_AS(cli::choice_from_checkpoint(other),
                        doctest::Contains(("checkpoint " + other +
@@ -143,8 +145,9 @@ TEST_CASE("lm_cli: a checkpoint of an unknown kind or without policies is refuse
   // An "hourglass" whose config does not name its shortening policy.
   std::string const bare = c.tmp.file("bare.safetensors");
   {
-    Store store(c.hg);
-    io::save_checkpoint(bare, {"hourglass", R"({"dim": 16, "upsample": "repeat"})", "{}"}, store, nullptr);
+    cli::Backend::Context ctx;
+    Store store(ctx, c.hg);
+    io::save_checkpoint(ctx, bare, {"hourglass", R"({"dim": 16, "upsample": "repeat"})", "{}"}, store);
   }
   CHECK_THROWS_WITH_AS(cli::choice_from_checkpoint(bare),
                        doctest::Contains("the hourglass config has no 'shorten' policy name"), Error);

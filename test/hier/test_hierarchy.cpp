@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 #include <doctest/doctest.h>
 
+#include <array>
+#include <cstdint>
+
 #include "hseq/hier/hierarchy.hpp"
 
 using namespace hseq;
@@ -46,4 +49,40 @@ TEST_CASE("hierarchy: the compile-time form gives the same spec") {
   using H2 = hier::Hierarchy<1, 1, hier::Level<2, 2>, hier::Level<3, 3>>;
   CHECK(H2::spec() == HierarchySpec::parse("1@1 2@2 3@6 2@2 1@1"));
   static_assert(!H::kDynamic && hier::DynamicHierarchy::kDynamic);
+}
+
+// The compile-time form's numbers are constants (usable in static_assert and as template
+// arguments), equal to what HierarchySpec computes at run time.
+using Nested =
+    hier::Hierarchy<1, 3, hier::Level<2, 2>, hier::Level<1, 4>, hier::Level<5, 3>>;  // "1@1 2@2 1@8 5@24 1@8 2@2 3@1"
+static_assert(Nested::kPre == 1 && Nested::kPost == 3);
+static_assert(Nested::kLevels.size() == 3);
+static_assert(Nested::kLevels[1] == hier::LevelSpec{1, 4});
+static_assert(Nested::kCumulativeFactors == std::array<std::int64_t, 3>{2, 8, 24});
+static_assert(Nested::kTotalFactor == 24);
+static_assert(Nested::kTotalLayers == 1 + 3 + 2 * 2 + 2 * 1 + 5);
+static_assert(hier::Level<3, 5>::kLayers == 3 && hier::Level<3, 5>::kFactor == 5);
+static_assert(hier::is_level_v<hier::Level<1, 2>> && !hier::is_level_v<hier::LevelSpec> && !hier::is_level_v<int>);
+// The largest factors that fit: 2^31 - 1 twice is below 2^63 - 1.
+static_assert(hier::Hierarchy<0, 0, hier::Level<1, 2147483647>, hier::Level<1, 2147483647>>::kTotalFactor ==
+              std::int64_t{2147483647} * 2147483647);
+static_assert(HierarchySpec::checked_total_factor(std::array<std::int64_t, 3>{2, 3, 4}) == 24);
+static_assert(HierarchySpec::checked_total_factor(std::array<std::int64_t, 3>{std::int64_t{1} << 32,
+                                                                              std::int64_t{1} << 31, 1}) == 0);
+static_assert(HierarchySpec::checked_total_factor(std::array<std::int64_t, 2>{4, 0}) == 0);
+
+TEST_CASE("hierarchy: compile-time constants equal the run-time spec's") {
+  auto s = Nested::spec();
+  CHECK(s == HierarchySpec::parse("1@1 2@2 1@8 5@24 1@8 2@2 3@1"));
+  CHECK(s.total_factor() == Nested::kTotalFactor);
+  CHECK(s.total_layers() == Nested::kTotalLayers);
+  CHECK_NOTHROW(s.validate());
+}
+
+TEST_CASE("hierarchy: validate refuses a total factor that overflows int64, as the compile-time form does") {
+  HierarchySpec s{0, 0, {{1, std::int64_t{1} << 32}, {1, std::int64_t{1} << 31}}};
+  CHECK_THROWS_WITH_AS(s.validate(), doctest::Contains("overflows int64"), Error);
+  s.levels[1].factor = (std::int64_t{1} << 30);  // 2^62 fits
+  CHECK_NOTHROW(s.validate());
+  CHECK(s.total_factor() == (std::int64_t{1} << 62));
 }

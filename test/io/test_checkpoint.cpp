@@ -19,6 +19,7 @@
 
 #include "hseq/io/checkpoint.hpp"
 #include "hseq/io/text_dataset.hpp"
+#include "hseq/models/hourglass.hpp"
 #include "hseq/models/transformer_lm.hpp"
 #include "hseq/nn/transformer_block.hpp"
 #include "hseq/train/trainer.hpp"
@@ -47,6 +48,13 @@ struct TempDir {
 using Block = nn::TransformerBlock<cpu, float>;
 using Store = nn::ParamStore<cpu, float>;
 using Opt = train::AdamW<cpu, float>;
+static_assert(StatefulPart<Opt>);
+
+/// The context every checkpoint call here runs on (the CPU context carries no stream).
+cpu::Context& ctx_() {
+  static cpu::Context c;
+  return c;
+}
 
 std::string config_json(std::int64_t dim, std::int64_t heads) {
   return nlohmann::json{{"dim", dim}, {"heads", heads}, {"mlp_hidden", 0}, {"bias", true}}.dump();
@@ -64,7 +72,7 @@ struct Model {
     block = std::make_unique<Block>(Block::Config{.dim = dim, .heads = heads});
     store = std::make_unique<Store>(*block);
     store->init(ctx, seed);
-    opt = std::make_unique<Opt>(*store, Opt::Config{.lr = 1e-2, .weight_decay = 0.1});
+    opt = std::make_unique<Opt>(ctx, *store, Opt::Config{.lr = 1e-2, .weight_decay = 0.1});
   }
   /// One optimizer step with nonzero gradients, so that values, moments and the step count are all
   /// nontrivial.
@@ -166,12 +174,12 @@ TEST_CASE("checkpoint: round trip of parameters, moments and step is bit-identic
   a.train_step(0.0);
   a.train_step(1.0);
   REQUIRE(a.opt->steps() == 2);
-  io::save_checkpoint(path, info_for(a), *a.store, a.opt.get());
+  io::save_checkpoint(ctx_(), path, info_for(a), *a.store, {{"optim", *a.opt}});
 
   Model b(16, 99);  // different initial values
   b.train_step(5.0);
   REQUIRE_FALSE(same_bits(a.store->values(), b.store->values()));
-  io::CheckpointInfo info = io::load_checkpoint(path, "transformer_block", a.config, *b.store, b.opt.get());
+  io::CheckpointInfo info = io::load_checkpoint(ctx_(), path, "transformer_block", a.config, *b.store, {{"optim", *b.opt}});
   CHECK(info.model_kind == "transformer_block");
   CHECK(info.model_config == a.config);
   CHECK(nlohmann::json::parse(info.trainer_state).at("tokens_seen") == 12345);
@@ -219,26 +227,26 @@ TEST_CASE("checkpoint: parameters only, with and without an optimizer on either 
   a.train_step(0.5);
 
   std::string const no_opt = tmp.file("params_only.safetensors");
-  io::save_checkpoint(no_opt, info_for(a), *a.store, nullptr);
+  io::save_checkpoint(ctx_(), no_opt, info_for(a), *a.store);
   CHECK(io::SafetensorsFile::load(no_opt).names().size() == a.store->entries().size());
   CHECK_FALSE(io::SafetensorsFile::load(no_opt).has_metadata("optim.step"));
 
   Model b(8, 4);
-  io::load_checkpoint(no_opt, "transformer_block", a.config, *b.store, nullptr);
+  io::load_checkpoint(ctx_(), no_opt, "transformer_block", a.config, *b.store);
   CHECK(same_bits(a.store->values(), b.store->values()));
 
   // An optimizer asks for state that the file does not have.
   Model c(8, 5);
   std::string const msg =
-      error_of([&] { io::load_checkpoint(no_opt, "transformer_block", a.config, *c.store, c.opt.get()); });
-  CHECK(msg.find("has no optimizer state") != std::string::npos);
+      error_of([&] { io::load_checkpoint(ctx_(), no_opt, "transformer_block", a.config, *c.store, {{"optim", *c.opt}}); });
+  CHECK(msg.find("has no 'optim' state") != std::string::npos);
   CHECK(msg.find(no_opt) != std::string::npos);
 
   // A file with optimizer state loads into a store without an optimizer.
   std::string const with_opt = tmp.file("full.safetensors");
-  io::save_checkpoint(with_opt, info_for(a), *a.store, a.opt.get());
+  io::save_checkpoint(ctx_(), with_opt, info_for(a), *a.store, {{"optim", *a.opt}});
   Model d(8, 6);
-  io::load_checkpoint(with_opt, "transformer_block", a.config, *d.store, static_cast<Opt*>(nullptr));
+  io::load_checkpoint(ctx_(), with_opt, "transformer_block", a.config, *d.store, {});
   CHECK(same_bits(a.store->values(), d.store->values()));
 }
 
@@ -247,13 +255,13 @@ TEST_CASE("checkpoint: a store of another shape fails naming the parameter and c
   std::string const path = tmp.file("dim16.safetensors");
   Model a(16, 1);
   a.train_step(0.0);
-  io::save_checkpoint(path, info_for(a), *a.store, a.opt.get());
+  io::save_checkpoint(ctx_(), path, info_for(a), *a.store, {{"optim", *a.opt}});
 
   Model small(8, 2);
   std::vector<float> const before(small.store->values().begin(), small.store->values().end());
   // The caller claims the file's config, so the shapes are what disagree.
   std::string const msg =
-      error_of([&] { io::load_checkpoint(path, "transformer_block", a.config, *small.store, small.opt.get()); });
+      error_of([&] { io::load_checkpoint(ctx_(), path, "transformer_block", a.config, *small.store, {{"optim", *small.opt}}); });
   std::string const first = small.store->entries().front().name;
   CAPTURE(msg);
   CHECK(msg.find("parameter '" + first + "' has shape") != std::string::npos);
@@ -266,13 +274,13 @@ TEST_CASE("checkpoint: another model kind or config is refused with both values"
   TempDir tmp;
   std::string const path = tmp.file("ckpt.safetensors");
   Model a(16, 1);
-  io::save_checkpoint(path, info_for(a), *a.store, a.opt.get());
+  io::save_checkpoint(ctx_(), path, info_for(a), *a.store, {{"optim", *a.opt}});
   Model b(16, 2);
 
-  std::string msg = error_of([&] { io::load_checkpoint(path, "lstm_lm", a.config, *b.store, b.opt.get()); });
+  std::string msg = error_of([&] { io::load_checkpoint(ctx_(), path, "lstm_lm", a.config, *b.store, {{"optim", *b.opt}}); });
   CHECK(msg.find("checkpoint " + path + " holds a 'transformer_block' model, not a 'lstm_lm'") != std::string::npos);
 
-  msg = error_of([&] { io::load_checkpoint(path, "transformer_block", config_json(8, 4), *b.store, b.opt.get()); });
+  msg = error_of([&] { io::load_checkpoint(ctx_(), path, "transformer_block", config_json(8, 4), *b.store, {{"optim", *b.opt}}); });
   CAPTURE(msg);
   CHECK(msg.find("model config differs") != std::string::npos);
   CHECK(msg.find("'dim': checkpoint 16, expected 8") != std::string::npos);
@@ -281,15 +289,15 @@ TEST_CASE("checkpoint: another model kind or config is refused with both values"
 
   nlohmann::json extra = nlohmann::json::parse(a.config);
   extra["dropout"] = 0.1;
-  msg = error_of([&] { io::load_checkpoint(path, "transformer_block", extra.dump(), *b.store, b.opt.get()); });
+  msg = error_of([&] { io::load_checkpoint(ctx_(), path, "transformer_block", extra.dump(), *b.store, {{"optim", *b.opt}}); });
   CHECK(msg.find("'dropout': checkpoint (absent), expected 0.1") != std::string::npos);
 
-  msg = error_of([&] { io::load_checkpoint(path, "transformer_block", "{not json", *b.store, b.opt.get()); });
+  msg = error_of([&] { io::load_checkpoint(ctx_(), path, "transformer_block", "{not json", *b.store, {{"optim", *b.opt}}); });
   CHECK(msg.find("expected model config is not valid JSON") != std::string::npos);
 
   // Key order and spacing do not matter: the configs are compared as JSON values.
   nlohmann::json reordered = nlohmann::json::parse(a.config);
-  io::load_checkpoint(path, "transformer_block", reordered.dump(2), *b.store, b.opt.get());
+  io::load_checkpoint(ctx_(), path, "transformer_block", reordered.dump(2), *b.store, {{"optim", *b.opt}});
   CHECK(same_bits(a.store->values(), b.store->values()));
 }
 
@@ -298,7 +306,7 @@ TEST_CASE("checkpoint: foreign files, extra tensors and wrong dtypes are rejecte
   Model a(8, 1);
   a.train_step(0.0);
   std::string const path = tmp.file("ckpt.safetensors");
-  io::save_checkpoint(path, info_for(a), *a.store, a.opt.get());
+  io::save_checkpoint(ctx_(), path, info_for(a), *a.store, {{"optim", *a.opt}});
   io::SafetensorsFile const good = io::SafetensorsFile::load(path);
 
   // Rewrites the checkpoint with one more tensor, or without metadata key `drop`.
@@ -323,16 +331,16 @@ TEST_CASE("checkpoint: foreign files, extra tensors and wrong dtypes are rejecte
 
   std::string const extra = tmp.file("extra.safetensors");
   rewrite(extra, "stray.weight", "");
-  std::string msg = error_of([&] { io::load_checkpoint(extra, "transformer_block", a.config, *b.store, b.opt.get()); });
+  std::string msg = error_of([&] { io::load_checkpoint(ctx_(), extra, "transformer_block", a.config, *b.store, {{"optim", *b.opt}}); });
   CHECK(msg.find("unexpected tensor 'stray.weight'") != std::string::npos);
   rewrite(extra, "optim.m.stray", "");
-  msg = error_of([&] { io::load_checkpoint(extra, "transformer_block", a.config, *b.store, b.opt.get()); });
+  msg = error_of([&] { io::load_checkpoint(ctx_(), extra, "transformer_block", a.config, *b.store, {{"optim", *b.opt}}); });
   CHECK(msg.find("unexpected tensor 'optim.m.stray'") != std::string::npos);
   CHECK(std::vector<float>(b.store->values().begin(), b.store->values().end()) == before);
 
   std::string const foreign = tmp.file("foreign.safetensors");
   rewrite(foreign, "", "hseq.format");
-  msg = error_of([&] { io::load_checkpoint(foreign, "transformer_block", a.config, *b.store, b.opt.get()); });
+  msg = error_of([&] { io::load_checkpoint(ctx_(), foreign, "transformer_block", a.config, *b.store, {{"optim", *b.opt}}); });
   CHECK(msg.find("not an hseq checkpoint") != std::string::npos);
   CHECK_THROWS_WITH_AS(io::read_checkpoint_info(foreign), doctest::Contains("not an hseq checkpoint"), Error);
 
@@ -349,19 +357,19 @@ TEST_CASE("checkpoint: foreign files, extra tensors and wrong dtypes are rejecte
     for (auto const& [k, v] : good.all_metadata()) w.set_metadata(k, v);
     std::string const p = tmp.file("partial.safetensors");
     w.write(p);
-    msg = error_of([&] { io::load_checkpoint(p, "transformer_block", a.config, *b.store, b.opt.get()); });
-    CHECK(msg.find("second moment of parameter '" + dropped + "' is missing") != std::string::npos);
+    msg = error_of([&] { io::load_checkpoint(ctx_(), p, "transformer_block", a.config, *b.store, {{"optim", *b.opt}}); });
+    CHECK(msg.find("state '" + dropped + "' is missing") != std::string::npos);
   }
 
   // A float checkpoint does not load into double parameters.
   nn::TransformerBlock<cpu, double> blk({.dim = 8, .heads = 2});
   nn::ParamStore<cpu, double> store(blk);
-  msg = error_of([&] { io::load_checkpoint(path, "transformer_block", a.config, store, nullptr); });
+  msg = error_of([&] { io::load_checkpoint(ctx_(), path, "transformer_block", a.config, store); });
   CHECK(msg.find("stores F32 parameters") != std::string::npos);
 
   // Corruption surfaces as the safetensors error.
   fs::resize_file(extra, fs::file_size(extra) - 1);
-  msg = error_of([&] { io::load_checkpoint(extra, "transformer_block", a.config, *b.store, b.opt.get()); });
+  msg = error_of([&] { io::load_checkpoint(ctx_(), extra, "transformer_block", a.config, *b.store, {{"optim", *b.opt}}); });
   CHECK(msg.find("truncated or corrupted") != std::string::npos);
   CHECK_THROWS_WITH_AS(io::read_checkpoint_info(tmp.file("absent.safetensors")), doctest::Contains("cannot open"),
                        Error);
@@ -369,7 +377,7 @@ TEST_CASE("checkpoint: foreign files, extra tensors and wrong dtypes are rejecte
   // Invalid model config JSON is refused at save time.
   io::CheckpointInfo bad = info_for(a);
   bad.model_config = "dim=8";
-  CHECK_THROWS_WITH_AS(io::save_checkpoint(tmp.file("bad.safetensors"), bad, *a.store, a.opt.get()),
+  CHECK_THROWS_WITH_AS(io::save_checkpoint(ctx_(), tmp.file("bad.safetensors"), bad, *a.store, {{"optim", *a.opt}}),
                        doctest::Contains("model_config is not valid JSON"), Error);
   CHECK_FALSE(fs::exists(tmp.file("bad.safetensors")));
 }
@@ -382,9 +390,9 @@ TEST_CASE("checkpoint: double parameters round trip as F64") {
   nn::ParamStore<cpu, double> sa(blk_a), sb(blk_b);
   sa.init(ctx, 7);
   sb.init(ctx, 8);
-  io::save_checkpoint(path, {"transformer_block", "{}", ""}, sa, nullptr);
+  io::save_checkpoint(ctx_(), path, {"transformer_block", "{}", ""}, sa);
   CHECK(io::SafetensorsFile::load(path).metadata("hseq.dtype") == "F64");
-  io::load_checkpoint(path, "transformer_block", "{}", sb, nullptr);
+  io::load_checkpoint(ctx_(), path, "transformer_block", "{}", sb);
   CHECK(same_bits(sa.values(), sb.values()));
 }
 
@@ -393,8 +401,8 @@ TEST_CASE("checkpoint: a missing parameter tensor is named, with or without opti
   Model a(8, 1);
   a.train_step(0.0);
   std::string const full = tmp.file("full.safetensors"), params = tmp.file("params.safetensors");
-  io::save_checkpoint(full, info_for(a), *a.store, a.opt.get());
-  io::save_checkpoint(params, info_for(a), *a.store, nullptr);
+  io::save_checkpoint(ctx_(), full, info_for(a), *a.store, {{"optim", *a.opt}});
+  io::save_checkpoint(ctx_(), params, info_for(a), *a.store);
   Model b(8, 2);
   b.train_step(1.0);
   Snapshot const before(b);
@@ -407,12 +415,12 @@ TEST_CASE("checkpoint: a missing parameter tensor is named, with or without opti
     RawFile r = RawFile::read(full);
     REQUIRE(r.tensors.erase(name) == 1);
     r.write(p);
-    CHECK_THROWS_WITH_AS(io::load_checkpoint(p, "transformer_block", a.config, *b.store, b.opt.get()),
+    CHECK_THROWS_WITH_AS(io::load_checkpoint(ctx_(), p, "transformer_block", a.config, *b.store, {{"optim", *b.opt}}),
                          doctest::Contains(("checkpoint " + p + ": parameter '" + name + "' is missing").c_str()), Error);
     r = RawFile::read(params);
     REQUIRE(r.tensors.erase(name) == 1);
     r.write(p);
-    CHECK_THROWS_WITH_AS(io::load_checkpoint(p, "transformer_block", a.config, *b.store, nullptr),
+    CHECK_THROWS_WITH_AS(io::load_checkpoint(ctx_(), p, "transformer_block", a.config, *b.store),
                          doctest::Contains(("parameter '" + name + "' is missing").c_str()), Error);
     CHECK(Snapshot(b) == before);
   }
@@ -423,7 +431,7 @@ TEST_CASE("checkpoint: a single wrongly typed tensor is named, whichever it is")
   Model a(8, 1);
   a.train_step(0.0);
   std::string const good = tmp.file("good.safetensors"), p = tmp.file("typed.safetensors");
-  io::save_checkpoint(good, info_for(a), *a.store, a.opt.get());
+  io::save_checkpoint(ctx_(), good, info_for(a), *a.store, {{"optim", *a.opt}});
   Model b(8, 2);
   b.train_step(1.0);
   Snapshot const before(b);
@@ -432,21 +440,21 @@ TEST_CASE("checkpoint: a single wrongly typed tensor is named, whichever it is")
   struct Case {
     std::string tensor, what;
   };
-  for (Case const& c : {Case{first, "parameter"}, Case{last, "parameter"}, Case{"optim.m." + first, "first moment of parameter"},
-                        Case{"optim.v." + last, "second moment of parameter"}}) {
+  for (Case const& c : {Case{first, "parameter"}, Case{last, "parameter"}, Case{"optim.m." + first, "state"},
+                        Case{"optim.v." + last, "state"}}) {
     CAPTURE(c.tensor);
     // F64: another size, so the file would not even pass as F32 by its byte count.
     RawFile r = RawFile::read(good);
     r.make_f64(c.tensor);
     r.write(p);
-    CHECK_THROWS_WITH_AS(io::load_checkpoint(p, "transformer_block", a.config, *b.store, b.opt.get()),
+    CHECK_THROWS_WITH_AS(io::load_checkpoint(ctx_(), p, "transformer_block", a.config, *b.store, {{"optim", *b.opt}}),
                          doctest::Contains(("checkpoint " + p + ": " + c.what + " '" + c.tensor + "' is F64, expected F32").c_str()),
                          Error);
     // I32: the same byte count as F32, so only the dtype check can catch it.
     r = RawFile::read(good);
     r.tensors.at(c.tensor).dtype = "I32";
     r.write(p);
-    CHECK_THROWS_WITH_AS(io::load_checkpoint(p, "transformer_block", a.config, *b.store, b.opt.get()),
+    CHECK_THROWS_WITH_AS(io::load_checkpoint(ctx_(), p, "transformer_block", a.config, *b.store, {{"optim", *b.opt}}),
                          doctest::Contains(("'" + c.tensor + "' is I32, expected F32").c_str()), Error);
     CHECK(Snapshot(b) == before);
   }
@@ -457,7 +465,7 @@ TEST_CASE("checkpoint: a malformed optim.step is refused before anything changes
   Model a(8, 1);
   a.train_step(0.0);
   std::string const good = tmp.file("good.safetensors"), p = tmp.file("step.safetensors");
-  io::save_checkpoint(good, info_for(a), *a.store, a.opt.get());
+  io::save_checkpoint(ctx_(), good, info_for(a), *a.store, {{"optim", *a.opt}});
   Model b(8, 2);
   b.train_step(1.0);
   Snapshot const before(b);
@@ -469,7 +477,7 @@ TEST_CASE("checkpoint: a malformed optim.step is refused before anything changes
     r.metadata["optim.step"] = bad;
     r.write(p);
     CHECK_THROWS_WITH_AS(
-        io::load_checkpoint(p, "transformer_block", a.config, *b.store, b.opt.get()),
+        io::load_checkpoint(ctx_(), p, "transformer_block", a.config, *b.store, {{"optim", *b.opt}}),
         doctest::Contains(("checkpoint " + p + ": optim.step '" + bad + "' is not a non-negative integer").c_str()),
         Error);
     CHECK(Snapshot(b) == before);
@@ -480,7 +488,7 @@ TEST_CASE("checkpoint: a malformed optim.step is refused before anything changes
     RawFile r = RawFile::read(good);
     r.metadata["optim.step"] = text;
     r.write(p);
-    io::load_checkpoint(p, "transformer_block", a.config, *b.store, b.opt.get());
+    io::load_checkpoint(ctx_(), p, "transformer_block", a.config, *b.store, {{"optim", *b.opt}});
     CHECK(b.opt->steps() == value);
   }
 }
@@ -491,18 +499,19 @@ TEST_CASE("checkpoint: nothing changes after a failure late in the load") {
   a.train_step(0.0);
   a.train_step(1.0);
   std::string const good = tmp.file("good.safetensors"), p = tmp.file("late.safetensors");
-  io::save_checkpoint(good, info_for(a), *a.store, a.opt.get());
+  io::save_checkpoint(ctx_(), good, info_for(a), *a.store, {{"optim", *a.opt}});
   Model b(8, 2);
   b.train_step(3.0);
   Snapshot const before(b);
   REQUIRE_FALSE(Snapshot(a) == before);
 
-  // The tensors are validated parameter by parameter (value, first moment, second moment), so the
-  // second moment of the last parameter is the last tensor checked; everything before it is valid.
+  // The parameters are validated first, then the optimizer's state in its visiting order (per
+  // parameter: first moment, second moment), so the second moment of the last parameter is the
+  // last tensor checked; everything before it is valid.
   std::string const last = "optim.v." + a.store->entries().back().name;
   auto fails_unchanged = [&](RawFile const& r, std::string const& expected) {
     r.write(p);
-    CHECK_THROWS_WITH_AS(io::load_checkpoint(p, "transformer_block", a.config, *b.store, b.opt.get()),
+    CHECK_THROWS_WITH_AS(io::load_checkpoint(ctx_(), p, "transformer_block", a.config, *b.store, {{"optim", *b.opt}}),
                          doctest::Contains(expected.c_str()), Error);
     CHECK(Snapshot(b) == before);
   };
@@ -537,8 +546,8 @@ TEST_CASE("checkpoint: nothing changes after a failure late in the load") {
     Model other(16, 3);
     other.train_step(0.0);
     Snapshot const other_before(other);
-    CHECK_THROWS_WITH_AS(io::load_checkpoint(good, "transformer_block", a.config, *b.store, other.opt.get()),
-                         doctest::Contains("does not match the store"), Error);
+    CHECK_THROWS_WITH_AS(io::load_checkpoint(ctx_(), good, "transformer_block", a.config, *b.store, {{"optim", *other.opt}}),
+                         doctest::Contains("has shape [8] in the file, the model expects [16]"), Error);
     CHECK(Snapshot(b) == before);
     CHECK(Snapshot(other) == other_before);
   }
@@ -550,18 +559,18 @@ TEST_CASE("checkpoint: nothing changes after a failure late in the load") {
       CHECK(info.model_kind == "transformer_block");
       throw std::runtime_error("trainer state rejected by the caller");
     };
-    CHECK_THROWS_WITH_AS(io::load_checkpoint(good, "transformer_block", a.config, *b.store, b.opt.get(), refuse),
+    CHECK_THROWS_WITH_AS(io::load_checkpoint(ctx_(), good, "transformer_block", a.config, *b.store, {{"optim", *b.opt}}, refuse),
                          "trainer state rejected by the caller", std::runtime_error);
     CHECK(calls == 1);
     CHECK(Snapshot(b) == before);
     // Accepted, the same file loads.
-    io::load_checkpoint(good, "transformer_block", a.config, *b.store, b.opt.get(),
+    io::load_checkpoint(ctx_(), good, "transformer_block", a.config, *b.store, {{"optim", *b.opt}},
                         [&](io::CheckpointInfo const&) { ++calls; });
     CHECK(calls == 2);
     CHECK(Snapshot(b) == Snapshot(a));
   }
   SUBCASE("control: the intact file does change the model") {
-    io::load_checkpoint(good, "transformer_block", a.config, *b.store, b.opt.get());
+    io::load_checkpoint(ctx_(), good, "transformer_block", a.config, *b.store, {{"optim", *b.opt}});
     CHECK_FALSE(Snapshot(b) == before);
     CHECK(Snapshot(b) == Snapshot(a));
   }
@@ -586,16 +595,16 @@ TEST_CASE("checkpoint: a malformed trainer state fails Trainer::load before anyt
   Lm ma(cfg);
   Store sa(ma);
   sa.init(ctx, 1);
-  TrainerF ta(ma, sa, data, tc);
+  TrainerF ta(ctx, ma, sa, data, tc);
   ta.step(ctx);
   ta.step(ctx);
   std::string const good = tmp.file("good.safetensors"), p = tmp.file("state.safetensors");
-  ta.save(good);
+  ta.save(ctx, good);
 
   Lm mb(cfg);
   Store sb(mb);
   sb.init(ctx, 2);
-  TrainerF tb(mb, sb, data, tc);
+  TrainerF tb(ctx, mb, sb, data, tc);
   tb.step(ctx);
   Snapshot const before(sb, tb.optimizer());
   std::string const state_before = tb.state().to_json();
@@ -606,11 +615,211 @@ TEST_CASE("checkpoint: a malformed trainer state fails Trainer::load before anyt
     RawFile r = RawFile::read(good);
     r.metadata.at("hseq.trainer_state") = bad;
     r.write(p);
-    CHECK_THROWS_WITH_AS(tb.load(p), doctest::Contains("invalid trainer state"), Error);
+    CHECK_THROWS_WITH_AS(tb.load(ctx, p), doctest::Contains("invalid trainer state"), Error);
     CHECK(Snapshot(sb, tb.optimizer()) == before);
     CHECK(tb.state().to_json() == state_before);
   }
-  tb.load(good);
+  tb.load(ctx, good);
   CHECK(Snapshot(sb, tb.optimizer()) == Snapshot(sa, ta.optimizer()));
   CHECK(tb.state().step == 2);
+}
+
+// Checkpoints written before state groups (issue 9) still load. The two fixtures were written by a
+// throwaway program against the code of commit 80f44cd (the last one with io/checkpoint.hpp's
+// AdamW-specific format): a model below, ParamStore::init(ctx, seed), a Trainer with
+// fixture_trainer_config() over fixture_corpus(), three Trainer::step calls, Trainer::save. That
+// program printed the sums below (double sums, in store order, of the flat value, first-moment and
+// second-moment buffers, padding included) and the first element of some tensors; the trainer state
+// is the JSON it saved (elapsed_s is wall-clock, so only the deterministic fields are pinned).
+// Models: TransformerLm {vocab 256, dim 8, heads 2, layers 1, context 8, mlp_hidden 8}, init seed 11;
+// Hourglass<cpu, float, DynamicHierarchy, AvgPool, Repeat> {vocab 256, dim 8, heads 2, context 8,
+// mlp_hidden 8, hierarchy "0@1 1@2 0@1"}, init seed 12. The files have `optim.step` but no
+// `hseq.state_groups`, which is what the loader's legacy path must recognise.
+namespace {
+std::string fixture_corpus() {
+  std::string s;
+  for (int i = 0; i < 300; ++i) s += "the quick brown fox " + std::to_string(i % 17) + " jumps over the lazy dog.\n";
+  return s;
+}
+train::TrainerConfig fixture_trainer_config() {
+  train::TrainerConfig t;
+  t.batch = 2;
+  t.seq_len = 8;
+  t.steps = 3;
+  t.warmup = 1;
+  t.lr = 3e-3;
+  t.eval_every = 0;
+  t.eval_windows = 2;
+  t.seed = 77;
+  return t;
+}
+struct FixtureExpect {
+  char const* file;
+  std::uint64_t init_seed;
+  double sum_values, sum_m, sum_v;
+  std::size_t params;
+  std::int64_t count;
+  char const* probe;  ///< a parameter whose first value and moments are pinned
+  float probe_value, probe_m, probe_v;
+};
+
+template <class M>
+void check_v1_fixture(M& model, FixtureExpect const& x) {
+  cpu::Context ctx;
+  std::string const path = std::string(HSEQ_SOURCE_DIR) + "/test/fixtures/" + x.file;
+  CAPTURE(path);
+  io::SafetensorsFile const raw = io::SafetensorsFile::load_header(path);
+  REQUIRE(raw.has_metadata("optim.step"));
+  REQUIRE_FALSE(raw.has_metadata("hseq.state_groups"));  // written before state groups existed
+
+  Store store(model);
+  store.init(ctx, x.init_seed + 1000);  // other values, so the load must overwrite them
+  auto data = io::TextDataset::from_string(fixture_corpus(), "corpus", 0.1);
+  train::Trainer<cpu, float, M> tr(ctx, model, store, data, fixture_trainer_config());
+  tr.load(ctx, path);
+
+  REQUIRE(store.entries().size() == x.params);
+  CHECK(store.count() == x.count);
+  CHECK(tr.optimizer().steps() == 3);
+  CHECK(tr.state().step == 3);
+  CHECK(tr.state().data_pos == 6);
+  CHECK(tr.state().tokens == 48);
+  CHECK(tr.state().skipped == 0);
+  REQUIRE(tr.state().data_seed.has_value());
+  CHECK(*tr.state().data_seed == 77);
+  double sp = 0, sm = 0, sv = 0;
+  auto v = store.values();
+  auto m = tr.optimizer().first_moment(), s2 = tr.optimizer().second_moment();
+  for (std::int64_t i = 0; i < v.numel(); ++i) {
+    sp += v[i];
+    sm += m[i];
+    sv += s2[i];
+  }
+  // The same floats summed in the same order: equal but for the printed digits (17 significant).
+  CHECK(sp == doctest::Approx(x.sum_values).epsilon(1e-15));
+  CHECK(sm == doctest::Approx(x.sum_m).epsilon(1e-15));
+  CHECK(sv == doctest::Approx(x.sum_v).epsilon(1e-15));
+  auto const& probe = store.find(x.probe);
+  std::int64_t off = probe.value.data - v.data;
+  CHECK(probe.value[0] == x.probe_value);
+  CHECK(m[off] == x.probe_m);
+  CHECK(s2[off] == x.probe_v);
+
+  // Training on from the old file works (the moments and step count are live state again).
+  double const loss = tr.step(ctx);
+  CHECK(std::isfinite(loss));
+  CHECK(tr.optimizer().steps() == 4);
+
+  // Parameters only: the file's optimizer group is skipped.
+  M fresh(model.config());
+  Store fs_(fresh);
+  fs_.init(ctx, 5);
+  io::load_checkpoint(ctx, path, M::kKind, fresh.config_json(), fs_);
+  CHECK(fs_.find(x.probe).value[0] == x.probe_value);
+
+  // Saved again by the new code: the same tensor names and optim.step, plus the group list.
+  TempDir tmp;
+  std::string const again = tmp.file("again.safetensors");
+  tr.save(ctx, again);
+  io::SafetensorsFile const f2 = io::SafetensorsFile::load_header(again);
+  CHECK(f2.names() == raw.names());
+  CHECK(f2.metadata("optim.step") == "4");
+  CHECK(f2.metadata("hseq.state_groups") == R"(["optim"])");
+}
+}  // namespace
+
+TEST_CASE("checkpoint: files written before state groups load (TransformerLm and Hourglass fixtures)") {
+  using Lm = models::TransformerLm<cpu, float>;
+  using Hg = models::Hourglass<cpu, float, hier::DynamicHierarchy, hier::AvgPool, hier::Repeat>;
+  SUBCASE("transformer_lm") {
+    Lm lm(Lm::Config{.vocab = 256, .dim = 8, .heads = 2, .layers = 1, .context = 8, .mlp_hidden = 8});
+    check_v1_fixture(lm, {"checkpoint_v1_transformer_lm.safetensors", 11, 23.207587423979021,
+                          -0.0070604513192060736, 0.14262486973631383, 18, 2592, "blocks.0.attn.out.bias",
+                          0.00734107988f, -0.0814288333f, 0.0143595301f});
+  }
+  SUBCASE("hourglass") {
+    Hg hg(Hg::Config{.vocab = 256, .dim = 8, .heads = 2, .context = 8, .mlp_hidden = 8,
+                     .hierarchy = hier::HierarchySpec::parse("0@1 1@2 0@1")});
+    check_v1_fixture(hg, {"checkpoint_v1_hourglass.safetensors", 12, 29.150929550077212, 0.00065654952210707218,
+                          0.1426248595851346, 20, 2608, "levels.0.pre.0.attn.out.bias", 0.00728918659f,
+                          -0.0587156489f, 0.00790188648f});
+  }
+}
+
+namespace {
+/// A stateful part that is no optimizer: a double-precision memory and a position counter.
+struct Memory {
+  hseq::Tensor<double, cpu> slots{Shape{3, 2}};
+  std::int64_t position = 0;
+  template <class F>
+  void visit_state(F&& f) {
+    f(std::string("slots"), slots.view());
+    f(std::string("position"), position);
+  }
+};
+}  // namespace
+
+TEST_CASE("checkpoint: any StatefulPart is a named group; groups load, skip and are refused by name") {
+  static_assert(StatefulPart<Memory>);
+  TempDir tmp;
+  Model a(8, 1);
+  a.train_step(0.0);
+  Memory mem;
+  for (std::int64_t i = 0; i < mem.slots.numel(); ++i) mem.slots.data()[i] = 0.5 * double(i) - 1.0;
+  mem.position = 12345;
+  std::string const both = tmp.file("both.safetensors"), opt_only = tmp.file("opt.safetensors");
+  io::save_checkpoint(ctx_(), both, info_for(a), *a.store, {{"optim", *a.opt}, {"memory", mem}});
+  io::save_checkpoint(ctx_(), opt_only, info_for(a), *a.store, {{"optim", *a.opt}});
+  io::SafetensorsFile const f = io::SafetensorsFile::load_header(both);
+  CHECK(f.metadata("hseq.state_groups") == R"(["optim","memory"])");
+  CHECK(f.info("memory.slots").dtype == "F64");  // a group's dtype is its own, not the parameters'
+  CHECK(f.info("memory.slots").shape == Shape{3, 2});
+  CHECK(f.metadata("memory.position") == "12345");
+
+  // Both groups restored.
+  Model b(8, 2);
+  Memory mb;
+  io::load_checkpoint(ctx_(), both, "transformer_block", a.config, *b.store, {{"optim", *b.opt}, {"memory", mb}});
+  CHECK(Snapshot(b) == Snapshot(a));
+  CHECK(mb.position == 12345);
+  for (std::int64_t i = 0; i < mb.slots.numel(); ++i) CHECK(mb.slots.data()[i] == mem.slots.data()[i]);
+
+  // A group the caller does not ask for is skipped; one the file lacks is refused by name, and
+  // nothing changes.
+  Model c(8, 3);
+  io::load_checkpoint(ctx_(), both, "transformer_block", a.config, *c.store, {{"optim", *c.opt}});
+  CHECK(Snapshot(c) == Snapshot(a));
+  Model d(8, 4);
+  d.train_step(2.0);
+  Snapshot const before(d);
+  Memory md;
+  CHECK_THROWS_WITH_AS(
+      io::load_checkpoint(ctx_(), opt_only, "transformer_block", a.config, *d.store, {{"optim", *d.opt}, {"memory", md}}),
+      doctest::Contains(("checkpoint " + opt_only + " has no 'memory' state").c_str()), Error);
+  CHECK(Snapshot(d) == before);
+  CHECK(md.position == 0);
+
+  // A malformed group scalar fails before the parameters or the optimizer change.
+  std::string const p = tmp.file("bad_position.safetensors");
+  RawFile r = RawFile::read(both);
+  r.metadata.at("memory.position") = "-5";
+  r.write(p);
+  CHECK_THROWS_WITH_AS(
+      io::load_checkpoint(ctx_(), p, "transformer_block", a.config, *d.store, {{"optim", *d.opt}, {"memory", md}}),
+      doctest::Contains("memory.position '-5' is not a non-negative integer"), Error);
+  CHECK(Snapshot(d) == before);
+
+  // Group names: no dots, not "hseq", not twice; a parameter may not sit under a group's prefix.
+  for (char const* bad : {"", "a.b", "hseq"}) {
+    CAPTURE(bad);
+    CHECK_THROWS_WITH_AS(io::save_checkpoint(ctx_(), tmp.file("x.safetensors"), info_for(a), *a.store, {{bad, mem}}),
+                         doctest::Contains("state group name"), Error);
+  }
+  CHECK_THROWS_WITH_AS(
+      io::save_checkpoint(ctx_(), tmp.file("x.safetensors"), info_for(a), *a.store, {{"memory", mem}, {"memory", mb}}),
+      doctest::Contains("state group 'memory' is given twice"), Error);
+  std::string const first = a.store->entries().front().name;  // e.g. "ln1.weight"
+  std::string const prefix = first.substr(0, first.find('.'));
+  CHECK_THROWS_WITH_AS(io::save_checkpoint(ctx_(), tmp.file("x.safetensors"), info_for(a), *a.store, {{prefix, mem}}),
+                       doctest::Contains(("collides with the " + prefix + ".* state tensors").c_str()), Error);
 }

@@ -352,3 +352,41 @@ TEST_CASE("hourglass: the cache refuses out-of-order positions") {
   CHECK_THROWS_WITH_AS(m.forward_step(ctx, id.cview(), cache, 2, logits.view(), a), doctest::Contains("sequential"),
                        Error);
 }
+
+TEST_CASE("hourglass: config JSON is what the hand-written serialiser produced (checkpoints compare it)") {
+  // Literals captured from the serialiser before configs used nlohmann's macros.
+  using A = models::Hourglass<cpu, float, hier::DynamicHierarchy, hier::AttentionPool, hier::AttentionUp>;
+  using V = models::Hourglass<cpu, float, hier::DynamicHierarchy, hier::AvgPool, hier::Repeat>;
+  using L = models::Hourglass<cpu, double, hier::DynamicHierarchy, hier::LinearPool, hier::LinearUp>;
+  A a({.vocab = 29, .dim = 16, .heads = 2, .context = 16, .hierarchy = HierarchySpec::parse("1@1 1@2 1@4 1@2 1@1")});
+  V v({.vocab = 29, .dim = 16, .heads = 4, .context = 12, .mlp_hidden = 20,
+       .hierarchy = HierarchySpec::parse("2@1 1@3 2@1")});
+  L l({.vocab = 17, .dim = 8, .heads = 2, .context = 8, .hierarchy = HierarchySpec::parse("0@1 2@2 0@1")});
+  std::string const ja =
+      R"({"context":16,"dim":16,"eps":1e-05,"heads":2,"hierarchy":"1@1 1@2 1@4 1@2 1@1","init_std":0.02,)"
+      R"("mlp_hidden":0,"shorten":"attention","upsample":"attention","vocab":29})";
+  std::string const jv = R"({"context":12,"dim":16,"eps":1e-05,"heads":4,"hierarchy":"2@1 1@3 2@1","init_std":0.02,)"
+                         R"("mlp_hidden":20,"shorten":"avg","upsample":"repeat","vocab":29})";
+  std::string const jl = R"({"context":8,"dim":8,"eps":1e-05,"heads":2,"hierarchy":"2@2","init_std":0.02,)"
+                         R"("mlp_hidden":0,"shorten":"linear","upsample":"linear","vocab":17})";
+  CHECK(nlohmann::json::parse(a.config_json()) == nlohmann::json::parse(ja));
+  CHECK(nlohmann::json::parse(v.config_json()) == nlohmann::json::parse(jv));
+  CHECK(nlohmann::json::parse(l.config_json()) == nlohmann::json::parse(jl));
+  CHECK(a.config_json() == ja);  // even byte for byte
+  auto c = V::config_from_json(jv);
+  CHECK(c.vocab == 29);
+  CHECK(c.dim == 16);
+  CHECK(c.heads == 4);
+  CHECK(c.context == 12);
+  CHECK(c.mlp_hidden == 20);
+  CHECK(c.eps == 1e-5);
+  CHECK(c.init_std == 0.02);
+  CHECK(c.hierarchy == HierarchySpec::parse("2@1 1@3 2@1"));
+  CHECK(V(c).config_json() == v.config_json());
+  CHECK_THROWS_WITH_AS(V::config_from_json(R"({"vocab":29})"), doctest::Contains("invalid config JSON"), Error);
+  CHECK_THROWS_WITH_AS(V::config_from_json(R"({"vocab":29,"dim":"16"})"), doctest::Contains("invalid config JSON"),
+                       Error);
+  std::string bad = jv;
+  bad.replace(bad.find("2@1 1@3 2@1"), 11, "2@1 1x3 2@1");
+  CHECK_THROWS_WITH_AS(V::config_from_json(bad), doctest::Contains("is not of the form LAYERS@FACTOR"), Error);
+}

@@ -2,6 +2,8 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "hseq/models/transformer_lm.hpp"
@@ -162,4 +164,45 @@ TEST_CASE("transformer_lm: bad configuration and inputs say what is wrong") {
   ok.data()[2] = 16;
   a.reset();
   CHECK_THROWS_WITH_AS(m.forward(ctx, ok.cview(), {}, a, tr), doctest::Contains("id 16"), Error);
+}
+
+TEST_CASE("transformer_lm: config JSON is what the hand-written serialiser produced (checkpoints compare it)") {
+  // Literals captured from the serialiser before configs used nlohmann's macros.
+  std::vector<std::pair<Lm<float>::Config, std::string>> cases{
+      {{.vocab = 37, .dim = 16, .heads = 2, .layers = 2, .context = 12},
+       R"({"context":12,"dim":16,"eps":1e-05,"heads":2,"init_std":0.02,"layers":2,"mlp_hidden":0,)"
+       R"("position":"learned","tied":true,"vocab":37})"},
+      {{.vocab = 37, .dim = 16, .heads = 4, .layers = 3, .context = 12, .mlp_hidden = 24,
+        .position = nn::PositionKind::kSinusoidal, .tied = false, .eps = 1e-6, .init_std = 0.05},
+       R"({"context":12,"dim":16,"eps":1e-06,"heads":4,"init_std":0.05,"layers":3,"mlp_hidden":24,)"
+       R"("position":"sinusoidal","tied":false,"vocab":37})"},
+      {{.vocab = 19, .dim = 8, .heads = 2, .layers = 1, .context = 8, .position = nn::PositionKind::kNone},
+       R"({"context":8,"dim":8,"eps":1e-05,"heads":2,"init_std":0.02,"layers":1,"mlp_hidden":0,)"
+       R"("position":"none","tied":true,"vocab":19})"}};
+  for (auto const& [cfg, text] : cases) {
+    CAPTURE(text);
+    Lm<float> m(cfg);
+    CHECK(nlohmann::json::parse(m.config_json()) == nlohmann::json::parse(text));
+    CHECK(m.config_json() == text);  // even byte for byte
+    auto c = Lm<float>::config_from_json(text);
+    CHECK(c.vocab == cfg.vocab);
+    CHECK(c.dim == cfg.dim);
+    CHECK(c.heads == cfg.heads);
+    CHECK(c.layers == cfg.layers);
+    CHECK(c.context == cfg.context);
+    CHECK(c.mlp_hidden == cfg.mlp_hidden);
+    CHECK(c.position == cfg.position);
+    CHECK(c.tied == cfg.tied);
+    CHECK(c.eps == cfg.eps);
+    CHECK(c.init_std == cfg.init_std);
+  }
+  std::string bad = cases[0].second;
+  bad.replace(bad.find("learned"), 7, "rotary");
+  CHECK_THROWS_WITH_AS(Lm<float>::config_from_json(bad), doctest::Contains("unknown position encoding 'rotary'"), Error);
+  CHECK_THROWS_WITH_AS(Lm<float>::config_from_json(R"({"vocab":3})"), doctest::Contains("invalid config JSON"), Error);
+  CHECK_THROWS_WITH_AS(Lm<float>::config_from_json(R"({"vocab":3,"dim":true})"), doctest::Contains("invalid config JSON"),
+                       Error);
+  CHECK(Lm<float>::position_from_name("sinusoidal") == nn::PositionKind::kSinusoidal);
+  CHECK_THROWS_WITH_AS(Lm<float>::position_from_name("x"), doctest::Contains("TransformerLm: unknown position encoding"),
+                       Error);
 }

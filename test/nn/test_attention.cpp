@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: MIT
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <string>
+#include <vector>
 
 #include "hseq/nn/attention.hpp"
 #include "support/gradcheck.hpp"
@@ -15,10 +18,10 @@ using nn::AttentionMask;
 namespace {
 
 // Gradient check of cross-attention xq [B, Tq, d] -> keys/values [mem; xkv].
-void check_cross(AttentionMask mask, std::int64_t tq, std::int64_t tk, std::int64_t tm) {
+void check_cross(AttentionMask mask, std::int64_t tq, std::int64_t tk, std::int64_t tm, std::int64_t rel_distance = 0) {
   cpu::Context ctx;
   std::int64_t const bsz = 2, d = 6;
-  Attn m({.dim = d, .heads = 2, .mask = mask});
+  Attn m({.dim = d, .heads = 2, .mask = mask, .rel_distance = rel_distance});
   nn::ParamStore<cpu, double> ps(m);
   test::randomize_params(ps, 11);
   auto xq = random_tensor(Shape{bsz, tq, d}, 1), dxq = random_tensor(Shape{bsz, tq, d}, 0);
@@ -175,4 +178,143 @@ TEST_CASE("attention: bad configuration and shapes name the values") {
   Workspace<cpu> ws(1 << 20);
   auto a = ws.arena();
   CHECK_THROWS_WITH_AS(m.forward(ctx, x.cview(), y.view(), a), doctest::Contains("[2, 5, 6]"), Error);
+}
+
+// ---- Relative-distance score bias and the key mass ----
+
+TEST_CASE("gradcheck: MultiHeadAttention with the relative-distance bias (rel_bias and inputs)") {
+  check_cross(AttentionMask::causal(), 4, 4, 3, 5);   // self-attention-like over [memory; keys]
+  check_cross(AttentionMask::none(), 3, 5, 2, 4);     // negative distances clamp to entry 0
+  check_cross(AttentionMask::causal(), 5, 5, 0, 2);   // distances >= 1 share the last entry
+}
+
+namespace {
+/// Naive module forward from the parameters: Q = xq Wq^T + bq, [K V] = [mem; xkv] Wkv^T + bkv,
+/// per head p = softmax(scale q.k + rel[h, clamp(Tm + i - j, 0, D - 1)]) over the causal keys
+/// j <= Tm + i, y = (sum p v) Wo^T + bo; mass[b, h, j] = sum_i p[i, j].
+struct ModRef {
+  std::vector<double> y, mass;
+};
+ModRef module_ref(nn::ParamStore<cpu, double>& ps, std::int64_t heads, std::int64_t dmax, Tensor<double, cpu> const& xq,
+                  Tensor<double, cpu> const& xkv, Tensor<double, cpu> const& mem) {
+  std::int64_t bsz = xq.shape()[0], tq = xq.shape()[1], d = xq.shape()[2], tk = xkv.shape()[1], tm = mem.shape()[1];
+  std::int64_t dh = d / heads, tkk = tm + tk;
+  auto lin = [&](std::string const& name, double const* x, std::int64_t out_dim, std::int64_t i) {
+    auto& w = ps.find(name + ".weight");
+    auto& b = ps.find(name + ".bias");
+    std::vector<double> o(static_cast<std::size_t>(out_dim));
+    for (std::int64_t r = 0; r < out_dim; ++r) {
+      long double acc = b.value.data[r];
+      for (std::int64_t c = 0; c < d; ++c) acc += (long double)w.value.data[r * d + c] * x[i * d + c];
+      o[std::size_t(r)] = double(acc);
+    }
+    return o;
+  };
+  double const* rel = ps.find("rel_bias").value.data;
+  ModRef out{std::vector<double>(std::size_t(bsz * tq * d)), std::vector<double>(std::size_t(bsz * heads * tkk), 0.0)};
+  double scale = 1.0 / std::sqrt(double(dh));
+  for (std::int64_t b = 0; b < bsz; ++b) {
+    std::vector<std::vector<double>> kv;
+    for (std::int64_t j = 0; j < tm; ++j) kv.push_back(lin("kv", mem.data() + b * tm * d, 2 * d, j));
+    for (std::int64_t j = 0; j < tk; ++j) kv.push_back(lin("kv", xkv.data() + b * tk * d, 2 * d, j));
+    for (std::int64_t i = 0; i < tq; ++i) {
+      auto q = lin("q", xq.data() + b * tq * d, d, i);
+      std::vector<double> att(std::size_t(d), 0.0);
+      for (std::int64_t h = 0; h < heads; ++h) {
+        std::int64_t vis = std::min(tkk, tm + i + 1);
+        std::vector<long double> l(static_cast<std::size_t>(vis));
+        long double mx = -1e300L, sum = 0;
+        for (std::int64_t j = 0; j < vis; ++j) {
+          long double s = 0;
+          for (std::int64_t e = 0; e < dh; ++e) s += (long double)q[std::size_t(h * dh + e)] * kv[std::size_t(j)][std::size_t(h * dh + e)];
+          std::int64_t delta = std::min<std::int64_t>(std::max<std::int64_t>(tm + i - j, 0), dmax - 1);
+          l[std::size_t(j)] = scale * s + rel[h * dmax + delta];
+          mx = std::max(mx, l[std::size_t(j)]);
+        }
+        for (std::int64_t j = 0; j < vis; ++j) sum += std::exp(l[std::size_t(j)] - mx);
+        for (std::int64_t j = 0; j < vis; ++j) {
+          long double p = std::exp(l[std::size_t(j)] - mx) / sum;
+          out.mass[std::size_t((b * heads + h) * tkk + j)] += double(p);
+          for (std::int64_t e = 0; e < dh; ++e) att[std::size_t(h * dh + e)] += double(p * kv[std::size_t(j)][std::size_t(d + h * dh + e)]);
+        }
+      }
+      auto y = lin("out", att.data(), d, 0);
+      std::copy(y.begin(), y.end(), out.y.begin() + (b * tq + i) * d);
+    }
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("attention: relative-distance bias and key mass match a naive module reference") {
+  cpu::Context ctx;
+  std::int64_t const bsz = 2, d = 6, heads = 2, tq = 5, tk = 5, tm = 3, dmax = 4;
+  Attn m({.dim = d, .heads = heads, .mask = AttentionMask::causal(), .rel_distance = dmax});
+  nn::ParamStore<cpu, double> ps(m);
+  test::randomize_params(ps, 13, 0.7);
+  auto xq = random_tensor(Shape{bsz, tq, d}, 1), xkv = random_tensor(Shape{bsz, tk, d}, 2),
+       mem = random_tensor(Shape{bsz, tm, d}, 3);
+  Tensor<double, cpu> y(Shape{bsz, tq, d}), mass(Shape{bsz, heads, tm + tk});
+  Attn::Dims dims{bsz, tq, tk, tm};
+  Workspace<cpu> ws(m.forward_workspace(dims));
+  {
+    auto a = ws.arena();
+    m.forward(ctx, xq.cview(), xkv.cview(), mem.cview(), y.view(), a, mass.view());
+  }
+  ModRef ref = module_ref(ps, heads, dmax, xq, xkv, mem);
+  for (std::int64_t i = 0; i < y.numel(); ++i) CHECK(y.data()[i] == doctest::Approx(ref.y[std::size_t(i)]).epsilon(1e-12));
+  for (std::int64_t i = 0; i < mass.numel(); ++i)
+    CHECK(mass.data()[i] == doctest::Approx(ref.mass[std::size_t(i)]).epsilon(1e-12));
+  // A table constant along the distance is a per-row shift that softmax removes; a varying one is not.
+  Attn plain({.dim = d, .heads = heads, .mask = AttentionMask::causal()});
+  nn::ParamStore<cpu, double> ps_plain(plain);
+  for (auto const& e : ps_plain.entries()) {
+    auto& src = ps.find(e.name);
+    std::copy(src.value.data, src.value.data + src.value.numel(), ps_plain.find(e.name).value.data);
+  }
+  Tensor<double, cpu> y_plain(y.shape()), y_const(y.shape());
+  auto& rel = ps.find("rel_bias");
+  for (std::int64_t h = 0; h < heads; ++h)
+    for (std::int64_t k = 0; k < dmax; ++k) rel.value.data[h * dmax + k] = 0.3 * double(h + 1);
+  {
+    auto a = ws.arena();
+    plain.forward(ctx, xq.cview(), xkv.cview(), mem.cview(), y_plain.view(), a);
+  }
+  {
+    auto a = ws.arena();
+    m.forward(ctx, xq.cview(), xkv.cview(), mem.cview(), y_const.view(), a);
+  }
+  double moved = 0;
+  for (std::int64_t i = 0; i < y.numel(); ++i) {
+    CHECK(y_const.data()[i] == doctest::Approx(y_plain.data()[i]).epsilon(1e-12));
+    moved = std::max(moved, std::abs(y.data()[i] - y_plain.data()[i]));
+  }
+  CHECK(moved > 1e-3);
+}
+
+TEST_CASE("attention: forward_step with the relative-distance bias equals the full causal forward") {
+  cpu::Context ctx;
+  std::int64_t const bsz = 2, d = 8, t = 7, dmax = 3;
+  Attn m({.dim = d, .heads = 2, .mask = AttentionMask::causal(), .rel_distance = dmax});
+  nn::ParamStore<cpu, double> ps(m);
+  test::randomize_params(ps, 17, 0.5);
+  auto x = random_tensor(Shape{bsz, t, d}, 1);
+  Tensor<double, cpu> y_full(Shape{bsz, t, d}), cache(Shape{bsz, t, 2 * d});
+  Workspace<cpu> ws(m.forward_workspace({bsz, t, t, 0}) + m.step_workspace(bsz, t, t));
+  {
+    auto a = ws.arena();
+    m.forward(ctx, x.cview(), y_full.view(), a);
+  }
+  std::int64_t pos = 0;
+  for (std::int64_t n : {3, 1, 3}) {
+    Tensor<double, cpu> xs(Shape{bsz, n, d}), ys(Shape{bsz, n, d});
+    for (std::int64_t b = 0; b < bsz; ++b)
+      std::copy(x.data() + (b * t + pos) * d, x.data() + (b * t + pos + n) * d, xs.data() + b * n * d);
+    auto a = ws.arena();
+    m.forward_step(ctx, xs.cview(), cache.view(), pos, ys.view(), a);
+    for (std::int64_t b = 0; b < bsz; ++b)
+      for (std::int64_t i = 0; i < n * d; ++i)
+        CHECK(ys.data()[b * n * d + i] == doctest::Approx(y_full.data()[(b * t + pos) * d + i]).epsilon(1e-12));
+    pos += n;
+  }
 }

@@ -62,3 +62,26 @@ TEST_CASE("parameter: initialisation is deterministic per seed and follows each 
   p1.zero_grad(ctx);
   for (std::int64_t i = 0; i < p1.grads().numel(); ++i) REQUIRE(p1.grads()[i] == 0.f);
 }
+
+TEST_CASE("parameter: binding on the caller's context gives the layout of the host binding, all zero") {
+  cpu::Context ctx;
+  nn::TransformerBlock<cpu, float> m1({.dim = 8, .heads = 2}), m2({.dim = 8, .heads = 2});
+  nn::ParamStore<cpu, float> p1(ctx, m1, "b."), p2(m2, "b.");
+  REQUIRE(p1.entries().size() == p2.entries().size());
+  for (std::size_t k = 0; k < p1.entries().size(); ++k) {
+    CHECK(p1.entries()[k].name == p2.entries()[k].name);
+    CHECK(p1.entries()[k].offset == p2.entries()[k].offset);
+    CHECK(p1.entries()[k].param->value.data == p1.values().data + p1.entries()[k].offset);
+  }
+  // Rebinding over a store whose buffers were written zeroes the new ones, padding included.
+  p1.init(ctx, 3);
+  for (std::int64_t i = 0; i < p1.grads().numel(); ++i) p1.grads()[i] = 1.0f;
+  p1.bind(ctx, m1, "b.");
+  for (std::int64_t i = 0; i < p1.values().numel(); ++i) {
+    REQUIRE(p1.values()[i] == 0.0f);
+    REQUIRE(p1.grads()[i] == 0.0f);
+  }
+  Twin twin;
+  nn::ParamStore<cpu, float> bad;
+  CHECK_THROWS_WITH_AS(bad.bind(ctx, twin), doctest::Contains("duplicate parameter name 'w'"), Error);
+}

@@ -377,3 +377,286 @@ TEST_CASE("attention: bad shapes throw naming them") {
   });
   CHECK(msg.find("[2, 5, 20]") != std::string::npos);
 }
+
+// ---- Score biases (table by head and relative distance, dense per query/key) and the key mass ----
+
+namespace {
+using Scores = hseq::ops::AttentionScores<double, HostSpace>;
+using ScoreGrads = hseq::ops::AttentionScoreGrads<double, HostSpace>;
+
+/// Naive biased attention in long double: l_j = scale <q_i, k_j> + table[h, clamp(q0 + i - j, 0, D-1)]
+/// + dense[b, h, i, j] over allowed keys, p = softmax(l), out = sum p v, mass[b, h, j] = sum_i p.
+struct BiasedRef {
+  std::vector<double> out, probs, mass;
+};
+BiasedRef biased_ref(AttentionDims const& d, AttentionMask mask, double scale, double const* q, double const* kv,
+                     double const* table, std::int64_t dmax, double const* dense, std::int64_t q0) {
+  std::int64_t const w = d.width();
+  BiasedRef r{std::vector<double>(std::size_t(d.batch * d.tq * w), 0.0),
+              std::vector<double>(std::size_t(d.batch * d.heads * d.tq * d.tk), 0.0),
+              std::vector<double>(std::size_t(d.batch * d.heads * d.tk), 0.0)};
+  for (std::int64_t b = 0; b < d.batch; ++b)
+    for (std::int64_t h = 0; h < d.heads; ++h)
+      for (std::int64_t i = 0; i < d.tq; ++i) {
+        std::vector<long double> l(std::size_t(d.tk), 0);
+        long double mx = -std::numeric_limits<long double>::infinity();
+        for (std::int64_t j = 0; j < d.tk; ++j) {
+          if (!mask.allowed(i, j, d.tk, d.prefix)) continue;
+          long double dotp = 0;
+          for (std::int64_t e = 0; e < d.head_dim; ++e)
+            dotp += (long double)q[(b * d.tq + i) * w + h * d.head_dim + e] *
+                    (long double)kv[(b * d.tk + j) * 2 * w + h * d.head_dim + e];
+          long double v = scale * dotp;
+          if (table) {
+            std::int64_t delta = q0 + i - j;
+            delta = delta < 0 ? 0 : (delta > dmax - 1 ? dmax - 1 : delta);
+            v += table[h * dmax + delta];
+          }
+          if (dense) v += dense[((b * d.heads + h) * d.tq + i) * d.tk + j];
+          l[std::size_t(j)] = v;
+          mx = std::max(mx, v);
+        }
+        long double sum = 0;
+        for (std::int64_t j = 0; j < d.tk; ++j)
+          if (mask.allowed(i, j, d.tk, d.prefix)) sum += std::exp(l[std::size_t(j)] - mx);
+        for (std::int64_t j = 0; j < d.tk; ++j) {
+          if (!mask.allowed(i, j, d.tk, d.prefix)) continue;
+          long double p = std::exp(l[std::size_t(j)] - mx) / sum;
+          r.probs[std::size_t(((b * d.heads + h) * d.tq + i) * d.tk + j)] = double(p);
+          r.mass[std::size_t((b * d.heads + h) * d.tk + j)] += double(p);
+          for (std::int64_t e = 0; e < d.head_dim; ++e)
+            r.out[std::size_t((b * d.tq + i) * w + h * d.head_dim + e)] +=
+                double(p * (long double)kv[(b * d.tk + j) * 2 * w + w + h * d.head_dim + e]);
+        }
+      }
+  return r;
+}
+
+struct BiasCase {
+  char const* name;
+  AttentionMask mask;
+  AttentionDims d;
+  std::int64_t dmax;
+  std::int64_t q_pos0;  // -1: the prefix
+  bool table, dense;
+};
+std::vector<BiasCase> bias_cases() {
+  return {
+      {"causal, table", AttentionMask::causal(), {2, 2, 9, 9, 3, 0}, 4, -1, true, false},
+      {"causal, prefix, table + dense", AttentionMask::causal(), {2, 2, 6, 9, 3, 3}, 5, -1, true, true},
+      {"none (negative distances clamp to 0), table", AttentionMask::none(), {1, 3, 5, 7, 2, 0}, 3, 1, true, false},
+      {"none, dense only", AttentionMask::none(), {2, 1, 4, 6, 2, 2}, 1, -1, false, true},
+      {"upsampling rates(1, 0, 2, 0), table, q_pos0 2", AttentionMask::rates(1, 0, 2, 0), {1, 2, 8, 4, 2, 0}, 6, 2,
+       true, true},
+      {"causal, Tq 70 (two query blocks), table", AttentionMask::causal(), {1, 2, 70, 72, 2, 2}, 80, -1, true, false},
+      {"blind rows rates(1, 0, 1, 3), table + dense", AttentionMask::rates(1, 0, 1, 3), {1, 2, 6, 6, 2, 0}, 6, -1,
+       true, true},
+  };
+}
+}  // namespace
+
+TEST_CASE("attention scores: biased forward and key mass match a naive reference") {
+  hseq::cpu::Context ctx;
+  for (auto const& c : bias_cases()) {
+    INFO("case: ", std::string(c.name));
+    AttentionDims const& d = c.d;
+    auto q = random_tensor<double>(Shape{d.batch, d.tq, d.width()}, 21);
+    auto kv = random_tensor<double>(Shape{d.batch, d.tk, 2 * d.width()}, 22);
+    auto table = random_tensor<double>(Shape{d.heads, c.dmax}, 23, 2.0);
+    auto dense = random_tensor<double>(Shape{d.batch, d.heads, d.tq, d.tk}, 24, 2.0);
+    DT out(q.shape()), probs(Shape{d.batch, d.heads, d.tq, d.tk}), mass(Shape{d.batch, d.heads, d.tk});
+    std::fill(mass.data(), mass.data() + mass.numel(), std::numeric_limits<double>::quiet_NaN());
+    Scores sc;
+    if (c.table) sc.table = table.cview();
+    if (c.dense) sc.dense = dense.cview();
+    sc.q_pos0 = c.q_pos0;
+    sc.key_mass = mass.view();
+    double const scale = 0.7;
+    hseq::ops::attention_forward<double>(ctx, d, c.mask, scale, q.cview(), kv.cview(), out.view(), probs.view(), sc);
+    std::int64_t q0 = c.q_pos0 >= 0 ? c.q_pos0 : d.prefix;
+    BiasedRef ref = biased_ref(d, c.mask, scale, q.data(), kv.data(), c.table ? table.data() : nullptr, c.dmax,
+                               c.dense ? dense.data() : nullptr, q0);
+    std::int64_t bad = 0;
+    for (std::int64_t i = 0; i < out.numel(); ++i) bad += !(std::abs(out.data()[i] - ref.out[std::size_t(i)]) <= 1e-13);
+    for (std::int64_t i = 0; i < probs.numel(); ++i)
+      bad += !(std::abs(probs.data()[i] - ref.probs[std::size_t(i)]) <= 1e-13);
+    for (std::int64_t i = 0; i < mass.numel(); ++i) bad += !(std::abs(mass.data()[i] - ref.mass[std::size_t(i)]) <= 1e-12);
+    CHECK(bad == 0);
+    // The bias must actually move the result: compare against the unbiased reference.
+    BiasedRef plain = biased_ref(d, c.mask, scale, q.data(), kv.data(), nullptr, 1, nullptr, 0);
+    double moved = 0;
+    for (std::size_t i = 0; i < plain.out.size(); ++i) moved = std::max(moved, std::abs(plain.out[i] - ref.out[i]));
+    CHECK(moved > 1e-3);
+  }
+}
+
+TEST_CASE("attention scores: off (or only the key mass) is bit-identical to the plain call") {
+  hseq::cpu::Context ctx;
+  AttentionDims d{2, 2, 70, 73, 3, 3};
+  auto q = random_tensor<double>(Shape{d.batch, d.tq, d.width()}, 31);
+  auto kv = random_tensor<double>(Shape{d.batch, d.tk, 2 * d.width()}, 32);
+  auto r = random_tensor<double>(q.shape(), 33);
+  DT out0(q.shape()), out1(q.shape()), p0(Shape{d.batch, d.heads, d.tq, d.tk}), p1(p0.shape()),
+      mass(Shape{d.batch, d.heads, d.tk});
+  DT dq0(q.shape()), dq1(q.shape()), dkv0(kv.shape()), dkv1(kv.shape());
+  DT scratch(Shape{hseq::ops::attention_backward_scratch(d, hseq::detail::max_threads())});
+  auto mask = AttentionMask::causal();
+  hseq::ops::attention_forward<double>(ctx, d, mask, 0.6, q.cview(), kv.cview(), out0.view(), p0.view());
+  hseq::ops::attention_backward<double>(ctx, d, mask, 0.6, q.cview(), kv.cview(), out0.cview(), p0.cview(), r.cview(),
+                                        dq0.view(), dkv0.view(), scratch.view());
+  Scores sc;
+  sc.key_mass = mass.view();
+  hseq::ops::attention_forward<double>(ctx, d, mask, 0.6, q.cview(), kv.cview(), out1.view(), p1.view(), sc);
+  hseq::ops::attention_backward<double>(ctx, d, mask, 0.6, q.cview(), kv.cview(), out1.cview(), p1.cview(), r.cview(),
+                                        dq1.view(), dkv1.view(), scratch.view(), Scores{}, ScoreGrads{});
+  CHECK(std::equal(out0.data(), out0.data() + out0.numel(), out1.data()));
+  CHECK(std::equal(p0.data(), p0.data() + p0.numel(), p1.data()));
+  CHECK(std::equal(dq0.data(), dq0.data() + dq0.numel(), dq1.data()));
+  CHECK(std::equal(dkv0.data(), dkv0.data() + dkv0.numel(), dkv1.data()));
+  // Each query's weights sum to 1, so the mass over keys sums to the number of queries.
+  for (std::int64_t p = 0; p < d.batch * d.heads; ++p) {
+    double tot = 0;
+    for (std::int64_t j = 0; j < d.tk; ++j) tot += mass.data()[p * d.tk + j];
+    CHECK(tot == doctest::Approx(double(d.tq)).epsilon(1e-12));
+  }
+}
+
+TEST_CASE("attention scores: gradcheck of q, kv, the distance table and the dense bias") {
+  for (auto const& c : bias_cases()) {
+    INFO("case: ", std::string(c.name));
+    AttentionDims const& d = c.d;
+    auto q = random_tensor<double>(Shape{d.batch, d.tq, d.width()}, 41);
+    auto kv = random_tensor<double>(Shape{d.batch, d.tk, 2 * d.width()}, 42);
+    auto table = random_tensor<double>(Shape{d.heads, c.dmax}, 43);
+    auto dense = random_tensor<double>(Shape{d.batch, d.heads, d.tq, d.tk}, 44);
+    auto r = random_tensor<double>(q.shape(), 45);
+    DT out(q.shape()), probs(Shape{d.batch, d.heads, d.tq, d.tk}), dq(q.shape()), dkv(kv.shape()),
+        dtable(table.shape()), ddense(dense.shape());
+    DT scratch(Shape{hseq::ops::attention_backward_scratch(d, hseq::detail::max_threads())});
+    hseq::cpu::Context ctx;
+    double const scale = 0.8;
+    Scores sc;
+    if (c.table) sc.table = table.cview();
+    if (c.dense) sc.dense = dense.cview();
+    sc.q_pos0 = c.q_pos0;
+    auto loss = [&] {
+      hseq::ops::attention_forward<double>(ctx, d, c.mask, scale, q.cview(), kv.cview(), out.view(), probs.view(), sc);
+      return hseq::test::dot<double>(out.cview(), r.cview());
+    };
+    auto grads = [&] {
+      hseq::ops::attention_forward<double>(ctx, d, c.mask, scale, q.cview(), kv.cview(), out.view(), probs.view(), sc);
+      std::fill(dtable.data(), dtable.data() + dtable.numel(), 0.0);  // the table gradient accumulates
+      ScoreGrads g;
+      if (c.table) g.table = dtable.view();
+      if (c.dense) g.dense = ddense.view();
+      hseq::ops::attention_backward<double>(ctx, d, c.mask, scale, q.cview(), kv.cview(), out.cview(), probs.cview(),
+                                            r.cview(), dq.view(), dkv.view(), scratch.view(), sc, g);
+    };
+    hseq::test::GradCheck gc(hseq::test::GradcheckOptions{1e-6, 1e-6, 1e-9, 96});
+    gc.input("q", q.view(), dq.view()).input("kv", kv.view(), dkv.view());
+    if (c.table) gc.input("table", table.view(), dtable.view());
+    if (c.dense) gc.input("dense", dense.view(), ddense.view());
+    gc.run(loss, grads);
+  }
+}
+
+TEST_CASE("attention scores: the table gradient accumulates and masked dense entries get zero") {
+  hseq::cpu::Context ctx;
+  AttentionDims d{2, 2, 6, 6, 2, 0};
+  auto q = random_tensor<double>(Shape{d.batch, d.tq, d.width()}, 51);
+  auto kv = random_tensor<double>(Shape{d.batch, d.tk, 2 * d.width()}, 52);
+  auto table = random_tensor<double>(Shape{d.heads, 3}, 53);
+  auto dense = random_tensor<double>(Shape{d.batch, d.heads, d.tq, d.tk}, 54);
+  auto r = random_tensor<double>(q.shape(), 55);
+  DT out(q.shape()), probs(Shape{d.batch, d.heads, d.tq, d.tk}), dq(q.shape()), dkv(kv.shape()), dt1(table.shape()),
+      dt2(table.shape()), dd(dense.shape());
+  DT scratch(Shape{hseq::ops::attention_backward_scratch(d, hseq::detail::max_threads())});
+  Scores sc;
+  sc.table = table.cview();
+  sc.dense = dense.cview();
+  auto mask = AttentionMask::causal();
+  hseq::ops::attention_forward<double>(ctx, d, mask, 0.5, q.cview(), kv.cview(), out.view(), probs.view(), sc);
+  std::fill(dt1.data(), dt1.data() + dt1.numel(), 0.0);
+  std::fill(dt2.data(), dt2.data() + dt2.numel(), 1.5);
+  std::fill(dd.data(), dd.data() + dd.numel(), std::numeric_limits<double>::quiet_NaN());
+  hseq::ops::attention_backward<double>(ctx, d, mask, 0.5, q.cview(), kv.cview(), out.cview(), probs.cview(), r.cview(),
+                                        dq.view(), dkv.view(), scratch.view(), sc, ScoreGrads{dt1.view(), dd.view()});
+  hseq::ops::attention_backward<double>(ctx, d, mask, 0.5, q.cview(), kv.cview(), out.cview(), probs.cview(), r.cview(),
+                                        dq.view(), dkv.view(), scratch.view(), sc, ScoreGrads{dt2.view(), {}});
+  for (std::int64_t i = 0; i < dt1.numel(); ++i) CHECK(dt2.data()[i] == doctest::Approx(1.5 + dt1.data()[i]).epsilon(1e-14));
+  std::int64_t masked_nonzero = 0;
+  for (std::int64_t p = 0; p < d.batch * d.heads; ++p)
+    for (std::int64_t i = 0; i < d.tq; ++i)
+      for (std::int64_t j = i + 1; j < d.tk; ++j) masked_nonzero += dd.data()[(p * d.tq + i) * d.tk + j] != 0.0;
+  CHECK(masked_nonzero == 0);
+}
+
+TEST_CASE("attention scores: causality stays exact with the biases on (bit-identical earlier rows)") {
+  hseq::cpu::Context ctx;
+  AttentionDims d{2, 2, 70, 70, 3, 0};
+  auto q = random_tensor<double>(Shape{d.batch, d.tq, d.width()}, 61);
+  auto kv = random_tensor<double>(Shape{d.batch, d.tk, 2 * d.width()}, 62);
+  auto table = random_tensor<double>(Shape{d.heads, 16}, 63);
+  auto dense = random_tensor<double>(Shape{d.batch, d.heads, d.tq, d.tk}, 64);
+  Scores sc;
+  sc.table = table.cview();
+  sc.dense = dense.cview();
+  DT out0(q.shape()), out1(q.shape()), probs(Shape{d.batch, d.heads, d.tq, d.tk}), m0(Shape{d.batch, d.heads, d.tk}),
+      m1(m0.shape());
+  sc.key_mass = m0.view();
+  hseq::ops::attention_forward<double>(ctx, d, AttentionMask::causal(), 0.5, q.cview(), kv.cview(), out0.view(),
+                                       probs.view(), sc);
+  std::int64_t const w = d.width();
+  for (std::int64_t t : {1, 40, 64, 69}) {
+    INFO("perturbed key/value row ", t);
+    DT kv2 = random_tensor<double>(kv.shape(), 65), dense2 = random_tensor<double>(dense.shape(), 66);
+    std::copy(kv.data(), kv.data() + kv.numel(), kv2.data());
+    std::copy(dense.data(), dense.data() + dense.numel(), dense2.data());
+    for (std::int64_t b = 0; b < d.batch; ++b)
+      for (std::int64_t e = 0; e < 2 * w; ++e) kv2.data()[(b * d.tk + t) * 2 * w + e] += 5.0 + double(e);
+    // Also move the dense bias of every masked (query < key) entry: it must be ignored.
+    for (std::int64_t p = 0; p < d.batch * d.heads; ++p)
+      for (std::int64_t i = 0; i < d.tq; ++i)
+        for (std::int64_t j = i + 1; j < d.tk; ++j) dense2.data()[(p * d.tq + i) * d.tk + j] += 100.0;
+    Scores sc2 = sc;
+    sc2.dense = dense2.cview();
+    sc2.key_mass = m1.view();
+    hseq::ops::attention_forward<double>(ctx, d, AttentionMask::causal(), 0.5, q.cview(), kv2.cview(), out1.view(),
+                                         probs.view(), sc2);
+    std::int64_t changed_before = 0, unchanged_after = 0;
+    for (std::int64_t b = 0; b < d.batch; ++b)
+      for (std::int64_t i = 0; i < d.tq; ++i) {
+        bool moved = false;
+        for (std::int64_t e = 0; e < w; ++e) moved = moved || !(out1.data()[(b * d.tq + i) * w + e] == out0.data()[(b * d.tq + i) * w + e]);
+        if (i < t) changed_before += moved;
+        else unchanged_after += !moved;
+      }
+    CHECK(changed_before == 0);
+    CHECK(unchanged_after == 0);
+  }
+}
+
+TEST_CASE("attention scores: bad shapes throw naming them") {
+  hseq::cpu::Context ctx;
+  AttentionDims d{1, 2, 4, 4, 2, 0};
+  DT q(Shape{1, 4, 4}), kv(Shape{1, 4, 8}), out(Shape{1, 4, 4}), probs(Shape{1, 2, 4, 4}), bad_table(Shape{3, 4}),
+      bad_dense(Shape{1, 2, 4, 5}), bad_mass(Shape{1, 2, 3});
+  Scores a;
+  a.table = bad_table.cview();
+  CHECK(error_of([&] {
+          hseq::ops::attention_forward<double>(ctx, d, AttentionMask::causal(), 1.0, q.cview(), kv.cview(), out.view(),
+                                               probs.view(), a);
+        }).find("score bias table") != std::string::npos);
+  Scores b;
+  b.dense = bad_dense.cview();
+  CHECK(error_of([&] {
+          hseq::ops::attention_forward<double>(ctx, d, AttentionMask::causal(), 1.0, q.cview(), kv.cview(), out.view(),
+                                               probs.view(), b);
+        }).find("dense score bias") != std::string::npos);
+  Scores c;
+  c.key_mass = bad_mass.view();
+  CHECK(error_of([&] {
+          hseq::ops::attention_forward<double>(ctx, d, AttentionMask::causal(), 1.0, q.cview(), kv.cview(), out.view(),
+                                               probs.view(), c);
+        }).find("key mass") != std::string::npos);
+}

@@ -201,3 +201,31 @@ TEST_CASE("rnn_cell: wrong operand shapes throw naming the operand") {
                                                         mat(hp)),
                   hseq::Error);
 }
+
+TEST_CASE("rnn_cell: ragged-batch helpers copy / zero exactly the rows of finished sequences") {
+  hseq::cpu::Context ctx;
+  std::vector<std::int32_t> const lengths{3, 1, 0, 2};
+  std::int64_t const bsz = 4, h = 3, ld = 5;  // strided rows (ld > h): the gap must stay untouched
+  auto src = random_tensor<double>(Shape{bsz, ld}, 1);
+  for (std::int64_t step : {0, 1, 2}) {
+    CAPTURE(step);
+    auto dst = random_tensor<double>(Shape{bsz, ld}, 2), keep = random_tensor<double>(Shape{bsz, ld}, 2);
+    auto z = random_tensor<double>(Shape{bsz, ld}, 3), zkeep = random_tensor<double>(Shape{bsz, ld}, 3);
+    CHECK(hseq::ops::any_finished(lengths, step) == (step >= 0));  // length 0 has finished at every step
+    hseq::ops::copy_finished_rows<double>(ctx, lengths, step, CM(src.data(), bsz, h, ld), MM(dst.data(), bsz, h, ld));
+    hseq::ops::zero_finished_rows<double>(ctx, lengths, step, MM(z.data(), bsz, h, ld));
+    for (std::int64_t b = 0; b < bsz; ++b)
+      for (std::int64_t j = 0; j < ld; ++j) {
+        bool finished = step >= lengths[std::size_t(b)] && j < h;
+        std::int64_t k = b * ld + j;
+        CHECK(dst.data()[k] == (finished ? src.data()[k] : keep.data()[k]));
+        CHECK(z.data()[k] == (finished ? 0.0 : zkeep.data()[k]));
+      }
+  }
+  CHECK_FALSE(hseq::ops::any_finished(std::vector<std::int32_t>{3, 2}, 1));
+  CHECK(error_of([] { hseq::ops::check_lengths(std::vector<std::int32_t>{1, 7}, 2, 6, "X"); })
+            .find("X: length 7 of sequence 1 outside [0, T = 6]") != std::string::npos);
+  CHECK(error_of([] { hseq::ops::check_lengths(std::vector<std::int32_t>{1}, 2, 6, "X"); })
+            .find("X: 1 sequence lengths for a batch of 2") != std::string::npos);
+  CHECK(error_of([] { hseq::ops::check_lengths(std::vector<std::int32_t>{0, 6}, 2, 6, "X"); }) == "<no exception>");
+}

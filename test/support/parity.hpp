@@ -84,8 +84,8 @@ int check_parity(io::SafetensorsFile const& f, M& m, nn::ParamStore<cpu, float>&
   // The fixture's AdamW steps on the same batch, as the script did.
   auto hp = nlohmann::json::parse(f.metadata("adamw"));
   auto torch_losses = nlohmann::json::parse(f.metadata("adamw_losses")).get<std::vector<double>>();
-  train::AdamW<cpu, float> opt(ps, {hp["lr"].get<double>(), hp["beta1"].get<double>(), hp["beta2"].get<double>(),
-                                    hp["eps"].get<double>(), hp["weight_decay"].get<double>()});
+  train::AdamW<cpu, float> opt(ctx, ps, {hp["lr"].get<double>(), hp["beta1"].get<double>(), hp["beta2"].get<double>(),
+                                         hp["eps"].get<double>(), hp["weight_decay"].get<double>()});
   for (std::size_t s = 0; s < torch_losses.size(); ++s) {
     opt.step(ctx);
     ps.zero_grad(ctx);

@@ -2,8 +2,11 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <string>
+#include <type_traits>
 #include <vector>
 
+#include "hseq/core/state.hpp"
 #include "hseq/nn/linear.hpp"
 #include "hseq/train/adamw.hpp"
 #include "support/gradcheck.hpp"
@@ -16,7 +19,7 @@ TEST_CASE("adamw: matches the PyTorch AdamW recurrence, with decay only where th
   nn::ParamStore<cpu, double> ps(m);
   test::randomize_params(ps, 1);
   train::AdamW<cpu, double>::Config cfg{.lr = 0.01, .beta1 = 0.8, .beta2 = 0.95, .eps = 1e-6, .weight_decay = 0.1};
-  train::AdamW<cpu, double> opt(ps, cfg);
+  train::AdamW<cpu, double> opt(ctx, ps, cfg);
   // Reference state per parameter element.
   struct Ref {
     double p, m = 0, v = 0;
@@ -50,7 +53,51 @@ TEST_CASE("adamw: matches the PyTorch AdamW recurrence, with decay only where th
 TEST_CASE("adamw: invalid hyper-parameters are rejected by name") {
   nn::Linear<cpu, float> m({.in = 2, .out = 2});
   nn::ParamStore<cpu, float> ps(m);
+  cpu::Context ctx;
   using Opt = train::AdamW<cpu, float>;
-  CHECK_THROWS_WITH_AS(Opt(ps, Opt::Config{.beta1 = 1.0}), doctest::Contains("betas"), Error);
-  CHECK_THROWS_AS(Opt(ps, Opt::Config{.lr = -1}), Error);
+  CHECK_THROWS_WITH_AS(Opt(ctx, ps, Opt::Config{.beta1 = 1.0}), doctest::Contains("betas"), Error);
+  CHECK_THROWS_AS(Opt(ctx, ps, Opt::Config{.lr = -1}), Error);
+}
+
+TEST_CASE("adamw: visit_state names each parameter's moments and the step count, aliasing the state") {
+  static_assert(StatefulPart<train::AdamW<cpu, float>>);
+  cpu::Context ctx;
+  nn::Linear<cpu, float> m({.in = 3, .out = 2});
+  nn::ParamStore<cpu, float> ps(ctx, m, "fc.");
+  train::AdamW<cpu, float> opt(ctx, ps, {});
+  for (std::int64_t i = 0; i < ps.grads().numel(); ++i) ps.grads()[i] = float(i % 5) - 2.0f;
+  opt.step(ctx);
+  opt.step(ctx);
+
+  std::vector<std::string> names;
+  std::vector<Shape> shapes;
+  std::int64_t step_seen = -1;
+  opt.visit_state([&](std::string const& name, auto&& x) {
+    names.push_back(name);
+    if constexpr (std::is_same_v<std::remove_cvref_t<decltype(x)>, std::int64_t>) {
+      step_seen = x;
+      x = 41;  // a loader assigns through the reference
+    } else {
+      shapes.push_back(x.shape);
+      // The views alias the optimizer's flat buffers at the parameter's offset.
+      auto const& e = ps.entries()[(names.size() - 1) / 2];
+      auto flat = name[0] == 'm' ? opt.first_moment() : opt.second_moment();
+      CHECK(x.data == flat.data + e.offset);
+      x[0] = 7.0f;
+    }
+  });
+  CHECK(names == std::vector<std::string>{"m.fc.weight", "v.fc.weight", "m.fc.bias", "v.fc.bias", "step"});
+  CHECK(shapes == std::vector<Shape>{Shape{2, 3}, Shape{2, 3}, Shape{2}, Shape{2}});
+  CHECK(step_seen == 2);
+  CHECK(opt.steps() == 41);
+  CHECK(opt.first_moment()[ps.entries()[1].offset] == 7.0f);
+  CHECK(opt.second_moment()[0] == 7.0f);
+
+  // reset runs on the caller's context and clears moments and step.
+  opt.reset(ctx);
+  CHECK(opt.steps() == 0);
+  for (std::int64_t i = 0; i < opt.first_moment().numel(); ++i) {
+    REQUIRE(opt.first_moment()[i] == 0.0f);
+    REQUIRE(opt.second_moment()[i] == 0.0f);
+  }
 }

@@ -93,7 +93,7 @@ void check_resume(typename M::Config mc, train::TrainerConfig tc, std::int64_t s
   M m1(mc);
   nn::ParamStore<cpu, float> p1(m1);
   p1.init(ctx, 7);
-  Tr t1(m1, p1, data, tc);
+  Tr t1(ctx, m1, p1, data, tc);
   std::vector<double> bpc1;  // validation after step s, for s > stop
   for (std::int64_t s = 1; s <= total; ++s) {
     t1.step(ctx);
@@ -108,18 +108,18 @@ void check_resume(typename M::Config mc, train::TrainerConfig tc, std::int64_t s
     M m2(mc);
     nn::ParamStore<cpu, float> p2(m2);
     p2.init(ctx, 7);
-    Tr t2(m2, p2, data, tc);
+    Tr t2(ctx, m2, p2, data, tc);
     for (std::int64_t s = 1; s <= stop; ++s) {
       t2.step(ctx);
       if (validate_now(s)) t2.evaluate(ctx);
     }
-    t2.save(path);
+    t2.save(ctx, path);
   }
   M m3(mc);
   nn::ParamStore<cpu, float> p3(m3);
   p3.init(ctx, 99);  // another initialisation: everything must come from the checkpoint
-  Tr t3(m3, p3, data, tc);
-  t3.load(path);
+  Tr t3(ctx, m3, p3, data, tc);
+  t3.load(ctx, path);
   CHECK(t3.state().step == stop);
   CHECK(t3.state().tokens == stop * tc.batch * tc.seq_len * tc.grad_accum);
   std::vector<double> bpc3;
@@ -164,7 +164,7 @@ void check_run_resume(typename M::Config mc, train::TrainerConfig tc, std::int64
   M m1(mc);
   nn::ParamStore<cpu, float> p1(m1);
   p1.init(ctx, 7);
-  Tr t1(m1, p1, data, tc);
+  Tr t1(ctx, m1, p1, data, tc);
   double bpc1 = t1.run(ctx);
   REQUIRE(t1.state().step == tc.steps);
 
@@ -174,7 +174,7 @@ void check_run_resume(typename M::Config mc, train::TrainerConfig tc, std::int64
     M m2(mc);
     nn::ParamStore<cpu, float> p2(m2);
     p2.init(ctx, 7);
-    Tr t2(m2, p2, data, tc);
+    Tr t2(ctx, m2, p2, data, tc);
     std::ostringstream sink;
     io::Progress progress(tc.steps, sink, false);
     // Clock calls: one by set_clock, then one per update, which run() makes after each step and
@@ -191,8 +191,8 @@ void check_run_resume(typename M::Config mc, train::TrainerConfig tc, std::int64
   M m3(mc);
   nn::ParamStore<cpu, float> p3(m3);
   p3.init(ctx, 99);
-  Tr t3(m3, p3, data, tc);
-  t3.load(tc.ckpt_path);
+  Tr t3(ctx, m3, p3, data, tc);
+  t3.load(ctx, tc.ckpt_path);
   REQUIRE(t3.state().step == saved_at);
   double bpc3 = t3.run(ctx);
   REQUIRE(t3.losses().size() == std::size_t(tc.steps - saved_at));
@@ -247,10 +247,10 @@ TEST_CASE("trainer: checkpoints record the data seed, and a checkpoint of anothe
   Lm m(tiny());
   nn::ParamStore<cpu, float> p(m);
   p.init(ctx, 3);
-  TrainerF t(m, p, data, tc);
+  TrainerF t(ctx, m, p, data, tc);
   t.step(ctx);
   auto path = tmp_path("seed.safetensors").string();
-  t.save(path);
+  t.save(ctx, path);
   auto state = nlohmann::json::parse(io::read_checkpoint_info(path).trainer_state);
   CHECK(state.at("data_seed").get<std::uint64_t>() == 1234);
   CHECK(train::TrainerState::from_json(state.dump()).data_seed == std::uint64_t(1234));
@@ -260,11 +260,11 @@ TEST_CASE("trainer: checkpoints record the data seed, and a checkpoint of anothe
   Lm mo(tiny());
   nn::ParamStore<cpu, float> po(mo);
   po.init(ctx, 5);
-  TrainerF to(mo, po, data, other);
+  TrainerF to(ctx, mo, po, data, other);
   auto before = copy_of(po.values());
   std::string msg;
   try {
-    to.load(path);
+    to.load(ctx, path);
   } catch (Error const& e) {
     msg = e.what();
   }
@@ -275,8 +275,8 @@ TEST_CASE("trainer: checkpoints record the data seed, and a checkpoint of anothe
   CHECK(to.state().step == 0);
   for (std::size_t i = 0; i < before.size(); ++i) REQUIRE(po.values()[std::int64_t(i)] == before[i]);  // untouched
 
-  TrainerF same(mo, po, data, tc);
-  same.load(path);
+  TrainerF same(ctx, mo, po, data, tc);
+  same.load(ctx, path);
   CHECK(same.state().step == 1);
   std::filesystem::remove(path);
 }
@@ -288,7 +288,7 @@ TEST_CASE("trainer: checkpoints written before the data seed was recorded still 
   Lm m1(tiny());
   nn::ParamStore<cpu, float> p1(m1);
   p1.init(ctx, 7);
-  TrainerF t1(m1, p1, data, tc);
+  TrainerF t1(ctx, m1, p1, data, tc);
   for (int i = 0; i < 6; ++i) t1.step(ctx);
 
   // The interrupted run's checkpoint, rewritten with a trainer state that has no data_seed (the
@@ -298,25 +298,25 @@ TEST_CASE("trainer: checkpoints written before the data seed was recorded still 
     Lm m2(tiny());
     nn::ParamStore<cpu, float> p2(m2);
     p2.init(ctx, 7);
-    TrainerF t2(m2, p2, data, tc);
+    TrainerF t2(ctx, m2, p2, data, tc);
     for (int i = 0; i < 3; ++i) t2.step(ctx);
     auto j = nlohmann::json::parse(t2.state().to_json());
     REQUIRE(j.contains("data_seed"));
     j.erase("data_seed");
-    io::save_checkpoint(path, {Lm::kKind, m2.config_json(), j.dump()}, p2, &t2.optimizer());
+    io::save_checkpoint(ctx, path, {Lm::kKind, m2.config_json(), j.dump()}, p2, {{"optim", t2.optimizer()}});
   }
   CHECK_FALSE(train::TrainerState::from_json(io::read_checkpoint_info(path).trainer_state).data_seed.has_value());
   Lm m3(tiny());
   nn::ParamStore<cpu, float> p3(m3);
   p3.init(ctx, 99);
-  TrainerF t3(m3, p3, data, tc);
-  t3.load(path);
+  TrainerF t3(ctx, m3, p3, data, tc);
+  t3.load(ctx, path);
   CHECK(t3.state().step == 3);
   CHECK(t3.state().data_seed == tc.seed);  // adopted: the next checkpoint records it
   for (int i = 0; i < 3; ++i) t3.step(ctx);
   for (int i = 0; i < 3; ++i) CHECK(t3.losses()[std::size_t(i)] == t1.losses()[std::size_t(3 + i)]);
   require_same_weights(p1, t1, p3, t3);
-  t3.save(path);
+  t3.save(ctx, path);
   CHECK(nlohmann::json::parse(io::read_checkpoint_info(path).trainer_state).at("data_seed").get<std::uint64_t>() ==
         tc.seed);
   std::filesystem::remove(path);
@@ -330,7 +330,7 @@ TEST_CASE("trainer: validation bpc is the mean NLL over windows in bits, and tra
   p.init(ctx, 3);
   auto cfg = tcfg();
   cfg.steps = 60;
-  TrainerF t(m, p, data, cfg);
+  TrainerF t(ctx, m, p, data, cfg);
   double before = t.evaluate(ctx, 0);
   CHECK(before == doctest::Approx(8.0).epsilon(0.03));  // ~ log2(256) at initialisation
   double after = t.run(ctx);
@@ -347,7 +347,7 @@ TEST_CASE("trainer: non-finite steps are skipped and counted, and too many in a 
   p.init(ctx, 3);
   auto cfg = tcfg();
   cfg.max_bad_steps = 3;
-  TrainerF t(m, p, data, cfg);
+  TrainerF t(ctx, m, p, data, cfg);
   t.step(ctx);
   // Poison one weight: every following loss is NaN.
   p.find("blocks.0.mlp.fc1.weight").value[5] = std::numeric_limits<float>::quiet_NaN();
@@ -367,29 +367,30 @@ TEST_CASE("trainer: checkpoints refuse another model structure") {
   Lm m(tiny());
   nn::ParamStore<cpu, float> p(m);
   p.init(ctx, 3);
-  TrainerF t(m, p, data, tcfg());
+  TrainerF t(ctx, m, p, data, tcfg());
   t.step(ctx);
   auto path = tmp_path("structure.safetensors").string();
-  t.save(path);
+  t.save(ctx, path);
   auto other_cfg = tiny();
   other_cfg.layers = 3;
   Lm other(other_cfg);
   nn::ParamStore<cpu, float> po(other);
-  TrainerF to(other, po, data, tcfg());
-  CHECK_THROWS_WITH_AS(to.load(path), doctest::Contains("layers"), Error);
+  TrainerF to(ctx, other, po, data, tcfg());
+  CHECK_THROWS_WITH_AS(to.load(ctx, path), doctest::Contains("layers"), Error);
   std::filesystem::remove(path);
 }
 
 TEST_CASE("trainer: bad configuration is rejected") {
   auto data = io::TextDataset::from_string(corpus(), "corpus", 0.1);
   Lm m(tiny());
+  cpu::Context ctx;
   nn::ParamStore<cpu, float> p(m);
   auto cfg = tcfg();
   cfg.steps = 0;
-  CHECK_THROWS_WITH_AS(TrainerF(m, p, data, cfg), doctest::Contains("steps or a time budget"), Error);
+  CHECK_THROWS_WITH_AS(TrainerF(ctx, m, p, data, cfg), doctest::Contains("steps or a time budget"), Error);
   cfg = tcfg();
   cfg.batch = 0;
-  CHECK_THROWS_AS(TrainerF(m, p, data, cfg), Error);
+  CHECK_THROWS_AS(TrainerF(ctx, m, p, data, cfg), Error);
 }
 
 TEST_SUITE("slow") {

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <utility>
 
-#include "hseq/backend/backend.hpp"
+#include "hseq/core/backend.hpp"
 #include "hseq/core/error.hpp"
 #include "hseq/core/shape.hpp"
 #include "hseq/core/tensor_view.hpp"

@@ -12,7 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "hseq/backend/backend.hpp"
+#include "hseq/core/backend.hpp"
 #include "hseq/core/error.hpp"
 #include "hseq/core/shape.hpp"
 #include "hseq/core/tensor_view.hpp"

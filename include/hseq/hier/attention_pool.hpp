@@ -4,6 +4,8 @@
 ///   h = LN(x)   q = LN(AvgPool(h))   q1 = q + Attn(Q = q, K = V = h)   y = q1 + Mlp(LN(q1))
 /// x is the full-rate sequence already shifted right by k - 1. Short query i may attend to shifted
 /// positions p <= i k + k - 1 (original positions <= i k), the rate-aware mask rates(k, k-1, 1, 0).
+/// With `Config::causal = false` every short query attends to all L positions of x (mask none),
+/// for a bidirectional encoder; then x need not be shifted, and cached generation throws.
 #pragma once
 
 #include <algorithm>
@@ -48,7 +50,9 @@ class AttentionPoolShorten {
       : cfg_(check_resample(c, "AttentionPoolShorten")),
         ln_in_({c.dim, c.eps}),
         ln_q_({c.dim, c.eps}),
-        attn_({c.dim, c.heads, nn::AttentionMask::rates(c.factor, c.factor - 1, 1, 0), true, c.init_std}),
+        attn_({c.dim, c.heads,
+               c.causal ? nn::AttentionMask::rates(c.factor, c.factor - 1, 1, 0) : nn::AttentionMask::none(), true,
+               c.init_std}),
         ln_ff_({c.dim, c.eps}),
         mlp_({c.dim, c.mlp_hidden, true, c.init_std}) {}
   Config const& config() const { return cfg_; }
@@ -123,6 +127,7 @@ class AttentionPoolShorten {
     Tensor<T, B> cache;  // [B, capacity + k - 1, 2 d]
   };
   StepState make_step_state(std::int64_t batch, std::int64_t capacity) const {
+    HSEQ_CHECK(cfg_.causal, "AttentionPoolShorten: cached generation needs causal = true (this one is bidirectional)");
     return {Tensor<T, B>(Shape{batch, capacity + cfg_.factor - 1, 2 * cfg_.dim})};
   }
   std::size_t step_workspace(std::int64_t batch, std::int64_t capacity) const {
@@ -136,6 +141,7 @@ class AttentionPoolShorten {
   }
   /// Level input x_p [B, 1, d] at level position p: appends shifted position p + k - 1.
   void step_input(Ctx& ctx, StepState& st, CView x, std::int64_t p, Arena<Space>& ws) const {
+    HSEQ_CHECK(cfg_.causal, "AttentionPoolShorten::step_input: cached generation needs causal = true");
     ArenaScope<Space> scope(ws);
     std::int64_t bsz = x.size(0), k = cfg_.factor, d = cfg_.dim;
     if (p == 0 && k > 1) {  // the k - 1 zero vectors the shift prepends
@@ -152,6 +158,7 @@ class AttentionPoolShorten {
   /// y [B, 1, d] for the short position completed at level position p (p % k == 0) from its window
   /// [B, k, d] of shifted inputs.
   void step_pool(Ctx& ctx, StepState& st, CView window, std::int64_t p, MView y, Arena<Space>& ws) const {
+    HSEQ_CHECK(cfg_.causal, "AttentionPoolShorten::step_pool: cached generation needs causal = true");
     ArenaScope<Space> scope(ws);
     std::int64_t bsz = window.size(0), d = cfg_.dim;
     Shape one{bsz, 1, d};

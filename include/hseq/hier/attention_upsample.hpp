@@ -3,7 +3,9 @@
 /// @brief Attention upsampling (trax `AttentionResampling`, upsampling):
 ///   s = LN(y)   q = LN(Repeat(s)) + res   q1 = q + Attn(Q = q, K = V = s)   u = q1 + Mlp(LN(q1))
 /// res is the level's full-rate input (before the shift). Full-rate query p may attend to short
-/// positions j <= floor(p / k), the rate-aware mask rates(1, 0, k, 0).
+/// positions j <= floor(p / k), the rate-aware mask rates(1, 0, k, 0). With `Config::causal = false`
+/// every full-rate query attends to all L / k short positions of y (mask none), for a bidirectional
+/// decoder of an autoencoder; cached generation then throws.
 #pragma once
 
 #include <algorithm>
@@ -48,7 +50,8 @@ class AttentionUpsample {
       : cfg_(check_resample(c, "AttentionUpsample")),
         ln_s_({c.dim, c.eps}),
         ln_u_({c.dim, c.eps}),
-        attn_({c.dim, c.heads, nn::AttentionMask::rates(1, 0, c.factor, 0), true, c.init_std}),
+        attn_({c.dim, c.heads, c.causal ? nn::AttentionMask::rates(1, 0, c.factor, 0) : nn::AttentionMask::none(), true,
+               c.init_std}),
         ln_ff_({c.dim, c.eps}),
         mlp_({c.dim, c.mlp_hidden, true, c.init_std}) {}
   Config const& config() const { return cfg_; }
@@ -126,6 +129,7 @@ class AttentionUpsample {
     Tensor<T, B> cache;   // [B, capacity / k + 1, 2 d]
   };
   StepState make_step_state(std::int64_t batch, std::int64_t capacity) const {
+    HSEQ_CHECK(cfg_.causal, "AttentionUpsample: cached generation needs causal = true (this one is bidirectional)");
     return {Tensor<T, B>(Shape{batch, 1, cfg_.dim}), Tensor<T, B>(Shape{batch, capacity / cfg_.factor + 1, 2 * cfg_.dim})};
   }
   std::size_t step_workspace(std::int64_t batch, std::int64_t capacity) const {
@@ -137,12 +141,14 @@ class AttentionUpsample {
   }
   /// Short position j was completed with output y [B, 1, d].
   void step_short(Ctx& ctx, StepState& st, CView y, std::int64_t j, Arena<Space>& ws) const {
+    HSEQ_CHECK(cfg_.causal, "AttentionUpsample::step_short: cached generation needs causal = true");
     ArenaScope<Space> scope(ws);
     ln_s_.forward(ctx, y, st.s_last.view(), ws);
     attn_.append_kv(ctx, st.s_last.cview(), st.cache.view(), j, ws);
   }
   /// u [B, 1, d] at level position p with residual res [B, 1, d].
   void step_up(Ctx& ctx, StepState& st, CView res, std::int64_t p, MView u, Arena<Space>& ws) const {
+    HSEQ_CHECK(cfg_.causal, "AttentionUpsample::step_up: cached generation needs causal = true");
     ArenaScope<Space> scope(ws);
     Shape one = res.shape;
     MView q = ws.template take<T>(one, "aup_step.q"), q1 = ws.template take<T>(one, "aup_step.q1");

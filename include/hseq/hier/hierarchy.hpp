@@ -10,7 +10,10 @@
 /// "2@1 2@2 3@6 2@2 2@1" nests a 3x level with 3 layers inside a 2x level with 2 + 2 layers.
 #pragma once
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -37,6 +40,17 @@ struct HierarchySpec {
     for (auto const& l : levels) f *= l.factor;
     return f;
   }
+  /// The product of `factors`, or 0 when it does not fit in int64 (or a factor is not positive):
+  /// shared by validate() and the compile-time Hierarchy, so both refuse the same hierarchies.
+  template <class Range>
+  static constexpr std::int64_t checked_total_factor(Range const& factors) {
+    std::int64_t f = 1;
+    for (std::int64_t k : factors) {
+      if (k <= 0 || f > std::numeric_limits<std::int64_t>::max() / k) return 0;
+      f *= k;
+    }
+    return f;
+  }
   /// Transformer layers in total (pre + post + both sides of every non-innermost level + innermost).
   std::int64_t total_layers() const {
     std::int64_t n = pre + post;
@@ -53,6 +67,10 @@ struct HierarchySpec {
       HSEQ_CHECK(levels[i].layers >= 1, "hierarchy: level " << i << " has " << levels[i].layers
                                                             << " layers; each level needs at least one");
     }
+    std::vector<std::int64_t> factors;
+    for (auto const& l : levels) factors.push_back(l.factor);
+    HSEQ_CHECK(checked_total_factor(factors) > 0,
+               "hierarchy: the total shortening factor overflows int64");  // (to_string would overflow too)
   }
 
   /// The authors' notation with cumulative factors: "2@1 4@4 2@1".
@@ -124,22 +142,71 @@ struct HierarchySpec {
   }
 };
 
+/// nlohmann::json serialisation (found by ADL) as the string notation, "2@1 4@4 2@1". Templates
+/// over the JSON type so that this header needs no JSON include.
+template <class Json>
+void to_json(Json& j, HierarchySpec const& s) {
+  j = s.to_string();
+}
+template <class Json>
+void from_json(Json const& j, HierarchySpec& s) {
+  s = HierarchySpec::parse(j.template get<std::string>());
+}
+
 /// A compile-time level: `Layers` layers at this rate, shortened `Factor` times relative to the
-/// enclosing level.
+/// enclosing level. The rules of `HierarchySpec::validate` are checked here, at compile time, with
+/// its messages, so a bad level fails where it is written instead of when a model is built.
 template <int Layers, int Factor>
 struct Level {
-  static_assert(Layers >= 1, "hseq::hier::Level: a level needs at least one layer");
-  static_assert(Factor >= 2, "hseq::hier::Level: a shortening factor must be >= 2");
+  static_assert(Layers >= 1, "hierarchy: a level has fewer than one layer; each level needs at least one");
+  static_assert(Factor >= 2, "hierarchy: a level has a shortening factor below 2; factors must be >= 2");
+  static constexpr std::int64_t kLayers = Layers;
+  static constexpr std::int64_t kFactor = Factor;
   static constexpr LevelSpec spec() { return {Layers, Factor}; }
 };
 
+template <class L>
+inline constexpr bool is_level_v = false;
+template <int Layers, int Factor>
+inline constexpr bool is_level_v<Level<Layers, Factor>> = true;
+
 /// A compile-time hierarchy: `Pre` layers, the nested levels (outermost first), `Post` layers.
+/// Everything `HierarchySpec` computes at run time is a constant here (`kTotalFactor`, `kLevels`,
+/// ...), and every rule `HierarchySpec::validate` checks is a static_assert with the same message.
+/// Factors are relative to the enclosing level, so each level's cumulative factor is a multiple of
+/// the one outside it by construction (what `HierarchySpec::parse` checks in the string form).
 template <int Pre, int Post, class... Levels>
 struct Hierarchy {
-  static_assert(sizeof...(Levels) >= 1, "hseq::hier::Hierarchy: at least one level is needed");
-  static_assert(Pre >= 0 && Post >= 0, "hseq::hier::Hierarchy: layer counts must be >= 0");
+  static_assert(Pre >= 0 && Post >= 0, "hierarchy: negative layer counts (pre or post)");
+  static_assert(sizeof...(Levels) >= 1, "hierarchy: at least one shortening level is needed");
+  static_assert((is_level_v<Levels> && ...), "hierarchy: every level must be a hier::Level<Layers, Factor>");
+
   static constexpr bool kDynamic = false;
-  static HierarchySpec spec() { return {Pre, Post, {Levels::spec()...}}; }
+  static constexpr std::int64_t kPre = Pre;
+  static constexpr std::int64_t kPost = Post;
+  /// The levels, outermost first, with per-level (relative) factors.
+  static constexpr std::array<LevelSpec, sizeof...(Levels)> kLevels{Levels::spec()...};
+  /// Each level's factor relative to the sequence length (the trax string's numbers).
+  /// (0 from the level where the product overflows; the kTotalFactor check below names that.)
+  static constexpr std::array<std::int64_t, sizeof...(Levels)> kCumulativeFactors = [] {
+    std::array<std::int64_t, sizeof...(Levels)> f{};
+    std::int64_t acc = 1;
+    for (std::size_t i = 0; i < f.size(); ++i)
+      f[i] = acc = HierarchySpec::checked_total_factor(std::array<std::int64_t, 2>{acc, kLevels[i].factor});
+    return f;
+  }();
+  /// Sequence lengths are padded to a multiple of this.
+  static constexpr std::int64_t kTotalFactor =
+      HierarchySpec::checked_total_factor(std::array<std::int64_t, sizeof...(Levels)>{Levels::kFactor...});
+  static_assert(kTotalFactor > 0, "hierarchy: the total shortening factor overflows int64");
+  /// Transformer layers in total (as HierarchySpec::total_layers).
+  static constexpr std::int64_t kTotalLayers = [] {
+    std::int64_t n = Pre + Post;
+    for (std::size_t i = 0; i < kLevels.size(); ++i) n += (i + 1 < kLevels.size() ? 2 : 1) * kLevels[i].layers;
+    return n;
+  }();
+
+  static HierarchySpec spec() { return {Pre, Post, {kLevels.begin(), kLevels.end()}}; }
 };
 
 /// The hierarchy is given at run time in the model's Config (for programs that parse strings).

@@ -1,16 +1,8 @@
 // SPDX-License-Identifier: MIT
 /// @file
-/// @brief The configuration shared by every shortening and upsampling module, and the policy
-/// contract they follow.
-///
-/// A shortening policy is a tag type `S` with `S::kName` and `S::Module<B, T>`, a module with
-///   `Saved forward(ctx, x [B, L, d] (already shifted right by k - 1), y [B, L / k, d], ws)`
-///   `void backward(ctx, saved, dy, dx, ws)` (dx overwritten).
-/// An upsampling policy `U` has `U::kName`, `U::kUsesResidual` and `U::Module<B, T>` with
-///   `Saved forward(ctx, y [B, L / k, d], res [B, L, d], u [B, L, d], ws)`
-///   `void backward(ctx, saved, du, dy, dres, ws)` (dy overwritten; dres overwritten when
-///   kUsesResidual, untouched otherwise).
-/// Both also offer `forward_workspace(batch, L)` / `backward_workspace(batch, L)` (L = full rate).
+/// @brief The configuration shared by every shortening and upsampling module. The contracts those
+/// modules follow are the concepts `ShortenPolicy` (hier/shorten_policy.hpp) and `UpsamplePolicy`
+/// (hier/upsample_policy.hpp).
 #pragma once
 
 #include <cstdint>
@@ -26,6 +18,11 @@ struct ResampleConfig {
   std::int64_t mlp_hidden = 0;  ///< attention resampling only; 0 means 4 * dim
   double eps = 1e-5;
   double init_std = 0.02;
+  /// Attention resampling only. true (the default): the rate-aware causal masks of the
+  /// autoregressive models. false: every query attends to every key of its own sequence (mask
+  /// none; the bidirectional encoder of an autoencoder); cached generation (the step_* functions)
+  /// then throws, since later positions would change earlier outputs.
+  bool causal = true;
 };
 
 inline ResampleConfig check_resample(ResampleConfig c, char const* who) {

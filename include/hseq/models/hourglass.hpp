@@ -41,19 +41,22 @@
 #include "hseq/hier/linear_upsample.hpp"
 #include "hseq/hier/repeat_upsample.hpp"
 #include "hseq/hier/shift_right.hpp"
+#include "hseq/hier/shorten_policy.hpp"
+#include "hseq/hier/upsample_policy.hpp"
+#include "hseq/nn/block_stack.hpp"
 #include "hseq/nn/embedding.hpp"
 #include "hseq/nn/layer_norm.hpp"
+#include "hseq/nn/lm_head.hpp"
 #include "hseq/nn/position_embedding.hpp"
 #include "hseq/nn/transformer_block.hpp"
-#include "hseq/ops/cross_entropy.hpp"
 #include "hseq/ops/elementwise.hpp"
-#include "hseq/ops/gemm.hpp"
 #include "hseq/ops/mat.hpp"
 
 namespace hseq::models {
 
-template <Backend B, class T, class HierarchyT = hier::DynamicHierarchy, class ShortenT = hier::AttentionPool,
-          class UpsampleT = hier::AttentionUp>
+template <Backend B, class T, class HierarchyT = hier::DynamicHierarchy,
+          hier::ShortenPolicy<B, T> ShortenT = hier::AttentionPool,
+          hier::UpsamplePolicy<B, T> UpsampleT = hier::AttentionUp>
 class Hourglass {
  public:
   using Space = typename B::Space;
@@ -63,6 +66,8 @@ class Hourglass {
   using Ids = View<std::int32_t const, Space>;
   using MIds = View<std::int32_t, Space>;
   using Block = nn::TransformerBlock<B, T>;
+  using Stack = nn::BlockStack<B, T, Block>;
+  using Head = nn::LmHead<B, T>;
   using ShortenM = typename ShortenT::template Module<B, T>;
   using UpsampleM = typename UpsampleT::template Module<B, T>;
 
@@ -76,6 +81,9 @@ class Hourglass {
     double eps = 1e-5;
     double init_std = 0.02;
     hier::HierarchySpec hierarchy{};  ///< used with DynamicHierarchy; otherwise HierarchyT::spec()
+    // Checkpoints store this JSON (plus the policies' names) and compare it by value on load: the
+    // keys and value formats (hierarchy as "2@1 4@4 2@1") are a file format. Read in this order.
+    NLOHMANN_DEFINE_TYPE_INTRUSIVE(Config, vocab, dim, heads, context, mlp_hidden, eps, init_std, hierarchy)
   };
 
   /// One shortening level and everything at its short rate.
@@ -83,7 +91,7 @@ class Hourglass {
     std::int64_t factor;
     hier::ShiftRight<B, T> shift;
     ShortenM shorten;
-    std::vector<Block> pre, post;  // post is empty for the innermost level
+    Stack pre, post;  // post is empty for the innermost level
     UpsampleM upsample;
     nn::LayerNorm<B, T> ln_up;
   };
@@ -93,8 +101,7 @@ class Hourglass {
     MView shifted;      // [B, L, d]
     MView short_in;     // [B, Ls, d]
     typename ShortenM::Saved shorten;
-    std::vector<MView> hs_pre, hs_post;  // block outputs at the short rate
-    std::vector<typename Block::Saved> pre, post;
+    typename Stack::Saved pre, post;  // at the short rate
     MView inner_out;    // [B, Ls, d] output of the nested level
     MView u, un;        // [B, L, d] upsampled, LayerNorm(upsampled)
     typename UpsampleM::Saved up;
@@ -108,41 +115,34 @@ class Hourglass {
     bool has_targets = false;
     typename nn::Embedding<B, T>::Saved emb;
     typename nn::PositionEmbedding<B, T>::Saved pos;
-    std::vector<MView> hs_pre, hs_post;
-    std::vector<typename Block::Saved> pre, post;
+    typename Stack::Saved pre, post;
     MView valley_out;
     std::vector<LevelTrace> levels;
-    typename nn::LayerNorm<B, T>::Saved lnf;
-    MView hf;        // [B, tp, d]
-    MView logits_p;  // [B, tp, V] (dlogits after backward)
-    MView losses;    // [B * tp]
+    typename Head::Saved head;
+    MView logits_p;  // [B, tp, V] = head.logits (dlogits after backward)
     MView logits;    // [B, t, V] (aliases logits_p when t == tp)
   };
 
-  explicit Hourglass(Config c) : cfg_(check(c)), spec_(spec_of(c)), tok_({c.vocab, c.dim, c.init_std}),
-                                 pos_({nn::PositionKind::kLearned, c.context, c.dim, c.init_std}), lnf_({c.dim, c.eps}) {
-    spec_.validate();
+  explicit Hourglass(Config c)
+      : cfg_(check(c)),
+        spec_(validated(spec_of(c))),
+        tok_({c.vocab, c.dim, c.init_std}),
+        pos_({nn::PositionKind::kLearned, c.context, c.dim, c.init_std}),
+        pre_({spec_.pre, block_config()}),
+        post_({spec_.post, block_config()}),
+        head_({c.dim, c.vocab, true, c.eps, c.init_std}, &tok_.table()) {
     cfg_.hierarchy = spec_;
     HSEQ_CHECK(c.context % spec_.total_factor() == 0,
                "Hourglass: context " << c.context << " is not a multiple of the total shortening factor "
                                      << spec_.total_factor() << " of \"" << spec_.to_string() << "\"");
-    double out_std = c.init_std / std::sqrt(2.0 * double(spec_.total_layers()));
-    auto block_cfg = typename Block::Config{c.dim, c.heads, c.mlp_hidden, nn::AttentionMask::causal(), true, c.eps,
-                                            c.init_std, out_std};
-    auto make_blocks = [&](std::vector<Block>& v, std::int64_t n) {
-      v.reserve(std::size_t(n));
-      for (std::int64_t i = 0; i < n; ++i) v.emplace_back(block_cfg);
-    };
-    make_blocks(pre_, spec_.pre);
-    make_blocks(post_, spec_.post);
     for (std::size_t i = 0; i < spec_.levels.size(); ++i) {
       auto const& ls = spec_.levels[i];
       hier::ResampleConfig rc{c.dim, ls.factor, c.heads, c.mlp_hidden, c.eps, c.init_std};
-      auto lvl = std::unique_ptr<Level>(new Level{ls.factor, hier::ShiftRight<B, T>({ls.factor - 1}), ShortenM(rc),
-                                                  {}, {}, UpsampleM(rc), nn::LayerNorm<B, T>({c.dim, c.eps})});
-      make_blocks(lvl->pre, ls.layers);
-      if (i + 1 < spec_.levels.size()) make_blocks(lvl->post, ls.layers);
-      levels_.push_back(std::move(lvl));
+      bool nested = i + 1 < spec_.levels.size();
+      levels_.push_back(std::unique_ptr<Level>(new Level{ls.factor, hier::ShiftRight<B, T>({ls.factor - 1}),
+                                                         ShortenM(rc), Stack({ls.layers, block_config()}),
+                                                         Stack({nested ? ls.layers : 0, block_config()}),
+                                                         UpsampleM(rc), nn::LayerNorm<B, T>({c.dim, c.eps})}));
     }
   }
   Hourglass(Hourglass const&) = delete;
@@ -154,10 +154,9 @@ class Hourglass {
   static char const* upsample_name() { return UpsampleT::kName; }
 
   std::string config_json() const {
-    nlohmann::json j{{"vocab", cfg_.vocab},     {"dim", cfg_.dim},        {"heads", cfg_.heads},
-                     {"context", cfg_.context}, {"mlp_hidden", cfg_.mlp_hidden}, {"eps", cfg_.eps},
-                     {"init_std", cfg_.init_std}, {"hierarchy", spec_.to_string()},
-                     {"shorten", ShortenT::kName}, {"upsample", UpsampleT::kName}};
+    nlohmann::json j = cfg_;  // cfg_.hierarchy is spec_ (also for a compile-time hierarchy)
+    j["shorten"] = ShortenT::kName;
+    j["upsample"] = UpsampleT::kName;
     return j.dump();
   }
   /// Inverse of config_json; also checks that the file's policies are this type's policies.
@@ -165,14 +164,7 @@ class Hourglass {
     Config c;
     try {
       auto j = nlohmann::json::parse(text);
-      c.vocab = j.at("vocab").get<std::int64_t>();
-      c.dim = j.at("dim").get<std::int64_t>();
-      c.heads = j.at("heads").get<std::int64_t>();
-      c.context = j.at("context").get<std::int64_t>();
-      c.mlp_hidden = j.at("mlp_hidden").get<std::int64_t>();
-      c.eps = j.at("eps").get<double>();
-      c.init_std = j.at("init_std").get<double>();
-      c.hierarchy = hier::HierarchySpec::parse(j.at("hierarchy").get<std::string>());
+      j.get_to(c);
       auto sh = j.at("shorten").get<std::string>(), up = j.at("upsample").get<std::string>();
       HSEQ_CHECK(sh == ShortenT::kName && up == UpsampleT::kName,
                  "Hourglass: the configuration uses shorten '" << sh << "' and upsample '" << up << "', this model type "
@@ -188,18 +180,18 @@ class Hourglass {
   void visit_params(F&& f, std::string const& prefix = "") {
     tok_.visit_params(f, prefix + "tok_emb.");
     pos_.visit_params(f, prefix + "pos_emb.");
-    for (std::size_t i = 0; i < pre_.size(); ++i) pre_[i].visit_params(f, prefix + "pre." + std::to_string(i) + ".");
+    pre_.visit_params(f, prefix + "pre.");
     for (std::size_t l = 0; l < levels_.size(); ++l) {
       Level& lv = *levels_[l];
       std::string p = prefix + "levels." + std::to_string(l) + ".";
       lv.shorten.visit_params(f, p + "shorten.");
-      for (std::size_t i = 0; i < lv.pre.size(); ++i) lv.pre[i].visit_params(f, p + "pre." + std::to_string(i) + ".");
-      for (std::size_t i = 0; i < lv.post.size(); ++i) lv.post[i].visit_params(f, p + "post." + std::to_string(i) + ".");
+      lv.pre.visit_params(f, p + "pre.");
+      lv.post.visit_params(f, p + "post.");
       lv.upsample.visit_params(f, p + "upsample.");
       lv.ln_up.visit_params(f, p + "ln_up.");
     }
-    for (std::size_t i = 0; i < post_.size(); ++i) post_[i].visit_params(f, prefix + "post." + std::to_string(i) + ".");
-    lnf_.visit_params(f, prefix + "ln_f.");
+    post_.visit_params(f, prefix + "post.");
+    head_.visit_params(f, prefix);  // ln_f. (tied to tok_emb: no head. weight)
   }
 
   /// Length after padding to a multiple of the total shortening factor.
@@ -214,18 +206,15 @@ class Hourglass {
   std::size_t forward_workspace(std::int64_t batch, std::int64_t t) const {
     std::int64_t tp = padded_length(t), n = batch * tp, d = cfg_.dim;
     std::size_t b = 2 * aligned_bytes<std::int32_t>(n) + aligned_bytes<T>(n * d) /*x0*/ +
-                    aligned_bytes<T>(n * d) /*valley out*/ + aligned_bytes<T>(n * d) /*hf*/ +
-                    lnf_.forward_workspace(n) + aligned_bytes<T>(n * cfg_.vocab) + aligned_bytes<T>(n);
+                    aligned_bytes<T>(n * d) /*valley out*/ + head_.forward_workspace(batch, tp);
     if (tp != t) b += aligned_bytes<T>(batch * t * cfg_.vocab);
-    for (auto const& blk : pre_) b += aligned_bytes<T>(n * d) + blk.forward_workspace(batch, tp);
-    for (auto const& blk : post_) b += aligned_bytes<T>(n * d) + blk.forward_workspace(batch, tp);
+    b += pre_.forward_workspace(batch, tp) + post_.forward_workspace(batch, tp);
     return b + level_forward_workspace(0, batch, tp);
   }
   std::size_t backward_workspace(std::int64_t batch, std::int64_t t) const {
     std::int64_t tp = padded_length(t);
-    std::size_t inner = level_backward_workspace(0, batch, tp);
-    for (auto const& blk : pre_) inner = std::max(inner, blk.backward_workspace(batch, tp));
-    for (auto const& blk : post_) inner = std::max(inner, blk.backward_workspace(batch, tp));
+    std::size_t inner = std::max({level_backward_workspace(0, batch, tp), head_.backward_workspace(batch, tp),
+                                  pre_.backward_workspace(batch, tp), post_.backward_workspace(batch, tp)});
     return 2 * aligned_bytes<T>(batch * tp * cfg_.dim) + inner;
   }
 
@@ -250,29 +239,21 @@ class Hourglass {
     MView x0 = ws.template take<T>(Shape{bsz, tp, d}, "hg.x0");
     tr.emb = tok_.forward(ctx, tr.ids, x0, ws);
     tr.pos = pos_.forward(ctx, x0, x0, 0, ws);
-    CView cur = run_blocks(ctx, pre_, x0, tr.hs_pre, tr.pre, ws);
+    CView cur = pre_.forward(ctx, x0, tr.pre, ws);
     tr.valley_out = ws.template take<T>(Shape{bsz, tp, d}, "hg.valley");
     tr.levels.resize(levels_.size());
     valley_forward(ctx, 0, cur, tr.valley_out, tr.levels, ws);
-    cur = run_blocks(ctx, post_, tr.valley_out, tr.hs_post, tr.post, ws);
-    tr.hf = ws.template take<T>(Shape{bsz, tp, d}, "hg.hf");
-    tr.lnf = lnf_.forward(ctx, cur, tr.hf, ws);
-    tr.logits_p = ws.template take<T>(Shape{bsz, tp, v}, "hg.logits");
-    tr.losses = ws.template take<T>(Shape{bsz * tp}, "hg.losses");
-    ops::gemm<T>(ctx, ops::Trans::kNo, ops::as_mat(CView(tr.hf)), ops::Trans::kYes,
-                 ops::as_mat(CView(tok_.table().value)), ops::as_mat(tr.logits_p));
+    cur = post_.forward(ctx, tr.valley_out, tr.post, ws);
+    // LN_f, logits over the padded length (padding targets are -1), loss      [B, tp, V]
+    tr.head = head_.forward(ctx, cur, tr.has_targets ? Ids(tr.targets) : Ids{}, ws);
+    tr.logits_p = tr.head.logits;
+    tr.counted = tr.head.counted;
+    tr.loss = tr.head.loss;
     if (tp == t) {
       tr.logits = tr.logits_p;
     } else {
       tr.logits = ws.template take<T>(Shape{bsz, t, v}, "hg.logits_t");
       ops::copy_mat<T>(ctx, {tr.logits_p.data, bsz, t * v, tp * v}, ops::as_mat(tr.logits.reshape(Shape{bsz, t * v})));
-    }
-    tr.counted = 0;
-    tr.loss = std::numeric_limits<double>::quiet_NaN();
-    if (tr.has_targets) {
-      tr.counted = ops::cross_entropy_forward<T>(ctx, tr.logits_p, tr.targets, tr.losses);
-      HSEQ_CHECK(tr.counted > 0, "Hourglass: every target is ignored (< 0); nothing to train on");
-      tr.loss = ops::sum<T>(ctx, tr.losses) / double(tr.counted);
     }
     return tr.loss;
   }
@@ -283,17 +264,11 @@ class Hourglass {
     ArenaScope<Space> scope(ws);
     Shape hs{tr.batch, tr.tp, cfg_.dim};
     MView da = ws.template take<T>(hs, "hg.da"), db = ws.template take<T>(hs, "hg.db");
-    ops::cross_entropy_backward<T>(ctx, tr.logits_p, tr.targets, T(1.0 / double(tr.counted)), tr.logits_p);
-    CView dlogits = tr.logits_p;
-    ops::gemm<T>(ctx, ops::Trans::kYes, ops::as_mat(dlogits), ops::Trans::kNo, ops::as_mat(CView(tr.hf)),
-                 ops::as_mat(tok_.table().grad), T(1), T(1));
-    ops::gemm<T>(ctx, ops::Trans::kNo, ops::as_mat(dlogits), ops::Trans::kNo, ops::as_mat(CView(tok_.table().value)),
-                 ops::as_mat(da));
-    lnf_.backward(ctx, tr.lnf, da, db, ws);  // db = d(last post output)
-    back_blocks(ctx, post_, tr.post, db, da, ws);
+    head_.backward(ctx, tr.head, db, da, ws);  // db = d(last post output) (da: scratch)
+    post_.backward(ctx, tr.post, db, da, ws);
     valley_backward(ctx, 0, tr.levels, db, da, ws);  // da = d(valley input)
     std::swap(da, db);
-    back_blocks(ctx, pre_, tr.pre, db, da, ws);
+    pre_.backward(ctx, tr.pre, db, da, ws);
     pos_.backward(ctx, tr.pos, db, db, ws);
     tok_.backward(ctx, tr.emb, db, ws);
   }
@@ -305,13 +280,13 @@ class Hourglass {
   struct LevelCache {
     Tensor<T, B> ring;  // [B, k, d]: level input q in slot q mod k (zeros before position 0)
     typename ShortenM::StepState shorten;
-    std::vector<Tensor<T, B>> pre, post;  // [B, short capacity, 2 d] per block
+    typename Stack::Cache pre, post;  // [B, short capacity, 2 d] per block
     typename UpsampleM::StepState upsample;
     std::int64_t pos = 0;  // level inputs consumed
   };
   struct Cache {
     std::int64_t batch = 0, capacity = 0, pos = 0;
-    std::vector<Tensor<T, B>> pre, post;  // [B, capacity, 2 d] per full-rate block
+    typename Stack::Cache pre, post;  // [B, capacity, 2 d] per full-rate block
     std::vector<LevelCache> levels;
   };
 
@@ -322,48 +297,45 @@ class Hourglass {
     Cache c;
     c.batch = batch;
     c.capacity = capacity;
-    Shape kv{batch, capacity, 2 * cfg_.dim};
-    for (std::size_t i = 0; i < pre_.size(); ++i) c.pre.emplace_back(kv);
-    for (std::size_t i = 0; i < post_.size(); ++i) c.post.emplace_back(kv);
+    c.pre = pre_.make_cache(batch, capacity);
+    c.post = post_.make_cache(batch, capacity);
     std::int64_t cap = capacity;
     for (auto const& lvp : levels_) {
       Level const& lv = *lvp;
       std::int64_t cs = cap / lv.factor + 1;
       LevelCache lc{Tensor<T, B>(Shape{batch, lv.factor, cfg_.dim}), lv.shorten.make_step_state(batch, cap), {}, {},
                     lv.upsample.make_step_state(batch, cap), 0};
-      for (std::size_t i = 0; i < lv.pre.size(); ++i) lc.pre.emplace_back(Shape{batch, cs, 2 * cfg_.dim});
-      for (std::size_t i = 0; i < lv.post.size(); ++i) lc.post.emplace_back(Shape{batch, cs, 2 * cfg_.dim});
+      lc.pre = lv.pre.make_cache(batch, cs);
+      lc.post = lv.post.make_cache(batch, cs);
       c.levels.push_back(std::move(lc));
       cap = cs;
     }
     reset_cache(c);
     return c;
   }
-  /// Forgets everything the cache holds (position 0 again).
+  /// Forgets everything the cache holds (position 0 again). Host bookkeeping only: a level's ring is
+  /// zeroed by its first `forward_step` after this, on the caller's context (so no work leaves the
+  /// caller's stream).
   void reset_cache(Cache& c) const {
-    Ctx ctx;
     c.pos = 0;
-    for (auto& lc : c.levels) {
-      ops::fill<T>(ctx, lc.ring.view(), T(0));
-      lc.pos = 0;
-    }
+    for (auto& lc : c.levels) lc.pos = 0;
   }
 
   /// Scratch bytes of one `forward_step` token (an upper bound: the sum of every stage's peak).
   std::size_t step_workspace(std::int64_t batch, std::int64_t /*n*/, std::int64_t capacity) const {
     std::int64_t d = cfg_.dim;
-    std::size_t b = 3 * aligned_bytes<T>(batch * d) + lnf_.forward_workspace(batch);
-    for (auto const& blk : pre_) b = std::max(b, 3 * aligned_bytes<T>(batch * d) + blk.step_workspace(batch, 1, capacity));
-    for (auto const& blk : post_) b = std::max(b, 3 * aligned_bytes<T>(batch * d) + blk.step_workspace(batch, 1, capacity));
+    // step_token's two [B, 1, d] buffers, then the largest of what runs while they are held.
+    std::size_t b = 2 * aligned_bytes<T>(batch * d) +
+                    std::max({head_.predict_workspace(batch), pre_.step_workspace(batch, 1, capacity),
+                              post_.step_workspace(batch, 1, capacity)});
     std::int64_t cap = capacity;
     std::size_t levels = 0;
     for (auto const& lvp : levels_) {
       Level const& lv = *lvp;
       std::int64_t cs = cap / lv.factor + 1;
       std::size_t inner = std::max({lv.shorten.step_workspace(batch, cap), lv.upsample.step_workspace(batch, cap),
-                                    lv.ln_up.forward_workspace(batch)});
-      for (auto const& blk : lv.pre) inner = std::max(inner, blk.step_workspace(batch, 1, cs));
-      for (auto const& blk : lv.post) inner = std::max(inner, blk.step_workspace(batch, 1, cs));
+                                    lv.ln_up.forward_workspace(batch), lv.pre.step_workspace(batch, 1, cs),
+                                    lv.post.step_workspace(batch, 1, cs)});
       levels += aligned_bytes<T>(batch * lv.factor * d) + 6 * aligned_bytes<T>(batch * d) + inner;
       cap = cs;
     }
@@ -408,6 +380,17 @@ class Hourglass {
     if constexpr (HierarchyT::kDynamic) return c.hierarchy;
     else return HierarchyT::spec();
   }
+  static hier::HierarchySpec validated(hier::HierarchySpec s) {
+    s.validate();
+    return s;
+  }
+  /// Every block's configuration (cfg_ and spec_ are set before the stacks are built).
+  typename Block::Config block_config() const {
+    // GPT-2: residual-branch output projections start smaller, by 1/sqrt(2 * layers).
+    double out_std = cfg_.init_std / std::sqrt(2.0 * double(spec_.total_layers()));
+    return typename Block::Config{cfg_.dim, cfg_.heads, cfg_.mlp_hidden, nn::AttentionMask::causal(), true, cfg_.eps,
+                                  cfg_.init_std, out_std};
+  }
 
   /// dst [B, tp] = src [B, t] followed by `fill`.
   void pad_ids(Ctx& ctx, Ids src, MIds dst, std::int32_t fill) const {
@@ -416,37 +399,13 @@ class Hourglass {
     ops::copy_mat<std::int32_t>(ctx, ops::as_mat(src), {dst.data, bsz, t, tp});
   }
 
-  /// Runs blocks in sequence from x; outputs carved from ws; returns the last output (x if none).
-  CView run_blocks(Ctx& ctx, std::vector<Block> const& blocks, CView x, std::vector<MView>& hs,
-                   std::vector<typename Block::Saved>& saved, Arena<Space>& ws) const {
-    hs.resize(blocks.size());
-    saved.resize(blocks.size());
-    CView cur = x;
-    for (std::size_t i = 0; i < blocks.size(); ++i) {
-      hs[i] = ws.template take<T>(x.shape, "hg.block_out");
-      saved[i] = blocks[i].forward(ctx, cur, hs[i], ws);
-      cur = hs[i];
-    }
-    return cur;
-  }
-  /// Backward through blocks in reverse: `d` holds d(last output) on entry and d(first input) on
-  /// exit; `tmp` is a same-shape buffer (clobbered). Returns nothing: the result is in `d`.
-  void back_blocks(Ctx& ctx, std::vector<Block> const& blocks, std::vector<typename Block::Saved> const& saved,
-                   MView& d, MView& tmp, Arena<Space>& ws) const {
-    for (std::size_t i = blocks.size(); i-- > 0;) {
-      blocks[i].backward(ctx, saved[i], d, tmp, ws);
-      std::swap(d, tmp);
-    }
-  }
-
   std::size_t level_forward_workspace(std::size_t i, std::int64_t batch, std::int64_t len) const {
     Level const& lv = *levels_[i];
     std::int64_t ls = len / lv.factor, d = cfg_.dim;
     std::size_t b = 2 * aligned_bytes<T>(batch * len * d) /*shifted, u*/ + aligned_bytes<T>(batch * len * d) /*un*/ +
                     aligned_bytes<T>(batch * ls * d) /*short_in*/ + lv.shorten.forward_workspace(batch, len) +
                     lv.upsample.forward_workspace(batch, len) + lv.ln_up.forward_workspace(batch * len);
-    for (auto const& blk : lv.pre) b += aligned_bytes<T>(batch * ls * d) + blk.forward_workspace(batch, ls);
-    for (auto const& blk : lv.post) b += aligned_bytes<T>(batch * ls * d) + blk.forward_workspace(batch, ls);
+    b += lv.pre.forward_workspace(batch, ls) + lv.post.forward_workspace(batch, ls);
     if (i + 1 < levels_.size()) b += aligned_bytes<T>(batch * ls * d) + level_forward_workspace(i + 1, batch, ls);
     return b;
   }
@@ -454,9 +413,8 @@ class Hourglass {
     Level const& lv = *levels_[i];
     std::int64_t ls = len / lv.factor, d = cfg_.dim;
     std::size_t own = 3 * aligned_bytes<T>(batch * len * d) + 2 * aligned_bytes<T>(batch * ls * d);
-    std::size_t inner = std::max(lv.shorten.backward_workspace(batch, len), lv.upsample.backward_workspace(batch, len));
-    for (auto const& blk : lv.pre) inner = std::max(inner, blk.backward_workspace(batch, ls));
-    for (auto const& blk : lv.post) inner = std::max(inner, blk.backward_workspace(batch, ls));
+    std::size_t inner = std::max({lv.shorten.backward_workspace(batch, len), lv.upsample.backward_workspace(batch, len),
+                                  lv.pre.backward_workspace(batch, ls), lv.post.backward_workspace(batch, ls)});
     if (i + 1 < levels_.size()) inner = std::max(inner, level_backward_workspace(i + 1, batch, ls));
     return own + inner;
   }
@@ -473,11 +431,11 @@ class Hourglass {
     lv.shift.forward(ctx, x, lt.shifted, ws);
     lt.short_in = ws.template take<T>(Shape{bsz, ls, d}, "hg.short");
     lt.shorten = lv.shorten.forward(ctx, lt.shifted, lt.short_in, ws);
-    CView cur = run_blocks(ctx, lv.pre, lt.short_in, lt.hs_pre, lt.pre, ws);
+    CView cur = lv.pre.forward(ctx, lt.short_in, lt.pre, ws);
     if (i + 1 < levels_.size()) {
       lt.inner_out = ws.template take<T>(Shape{bsz, ls, d}, "hg.inner");
       valley_forward(ctx, i + 1, cur, lt.inner_out, tr, ws);
-      cur = run_blocks(ctx, lv.post, lt.inner_out, lt.hs_post, lt.post, ws);
+      cur = lv.post.forward(ctx, lt.inner_out, lt.post, ws);
     }
     lt.u = ws.template take<T>(x.shape, "hg.u");
     lt.up = lv.upsample.forward(ctx, cur, x, lt.u, ws);
@@ -502,12 +460,12 @@ class Hourglass {
     lv.ln_up.backward(ctx, lt.ln, dout, du, ws);
     lv.upsample.backward(ctx, lt.up, du, dc, dres, ws);
     if constexpr (UpsampleT::kUsesResidual) ops::axpy<T>(ctx, T(1), CView(dres), dx);
-    back_blocks(ctx, lv.post, lt.post, dc, dt, ws);
+    lv.post.backward(ctx, lt.post, dc, dt, ws);
     if (i + 1 < levels_.size()) {
       valley_backward(ctx, i + 1, tr, dc, dt, ws);
       std::swap(dc, dt);
     }
-    back_blocks(ctx, lv.pre, lt.pre, dc, dt, ws);
+    lv.pre.backward(ctx, lt.pre, dc, dt, ws);
     lv.shorten.backward(ctx, lt.shorten, dc, dsh, ws);
     lv.shift.backward(ctx, {}, dsh, du, ws);
     ops::axpy<T>(ctx, T(1), CView(du), dx);
@@ -520,22 +478,13 @@ class Hourglass {
     std::int64_t bsz = id.size(0), d = cfg_.dim, v = cfg_.vocab, p = cache.pos;
     Shape one{bsz, 1, d};
     MView a = ws.template take<T>(one, "hg_step.a"), b = ws.template take<T>(one, "hg_step.b");
-    MView c = ws.template take<T>(one, "hg_step.c");
     tok_.forward(ctx, id, a, ws);
     pos_.forward(ctx, a, a, p, ws);
-    for (std::size_t l = 0; l < pre_.size(); ++l) {
-      pre_[l].forward_step(ctx, a, cache.pre[l].view(), p, b, ws);
-      std::swap(a, b);
-    }
+    pre_.forward_step(ctx, a, b, cache.pre, p, ws);
     level_step(ctx, 0, cache, a, b, ws);
     std::swap(a, b);
-    for (std::size_t l = 0; l < post_.size(); ++l) {
-      post_[l].forward_step(ctx, a, cache.post[l].view(), p, b, ws);
-      std::swap(a, b);
-    }
-    lnf_.forward(ctx, a, c, ws);
-    ops::gemm<T>(ctx, ops::Trans::kNo, ops::as_mat(CView(c)), ops::Trans::kYes, ops::as_mat(CView(tok_.table().value)),
-                 {logits.data + col * v, bsz, v, n * v});
+    post_.forward_step(ctx, a, b, cache.post, p, ws);
+    head_.predict(ctx, a, {logits.data + col * v, bsz, v, n * v}, ws);  // row `col` of [B, n, V]
     ++cache.pos;
   }
 
@@ -546,6 +495,7 @@ class Hourglass {
     ArenaScope<Space> scope(ws);
     std::int64_t bsz = x.size(0), d = cfg_.dim, k = lv.factor, p = lc.pos;
     Shape one{bsz, 1, d};
+    if (p == 0) ops::fill<T>(ctx, lc.ring.view(), T(0));  // the ring's slots before position 0 read as zeros
     ops::copy_mat<T>(ctx, ops::as_mat(x.reshape(Shape{bsz, d})), {lc.ring.data() + (p % k) * d, bsz, d, k * d});
     lv.shorten.step_input(ctx, lc.shorten, x, p, ws);
     if (p % k == 0) {  // short position j = p / k is complete: inputs p - k + 1 .. p
@@ -557,17 +507,11 @@ class Hourglass {
       }
       MView ya = ws.template take<T>(one, "hg_step.ya"), yb = ws.template take<T>(one, "hg_step.yb");
       lv.shorten.step_pool(ctx, lc.shorten, window, p, ya, ws);
-      for (std::size_t l = 0; l < lv.pre.size(); ++l) {
-        lv.pre[l].forward_step(ctx, ya, lc.pre[l].view(), j, yb, ws);
-        std::swap(ya, yb);
-      }
+      lv.pre.forward_step(ctx, ya, yb, lc.pre, j, ws);
       if (i + 1 < levels_.size()) {
         level_step(ctx, i + 1, cache, ya, yb, ws);
         std::swap(ya, yb);
-        for (std::size_t l = 0; l < lv.post.size(); ++l) {
-          lv.post[l].forward_step(ctx, ya, lc.post[l].view(), j, yb, ws);
-          std::swap(ya, yb);
-        }
+        lv.post.forward_step(ctx, ya, yb, lc.post, j, ws);
       }
       lv.upsample.step_short(ctx, lc.upsample, ya, j, ws);
     }
@@ -583,9 +527,9 @@ class Hourglass {
   hier::HierarchySpec spec_;
   nn::Embedding<B, T> tok_;
   nn::PositionEmbedding<B, T> pos_;
-  std::vector<Block> pre_, post_;
+  Stack pre_, post_;
   std::vector<std::unique_ptr<Level>> levels_;
-  nn::LayerNorm<B, T> lnf_;
+  Head head_;
 };
 
 }  // namespace hseq::models

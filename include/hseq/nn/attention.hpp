@@ -2,6 +2,12 @@
 /// @file
 /// @brief `MultiHeadAttention`: queries from one sequence, keys/values from another (or the same),
 /// an optional key/value prefix (a memory), and a causal, unmasked or rate-aware mask.
+///
+/// Optional (`Config::rel_distance` = D > 0): a learned additive score bias per head and relative
+/// distance, parameter `rel_bias` [H, D] (zeros at init), added to the logits as
+/// rel_bias[h, clamp(i + Tm - j, 0, D - 1)] (query i sits at key row Tm + i of [memory; keys]; see
+/// ops/attention.hpp for the convention). CPU only for now (the CUDA attention throws). `forward`
+/// can also return the attention mass each key received ([B, H, Tm + Tk], no gradient).
 #pragma once
 
 #include <algorithm>
@@ -14,6 +20,7 @@
 #include "hseq/core/workspace.hpp"
 #include "hseq/nn/linear.hpp"
 #include "hseq/nn/module.hpp"
+#include "hseq/nn/parameter.hpp"
 #include "hseq/ops/attention.hpp"
 #include "hseq/ops/attention_mask.hpp"
 #include "hseq/ops/elementwise.hpp"
@@ -37,6 +44,7 @@ class MultiHeadAttention {
     bool bias = true;
     double init_std = 0.02;
     double out_init_std = 0.0;  ///< std of the output projection; 0 means init_std
+    std::int64_t rel_distance = 0;  ///< D > 0: learned score bias rel_bias [H, D] by relative distance
   };
   /// Sizes of one call: queries [B, Tq, dim], keys/values [B, Tk, dim], memory [B, Tm, dim].
   struct Dims {
@@ -57,7 +65,9 @@ class MultiHeadAttention {
       : cfg_(check(c)),
         q_({c.dim, c.dim, c.bias, c.init_std}),
         kv_({c.dim, 2 * c.dim, c.bias, c.init_std}),
-        out_({c.dim, c.dim, c.bias, c.out_init_std > 0 ? c.out_init_std : c.init_std}) {}
+        out_({c.dim, c.dim, c.bias, c.out_init_std > 0 ? c.out_init_std : c.init_std}) {
+    if (c.rel_distance > 0) rel_ = Param<T, Space>(Shape{c.heads, c.rel_distance}, InitSpec::zeros(), false);
+  }
   Config const& config() const { return cfg_; }
   std::int64_t head_dim() const { return cfg_.dim / cfg_.heads; }
 
@@ -66,6 +76,7 @@ class MultiHeadAttention {
     q_.visit_params(f, prefix + "q.");
     kv_.visit_params(f, prefix + "kv.");
     out_.visit_params(f, prefix + "out.");
+    if (cfg_.rel_distance > 0) f(prefix + "rel_bias", rel_);
   }
 
   std::size_t forward_workspace(Dims d) const {
@@ -86,8 +97,10 @@ class MultiHeadAttention {
   Saved forward(Ctx& ctx, CView x, MView y, Arena<Space>& ws) const { return forward(ctx, x, x, CView{}, y, ws); }
 
   /// y[B, Tq, dim] = Wo · softmax(mask(Q K^T / sqrt(dh))) V with Q = Wq xq, [K V] = Wkv [mem; xkv].
-  /// `mem` [B, Tm, dim] may be empty; its keys are visible to every query.
-  Saved forward(Ctx& ctx, CView xq, CView xkv, CView mem, MView y, Arena<Space>& ws) const {
+  /// `mem` [B, Tm, dim] may be empty; its keys are visible to every query. `key_mass` [B, H, Tm + Tk]
+  /// (optional output, no gradient): the attention probability each key received, summed over the
+  /// queries (memory keys first).
+  Saved forward(Ctx& ctx, CView xq, CView xkv, CView mem, MView y, Arena<Space>& ws, MView key_mass = {}) const {
     Dims d{xq.rank() == 3 ? xq.size(0) : 0, xq.rank() == 3 ? xq.size(1) : 0, xkv.rank() == 3 ? xkv.size(1) : 0,
            mem.empty() ? 0 : (mem.rank() == 3 ? mem.size(1) : -1)};
     std::int64_t w = cfg_.dim;
@@ -104,7 +117,9 @@ class MultiHeadAttention {
       s.mem_lin = kv_.forward(ctx, mem, s.kv_m, ws);
       interleave(ctx, s.kv_m, s.kv_x, s.kv);
     }
-    ops::attention_forward<T>(ctx, dims_of(d), cfg_.mask, scale(), s.q, s.kv, s.att, s.stats);
+    auto sc = scores();
+    sc.key_mass = key_mass;
+    ops::attention_forward<T>(ctx, dims_of(d), cfg_.mask, scale(), s.q, s.kv, s.att, s.stats, sc);
     s.out_lin = out_.forward(ctx, s.att, y, ws);
     return s;
   }
@@ -143,7 +158,9 @@ class MultiHeadAttention {
     kv_.forward(ctx, x, kvn, ws);
     ops::copy_mat<T>(ctx, ops::Mat<T const, Space>(kvn.data, bsz, n * 2 * w, n * 2 * w),
                      ops::Mat<T, Space>(cache.data + pos * 2 * w, bsz, n * 2 * w, cap * 2 * w));
-    ops::attention_forward<T>(ctx, d, AttentionMask::rates(1, pos, 1, 0), scale(), q, cache, att, stats);
+    auto sc = scores();
+    sc.q_pos0 = pos;  // query row i is absolute position pos + i; the cache holds positions from 0
+    ops::attention_forward<T>(ctx, d, AttentionMask::rates(1, pos, 1, 0), scale(), q, cache, att, stats, sc);
     out_.forward(ctx, att, y, ws);
   }
 
@@ -171,6 +188,8 @@ class MultiHeadAttention {
   /// y [B, n, dim] = attention of the queries xq [B, n, dim] over the first tk cache rows, all of
   /// them visible (the cache holds exactly what these queries may see).
   void attend_cached(Ctx& ctx, CView xq, MView cache, std::int64_t tk, MView y, Arena<Space>& ws) const {
+    HSEQ_CHECK(cfg_.rel_distance == 0,
+               "MultiHeadAttention::attend_cached: the relative-distance bias is not defined for cached cross-attention");
     HSEQ_CHECK(xq.rank() == 3 && xq.size(2) == cfg_.dim && y.shape == xq.shape && cache.rank() == 3 &&
                    cache.size(0) == xq.size(0) && cache.size(2) == 2 * cfg_.dim && tk >= 1 && tk <= cache.size(1),
                "MultiHeadAttention::attend_cached: xq " << xq.shape << ", y " << y.shape << ", " << tk
@@ -205,7 +224,10 @@ class MultiHeadAttention {
     MView scratch = ws.template take<T>(
         Shape{ops::attention_backward_scratch(Space{}, dims_of(d))}, "attn.scratch");
     out_.backward(ctx, s.out_lin, dy, datt, ws);
-    ops::attention_backward<T>(ctx, dims_of(d), cfg_.mask, scale(), s.q, s.kv, s.att, s.stats, datt, dq, dkv, scratch);
+    ops::AttentionScoreGrads<T, Space> dsc;
+    if (cfg_.rel_distance > 0) dsc.table = rel_.grad;
+    ops::attention_backward<T>(ctx, dims_of(d), cfg_.mask, scale(), s.q, s.kv, s.att, s.stats, datt, dq, dkv, scratch,
+                               scores(), dsc);
     q_.backward(ctx, s.q_lin, dq, dxq, ws);
     MView dkv_x = dkv, dkv_m;
     if (d.tm > 0) {
@@ -227,11 +249,18 @@ class MultiHeadAttention {
   static Config check(Config c) {
     HSEQ_CHECK(c.dim > 0 && c.heads > 0, "MultiHeadAttention: dim " << c.dim << " and heads " << c.heads
                                                                      << " must be positive");
+    HSEQ_CHECK(c.rel_distance >= 0, "MultiHeadAttention: rel_distance " << c.rel_distance << " must be >= 0");
     HSEQ_CHECK(c.dim % c.heads == 0,
                "MultiHeadAttention: heads " << c.heads << " do not divide the width " << c.dim);
     return c;
   }
   T scale() const { return T(1.0 / std::sqrt(double(head_dim()))); }
+  /// The score modifiers of this module: the relative-distance table when configured, else none.
+  ops::AttentionScores<T, Space> scores() const {
+    ops::AttentionScores<T, Space> sc;
+    if (cfg_.rel_distance > 0) sc.table = rel_.value;
+    return sc;
+  }
   ops::AttentionDims dims_of(Dims d) const {
     return {d.batch, cfg_.heads, d.tq, d.tm + d.tk, head_dim(), d.tm};
   }
@@ -269,6 +298,7 @@ class MultiHeadAttention {
 
   Config cfg_;
   Linear<B, T> q_, kv_, out_;
+  Param<T, Space> rel_;  ///< [H, D] relative-distance score bias (only with rel_distance > 0)
 };
 
 }  // namespace hseq::nn

@@ -2,12 +2,17 @@
 /// @file
 /// @brief `Gru`: a single-layer GRU over a batch-first sequence (PyTorch `nn.GRU(batch_first=True)`
 /// parameter names and gate order r, z, n), with the initial state in and the final state out,
-/// and gradients for both.
+/// and gradients for both. Optional per-sequence lengths [B] (int32, host memory) for ragged
+/// batches: for t >= len[b] sequence b's state is carried unchanged (h_final[b] = h_len[b]) and its
+/// output rows y[b, t] are zero; backward matches (no gradient reaches or leaves padded steps, dx
+/// rows there are zero). Padded inputs must be finite (they still pass through the gates).
 #pragma once
 
 #include <cmath>
 #include <cstdint>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "hseq/backend/backend.hpp"
 #include "hseq/core/error.hpp"
@@ -40,6 +45,7 @@ class Gru {
     MView hs;     // [T + 1, B, H] states, time-major; hs[0] = h0
     MView gates;  // [T, B, 4H]   r, z, n, gh_n per step
     MView gh;     // [B, 3H]      per-step hidden projection (scratch kept with the saved block)
+    std::vector<std::int32_t> lengths;  // [B] valid steps per sequence; empty: all T
   };
 
   explicit Gru(Config c) : cfg_(c) {
@@ -73,15 +79,19 @@ class Gru {
   }
 
   /// y[B, T, H] = GRU(x[B, T, input]) from h0[B, H] (empty: zeros); h_final[B, H] (may be empty).
-  Saved forward(Ctx& ctx, CView x, CView h0, MView y, MView h_final, Arena<Space>& ws) const {
+  /// `lengths` [B] (host, each in [0, T]; empty: all T): ragged sequences, see the file comment.
+  Saved forward(Ctx& ctx, CView x, CView h0, MView y, MView h_final, Arena<Space>& ws,
+                std::span<std::int32_t const> lengths = {}) const {
     HSEQ_CHECK(x.rank() == 3 && x.size(2) == cfg_.input, "Gru(input " << cfg_.input << "): x " << x.shape
                                                                       << " is not [B, T, input]");
     std::int64_t bsz = x.size(0), t = x.size(1), h = cfg_.hidden;
     check_shape(y, Shape{bsz, t, h}, "Gru: y");
     if (!h0.empty()) check_shape(h0, Shape{bsz, h}, "Gru: h0");
     if (!h_final.empty()) check_shape(h_final, Shape{bsz, h}, "Gru: h_final");
+    ops::check_lengths(lengths, bsz, t, "Gru");
     Saved s = carve(ws, bsz, t);
     s.x = x;
+    s.lengths.assign(lengths.begin(), lengths.end());
     // All input projections in one GEMM: xp = x W_ih^T + b_ih.
     ops::gemm<T>(ctx, ops::Trans::kNo, ops::as_mat(x), ops::Trans::kYes, ops::as_mat(CView(w_ih_.value)),
                  ops::as_mat(s.xp));
@@ -95,6 +105,10 @@ class Gru {
       ops::gru_cell_forward<T>(ctx, step(s.xp, i), ops::as_mat(CView(s.gh)), h_prev, ops::as_mat(s.gates(i)),
                                ops::as_mat(s.hs(i + 1)));
       ops::copy_mat<T>(ctx, ops::as_mat(CView(s.hs(i + 1))), step(y, i));
+      if (ops::any_finished(lengths, i)) {  // finished sequences: state carried, output zero
+        ops::copy_finished_rows<T>(ctx, lengths, i, h_prev, ops::as_mat(s.hs(i + 1)));
+        ops::zero_finished_rows<T>(ctx, lengths, i, step(y, i));
+      }
     }
     if (!h_final.empty()) ops::copy<T>(ctx, s.hs(t), h_final);
     return s;
@@ -118,11 +132,15 @@ class Gru {
       // dh = dy[:, i] + gradient carried from step i + 1
       ops::copy<T>(ctx, dcarry, dh);
       if (!dy.empty()) ops::add_mat<T>(ctx, step(dy, i), ops::as_mat(dh));
+      bool const ragged = ops::any_finished(s.lengths, i);
+      if (ragged) ops::zero_finished_rows<T>(ctx, s.lengths, i, ops::as_mat(dh));  // no gradient enters the step
       ops::gru_cell_backward<T>(ctx, ops::as_mat(CView(dh)), ops::as_mat(CView(s.hs(i))), ops::as_mat(CView(s.gates(i))),
                                 step(dxp, i), ops::as_mat(dgh(i)), ops::as_mat(dprev));
       // dh_prev = dh ⊙ z + dgh W_hh
       ops::gemm<T>(ctx, ops::Trans::kNo, ops::as_mat(CView(dgh(i))), ops::Trans::kNo, ops::as_mat(CView(w_hh_.value)),
                    ops::as_mat(dprev), T(1), T(1));
+      // finished sequences: h_{i+1} = h_i, so the carried gradient passes through unchanged
+      if (ragged) ops::copy_finished_rows<T>(ctx, s.lengths, i, ops::as_mat(CView(dcarry)), ops::as_mat(dprev));
       std::swap(dcarry, dprev);
     }
     if (!dh0.empty()) {

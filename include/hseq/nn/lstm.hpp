@@ -2,13 +2,18 @@
 /// @file
 /// @brief `Lstm`: a single-layer LSTM over a batch-first sequence (PyTorch `nn.LSTM(batch_first=True)`
 /// parameter names and gate order i, f, g, o), with initial (h0, c0) in and final (h, c) out, and
-/// gradients for all of them.
+/// gradients for all of them. Optional per-sequence lengths [B] (int32, host memory) for ragged
+/// batches: for t >= len[b] sequence b's (h, c) is carried unchanged (the final state is the one
+/// after len[b] steps) and its output rows y[b, t] are zero; backward matches (no gradient reaches
+/// or leaves padded steps, dx rows there are zero). Padded inputs must be finite.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "hseq/backend/backend.hpp"
 #include "hseq/core/error.hpp"
@@ -48,6 +53,7 @@ class Lstm {
     MView cs;    // [T + 1, B, H] time-major cell states;   cs[0] = c0
     MView acts;  // [T, B, 4H]    activated gates i, f, g, o
     MView gh;    // [B, 4H]       per-step hidden projection
+    std::vector<std::int32_t> lengths;  // [B] valid steps per sequence; empty: all T
   };
 
   explicit Lstm(Config c) : cfg_(c) {
@@ -81,13 +87,17 @@ class Lstm {
   }
 
   /// y[B, T, H] = LSTM(x[B, T, input]) from `init` (empty views: zeros); writes `final` if non-empty.
-  Saved forward(Ctx& ctx, CView x, State init, MView y, MutState final_state, Arena<Space>& ws) const {
+  /// `lengths` [B] (host, each in [0, T]; empty: all T): ragged sequences, see the file comment.
+  Saved forward(Ctx& ctx, CView x, State init, MView y, MutState final_state, Arena<Space>& ws,
+                std::span<std::int32_t const> lengths = {}) const {
     HSEQ_CHECK(x.rank() == 3 && x.size(2) == cfg_.input, "Lstm(input " << cfg_.input << "): x " << x.shape
                                                                        << " is not [B, T, input]");
     std::int64_t bsz = x.size(0), t = x.size(1), h = cfg_.hidden;
     check_shape(y, Shape{bsz, t, h}, "Lstm: y");
+    ops::check_lengths(lengths, bsz, t, "Lstm");
     Saved s = carve(ws, bsz, t);
     s.x = x;
+    s.lengths.assign(lengths.begin(), lengths.end());
     ops::gemm<T>(ctx, ops::Trans::kNo, ops::as_mat(x), ops::Trans::kYes, ops::as_mat(CView(w_ih_.value)),
                  ops::as_mat(s.xp));
     if (cfg_.bias) ops::add_bias<T>(ctx, s.xp, b_ih_.value);
@@ -100,6 +110,11 @@ class Lstm {
       ops::lstm_cell_forward<T>(ctx, step(CView(s.xp), i), ops::as_mat(CView(s.gh)), ops::as_mat(CView(s.cs(i))),
                                 ops::as_mat(s.acts(i)), ops::as_mat(s.cs(i + 1)), ops::as_mat(s.hs(i + 1)));
       ops::copy_mat<T>(ctx, ops::as_mat(CView(s.hs(i + 1))), step(y, i));
+      if (ops::any_finished(lengths, i)) {  // finished sequences: (h, c) carried, output zero
+        ops::copy_finished_rows<T>(ctx, lengths, i, ops::as_mat(CView(s.hs(i))), ops::as_mat(s.hs(i + 1)));
+        ops::copy_finished_rows<T>(ctx, lengths, i, ops::as_mat(CView(s.cs(i))), ops::as_mat(s.cs(i + 1)));
+        ops::zero_finished_rows<T>(ctx, lengths, i, step(y, i));
+      }
     }
     store_state(ctx, s.hs(t), final_state.h, "Lstm: final h");
     store_state(ctx, s.cs(t), final_state.c, "Lstm: final c");
@@ -124,12 +139,21 @@ class Lstm {
     for (std::int64_t i = t - 1; i >= 0; --i) {
       ops::copy<T>(ctx, dh_carry, dh);
       if (!dy.empty()) ops::add_mat<T>(ctx, step(dy, i), ops::as_mat(dh));
+      bool const ragged = ops::any_finished(s.lengths, i);
+      if (ragged) {  // finished sequences: no gradient enters the step; stash their carried dc in dh_prev
+        ops::zero_finished_rows<T>(ctx, s.lengths, i, ops::as_mat(dh));
+        ops::copy_finished_rows<T>(ctx, s.lengths, i, ops::as_mat(CView(dc_carry)), ops::as_mat(dh_prev));
+        ops::zero_finished_rows<T>(ctx, s.lengths, i, ops::as_mat(dc_carry));
+      }
       ops::lstm_cell_backward<T>(ctx, ops::as_mat(CView(dh)), ops::as_mat(CView(dc_carry)), ops::as_mat(CView(s.cs(i))),
                                  ops::as_mat(CView(s.cs(i + 1))), ops::as_mat(CView(s.acts(i))), ops::as_mat(dg(i)),
                                  ops::as_mat(dc_prev));
       ops::copy_mat<T>(ctx, ops::as_mat(CView(dg(i))), step(dxp, i));
+      if (ragged) ops::copy_finished_rows<T>(ctx, s.lengths, i, ops::as_mat(CView(dh_prev)), ops::as_mat(dc_prev));
       ops::gemm<T>(ctx, ops::Trans::kNo, ops::as_mat(CView(dg(i))), ops::Trans::kNo, ops::as_mat(CView(w_hh_.value)),
                    ops::as_mat(dh_prev));
+      // (h, c)_{i+1} = (h, c)_i there, so the carried gradients pass through unchanged
+      if (ragged) ops::copy_finished_rows<T>(ctx, s.lengths, i, ops::as_mat(CView(dh_carry)), ops::as_mat(dh_prev));
       std::swap(dh_carry, dh_prev);
       std::swap(dc_carry, dc_prev);
     }

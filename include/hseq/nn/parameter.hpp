@@ -8,14 +8,17 @@
 /// `ParamStore` to the module points every `Param`'s `value` and `grad` views into the store.
 #pragma once
 
+#include <concepts>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "hseq/backend/backend.hpp"
+#include "hseq/core/backend.hpp"
 #include "hseq/core/error.hpp"
+#include "hseq/core/memory_space.hpp"
 #include "hseq/core/shape.hpp"
 #include "hseq/core/tensor.hpp"
 #include "hseq/core/tensor_view.hpp"
@@ -56,7 +59,15 @@ class ParamStore {
   };
 
   ParamStore() = default;
+  /// Binds `root` (see `bind`); the buffers are zeroed on `ctx`.
   template <class ModuleT>
+  ParamStore(Ctx& ctx, ModuleT& root, std::string const& prefix = "") {
+    bind(ctx, root, prefix);
+  }
+  /// Host stores only: binds `root` with the buffers zeroed in place (host memory needs no context;
+  /// a device store must say which stream does the work, so it has no such constructor).
+  template <class ModuleT>
+    requires std::same_as<typename B::Space, HostSpace>
   explicit ParamStore(ModuleT& root, std::string const& prefix = "") {
     bind(root, prefix);
   }
@@ -65,27 +76,22 @@ class ParamStore {
   ParamStore(ParamStore&&) = default;
   ParamStore& operator=(ParamStore&&) = default;
 
-  /// Collects the module's parameters, allocates the flat buffers, points the views into them.
+  /// Collects the module's parameters, allocates the flat buffers (zeroed on `ctx`, padding
+  /// included), points the views into them.
   template <class ModuleT>
-  void bind(ModuleT& root, std::string const& prefix = "") {
-    entries_.clear();
-    std::int64_t total = 0;
-    std::map<std::string, int> seen;
-    root.visit_params(
-        [&](std::string const& name, Param<T, Space>& p) {
-          HSEQ_CHECK(seen.emplace(name, 0).second, "ParamStore: duplicate parameter name '" << name << "'");
-          entries_.push_back({name, &p, total});
-          total += (p.shape.numel() + kAlign - 1) / kAlign * kAlign;
-        },
-        prefix);
-    values_ = Tensor<T, B>(Shape{total});
-    grads_ = Tensor<T, B>(Shape{total});
-    Ctx ctx;
+  void bind(Ctx& ctx, ModuleT& root, std::string const& prefix = "") {
+    std::int64_t const total = collect(root, prefix);
     B::zero_bytes(ctx, values_.data(), sizeof(T) * std::size_t(total));
     B::zero_bytes(ctx, grads_.data(), sizeof(T) * std::size_t(total));
-    for (auto& e : entries_) {
-      e.param->value = View<T, Space>(values_.data() + e.offset, e.param->shape);
-      e.param->grad = View<T, Space>(grads_.data() + e.offset, e.param->shape);
+  }
+  /// Host stores only: as above, zeroing the buffers in place.
+  template <class ModuleT>
+    requires std::same_as<typename B::Space, HostSpace>
+  void bind(ModuleT& root, std::string const& prefix = "") {
+    std::int64_t const total = collect(root, prefix);
+    if (total > 0) {
+      std::memset(values_.data(), 0, sizeof(T) * std::size_t(total));
+      std::memset(grads_.data(), 0, sizeof(T) * std::size_t(total));
     }
   }
 
@@ -120,6 +126,29 @@ class ParamStore {
   }
 
  private:
+  /// Lists the parameters, allocates both buffers (not yet zeroed) and points the views into them;
+  /// returns the buffers' length.
+  template <class ModuleT>
+  std::int64_t collect(ModuleT& root, std::string const& prefix) {
+    entries_.clear();
+    std::int64_t total = 0;
+    std::map<std::string, int> seen;
+    root.visit_params(
+        [&](std::string const& name, Param<T, Space>& p) {
+          HSEQ_CHECK(seen.emplace(name, 0).second, "ParamStore: duplicate parameter name '" << name << "'");
+          entries_.push_back({name, &p, total});
+          total += (p.shape.numel() + kAlign - 1) / kAlign * kAlign;
+        },
+        prefix);
+    values_ = Tensor<T, B>(Shape{total});
+    grads_ = Tensor<T, B>(Shape{total});
+    for (auto& e : entries_) {
+      e.param->value = View<T, Space>(values_.data() + e.offset, e.param->shape);
+      e.param->grad = View<T, Space>(grads_.data() + e.offset, e.param->shape);
+    }
+    return total;
+  }
+
   std::vector<Entry> entries_;
   Tensor<T, B> values_, grads_;
 };

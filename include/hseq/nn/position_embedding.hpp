@@ -19,6 +19,29 @@ namespace hseq::nn {
 /// Which position encoding a model uses.
 enum class PositionKind { kLearned, kSinusoidal, kNone };
 
+/// The name of a position encoding in configurations ("learned", "sinusoidal", "none").
+inline char const* position_kind_name(PositionKind k) {
+  return k == PositionKind::kLearned ? "learned" : k == PositionKind::kSinusoidal ? "sinusoidal" : "none";
+}
+/// Inverse of position_kind_name; `who` prefixes the error for an unknown name.
+inline PositionKind position_kind_from_name(std::string const& s, char const* who = "PositionKind") {
+  if (s == "learned") return PositionKind::kLearned;
+  if (s == "sinusoidal") return PositionKind::kSinusoidal;
+  if (s == "none") return PositionKind::kNone;
+  HSEQ_FAIL(who << ": unknown position encoding '" << s << "' (known: learned, sinusoidal, none)");
+}
+/// nlohmann::json serialisation (found by ADL) as the name string. Templates over the JSON type,
+/// as NLOHMANN_JSON_SERIALIZE_ENUM writes them, so this header needs no JSON include; unlike that
+/// macro, an unknown name is an error instead of silently the first value.
+template <class Json>
+void to_json(Json& j, PositionKind k) {
+  j = position_kind_name(k);
+}
+template <class Json>
+void from_json(Json const& j, PositionKind& k) {
+  k = position_kind_from_name(j.template get<std::string>());
+}
+
 template <Backend B, class T>
 class PositionEmbedding {
  public:

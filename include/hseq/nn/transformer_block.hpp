@@ -99,6 +99,9 @@ class TransformerBlock {
            std::max(attn_.step_workspace(batch, n, cached), ln2_.forward_workspace(r) + mlp_.forward_workspace(r));
   }
 
+  /// Shape of the key/value cache `forward_step` reads and extends: [batch, capacity, 2 dim].
+  Shape cache_shape(std::int64_t batch, std::int64_t capacity) const { return Shape{batch, capacity, 2 * cfg_.dim}; }
+
   /// Incremental forward for cached generation: x, y: [B, n, dim] at positions [pos, pos + n);
   /// cache: this block's [B, T_max, 2 dim] key/value cache. Scratch is released before returning.
   void forward_step(Ctx& ctx, CView x, MView cache, std::int64_t pos, MView y, Arena<Space>& ws) const {

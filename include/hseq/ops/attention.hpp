@@ -14,6 +14,23 @@
 ///                            the Tq x Tk scores
 /// Query rows are processed in blocks; a block only multiplies against the keys some row of it can
 /// see (`AttentionMask::visible` is non-decreasing), so causal attention costs about half of full.
+///
+/// Score modifiers and the key mass (`AttentionScores`, optional; all empty by default, and then the
+/// results are bit-identical to a call without them). The logit of query i and visible key j of
+/// batch b, head h is
+///   l[b, h, i, j] = scale <q_i, k_j> + table[h, clamp(q_pos0 + i - j, 0, D - 1)] + dense[b, h, i, j]
+/// where `table` [H, D] is a bias by head and relative distance (T5 / ALiBi style learned or fixed
+/// relative biases), the distance delta = q_pos0 + i - j is the query's row minus the key's row in
+/// the key coordinates (key row j includes the memory prefix; query row i sits at key row
+/// q_pos0 + i, by default `prefix`, which is self-attention over [memory; x]), clamped into
+/// [0, D): deltas past D - 1 share the last entry, negative deltas (future keys, only visible
+/// without a causal mask) use entry 0. `dense` [B, H, Tq, Tk] is a precomputed bias per query and
+/// key: the hook for Transformer-XL, whose position terms q_i R(i-j) + v R(i-j) (and u k_j) a
+/// module computes from its own projections and passes in here, taking the gradient back from
+/// `AttentionScoreGrads::dense` (= dL/dl, zero where masked). Masked keys stay masked: the biases
+/// only move visible logits, so causality is unchanged. `key_mass` [B, H, Tk] receives, when given,
+/// mass[b, h, j] = sum_i softmax weight of key j for query i (how much attention each key
+/// receives, for "most-used" memory compression); it is an output only, with no gradient.
 #pragma once
 
 #include <algorithm>
@@ -38,6 +55,27 @@ struct AttentionDims {
   std::int64_t kv_stride_rows() const { return kv_rows > 0 ? kv_rows : tk; }
 };
 
+/// Optional score modifiers and outputs of an attention call (see the file comment). Every view may
+/// be empty; an all-empty value leaves the attention exactly as without it.
+template <class T, class Space>
+struct AttentionScores {
+  View<T const, Space> table{};  ///< [H, D] bias by head and clamped relative distance
+  View<T const, Space> dense{};  ///< [B, H, Tq, Tk] precomputed bias per query and key
+  std::int64_t q_pos0 = -1;      ///< key row of query row 0 for the distance; -1 means `prefix`
+  View<T, Space> key_mass{};     ///< [B, H, Tk] out (forward): attention mass each key receives
+  bool has_bias() const { return !table.empty() || !dense.empty(); }
+  bool any() const { return has_bias() || !key_mass.empty(); }
+  std::int64_t origin(std::int64_t prefix) const { return q_pos0 >= 0 ? q_pos0 : prefix; }
+};
+/// Gradients of the score biases (attention_backward): `table` [H, D] is accumulated (+=, like a
+/// parameter gradient), `dense` [B, H, Tq, Tk] overwritten with dL/dlogits (zero where masked).
+template <class T, class Space>
+struct AttentionScoreGrads {
+  View<T, Space> table{};
+  View<T, Space> dense{};
+  bool any() const { return !table.empty() || !dense.empty(); }
+};
+
 /// Query rows per block in the CPU attention kernels.
 inline constexpr std::int64_t kAttentionQueryBlock = 64;
 
@@ -51,6 +89,31 @@ void check_attention(AttentionDims const& d, View<T const, S1> q, View<T const, 
              who << ": kv " << kv.shape << " is not [B, Tk, 2*H*dh] = " << Shape{d.batch, d.kv_stride_rows(), 2 * d.width()});
   HSEQ_CHECK(out.shape == q.shape, who << ": out " << out.shape << " differs from q " << q.shape);
   HSEQ_CHECK(0 <= d.prefix && d.prefix <= d.tk, who << ": prefix " << d.prefix << " outside [0, Tk = " << d.tk << "]");
+}
+template <class T, class S>
+void check_scores(AttentionDims const& d, AttentionScores<T, S> const& sc, char const* who) {
+  HSEQ_CHECK(sc.table.empty() || (sc.table.rank() == 2 && sc.table.size(0) == d.heads && sc.table.size(1) >= 1),
+             who << ": score bias table " << sc.table.shape << " is not [H = " << d.heads << ", D >= 1]");
+  HSEQ_CHECK(sc.dense.empty() || sc.dense.shape == (Shape{d.batch, d.heads, d.tq, d.tk}),
+             who << ": dense score bias " << sc.dense.shape << " is not [B, H, Tq, Tk] = "
+                 << Shape{d.batch, d.heads, d.tq, d.tk});
+  HSEQ_CHECK(sc.key_mass.empty() || sc.key_mass.shape == (Shape{d.batch, d.heads, d.tk}),
+             who << ": key mass " << sc.key_mass.shape << " is not [B, H, Tk] = " << Shape{d.batch, d.heads, d.tk});
+  HSEQ_CHECK(sc.q_pos0 >= -1, who << ": q_pos0 " << sc.q_pos0 << " must be >= 0 (or -1: the prefix)");
+}
+template <class T, class S>
+void check_score_grads(AttentionDims const& d, AttentionScores<T, S> const& sc, AttentionScoreGrads<T, S> const& g,
+                       char const* who) {
+  HSEQ_CHECK(g.table.empty() || (!sc.table.empty() && g.table.shape == sc.table.shape),
+             who << ": score bias table gradient " << g.table.shape << " must match the table " << sc.table.shape);
+  HSEQ_CHECK(g.dense.empty() || g.dense.shape == (Shape{d.batch, d.heads, d.tq, d.tk}),
+             who << ": dense score bias gradient " << g.dense.shape << " is not [B, H, Tq, Tk] = "
+                 << Shape{d.batch, d.heads, d.tq, d.tk});
+}
+/// Clamped relative distance index into a [H, D] table.
+inline std::int64_t distance_index(std::int64_t q_row, std::int64_t k_row, std::int64_t dmax) {
+  std::int64_t delta = q_row - k_row;
+  return delta < 0 ? 0 : (delta >= dmax ? dmax - 1 : delta);
 }
 }  // namespace detail
 
@@ -68,8 +131,11 @@ inline Shape attention_stats_shape(HostSpace, AttentionDims const& d) { return S
 template <class T>
 void attention_forward(cpu::Context&, AttentionDims const& d, AttentionMask mask, T scale,
                        View<T const, HostSpace> q, View<T const, HostSpace> kv, View<T, HostSpace> out,
-                       View<T, HostSpace> probs) {
+                       View<T, HostSpace> probs, AttentionScores<T, HostSpace> const& sc = {}) {
   detail::check_attention(d, q, kv, out, "attention_forward");
+  detail::check_scores(d, sc, "attention_forward");
+  bool const biased = sc.has_bias();
+  std::int64_t const q0 = sc.origin(d.prefix), dmax = sc.table.empty() ? 1 : sc.table.size(1);
   HSEQ_CHECK(probs.shape == (Shape{d.batch, d.heads, d.tq, d.tk}),
              "attention_forward: probs " << probs.shape << " is not [B, H, Tq, Tk]");
   std::int64_t const w = d.width(), bh = d.batch * d.heads;
@@ -90,7 +156,21 @@ void attention_forward(cpu::Context&, AttentionDims const& d, AttentionMask mask
                              {pblk, rows, kend, d.tk}, T(1), T(0));
       for (std::int64_t i = i0; i < i1; ++i) {
         T* row = pb + i * d.tk;
-        detail::softmax_row(row, row, mask.visible(i, d.tk, d.prefix), d.tk, scale);
+        std::int64_t const vis = mask.visible(i, d.tk, d.prefix);
+        if (!biased) {
+          detail::softmax_row(row, row, vis, d.tk, scale);
+          continue;
+        }
+        // l_j = scale s_j + table[h, clamp(q0 + i - j)] + dense[b, h, i, j], then softmax(l).
+        T const* tb = sc.table.empty() ? nullptr : sc.table.data + h * dmax;
+        T const* db = sc.dense.empty() ? nullptr : sc.dense.data + (p * d.tq + i) * d.tk;
+        for (std::int64_t j = 0; j < vis; ++j) {
+          T l = row[j] * scale;
+          if (tb) l += tb[detail::distance_index(q0 + i, j, dmax)];
+          if (db) l += db[j];
+          row[j] = l;
+        }
+        detail::softmax_row(row, row, vis, d.tk, T(1));
       }
       Mat<T, HostSpace> oblk(ob + i0 * w, rows, d.head_dim, w);
       if (kend > 0)
@@ -98,6 +178,15 @@ void attention_forward(cpu::Context&, AttentionDims const& d, AttentionMask mask
                              T(1), T(0));
       else
         for (std::int64_t i = 0; i < rows; ++i) std::fill(oblk.data + i * w, oblk.data + i * w + d.head_dim, T(0));
+    }
+    if (!sc.key_mass.empty()) {  // mass[j] = sum_i P[i, j] (masked entries are exactly zero)
+      T* mb = sc.key_mass.data + p * d.tk;
+      std::fill(mb, mb + d.tk, T(0));
+      for (std::int64_t i = 0; i < d.tq; ++i) {
+        T const* row = pb + i * d.tk;
+        std::int64_t const vis = mask.visible(i, d.tk, d.prefix);
+        for (std::int64_t j = 0; j < vis; ++j) mb[j] += row[j];
+      }
     }
   }
 }
@@ -109,8 +198,11 @@ template <class T>
 void attention_backward(cpu::Context&, AttentionDims const& d, AttentionMask mask, T scale,
                         View<T const, HostSpace> q, View<T const, HostSpace> kv, View<T const, HostSpace> out,
                         View<T const, HostSpace> probs, View<T const, HostSpace> dout, View<T, HostSpace> dq, View<T, HostSpace> dkv,
-                        View<T, HostSpace> scratch) {
+                        View<T, HostSpace> scratch, AttentionScores<T, HostSpace> const& sc = {},
+                        AttentionScoreGrads<T, HostSpace> const& dsc = {}) {
   detail::check_attention(d, q, kv, dq, "attention_backward");
+  detail::check_scores(d, sc, "attention_backward");
+  detail::check_score_grads(d, sc, dsc, "attention_backward");
   HSEQ_CHECK(out.empty() || out.shape == q.shape, "attention_backward: out " << out.shape << " differs from q " << q.shape);
   HSEQ_CHECK(probs.shape == (Shape{d.batch, d.heads, d.tq, d.tk}),
              "attention_backward: probs " << probs.shape << " is not [B, H, Tq, Tk]");
@@ -123,8 +215,8 @@ void attention_backward(cpu::Context&, AttentionDims const& d, AttentionMask mas
                                                << attention_backward_scratch(d, threads) << " for " << threads
                                                << " threads (was the workspace planned with fewer threads?)");
   std::int64_t const w = d.width(), bh = d.batch * d.heads;
-#pragma omp parallel for schedule(dynamic, 1) if (bh > 1)
-  for (std::int64_t p = 0; p < bh; ++p) {
+  std::int64_t const q0 = sc.origin(d.prefix), dmax = sc.table.empty() ? 1 : sc.table.size(1);
+  auto one = [&](std::int64_t p) {
     std::int64_t b = p / d.heads, h = p % d.heads;
     T const* qb = q.data + b * d.tq * w + h * d.head_dim;
     T const* kb = kv.data + b * d.kv_stride_rows() * 2 * w + h * d.head_dim;
@@ -143,6 +235,9 @@ void attention_backward(cpu::Context&, AttentionDims const& d, AttentionMask mas
       std::int64_t i1 = std::min(d.tq, i0 + kAttentionQueryBlock), rows = i1 - i0;
       std::int64_t kend = mask.visible(i1 - 1, d.tk, d.prefix);
       Mat<T, HostSpace> dqblk(dqb + i0 * w, rows, d.head_dim, w);
+      if (!dsc.dense.empty())
+        for (std::int64_t i = i0; i < i1; ++i)  // masked logits get no gradient
+          std::fill(dsc.dense.data + (p * d.tq + i) * d.tk, dsc.dense.data + (p * d.tq + i + 1) * d.tk, T(0));
       if (kend == 0) {
         for (std::int64_t i = 0; i < rows; ++i) std::fill(dqblk.data + i * w, dqblk.data + i * w + d.head_dim, T(0));
         continue;
@@ -158,7 +253,12 @@ void attention_backward(cpu::Context&, AttentionDims const& d, AttentionMask mas
       for (std::int64_t i = 0; i < rows; ++i) {
         std::int64_t vis = mask.visible(i0 + i, d.tk, d.prefix);
         T* dsr = ds + i * kend;
-        detail::softmax_row_backward(pb + (i0 + i) * d.tk, dsr, dsr, vis, kend);
+        detail::softmax_row_backward(pb + (i0 + i) * d.tk, dsr, dsr, vis, kend);  // dL/dlogits
+        if (!dsc.dense.empty()) std::copy(dsr, dsr + vis, dsc.dense.data + (p * d.tq + i0 + i) * d.tk);
+        if (!dsc.table.empty()) {
+          T* gt = dsc.table.data + h * dmax;
+          for (std::int64_t j = 0; j < vis; ++j) gt[detail::distance_index(q0 + i0 + i, j, dmax)] += dsr[j];
+        }
         for (std::int64_t j = 0; j < vis; ++j) dsr[j] *= scale;
       }
       Mat<T const, HostSpace> dsblk(ds, rows, kend, kend);
@@ -167,6 +267,14 @@ void attention_backward(cpu::Context&, AttentionDims const& d, AttentionMask mas
       detail::gemm_host<T>(Trans::kYes, dsblk, Trans::kNo, {qb + i0 * w, rows, d.head_dim, w},
                            {dkb, kend, d.head_dim, 2 * w}, T(1), T(1));
     }
+  };
+  if (dsc.table.empty()) {
+#pragma omp parallel for schedule(dynamic, 1) if (bh > 1)
+    for (std::int64_t p = 0; p < bh; ++p) one(p);
+  } else {  // the table gradient of head h sums over the batch: one thread per head, no races
+#pragma omp parallel for schedule(dynamic, 1) if (d.heads > 1)
+    for (std::int64_t h = 0; h < d.heads; ++h)
+      for (std::int64_t b = 0; b < d.batch; ++b) one(b * d.heads + h);
   }
 }
 

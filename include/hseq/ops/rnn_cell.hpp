@@ -9,11 +9,13 @@
 
 #include <cmath>
 #include <cstdint>
+#include <span>
 
 #include "hseq/backend/cpu.hpp"
 #include "hseq/core/error.hpp"
 #include "hseq/ops/elementwise.hpp"
 #include "hseq/ops/gemm.hpp"
+#include "hseq/ops/mat.hpp"
 
 namespace hseq::ops {
 
@@ -191,6 +193,43 @@ void lstm_cell_backward(cpu::Context&, Mat<T const, HostSpace> dh, Mat<T const, 
       dcp[j] = dct * f;
     }
   }
+}
+
+// ---- Ragged batches: per-sequence lengths ----
+// The recurrent modules take optional lengths [B] (int32, host memory): sequence b has len[b] valid
+// steps; for t >= len[b] its state is carried unchanged and its output rows are zero, so padding
+// never reaches a state, an output or a gradient. These helpers compose the copy / fill ops of each
+// backend (one row per call), so they serve the CPU and the CUDA modules alike.
+
+/// Throws unless lengths is empty (every sequence has all t steps) or has bsz entries in [0, t].
+inline void check_lengths(std::span<std::int32_t const> lengths, std::int64_t bsz, std::int64_t t, char const* who) {
+  if (lengths.empty()) return;
+  HSEQ_CHECK(std::int64_t(lengths.size()) == bsz,
+             who << ": " << lengths.size() << " sequence lengths for a batch of " << bsz);
+  for (std::size_t b = 0; b < lengths.size(); ++b)
+    HSEQ_CHECK(lengths[b] >= 0 && lengths[b] <= t,
+               who << ": length " << lengths[b] << " of sequence " << b << " outside [0, T = " << t << "]");
+}
+/// Whether any sequence has finished before step `step` (some len[b] <= step).
+inline bool any_finished(std::span<std::int32_t const> lengths, std::int64_t step) {
+  for (std::int32_t l : lengths)
+    if (step >= l) return true;
+  return false;
+}
+/// dst[b] = src[b] for every row b whose sequence has finished (step >= len[b]).
+template <class T, class Ctx, class Space>
+void copy_finished_rows(Ctx& ctx, std::span<std::int32_t const> lengths, std::int64_t step, Mat<T const, Space> src,
+                        Mat<T, Space> dst) {
+  for (std::size_t b = 0; b < lengths.size(); ++b)
+    if (step >= lengths[b])
+      copy_mat<T>(ctx, Mat<T const, Space>(src.data + std::int64_t(b) * src.ld, 1, src.cols, src.ld),
+                  Mat<T, Space>(dst.data + std::int64_t(b) * dst.ld, 1, dst.cols, dst.ld));
+}
+/// m[b] = 0 for every row b whose sequence has finished (step >= len[b]).
+template <class T, class Ctx, class Space>
+void zero_finished_rows(Ctx& ctx, std::span<std::int32_t const> lengths, std::int64_t step, Mat<T, Space> m) {
+  for (std::size_t b = 0; b < lengths.size(); ++b)
+    if (step >= lengths[b]) fill<T>(ctx, View<T, Space>(m.data + std::int64_t(b) * m.ld, Shape{m.cols}), T(0));
 }
 
 }  // namespace hseq::ops

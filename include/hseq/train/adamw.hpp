@@ -2,12 +2,18 @@
 /// @file
 /// @brief `AdamW` over a `ParamStore`: decoupled weight decay (applied to parameters whose
 /// `decay` flag is set), bias-corrected moments, state kept in two flat buffers shaped like the store.
+///
+/// AdamW is a `StatefulPart`: `visit_state` names its moments `m.<param>`, `v.<param>` and its step
+/// count `step`, so a checkpoint group called "optim" holds `optim.m.<param>`, `optim.v.<param>` and
+/// `optim.step`, the names checkpoints have always used.
 #pragma once
 
 #include <cstdint>
+#include <string>
 
-#include "hseq/backend/backend.hpp"
+#include "hseq/core/backend.hpp"
 #include "hseq/core/error.hpp"
+#include "hseq/core/state.hpp"
 #include "hseq/core/tensor.hpp"
 #include "hseq/nn/parameter.hpp"
 #include "hseq/ops/adamw.hpp"
@@ -24,19 +30,19 @@ class AdamW {
     double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.01;
   };
 
-  AdamW(nn::ParamStore<B, T>& store, Config c) : store_(&store), cfg_(c) {
+  /// Moments start at zero (written through `ctx`, the caller's stream on a GPU).
+  AdamW(Ctx& ctx, nn::ParamStore<B, T>& store, Config c) : store_(&store), cfg_(c) {
     HSEQ_CHECK(c.lr >= 0 && c.eps > 0 && c.beta1 >= 0 && c.beta1 < 1 && c.beta2 >= 0 && c.beta2 < 1 &&
                    c.weight_decay >= 0,
                "AdamW: invalid hyper-parameters lr " << c.lr << ", betas (" << c.beta1 << ", " << c.beta2 << "), eps "
                                                      << c.eps << ", weight_decay " << c.weight_decay);
     m_ = Tensor<T, B>(store.values().shape);
     v_ = Tensor<T, B>(store.values().shape);
-    reset();
+    reset(ctx);
   }
 
   /// Zeroes the moments and the step count.
-  void reset() {
-    Ctx ctx;
+  void reset(Ctx& ctx) {
     B::zero_bytes(ctx, m_.data(), sizeof(T) * std::size_t(m_.numel()));
     B::zero_bytes(ctx, v_.data(), sizeof(T) * std::size_t(v_.numel()));
     step_ = 0;
@@ -65,6 +71,18 @@ class AdamW {
   /// First and second moments, flat and aligned like `ParamStore::values()` (for checkpoints).
   View<T, Space> first_moment() { return m_.view(); }
   View<T, Space> second_moment() { return v_.view(); }
+
+  /// The named state (see the file comment): per parameter of the store, in its order, the first
+  /// and second moment viewed with the parameter's shape; then the step count.
+  template <class F>
+  void visit_state(F&& f) {
+    for (auto const& e : store_->entries()) {
+      Shape const& s = e.param->shape;
+      f(std::string("m.") + e.name, View<T, Space>(m_.data() + e.offset, s));
+      f(std::string("v.") + e.name, View<T, Space>(v_.data() + e.offset, s));
+    }
+    f(std::string("step"), step_);
+  }
 
  private:
   nn::ParamStore<B, T>* store_;

@@ -10,8 +10,8 @@
 /// continues the exact loss sequence of an uninterrupted one (all reductions are bit-reproducible);
 /// resuming under another data seed is refused.
 ///
-/// The model must provide `kKind`, `config_json()`, `Trace`, `forward`, `backward`,
-/// `forward_workspace` and `backward_workspace` with the TransformerLm's signatures.
+/// The model must satisfy `models::Model<M, B, T>` (models/model.hpp); a type that does not
+/// is refused with a concept error naming the missing member.
 #pragma once
 
 #include <algorithm>
@@ -27,7 +27,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "hseq/backend/backend.hpp"
+#include "hseq/core/backend.hpp"
 #include "hseq/core/error.hpp"
 #include "hseq/core/rng.hpp"
 #include "hseq/core/tensor.hpp"
@@ -36,6 +36,7 @@
 #include "hseq/io/csv_log.hpp"
 #include "hseq/io/progress.hpp"
 #include "hseq/io/text_dataset.hpp"
+#include "hseq/models/model.hpp"
 #include "hseq/nn/parameter.hpp"
 #include "hseq/ops/elementwise.hpp"
 #include "hseq/train/adamw.hpp"
@@ -103,18 +104,20 @@ struct TrainerState {
   }
 };
 
-template <Backend B, class T, class Model>
+template <Backend B, class T, class M>
+  requires models::Model<M, B, T>
 class Trainer {
  public:
   using Ctx = typename B::Context;
   using Space = typename B::Space;
 
-  Trainer(Model& model, nn::ParamStore<B, T>& params, io::TextDataset const& data, TrainerConfig cfg)
+  /// `ctx` is used only to zero the optimizer's moments; every later call takes its own context.
+  Trainer(Ctx& ctx, M& model, nn::ParamStore<B, T>& params, io::TextDataset const& data, TrainerConfig cfg)
       : model_(model),
         params_(params),
         data_(data),
         cfg_(check(cfg)),
-        opt_(params, {cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay}),
+        opt_(ctx, params, {cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay}),
         schedule_(cfg.lr, cfg.warmup, std::max<std::int64_t>(cfg.steps, 1), cfg.min_lr_ratio),
         rng_(cfg.seed, 0xDA7A),
         ws_(model.forward_workspace(cfg.batch, cfg.seq_len) + model.backward_workspace(cfg.batch, cfg.seq_len)),
@@ -226,7 +229,7 @@ class Trainer {
       if (csv) csv->row({double(state_.step), loss, loss / std::log(2.0), eval_now ? bpc : std::nan(""),
                          state_.elapsed_s, double(state_.tokens)});
       if (!cfg_.ckpt_path.empty() && cfg_.ckpt_every > 0 && state_.step % cfg_.ckpt_every == 0 && !last)
-        save(cfg_.ckpt_path);
+        save(ctx, cfg_.ckpt_path);
     }
     bool evaluated_last = cfg_.eval_every > 0 && state_.step % cfg_.eval_every == 0 && std::isfinite(state_.last_val_bpc);
     if (evaluated_last) {
@@ -237,7 +240,7 @@ class Trainer {
       if (csv) csv->row({double(state_.step), std::nan(""), std::nan(""), bpc, state_.elapsed_s, double(state_.tokens)});
     }
     if (progress) progress->finish();
-    if (!cfg_.ckpt_path.empty()) save(cfg_.ckpt_path);
+    if (!cfg_.ckpt_path.empty()) save(ctx, cfg_.ckpt_path);
     return bpc;
   }
 
@@ -247,23 +250,25 @@ class Trainer {
     return schedule_.at_fraction(state_.step, state_.elapsed_s / cfg_.time_budget_s);
   }
 
-  /// Writes a checkpoint (atomically) with the parameters, the optimizer and this trainer's state.
-  void save(std::string const& path) const {
-    io::CheckpointInfo info{Model::kKind, model_.config_json(), state_.to_json()};
-    io::save_checkpoint(path, info, params_, const_cast<AdamW<B, T>*>(&opt_));
+  /// Writes a checkpoint (atomically) with the parameters, the optimizer (state group "optim") and
+  /// this trainer's state, downloading device memory on `ctx`.
+  void save(Ctx& ctx, std::string const& path) {
+    io::CheckpointInfo info{M::kKind, model_.config_json(), state_.to_json()};
+    io::save_checkpoint(ctx, path, info, params_, {{"optim", opt_}});
   }
 
-  /// Restores parameters, optimizer and position from a checkpoint of the same model structure.
+  /// Restores parameters, optimizer and position from a checkpoint of the same model structure,
+  /// uploading on `ctx`.
   /// The trainer state is parsed first, so a malformed one changes nothing. The saved data position
   /// is a position in the stream of the seed that wrote it, so a checkpoint of another data seed is
   /// refused (before anything is loaded). Checkpoints written before the seed was recorded load
   /// with this trainer's seed.
-  void load(std::string const& path) {
+  void load(Ctx& ctx, std::string const& path) {
     // The state is parsed and checked inside load_checkpoint's validation (check_info runs after
     // every other check and before anything is written), so state and tensors come from one read of
     // one file, and a bad state or seed leaves the model and optimizer untouched.
     TrainerState s;
-    io::load_checkpoint(path, Model::kKind, model_.config_json(), params_, &opt_, [&](io::CheckpointInfo const& info) {
+    auto check_state = [&](io::CheckpointInfo const& info) {
       s = TrainerState::from_json(info.trainer_state);
       HSEQ_CHECK(!s.data_seed || *s.data_seed == cfg_.seed,
                  "Trainer::load: checkpoint " << path << " was trained with data seed " << *s.data_seed
@@ -271,7 +276,8 @@ class Trainer {
                                               << "; resuming would continue another data stream. Set "
                                                  "TrainerConfig::seed = "
                                               << *s.data_seed << " (hseq-train: --seed " << *s.data_seed << ")");
-    });
+    };
+    io::load_checkpoint(ctx, path, M::kKind, model_.config_json(), params_, {{"optim", opt_}}, check_state);
     state_ = s;
     state_.data_seed = cfg_.seed;  // the stream continues under this seed (also for seedless checkpoints)
     rng_.set_position(state_.data_pos);
@@ -295,7 +301,7 @@ class Trainer {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
 
-  Model& model_;
+  M& model_;
   nn::ParamStore<B, T>& params_;
   io::TextDataset const& data_;
   TrainerConfig cfg_;
@@ -305,7 +311,7 @@ class Trainer {
   Workspace<B> ws_;
   Tensor<std::int32_t, B> ids_, targets_;
   std::vector<std::int32_t> host_ids_, host_targets_;
-  typename Model::Trace trace_;
+  typename M::Trace trace_;
   TrainerState state_;
   std::vector<double> losses_;
 };

@@ -319,12 +319,14 @@ inline dim3 attn_grid(std::int64_t rows, std::int64_t per_block, std::int64_t bh
 }  // namespace cuda_detail
 
 /// out = softmax(mask(scale Q K^T)) V per head, flash-style; saves the row log-sum-exp in `stats`
-/// ([B, H, Tq], see `attention_stats_shape(DeviceSpace{}, d)`).
+/// ([B, H, Tq], see `attention_stats_shape(DeviceSpace{}, d)`). Score biases and the key mass
+/// (`AttentionScores`) are CPU-only for now: requesting them here throws hseq::Error.
 template <class T>
 void attention_forward(cuda::Context& ctx, AttentionDims const& d, AttentionMask mask, T scale,
                        View<T const, DeviceSpace> q, View<T const, DeviceSpace> kv, View<T, DeviceSpace> out,
-                       View<T, DeviceSpace> stats) {
+                       View<T, DeviceSpace> stats, AttentionScores<T, DeviceSpace> const& sc = {}) {
   detail::check_attention(d, q, kv, out, "attention_forward");
+  HSEQ_CHECK(!sc.any(), "attention_forward: attention score bias / key mass is not supported on the CUDA backend yet");
   HSEQ_CHECK(stats.shape == attention_stats_shape(DeviceSpace{}, d),
              "attention_forward: stats " << stats.shape << " is not [B, H, Tq] = " << attention_stats_shape(DeviceSpace{}, d));
   if (d.batch * d.heads * d.tq == 0) return;
@@ -376,8 +378,11 @@ template <class T>
 void attention_backward(cuda::Context& ctx, AttentionDims const& d, AttentionMask mask, T scale,
                         View<T const, DeviceSpace> q, View<T const, DeviceSpace> kv, View<T const, DeviceSpace> out,
                         View<T const, DeviceSpace> stats, View<T const, DeviceSpace> dout, View<T, DeviceSpace> dq,
-                        View<T, DeviceSpace> dkv, View<T, DeviceSpace> scratch) {
+                        View<T, DeviceSpace> dkv, View<T, DeviceSpace> scratch,
+                        AttentionScores<T, DeviceSpace> const& sc = {}, AttentionScoreGrads<T, DeviceSpace> const& dsc = {}) {
   detail::check_attention(d, q, kv, dq, "attention_backward");
+  HSEQ_CHECK(!sc.any() && !dsc.any(),
+             "attention_backward: attention score bias / key mass is not supported on the CUDA backend yet");
   HSEQ_CHECK(out.shape == q.shape, "attention_backward: out " << out.shape << " differs from q " << q.shape
                                                               << " (the CUDA backward needs forward's output)");
   HSEQ_CHECK(stats.shape == attention_stats_shape(DeviceSpace{}, d),
