@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "lm_cli.hpp"
+#include "support/temp_dir.hpp"
 
 using hseq::Error;
 namespace fs = std::filesystem;
@@ -23,20 +24,8 @@ namespace io = hseq::io;
 
 namespace {
 
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    std::random_device rd;
-    dir = fs::temp_directory_path() / ("hseq_lm_cli_test_" + std::to_string(::getpid()) + "_" +
-                                       std::to_string(counter++) + "_" + std::to_string(rd()));
-    fs::create_directories(dir);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string file(std::string const& name) const { return (dir / name).string(); }
+struct TempDir : hseq::test::TempDir {
+  TempDir() : hseq::test::TempDir("hseq_lm_cli_test") {}
 };
 
 using Store = hseq::nn::ParamStore<cli::Backend, cli::Real>;

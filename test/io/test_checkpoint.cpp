@@ -23,26 +23,15 @@
 #include "hseq/models/transformer_lm.hpp"
 #include "hseq/nn/transformer_block.hpp"
 #include "hseq/train/trainer.hpp"
+#include "support/temp_dir.hpp"
 
 using namespace hseq;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    std::random_device rd;
-    dir = fs::temp_directory_path() / ("hseq_checkpoint_test_" + std::to_string(::getpid()) + "_" +
-                                       std::to_string(counter++) + "_" + std::to_string(rd()));
-    fs::create_directories(dir);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string file(std::string const& name) const { return (dir / name).string(); }
+struct TempDir : hseq::test::TempDir {
+  TempDir() : hseq::test::TempDir("hseq_checkpoint_test") {}
 };
 
 using Block = nn::TransformerBlock<cpu, float>;

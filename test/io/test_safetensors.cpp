@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "hseq/io/safetensors.hpp"
+#include "support/temp_dir.hpp"
 
 using namespace hseq;
 using io::SafetensorsFile;
@@ -26,21 +27,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-/// A fresh directory under the system temp directory, removed with everything in it at scope end.
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    static std::atomic<int> counter{0};
-    std::random_device rd;
-    dir = fs::temp_directory_path() / ("hseq_safetensors_test_" + std::to_string(::getpid()) + "_" +
-                                       std::to_string(counter++) + "_" + std::to_string(rd()));
-    fs::create_directories(dir);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string file(std::string const& name) const { return (dir / name).string(); }
+struct TempDir : hseq::test::TempDir {
+  TempDir() : hseq::test::TempDir("hseq_safetensors_test") {}
 };
 
 std::string read_bytes(std::string const& path) {
