@@ -36,8 +36,11 @@ class Args {
  public:
   Args(std::string program, std::string summary) : program_(std::move(program)), summary_(std::move(summary)) {}
 
-  /// Declares a flag with a default value ("" for none) and a help line.
+  /// Declares a flag with a default value ("" for none) and a help line. Declaring a name again
+  /// (model families share --dim) keeps the first declaration; the default and kind must agree,
+  /// since one flag cannot have two defaults.
   Args& flag(std::string const& name, std::string const& def, std::string const& help) {
+    if (redeclared(name, def, false)) return *this;
     order_.push_back(name);
     specs_[name] = {def, help, false};
     values_[name] = def;
@@ -45,6 +48,7 @@ class Args {
   }
   /// Declares a boolean switch (false unless given).
   Args& toggle(std::string const& name, std::string const& help) {
+    if (redeclared(name, "", true)) return *this;
     order_.push_back(name);
     specs_[name] = {"", help, true};
     values_[name] = "0";
@@ -150,6 +154,14 @@ class Args {
   }
 
  private:
+  bool redeclared(std::string const& name, std::string const& def, bool boolean) const {
+    auto it = specs_.find(name);
+    if (it == specs_.end()) return false;
+    HSEQ_CHECK(it->second.def == def && it->second.boolean == boolean,
+               program_ << ": internal error: flag --" << name << " is declared twice with different defaults ('"
+                        << it->second.def << "' and '" << def << "') or kinds");
+    return true;
+  }
   std::string const& known(std::string const& name) const {
     HSEQ_CHECK(specs_.count(name), program_ << ": internal error: flag --" << name << " was not declared");
     return name;

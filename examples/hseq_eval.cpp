@@ -1,34 +1,9 @@
 // SPDX-License-Identifier: MIT
 // hseq-eval: bits per character of a checkpoint on a text file's validation split (or all of it).
-#include <cmath>
+// The checkpoint's model kind chooses the family (examples/families/list.def).
 #include <iostream>
-#include <memory>
 
-#include "hseq/hseq.hpp"
-#include "hseq/io/text_dataset.hpp"
-#include "lm_cli.hpp"
-
-template <class M>
-void evaluate(cli::Args const& a, cli::ModelChoice const& choice) {
-  cli::Backend::Context ctx;
-  auto lm = cli::load_model<M>(ctx, a.str("checkpoint"), choice);
-  auto data = std::make_unique<hseq::io::TextDataset>(a.str("data"), a.real("val-fraction"));
-  std::int64_t t = a.given("seq-len") ? a.integer("seq-len") : lm.model->config().context;
-  hseq::train::TrainerConfig tc;
-  tc.batch = a.integer("batch");
-  tc.seq_len = t;
-  tc.steps = 1;
-  tc.eval_windows = a.integer("windows");
-  hseq::train::Trainer<cli::Backend, cli::Real, M> runner(ctx, *lm.model, *lm.params, *data, tc);
-  auto split = hseq::io::TextDataset::Split::kValidation;
-  std::int64_t total = data->num_windows(split, t);
-  std::int64_t used = tc.eval_windows == 0 ? total : std::min(tc.eval_windows, total);
-  double bpc = runner.evaluate(ctx, tc.eval_windows);
-  std::cout << "checkpoint: " << a.str("checkpoint") << "\n"
-            << "data: " << a.str("data") << ", validation split of " << data->size(split) << " bytes, " << used << " of "
-            << total << " windows of " << t << " bytes\n"
-            << "bpc: " << bpc << std::endl;
-}
+#include "family.hpp"
 
 int main(int argc, char** argv) try {
   cli::Args a("hseq-eval", "Reports bits per character of a trained checkpoint on a text file.");
@@ -43,7 +18,7 @@ int main(int argc, char** argv) try {
   cli::apply_threads(a);
   HSEQ_CHECK(!a.str("checkpoint").empty() && !a.str("data").empty(), "hseq-eval: --checkpoint and --data are required");
   auto choice = cli::choice_from_checkpoint(a.str("checkpoint"));
-  cli::dispatch(choice, [&]<class M>() { evaluate<M>(a, choice); });
+  choice.family->evaluate(a, choice);
   return 0;
 } catch (std::exception const& e) {
   std::cerr << e.what() << std::endl;

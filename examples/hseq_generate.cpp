@@ -1,30 +1,9 @@
 // SPDX-License-Identifier: MIT
-// hseq-generate: samples text from a checkpoint with a key/value cache.
-#include <chrono>
+// hseq-generate: samples text from a checkpoint with the model's cache. The checkpoint's model
+// kind chooses the family (examples/families/list.def).
 #include <iostream>
 
-#include "hseq/hseq.hpp"
-#include "hseq/models/generate.hpp"
-#include "lm_cli.hpp"
-
-template <class M>
-void generate(cli::Args const& a, cli::ModelChoice const& choice) {
-  cli::Backend::Context ctx;
-  auto lm = cli::load_model<M>(ctx, a.str("checkpoint"), choice);
-  hseq::models::GenerateConfig g;
-  g.max_bytes = a.integer("bytes");
-  g.stop = a.str("stop");
-  g.sampler.temperature = a.real("temperature");
-  g.sampler.top_k = a.integer("top-k");
-  g.sampler.top_p = a.real("top-p");
-  g.sampler.seed = std::uint64_t(a.integer("seed"));
-  auto t0 = std::chrono::steady_clock::now();
-  std::string out = hseq::models::generate<cli::Backend, cli::Real>(ctx, *lm.model, a.str("prompt"), g);
-  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::cout << a.str("prompt") << out << std::endl;
-  std::cerr << "generated " << out.size() << " bytes in " << s << " s (" << double(out.size()) / s << " bytes/s)"
-            << std::endl;
-}
+#include "family.hpp"
 
 int main(int argc, char** argv) try {
   cli::Args a("hseq-generate", "Generates text from a trained checkpoint (cached, seeded sampling).");
@@ -41,7 +20,7 @@ int main(int argc, char** argv) try {
   cli::apply_threads(a);
   HSEQ_CHECK(!a.str("checkpoint").empty(), "hseq-generate: --checkpoint is required");
   auto choice = cli::choice_from_checkpoint(a.str("checkpoint"));
-  cli::dispatch(choice, [&]<class M>() { generate<M>(a, choice); });
+  choice.family->generate(a, choice);
   return 0;
 } catch (std::exception const& e) {
   std::cerr << e.what() << std::endl;

@@ -206,3 +206,24 @@ TEST_CASE("cli: --help prints the usage and stops; undeclared names are internal
   CHECK_THROWS_WITH_AS(b.str("nope"), doctest::Contains("prog: internal error: flag --nope was not declared"), Error);
   CHECK_THROWS_WITH_AS(b.on("dim"), doctest::Contains("prog: internal error: --dim is not a switch"), Error);
 }
+
+TEST_CASE("cli: a flag declared again (families share --dim) keeps its first declaration if the defaults agree") {
+  cli::Args a = make_args();
+  a.flag("dim", "256", "another family's help").toggle("untied", "again");
+  std::ostringstream usage;
+  a.usage(usage);
+  CHECK(usage.str().find("model width") != std::string::npos);  // the first help line stays
+  CHECK(usage.str().find("another family's help") == std::string::npos);
+  std::size_t first = usage.str().find("--dim"), again = usage.str().find("--dim", first + 1);
+  CHECK(again == std::string::npos);  // listed once
+  REQUIRE(parse(a, {"--dim", "8", "--untied"}));
+  CHECK(a.integer("dim") == 8);
+  CHECK(a.on("untied"));
+
+  cli::Args b = make_args();
+  CHECK_THROWS_WITH_AS(b.flag("dim", "128", "x"),
+                       doctest::Contains("prog: internal error: flag --dim is declared twice with different defaults "
+                                         "('256' and '128')"),
+                       Error);
+  CHECK_THROWS_WITH_AS(b.toggle("lr", "x"), doctest::Contains("flag --lr is declared twice"), Error);
+}

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
-// Model selection of the example programs (examples/lm_cli.hpp) against real checkpoints: what
-// `--resume` accepts, the messages for flags that ask for another model, and the dispatch from a
-// checkpoint to the model type.
+// The family registry of the example programs (examples/family.hpp, programs.hpp) against real
+// checkpoints: what `--resume` accepts, the messages for flags that ask for another model, and the
+// dispatch from a checkpoint to the model type. The test binary links the families of
+// examples/families/list.def plus the toy family of test/families/list.def.
 #include <doctest/doctest.h>
 
 #include <atomic>
@@ -10,12 +11,14 @@
 #include <initializer_list>
 #include <memory>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include <unistd.h>
 
-#include "lm_cli.hpp"
+#include "families/hourglass.hpp"
+#include "families/transformer_lm.hpp"
 #include "support/temp_dir.hpp"
 
 using hseq::Error;
@@ -25,11 +28,12 @@ namespace io = hseq::io;
 namespace {
 
 struct TempDir : hseq::test::TempDir {
-  TempDir() : hseq::test::TempDir("hseq_lm_cli_test") {}
+  TempDir() : hseq::test::TempDir("hseq_family_test") {}
 };
 
 using Store = hseq::nn::ParamStore<cli::Backend, cli::Real>;
-using AvgRepeat = cli::Hourglass<hseq::hier::AvgPool, hseq::hier::Repeat>;
+using Lm = cli::TransformerLmFamily::Model<>;
+using AvgRepeat = cli::HourglassFamily::Model<hseq::hier::AvgPool, hseq::hier::Repeat>;
 
 /// Writes a checkpoint of a freshly initialised `model` (what hseq-train would write) and returns
 /// a copy of its parameter values.
@@ -68,7 +72,7 @@ std::string resume_error(cli::ModelChoice const& ckpt, std::initializer_list<cha
 struct Checkpoints {
   TempDir tmp;
   std::string lm_path = tmp.file("lm.safetensors"), hg_path = tmp.file("hg.safetensors");
-  cli::Lm lm{{.vocab = 256, .dim = 16, .heads = 2, .layers = 1, .context = 8}};
+  Lm lm{{.vocab = 256, .dim = 16, .heads = 2, .layers = 1, .context = 8}};
   AvgRepeat hg{[] {
     AvgRepeat::Config c;
     c.dim = 16;
@@ -82,42 +86,75 @@ struct Checkpoints {
 
 }  // namespace
 
-TEST_CASE("lm_cli: a checkpoint names its model family and policies") {
+TEST_CASE("family: the registry lists the families in list order, and their flags") {
+  std::vector<std::string> models, kinds;
+  for (cli::Family const* f : cli::families()) {
+    models.push_back(f->model);
+    kinds.push_back(f->kind);
+  }
+  CHECK(models == std::vector<std::string>{"transformer", "hourglass", "bigram"});
+  CHECK(kinds == std::vector<std::string>{"transformer_lm", "hourglass", "bigram"});
+  REQUIRE(cli::find_family("hourglass") != nullptr);
+  CHECK(cli::find_family("hourglass")->slots.size() == 2);
+  CHECK(cli::find_family("hourglass")->slots[0].names == std::vector<std::string>{"attention", "avg", "linear"});
+  CHECK(cli::find_family("rnn") == nullptr);
+
+  // The union of the families' flags; the first family is the default --model.
+  cli::Args a = model_args({});
+  for (char const* f : {"model", "dim", "heads", "layers", "context", "position", "untied", "hierarchy", "shorten",
+                        "upsample"})
+    CHECK_NOTHROW(a.str(f));
+  CHECK(a.str("model") == "transformer");
+  std::ostringstream help;
+  a.usage(help);
+  CHECK(help.str().find("model family: transformer, hourglass, bigram") != std::string::npos);
+  CHECK(help.str().find("hourglass: shortening (pooling), one of attention, avg, linear") != std::string::npos);
+
+  cli::ModelChoice c = cli::choice_from_flags(model_args({"--model", "hourglass", "--upsample", "linear"}));
+  CHECK(c.family == cli::find_family("hourglass"));
+  CHECK(c.policies == std::vector<std::string>{"attention", "linear"});
+  CHECK(c.describe() == "hourglass (shorten attention, upsample linear)");
+  CHECK_THROWS_WITH_AS(cli::choice_from_flags(model_args({"--model", "hourglass", "--shorten", "max"})),
+                       doctest::Contains("unknown --shorten 'max' (known: attention, avg, linear)"), Error);
+  CHECK_THROWS_WITH_AS(cli::choice_from_flags(model_args({"--model", "rnn"})),
+                       doctest::Contains("unknown --model 'rnn' (known: transformer, hourglass, bigram)"), Error);
+}
+
+TEST_CASE("family: a checkpoint names its model family and policies") {
   Checkpoints c;
   cli::ModelChoice const lm = cli::choice_from_checkpoint(c.lm_path);
-  CHECK(lm.kind == "transformer");
-  CHECK(lm.shorten.empty());
-  CHECK(lm.upsample.empty());
+  CHECK(lm.model == "transformer");
+  CHECK(lm.family == cli::find_family("transformer"));
+  CHECK(lm.policies.empty());
   CHECK(lm.config_json == c.lm.config_json());
 
   cli::ModelChoice const hg = cli::choice_from_checkpoint(c.hg_path);
-  CHECK(hg.kind == "hourglass");
-  CHECK(hg.shorten == "avg");
-  CHECK(hg.upsample == "repeat");
+  CHECK(hg.model == "hourglass");
+  CHECK(hg.policies == std::vector<std::string>{"avg", "repeat"});
   CHECK(hg.config_json == c.hg.config_json());
 
-  // The dispatcher builds the checkpoint's model type, and load_model restores its parameters.
-  for (auto const& [path, values] : {std::pair{c.lm_path, c.lm_values}, std::pair{c.hg_path, c.hg_values}}) {
-    CAPTURE(path);
-    cli::ModelChoice const choice = cli::choice_from_checkpoint(path);
-    int calls = 0;
-    cli::dispatch(choice, [&]<class M>() {
-      ++calls;
-      if (choice.kind == "transformer") {
-        CHECK(std::is_same_v<M, cli::Lm>);
-      } else {
-        CHECK(std::is_same_v<M, AvgRepeat>);
-      }
-      cli::Backend::Context ctx;
-      auto loaded = cli::load_model<M>(ctx, path, choice);
-      CHECK(loaded.model->config_json() == choice.config_json);
-      CHECK(std::vector<float>(loaded.params->values().begin(), loaded.params->values().end()) == values);
-    });
-    CHECK(calls == 1);
-  }
+  // The family's dispatch builds the checkpoint's model type, and load_model restores its parameters.
+  int calls = 0;
+  cli::with_model<cli::TransformerLmFamily>(lm, [&]<class M>() {
+    ++calls;
+    CHECK(std::is_same_v<M, Lm>);
+    cli::Backend::Context ctx;
+    auto loaded = cli::load_model<M>(ctx, c.lm_path, lm);
+    CHECK(loaded.model->config_json() == lm.config_json);
+    CHECK(std::vector<float>(loaded.params->values().begin(), loaded.params->values().end()) == c.lm_values);
+  });
+  cli::with_model<cli::HourglassFamily>(hg, [&]<class M>() {
+    ++calls;
+    CHECK(std::is_same_v<M, AvgRepeat>);
+    cli::Backend::Context ctx;
+    auto loaded = cli::load_model<M>(ctx, c.hg_path, hg);
+    CHECK(loaded.model->config_json() == hg.config_json);
+    CHECK(std::vector<float>(loaded.params->values().begin(), loaded.params->values().end()) == c.hg_values);
+  });
+  CHECK(calls == 2);
 }
 
-TEST_CASE("lm_cli: a checkpoint of an unknown kind or without policies is refused") {
+TEST_CASE("family: a checkpoint of an unknown kind or without policies is refused") {
   Checkpoints c;
   std::string const other = c.tmp.file("other.safetensors");
   {
@@ -127,7 +164,7 @@ TEST_CASE("lm_cli: a checkpoint of an unknown kind or without policies is refuse
   }
   CHECK_THROWS_WITH_AS(cli::choice_from_checkpoint(other),
                        doctest::Contains(("checkpoint " + other +
-                                          " holds a 'lstm_lm' model; these programs know transformer_lm and hourglass")
+                                          " holds a 'lstm_lm' model; these programs know transformer_lm, hourglass, bigram")
                                              .c_str()),
                        Error);
 
@@ -145,7 +182,7 @@ TEST_CASE("lm_cli: a checkpoint of an unknown kind or without policies is refuse
                        doctest::Contains("cannot open"), Error);
 }
 
-TEST_CASE("lm_cli: --resume accepts no model flags and flags equal to the checkpoint's") {
+TEST_CASE("family: --resume accepts no model flags and flags equal to the checkpoint's") {
   Checkpoints c;
   cli::ModelChoice const lm = cli::choice_from_checkpoint(c.lm_path);
   cli::ModelChoice const hg = cli::choice_from_checkpoint(c.hg_path);
@@ -169,7 +206,7 @@ TEST_CASE("lm_cli: --resume accepts no model flags and flags equal to the checkp
         "(accepted)");
 }
 
-TEST_CASE("lm_cli: --resume refuses flags that ask for another family or other policies") {
+TEST_CASE("family: --resume refuses flags that ask for another family or other policies") {
   Checkpoints c;
   cli::ModelChoice const lm = cli::choice_from_checkpoint(c.lm_path);
   cli::ModelChoice const hg = cli::choice_from_checkpoint(c.hg_path);
@@ -191,7 +228,7 @@ TEST_CASE("lm_cli: --resume refuses flags that ask for another family or other p
   CHECK(resume_error(hg, {"--model", "rnn"}).find("but the flags ask for rnn" + tail) != std::string::npos);
 }
 
-TEST_CASE("lm_cli: --resume refuses a differing --dim, --layers, --hierarchy and the other structure flags") {
+TEST_CASE("family: --resume refuses a differing --dim, --layers, --hierarchy and the other structure flags") {
   Checkpoints c;
   cli::ModelChoice const lm = cli::choice_from_checkpoint(c.lm_path);
   cli::ModelChoice const hg = cli::choice_from_checkpoint(c.hg_path);
@@ -201,8 +238,9 @@ TEST_CASE("lm_cli: --resume refuses a differing --dim, --layers, --hierarchy and
   CHECK(resume_error(lm, {"--dim", "32"}).find(head + "dim: checkpoint 16, flags 32" + tail) != std::string::npos);
   CHECK(resume_error(lm, {"--layers", "3", "--dim", "32"})
             .find(head + "dim: checkpoint 16, flags 32, layers: checkpoint 1, flags 3" + tail) != std::string::npos);
+  // Reported in the config's key order.
   CHECK(resume_error(lm, {"--heads", "4", "--context", "16"})
-            .find(head + "heads: checkpoint 2, flags 4, context: checkpoint 8, flags 16" + tail) != std::string::npos);
+            .find(head + "context: checkpoint 8, flags 16, heads: checkpoint 2, flags 4" + tail) != std::string::npos);
   CHECK(resume_error(lm, {"--position", "none"})
             .find(head + "position: checkpoint \"learned\", flags \"none\"" + tail) != std::string::npos);
   CHECK(resume_error(lm, {"--untied"}).find(head + "tied: checkpoint true, flags false" + tail) != std::string::npos);

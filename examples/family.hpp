@@ -1,0 +1,214 @@
+// SPDX-License-Identifier: MIT
+/// @file
+/// @brief The model-family registry of the programs (hseq-train, hseq-eval, hseq-generate and
+/// their CUDA builds): what a family is at run time, how a command line or a checkpoint chooses
+/// one, and the checks of `--resume`. Nothing here names a model: the families come from
+/// `families()`, which examples/families/registry.cpp builds from the list examples/families/list.def.
+///
+/// A family is one header `examples/families/<name>.hpp` holding a trait (see programs.hpp and
+/// docs/design.md, "Adding a model family") plus one line `HSEQ_FAMILY(<name>, <Trait>)` in the
+/// list; the build compiles one translation unit per family (the family's models instantiated
+/// with the programs' code) and the programs fold over the list.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+#include "cli.hpp"
+#include "hseq/core/error.hpp"
+#include "hseq/io/checkpoint.hpp"
+
+namespace cli {
+
+struct ModelChoice;
+
+/// A policy slot of a family: a flag whose value names a type (e.g. --shorten avg), and the same
+/// key in the family's checkpoint config. The first name is the default.
+struct PolicySlot {
+  std::string flag, help;
+  std::vector<std::string> names;
+};
+
+/// A model family at run time: names, flags, and the programs' actions instantiated for each of
+/// its model types (function pointers filled by `make_family<Trait>()` in the family's own
+/// translation unit, so the programs never instantiate a model themselves).
+struct Family {
+  std::string model;  ///< the --model value
+  std::string kind;   ///< the checkpoint's model kind
+  std::string help;   ///< one line for --help
+  std::vector<PolicySlot> slots;
+  void (*add_flags)(Args&) = nullptr;  ///< the family's structure flags
+  void (*train)(Args const&, ModelChoice const&) = nullptr;
+  void (*evaluate)(Args const&, ModelChoice const&) = nullptr;
+  void (*generate)(Args const&, ModelChoice const&) = nullptr;
+  /// Throws when a given structure flag disagrees with the checkpoint's config (resume).
+  void (*check_structure)(Args const&, ModelChoice const&) = nullptr;
+};
+
+/// Every family the programs know, in list order (defined by examples/families/registry.cpp).
+std::vector<Family const*> const& families();
+
+/// Which model to build: a family, its policy names (in slot order), and either the flags or a
+/// checkpoint's config.
+struct ModelChoice {
+  Family const* family = nullptr;
+  std::string model;  ///< the family's --model name (or an unknown name, for messages)
+  std::vector<std::string> policies;
+  std::string config_json;  ///< from a checkpoint; empty: build from the flags
+
+  /// "hourglass (shorten avg, upsample repeat)" ("hourglass model (shorten ...)" with `noun`), or
+  /// just the name for a family without policies.
+  std::string describe(char const* noun = "") const {
+    std::string s = model + noun;
+    if (family && !family->slots.empty()) {
+      s += " (";
+      for (std::size_t i = 0; i < family->slots.size(); ++i)
+        s += (i ? ", " : "") + family->slots[i].flag + " " + (i < policies.size() ? policies[i] : "?");
+      s += ")";
+    }
+    return s;
+  }
+};
+
+inline std::string join(std::vector<std::string> const& v, char const* sep = ", ") {
+  std::string s;
+  for (std::size_t i = 0; i < v.size(); ++i) s += (i ? sep : "") + v[i];
+  return s;
+}
+
+inline std::vector<std::string> family_names(bool kinds = false) {
+  std::vector<std::string> v;
+  for (Family const* f : families()) v.push_back(kinds ? f->kind : f->model);
+  return v;
+}
+
+/// The family of a --model name, or null.
+inline Family const* find_family(std::string const& model) {
+  for (Family const* f : families())
+    if (f->model == model) return f;
+  return nullptr;
+}
+
+/// --model, then each family's structure and policy flags. A flag shared by families (--dim) is
+/// declared once (Args keeps the first declaration; a second one must agree on the default).
+inline void add_model_flags(Args& a) {
+  HSEQ_CHECK(!families().empty(), "internal error: no model family is registered");
+  a.flag("model", families().front()->model, "model family: " + join(family_names()));
+  for (Family const* f : families()) {
+    f->add_flags(a);
+    for (PolicySlot const& s : f->slots)
+      a.flag(s.flag, s.names.front(), f->model + ": " + s.help + ", one of " + join(s.names));
+  }
+}
+
+/// The policy value `name` of `slot`, checked against the slot's names.
+inline std::string const& checked_policy(PolicySlot const& slot, std::string const& name, std::string const& where) {
+  for (auto const& n : slot.names)
+    if (n == name) return n;
+  HSEQ_FAIL(where << "unknown --" << slot.flag << " '" << name << "' (known: " << join(slot.names) << ")");
+}
+
+/// The choice the command line makes.
+inline ModelChoice choice_from_flags(Args const& a) {
+  ModelChoice c;
+  c.model = a.str("model");
+  c.family = find_family(c.model);
+  HSEQ_CHECK(c.family, "unknown --model '" << c.model << "' (known: " << join(family_names()) << ")");
+  for (PolicySlot const& s : c.family->slots) c.policies.push_back(checked_policy(s, a.str(s.flag), ""));
+  return c;
+}
+
+/// The model recorded in a checkpoint: its family from the model kind, its policies from the
+/// config's keys named like the policy flags.
+inline ModelChoice choice_from_checkpoint(std::string const& path) {
+  auto info = hseq::io::read_checkpoint_info(path);
+  ModelChoice c;
+  c.config_json = info.model_config;
+  for (Family const* f : families())
+    if (f->kind == info.model_kind) c.family = f;
+  HSEQ_CHECK(c.family, "checkpoint " << path << " holds a '" << info.model_kind << "' model; these programs know "
+                                     << join(family_names(true)));
+  c.model = c.family->model;
+  if (c.family->slots.empty()) return c;
+  // A hand-edited or foreign config must give an hseq::Error naming the checkpoint, not a bare
+  // nlohmann exception or an "unknown --shorten ''" that blames a flag nobody gave.
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(info.model_config);
+  } catch (nlohmann::json::exception const& ex) {
+    HSEQ_FAIL("checkpoint " << path << ": the model config is not valid JSON (" << ex.what()
+                            << "): " << info.model_config);
+  }
+  for (PolicySlot const& s : c.family->slots) {
+    HSEQ_CHECK(j.is_object() && j.contains(s.flag) && j[s.flag].is_string(),
+               "checkpoint " << path << ": the " << c.model << " config has no '" << s.flag
+                             << "' policy name: " << info.model_config);
+    c.policies.push_back(checked_policy(s, j[s.flag].get<std::string>(), "checkpoint " + path + ": "));
+  }
+  return c;
+}
+
+/// When resuming, the structure comes from the checkpoint; model flags given explicitly must agree
+/// with it (a clear error instead of silently training another model than the one asked for).
+/// Only flags given on the command line are compared: a flag left at its default says nothing
+/// about the model (resuming an hourglass checkpoint with just `--dim 64` must not be read as
+/// "--model transformer"). Flags that do not apply to the checkpoint's family are ignored, as they
+/// are when training from scratch.
+inline void check_resume_flags(Args const& a, ModelChoice const& ckpt) {
+  // Family and policies: the flags given, the checkpoint's choice for the others (or the flag
+  // defaults, when the flags name another family).
+  ModelChoice flags;
+  flags.model = a.given("model") ? a.str("model") : ckpt.model;
+  flags.family = find_family(flags.model);
+  if (flags.family) {
+    for (std::size_t i = 0; i < flags.family->slots.size(); ++i) {
+      PolicySlot const& s = flags.family->slots[i];
+      flags.policies.push_back(a.given(s.flag) || flags.family != ckpt.family ? a.str(s.flag) : ckpt.policies[i]);
+    }
+  }
+  HSEQ_CHECK(flags.family == ckpt.family && flags.policies == ckpt.policies,
+             "--resume: the checkpoint holds a " << ckpt.describe(" model") << " but the flags ask for "
+                                                 << flags.describe()
+                                                 << "; drop the model flags to continue the checkpoint's model");
+  // Structure: each given flag against the checkpoint's configuration (typed, by the family).
+  ckpt.family->check_structure(a, ckpt);
+}
+
+/// The flags hseq-train adds to the model flags.
+inline void add_train_flags(Args& a) {
+  a.flag("batch", "16", "sequences per micro-batch")
+      .flag("seq-len", "", "training sequence length (default: --context)")
+      .flag("steps", "2000", "optimizer steps; 0 trains until --time-budget")
+      .flag("time-budget", "0", "stop after this many seconds of training (0: no limit)")
+      .flag("accum", "1", "micro-batches accumulated per step")
+      .flag("lr", "2e-3", "peak learning rate")
+      .flag("min-lr-ratio", "0.1", "final learning rate as a fraction of the peak (cosine decay)")
+      .flag("warmup", "100", "linear warm-up steps")
+      .flag("weight-decay", "0.1", "AdamW decoupled weight decay (weights only)")
+      .flag("clip", "1.0", "global gradient-norm clip (0: off)")
+      .flag("eval-every", "200", "steps between validations (0: only at the end)")
+      .flag("eval-windows", "64", "validation windows per evaluation (0: the whole split)")
+      .flag("out", "", "checkpoint to write (at the end, and every --ckpt-every steps)")
+      .flag("ckpt-every", "0", "steps between checkpoints (0: only at the end)")
+      .flag("resume", "", "checkpoint to continue from (model flags are taken from it)")
+      .flag("csv", "", "write one CSV row per step (step, loss, bpc, val_bpc, seconds, tokens)")
+      .flag("seed", "1234", "seed of the initialisation and of the data stream")
+      .flag("sample-bytes", "300", "bytes to generate after training (0: none)")
+      .flag("prompt", "\n", "prompt of the final sample");
+}
+
+inline void add_thread_flag(Args& a) { a.flag("threads", "0", "OpenMP threads (0: OMP_NUM_THREADS or all cores)"); }
+inline void apply_threads(Args const& a) {
+#if defined(_OPENMP)
+  if (a.integer("threads") > 0) omp_set_num_threads(int(a.integer("threads")));
+#endif
+}
+
+}  // namespace cli

@@ -1,0 +1,348 @@
+// SPDX-License-Identifier: MIT
+/// @file
+/// @brief The programs' work for one model type M (train, evaluate, generate), the policy-slot
+/// vocabulary of family traits, and `make_family<Trait>()`, which turns a trait into the run-time
+/// `Family` of family.hpp. Included by the generated translation unit of each family (one per
+/// line of examples/families/list.def), never by the programs' `main`s.
+///
+/// A family trait is a struct with
+///   - `kModel`, `kHelp`: the --model value and a line for --help;
+///   - `Policies`: `cli::Policies<cli::Slot<"flag", "help", P1, P2...>...>`, the compile-time
+///     policy choices, each type named by its `kName` (the first is the default); `Policies<>` for
+///     none;
+///   - `template <class... P> using Model`: the model type for one policy per slot, on
+///     `cli::Backend` and `cli::Real` (declared with a pack even for two slots: GCC refuses to
+///     expand the chosen pack into an alias's named parameters); it must satisfy
+///     `hseq::models::CachedModel`;
+///   - `static void add_flags(cli::Args&)`: its structure flags;
+///   - `template <class M> static void apply_flags(cli::FlagReader const&, typename M::Config&)`:
+///     copies the flags into a config (the reader skips flags not given when resuming).
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <type_traits>
+
+#include <nlohmann/json.hpp>
+
+#include "family.hpp"
+#include "hseq/hseq.hpp"
+#include "hseq/io/checkpoint.hpp"
+#include "hseq/io/csv_log.hpp"
+#include "hseq/io/progress.hpp"
+#include "hseq/io/text_dataset.hpp"
+#include "hseq/models/cached_model.hpp"
+#include "hseq/models/generate.hpp"
+#include "hseq/train/trainer.hpp"
+
+namespace cli {
+
+// The backend of the programs: hseq::cpu, or hseq::cuda in the CUDA builds of the same family
+// translation units (the build defines HSEQ_EXAMPLE_BACKEND before including this header).
+#if defined(HSEQ_EXAMPLE_BACKEND)
+using Backend = HSEQ_EXAMPLE_BACKEND;
+#else
+using Backend = hseq::cpu;
+#endif
+using Real = float;
+
+// ---------------------------------------------------------------------------------------------
+// Policy slots
+
+/// A string usable as a template argument (C++20 structural type).
+template <std::size_t N>
+struct FixedString {
+  char text[N];
+  constexpr FixedString(char const (&s)[N]) { std::copy_n(s, N, text); }
+};
+
+/// One policy choice of a family: the flag (and config key) `Flag`, its help, and the types it
+/// chooses among, each named by `P::kName`; the first is the default.
+template <FixedString Flag, FixedString Help, class... P>
+struct Slot {
+  static_assert(sizeof...(P) > 0, "a policy slot needs at least one type");
+  static constexpr char const* kFlag = Flag.text;
+  static constexpr char const* kHelp = Help.text;
+  using Types = std::tuple<P...>;
+  static PolicySlot runtime() { return {kFlag, kHelp, {std::string(P::kName)...}}; }
+};
+template <class... S>
+struct Policies {};
+
+namespace detail {
+template <class... T>
+struct TypeList {};
+
+/// Calls f.template operator()<Model<Chosen..., one type per remaining slot>>() for the types
+/// the names in `c.policies[i...]` choose.
+template <class Trait, class... Chosen, class F>
+void pick(ModelChoice const&, std::size_t, TypeList<Chosen...>, Policies<>, F& f) {
+  f.template operator()<typename Trait::template Model<Chosen...>>();
+}
+template <class Trait, class... Chosen, class S, class... Rest, class F>
+void pick(ModelChoice const& c, std::size_t i, TypeList<Chosen...>, Policies<S, Rest...>, F& f) {
+  HSEQ_CHECK(i < c.policies.size(), "internal error: the choice of a " << c.model << " model names "
+                                                                        << c.policies.size() << " policies");
+  bool found = false;
+  [&]<class... P>(std::tuple<P...>*) {
+    ((!found && c.policies[i] == P::kName
+          ? (found = true, pick<Trait>(c, i + 1, TypeList<Chosen..., P>{}, Policies<Rest...>{}, f), 0)
+          : 0),
+     ...);
+  }(static_cast<typename S::Types*>(nullptr));
+  HSEQ_CHECK(found, "unknown --" << S::kFlag << " '" << c.policies[i] << "' (known: " << join(S::runtime().names)
+                                 << ")");
+}
+
+template <class... S>
+std::vector<PolicySlot> runtime_slots(Policies<S...>) {
+  return {S::runtime()...};
+}
+template <class Trait, class... S>
+auto default_model(Policies<S...>) -> typename Trait::template Model<std::tuple_element_t<0, typename S::Types>...>;
+}  // namespace detail
+
+/// Calls f.template operator()<M>() with the model type of family `Trait` that the choice names.
+template <class Trait, class F>
+void with_model(ModelChoice const& c, F&& f) {
+  detail::pick<Trait>(c, 0, detail::TypeList<>{}, typename Trait::Policies{}, f);
+}
+
+/// The family's model with every slot at its default (for the kind name).
+template <class Trait>
+using DefaultModel = decltype(detail::default_model<Trait>(typename Trait::Policies{}));
+
+// ---------------------------------------------------------------------------------------------
+// Flags -> config
+
+/// What a trait's `apply_flags` reads flags through: from scratch every flag applies (defaults
+/// included); when checking a resume only the flags given on the command line do.
+class FlagReader {
+ public:
+  FlagReader(Args const& a, bool only_given) : a_(a), only_given_(only_given) {}
+  bool applies(std::string const& flag) const { return !only_given_ || a_.given(flag); }
+  Args const& args() const { return a_; }
+
+  void integer(std::string const& flag, std::int64_t& field) const {
+    if (applies(flag)) field = a_.integer(flag);
+  }
+  void real(std::string const& flag, double& field) const {
+    if (applies(flag)) field = a_.real(flag);
+  }
+  void str(std::string const& flag, std::string& field) const {
+    if (applies(flag)) field = a_.str(flag);
+  }
+  /// A switch that sets `field` to `when_on` (--untied sets tied = false).
+  void toggle(std::string const& flag, bool& field, bool when_on = true) const {
+    if (applies(flag)) field = a_.on(flag) ? when_on : !when_on;
+  }
+  /// A value parsed by `parse(string)` (enumerations, hierarchies).
+  template <class V, class Parse>
+  void parsed(std::string const& flag, V& field, Parse&& parse) const {
+    if (applies(flag)) field = parse(a_.str(flag));
+  }
+
+ private:
+  Args const& a_;
+  bool only_given_;
+};
+
+/// The configuration of model M: the checkpoint's when the choice carries one, else the flags.
+template <class Trait, class M>
+typename M::Config model_config(Args const& a, ModelChoice const& c) {
+  if (!c.config_json.empty()) return M::config_from_json(c.config_json);
+  typename M::Config cfg;
+  Trait::template apply_flags<M>(FlagReader(a, false), cfg);
+  return cfg;
+}
+
+/// The resume check of the structure: the checkpoint's config with the given flags applied must
+/// serialise to the same JSON; the keys that differ are reported (as the config spells them, so
+/// "2@1  2@2 2@1" equals "2@1 2@2 2@1" once parsed).
+template <class Trait, class M>
+void check_structure(Args const& a, ModelChoice const& ckpt) {
+  nlohmann::json theirs;
+  try {
+    theirs = nlohmann::json::parse(ckpt.config_json);
+  } catch (nlohmann::json::exception const& ex) {
+    HSEQ_FAIL("--resume: the checkpoint's model config is not valid JSON (" << ex.what() << "): " << ckpt.config_json);
+  }
+  typename M::Config cfg = M::config_from_json(ckpt.config_json);
+  Trait::template apply_flags<M>(FlagReader(a, true), cfg);
+  nlohmann::json mine = nlohmann::json::parse(M(cfg).config_json());
+  std::string diff;
+  for (auto const& [key, value] : mine.items())
+    if (!theirs.contains(key) || theirs[key] != value)
+      diff += (diff.empty() ? "" : ", ") + key + ": checkpoint " + (theirs.contains(key) ? theirs[key].dump() : "none") +
+              ", flags " + value.dump();
+  HSEQ_CHECK(diff.empty(), "--resume: the model flags disagree with the checkpoint ("
+                               << diff << "); drop them to continue the checkpoint's model");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The programs' work for one model type
+
+/// A model of type M with its parameters loaded from a checkpoint (heap-allocated: the store
+/// points into the model). A trainer checkpoint's optimizer state is skipped.
+template <class M>
+struct Loaded {
+  std::unique_ptr<M> model;
+  std::unique_ptr<hseq::nn::ParamStore<Backend, Real>> params;
+};
+template <class M>
+Loaded<M> load_model(Backend::Context& ctx, std::string const& path, ModelChoice const& c) {
+  Loaded<M> l;
+  l.model = std::make_unique<M>(M::config_from_json(c.config_json));
+  l.params = std::make_unique<hseq::nn::ParamStore<Backend, Real>>(ctx, *l.model);
+  hseq::io::load_checkpoint<Backend, Real>(ctx, path, M::kKind, l.model->config_json(), *l.params);
+  return l;
+}
+
+template <class Trait, class M>
+void train(Args const& a, ModelChoice const& choice) {
+  Backend::Context ctx;
+  hseq::io::TextDataset data(a.str("data"), a.real("val-fraction"));
+  auto cfg = model_config<Trait, M>(a, choice);
+  auto model = std::make_unique<M>(cfg);
+  hseq::nn::ParamStore<Backend, Real> params(ctx, *model);
+  params.init(ctx, std::uint64_t(a.integer("seed")));
+
+  hseq::train::TrainerConfig t;
+  t.batch = a.integer("batch");
+  t.seq_len = a.given("seq-len") ? a.integer("seq-len") : model->config().context;
+  t.steps = a.integer("steps");
+  t.time_budget_s = a.real("time-budget");
+  t.grad_accum = a.integer("accum");
+  t.lr = a.real("lr");
+  t.min_lr_ratio = a.real("min-lr-ratio");
+  t.warmup = a.integer("warmup");
+  t.weight_decay = a.real("weight-decay");
+  t.clip = a.real("clip");
+  t.eval_every = a.integer("eval-every");
+  t.eval_windows = a.integer("eval-windows");
+  t.ckpt_path = a.str("out");
+  t.ckpt_every = a.integer("ckpt-every");
+  t.seed = std::uint64_t(a.integer("seed"));
+  hseq::train::Trainer<Backend, Real, M> trainer(ctx, *model, params, data, t);
+  if (!a.str("resume").empty()) trainer.load(ctx, a.str("resume"));
+
+  std::cout << "model: " << M::kKind << " " << model->config_json() << "\n"
+            << "parameters: " << params.count() << "\n"
+            << "data: " << a.str("data") << " (" << data.size(hseq::io::TextDataset::Split::kTrain) << " train bytes, "
+            << data.size(hseq::io::TextDataset::Split::kValidation) << " validation bytes)\n"
+            << "training: batch " << t.batch << " x " << t.seq_len << ", "
+            << (t.steps > 0 ? std::to_string(t.steps) + " steps" : std::string("until the time budget"))
+            << (t.time_budget_s > 0 ? ", time budget " + std::to_string(int(t.time_budget_s)) + " s" : std::string())
+            << (trainer.state().step > 0 ? ", resuming at step " + std::to_string(trainer.state().step) : std::string())
+            << std::endl;
+
+  hseq::io::Progress progress(t.steps > 0 ? t.steps : 0);
+  bool resumed = trainer.state().step > 0;
+  if (resumed) progress.set_initial_step(trainer.state().step);
+  std::unique_ptr<hseq::io::CsvLog> csv;
+  if (!a.str("csv").empty())  // a resumed run appends to its log
+    csv = std::make_unique<hseq::io::CsvLog>(
+        a.str("csv"), std::vector<std::string>{"step", "loss", "bpc", "val_bpc", "seconds", "tokens"}, resumed);
+  double bpc = trainer.run(ctx, &progress, csv.get());
+  auto const& st = trainer.state();
+  std::cout << "steps: " << st.step << " (" << st.skipped << " skipped), tokens: " << st.tokens << ", "
+            << "training time: " << st.elapsed_s << " s, throughput: " << double(st.tokens) / st.elapsed_s
+            << " tokens/s\n";
+  std::cout << "validation bpc: " << bpc << std::endl;
+  if (!t.ckpt_path.empty()) std::cout << "checkpoint: " << t.ckpt_path << "\n";
+  if (a.integer("sample-bytes") > 0) {
+    hseq::models::GenerateConfig g;
+    g.max_bytes = a.integer("sample-bytes");
+    g.sampler.temperature = 0.8;
+    g.sampler.top_k = 40;
+    g.sampler.seed = std::uint64_t(a.integer("seed"));
+    std::string prompt = a.str("prompt");
+    std::cout << "sample (temperature 0.8, top-k 40):\n"
+              << prompt << hseq::models::generate<Backend, Real>(ctx, *model, prompt, g) << std::endl;
+  }
+}
+
+template <class M>
+void evaluate(Args const& a, ModelChoice const& choice) {
+  Backend::Context ctx;
+  auto lm = load_model<M>(ctx, a.str("checkpoint"), choice);
+  auto data = std::make_unique<hseq::io::TextDataset>(a.str("data"), a.real("val-fraction"));
+  std::int64_t t = a.given("seq-len") ? a.integer("seq-len") : lm.model->config().context;
+  hseq::train::TrainerConfig tc;
+  tc.batch = a.integer("batch");
+  tc.seq_len = t;
+  tc.steps = 1;
+  tc.eval_windows = a.integer("windows");
+  hseq::train::Trainer<Backend, Real, M> runner(ctx, *lm.model, *lm.params, *data, tc);
+  auto split = hseq::io::TextDataset::Split::kValidation;
+  std::int64_t total = data->num_windows(split, t);
+  std::int64_t used = tc.eval_windows == 0 ? total : std::min(tc.eval_windows, total);
+  double bpc = runner.evaluate(ctx, tc.eval_windows);
+  std::cout << "checkpoint: " << a.str("checkpoint") << "\n"
+            << "data: " << a.str("data") << ", validation split of " << data->size(split) << " bytes, " << used << " of "
+            << total << " windows of " << t << " bytes\n"
+            << "bpc: " << bpc << std::endl;
+}
+
+template <class M>
+void generate(Args const& a, ModelChoice const& choice) {
+  Backend::Context ctx;
+  auto lm = load_model<M>(ctx, a.str("checkpoint"), choice);
+  hseq::models::GenerateConfig g;
+  g.max_bytes = a.integer("bytes");
+  g.stop = a.str("stop");
+  g.sampler.temperature = a.real("temperature");
+  g.sampler.top_k = a.integer("top-k");
+  g.sampler.top_p = a.real("top-p");
+  g.sampler.seed = std::uint64_t(a.integer("seed"));
+  auto t0 = std::chrono::steady_clock::now();
+  std::string out = hseq::models::generate<Backend, Real>(ctx, *lm.model, a.str("prompt"), g);
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::cout << a.str("prompt") << out << std::endl;
+  std::cerr << "generated " << out.size() << " bytes in " << s << " s (" << double(out.size()) / s << " bytes/s)"
+            << std::endl;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trait -> Family
+
+/// The run-time family of a trait: every action dispatches the choice's policy names to the model
+/// type and runs the program's work for it. Instantiates every model of the family.
+template <class Trait>
+Family make_family() {
+  using Default = DefaultModel<Trait>;
+  static_assert(hseq::models::CachedModel<Default, Backend, Real>,
+                "a family's models must satisfy hseq::models::CachedModel (training, checkpoints and generation)");
+  Family f;
+  f.model = Trait::kModel;
+  f.kind = Default::kKind;
+  f.help = Trait::kHelp;
+  f.slots = detail::runtime_slots(typename Trait::Policies{});
+  f.add_flags = &Trait::add_flags;
+  f.train = [](Args const& a, ModelChoice const& c) { with_model<Trait>(c, [&]<class M>() { train<Trait, M>(a, c); }); };
+  f.evaluate = [](Args const& a, ModelChoice const& c) { with_model<Trait>(c, [&]<class M>() { evaluate<M>(a, c); }); };
+  f.generate = [](Args const& a, ModelChoice const& c) { with_model<Trait>(c, [&]<class M>() { generate<M>(a, c); }); };
+  f.check_structure = [](Args const& a, ModelChoice const& c) {
+    with_model<Trait>(c, [&]<class M>() { check_structure<Trait, M>(a, c); });
+  };
+  return f;
+}
+
+}  // namespace cli
+
+/// Defines `cli::family_<name>()`, the registry's handle on the family `Trait` (used by the
+/// generated translation unit of each line of examples/families/list.def).
+#define HSEQ_DEFINE_FAMILY(name, Trait)            \
+  namespace cli {                                  \
+  Family const& family_##name() {                  \
+    static Family const f = make_family<Trait>();  \
+    return f;                                      \
+  }                                                \
+  }
