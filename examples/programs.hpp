@@ -40,6 +40,7 @@
 #include "hseq/io/text_dataset.hpp"
 #include "hseq/models/cached_model.hpp"
 #include "hseq/models/generate.hpp"
+#include "hseq/train/evaluator.hpp"
 #include "hseq/train/trainer.hpp"
 
 namespace cli {
@@ -275,16 +276,12 @@ void evaluate(Args const& a, ModelChoice const& choice) {
   auto lm = load_model<M>(ctx, a.str("checkpoint"), choice);
   auto data = std::make_unique<hseq::io::TextDataset>(a.str("data"), a.real("val-fraction"));
   std::int64_t t = a.given("seq-len") ? a.integer("seq-len") : lm.model->config().context;
-  hseq::train::TrainerConfig tc;
-  tc.batch = a.integer("batch");
-  tc.seq_len = t;
-  tc.steps = 1;
-  tc.eval_windows = a.integer("windows");
-  hseq::train::Trainer<Backend, Real, M> runner(ctx, *lm.model, *lm.params, *data, tc);
+  // Evaluation only: no optimizer, no training workspace.
+  hseq::train::Evaluator<Backend, Real, M> evaluator(*lm.model, *data, {a.integer("batch"), t, a.integer("windows")});
   auto split = hseq::io::TextDataset::Split::kValidation;
   std::int64_t total = data->num_windows(split, t);
-  std::int64_t used = tc.eval_windows == 0 ? total : std::min(tc.eval_windows, total);
-  double bpc = runner.evaluate(ctx, tc.eval_windows);
+  std::int64_t used = evaluator.num_windows();
+  double bpc = evaluator.evaluate(ctx);
   std::cout << "checkpoint: " << a.str("checkpoint") << "\n"
             << "data: " << a.str("data") << ", validation split of " << data->size(split) << " bytes, " << used << " of "
             << total << " windows of " << t << " bytes\n"

@@ -79,5 +79,7 @@
 
 #include "hseq/train/adamw.hpp"
 #include "hseq/train/clip.hpp"
+#include "hseq/train/evaluator.hpp"
 #include "hseq/train/schedule.hpp"
+#include "hseq/train/task.hpp"
 #include "hseq/train/trainer.hpp"

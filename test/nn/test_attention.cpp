@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,45 @@ using AttnF = nn::MultiHeadAttention<cpu, float>;
 using test::random_tensor;
 using Attn = nn::MultiHeadAttention<cpu, double>;
 using nn::AttentionMask;
+
+namespace frozen_check {
+/// Runs `run` (zero the gradients, forward, backward; returns the input gradients) with nothing
+/// frozen, then with each parameter of `names` frozen alone: the frozen parameter's gradient must
+/// stay exactly zero (and be non-zero unfrozen, so the check can fail), the input gradients and
+/// every other parameter's gradient bit-identical.
+template <class T, class Run>
+void check(nn::ParamStore<cpu, T>& ps, Run run, std::vector<std::string> const& names) {
+  auto grads = [&] { return std::vector<T>(ps.grads().begin(), ps.grads().end()); };
+  auto dx0 = run();
+  auto g0 = grads();
+  for (auto const& name : names) {
+    CAPTURE(name);
+    ps.set_frozen(name, true);
+    auto dx1 = run();
+    auto g1 = grads();
+    ps.set_frozen(name, false);
+    CHECK(dx1 == dx0);
+    for (auto const& e : ps.entries()) {
+      CAPTURE(e.name);
+      bool moved = false;
+      for (std::int64_t i = 0; i < e.param->shape.numel(); ++i) {
+        std::size_t k = std::size_t(e.offset + i);
+        if (e.name == name) {
+          REQUIRE(g1[k] == T(0));
+          moved |= g0[k] != T(0);
+        } else {
+          REQUIRE(g1[k] == g0[k]);
+        }
+      }
+      if (e.name == name) CHECK(moved);
+    }
+  }
+}
+template <class T>
+std::vector<T> values_of(View<T, HostSpace> v) {
+  return std::vector<T>(v.data, v.data + v.numel());
+}
+}  // namespace frozen_check
 
 namespace {
 
@@ -317,4 +357,28 @@ TEST_CASE("attention: forward_step with the relative-distance bias equals the fu
         CHECK(ys.data()[b * n * d + i] == doctest::Approx(y_full.data()[(b * t + pos) * d + i]).epsilon(1e-12));
     pos += n;
   }
+}
+
+TEST_CASE("attention: frozen projections or relative bias get no gradient; the input gradients are unchanged") {
+  cpu::Context ctx;
+  std::int64_t const bsz = 2, tq = 3, tk = 4, tm = 2, d = 6;
+  Attn m({.dim = d, .heads = 2, .mask = AttentionMask::none(), .rel_distance = 3});
+  nn::ParamStore<cpu, double> ps(m);
+  test::randomize_params(ps, 11);
+  auto xq = random_tensor(Shape{bsz, tq, d}, 1), xkv = random_tensor(Shape{bsz, tk, d}, 3);
+  auto mem = random_tensor(Shape{bsz, tm, d}, 4), dy = random_tensor(Shape{bsz, tq, d}, 2);
+  Tensor<double, cpu> y(Shape{bsz, tq, d}), dxq(Shape{bsz, tq, d}), dxkv(Shape{bsz, tk, d}), dmem(Shape{bsz, tm, d});
+  Attn::Dims dims{bsz, tq, tk, tm};
+  Workspace<cpu> ws(m.forward_workspace(dims) + m.backward_workspace(dims));
+  auto run = [&] {
+    ps.zero_grad(ctx);
+    auto a = ws.arena();
+    auto s = m.forward(ctx, xq.cview(), xkv.cview(), mem.cview(), y.view(), a);
+    m.backward(ctx, s, dy.cview(), dxq.view(), dxkv.view(), dmem.view(), a);
+    std::vector<double> all(dxq.data(), dxq.data() + dxq.numel());
+    all.insert(all.end(), dxkv.data(), dxkv.data() + dxkv.numel());
+    all.insert(all.end(), dmem.data(), dmem.data() + dmem.numel());
+    return all;
+  };
+  frozen_check::check(ps, run, {"rel_bias", "q.weight", "kv.weight", "kv.bias", "out.weight"});
 }

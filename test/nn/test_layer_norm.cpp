@@ -2,6 +2,9 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
 
 #include "hseq/nn/layer_norm.hpp"
 #include "support/gradcheck.hpp"
@@ -9,6 +12,45 @@
 using namespace hseq;
 using LayerNormF = nn::LayerNorm<cpu, float>;
 using test::random_tensor;
+
+namespace frozen_check {
+/// Runs `run` (zero the gradients, forward, backward; returns the input gradients) with nothing
+/// frozen, then with each parameter of `names` frozen alone: the frozen parameter's gradient must
+/// stay exactly zero (and be non-zero unfrozen, so the check can fail), the input gradients and
+/// every other parameter's gradient bit-identical.
+template <class T, class Run>
+void check(nn::ParamStore<cpu, T>& ps, Run run, std::vector<std::string> const& names) {
+  auto grads = [&] { return std::vector<T>(ps.grads().begin(), ps.grads().end()); };
+  auto dx0 = run();
+  auto g0 = grads();
+  for (auto const& name : names) {
+    CAPTURE(name);
+    ps.set_frozen(name, true);
+    auto dx1 = run();
+    auto g1 = grads();
+    ps.set_frozen(name, false);
+    CHECK(dx1 == dx0);
+    for (auto const& e : ps.entries()) {
+      CAPTURE(e.name);
+      bool moved = false;
+      for (std::int64_t i = 0; i < e.param->shape.numel(); ++i) {
+        std::size_t k = std::size_t(e.offset + i);
+        if (e.name == name) {
+          REQUIRE(g1[k] == T(0));
+          moved |= g0[k] != T(0);
+        } else {
+          REQUIRE(g1[k] == g0[k]);
+        }
+      }
+      if (e.name == name) CHECK(moved);
+    }
+  }
+}
+template <class T>
+std::vector<T> values_of(View<T, HostSpace> v) {
+  return std::vector<T>(v.data, v.data + v.numel());
+}
+}  // namespace frozen_check
 
 TEST_CASE("gradcheck: LayerNorm (input, weight, bias)") {
   cpu::Context ctx;
@@ -55,4 +97,29 @@ TEST_CASE("layer_norm module: bad input") {
   Workspace<cpu> ws(4096);
   auto a = ws.arena();
   CHECK_THROWS_WITH_AS(m.forward(ctx, x.cview(), y.view(), a), doctest::Contains("[2, 3]"), Error);
+}
+
+TEST_CASE("layer_norm module: a frozen gain or bias gets no gradient; dx and the other gradient are unchanged") {
+  cpu::Context ctx;
+  nn::LayerNorm<cpu, double> m({.dim = 5});
+  nn::ParamStore<cpu, double> ps(m);
+  test::randomize_params(ps, 3);
+  auto x = random_tensor(Shape{4, 5}, 1), dy = random_tensor(Shape{4, 5}, 2);
+  Tensor<double, cpu> y(Shape{4, 5}), dx(Shape{4, 5});
+  Workspace<cpu> ws(m.forward_workspace(4) + m.backward_workspace(4));
+  auto run = [&] {
+    ps.zero_grad(ctx);
+    auto a = ws.arena();
+    auto s = m.forward(ctx, x.cview(), y.view(), a);
+    m.backward(ctx, s, dy.cview(), dx.view(), a);
+    return frozen_check::values_of(dx.view());
+  };
+  frozen_check::check(ps, run, {"weight", "bias"});
+  // Both frozen and no dx wanted: nothing to do, every gradient stays zero.
+  ps.set_frozen("*", true);
+  ps.zero_grad(ctx);
+  auto a = ws.arena();
+  auto s = m.forward(ctx, x.cview(), y.view(), a);
+  m.backward(ctx, s, dy.cview(), View<double, HostSpace>{}, a);
+  for (std::int64_t i = 0; i < ps.grads().numel(); ++i) REQUIRE(ps.grads()[i] == 0.0);
 }

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <string>
 #include <vector>
@@ -13,6 +14,45 @@
 using namespace hseq;
 using test::random_tensor;
 using Head = nn::LmHead<cpu, double>;
+
+namespace frozen_check {
+/// Runs `run` (zero the gradients, forward, backward; returns the input gradients) with nothing
+/// frozen, then with each parameter of `names` frozen alone: the frozen parameter's gradient must
+/// stay exactly zero (and be non-zero unfrozen, so the check can fail), the input gradients and
+/// every other parameter's gradient bit-identical.
+template <class T, class Run>
+void check(nn::ParamStore<cpu, T>& ps, Run run, std::vector<std::string> const& names) {
+  auto grads = [&] { return std::vector<T>(ps.grads().begin(), ps.grads().end()); };
+  auto dx0 = run();
+  auto g0 = grads();
+  for (auto const& name : names) {
+    CAPTURE(name);
+    ps.set_frozen(name, true);
+    auto dx1 = run();
+    auto g1 = grads();
+    ps.set_frozen(name, false);
+    CHECK(dx1 == dx0);
+    for (auto const& e : ps.entries()) {
+      CAPTURE(e.name);
+      bool moved = false;
+      for (std::int64_t i = 0; i < e.param->shape.numel(); ++i) {
+        std::size_t k = std::size_t(e.offset + i);
+        if (e.name == name) {
+          REQUIRE(g1[k] == T(0));
+          moved |= g0[k] != T(0);
+        } else {
+          REQUIRE(g1[k] == g0[k]);
+        }
+      }
+      if (e.name == name) CHECK(moved);
+    }
+  }
+}
+template <class T>
+std::vector<T> values_of(View<T, HostSpace> v) {
+  return std::vector<T>(v.data, v.data + v.numel());
+}
+}  // namespace frozen_check
 
 namespace {
 
@@ -160,4 +200,27 @@ TEST_CASE("lm_head: bad inputs are errors that name the problem") {
   Tensor<double, cpu> out(Shape{3, 4});
   CHECK_THROWS_WITH_AS(m.head.predict(ctx, h.cview(), ops::as_mat(out.view()), a), doctest::Contains("LmHead::predict"),
                        Error);
+}
+
+TEST_CASE("lm_head: a frozen projection (own weight or tied table) or final norm gets no gradient; dh is unchanged") {
+  cpu::Context ctx;
+  std::int64_t const bsz = 2, t = 3, d = 6, v = 9;
+  for (bool tied : {true, false}) {
+    CAPTURE(tied);
+    HeadModel m(d, v, tied);
+    nn::ParamStore<cpu, double> ps(m);
+    test::randomize_params(ps, 7, 0.5);
+    auto h = random_tensor(Shape{bsz, t, d}, 1);
+    Tensor<double, cpu> dh(Shape{bsz, t, d}), scratch(Shape{bsz, t, d});
+    auto tg = targets_of(Shape{bsz, t}, v, 2);
+    Workspace<cpu> ws(m.head.forward_workspace(bsz, t) + m.head.backward_workspace(bsz, t));
+    auto run = [&] {
+      ps.zero_grad(ctx);
+      auto a = ws.arena();
+      auto s = m.head.forward(ctx, h.cview(), tg.cview(), a);
+      m.head.backward(ctx, s, dh.view(), scratch.view(), a);
+      return std::vector<double>(dh.data(), dh.data() + dh.numel());
+    };
+    frozen_check::check(ps, run, {tied ? "tok_emb.weight" : "head.weight", "ln_f.weight", "ln_f.bias"});
+  }
 }

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "hseq/nn/lstm.hpp"
@@ -12,6 +13,45 @@ using namespace hseq;
 using test::random_tensor;
 using LstmD = nn::Lstm<cpu, double>;
 using LstmF = nn::Lstm<cpu, float>;
+
+namespace frozen_check {
+/// Runs `run` (zero the gradients, forward, backward; returns the input gradients) with nothing
+/// frozen, then with each parameter of `names` frozen alone: the frozen parameter's gradient must
+/// stay exactly zero (and be non-zero unfrozen, so the check can fail), the input gradients and
+/// every other parameter's gradient bit-identical.
+template <class T, class Run>
+void check(nn::ParamStore<cpu, T>& ps, Run run, std::vector<std::string> const& names) {
+  auto grads = [&] { return std::vector<T>(ps.grads().begin(), ps.grads().end()); };
+  auto dx0 = run();
+  auto g0 = grads();
+  for (auto const& name : names) {
+    CAPTURE(name);
+    ps.set_frozen(name, true);
+    auto dx1 = run();
+    auto g1 = grads();
+    ps.set_frozen(name, false);
+    CHECK(dx1 == dx0);
+    for (auto const& e : ps.entries()) {
+      CAPTURE(e.name);
+      bool moved = false;
+      for (std::int64_t i = 0; i < e.param->shape.numel(); ++i) {
+        std::size_t k = std::size_t(e.offset + i);
+        if (e.name == name) {
+          REQUIRE(g1[k] == T(0));
+          moved |= g0[k] != T(0);
+        } else {
+          REQUIRE(g1[k] == g0[k]);
+        }
+      }
+      if (e.name == name) CHECK(moved);
+    }
+  }
+}
+template <class T>
+std::vector<T> values_of(View<T, HostSpace> v) {
+  return std::vector<T>(v.data, v.data + v.numel());
+}
+}  // namespace frozen_check
 
 TEST_CASE("gradcheck: Lstm (input, h0, c0, parameters; outputs and final h, c)") {
   cpu::Context ctx;
@@ -225,4 +265,28 @@ TEST_CASE("lstm: lengths out of range or of the wrong count are reported") {
   CHECK_THROWS_WITH_AS(fwd({-1, 2}), doctest::Contains("length -1 of sequence 0"), Error);
   CHECK_THROWS_WITH_AS(fwd({4}), doctest::Contains("1 sequence lengths for a batch of 2"), Error);
   CHECK_NOTHROW(fwd({0, 4}));
+}
+
+TEST_CASE("lstm: frozen weights or biases get no gradient; dx, dh0 and dc0 are unchanged") {
+  cpu::Context ctx;
+  std::int64_t const bsz = 2, t = 4, in = 3, h = 4;
+  LstmD m({.input = in, .hidden = h});
+  nn::ParamStore<cpu, double> ps(m);
+  test::randomize_params(ps, 6);
+  auto x = random_tensor(Shape{bsz, t, in}, 1), h0 = random_tensor(Shape{bsz, h}, 3), c0 = random_tensor(Shape{bsz, h}, 4);
+  auto r = random_tensor(Shape{bsz, t, h}, 2), rh = random_tensor(Shape{bsz, h}, 5), rc = random_tensor(Shape{bsz, h}, 7);
+  Tensor<double, cpu> y(Shape{bsz, t, h}), hf(Shape{bsz, h}), cf(Shape{bsz, h});
+  Tensor<double, cpu> dx(Shape{bsz, t, in}), dh0(Shape{bsz, h}), dc0(Shape{bsz, h});
+  Workspace<cpu> ws(m.forward_workspace(bsz, t) + m.backward_workspace(bsz, t));
+  auto run = [&] {
+    ps.zero_grad(ctx);
+    auto a = ws.arena();
+    auto s = m.forward(ctx, x.cview(), {h0.cview(), c0.cview()}, y.view(), {hf.view(), cf.view()}, a);
+    m.backward(ctx, s, r.cview(), {rh.cview(), rc.cview()}, dx.view(), {dh0.view(), dc0.view()}, a);
+    std::vector<double> all(dx.data(), dx.data() + dx.numel());
+    all.insert(all.end(), dh0.data(), dh0.data() + dh0.numel());
+    all.insert(all.end(), dc0.data(), dc0.data() + dc0.numel());
+    return all;
+  };
+  frozen_check::check(ps, run, {"weight_ih", "weight_hh", "bias_ih", "bias_hh"});
 }

@@ -85,3 +85,44 @@ TEST_CASE("parameter: binding on the caller's context gives the layout of the ho
   nn::ParamStore<cpu, float> bad;
   CHECK_THROWS_WITH_AS(bad.bind(ctx, twin), doctest::Contains("duplicate parameter name 'w'"), Error);
 }
+
+TEST_CASE("parameter: glob patterns match names with * and ? only") {
+  CHECK(nn::glob_match("blocks.0.*", "blocks.0.attn.q.weight"));
+  CHECK_FALSE(nn::glob_match("blocks.0.*", "blocks.10.attn.q.weight"));
+  CHECK(nn::glob_match("*.bias", "blocks.1.mlp.fc1.bias"));
+  CHECK_FALSE(nn::glob_match("*.bias", "blocks.1.mlp.fc1.bias_x"));
+  CHECK(nn::glob_match("blocks.?.ln1.*", "blocks.3.ln1.weight"));
+  CHECK_FALSE(nn::glob_match("blocks.?.ln1.*", "blocks.12.ln1.weight"));
+  CHECK(nn::glob_match("*attn*weight", "blocks.0.attn.kv.weight"));
+  CHECK(nn::glob_match("head.weight", "head.weight"));  // no wildcard: the exact name
+  CHECK_FALSE(nn::glob_match("head.weight", "head.weight2"));
+  CHECK_FALSE(nn::glob_match("head", "head.weight"));
+  CHECK(nn::glob_match("*", ""));
+  CHECK(nn::glob_match("a**b", "ab"));
+  CHECK_FALSE(nn::glob_match("a*b", "a"));
+}
+
+TEST_CASE("parameter: set_frozen and set_lr_scale apply to the matching parameters and refuse a pattern matching none") {
+  nn::TransformerBlock<cpu, float> m({.dim = 8, .heads = 2});
+  nn::ParamStore<cpu, float> ps(m, "b.");
+  for (auto const& e : ps.entries()) {  // the defaults change nothing
+    CHECK_FALSE(e.param->frozen);
+    CHECK(e.param->lr_scale == 1.0);
+  }
+  CHECK(ps.count_matching("b.attn.*") == 6);  // q, kv, out: weight and bias each
+  CHECK(ps.set_frozen("b.attn.*", true) == 6);
+  CHECK(ps.set_lr_scale("*.bias", 0.5) == ps.count_matching("*.bias"));
+  for (auto const& e : ps.entries()) {
+    CAPTURE(e.name);
+    CHECK(e.param->frozen == (e.name.rfind("b.attn.", 0) == 0));
+    CHECK(e.param->lr_scale == (nn::glob_match("*.bias", e.name) ? 0.5 : 1.0));
+  }
+  CHECK(ps.set_frozen("b.attn.q.*", false) == 2);
+  CHECK_FALSE(ps.find("b.attn.q.weight").frozen);
+  CHECK(ps.find("b.attn.kv.weight").frozen);
+  CHECK_THROWS_WITH_AS(ps.set_frozen("attn.*", true),
+                       doctest::Contains("set_frozen: pattern 'attn.*' matches no parameter (known: b.ln1.weight"), Error);
+  CHECK_THROWS_WITH_AS(ps.set_lr_scale("nope", 2.0), doctest::Contains("set_lr_scale: pattern 'nope'"), Error);
+  CHECK_THROWS_AS(ps.set_lr_scale("*", -1.0), Error);
+  CHECK(ps.find("b.ln1.weight").lr_scale == 1.0);  // a refused call changes nothing
+}

@@ -2,6 +2,9 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
 
 #include "hseq/nn/position_embedding.hpp"
 #include "support/gradcheck.hpp"
@@ -9,6 +12,45 @@
 using namespace hseq;
 using test::random_tensor;
 using Pos = nn::PositionEmbedding<cpu, double>;
+
+namespace frozen_check {
+/// Runs `run` (zero the gradients, forward, backward; returns the input gradients) with nothing
+/// frozen, then with each parameter of `names` frozen alone: the frozen parameter's gradient must
+/// stay exactly zero (and be non-zero unfrozen, so the check can fail), the input gradients and
+/// every other parameter's gradient bit-identical.
+template <class T, class Run>
+void check(nn::ParamStore<cpu, T>& ps, Run run, std::vector<std::string> const& names) {
+  auto grads = [&] { return std::vector<T>(ps.grads().begin(), ps.grads().end()); };
+  auto dx0 = run();
+  auto g0 = grads();
+  for (auto const& name : names) {
+    CAPTURE(name);
+    ps.set_frozen(name, true);
+    auto dx1 = run();
+    auto g1 = grads();
+    ps.set_frozen(name, false);
+    CHECK(dx1 == dx0);
+    for (auto const& e : ps.entries()) {
+      CAPTURE(e.name);
+      bool moved = false;
+      for (std::int64_t i = 0; i < e.param->shape.numel(); ++i) {
+        std::size_t k = std::size_t(e.offset + i);
+        if (e.name == name) {
+          REQUIRE(g1[k] == T(0));
+          moved |= g0[k] != T(0);
+        } else {
+          REQUIRE(g1[k] == g0[k]);
+        }
+      }
+      if (e.name == name) CHECK(moved);
+    }
+  }
+}
+template <class T>
+std::vector<T> values_of(View<T, HostSpace> v) {
+  return std::vector<T>(v.data, v.data + v.numel());
+}
+}  // namespace frozen_check
 
 TEST_CASE("gradcheck: PositionEmbedding learned (input and table, with an offset)") {
   cpu::Context ctx;
@@ -70,4 +112,22 @@ TEST_CASE("position_embedding: sinusoid values, in-place use, and the table limi
   nn::ParamStore<cpu, double> ps(learned);
   CHECK_THROWS_WITH_AS(learned.forward(ctx, x.cview(), x.view(), 2, a), doctest::Contains("max_len"), Error);
   CHECK_THROWS_AS(Pos({.kind = nn::PositionKind::kSinusoidal, .dim = 5}), Error);
+}
+
+TEST_CASE("position_embedding: a frozen learned table gets no gradient; dx is unchanged") {
+  cpu::Context ctx;
+  nn::PositionEmbedding<cpu, double> m({.kind = nn::PositionKind::kLearned, .max_len = 8, .dim = 3});
+  nn::ParamStore<cpu, double> ps(m);
+  test::randomize_params(ps, 3);
+  auto x = random_tensor(Shape{2, 4, 3}, 1), dy = random_tensor(Shape{2, 4, 3}, 2);
+  Tensor<double, cpu> y(Shape{2, 4, 3}), dx(Shape{2, 4, 3});
+  Workspace<cpu> ws(256);
+  auto run = [&] {
+    ps.zero_grad(ctx);
+    auto a = ws.arena();
+    auto s = m.forward(ctx, x.cview(), y.view(), 2, a);
+    m.backward(ctx, s, dy.cview(), dx.view(), a);
+    return std::vector<double>(dx.data(), dx.data() + dx.numel());
+  };
+  frozen_check::check(ps, run, {"weight"});
 }

@@ -101,3 +101,61 @@ TEST_CASE("adamw: visit_state names each parameter's moments and the step count,
     REQUIRE(opt.second_moment()[i] == 0.0f);
   }
 }
+
+TEST_CASE("adamw: a frozen parameter is skipped: value and moments untouched, no decay; the others update") {
+  cpu::Context ctx;
+  nn::Linear<cpu, double> m({.in = 3, .out = 2});
+  nn::ParamStore<cpu, double> ps(m);
+  test::randomize_params(ps, 1);
+  train::AdamW<cpu, double> opt(ctx, ps, {.lr = 0.01, .weight_decay = 0.5});  // weight decays
+  ps.set_frozen("weight", true);
+  auto& w = ps.find("weight");
+  auto& b = ps.find("bias");
+  std::vector<double> w0(w.value.begin(), w.value.end()), b0(b.value.begin(), b.value.end());
+  for (int step = 0; step < 2; ++step) {
+    // A non-zero gradient even on the frozen parameter: the optimizer alone must skip it.
+    for (std::int64_t i = 0; i < ps.grads().numel(); ++i) ps.grads()[i] = 0.3 + 0.1 * double(i % 3);
+    opt.step(ctx);
+  }
+  auto const& ew = ps.entries()[0];
+  REQUIRE(ew.name == "weight");
+  for (std::int64_t i = 0; i < w.shape.numel(); ++i) {
+    CHECK(w.value[i] == w0[std::size_t(i)]);
+    CHECK(opt.first_moment()[ew.offset + i] == 0.0);
+    CHECK(opt.second_moment()[ew.offset + i] == 0.0);
+  }
+  for (std::int64_t i = 0; i < b.shape.numel(); ++i) CHECK(b.value[i] != b0[std::size_t(i)]);
+  // Unfrozen, it trains again.
+  ps.set_frozen("weight", false);
+  opt.step(ctx);
+  for (std::int64_t i = 0; i < w.shape.numel(); ++i) CHECK(w.value[i] != w0[std::size_t(i)]);
+}
+
+TEST_CASE("adamw: lr_scale 0.5 halves a parameter's first update (exact first-step formula)") {
+  cpu::Context ctx;
+  nn::Linear<cpu, double> m({.in = 3, .out = 2});
+  nn::ParamStore<cpu, double> ps(m);
+  test::randomize_params(ps, 2);
+  train::AdamW<cpu, double>::Config cfg{.lr = 0.01, .beta1 = 0.9, .beta2 = 0.99, .eps = 1e-3, .weight_decay = 0.2};
+  train::AdamW<cpu, double> opt(ctx, ps, cfg);
+  ps.set_lr_scale("weight", 0.5);
+  std::vector<double> p0(ps.values().begin(), ps.values().end());
+  for (std::int64_t i = 0; i < ps.grads().numel(); ++i) ps.grads()[i] = 0.05 * double(i % 4) - 0.07;
+  double const lr = 0.02;  // the schedule's value for this step
+  opt.step(ctx, lr);
+  // First step: m = (1-b1) g, v = (1-b2) g^2, so m^ = g, v^ = g^2 and
+  // p1 = p0 (1 - lr' wd) - lr' g / (|g| + eps) with lr' = lr * lr_scale.
+  for (auto const& e : ps.entries()) {
+    CAPTURE(e.name);
+    double scale = e.name == "weight" ? 0.5 : 1.0;
+    double wd = e.param->decay ? cfg.weight_decay : 0.0;
+    for (std::int64_t i = 0; i < e.param->shape.numel(); ++i) {
+      double p = p0[std::size_t(e.offset + i)], g = ps.grads()[e.offset + i];
+      double want = p * (1 - lr * scale * wd) - lr * scale * g / (std::fabs(g) + cfg.eps);
+      CHECK(e.param->value[i] == doctest::Approx(want).epsilon(1e-12));
+      // The scaled update is half the unscaled one.
+      double unscaled = p * (1 - lr * wd) - lr * g / (std::fabs(g) + cfg.eps);
+      if (scale != 1.0) CHECK(e.param->value[i] - p == doctest::Approx(0.5 * (unscaled - p)).epsilon(1e-10));
+    }
+  }
+}

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: MIT
 #include <doctest/doctest.h>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <limits>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -16,6 +18,7 @@
 #include "hseq/io/text_dataset.hpp"
 #include "hseq/models/hourglass.hpp"
 #include "hseq/models/transformer_lm.hpp"
+#include "hseq/train/task.hpp"
 #include "hseq/train/trainer.hpp"
 
 using namespace hseq;
@@ -56,6 +59,76 @@ template <class T>
 std::vector<T> copy_of(View<T, HostSpace> v) {
   return std::vector<T>(v.data, v.data + v.numel());
 }
+
+/// A test model with two loss terms: the TransformerLm cross-entropy "ce" plus "l2" = kLambda *
+/// mean(w^2) over ln_f.weight (the weighting is the model's own, as the trainer expects). It also
+/// records the optional hooks: the phases it was told and the forward calls that followed a
+/// reset_state.
+struct TermLm {
+  using Config = Lm::Config;
+  static constexpr char const* kKind = "term_lm";
+  static constexpr double kLambda = 0.25;
+  struct Term {
+    char const* name;
+    double value;
+  };
+  struct Trace {
+    Lm::Trace inner;
+    std::int64_t counted = 0;
+    View<float const, HostSpace> logits;
+    std::array<Term, 2> terms{{{"ce", 0.0}, {"l2", 0.0}}};
+  };
+
+  explicit TermLm(Config c) : lm(c) {
+    lm.visit_params([&](std::string const& name, nn::Param<float, HostSpace>& p) {
+      if (name == "ln_f.weight") gain = &p;
+    });
+    REQUIRE(gain != nullptr);
+  }
+  TermLm(TermLm const&) = delete;
+  Config const& config() const { return lm.config(); }
+  std::string config_json() const { return lm.config_json(); }
+  static Config config_from_json(std::string const& text) { return Lm::config_from_json(text); }
+  template <class F>
+  void visit_params(F&& f, std::string const& prefix = "") {
+    lm.visit_params(f, prefix);
+  }
+  std::size_t forward_workspace(std::int64_t b, std::int64_t t) const { return lm.forward_workspace(b, t); }
+  std::size_t backward_workspace(std::int64_t b, std::int64_t t) const { return lm.backward_workspace(b, t); }
+  double l2() const {
+    double s = 0;
+    for (std::int64_t i = 0; i < gain->value.numel(); ++i) s += double(gain->value[i]) * double(gain->value[i]);
+    return kLambda * s / double(gain->value.numel());
+  }
+  double forward(cpu::Context& ctx, View<std::int32_t const, HostSpace> ids, View<std::int32_t const, HostSpace> tg,
+                 Arena<HostSpace>& ws, Trace& tr) const {
+    double ce = lm.forward(ctx, ids, tg, ws, tr.inner);
+    tr.counted = tr.inner.counted;
+    tr.logits = tr.inner.logits;
+    tr.terms[0].value = ce;
+    tr.terms[1].value = l2();
+    after_reset.push_back(pending_reset);
+    pending_reset = false;
+    return ce + tr.terms[1].value;
+  }
+  void backward(cpu::Context& ctx, Trace& tr, Arena<HostSpace>& ws) const {
+    lm.backward(ctx, tr.inner, ws);
+    if (gain->frozen) return;
+    double n = double(gain->value.numel());
+    for (std::int64_t i = 0; i < gain->value.numel(); ++i)
+      gain->grad[i] += float(kLambda * 2.0 * double(gain->value[i]) / n);
+  }
+  // Optional hooks the trainer detects.
+  void set_phase(std::string_view name) { phases.emplace_back(name); }
+  void reset_state(cpu::Context&) { pending_reset = true; }
+
+  Lm lm;
+  nn::Param<float, HostSpace>* gain = nullptr;
+  std::vector<std::string> phases;
+  mutable std::vector<bool> after_reset;  // per forward call: a reset_state came before it
+  mutable bool pending_reset = false;
+};
+static_assert(models::Model<TermLm, cpu, float>);
 
 /// Bit-identity of two trainers' parameters and AdamW moments (flat [n] buffers).
 template <class M>
@@ -391,6 +464,221 @@ TEST_CASE("trainer: bad configuration is rejected") {
   cfg = tcfg();
   cfg.batch = 0;
   CHECK_THROWS_AS(TrainerF(ctx, m, p, data, cfg), Error);
+}
+
+namespace {
+/// Values of every parameter, by entry.
+std::vector<std::vector<float>> snapshot(nn::ParamStore<cpu, float>& p) {
+  std::vector<std::vector<float>> out;
+  for (auto const& e : p.entries()) out.push_back(copy_of(e.param->value));
+  return out;
+}
+bool under(std::string const& name, std::string const& prefix) { return name.rfind(prefix, 0) == 0; }
+/// Phase "warm" (3 steps) freezes block 0 and the (tied) token embedding; phase "all" trains
+/// everything, block 1 at half the learning rate.
+train::TrainerConfig two_phases() {
+  auto tc = tcfg();
+  tc.steps = 8;
+  tc.phases = {{"warm", 3, {"blocks.0.*", "tok_emb.*"}, {}}, {"all", 0, {}, {{"blocks.1.*", 0.5}}}};
+  return tc;
+}
+}  // namespace
+
+TEST_CASE("trainer: loss terms of the model are recorded per step, and the loss is the model's weighted sum") {
+  cpu::Context ctx;
+  auto data = io::TextDataset::from_string(corpus(), "corpus", 0.1);
+  TermLm tm(tiny());
+  nn::ParamStore<cpu, float> pt(tm);
+  pt.init(ctx, 7);
+  Lm plain(tiny());
+  nn::ParamStore<cpu, float> pp(plain);
+  pp.init(ctx, 7);
+  train::Trainer<cpu, float, TermLm> tt(ctx, tm, pt, data, tcfg());
+  TrainerF tp(ctx, plain, pp, data, tcfg());
+  CHECK(tt.last_terms().empty());  // nothing before the first step
+  double l2_before = tm.l2();
+  CHECK(l2_before == TermLm::kLambda);  // LayerNorm gains start at one
+  double loss = tt.step(ctx);
+  double plain_loss = tp.step(ctx);
+  auto terms = tt.last_terms();
+  REQUIRE(terms.size() == 2);
+  CHECK(std::string(terms[0].name) == "ce");
+  CHECK(std::string(terms[1].name) == "l2");
+  CHECK(terms[0].value == plain_loss);  // same initialisation, same batch: the plain model's loss
+  CHECK(terms[1].value == l2_before);
+  CHECK(loss == terms[0].value + terms[1].value);
+  CHECK(tp.last_terms().empty());  // a model without terms reports none
+  // The l2 term's gradient moved the gains, so the next step reports the new value.
+  double l2_now = tm.l2();
+  CHECK(l2_now != l2_before);
+  tt.step(ctx);
+  CHECK(tt.last_terms()[1].value == l2_now);
+
+  // With gradient accumulation the terms are means over the micro-batches.
+  auto tc = tcfg();
+  tc.grad_accum = 3;
+  TermLm ta(tiny());
+  nn::ParamStore<cpu, float> pa(ta);
+  pa.init(ctx, 7);
+  train::Trainer<cpu, float, TermLm> tra(ctx, ta, pa, data, tc);
+  double la = tra.step(ctx);
+  REQUIRE(tra.last_terms().size() == 2);
+  CHECK(tra.last_terms()[1].value == doctest::Approx(TermLm::kLambda).epsilon(1e-12));
+  CHECK(tra.last_terms()[0].value + tra.last_terms()[1].value == doctest::Approx(la).epsilon(1e-12));
+  CHECK(tra.last_terms()[0].value != terms[0].value);  // three batches, not the first one alone
+}
+
+TEST_CASE("trainer: phases freeze what they name, scale learning rates, tell the model, and follow the step") {
+  cpu::Context ctx;
+  auto data = io::TextDataset::from_string(corpus(), "corpus", 0.1);
+  auto tc = two_phases();
+  TermLm m(tiny());
+  nn::ParamStore<cpu, float> p(m);
+  p.init(ctx, 7);
+  train::Trainer<cpu, float, TermLm> t(ctx, m, p, data, tc);
+  CHECK(m.phases == std::vector<std::string>{"warm"});
+  CHECK(t.phase() == 0);
+  auto frozen_in_warm = [](std::string const& n) { return under(n, "blocks.0.") || under(n, "tok_emb."); };
+  for (auto const& e : p.entries()) {
+    CAPTURE(e.name);
+    CHECK(e.param->frozen == frozen_in_warm(e.name));
+    CHECK(e.param->lr_scale == 1.0);
+  }
+  auto v0 = snapshot(p);
+  for (int i = 0; i < 3; ++i) t.step(ctx);
+  CHECK(t.phase() == 1);  // the next step is phase 2's
+  auto v3 = snapshot(p);
+  auto m1 = t.optimizer().first_moment();
+  for (std::size_t k = 0; k < p.entries().size(); ++k) {
+    auto const& e = p.entries()[k];
+    CAPTURE(e.name);
+    if (frozen_in_warm(e.name)) {
+      CHECK(v3[k] == v0[k]);  // bit-identical
+      for (std::int64_t i = 0; i < e.param->shape.numel(); ++i) {
+        REQUIRE(e.param->grad[i] == 0.0f);  // no gradient reached it (tied head included)
+        REQUIRE(m1[e.offset + i] == 0.0f);  // moments untouched
+      }
+    } else {
+      CHECK(v3[k] != v0[k]);
+    }
+  }
+  t.step(ctx);  // phase "all": everything trains, block 1 at half the rate
+  CHECK(m.phases == std::vector<std::string>{"warm", "all"});
+  auto v4 = snapshot(p);
+  for (std::size_t k = 0; k < p.entries().size(); ++k) {
+    auto const& e = p.entries()[k];
+    CAPTURE(e.name);
+    CHECK_FALSE(e.param->frozen);
+    CHECK(e.param->lr_scale == (under(e.name, "blocks.1.") ? 0.5 : 1.0));
+    CHECK(v4[k] != v3[k]);
+  }
+
+  // A trainer resumed from a checkpoint of phase 2 applies phase 2's flags at once.
+  auto path = tmp_path("phases.safetensors").string();
+  t.save(ctx, path);
+  TermLm m2(tiny());
+  nn::ParamStore<cpu, float> p2(m2);
+  train::Trainer<cpu, float, TermLm> t2(ctx, m2, p2, data, tc);
+  CHECK(p2.find("blocks.0.attn.q.weight").frozen);  // phase 1 before loading
+  t2.load(ctx, path);
+  CHECK(t2.phase() == 1);
+  CHECK(m2.phases.back() == "all");
+  CHECK_FALSE(p2.find("blocks.0.attn.q.weight").frozen);
+  CHECK(p2.find("blocks.1.mlp.fc1.weight").lr_scale == 0.5);
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("trainer: a two-phase run resumed in either phase continues the exact loss sequence") {
+  auto tc = two_phases();
+  check_resume<Lm>(tiny(), tc, 2, 0, "phase1");  // stopped in phase 1
+  check_resume<Lm>(tiny(), tc, 5, 2, "phase2");  // stopped in the middle of phase 2
+  // The Hourglass: the full-rate pre-stack and the embedding frozen first, the shortened level at
+  // half the rate after.
+  tc.phases = {{"warm", 3, {"pre.*", "tok_emb.*"}, {}}, {"all", 0, {}, {{"levels.0.*", 0.5}}}};
+  check_resume<Hg>(tiny_hg(), tc, 5, 0, "phase2_hg");
+}
+
+TEST_CASE("trainer: bad phases are refused up front, naming the phase and the pattern") {
+  cpu::Context ctx;
+  auto data = io::TextDataset::from_string(corpus(), "corpus", 0.1);
+  Lm m(tiny());
+  nn::ParamStore<cpu, float> p(m);
+  auto tc = tcfg();
+  tc.phases = {{"one", 2, {"block.0.*"}, {}}, {"two", 0, {}, {}}};  // typo: "block" for "blocks"
+  CHECK_THROWS_WITH_AS(TrainerF(ctx, m, p, data, tc),
+                       doctest::Contains("phase 'one' freezes 'block.0.*', which matches no parameter"), Error);
+  tc.phases = {{"one", 2, {}, {{"nothing*", 0.5}}}};
+  CHECK_THROWS_WITH_AS(TrainerF(ctx, m, p, data, tc), doctest::Contains("'nothing*', which matches no parameter"), Error);
+  tc.phases = {{"one", 0, {}, {}}, {"two", 3, {}, {}}};
+  CHECK_THROWS_WITH_AS(TrainerF(ctx, m, p, data, tc), doctest::Contains("phase 0 ('one') has 0 steps"), Error);
+  tc.phases = {{"one", 2, {}, {{"*", -1.0}}}};
+  CHECK_THROWS_AS(TrainerF(ctx, m, p, data, tc), Error);
+  // Without phases the trainer leaves flags set by hand alone.
+  p.set_frozen("blocks.1.*", true);
+  TrainerF t(ctx, m, p, data, tcfg());
+  t.step(ctx);
+  CHECK(p.find("blocks.1.ln1.weight").frozen);
+}
+
+TEST_CASE("trainer: the default task is RandomCrops of the config's shape and seed; a task must fit the config") {
+  cpu::Context ctx;
+  auto data = io::TextDataset::from_string(corpus(), "corpus", 0.1);
+  auto tc = tcfg();
+  Lm m1(tiny()), m2(tiny());
+  nn::ParamStore<cpu, float> p1(m1), p2(m2);
+  p1.init(ctx, 7);
+  p2.init(ctx, 7);
+  TrainerF t1(ctx, m1, p1, data, tc);
+  TrainerF t2(ctx, m2, p2, data, train::RandomCrops(data, tc.batch, tc.seq_len, tc.seed), tc);
+  for (int i = 0; i < 3; ++i) CHECK(t1.step(ctx) == t2.step(ctx));
+  CHECK(t1.state().data_pos == std::uint64_t(3 * tc.batch));
+  CHECK(t2.state().data_pos == t1.state().data_pos);
+  CHECK_THROWS_WITH_AS(TrainerF(ctx, m2, p2, data, train::RandomCrops(data, 2, tc.seq_len, tc.seed), tc),
+                       doctest::Contains("the task's batches are [2, 16]"), Error);
+  // A task's own seed is the data seed the trainer records.
+  TrainerF t3(ctx, m2, p2, data, train::RandomCrops(data, tc.batch, tc.seq_len, 555), tc);
+  CHECK(t3.state().data_seed == std::uint64_t(555));
+}
+
+TEST_CASE("trainer: SequentialSegments streams consecutive windows and resets the model's state only at wraps") {
+  cpu::Context ctx;
+  auto data = io::TextDataset::from_string(corpus().substr(0, 2000), "short", 0.1);
+  auto tc = tcfg();
+  tc.grad_accum = 2;
+  tc.steps = 16;
+  using Seq = train::SequentialSegments;
+  using Tr = train::Trainer<cpu, float, TermLm, Seq>;
+  Seq task(data, tc.batch, tc.seq_len);
+  std::int64_t const w = task.windows_per_stream();
+  REQUIRE(w < 2 * tc.steps);  // the run wraps
+  TermLm m(tiny());
+  nn::ParamStore<cpu, float> p(m);
+  p.init(ctx, 7);
+  Tr t(ctx, m, p, data, task, tc);
+  for (std::int64_t s = 0; s < tc.steps; ++s) t.step(ctx);
+  REQUIRE(m.after_reset.size() == std::size_t(2 * tc.steps));
+  for (std::size_t k = 0; k < m.after_reset.size(); ++k) {
+    CAPTURE(k);
+    CHECK(m.after_reset[k] == (std::int64_t(k) % w == 0));
+  }
+  CHECK(t.state().data_pos == std::uint64_t(2 * tc.steps));
+  CHECK(t.state().data_seed == tc.seed);  // a task without a seed: the config's
+
+  // Resume: the stream continues where the checkpoint left it.
+  auto path = tmp_path("segments.safetensors").string();
+  TermLm ma(tiny());
+  nn::ParamStore<cpu, float> pa(ma);
+  pa.init(ctx, 7);
+  Tr ta(ctx, ma, pa, data, Seq(data, tc.batch, tc.seq_len), tc);
+  for (int s = 0; s < 5; ++s) ta.step(ctx);
+  ta.save(ctx, path);
+  TermLm mb(tiny());
+  nn::ParamStore<cpu, float> pb(mb);
+  Tr tb(ctx, mb, pb, data, Seq(data, tc.batch, tc.seq_len), tc);
+  tb.load(ctx, path);
+  CHECK(tb.task().position() == 10);
+  for (std::int64_t s = 5; s < tc.steps; ++s) CHECK(tb.step(ctx) == t.losses()[std::size_t(s)]);
+  std::filesystem::remove(path);
 }
 
 TEST_SUITE("slow") {

@@ -225,7 +225,7 @@ class MultiHeadAttention {
         Shape{ops::attention_backward_scratch(Space{}, dims_of(d))}, "attn.scratch");
     out_.backward(ctx, s.out_lin, dy, datt, ws);
     ops::AttentionScoreGrads<T, Space> dsc;
-    if (cfg_.rel_distance > 0) dsc.table = rel_.grad;
+    if (cfg_.rel_distance > 0 && !rel_.frozen) dsc.table = rel_.grad;  // empty: no table gradient
     ops::attention_backward<T>(ctx, dims_of(d), cfg_.mask, scale(), s.q, s.kv, s.att, s.stats, datt, dq, dkv, scratch,
                                scores(), dsc);
     q_.backward(ctx, s.q_lin, dq, dxq, ws);

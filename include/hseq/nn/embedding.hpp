@@ -55,9 +55,9 @@ class Embedding {
     return Saved{ids};
   }
 
-  /// table.grad[ids[n]] += dout[n] (ids have no gradient).
+  /// table.grad[ids[n]] += dout[n] (ids have no gradient); nothing when the table is frozen.
   void backward(Ctx& ctx, Saved const& s, CView dout, Arena<Space>& /*ws*/) const {
-    ops::embedding_backward<T>(ctx, s.ids, dout, table_.grad);
+    if (!table_.frozen) ops::embedding_backward<T>(ctx, s.ids, dout, table_.grad);
   }
 
  private:

@@ -147,15 +147,18 @@ class Gru {
       check_shape(dh0, Shape{bsz, h}, "Gru::backward: dh0");
       ops::copy<T>(ctx, dcarry, dh0);
     }
-    // Parameter gradients with one GEMM each over all steps.
+    // Parameter gradients with one GEMM each over all steps (frozen parameters get none; the input
+    // and state gradients above do not depend on them).
     CView hs_prev = CView(s.hs.slice(0, t));  // [T, B, H]
-    ops::gemm<T>(ctx, ops::Trans::kYes, ops::as_mat(CView(dgh)), ops::Trans::kNo, ops::as_mat(hs_prev),
-                 ops::as_mat(w_hh_.grad), T(1), T(1));
-    ops::gemm<T>(ctx, ops::Trans::kYes, ops::as_mat(CView(dxp)), ops::Trans::kNo, ops::as_mat(s.x),
-                 ops::as_mat(w_ih_.grad), T(1), T(1));
+    if (!w_hh_.frozen)
+      ops::gemm<T>(ctx, ops::Trans::kYes, ops::as_mat(CView(dgh)), ops::Trans::kNo, ops::as_mat(hs_prev),
+                   ops::as_mat(w_hh_.grad), T(1), T(1));
+    if (!w_ih_.frozen)
+      ops::gemm<T>(ctx, ops::Trans::kYes, ops::as_mat(CView(dxp)), ops::Trans::kNo, ops::as_mat(s.x),
+                   ops::as_mat(w_ih_.grad), T(1), T(1));
     if (cfg_.bias) {
-      ops::bias_grad<T>(ctx, dgh, b_hh_.grad);
-      ops::bias_grad<T>(ctx, dxp, b_ih_.grad);
+      if (!b_hh_.frozen) ops::bias_grad<T>(ctx, dgh, b_hh_.grad);
+      if (!b_ih_.frozen) ops::bias_grad<T>(ctx, dxp, b_ih_.grad);
     }
     if (!dx.empty()) {
       check_shape(dx, s.x.shape, "Gru::backward: dx");

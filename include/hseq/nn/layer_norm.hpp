@@ -62,9 +62,16 @@ class LayerNorm {
     return s;
   }
 
+  /// dx = d/dx (overwritten; skipped when empty); the gain's and bias's gradients accumulate.
+  /// A frozen gain or bias keeps a zero gradient: the fused kernel always writes both, so a frozen
+  /// one's gradient is reset to zero afterwards (it is zero before: `zero_grad` and no writer), which
+  /// needs no workspace; with both frozen and no dx wanted the kernel is skipped.
   void backward(Ctx& ctx, Saved const& s, CView dy, MView dx, Arena<Space>& /*ws*/) const {
     HSEQ_CHECK(dy.shape == s.x.shape, "LayerNorm::backward: dy " << dy.shape << " differs from x " << s.x.shape);
+    if (gamma_.frozen && beta_.frozen && dx.empty()) return;
     ops::layer_norm_backward<T>(ctx, s.x, gamma_.value, s.mean, s.rstd, dy, dx, gamma_.grad, beta_.grad);
+    if (gamma_.frozen) B::zero_bytes(ctx, gamma_.grad.data, sizeof(T) * std::size_t(cfg_.dim));
+    if (beta_.frozen) B::zero_bytes(ctx, beta_.grad.data, sizeof(T) * std::size_t(cfg_.dim));
   }
 
  private:

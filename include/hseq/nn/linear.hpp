@@ -61,13 +61,15 @@ class Linear {
     return Saved{x};
   }
 
-  /// dW += dy^T x, db += sum_rows(dy), dx = dy W (skipped when dx is empty).
+  /// dW += dy^T x, db += sum_rows(dy), dx = dy W (skipped when dx is empty). A frozen weight or
+  /// bias gets no gradient (its work is skipped); dx is the same either way.
   void backward(Ctx& ctx, Saved const& s, CView dy, MView dx, Arena<Space>& /*ws*/) const {
     HSEQ_CHECK(dy.cols() == cfg_.out && dy.rows() == s.x.rows(),
                "Linear(" << cfg_.in << " -> " << cfg_.out << ")::backward: dy " << dy.shape << " for x " << s.x.shape);
-    ops::gemm<T>(ctx, ops::Trans::kYes, ops::as_mat(dy), ops::Trans::kNo, ops::as_mat(s.x), ops::as_mat(weight_.grad),
-                 T(1), T(1));
-    if (cfg_.bias) ops::bias_grad<T>(ctx, dy, bias_.grad);
+    if (!weight_.frozen)
+      ops::gemm<T>(ctx, ops::Trans::kYes, ops::as_mat(dy), ops::Trans::kNo, ops::as_mat(s.x),
+                   ops::as_mat(weight_.grad), T(1), T(1));
+    if (cfg_.bias && !bias_.frozen) ops::bias_grad<T>(ctx, dy, bias_.grad);
     if (!dx.empty()) {
       HSEQ_CHECK(dx.shape == s.x.shape, "Linear::backward: dx " << dx.shape << " differs from x " << s.x.shape);
       ops::gemm<T>(ctx, ops::Trans::kNo, ops::as_mat(dy), ops::Trans::kNo, ops::as_mat(CView(weight_.value)),

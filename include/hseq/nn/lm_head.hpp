@@ -123,9 +123,11 @@ class LmHead {
     ops::cross_entropy_backward<T>(ctx, s.logits, s.targets, T(1.0 / double(s.counted)), s.logits);
     CView dlogits = s.logits;
     Param<T, Space> const& w = weight();
-    // dW += dlogits^T hf, then d hf = dlogits W (the order nn::Linear uses).
-    ops::gemm<T>(ctx, ops::Trans::kYes, ops::as_mat(dlogits), ops::Trans::kNo, ops::as_mat(CView(s.hf)),
-                 ops::as_mat(w.grad), T(1), T(1));
+    // dW += dlogits^T hf, then d hf = dlogits W (the order nn::Linear uses). A frozen projection
+    // (the own weight, or the tied table when the embedding is frozen) gets no gradient.
+    if (!w.frozen)
+      ops::gemm<T>(ctx, ops::Trans::kYes, ops::as_mat(dlogits), ops::Trans::kNo, ops::as_mat(CView(s.hf)),
+                   ops::as_mat(w.grad), T(1), T(1));
     ops::gemm<T>(ctx, ops::Trans::kNo, ops::as_mat(dlogits), ops::Trans::kNo, ops::as_mat(CView(w.value)),
                  ops::as_mat(scratch));
     ln_.backward(ctx, s.ln, scratch, dh, ws);

@@ -159,13 +159,17 @@ class Lstm {
     }
     store_state(ctx, dh_carry, dinit.h, "Lstm::backward: dh0");
     store_state(ctx, dc_carry, dinit.c, "Lstm::backward: dc0");
-    ops::gemm<T>(ctx, ops::Trans::kYes, ops::as_mat(CView(dg)), ops::Trans::kNo, ops::as_mat(CView(s.hs.slice(0, t))),
-                 ops::as_mat(w_hh_.grad), T(1), T(1));
-    ops::gemm<T>(ctx, ops::Trans::kYes, ops::as_mat(CView(dxp)), ops::Trans::kNo, ops::as_mat(s.x),
-                 ops::as_mat(w_ih_.grad), T(1), T(1));
+    // Parameter gradients (frozen parameters get none; the input and state gradients above do not
+    // depend on them).
+    if (!w_hh_.frozen)
+      ops::gemm<T>(ctx, ops::Trans::kYes, ops::as_mat(CView(dg)), ops::Trans::kNo,
+                   ops::as_mat(CView(s.hs.slice(0, t))), ops::as_mat(w_hh_.grad), T(1), T(1));
+    if (!w_ih_.frozen)
+      ops::gemm<T>(ctx, ops::Trans::kYes, ops::as_mat(CView(dxp)), ops::Trans::kNo, ops::as_mat(s.x),
+                   ops::as_mat(w_ih_.grad), T(1), T(1));
     if (cfg_.bias) {
-      ops::bias_grad<T>(ctx, dg, b_hh_.grad);
-      ops::bias_grad<T>(ctx, dxp, b_ih_.grad);
+      if (!b_hh_.frozen) ops::bias_grad<T>(ctx, dg, b_hh_.grad);
+      if (!b_ih_.frozen) ops::bias_grad<T>(ctx, dxp, b_ih_.grad);
     }
     if (!dx.empty()) {
       check_shape(dx, s.x.shape, "Lstm::backward: dx");

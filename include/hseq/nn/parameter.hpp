@@ -6,13 +6,22 @@
 /// A module declares its parameters (shape, init, whether weight decay applies) at construction and
 /// exposes them through `visit_params(f, prefix)`, calling `f(name, Param&)` for each. Binding a
 /// `ParamStore` to the module points every `Param`'s `value` and `grad` views into the store.
+///
+/// Parameter groups: each `Param` also carries `frozen` and `lr_scale`, set by name pattern through
+/// `ParamStore::set_frozen` / `set_lr_scale` (the trainer's phases do this). A frozen parameter gets
+/// no gradient (the modules skip its weight-gradient work, so its gradient stays zero and clipping
+/// and the gradient norm ignore it) and no update (AdamW skips it: no step, no decay, moments
+/// untouched); gradients still flow through it to the module's inputs. The defaults (not frozen,
+/// scale 1) leave every result bit-identical to a store without groups.
 #pragma once
 
+#include <cmath>
 #include <concepts>
 #include <cstdint>
 #include <cstring>
 #include <map>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -34,12 +43,36 @@ struct Param {
   Shape shape{};
   InitSpec init{};
   bool decay = true;  ///< AdamW weight decay applies (false for biases, norms, embeddings' by choice)
+  bool frozen = false;    ///< no gradient, no update (see the file comment)
+  double lr_scale = 1.0;  ///< AdamW uses lr * lr_scale for this parameter
   View<T, Space> value{};
   View<T, Space> grad{};
 
   Param() = default;
   Param(Shape s, InitSpec i, bool d = true) : shape(s), init(i), decay(d) {}
 };
+
+/// Whether `name` matches the glob `pattern`: `*` matches any run of characters (dots included, so
+/// "blocks.0.*" is everything under blocks.0. and "*.bias" every bias), `?` any one character,
+/// everything else itself. A pattern without wildcards matches only the exact name.
+inline bool glob_match(std::string_view pattern, std::string_view name) {
+  std::size_t p = 0, n = 0, star = std::string_view::npos, resume = 0;
+  while (n < name.size()) {
+    if (p < pattern.size() && (pattern[p] == '?' || pattern[p] == name[n])) {
+      ++p, ++n;
+    } else if (p < pattern.size() && pattern[p] == '*') {
+      star = p++;  // try the empty run first; widen it on a later mismatch
+      resume = n;
+    } else if (star != std::string_view::npos) {
+      p = star + 1;
+      n = ++resume;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
+}
 
 /// The parameters of a module tree (anything with `visit_params`). Owns two flat buffers (values and
 /// gradients); each parameter starts on a 64-element boundary. The views live in the module's
@@ -123,6 +156,41 @@ class ParamStore {
     std::string known;
     for (auto const& e : entries_) known += (known.empty() ? "" : ", ") + e.name;
     HSEQ_FAIL("ParamStore: no parameter named '" << name << "' (known: " << known << ")");
+  }
+
+  /// Number of parameters whose name matches the glob `pattern` (see `glob_match`).
+  std::int64_t count_matching(std::string_view pattern) const {
+    std::int64_t k = 0;
+    for (auto const& e : entries_) k += glob_match(pattern, e.name) ? 1 : 0;
+    return k;
+  }
+  /// Throws naming the known parameters unless some parameter matches `pattern` (a typo in a group
+  /// pattern would otherwise silently train everything).
+  void check_matches(std::string_view pattern, char const* what) const {
+    if (count_matching(pattern) > 0) return;
+    std::string known;
+    for (auto const& e : entries_) known += (known.empty() ? "" : ", ") + e.name;
+    HSEQ_FAIL("ParamStore::" << what << ": pattern '" << pattern << "' matches no parameter (known: " << known << ")");
+  }
+  /// Freezes (or unfreezes) every parameter matching the glob `pattern`; returns how many. Throws
+  /// when none matches.
+  std::int64_t set_frozen(std::string_view pattern, bool frozen) {
+    check_matches(pattern, "set_frozen");
+    std::int64_t k = 0;
+    for (auto& e : entries_)
+      if (glob_match(pattern, e.name)) e.param->frozen = frozen, ++k;
+    return k;
+  }
+  /// Sets the learning-rate scale of every parameter matching `pattern`; returns how many. Throws
+  /// when none matches or the scale is negative or not finite.
+  std::int64_t set_lr_scale(std::string_view pattern, double scale) {
+    HSEQ_CHECK(std::isfinite(scale) && scale >= 0, "ParamStore::set_lr_scale: scale " << scale << " for '" << pattern
+                                                                              << "' must be finite and >= 0");
+    check_matches(pattern, "set_lr_scale");
+    std::int64_t k = 0;
+    for (auto& e : entries_)
+      if (glob_match(pattern, e.name)) e.param->lr_scale = scale, ++k;
+    return k;
   }
 
  private:

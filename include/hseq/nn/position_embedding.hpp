@@ -89,10 +89,10 @@ class PositionEmbedding {
     return Saved{offset};
   }
 
-  /// dx = dy (dx may alias dy or be empty); the table's gradient accumulates.
+  /// dx = dy (dx may alias dy or be empty); the table's gradient accumulates (unless frozen).
   void backward(Ctx& ctx, Saved const& s, CView dy, MView dx, Arena<Space>& /*ws*/) const {
     if (!dx.empty() && dx.data != dy.data) ops::copy<T>(ctx, dy, dx);
-    if (cfg_.kind == PositionKind::kLearned) ops::position_table_backward<T>(ctx, dy, table_.grad, s.offset);
+    if (cfg_.kind == PositionKind::kLearned && !table_.frozen) ops::position_table_backward<T>(ctx, dy, table_.grad, s.offset);
   }
 
  private:

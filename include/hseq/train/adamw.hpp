@@ -6,6 +6,12 @@
 /// AdamW is a `StatefulPart`: `visit_state` names its moments `m.<param>`, `v.<param>` and its step
 /// count `step`, so a checkpoint group called "optim" holds `optim.m.<param>`, `optim.v.<param>` and
 /// `optim.step`, the names checkpoints have always used.
+///
+/// Parameter groups (nn/parameter.hpp): a frozen parameter is skipped entirely (no update, no
+/// decay, moments untouched); every other parameter uses lr * `Param::lr_scale`. The bias
+/// correction uses the optimizer's one step count, so a parameter unfrozen after k steps starts
+/// from zero moments corrected with 1 - beta^(k+1): its first updates are smaller than a fresh
+/// Adam's (PyTorch counts steps per parameter; one count keeps the checkpoint format).
 #pragma once
 
 #include <cstdint>
@@ -48,14 +54,18 @@ class AdamW {
     step_ = 0;
   }
 
-  /// One update with learning rate `lr` (a schedule's value; the config's lr when negative).
+  /// One update with learning rate `lr` (a schedule's value; the config's lr when negative), scaled
+  /// per parameter by its `lr_scale`; frozen parameters are skipped.
   void step(Ctx& ctx, double lr = -1) {
     ++step_;
-    ops::AdamWStep s{lr < 0 ? cfg_.lr : lr, cfg_.beta1, cfg_.beta2, cfg_.eps, 0.0, step_};
+    double const base_lr = lr < 0 ? cfg_.lr : lr;
+    ops::AdamWStep s{base_lr, cfg_.beta1, cfg_.beta2, cfg_.eps, 0.0, step_};
     auto values = store_->values();
     auto grads = store_->grads();
     for (auto const& e : store_->entries()) {
+      if (e.param->frozen) continue;
       std::int64_t n = e.param->shape.numel();
+      s.lr = base_lr * e.param->lr_scale;  // exact for the default scale 1
       s.weight_decay = e.param->decay ? cfg_.weight_decay : 0.0;
       Shape flat{n};
       ops::adamw_update<T>(ctx, View<T, Space>(values.data + e.offset, flat),

@@ -2,27 +2,51 @@
 /// @file
 /// @brief `Trainer`: the training loop for byte-level language models on a `TextDataset`.
 ///
-/// One step = `grad_accum` micro-batches of random crops, mean loss, global-norm clipping, AdamW
-/// with linear warm-up then cosine decay. A step whose loss or gradient norm is not finite is
+/// One step = `grad_accum` micro-batches from the task (train/task.hpp; by default `RandomCrops`,
+/// random crops of the train split), mean loss, global-norm clipping, AdamW with linear warm-up then
+/// cosine decay over all steps. A step whose loss or gradient norm is not finite is
 /// skipped (nothing is updated) and counted; `max_bad_steps` of them in a row stop training with
 /// an error. Validation reports bits per character. Checkpoints hold the parameters, the optimizer
 /// moments and the trainer's position (step, data seed and data stream position), so a resumed run
 /// continues the exact loss sequence of an uninterrupted one (all reductions are bit-reproducible);
 /// resuming under another data seed is refused.
 ///
+/// Phases (`TrainerConfig::phases`): consecutive stretches of steps, each with its own frozen
+/// parameters and per-parameter learning-rate scales (glob patterns over parameter names,
+/// nn/parameter.hpp). When a phase starts, every parameter is first reset to unfrozen with scale 1,
+/// then the phase's patterns apply, then the model's optional `set_phase(std::string_view name)`
+/// runs. The phase follows from the step count, so a resumed run is in the right phase with the
+/// right flags. Without phases the trainer never touches the flags.
+///
+/// Optional model protocols, detected at compile time (none is part of `models::Model`):
+///   - Loss terms: when `M::Trace` has a member `terms`, a range of objects with `char const* name`
+///     and a `value` convertible to double (a fixed-size array, so reporting allocates nothing), the
+///     trainer records every term of every step (mean over the micro-batches), `last_terms()`.
+///     The returned loss is the model's total: how terms are weighted into it is the model's
+///     business (its config holds the weights), the trainer only reports them.
+///   - `set_phase(std::string_view)`: see phases above.
+///   - `reset_state(ctx)`: called before a micro-batch that does not continue the previous one
+///     (`Task::continues()`), for models that carry a memory across batches.
+/// Validation is an `Evaluator` (train/evaluator.hpp) sharing the trainer's workspace.
+///
 /// The model must satisfy `models::Model<M, B, T>` (models/model.hpp); a type that does not
 /// is refused with a concept error naming the missing member.
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <functional>
 #include <limits>
 #include <optional>
+#include <span>
 #include <sstream>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -41,9 +65,34 @@
 #include "hseq/ops/elementwise.hpp"
 #include "hseq/train/adamw.hpp"
 #include "hseq/train/clip.hpp"
+#include "hseq/train/evaluator.hpp"
 #include "hseq/train/schedule.hpp"
+#include "hseq/train/task.hpp"
 
 namespace hseq::train {
+
+/// A parameter group's learning-rate scale: parameters matching the glob `pattern` train with
+/// lr * scale.
+struct GroupLr {
+  std::string pattern;
+  double scale = 1.0;
+};
+
+/// A stretch of training with its own frozen parameters and learning-rate scales (see the file
+/// comment). Patterns are globs over parameter names (`nn::glob_match`: "embed.*", "*.bias"); each
+/// must match some parameter.
+struct Phase {
+  std::string name;                 ///< passed to the model's optional `set_phase`
+  std::int64_t steps = 0;           ///< length; the last phase runs to the end whatever its steps
+  std::vector<std::string> frozen;  ///< patterns of the parameters frozen during this phase
+  std::vector<GroupLr> lr_scale;    ///< {pattern, scale}, applied in order (a later match wins)
+};
+
+/// One loss term of a step as reported by the model's trace (see the file comment).
+struct LossTerm {
+  char const* name = "";
+  double value = 0;
+};
 
 struct TrainerConfig {
   std::int64_t batch = 16, seq_len = 256;
@@ -62,12 +111,13 @@ struct TrainerConfig {
   double time_budget_s = 0;       ///< stop after this much training time (0: no limit). With steps = 0
                                   ///< the cosine decay follows the fraction of the budget used
                                   ///< (wall-clock dependent, so not bit-reproducible).
+  std::vector<Phase> phases;      ///< empty: one phase, all steps, the parameters' flags left alone
 };
 
 /// Where a run is: enough to continue it exactly.
 struct TrainerState {
   std::int64_t step = 0;         ///< optimizer steps taken (including skipped ones)
-  std::uint64_t data_pos = 0;    ///< position of the data-sampling stream
+  std::uint64_t data_pos = 0;    ///< position of the task's data stream (`Task::position()`)
   std::int64_t skipped = 0;      ///< steps skipped for a non-finite loss or gradient
   std::int64_t bad_in_row = 0;
   std::int64_t tokens = 0;       ///< training tokens consumed
@@ -104,57 +154,86 @@ struct TrainerState {
   }
 };
 
-template <Backend B, class T, class M>
-  requires models::Model<M, B, T>
+template <Backend B, class T, class M, class TaskT = RandomCrops>
+  requires models::Model<M, B, T> && Task<TaskT>
 class Trainer {
  public:
   using Ctx = typename B::Context;
   using Space = typename B::Space;
+  /// Loss terms recorded per step at most (a fixed array, so recording never allocates).
+  static constexpr std::size_t kMaxLossTerms = 16;
 
+  /// The default task: random crops of `data`'s train split with batch, seq_len and seed of `cfg`.
   /// `ctx` is used only to zero the optimizer's moments; every later call takes its own context.
   Trainer(Ctx& ctx, M& model, nn::ParamStore<B, T>& params, io::TextDataset const& data, TrainerConfig cfg)
+    requires std::constructible_from<TaskT, io::TextDataset const&, std::int64_t, std::int64_t, std::uint64_t>
+      : Trainer(ctx, model, params, data, TaskT(data, check(cfg).batch, cfg.seq_len, cfg.seed), cfg) {}
+
+  /// Batches from `task` (whose batch and seq_len must be the config's); `data`'s validation split
+  /// is still what `evaluate` scores.
+  Trainer(Ctx& ctx, M& model, nn::ParamStore<B, T>& params, io::TextDataset const& data, TaskT task,
+          TrainerConfig cfg)
       : model_(model),
         params_(params),
-        data_(data),
         cfg_(check(cfg)),
-        opt_(ctx, params, {cfg.lr, cfg.beta1, cfg.beta2, cfg.eps, cfg.weight_decay}),
-        schedule_(cfg.lr, cfg.warmup, std::max<std::int64_t>(cfg.steps, 1), cfg.min_lr_ratio),
-        rng_(cfg.seed, 0xDA7A),
-        ws_(model.forward_workspace(cfg.batch, cfg.seq_len) + model.backward_workspace(cfg.batch, cfg.seq_len)),
-        ids_(Shape{cfg.batch, cfg.seq_len}),
-        targets_(Shape{cfg.batch, cfg.seq_len}),
-        host_ids_(std::size_t(cfg.batch * cfg.seq_len)),
-        host_targets_(std::size_t(cfg.batch * cfg.seq_len)) {
+        task_(std::move(task)),
+        opt_(ctx, params, {cfg_.lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay}),
+        schedule_(cfg_.lr, cfg_.warmup, std::max<std::int64_t>(cfg_.steps, 1), cfg_.min_lr_ratio),
+        ws_(model.forward_workspace(cfg_.batch, cfg_.seq_len) + model.backward_workspace(cfg_.batch, cfg_.seq_len)),
+        evaluator_(model, data, {cfg_.batch, cfg_.seq_len, cfg_.eval_windows}, &ws_),
+        ids_(Shape{cfg_.batch, cfg_.seq_len}),
+        targets_(Shape{cfg_.batch, cfg_.seq_len}),
+        host_ids_(std::size_t(cfg_.batch * cfg_.seq_len)),
+        host_targets_(std::size_t(cfg_.batch * cfg_.seq_len)) {
+    HSEQ_CHECK(task_.batch() == cfg_.batch && task_.seq_len() == cfg_.seq_len,
+               "Trainer: the task's batches are [" << task_.batch() << ", " << task_.seq_len()
+                                                   << "] but the config says batch " << cfg_.batch << ", seq_len "
+                                                   << cfg_.seq_len);
+    check_phase_patterns();
     // The loss history is the only growing container; reserve it so steps do not allocate
     // (time-budgeted runs longer than this reserve grow it geometrically, rarely).
-    losses_.reserve(std::size_t(std::max<std::int64_t>(cfg.steps, 1 << 14)));
-    state_.data_seed = cfg.seed;
+    losses_.reserve(std::size_t(std::max<std::int64_t>(cfg_.steps, 1 << 14)));
+    if constexpr (requires { { task_.seed() } -> std::convertible_to<std::uint64_t>; }) data_seed_ = task_.seed();
+    else data_seed_ = cfg_.seed;
+    state_.data_seed = data_seed_;
+    state_.data_pos = task_.position();
+    enter_phase(phase_at(0));
   }
 
   TrainerState const& state() const { return state_; }
   TrainerConfig const& config() const { return cfg_; }
   AdamW<B, T>& optimizer() { return opt_; }
+  TaskT& task() { return task_; }
+  Evaluator<B, T, M>& evaluator() { return evaluator_; }
+  /// Index into `config().phases` of the phase the next step trains in (0 without phases).
+  std::size_t phase() const { return phase_at(state_.step); }
+  /// The loss terms of the last step, in the model's order (empty for a model without terms).
+  std::span<LossTerm const> last_terms() const { return {terms_.data(), n_terms_}; }
   /// Loss of every step taken by this object (NaN for skipped steps).
   std::vector<double> const& losses() const { return losses_; }
 
   /// One optimizer step; returns its mean training loss in nats (NaN when skipped).
   double step(Ctx& ctx) {
     auto t0 = std::chrono::steady_clock::now();
+    if (std::size_t p = phase_at(state_.step); p != phase_) enter_phase(p);
     params_.zero_grad(ctx);
     double loss_sum = 0;
     for (std::int64_t micro = 0; micro < cfg_.grad_accum; ++micro) {
-      data_.sample(io::TextDataset::Split::kTrain, rng_, cfg_.batch, cfg_.seq_len, host_ids_.data(),
-                   host_targets_.data());
+      task_.next(host_ids_.data(), host_targets_.data());
+      if constexpr (requires(M& m, Ctx& c) { m.reset_state(c); })
+        if (!task_.continues()) model_.reset_state(ctx);
       upload_batch(ctx);
       auto arena = ws_.arena();
       loss_sum += model_.forward(ctx, ids_.cview(), targets_.cview(), arena, trace_);
+      record_terms(micro);
       model_.backward(ctx, trace_, arena);
     }
     if (cfg_.grad_accum > 1) ops::scale<T>(ctx, params_.grads(), T(1.0 / double(cfg_.grad_accum)));
     double loss = loss_sum / double(cfg_.grad_accum);
+    for (std::size_t k = 0; k < n_terms_; ++k) terms_[k].value /= double(cfg_.grad_accum);
     double norm = cfg_.clip > 0 ? clip_grad_norm(ctx, params_, cfg_.clip) : grad_norm(ctx, params_);
     state_.tokens += cfg_.batch * cfg_.seq_len * cfg_.grad_accum;
-    state_.data_pos = rng_.position();
+    state_.data_pos = task_.position();
     if (!std::isfinite(loss) || !std::isfinite(norm)) {
       ++state_.skipped;
       ++state_.bad_in_row;
@@ -175,34 +254,11 @@ class Trainer {
     return loss;
   }
 
-  /// Validation bits per character over `windows` evenly spread windows (0: all of them).
+  /// Validation bits per character over `windows` evenly spread windows (-1: the config's
+  /// eval_windows, 0: all of them); see `Evaluator::evaluate`. Does not move the training data stream.
   double evaluate(Ctx& ctx, std::int64_t windows = -1) {
     if (windows < 0) windows = cfg_.eval_windows;
-    auto split = io::TextDataset::Split::kValidation;
-    std::int64_t total = data_.num_windows(split, cfg_.seq_len);
-    HSEQ_CHECK(total > 0, "Trainer::evaluate: the validation split is too short for sequences of " << cfg_.seq_len);
-    std::int64_t count = windows == 0 ? total : std::min(windows, total);
-    std::int64_t const t = cfg_.seq_len, per = t;
-    double nll = 0;
-    std::int64_t counted = 0;
-    for (std::int64_t first = 0; first < count; first += cfg_.batch) {
-      for (std::int64_t r = 0; r < cfg_.batch; ++r) {
-        std::int32_t* ids = host_ids_.data() + r * per;
-        std::int32_t* tg = host_targets_.data() + r * per;
-        if (first + r < count) {
-          data_.window(split, (first + r) * total / count, t, ids, tg);
-        } else {  // padding rows of the last batch: ignored targets
-          std::fill(ids, ids + t, 0);
-          std::fill(tg, tg + t, -1);
-        }
-      }
-      upload_batch(ctx);
-      auto arena = ws_.arena();
-      double loss = model_.forward(ctx, ids_.cview(), targets_.cview(), arena, trace_);
-      nll += loss * double(trace_.counted);
-      counted += trace_.counted;
-    }
-    state_.last_val_bpc = nll / double(counted) / std::log(2.0);
+    state_.last_val_bpc = evaluator_.evaluate(ctx, windows);
     return state_.last_val_bpc;
   }
 
@@ -270,28 +326,92 @@ class Trainer {
     TrainerState s;
     auto check_state = [&](io::CheckpointInfo const& info) {
       s = TrainerState::from_json(info.trainer_state);
-      HSEQ_CHECK(!s.data_seed || *s.data_seed == cfg_.seed,
+      HSEQ_CHECK(!s.data_seed || *s.data_seed == data_seed_,
                  "Trainer::load: checkpoint " << path << " was trained with data seed " << *s.data_seed
-                                              << " but this trainer's data seed is " << cfg_.seed
+                                              << " but this trainer's data seed is " << data_seed_
                                               << "; resuming would continue another data stream. Set "
                                                  "TrainerConfig::seed = "
                                               << *s.data_seed << " (hseq-train: --seed " << *s.data_seed << ")");
     };
     io::load_checkpoint(ctx, path, M::kKind, model_.config_json(), params_, {{"optim", opt_}}, check_state);
     state_ = s;
-    state_.data_seed = cfg_.seed;  // the stream continues under this seed (also for seedless checkpoints)
-    rng_.set_position(state_.data_pos);
+    state_.data_seed = data_seed_;  // the stream continues under this seed (also for seedless checkpoints)
+    task_.set_position(state_.data_pos);
+    enter_phase(phase_at(state_.step));  // a run resumed in phase 2 freezes what phase 2 freezes
   }
 
  private:
-  static TrainerConfig check(TrainerConfig c) {
+  static TrainerConfig const& check(TrainerConfig const& c) {
     HSEQ_CHECK(c.steps > 0 || c.time_budget_s > 0,
                "Trainer: give a number of steps or a time budget (steps " << c.steps << ", time budget "
                                                                          << c.time_budget_s << " s)");
     HSEQ_CHECK(c.batch > 0 && c.seq_len > 0 && c.steps >= 0 && c.grad_accum > 0 && c.max_bad_steps > 0,
                "Trainer: batch " << c.batch << ", seq_len " << c.seq_len << ", steps " << c.steps << ", grad_accum "
                                  << c.grad_accum << ", max_bad_steps " << c.max_bad_steps << " must be positive");
+    for (std::size_t i = 0; i < c.phases.size(); ++i)
+      HSEQ_CHECK(c.phases[i].steps > 0 || (i + 1 == c.phases.size() && c.phases[i].steps == 0),
+                 "Trainer: phase " << i << " ('" << c.phases[i].name << "') has " << c.phases[i].steps
+                                   << " steps; every phase but the last needs at least one (the last: >= 0)");
     return c;
+  }
+  /// Every pattern of every phase must match a parameter (checked up front, not when the phase
+  /// starts hours later).
+  void check_phase_patterns() const {
+    for (auto const& ph : cfg_.phases) {
+      for (auto const& pat : ph.frozen)
+        HSEQ_CHECK(params_.count_matching(pat) > 0, "Trainer: phase '" << ph.name << "' freezes '" << pat
+                                                                       << "', which matches no parameter");
+      for (auto const& g : ph.lr_scale) {
+        HSEQ_CHECK(params_.count_matching(g.pattern) > 0, "Trainer: phase '" << ph.name << "' scales the lr of '"
+                                                                             << g.pattern
+                                                                             << "', which matches no parameter");
+        HSEQ_CHECK(std::isfinite(g.scale) && g.scale >= 0,
+                   "Trainer: phase '" << ph.name << "': lr scale " << g.scale << " of '" << g.pattern
+                                      << "' must be finite and >= 0");
+      }
+    }
+  }
+  /// The phase step `step` trains in: phases follow each other, the last one to the end.
+  std::size_t phase_at(std::int64_t step) const {
+    std::int64_t end = 0;
+    for (std::size_t i = 0; i + 1 < cfg_.phases.size(); ++i) {
+      end += cfg_.phases[i].steps;
+      if (step < end) return i;
+    }
+    return cfg_.phases.empty() ? 0 : cfg_.phases.size() - 1;
+  }
+  /// Applies phase `p`'s flags (all reset first, so a phase states its whole grouping) and tells the
+  /// model. Allocates nothing: the patterns were checked at construction.
+  void enter_phase(std::size_t p) {
+    phase_ = p;
+    if (cfg_.phases.empty()) return;
+    Phase const& ph = cfg_.phases[p];
+    for (auto const& e : params_.entries()) {
+      e.param->frozen = false;
+      e.param->lr_scale = 1.0;
+    }
+    for (auto const& pat : ph.frozen) params_.set_frozen(pat, true);
+    for (auto const& g : ph.lr_scale) params_.set_lr_scale(g.pattern, g.scale);
+    if constexpr (requires(M& m, std::string_view n) { m.set_phase(n); }) model_.set_phase(std::string_view(ph.name));
+  }
+  /// Copies the model's loss terms of micro-batch `micro` (summed over the micro-batches; step()
+  /// divides by their count).
+  void record_terms(std::int64_t micro) {
+    if constexpr (requires(typename M::Trace const& tr) { tr.terms; }) {
+      std::size_t k = 0;
+      for (auto const& term : trace_.terms) {
+        static_assert(std::convertible_to<decltype(term.name), char const*> &&
+                          std::convertible_to<decltype(term.value), double>,
+                      "Trainer: M::Trace::terms must hold {char const* name; double value;}");
+        HSEQ_CHECK(k < kMaxLossTerms, "Trainer: the model reports more than " << kMaxLossTerms << " loss terms");
+        if (micro == 0) terms_[k] = {term.name, double(term.value)};
+        else terms_[k].value += double(term.value);
+        ++k;
+      }
+      n_terms_ = k;
+    } else {
+      (void)micro;
+    }
   }
   void upload_batch(Ctx& ctx) {
     B::template upload<std::int32_t>(ctx, ids_.data(), host_ids_.data(), host_ids_.size());
@@ -303,16 +423,20 @@ class Trainer {
 
   M& model_;
   nn::ParamStore<B, T>& params_;
-  io::TextDataset const& data_;
   TrainerConfig cfg_;
+  TaskT task_;
   AdamW<B, T> opt_;
   WarmupCosine schedule_;
-  Rng rng_;
-  Workspace<B> ws_;
+  Workspace<B> ws_;  // declared before evaluator_, which shares it
+  Evaluator<B, T, M> evaluator_;
   Tensor<std::int32_t, B> ids_, targets_;
   std::vector<std::int32_t> host_ids_, host_targets_;
   typename M::Trace trace_;
   TrainerState state_;
+  std::uint64_t data_seed_ = 0;
+  std::size_t phase_ = 0;
+  std::array<LossTerm, kMaxLossTerms> terms_{};
+  std::size_t n_terms_ = 0;
   std::vector<double> losses_;
 };
 

@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: MIT
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "hseq/io/text_dataset.hpp"
+#include "hseq/models/transformer_lm.hpp"
+#include "hseq/train/evaluator.hpp"
+#include "hseq/train/trainer.hpp"
+
+using namespace hseq;
+using Lm = models::TransformerLm<cpu, float>;
+using Split = io::TextDataset::Split;
+using EvaluatorF = train::Evaluator<cpu, float, Lm>;
+
+namespace {
+std::string corpus() {
+  std::string s;
+  for (int i = 0; i < 300; ++i) s += "the quick brown fox " + std::to_string(i % 17) + " jumps over the lazy dog.\n";
+  return s;
+}
+Lm::Config tiny() { return {.vocab = 256, .dim = 16, .heads = 2, .layers = 2, .context = 16}; }
+
+/// The validation loop Trainer::evaluate ran before the Evaluator existed, written out: windows
+/// k * total / count, padding rows with ignored targets, batches weighted by their counted targets.
+double reference_bpc(cpu::Context& ctx, Lm const& m, io::TextDataset const& data, std::int64_t batch, std::int64_t t,
+                     std::int64_t windows) {
+  std::int64_t total = data.num_windows(Split::kValidation, t);
+  std::int64_t count = windows == 0 ? total : std::min(windows, total);
+  Workspace<cpu> ws(m.forward_workspace(batch, t));
+  Tensor<std::int32_t, cpu> ids(Shape{batch, t}), tg(Shape{batch, t});
+  Lm::Trace trace;
+  double nll = 0;
+  std::int64_t counted = 0;
+  for (std::int64_t first = 0; first < count; first += batch) {
+    for (std::int64_t r = 0; r < batch; ++r) {
+      if (first + r < count) {
+        data.window(Split::kValidation, (first + r) * total / count, t, ids.data() + r * t, tg.data() + r * t);
+      } else {
+        std::fill(ids.data() + r * t, ids.data() + (r + 1) * t, 0);
+        std::fill(tg.data() + r * t, tg.data() + (r + 1) * t, -1);
+      }
+    }
+    auto a = ws.arena();
+    double loss = m.forward(ctx, ids.cview(), tg.cview(), a, trace);
+    nll += loss * double(trace.counted);
+    counted += trace.counted;
+  }
+  return nll / double(counted) / std::log(2.0);
+}
+}  // namespace
+
+TEST_CASE("evaluator: bits per character equal the old trainer's validation loop bit for bit, padding included") {
+  cpu::Context ctx;
+  auto data = io::TextDataset::from_string(corpus(), "corpus", 0.1);
+  Lm m(tiny());
+  nn::ParamStore<cpu, float> p(m);
+  p.init(ctx, 3);
+  std::int64_t const batch = 3, t = 16;
+  std::int64_t total = data.num_windows(Split::kValidation, t);
+  REQUIRE(total > 20);
+  REQUIRE(total % batch != 0);  // evaluating everything pads the last batch
+  train::Evaluator<cpu, float, Lm> ev(m, data, {batch, t, 7});  // 7 windows: two padding rows
+  CHECK(ev.num_windows() == 7);
+  CHECK(ev.num_windows(0) == total);
+  CHECK(ev.num_windows(100000) == total);
+  for (std::int64_t w : {std::int64_t(7), std::int64_t(1), std::int64_t(0), total - 1}) {
+    CAPTURE(w);
+    double got = ev.evaluate(ctx, w);
+    CHECK(got == reference_bpc(ctx, m, data, batch, t, w));
+  }
+  CHECK(ev.evaluate(ctx) == reference_bpc(ctx, m, data, batch, t, 7));  // -1: the config's count
+  // Sensitivity: the spread of windows matters (the first 7 windows give another figure).
+  CHECK(ev.evaluate(ctx, 7) != reference_bpc(ctx, m, data, batch, t, total));
+  // An untrained byte model is near log2(256) bits.
+  CHECK(ev.evaluate(ctx, 0) == doctest::Approx(8.0).epsilon(0.03));
+}
+
+TEST_CASE("evaluator: Trainer::evaluate delegates to it (same figures, before and after training)") {
+  cpu::Context ctx;
+  auto data = io::TextDataset::from_string(corpus(), "corpus", 0.1);
+  Lm m(tiny());
+  nn::ParamStore<cpu, float> p(m);
+  p.init(ctx, 3);
+  train::TrainerConfig tc;
+  tc.batch = 4;
+  tc.seq_len = 16;
+  tc.steps = 5;
+  tc.warmup = 1;
+  tc.lr = 3e-3;
+  tc.eval_windows = 9;
+  train::Trainer<cpu, float, Lm> tr(ctx, m, p, data, tc);
+  train::Evaluator<cpu, float, Lm> ev(m, data, {tc.batch, tc.seq_len, tc.eval_windows});
+  double before = tr.evaluate(ctx);
+  CHECK(before == ev.evaluate(ctx));
+  CHECK(before == reference_bpc(ctx, m, data, 4, 16, 9));
+  CHECK(tr.state().last_val_bpc == before);
+  for (int i = 0; i < 5; ++i) tr.step(ctx);
+  double after = tr.evaluate(ctx, 0);
+  CHECK(after == ev.evaluate(ctx, 0));
+  CHECK(after < before);
+  CHECK(tr.evaluator().num_windows() == 9);
+}
+
+TEST_CASE("evaluator: a validation split shorter than one window is refused when evaluating, not before") {
+  cpu::Context ctx;
+  auto data = io::TextDataset::from_string(corpus(), "corpus", 0.0);  // no validation split
+  Lm m(tiny());
+  nn::ParamStore<cpu, float> p(m);
+  train::Evaluator<cpu, float, Lm> ev(m, data, {2, 16, 4});
+  CHECK(ev.num_windows() == 0);
+  CHECK_THROWS_WITH_AS(ev.evaluate(ctx), doctest::Contains("validation split of corpus (0 bytes) is too short"), Error);
+  CHECK_THROWS_AS(EvaluatorF(m, data, {0, 16, 4}), Error);
+  CHECK_THROWS_AS(EvaluatorF(m, data, {2, 16, -1}), Error);
+}
