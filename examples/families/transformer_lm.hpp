@@ -18,7 +18,7 @@ struct TransformerLmFamily {
   static void add_flags(Args& a) {
     a.flag("dim", "256", "model width d")
         .flag("heads", "4", "attention heads (must divide --dim)")
-        .flag("layers", "4", "transformer: Transformer blocks")
+        .flag("layers", "4", "layers of the main stack (transformer: blocks; hierarchical: backbone layers)")
         .flag("context", "128", "longest sequence the model sees (learned position table length)")
         .flag("position", "learned", "transformer: position encoding, learned, sinusoidal or none")
         .toggle("untied", "transformer: separate output projection instead of the token embedding");

@@ -92,8 +92,8 @@ TEST_CASE("family: the registry lists the families in list order, and their flag
     models.push_back(f->model);
     kinds.push_back(f->kind);
   }
-  CHECK(models == std::vector<std::string>{"transformer", "hourglass", "bigram"});
-  CHECK(kinds == std::vector<std::string>{"transformer_lm", "hourglass", "bigram"});
+  CHECK(models == std::vector<std::string>{"transformer", "hourglass", "hierarchical", "bigram"});
+  CHECK(kinds == std::vector<std::string>{"transformer_lm", "hourglass", "hierarchical", "bigram"});
   REQUIRE(cli::find_family("hourglass") != nullptr);
   CHECK(cli::find_family("hourglass")->slots.size() == 2);
   CHECK(cli::find_family("hourglass")->slots[0].names == std::vector<std::string>{"attention", "avg", "linear"});
@@ -107,7 +107,7 @@ TEST_CASE("family: the registry lists the families in list order, and their flag
   CHECK(a.str("model") == "transformer");
   std::ostringstream help;
   a.usage(help);
-  CHECK(help.str().find("model family: transformer, hourglass, bigram") != std::string::npos);
+  CHECK(help.str().find("model family: transformer, hourglass, hierarchical, bigram") != std::string::npos);
   CHECK(help.str().find("hourglass: shortening (pooling), one of attention, avg, linear") != std::string::npos);
 
   cli::ModelChoice c = cli::choice_from_flags(model_args({"--model", "hourglass", "--upsample", "linear"}));
@@ -117,7 +117,7 @@ TEST_CASE("family: the registry lists the families in list order, and their flag
   CHECK_THROWS_WITH_AS(cli::choice_from_flags(model_args({"--model", "hourglass", "--shorten", "max"})),
                        doctest::Contains("unknown --shorten 'max' (known: attention, avg, linear)"), Error);
   CHECK_THROWS_WITH_AS(cli::choice_from_flags(model_args({"--model", "rnn"})),
-                       doctest::Contains("unknown --model 'rnn' (known: transformer, hourglass, bigram)"), Error);
+                       doctest::Contains("unknown --model 'rnn' (known: transformer, hourglass, hierarchical, bigram)"), Error);
 }
 
 TEST_CASE("family: a checkpoint names its model family and policies") {
@@ -164,7 +164,7 @@ TEST_CASE("family: a checkpoint of an unknown kind or without policies is refuse
   }
   CHECK_THROWS_WITH_AS(cli::choice_from_checkpoint(other),
                        doctest::Contains(("checkpoint " + other +
-                                          " holds a 'lstm_lm' model; these programs know transformer_lm, hourglass, bigram")
+                                          " holds a 'lstm_lm' model; these programs know transformer_lm, hourglass, hierarchical, bigram")
                                              .c_str()),
                        Error);
 

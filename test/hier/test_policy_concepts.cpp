@@ -6,7 +6,10 @@
 //    concepts state the whole contract the Hourglass relies on, not a part of it;
 //  - the same archetype missing any one member does not satisfy the concept, so every requirement
 //    is really checked;
-//  - the provisional encoder, decoder and compression concepts are satisfiable.
+//  - the encoder, decoder, segment backbone and segmenter concepts (models::Hierarchical) hold for the
+//    library's policies and for archetypes with exactly their members; a decoder or backbone
+//    archetype without its cached-generation members does not satisfy them; the provisional
+//    compression concept is satisfiable.
 #include <doctest/doctest.h>
 
 #include <cstddef>
@@ -22,9 +25,18 @@
 #include "hseq/hier/compression_policy.hpp"
 #include "hseq/hier/decoder_policy.hpp"
 #include "hseq/hier/encoder_policy.hpp"
+#include "hseq/hier/fixed_chunks.hpp"
 #include "hseq/hier/linear_pool.hpp"
 #include "hseq/hier/linear_upsample.hpp"
+#include "hseq/hier/mlp_encoder.hpp"
 #include "hseq/hier/repeat_upsample.hpp"
+#include "hseq/hier/rnn_backbone.hpp"
+#include "hseq/hier/rnn_decoder.hpp"
+#include "hseq/hier/rnn_encoder.hpp"
+#include "hseq/hier/segment_backbone_policy.hpp"
+#include "hseq/hier/segmenter_policy.hpp"
+#include "hseq/hier/transformer_backbone.hpp"
+#include "hseq/hier/transformer_decoder.hpp"
 #include "hseq/hier/shorten_policy.hpp"
 #include "hseq/hier/upsample_policy.hpp"
 #include "hseq/models/hourglass.hpp"
@@ -259,6 +271,8 @@ struct EncoderArchetype {
   };
 };
 
+/// `Steps`: with the cached-generation members (false: without, which must fail the concept).
+template <bool Steps = true>
 struct DecoderArchetype {
   static constexpr char const* kName = "decoder-archetype";
   template <Backend B, class T>
@@ -266,9 +280,48 @@ struct DecoderArchetype {
     using Base = ProvisionalBase<B, T>;
     using Base::Base;
     using typename Base::CView, typename Base::Ctx, typename Base::MView, typename Base::Saved, typename Base::Space;
+    struct StepState {  // only movable
+      StepState(StepState&&) = default;
+      StepState& operator=(StepState&&) = default;
+    };
     Saved forward(Ctx&, CView cond, CView x, MView y, Arena<Space>&) const;
     void backward(Ctx&, Saved const&, CView dy, MView dcond, MView dx, Arena<Space>&) const;
+    StepState make_step_state(std::int64_t) const;
+    std::size_t step_workspace(std::int64_t) const;
+    void step_begin(Ctx&, StepState&, CView cond, Arena<Space>&) const;
+    void step(Ctx&, StepState&, CView x, std::int64_t r, MView y, Arena<Space>&) const requires Steps;
   };
+};
+
+template <bool Steps = true>
+struct SegmentBackboneArchetype {
+  static constexpr char const* kName = "backbone-archetype";
+  template <Backend B, class T>
+  struct Module : ProvisionalBase<B, T> {
+    using Base = ProvisionalBase<B, T>;
+    using Base::Base;
+    using typename Base::CView, typename Base::Ctx, typename Base::MView, typename Base::Saved, typename Base::Space;
+    struct StepState {
+      StepState(StepState&&) = default;
+      StepState& operator=(StepState&&) = default;
+    };
+    Saved forward(Ctx&, CView e, MView s, Arena<Space>&) const;
+    void backward(Ctx&, Saved const&, CView ds, MView de, Arena<Space>&) const;
+    StepState make_step_state(std::int64_t, std::int64_t) const;
+    std::size_t step_workspace(std::int64_t, std::int64_t) const;
+    void step(Ctx&, StepState&, CView e, std::int64_t j, MView s, Arena<Space>&) const requires Steps;
+  };
+};
+
+struct SegmenterArchetype {
+  static constexpr char const* kName = "segmenter-archetype";
+  static constexpr std::int64_t kSize = 3;
+  static std::int64_t segments(std::int64_t t, char const*);
+};
+struct SegmenterSizeZero {
+  static constexpr char const* kName = "size-zero";
+  static constexpr std::int64_t kSize = 0;
+  static std::int64_t segments(std::int64_t t, char const*);
 };
 
 }  // namespace
@@ -276,9 +329,29 @@ struct DecoderArchetype {
 static_assert(hier::EncoderPolicy<EncoderArchetype, cpu, float>);
 static_assert(hier::EncoderPolicy<EncoderArchetype, cpu, double>);
 static_assert(hier::CompressionPolicy<EncoderArchetype, cpu, float>);  // the same shape of function
-static_assert(!hier::EncoderPolicy<DecoderArchetype, cpu, float>);     // forward takes a condition
-static_assert(hier::DecoderPolicy<DecoderArchetype, cpu, float>);
-static_assert(hier::DecoderPolicy<DecoderArchetype, cpu, double>);
+static_assert(!hier::EncoderPolicy<DecoderArchetype<>, cpu, float>);   // forward takes a condition
+static_assert(hier::DecoderPolicy<DecoderArchetype<>, cpu, float>);
+static_assert(hier::DecoderPolicy<DecoderArchetype<>, cpu, double>);
+static_assert(!hier::DecoderPolicy<DecoderArchetype<false>, cpu, float>);  // no step: no cached generation
+static_assert(hier::SegmentBackbonePolicy<SegmentBackboneArchetype<>, cpu, float>);
+static_assert(!hier::SegmentBackbonePolicy<SegmentBackboneArchetype<false>, cpu, float>);
+static_assert(!hier::SegmentBackbonePolicy<EncoderArchetype, cpu, float>);  // no cached step
+static_assert(hier::SegmenterPolicy<SegmenterArchetype>);
+static_assert(!hier::SegmenterPolicy<SegmenterSizeZero>);
+static_assert(!hier::SegmenterPolicy<hier::AvgPool>);
+
+// The library's segment-model policies (models::Hierarchical).
+static_assert(hier::SegmenterPolicy<hier::FixedChunks<1>>);
+static_assert(hier::SegmenterPolicy<hier::FixedChunks<8>>);
+static_assert(hier::EncoderPolicy<hier::MlpEncoder, cpu, float>);
+static_assert(hier::EncoderPolicy<hier::RnnEncoder, cpu, double>);
+static_assert(hier::SegmentBackbonePolicy<hier::RnnBackbone, cpu, float>);
+static_assert(hier::SegmentBackbonePolicy<hier::TransformerBackbone, cpu, double>);
+static_assert(hier::DecoderPolicy<hier::RnnDecoder, cpu, float>);
+static_assert(hier::DecoderPolicy<hier::TransformerDecoder, cpu, double>);
+static_assert(!hier::DecoderPolicy<hier::MlpEncoder, cpu, float>);
+static_assert(!hier::EncoderPolicy<hier::RnnDecoder, cpu, float>);
+static_assert(!hier::SegmentBackbonePolicy<hier::MlpEncoder, cpu, float>);
 static_assert(!hier::DecoderPolicy<EncoderArchetype, cpu, float>);
 static_assert(!hier::DecoderPolicy<hier::AvgPool, cpu, float>);
 
@@ -297,4 +370,11 @@ TEST_CASE("policy concepts: the library's policies have distinct names within th
   std::set<std::string> upsample{hier::Repeat::kName, hier::LinearUp::kName, hier::AttentionUp::kName};
   CHECK(shorten.size() == 3);
   CHECK(upsample.size() == 3);
+  std::set<std::string> encoders{hier::MlpEncoder::kName, hier::RnnEncoder::kName};
+  std::set<std::string> backbones{hier::RnnBackbone::kName, hier::TransformerBackbone::kName};
+  std::set<std::string> decoders{hier::RnnDecoder::kName, hier::TransformerDecoder::kName};
+  CHECK(encoders.size() == 2);
+  CHECK(backbones.size() == 2);
+  CHECK(decoders.size() == 2);
+  CHECK(std::string(hier::FixedChunks<4>::kName) != hier::FixedChunks<40>::kName);
 }

@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: MIT
 /// @file
-/// @brief `EncoderPolicy` (provisional): a chunk encoder, one vector per chunk of k inputs.
+/// @brief `EncoderPolicy`: a segment encoder, one vector per segment of k inputs.
 ///
-/// PROVISIONAL: no model uses an encoder yet. This states the part of the contract that HRED's
-/// sub-sequence encoder, HAED's chunk encoder and HAT's character encoder share (spec models.md
-/// §1, §2.3, §6.2), for fixed-size chunks; variable-length segments (a Segmenter) and cached
-/// generation will extend it when the first of those models lands.
+/// States the contract of HRED's sub-sequence encoder and HAED's chunk encoder (spec models.md §1,
+/// §2.3; `hier::RnnEncoder`, `hier::MlpEncoder`, used by `models::Hierarchical`), for fixed-size
+/// segments; HAT's character encoder (§6.2) has the same shape. Variable-length segments (a
+/// `Delimited` segmenter) will extend it with per-segment lengths. Cached generation needs nothing
+/// more: a completed segment is encoded by `forward` over one segment (N = 1), its Saved discarded.
 ///
 /// An encoder policy is a tag type `P` with `P::kName` and `P::Module<B, T>`
 /// (`EncoderModule<P, B, T>`), a module (nn/module.hpp) built from its `Config` with

@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: MIT
+#include <doctest/doctest.h>
+
+#include "hier/segment_part_checks.hpp"
+#include "hseq/hier/mlp_encoder.hpp"
+
+using namespace hseq;
+using Enc = hier::MlpEncoderModule<cpu, double>;
+
+TEST_CASE("gradcheck: MlpEncoder (bytes, both layers, the LayerNorm)") {
+  test::gradcheck_unary<Enc>({.dim = 4, .segment = 3, .mlp_hidden = 6}, Shape{2, 6, 4}, Shape{2, 2, 4});
+  test::gradcheck_unary<Enc>({.dim = 3, .segment = 1}, Shape{1, 3, 3}, Shape{1, 3, 3});  // hidden 4 dim
+}
+
+TEST_CASE("mlp encoder: a byte reaches its own segment's vector only, wherever it sits in it") {
+  hier::MlpEncoderModule<cpu, float> m({.dim = 8, .segment = 4});
+  nn::ParamStore<cpu, float> ps(m);
+  test::randomize_params(ps, 2, 0.3);
+  for (std::int64_t p = 0; p < 12; ++p) {
+    CAPTURE(p);
+    std::string want = std::string(3, '.');
+    want[std::size_t(p / 4)] = 'x';
+    CHECK(test::unary_moved(m, Shape{2, 12, 8}, Shape{2, 3, 8}, p) == want);
+  }
+  CHECK(ps.find("fc1.weight").shape == (Shape{32, 32}));  // hidden 4 dim over 4 concatenated bytes
+}
+
+TEST_CASE("mlp encoder: shapes that are not whole segments are refused") {
+  cpu::Context ctx;
+  hier::MlpEncoderModule<cpu, float> m({.dim = 4, .segment = 3});
+  nn::ParamStore<cpu, float> ps(m);
+  Tensor<float, cpu> x(Shape{1, 7, 4}), e(Shape{1, 2, 4});
+  Workspace<cpu> ws(1 << 16);
+  auto a = ws.arena();
+  CHECK_THROWS_WITH_AS(m.forward(ctx, x.cview(), e.view(), a), doctest::Contains("is not [B, N 3, 4]"), Error);
+  using EncF = hier::MlpEncoderModule<cpu, float>;
+  CHECK_THROWS_WITH_AS(EncF({.dim = 4}), doctest::Contains("segment size 0"), Error);
+}
