@@ -34,6 +34,7 @@
 #include "hseq/io/checkpoint.hpp"
 #include "hseq/io/text_dataset.hpp"
 #include "hseq/models/generate.hpp"
+#include "hseq/models/hierarchical.hpp"
 #include "hseq/models/hourglass.hpp"
 #include "hseq/models/transformer_lm.hpp"
 #include "hseq/train/adamw.hpp"
@@ -115,6 +116,40 @@ struct HgSpec {
                                                   .hierarchy = HierarchySpec::parse(hierarchy)});
   }
 };
+
+/// HRED/HAED (models::Hierarchical) over segments of 4 bytes with the given encoder, backbone and
+/// decoder policies.
+template <class Enc, class Bb, class Dec>
+struct HierSpec {
+  std::int64_t vocab = 64, dim = 16, heads = 2, layers = 2, decoder_layers = 1, context = 48;
+  nn::RnnKind cell = nn::RnnKind::kGru;
+  static constexpr std::int64_t kSegment = 4;
+  // Attention runs only in a Transformer backbone or decoder (0: none may be dispatched).
+  std::int64_t head_size() const {
+    bool const attention = std::is_same_v<Bb, hier::TransformerBackbone> || std::is_same_v<Dec, hier::TransformerDecoder>;
+    return attention ? dim / heads : 0;
+  }
+  std::string name() const {
+    return std::string("Hierarchical (encoder ") + Enc::kName + ", backbone " + Bb::kName + ", decoder " + Dec::kName +
+           ", cell " + nn::rnn_kind_name(cell) + ", d " + std::to_string(dim) + ", K " + std::to_string(kSegment) + ")";
+  }
+  template <class B, class T>
+  auto make() const {
+    using M = models::Hierarchical<B, T, hier::FixedChunks<kSegment>, Enc, Bb, Dec>;
+    typename M::Config c;
+    c.vocab = vocab;
+    c.dim = dim;
+    c.heads = heads;
+    c.layers = layers;
+    c.decoder_layers = decoder_layers;
+    c.cell = cell;
+    c.context = context;
+    return std::make_unique<M>(c);
+  }
+};
+using HredSpec = HierSpec<hier::RnnEncoder, hier::RnnBackbone, hier::RnnDecoder>;
+using HaedRnnSpec = HierSpec<hier::MlpEncoder, hier::TransformerBackbone, hier::RnnDecoder>;
+using HaedTransformerSpec = HierSpec<hier::MlpEncoder, hier::TransformerBackbone, hier::TransformerDecoder>;
 
 template <class Spec, class B, class T>
 using ModelOf = typename decltype(std::declval<Spec const&>().template make<B, T>())::element_type;
@@ -523,6 +558,56 @@ TEST_CASE("cuda models: Hourglass cached logits on the GPU equal the full forwar
   HgSpec<hier::AttentionPool, hier::AttentionUp> spec{"1@1 1@2 1@6 1@2 1@1"};
   double rel = mm_cached_vs_full<float>(spec, 22, 5, 62);
   INFO(spec.name(), ", float: worst relative difference ", rel);
+  CHECK(rel <= kCachedRelFloat);
+}
+
+// =============================================================================================
+// HRED / HAED (models::Hierarchical) on the GPU: the same four checks
+
+TEST_CASE("cuda models: HRED and HAED on the GPU match the CPU (GRU, LSTM, both decoders)") {
+  mm_compare_model(HredSpec{}, 2, 36, 71);
+  HredSpec lstm;
+  lstm.cell = nn::RnnKind::kLstm;
+  mm_compare_model(lstm, 2, 36, 72);
+  mm_compare_model(HaedRnnSpec{}, 2, 36, 73);
+  mm_compare_model(HaedTransformerSpec{}, 2, 36, 74);
+  // Head size 32: the tensor-core float attention kernels in the backbone and decoder.
+  HaedTransformerSpec wide;
+  wide.dim = 64;
+  mm_compare_model(wide, 2, 44, 75);
+}
+
+TEST_CASE("cuda models: gradcheck of tiny HRED and HAED on the GPU in double") {
+  HredSpec hred;
+  hred.vocab = 11;
+  hred.dim = 8;
+  hred.layers = 1;
+  hred.context = 8;
+  mm_gradcheck_model(hred, 2, 8, 81, 5);
+  HaedTransformerSpec haed;
+  haed.vocab = 11;
+  haed.dim = 8;
+  haed.layers = 1;
+  haed.context = 8;
+  mm_gradcheck_model(haed, 2, 8, 82, 5);
+}
+
+TEST_CASE("cuda models: HRED and HAED on the GPU are causal by perturbation (rows >= p change, rows < p keep bits)") {
+  std::vector<std::int64_t> const positions{0, 1, 3, 4, 5, 15, 16, 17, 30, 31};
+  mm_causality(HredSpec{}, 32, positions, 91);
+  mm_causality(HaedRnnSpec{}, 32, positions, 92);
+  mm_causality(HaedTransformerSpec{}, 32, positions, 93);
+}
+
+TEST_CASE("cuda models: HRED and HAED cached logits on the GPU equal the full forward") {
+  // Prefill 7: a partial segment, then byte by byte across segment boundaries.
+  for (double rel : {mm_cached_vs_full<double>(HredSpec{}, 20, 7, 95), mm_cached_vs_full<double>(HaedRnnSpec{}, 20, 7, 96),
+                     mm_cached_vs_full<double>(HaedTransformerSpec{}, 20, 7, 97)}) {
+    INFO("worst relative difference ", rel);
+    CHECK(rel <= kCachedRelDouble);
+  }
+  double rel = mm_cached_vs_full<float>(HaedTransformerSpec{}, 24, 5, 98);
+  INFO("HAED (Transformer decoder), float: worst relative difference ", rel);
   CHECK(rel <= kCachedRelFloat);
 }
 

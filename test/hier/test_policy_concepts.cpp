@@ -284,7 +284,7 @@ struct DecoderArchetype {
       StepState(StepState&&) = default;
       StepState& operator=(StepState&&) = default;
     };
-    Saved forward(Ctx&, CView cond, CView x, MView y, Arena<Space>&) const;
+    void forward(Ctx&, CView cond, CView x, MView y, Saved&, Arena<Space>&) const;
     void backward(Ctx&, Saved const&, CView dy, MView dcond, MView dx, Arena<Space>&) const;
     StepState make_step_state(std::int64_t) const;
     std::size_t step_workspace(std::int64_t) const;
@@ -305,7 +305,7 @@ struct SegmentBackboneArchetype {
       StepState(StepState&&) = default;
       StepState& operator=(StepState&&) = default;
     };
-    Saved forward(Ctx&, CView e, MView s, Arena<Space>&) const;
+    void forward(Ctx&, CView e, MView s, Saved&, Arena<Space>&) const;
     void backward(Ctx&, Saved const&, CView ds, MView de, Arena<Space>&) const;
     StepState make_step_state(std::int64_t, std::int64_t) const;
     std::size_t step_workspace(std::int64_t, std::int64_t) const;

@@ -9,7 +9,8 @@
 ///
 /// A decoder policy is a tag type `P` with `P::kName` and `P::Module<B, T>`
 /// (`DecoderModule<P, B, T>`), a module (nn/module.hpp) built from its `Config` with
-///   - `Saved forward(ctx, cond [B, N, d], x [B, N k, d], y [B, N k, d], ws)`: cond[i] conditions
+///   - `forward(ctx, cond [B, N, d], x [B, N k, d], y [B, N k, d], saved, ws)` into the caller's
+///     `Saved& saved`, reused across steps (so training does not allocate): cond[i] conditions
 ///     segment i (the caller shifts it by one segment, so it summarises segments < i only); x holds
 ///     the segment's byte embeddings, unshifted (language-model framing: row p reads byte p and
 ///     predicts byte p + 1), and y row i k + r may depend on cond[i] and x rows i k .. i k + r only;
@@ -62,14 +63,15 @@ concept DecoderPolicy =
              View<T const, typename B::Space> cond, View<T const, typename B::Space> x, View<T, typename B::Space> y,
              View<T const, typename B::Space> dy, View<T, typename B::Space> dcond, View<T, typename B::Space> dx,
              std::int64_t batch, std::int64_t len, Arena<typename B::Space>& ws,
-             typename DecoderModule<P, B, T>::Saved const& saved, typename DecoderModule<P, B, T>::StepState& state,
+             typename DecoderModule<P, B, T>::Saved const& saved, typename DecoderModule<P, B, T>::Saved& saved_mut,
+             typename DecoderModule<P, B, T>::StepState& state,
              std::int64_t r,
              void (*visit)(std::string const&, nn::Param<T, typename B::Space>&), std::string const& prefix) {
       { m.config() } -> std::convertible_to<typename DecoderModule<P, B, T>::Config const&>;
       mod.visit_params(visit, prefix);
       { m.forward_workspace(batch, len) } -> std::convertible_to<std::size_t>;
       { m.backward_workspace(batch, len) } -> std::convertible_to<std::size_t>;
-      { m.forward(ctx, cond, x, y, ws) } -> std::same_as<typename DecoderModule<P, B, T>::Saved>;
+      m.forward(ctx, cond, x, y, saved_mut, ws);
       m.backward(ctx, saved, dy, dcond, dx, ws);
       { m.make_step_state(batch) } -> std::same_as<typename DecoderModule<P, B, T>::StepState>;
       { m.step_workspace(batch) } -> std::convertible_to<std::size_t>;

@@ -66,11 +66,11 @@ class RnnBackboneModule {
     return tmp + inner;
   }
 
-  /// s [B, N, d] from e [B, N, d].
-  Saved forward(Ctx& ctx, CView e, MView s, Arena<Space>& ws) const {
+  /// s [B, N, d] from e [B, N, d], into the caller's `sv` (reuse one across steps: its vectors
+  /// allocate only on the first call, so training does not allocate).
+  void forward(Ctx& ctx, CView e, MView s, Saved& sv, Arena<Space>& ws) const {
     HSEQ_CHECK(e.rank() == 3 && e.size(2) == cfg_.dim && s.shape == e.shape,
                "RnnBackbone(dim " << cfg_.dim << "): e " << e.shape << ", s " << s.shape);
-    Saved sv;
     sv.layers.resize(rnns_.size());
     sv.outs.resize(rnns_.size());
     CView cur = e;
@@ -79,6 +79,11 @@ class RnnBackboneModule {
       sv.layers[l] = rnns_[l].forward(ctx, cur, {}, sv.outs[l], {}, ws);  // s^l   [B, N, d]
       cur = sv.outs[l];
     }
+  }
+  /// The same with a fresh Saved (allocates: for one-off calls and tests).
+  Saved forward(Ctx& ctx, CView e, MView s, Arena<Space>& ws) const {
+    Saved sv;
+    forward(ctx, e, s, sv, ws);
     return sv;
   }
 

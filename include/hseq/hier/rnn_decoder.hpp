@@ -87,8 +87,9 @@ class RnnDecoderModule {
     return aligned_bytes<T>(rows * k * 2 * d) + 2 * aligned_bytes<T>(rows * d) + tmp + inner;
   }
 
-  /// y [B, N K, d] from the conditions cond [B, N, d] and the byte embeddings x [B, N K, d].
-  Saved forward(Ctx& ctx, CView cond, CView x, MView y, Arena<Space>& ws) const {
+  /// y [B, N K, d] from the conditions cond [B, N, d] and the byte embeddings x [B, N K, d], into
+  /// the caller's `s` (reuse one across steps: its vectors allocate only on the first call).
+  void forward(Ctx& ctx, CView cond, CView x, MView y, Saved& s, Arena<Space>& ws) const {
     std::int64_t k = cfg_.segment, d = cfg_.dim;
     HSEQ_CHECK(x.rank() == 3 && x.size(2) == d && x.size(1) % k == 0,
                "RnnDecoder(dim " << d << ", segment " << k << "): x " << x.shape << " is not [B, N " << k << ", " << d
@@ -96,7 +97,6 @@ class RnnDecoderModule {
     std::int64_t bsz = x.size(0), n = x.size(1) / k, rows = bsz * n;
     check_shape(cond, Shape{bsz, n, d}, "RnnDecoder: cond");
     check_shape(y, x.shape, "RnnDecoder: y");
-    Saved s;
     s.u = ws.template take<T>(Shape{rows, k, 2 * d}, "rnn_dec.u");
     CView c2 = cond.reshape(Shape{rows, d});
     // u[:, r] = [x_{iK+r}; c_i]                                                  [B N, K, 2d]
@@ -115,6 +115,11 @@ class RnnDecoderModule {
       s.layers[l] = rnns_[l].forward(ctx, cur, {s.h0[l], {}}, s.outs[l], {}, ws);  // [B N, K, d]
       cur = s.outs[l];
     }
+  }
+  /// The same with a fresh Saved (allocates: for one-off calls and tests).
+  Saved forward(Ctx& ctx, CView cond, CView x, MView y, Arena<Space>& ws) const {
+    Saved s;
+    forward(ctx, cond, x, y, s, ws);
     return s;
   }
 

@@ -6,7 +6,8 @@
 ///
 /// A backbone policy is a tag type `P` with `P::kName` and `P::Module<B, T>`
 /// (`SegmentBackboneModule<P, B, T>`), a module (nn/module.hpp) built from its `Config` with
-///   - `Saved forward(ctx, e [B, N, d], s [B, N, d], ws)`: s[j] may depend on e[0..j] only (causal);
+///   - `forward(ctx, e [B, N, d], s [B, N, d], saved, ws)` into the caller's `Saved& saved`, reused
+///     across steps (so training does not allocate): s[j] may depend on e[0..j] only (causal);
 ///   - `backward(ctx, saved, ds, de, ws)` (de overwritten; parameter gradients accumulate),
 ///     `forward_workspace(batch, n)` / `backward_workspace(batch, n)` (n segments);
 ///   - cached generation, one segment at a time: `StepState make_step_state(batch, capacity)` for up
@@ -56,13 +57,14 @@ concept SegmentBackbonePolicy =
              View<T const, typename B::Space> e, View<T, typename B::Space> s, View<T const, typename B::Space> ds,
              View<T, typename B::Space> de, std::int64_t batch, std::int64_t n, std::int64_t j,
              Arena<typename B::Space>& ws, typename SegmentBackboneModule<P, B, T>::Saved const& saved,
+             typename SegmentBackboneModule<P, B, T>::Saved& saved_mut,
              typename SegmentBackboneModule<P, B, T>::StepState& state,
              void (*visit)(std::string const&, nn::Param<T, typename B::Space>&), std::string const& prefix) {
       { m.config() } -> std::convertible_to<typename SegmentBackboneModule<P, B, T>::Config const&>;
       mod.visit_params(visit, prefix);
       { m.forward_workspace(batch, n) } -> std::convertible_to<std::size_t>;
       { m.backward_workspace(batch, n) } -> std::convertible_to<std::size_t>;
-      { m.forward(ctx, e, s, ws) } -> std::same_as<typename SegmentBackboneModule<P, B, T>::Saved>;
+      m.forward(ctx, e, s, saved_mut, ws);
       m.backward(ctx, saved, ds, de, ws);
       { m.make_step_state(batch, n) } -> std::same_as<typename SegmentBackboneModule<P, B, T>::StepState>;
       { m.step_workspace(batch, n) } -> std::convertible_to<std::size_t>;

@@ -72,17 +72,22 @@ class TransformerBackboneModule {
     return 2 * aligned_bytes<T>(batch * n * cfg_.dim) + blocks_.backward_workspace(batch, n);
   }
 
-  /// s [B, N, d] from e [B, N, d]; N <= max_segments.
-  Saved forward(Ctx& ctx, CView e, MView s, Arena<Space>& ws) const {
+  /// s [B, N, d] from e [B, N, d]; N <= max_segments. Into the caller's `sv` (reuse one across
+  /// steps: the block stack's vectors allocate only on the first call).
+  void forward(Ctx& ctx, CView e, MView s, Saved& sv, Arena<Space>& ws) const {
     HSEQ_CHECK(e.rank() == 3 && e.size(2) == cfg_.dim && s.shape == e.shape,
                "TransformerBackbone(dim " << cfg_.dim << "): e " << e.shape << ", s " << s.shape);
     HSEQ_CHECK(e.size(1) <= cfg_.max_segments, "TransformerBackbone: " << e.size(1) << " segments exceed the "
                                                                        << cfg_.max_segments << " positions");
-    Saved sv;
     sv.x0 = ws.template take<T>(e.shape, "tr_bb.x0");
     sv.pos = pos_.forward(ctx, e, sv.x0, 0, ws);               // x0 = e + P[0:N]    [B, N, d]
     CView h = blocks_.forward(ctx, sv.x0, sv.blocks, ws);      // h = Blocks(x0)     [B, N, d]
     sv.ln = ln_.forward(ctx, h, s, ws);                        // s = LN(h)          [B, N, d]
+  }
+  /// The same with a fresh Saved (allocates: for one-off calls and tests).
+  Saved forward(Ctx& ctx, CView e, MView s, Arena<Space>& ws) const {
+    Saved sv;
+    forward(ctx, e, s, sv, ws);
     return sv;
   }
 

@@ -75,8 +75,9 @@ class TransformerDecoderModule {
     return 2 * aligned_bytes<T>(rows * k1 * cfg_.dim) + blocks_.backward_workspace(rows, k1);
   }
 
-  /// y [B, N K, d] from the conditions cond [B, N, d] and the byte embeddings x [B, N K, d].
-  Saved forward(Ctx& ctx, CView cond, CView x, MView y, Arena<Space>& ws) const {
+  /// y [B, N K, d] from the conditions cond [B, N, d] and the byte embeddings x [B, N K, d], into
+  /// the caller's `s` (reuse one across steps: the block stack's vectors allocate only once).
+  void forward(Ctx& ctx, CView cond, CView x, MView y, Saved& s, Arena<Space>& ws) const {
     std::int64_t k = cfg_.segment, d = cfg_.dim;
     HSEQ_CHECK(x.rank() == 3 && x.size(2) == d && x.size(1) % k == 0,
                "TransformerDecoder(dim " << d << ", segment " << k << "): x " << x.shape << " is not [B, N " << k
@@ -84,7 +85,6 @@ class TransformerDecoderModule {
     std::int64_t bsz = x.size(0), n = x.size(1) / k, rows = bsz * n;
     check_shape(cond, Shape{bsz, n, d}, "TransformerDecoder: cond");
     check_shape(y, x.shape, "TransformerDecoder: y");
-    Saved s;
     s.rows = rows;
     s.z = ws.template take<T>(Shape{rows, k + 1, d}, "tr_dec.z");
     // z_i = [c_i; x_{iK .. iK+K-1}] + P                                           [B N, K + 1, d]
@@ -94,6 +94,11 @@ class TransformerDecoderModule {
     CView o = blocks_.forward(ctx, s.z, s.blocks, ws);  // o_i = Blocks(z_i)       [B N, K + 1, d]
     // y_{iK+r} = o_i[r + 1]                                                        [B, N K, d]
     ops::copy_mat<T>(ctx, {o.data + d, rows, k * d, (k + 1) * d}, ops::as_mat(y.reshape(Shape{rows, k * d})));
+  }
+  /// The same with a fresh Saved (allocates: for one-off calls and tests).
+  Saved forward(Ctx& ctx, CView cond, CView x, MView y, Arena<Space>& ws) const {
+    Saved s;
+    forward(ctx, cond, x, y, s, ws);
     return s;
   }
 
