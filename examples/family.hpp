@@ -11,6 +11,7 @@
 /// with the programs' code) and the programs fold over the list.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -201,7 +202,43 @@ inline void add_train_flags(Args& a) {
       .flag("csv", "", "write one CSV row per step (step, loss, bpc, val_bpc, seconds, tokens)")
       .flag("seed", "1234", "seed of the initialisation and of the data stream")
       .flag("sample-bytes", "300", "bytes to generate after training (0: none)")
-      .flag("prompt", "\n", "prompt of the final sample");
+      .flag("prompt", "\n", "prompt of the final sample")
+      .flag("phases", "",
+            "training phases NAME:STEPS,...,NAME (the last runs to --steps); the family names the phases and "
+            "what each freezes (hierarchical: iem, decoder, full). Default: one phase");
+}
+
+/// One phase of --phases: a name and its steps (0 for the last, which runs to the end).
+struct PhaseSpec {
+  std::string name;
+  std::int64_t steps = 0;
+};
+/// Parses --phases ("iem:800,decoder"): every phase but the last needs a positive step count.
+inline std::vector<PhaseSpec> parse_phases(std::string const& text) {
+  std::vector<PhaseSpec> out;
+  if (text.empty()) return out;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    std::size_t comma = text.find(',', start);
+    std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    PhaseSpec p;
+    std::size_t colon = item.find(':');
+    p.name = item.substr(0, colon);
+    HSEQ_CHECK(!p.name.empty(), "--phases '" << text << "': a phase without a name (write NAME:STEPS,...,NAME)");
+    if (colon != std::string::npos) {
+      std::string n = item.substr(colon + 1);
+      HSEQ_CHECK(!n.empty() && n.find_first_not_of("0123456789") == std::string::npos && n.size() < 18 && std::stoll(n) > 0,
+                 "--phases '" << text << "': phase '" << p.name << "' needs a positive step count, got '" << n << "'");
+      p.steps = std::stoll(n);
+    }
+    out.push_back(p);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  for (std::size_t i = 0; i + 1 < out.size(); ++i)
+    HSEQ_CHECK(out[i].steps > 0, "--phases '" << text << "': phase '" << out[i].name
+                                              << "' is not the last, so it needs a step count (NAME:STEPS)");
+  return out;
 }
 
 inline void add_thread_flag(Args& a) { a.flag("threads", "0", "OpenMP threads (0: OMP_NUM_THREADS or all cores)"); }

@@ -16,7 +16,11 @@
 ///     `hseq::models::CachedModel`;
 ///   - `static void add_flags(cli::Args&)`: its structure flags;
 ///   - `template <class M> static void apply_flags(cli::FlagReader const&, typename M::Config&)`:
-///     copies the flags into a config (the reader skips flags not given when resuming).
+///     copies the flags into a config (the reader skips flags not given when resuming);
+///   - optionally `static std::vector<std::string> phase_frozen(std::string const& phase)`: the
+///     parameter patterns a --phases phase freezes (throws for an unknown phase), and
+///     `template <class M> static void prepare(M&, hseq::io::TextDataset const&)`: set-up from the
+///     training data before training (hseq-train only).
 #pragma once
 
 #include <algorithm>
@@ -231,6 +235,15 @@ void train(Args const& a, ModelChoice const& choice) {
   t.ckpt_path = a.str("out");
   t.ckpt_every = a.integer("ckpt-every");
   t.seed = std::uint64_t(a.integer("seed"));
+  for (PhaseSpec const& p : parse_phases(a.str("phases"))) {
+    if constexpr (requires { Trait::phase_frozen(p.name); }) {
+      t.phases.push_back({p.name, p.steps, Trait::phase_frozen(p.name), {}});
+    } else {
+      HSEQ_FAIL("--phases: the " << Trait::kModel << " family has no training phases");
+    }
+  }
+  // A family may prepare a model from the training data (HAED: the IEM proposal over its segments).
+  if constexpr (requires { Trait::template prepare<M>(*model, data); }) Trait::template prepare<M>(*model, data);
   hseq::train::Trainer<Backend, Real, M> trainer(ctx, *model, params, data, t);
   if (!a.str("resume").empty()) trainer.load(ctx, a.str("resume"));
 

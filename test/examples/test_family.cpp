@@ -255,3 +255,21 @@ TEST_CASE("family: --resume refuses a differing --dim, --layers, --hierarchy and
   CHECK(resume_error(hg, {"--hierarchy", "1@1 1@2"}).find("a palindrome with an odd count") != std::string::npos);
   CHECK(resume_error(lm, {"--dim", "sixteen"}).find("--dim expects an integer, got 'sixteen'") != std::string::npos);
 }
+
+TEST_CASE("family: --phases parses NAME:STEPS,...,NAME and the family names what each phase freezes") {
+  auto p = cli::parse_phases("iem:800,decoder");
+  REQUIRE(p.size() == 2);
+  CHECK(p[0].name == "iem");
+  CHECK(p[0].steps == 800);
+  CHECK(p[1].name == "decoder");
+  CHECK(p[1].steps == 0);
+  CHECK(cli::parse_phases("").empty());
+  CHECK(cli::parse_phases("full:5").size() == 1);
+  CHECK_THROWS_WITH_AS(cli::parse_phases("iem,decoder"),
+                       doctest::Contains("phase 'iem' is not the last, so it needs a step count"), Error);
+  CHECK_THROWS_WITH_AS(cli::parse_phases("iem:0,decoder"), doctest::Contains("needs a positive step count, got '0'"),
+                       Error);
+  CHECK_THROWS_WITH_AS(cli::parse_phases("iem:x"), doctest::Contains("needs a positive step count, got 'x'"), Error);
+  CHECK_THROWS_WITH_AS(cli::parse_phases(":5"), doctest::Contains("a phase without a name"), Error);
+  CHECK_THROWS_WITH_AS(cli::parse_phases("iem:5,"), doctest::Contains("a phase without a name"), Error);
+}

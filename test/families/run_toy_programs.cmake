@@ -74,4 +74,18 @@ run(wrong "${TRAIN}" --model transformer ${common} --steps 80 --resume "${WORK_D
 if("${wrong_rc}" STREQUAL "0" OR NOT wrong_err MATCHES "the checkpoint holds a bigram model but the flags ask for transformer")
   message(FATAL_ERROR "--resume of a bigram with --model transformer was not refused as such:\n${wrong}\n${wrong_err}")
 endif()
+# A family without phases refuses --phases by name; HAED (the hierarchical family) trains its IEM
+# phase then its decoder phase through the same flag.
+run(nophase "${TRAIN}" --model bigram ${common} --steps 4 --phases full:2,full)
+if("${nophase_rc}" STREQUAL "0" OR NOT nophase_err MATCHES "--phases: the bigram family has no training phases")
+  message(FATAL_ERROR "--phases on the bigram was not refused as such:\n${nophase}\n${nophase_err}")
+endif()
+run(haed "${TRAIN}" --model hierarchical --dim 16 --heads 2 --layers 1 --decoder-layers 1 --iem-negatives 8
+    --phases iem:6,decoder ${common} --steps 12)
+expect_ok(haed)
+if(NOT haed MATCHES "model: hierarchical " OR NOT haed MATCHES "steps: 12 ")
+  message(FATAL_ERROR "HAED with --phases iem:6,decoder did not train 12 steps:\n${haed}")
+endif()
+bpc_of("${haed}" "validation bpc: " bpc_haed)
+
 message(STATUS "toy family: bpc ${bpc_first} -> ${bpc_resumed} (eval ${bpc_eval}); sample: ${gen1}")
