@@ -526,6 +526,11 @@ TEST_CASE("trainer: loss terms of the model are recorded per step, and the loss 
   CHECK(tra.last_terms()[1].value == doctest::Approx(TermLm::kLambda).epsilon(1e-12));
   CHECK(tra.last_terms()[0].value + tra.last_terms()[1].value == doctest::Approx(la).epsilon(1e-12));
   CHECK(tra.last_terms()[0].value != terms[0].value);  // three batches, not the first one alone
+
+  // run() logs bits per character from the "ce" term only, not from the total (ce + l2).
+  CHECK(tt.step_bpc(loss) == tt.last_terms()[0].value / std::log(2.0));
+  CHECK(tt.step_bpc(loss) != loss / std::log(2.0));
+  CHECK(tp.step_bpc(plain_loss) == plain_loss / std::log(2.0));  // no terms: the loss itself
 }
 
 TEST_CASE("trainer: phases freeze what they name, scale learning rates, tell the model, and follow the step") {

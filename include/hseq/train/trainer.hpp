@@ -279,11 +279,11 @@ class Trainer {
       bool last = cfg_.steps > 0 && state_.step >= cfg_.steps;
       bool eval_now = cfg_.eval_every > 0 && state_.step % cfg_.eval_every == 0;
       if (eval_now) bpc = evaluate(ctx);
+      double const train_bpc = step_bpc(loss);
       if (progress)
-        progress->update(state_.step, loss, loss / std::log(2.0),
-                         double(state_.tokens) / std::max(state_.elapsed_s, 1e-9));
-      if (csv) csv->row({double(state_.step), loss, loss / std::log(2.0), eval_now ? bpc : std::nan(""),
-                         state_.elapsed_s, double(state_.tokens)});
+        progress->update(state_.step, loss, train_bpc, double(state_.tokens) / std::max(state_.elapsed_s, 1e-9));
+      if (csv) csv->row({double(state_.step), loss, train_bpc, eval_now ? bpc : std::nan(""), state_.elapsed_s,
+                         double(state_.tokens)});
       if (!cfg_.ckpt_path.empty() && cfg_.ckpt_every > 0 && state_.step % cfg_.ckpt_every == 0 && !last)
         save(ctx, cfg_.ckpt_path);
     }
@@ -298,6 +298,17 @@ class Trainer {
     if (progress) progress->finish();
     if (!cfg_.ckpt_path.empty()) save(ctx, cfg_.ckpt_path);
     return bpc;
+  }
+
+  /// Bits per character of the step whose total loss is `loss`, as `run` logs it: the loss in bits
+  /// for a model without loss terms; with terms, only the byte cross-entropy term "ce" (in bits),
+  /// and NaN when the step has none (e.g. HAED's IEM phase, whose loss is not a byte likelihood), so
+  /// logs never show another objective as bits per character.
+  double step_bpc(double loss) const {
+    if (n_terms_ == 0) return loss / std::log(2.0);
+    for (LossTerm const& t : last_terms())
+      if (std::string_view(t.name) == "ce") return t.value / std::log(2.0);
+    return std::numeric_limits<double>::quiet_NaN();
   }
 
   /// The learning rate the next step uses.
