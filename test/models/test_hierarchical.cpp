@@ -15,6 +15,7 @@
 #include "hseq/models/hierarchical.hpp"
 #include "hseq/models/model.hpp"
 #include "hseq/train/trainer.hpp"
+#include "support/cached_check.hpp"
 #include "support/gradcheck.hpp"
 
 using namespace hseq;
@@ -164,23 +165,9 @@ void cached_equals_full(nn::RnnKind cell) {
   for (int round = 0; round < 2; ++round) {  // the second round after reset_cache
     CAPTURE(round);
     m.reset_cache(cache);
-    double worst = 0;
-    std::int64_t pos = 0;
-    while (pos < cap) {
-      std::int64_t n = std::min<std::int64_t>(pos == 0 ? k + 1 : 1, cap - pos);  // a prefill across a boundary
-      Tensor<std::int32_t, cpu> chunk(Shape{2, n});
-      for (std::int64_t b = 0; b < 2; ++b)
-        for (std::int64_t i = 0; i < n; ++i) chunk.data()[b * n + i] = ids.data()[b * t + pos + i];
-      Tensor<double, cpu> logits(Shape{2, n, v});
-      auto sa = sws.arena();
-      m.forward_step(ctx, chunk.cview(), cache, pos, logits.view(), sa);
-      CHECK(sa.high_water() <= plan);
-      for (std::int64_t b = 0; b < 2; ++b)
-        for (std::int64_t i = 0; i < n; ++i)
-          for (std::int64_t c = 0; c < v; ++c)
-            worst = std::max(worst, std::abs(tr.logits[(b * t + pos + i) * v + c] - logits.data()[(b * n + i) * v + c]));
-      pos += n;
-    }
+    // A prefill across a segment boundary, then byte by byte.
+    double worst = test::cached_vs_full_worst(ctx, m, cache, ids, tr.logits, cap, k + 1, sws,
+                                              [&](std::int64_t, std::int64_t) { return plan; });
     CHECK(worst < 1e-11);
   }
 }

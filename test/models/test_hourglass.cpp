@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "hseq/models/hourglass.hpp"
+#include "support/cached_check.hpp"
 #include "support/gradcheck.hpp"
 
 using namespace hseq;
@@ -306,24 +307,9 @@ void cached_equals_full(char const* hierarchy, std::int64_t t) {
   auto cache = m.make_cache(2, t);
   std::size_t plan = m.step_workspace(2, 1, t);
   Workspace<cpu> sws(plan);
-  double worst = 0;
-  std::int64_t pos = 0;
-  while (pos < t) {
-    std::int64_t n = pos == 0 ? 3 : 1;  // a short prefill, then token by token
-    n = std::min(n, t - pos);
-    Tensor<std::int32_t, cpu> chunk(Shape{2, n});
-    for (std::int64_t b = 0; b < 2; ++b)
-      for (std::int64_t i = 0; i < n; ++i) chunk.data()[b * n + i] = ids.data()[b * t + pos + i];
-    Tensor<double, cpu> logits(Shape{2, n, v});
-    auto sa = sws.arena();
-    m.forward_step(ctx, chunk.cview(), cache, pos, logits.view(), sa);
-    CHECK(sa.high_water() <= plan);
-    for (std::int64_t b = 0; b < 2; ++b)
-      for (std::int64_t i = 0; i < n; ++i)
-        for (std::int64_t c = 0; c < v; ++c)
-          worst = std::max(worst, std::abs(tr.logits[(b * t + pos + i) * v + c] - logits.data()[(b * n + i) * v + c]));
-    pos += n;
-  }
+  // A short prefill, then token by token.
+  double worst = test::cached_vs_full_worst(ctx, m, cache, ids, tr.logits, t, 3, sws,
+                                            [&](std::int64_t, std::int64_t) { return plan; });
   CHECK(worst < 1e-11);
 }
 }  // namespace

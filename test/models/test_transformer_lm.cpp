@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "hseq/models/transformer_lm.hpp"
+#include "support/cached_check.hpp"
 #include "support/gradcheck.hpp"
 
 using namespace hseq;
@@ -124,25 +125,8 @@ TEST_CASE("transformer_lm: cached incremental logits equal the full recomputatio
     // Prefill 7 positions at once, then one position at a time.
     auto cache = m.make_cache(2, t);
     Workspace<cpu> step_ws(m.step_workspace(2, t, t));
-    double worst = 0;
-    std::int64_t pos = 0;
-    while (pos < t) {
-      std::int64_t n = pos == 0 ? 7 : 1;
-      Tensor<std::int32_t, cpu> chunk(Shape{2, n});
-      for (std::int64_t b = 0; b < 2; ++b)
-        for (std::int64_t i = 0; i < n; ++i) chunk.data()[b * n + i] = ids.data()[b * t + pos + i];
-      Tensor<double, cpu> logits(Shape{2, n, 64});
-      auto sa = step_ws.arena();
-      m.forward_step(ctx, chunk.cview(), cache, pos, logits.view(), sa);
-      CHECK(sa.high_water() <= m.step_workspace(2, n, pos));
-      for (std::int64_t b = 0; b < 2; ++b)
-        for (std::int64_t i = 0; i < n; ++i)
-          for (std::int64_t v = 0; v < 64; ++v) {
-            double full = tr.logits[((b * t) + pos + i) * 64 + v];
-            worst = std::max(worst, std::abs(full - logits.data()[(b * n + i) * 64 + v]));
-          }
-      pos += n;
-    }
+    double worst = test::cached_vs_full_worst(ctx, m, cache, ids, tr.logits, t, 7, step_ws,
+                                              [&](std::int64_t n, std::int64_t pos) { return m.step_workspace(2, n, pos); });
     CHECK(worst < 1e-12);
   }
 }
