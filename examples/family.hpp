@@ -204,8 +204,8 @@ inline void add_train_flags(Args& a) {
       .flag("sample-bytes", "300", "bytes to generate after training (0: none)")
       .flag("prompt", "\n", "prompt of the final sample")
       .flag("phases", "",
-            "training phases NAME:STEPS,...,NAME (the last runs to --steps); the family names the phases and "
-            "what each freezes (hierarchical: iem, decoder, full). Default: one phase");
+            "training phases NAME:STEPS,...,NAME (the last runs to --steps); the model family names its phases "
+            "and what each freezes. Default: one phase");
 }
 
 /// One phase of --phases: a name and its steps (0 for the last, which runs to the end).

@@ -43,7 +43,8 @@ struct HierarchicalFamily {
         .flag("context", "128", "longest sequence the model sees (learned position table length)")
         .flag("decoder-layers", "2", "hierarchical: decoder layers (Transformer blocks or stacked RNN layers)")
         .flag("cell", "gru", "hierarchical: the recurrent policies' cell, gru or lstm")
-        .flag("iem-negatives", "0", "hierarchical: IEM negatives drawn per micro-batch (> 0 enables --phases iem)")
+        .flag("iem-negatives", "0", "hierarchical: IEM negatives drawn per micro-batch; > 0 enables the phases of --phases iem:STEPS,decoder "
+              "(iem, decoder, full)")
         .toggle("iem-in-batch", "hierarchical: the batch's other target segments as IEM negatives too")
         .flag("iem-tau", "0.07", "hierarchical: IEM softmax temperature (the initial one unless --iem-fixed-tau)")
         .toggle("iem-fixed-tau", "hierarchical: keep the IEM temperature fixed instead of learning it");
