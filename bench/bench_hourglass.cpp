@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: MIT
 // Training-step throughput (forward + backward + AdamW) of Hourglass "2@1 4@4 2@1" against the
 // plain Transformer LM of the same width and the same 8 layers, at long sequences, in one binary
-// so the ratio is measured side by side. Also cached generation speed of both.
+// so the ratio is measured side by side. Also cached generation speed of both. The same three
+// models, built from hseq-train's flags and with their FLOP counts, are rows of the family table
+// (bench_families.cpp: transformer/d256_L8, hourglass/d256_attn, hourglass/d256_avg); these
+// compile-time-typed benchmarks stay because the committed results compare against them.
 #include <benchmark/benchmark.h>
 
 #include <cstdint>

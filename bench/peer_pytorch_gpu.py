@@ -16,8 +16,8 @@ path; which SDPA backend PyTorch picks for each configuration is reported (sdpa_
 One training step = zero_grad(set_to_none) + forward + cross-entropy + backward + AdamW
 (fused=True on CUDA), no gradient clipping (hseq_bench_cuda clips neither). Timed with
 torch.cuda.Event around each step after warm-up steps; median step time -> tokens/s.
-Model FLOPs per token use the same formula as hseq_bench_cuda (6 N_eff + attention term; see
-model_flops below), MFU against the H100 SXM datasheet dense peaks and against a torch.matmul
+Model FLOPs per token use the same formula as hseq_bench_cuda (6 N_eff + attention term: the
+models' flops(T), include/hseq/models/flops.hpp; see model_flops below), MFU against the H100 SXM datasheet dense peaks and against a torch.matmul
 8192^3 ceiling measured here (section "ceiling").
 
 One JSON object per line on stdout.

@@ -25,10 +25,46 @@
 #include "cli.hpp"
 #include "hseq/core/error.hpp"
 #include "hseq/io/checkpoint.hpp"
+#include "hseq/models/flops.hpp"
 
 namespace cli {
 
 struct ModelChoice;
+
+/// One shape a benchmark case runs at: micro-batch rows and sequence length.
+struct BenchShape {
+  std::int64_t batch = 1, seq_len = 64;
+};
+
+/// A benchmark case of a family (the trait's optional `bench_cases()`): a name, unique within the
+/// family ("small" in it marks the tiny case of ctest's bench.smoke), the model flags as hseq-train
+/// reads them (`--model` is added, and `--context <seq_len>` unless the flags give a context),
+/// and the shapes it runs at.
+struct BenchCase {
+  std::string name;
+  std::vector<std::string> flags;
+  std::vector<BenchShape> shapes;
+};
+
+/// What a family's benchmark action reports after its loop.
+struct BenchResult {
+  std::int64_t tokens_per_step = 0;  ///< batch x sequence length
+  std::int64_t params = 0;           ///< parameter elements
+  bool has_flops = false;            ///< the model has `flops(t)` (hseq/models/flops.hpp)
+  hseq::models::FlopCount flops;     ///< per token at the sequence length (zero without)
+  double loss = 0;                   ///< of the last step (finite unless the step diverged)
+};
+
+/// The timing loop of a family's benchmark action, implemented by the benchmark program (over
+/// Google Benchmark's State), so that the family's translation unit does not depend on it.
+class BenchLoop {
+ public:
+  virtual ~BenchLoop() = default;
+  /// Whether to run one more step (the first call starts the clock, the last one stops it).
+  virtual bool keep_running() = 0;
+  /// Called once, after the loop.
+  virtual void report(BenchResult const& r) = 0;
+};
 
 /// A policy slot of a family: a flag whose value names a type (e.g. --shorten avg), and the same
 /// key in the family's checkpoint config. The first name is the default.
@@ -51,6 +87,12 @@ struct Family {
   void (*generate)(Args const&, ModelChoice const&) = nullptr;
   /// Throws when a given structure flag disagrees with the checkpoint's config (resume).
   void (*check_structure)(Args const&, ModelChoice const&) = nullptr;
+  /// The family's benchmark cases (empty when its trait declares none).
+  std::vector<BenchCase> bench_cases;
+  /// Builds the model as hseq-train does from the flags (model, --batch, --seq-len, --seed, --lr,
+  /// --weight-decay), allocates everything, then runs training steps (forward, backward, AdamW)
+  /// on random bytes while `loop.keep_running()`, and reports through the loop.
+  void (*bench_train)(Args const&, ModelChoice const&, BenchLoop&) = nullptr;
 };
 
 /// Every family the programs know, in list order (defined by examples/families/registry.cpp).
@@ -239,6 +281,40 @@ inline std::vector<PhaseSpec> parse_phases(std::string const& text) {
     HSEQ_CHECK(out[i].steps > 0, "--phases '" << text << "': phase '" << out[i].name
                                               << "' is not the last, so it needs a step count (NAME:STEPS)");
   return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Benchmarks: the families' cases (bench/bench_families.cpp registers one benchmark per case and
+// shape; test/examples/test_family.cpp runs the small ones)
+
+/// "BM_family/<model>/<case>/b:<batch>/t:<seq_len>".
+inline std::string bench_name(Family const& f, BenchCase const& c, BenchShape s) {
+  return "BM_family/" + f.model + "/" + c.name + "/b:" + std::to_string(s.batch) + "/t:" + std::to_string(s.seq_len);
+}
+
+/// hseq-train's model and training flags set for one case at one shape: --model, --batch,
+/// --seq-len, --context (the sequence length, unless the case gives one), then the case's flags.
+inline Args bench_args(Family const& f, BenchCase const& c, BenchShape s) {
+  Args a(bench_name(f, c, s), "a benchmark case of a model family");
+  add_model_flags(a);
+  add_train_flags(a);
+  std::vector<std::string> v{"hseq-bench", "--model", f.model, "--batch", std::to_string(s.batch), "--seq-len",
+                             std::to_string(s.seq_len)};
+  bool context = false;
+  for (std::string const& x : c.flags) context = context || x == "--context" || x.rfind("--context=", 0) == 0;
+  if (!context) v.insert(v.end(), {"--context", std::to_string(s.seq_len)});
+  v.insert(v.end(), c.flags.begin(), c.flags.end());
+  std::vector<char const*> argv;
+  for (std::string const& x : v) argv.push_back(x.c_str());
+  a.parse(int(argv.size()), argv.data());
+  return a;
+}
+
+/// Runs one case of family `f` at shape `s` through the family's benchmark action.
+inline void run_bench_case(Family const& f, BenchCase const& c, BenchShape s, BenchLoop& loop) {
+  HSEQ_CHECK(f.bench_train, "internal error: the " << f.model << " family has no benchmark action");
+  Args a = bench_args(f, c, s);
+  f.bench_train(a, choice_from_flags(a), loop);
 }
 
 inline void add_thread_flag(Args& a) { a.flag("threads", "0", "OpenMP threads (0: OMP_NUM_THREADS or all cores)"); }

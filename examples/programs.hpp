@@ -20,7 +20,11 @@
 ///   - optionally `static std::vector<std::string> phase_frozen(std::string const& phase)`: the
 ///     parameter patterns a --phases phase freezes (throws for an unknown phase), and
 ///     `template <class M> static void prepare(M&, hseq::io::TextDataset const&)`: set-up from the
-///     training data before training (hseq-train only).
+///     training data before training (hseq-train only);
+///   - optionally `static std::vector<cli::BenchCase> bench_cases()`: the family's rows of the
+///     benchmark table (bench/bench_families.cpp), each a name, model flags and shapes; one whose
+///     name contains "small" is the tiny case of ctest's bench.smoke. Models with
+///     `flops(t)` (hseq/models/flops.hpp) also report their FLOPs there.
 #pragma once
 
 #include <algorithm>
@@ -28,11 +32,15 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <fstream>
+#include <iomanip>
 #include <iostream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <tuple>
 #include <type_traits>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -210,6 +218,24 @@ Loaded<M> load_model(Backend::Context& ctx, std::string const& path, ModelChoice
   return l;
 }
 
+/// "resident X MiB (peak Y MiB)" of this process from /proc/self/status (VmRSS, VmHWM); empty where
+/// that file does not exist. hseq-train prints it before the first step and after training, so a
+/// measurement of the peak (bench/hred_haed_claims.sh) can tell set-up from training.
+inline std::string resident_memory() {
+  std::ifstream f("/proc/self/status");
+  std::string line, rss, hwm;
+  auto mib = [](std::string const& l) {  // "VmRSS:\t  123456 kB"
+    std::ostringstream os;
+    os << std::fixed << std::setprecision(1) << std::stod(l.substr(l.find_first_of("0123456789"))) / 1024.0 << " MiB";
+    return os.str();
+  };
+  while (std::getline(f, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) rss = mib(line);
+    if (line.rfind("VmHWM:", 0) == 0) hwm = mib(line);
+  }
+  return rss.empty() || hwm.empty() ? std::string() : "resident " + rss + " (peak " + hwm + ")";
+}
+
 template <class Trait, class M>
 void train(Args const& a, ModelChoice const& choice) {
   Backend::Context ctx;
@@ -256,6 +282,11 @@ void train(Args const& a, ModelChoice const& choice) {
             << (t.time_budget_s > 0 ? ", time budget " + std::to_string(int(t.time_budget_s)) + " s" : std::string())
             << (trainer.state().step > 0 ? ", resuming at step " + std::to_string(trainer.state().step) : std::string())
             << std::endl;
+  if (std::string m = resident_memory(); !m.empty())
+    std::cout << "memory before training: " << m << "; workspace reserved "
+              << double(model->forward_workspace(t.batch, t.seq_len) + model->backward_workspace(t.batch, t.seq_len)) /
+                     (1024.0 * 1024.0)
+              << " MiB (touched as used)" << std::endl;
 
   hseq::io::Progress progress(t.steps > 0 ? t.steps : 0);
   bool resumed = trainer.state().step > 0;
@@ -270,6 +301,7 @@ void train(Args const& a, ModelChoice const& choice) {
             << "training time: " << st.elapsed_s << " s, throughput: " << double(st.tokens) / st.elapsed_s
             << " tokens/s\n";
   std::cout << "validation bpc: " << bpc << std::endl;
+  if (std::string m = resident_memory(); !m.empty()) std::cout << "memory after training: " << m << std::endl;
   if (!t.ckpt_path.empty()) std::cout << "checkpoint: " << t.ckpt_path << "\n";
   if (a.integer("sample-bytes") > 0) {
     hseq::models::GenerateConfig g;
@@ -320,6 +352,53 @@ void generate(Args const& a, ModelChoice const& choice) {
             << std::endl;
 }
 
+/// The benchmark action (Family::bench_train): the model, its parameters and the optimizer built
+/// as `train` builds them, random bytes as ids and targets, the workspace of one micro-batch,
+/// then steps of zero_grad, forward, backward and AdamW (no clipping, no schedule: the step's
+/// cost is what is measured) while the loop asks for them. Nothing is allocated in the loop. There
+/// is no dataset, so a trait's `prepare` is not called: a case must not need one (HAED's IEM
+/// proposal; the benchmark cases train the byte objective).
+template <class Trait, class M>
+void bench_train(Args const& a, ModelChoice const& choice, BenchLoop& loop) {
+  Backend::Context ctx;
+  auto cfg = model_config<Trait, M>(a, choice);
+  auto model = std::make_unique<M>(cfg);
+  hseq::nn::ParamStore<Backend, Real> params(ctx, *model);
+  params.init(ctx, std::uint64_t(a.integer("seed")));
+  typename hseq::train::AdamW<Backend, Real>::Config oc;
+  oc.lr = a.real("lr");
+  oc.weight_decay = a.real("weight-decay");
+  hseq::train::AdamW<Backend, Real> opt(ctx, params, oc);
+
+  std::int64_t b = a.integer("batch"), t = a.given("seq-len") ? a.integer("seq-len") : model->config().context;
+  HSEQ_CHECK(b > 0 && t > 0, "benchmark: --batch " << b << " and --seq-len " << t << " must be positive");
+  std::vector<std::int32_t> host(std::size_t(2 * b * t));
+  hseq::Rng rng(std::uint64_t(a.integer("seed")) + 1);
+  for (auto& x : host) x = std::int32_t(rng.below(256));  // bytes, as the programs' data
+  hseq::Tensor<std::int32_t, Backend> ids(hseq::Shape{b, t}), targets(hseq::Shape{b, t});
+  Backend::upload<std::int32_t>(ctx, ids.data(), host.data(), std::size_t(b * t));
+  Backend::upload<std::int32_t>(ctx, targets.data(), host.data() + b * t, std::size_t(b * t));
+  hseq::Workspace<Backend> ws(model->forward_workspace(b, t) + model->backward_workspace(b, t));
+  typename M::Trace trace;
+
+  BenchResult r;
+  while (loop.keep_running()) {
+    params.zero_grad(ctx);
+    auto arena = ws.arena();
+    r.loss = model->forward(ctx, ids.cview(), targets.cview(), arena, trace);
+    model->backward(ctx, trace, arena);
+    opt.step(ctx);
+    Backend::synchronize(ctx);  // a step ends when its work has (a no-op on the CPU)
+  }
+  r.tokens_per_step = b * t;
+  r.params = params.count();
+  if constexpr (requires { { model->flops(t) } -> std::convertible_to<hseq::models::FlopCount>; }) {
+    r.has_flops = true;
+    r.flops = model->flops(t);
+  }
+  loop.report(r);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Trait -> Family
 
@@ -341,6 +420,10 @@ Family make_family() {
   f.generate = [](Args const& a, ModelChoice const& c) { with_model<Trait>(c, [&]<class M>() { generate<M>(a, c); }); };
   f.check_structure = [](Args const& a, ModelChoice const& c) {
     with_model<Trait>(c, [&]<class M>() { check_structure<Trait, M>(a, c); });
+  };
+  if constexpr (requires { Trait::bench_cases(); }) f.bench_cases = Trait::bench_cases();
+  f.bench_train = [](Args const& a, ModelChoice const& c, BenchLoop& l) {
+    with_model<Trait>(c, [&]<class M>() { bench_train<Trait, M>(a, c, l); });
   };
   return f;
 }

@@ -38,6 +38,7 @@
 #include "hseq/core/tensor.hpp"
 #include "hseq/core/workspace.hpp"
 #include "hseq/hier/hierarchy.hpp"
+#include "hseq/models/flops.hpp"
 #include "hseq/models/hourglass.hpp"
 #include "hseq/models/transformer_lm.hpp"
 #include "hseq/nn/parameter.hpp"
@@ -51,8 +52,6 @@
 #include "hseq/ops/mat.hpp"
 #include "hseq/ops/softmax.hpp"
 #include "hseq/train/adamw.hpp"
-
-#include "model_flops.hpp"
 
 namespace {
 
@@ -770,11 +769,7 @@ void train_case(std::string const& model_name, typename Model::Config cfg, Train
 
     double tokens = double(batch * s.t);
     double tps = tokens / (t.median_ms * 1e-3);
-    hseq_bench::FlopCount fc;
-    if constexpr (std::is_same_v<Model, Lm<B>>) fc = hseq_bench::lm_flops(ps, s.layers, s.d, s.t);
-    else
-      fc = hseq_bench::hourglass_flops(model.hierarchy(), ps, s.d, s.t, std::is_same_v<Model, HgAttn<B>>,
-                                       std::is_same_v<Model, HgAttn<B>>);
+    hseq::models::FlopCount fc = model.flops(s.t);  // per token at T (models/flops.hpp)
     double ach_palm = tps * fc.palm() / 1e12, ach_causal = tps * fc.causal() / 1e12;
     double meas = g_ceil.gemm_tflops[math_index(math)], sheet = kDatasheetTflops[math_index(math)];
     json j{{"tokens_per_s", r3(tps)},
@@ -823,7 +818,8 @@ void train_section() {
   TrainShape s = train_shape();
   emit({{"section", "train_info"},
         {"flops_formula",
-         "model FLOPs per token = 6 N_eff + 12 d sum_layers(Tq Tk / T) (forward + backward). TransformerLm: N_eff = N = "
+         "model FLOPs per token (each model's flops(T), include/hseq/models/flops.hpp) = 6 N_eff + 12 d "
+         "sum_layers(Tq Tk / T) (forward + backward). TransformerLm: N_eff = N = "
          "non-embedding parameters (blocks + ln_f; token and position embeddings excluded), attention term 12 L d T: "
          "PaLM's 6N + 12 L d T ('palm', attention NOT causal-halved). 'causal' halves the attention term (6N + 6 L d T). "
          "Hourglass: each non-embedding parameter weighted by the fraction of full-rate positions its layer processes "

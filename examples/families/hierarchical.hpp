@@ -3,12 +3,17 @@
 /// @brief HRED/HAED (`models::Hierarchical`) as a family of the programs (--model hierarchical):
 /// the encoder, backbone and decoder are compile-time policies chosen by --encoder, --backbone and
 /// --decoder (HAED, the default: mlp / transformer / rnn; HRED: rnn / rnn / rnn), over fixed
-/// segments of 8 bytes (--segment fixed8). Eight model types; docs/hred_haed.md.
+/// segments of 8 bytes (--segment fixed8, the default) or over lines (--segment line: segments end
+/// after "\n") or blank-line separated turns (--segment turn: after "\n\n"), both at most
+/// kDelimitedMaxLen bytes (a longer run is split there). line and turn are one model type,
+/// hier::Delimited<kDelimitedMaxLen>, with the delimiter in its run-time config, so the family
+/// instantiates 2 segmenters x 8 = 16 model types, not 24; docs/hred_haed.md.
 #pragma once
 
 #include <string>
 #include <vector>
 
+#include "hseq/hier/delimited.hpp"
 #include "hseq/hier/fixed_chunks.hpp"
 #include "hseq/hier/mlp_encoder.hpp"
 #include "hseq/hier/rnn_backbone.hpp"
@@ -24,17 +29,48 @@
 
 namespace cli {
 
+/// The --segment values of the delimited segmentation: tags that name a delimiter. Both map to the
+/// one model type hier::Delimited<kDelimitedMaxLen> (HierarchicalModel below); apply_flags sets
+/// the delimiter, and the model writes the same name back into its config ("segment": "line").
+inline constexpr std::int64_t kDelimitedMaxLen = 64;
+struct LineSegments {
+  static constexpr char const* kName = "line";
+  static constexpr char const* kDelimiter = "\n";
+};
+struct TurnSegments {
+  static constexpr char const* kName = "turn";
+  static constexpr char const* kDelimiter = "\n\n";
+};
+template <class S>
+struct SegmenterOf {
+  using type = S;
+};
+template <>
+struct SegmenterOf<LineSegments> {
+  using type = hseq::hier::Delimited<kDelimitedMaxLen>;
+};
+template <>
+struct SegmenterOf<TurnSegments> {
+  using type = hseq::hier::Delimited<kDelimitedMaxLen>;
+};
+template <class Segment, class... EncoderBackboneDecoder>
+struct HierarchicalModel {
+  using type = hseq::models::Hierarchical<Backend, Real, typename SegmenterOf<Segment>::type, EncoderBackboneDecoder...>;
+};
+
 struct HierarchicalFamily {
   static constexpr char const* kModel = "hierarchical";
   static constexpr char const* kHelp = "HRED/HAED: segment encoder, segment-rate backbone, byte decoder";
   // Each slot's first type is its default: HAED with the recurrent decoder.
-  using Policies = cli::Policies<Slot<"segment", "segmentation (fixed K-byte chunks)", hseq::hier::FixedChunks<8>>,
+  using Policies = cli::Policies<Slot<"segment", "segmentation: fixed8 (8-byte chunks), line (ended by a newline) or turn "
+                                                 "(ended by a blank line), line and turn at most 64 bytes",
+                                      hseq::hier::FixedChunks<8>, LineSegments, TurnSegments>,
                                  Slot<"encoder", "segment encoder", hseq::hier::MlpEncoder, hseq::hier::RnnEncoder>,
                                  Slot<"backbone", "segment-rate backbone", hseq::hier::TransformerBackbone,
                                       hseq::hier::RnnBackbone>,
                                  Slot<"decoder", "byte decoder", hseq::hier::RnnDecoder, hseq::hier::TransformerDecoder>>;
   template <class... SegmentEncoderBackboneDecoder>
-  using Model = hseq::models::Hierarchical<Backend, Real, SegmentEncoderBackboneDecoder...>;
+  using Model = typename HierarchicalModel<SegmentEncoderBackboneDecoder...>::type;
 
   static void add_flags(Args& a) {
     a.flag("dim", "256", "model width d")
@@ -61,8 +97,13 @@ struct HierarchicalFamily {
   /// The IEM proposal: the unigram distribution of the training split's segments.
   template <class M>
   static void prepare(M& model, hseq::io::TextDataset const& data) {
-    if (model.config().iem_negatives > 0)
-      model.set_iem_proposal(hseq::hier::SegmentProposal(data.bytes(hseq::io::TextDataset::Split::kTrain), M::kSegment));
+    if (model.config().iem_negatives > 0) {
+      auto train = data.bytes(hseq::io::TextDataset::Split::kTrain);
+      if constexpr (M::kVariable)  // line / turn: the unigram of the split's delimited segments
+        model.set_iem_proposal(hseq::hier::SegmentProposal(train, model.segmenter()));
+      else
+        model.set_iem_proposal(hseq::hier::SegmentProposal(train, M::kSegment));
+    }
   }
   template <class M>
   static void apply_flags(FlagReader const& r, typename M::Config& c) {
@@ -76,6 +117,22 @@ struct HierarchicalFamily {
     r.toggle("iem-in-batch", c.iem_in_batch);
     r.real("iem-tau", c.iem_tau);
     r.toggle("iem-fixed-tau", c.iem_learn_tau, /*when_on=*/false);
+    if constexpr (M::kVariable)  // line or turn: the same model type, told apart by the delimiter
+      if (r.applies("segment"))
+        c.delimiter = r.args().str("segment") == TurnSegments::kName ? TurnSegments::kDelimiter : LineSegments::kDelimiter;
+  }
+  /// Benchmark rows: HAED (MLP encoder, Transformer backbone, GRU decoder) and HRED (GRU throughout)
+  /// at width 256 with 4 backbone and 2 decoder layers, over segments of 8 bytes, and a tiny HAED
+  /// for ctest's bench.smoke. Byte objective only (no IEM).
+  static std::vector<BenchCase> bench_cases() {
+    std::vector<std::string> d256{"--dim", "256", "--heads", "4", "--layers", "4", "--decoder-layers", "2"};
+    auto with = [&](std::vector<std::string> policies) {
+      policies.insert(policies.begin(), d256.begin(), d256.end());
+      return policies;
+    };
+    return {{"haed_d256", with({"--encoder", "mlp", "--backbone", "transformer", "--decoder", "rnn"}), {{4, 1024}, {2, 2048}}},
+            {"hred_d256", with({"--encoder", "rnn", "--backbone", "rnn", "--decoder", "rnn"}), {{4, 1024}, {2, 2048}}},
+            {"haed_small", {"--dim", "32", "--heads", "2", "--layers", "1", "--decoder-layers", "1"}, {{1, 64}}}};
   }
 };
 

@@ -5,6 +5,9 @@
 /// chosen by --shorten and --upsample (nine model types).
 #pragma once
 
+#include <string>
+#include <vector>
+
 #include "hseq/hier/attention_pool.hpp"
 #include "hseq/hier/attention_upsample.hpp"
 #include "hseq/hier/avg_pool.hpp"
@@ -41,6 +44,18 @@ struct HourglassFamily {
     r.integer("heads", c.heads);
     r.integer("context", c.context);
     r.parsed("hierarchy", c.hierarchy, &hseq::hier::HierarchySpec::parse);
+  }
+  /// Benchmark rows: "2@1 4@4 2@1" at width 256 with attention resampling and with average pooling
+  /// and repetition (against transformer/d256_L8), and a tiny case for ctest's bench.smoke.
+  static std::vector<BenchCase> bench_cases() {
+    std::vector<std::string> d256{"--dim", "256", "--heads", "4", "--hierarchy", "2@1 4@4 2@1"};
+    auto with = [&](std::vector<std::string> policies) {
+      policies.insert(policies.begin(), d256.begin(), d256.end());
+      return policies;
+    };
+    return {{"d256_attn", with({"--shorten", "attention", "--upsample", "attention"}), {{4, 1024}, {2, 2048}}},
+            {"d256_avg", with({"--shorten", "avg", "--upsample", "repeat"}), {{4, 1024}, {2, 2048}}},
+            {"small", {"--dim", "32", "--heads", "4"}, {{1, 64}}}};
   }
 };
 

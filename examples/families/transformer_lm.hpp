@@ -3,6 +3,8 @@
 /// @brief The Transformer language model as a family of the programs (--model transformer).
 #pragma once
 
+#include <vector>
+
 #include "hseq/models/transformer_lm.hpp"
 #include "programs.hpp"
 
@@ -31,6 +33,12 @@ struct TransformerLmFamily {
     r.integer("context", c.context);
     r.parsed("position", c.position, &M::position_from_name);
     r.toggle("untied", c.tied, /*when_on=*/false);
+  }
+  /// Benchmark rows: the baseline of the Hourglass comparison (8 layers of width 256, as many
+  /// layers as "2@1 4@4 2@1"), and a tiny case for ctest's bench.smoke.
+  static std::vector<BenchCase> bench_cases() {
+    return {{"d256_L8", {"--dim", "256", "--heads", "4", "--layers", "8"}, {{4, 1024}, {2, 2048}}},
+            {"small", {"--dim", "32", "--heads", "2", "--layers", "2"}, {{1, 64}}}};
   }
 };
 

@@ -55,6 +55,7 @@
 #include "hseq/hier/avg_pool.hpp"
 #include "hseq/hier/compression_policy.hpp"
 #include "hseq/hier/decoder_policy.hpp"
+#include "hseq/hier/delimited.hpp"
 #include "hseq/hier/encoder_policy.hpp"
 #include "hseq/hier/fixed_chunks.hpp"
 #include "hseq/hier/hierarchy.hpp"
@@ -84,6 +85,7 @@
 #include "hseq/io/text_dataset.hpp"
 
 #include "hseq/models/cached_model.hpp"
+#include "hseq/models/flops.hpp"
 #include "hseq/models/generate.hpp"
 #include "hseq/models/hierarchical.hpp"
 #include "hseq/models/hourglass.hpp"

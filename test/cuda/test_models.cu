@@ -27,6 +27,7 @@
 #include "hseq/hier/attention_pool.hpp"
 #include "hseq/hier/attention_upsample.hpp"
 #include "hseq/hier/avg_pool.hpp"
+#include "hseq/hier/delimited.hpp"
 #include "hseq/hier/hierarchy.hpp"
 #include "hseq/hier/linear_pool.hpp"
 #include "hseq/hier/linear_upsample.hpp"
@@ -117,13 +118,17 @@ struct HgSpec {
   }
 };
 
-/// HRED/HAED (models::Hierarchical) over segments of 4 bytes with the given encoder, backbone and
-/// decoder policies.
-template <class Enc, class Bb, class Dec>
+/// HRED/HAED (models::Hierarchical) over segments of 4 bytes (or of the segmenter Seg, e.g.
+/// hier::Delimited<6> ended by the byte `delimiter`) with the given encoder, backbone and decoder
+/// policies.
+template <class Enc, class Bb, class Dec, class Seg = hier::FixedChunks<4>>
 struct HierSpec {
   std::int64_t vocab = 64, dim = 16, heads = 2, layers = 2, decoder_layers = 1, context = 48;
   nn::RnnKind cell = nn::RnnKind::kGru;
-  static constexpr std::int64_t kSegment = 4;
+  std::string delimiter = std::string(1, char(3));  // a variable segmenter's: id 3 (random ids hit it)
+  static constexpr std::int64_t kSegment = Seg::kSize;
+  // A variable segmenter plans for its worst case (every byte a delimiter): a batch carves less.
+  static constexpr bool kExactPlan = !hier::VariableSegmenter<Seg>;
   // Attention runs only in a Transformer backbone or decoder (0: none may be dispatched).
   std::int64_t head_size() const {
     bool const attention = std::is_same_v<Bb, hier::TransformerBackbone> || std::is_same_v<Dec, hier::TransformerDecoder>;
@@ -131,12 +136,14 @@ struct HierSpec {
   }
   std::string name() const {
     return std::string("Hierarchical (encoder ") + Enc::kName + ", backbone " + Bb::kName + ", decoder " + Dec::kName +
-           ", cell " + nn::rnn_kind_name(cell) + ", d " + std::to_string(dim) + ", K " + std::to_string(kSegment) + ")";
+           ", cell " + nn::rnn_kind_name(cell) + ", d " + std::to_string(dim) + ", K " + std::to_string(kSegment) +
+           (kExactPlan ? ")" : ", delimited by id " + std::to_string(int(delimiter[0])) + ")");
   }
   template <class B, class T>
   auto make() const {
-    using M = models::Hierarchical<B, T, hier::FixedChunks<kSegment>, Enc, Bb, Dec>;
+    using M = models::Hierarchical<B, T, Seg, Enc, Bb, Dec>;
     typename M::Config c;
+    c.delimiter = delimiter;  // (fixed segmenters ignore it)
     c.vocab = vocab;
     c.dim = dim;
     c.heads = heads;
@@ -150,6 +157,18 @@ struct HierSpec {
 using HredSpec = HierSpec<hier::RnnEncoder, hier::RnnBackbone, hier::RnnDecoder>;
 using HaedRnnSpec = HierSpec<hier::MlpEncoder, hier::TransformerBackbone, hier::RnnDecoder>;
 using HaedTransformerSpec = HierSpec<hier::MlpEncoder, hier::TransformerBackbone, hier::TransformerDecoder>;
+using HredDelimitedSpec = HierSpec<hier::RnnEncoder, hier::RnnBackbone, hier::RnnDecoder, hier::Delimited<6>>;
+using HaedDelimitedSpec =
+    HierSpec<hier::MlpEncoder, hier::TransformerBackbone, hier::TransformerDecoder, hier::Delimited<6>>;
+
+/// Whether a workspace use matches its plan: exactly, or within it for a model whose plan is a
+/// worst case (a variable segmenter's).
+template <class Spec>
+bool mm_plan_holds(std::size_t used, std::size_t plan) {
+  if constexpr (requires { Spec::kExactPlan; })
+    if (!Spec::kExactPlan) return used <= plan;
+  return used == plan;
+}
 
 template <class Spec, class B, class T>
 using ModelOf = typename decltype(std::declval<Spec const&>().template make<B, T>())::element_type;
@@ -198,7 +217,7 @@ void mm_compare_model(Spec const& spec, std::int64_t bsz, std::int64_t t, std::u
   CHECK(std::abs(dl - hl) <= kLossRel * std::abs(hl));
   CHECK(dtr.counted == htr.counted);
   CHECK(dtr.counted == bsz * t - 2);
-  CHECK(da.used() == dfw);
+  CHECK(mm_plan_holds<Spec>(da.used(), dfw));
   REQUIRE(dtr.logits.shape == (Shape{bsz, t, v}));
   mm_check_close("logits", mm_to_host<Gpu, float>(dctx, dtr.logits),
                  std::vector<float>(htr.logits.begin(), htr.logits.end()), kNmse);
@@ -207,7 +226,7 @@ void mm_compare_model(Spec const& spec, std::int64_t bsz, std::int64_t t, std::u
   Gpu::synchronize(dctx);
   {
     INFO("GPU workspace: planned ", dplan, " bytes, forward + backward carved ", da.high_water());
-    CHECK(da.high_water() == dplan);
+    CHECK(mm_plan_holds<Spec>(da.high_water(), dplan));
   }
   mm_check_param_grads(hctx, hps, dctx, dps, kNmse);
   mm_check_attention_family<float>(dctx, spec.head_size(), 2);
@@ -247,9 +266,9 @@ void mm_gradcheck_model(Spec const& spec, std::int64_t bsz, std::int64_t t, std:
     Gpu::upload<double>(dctx, dps.grads().data, hps.grads().data, np);
     auto a = ws.arena();
     dm->forward(dctx, ids.cview(), targets.cview(), a, tr);
-    plan_ok &= a.used() == fw;
+    plan_ok &= mm_plan_holds<Spec>(a.used(), fw);
     dm->backward(dctx, tr, a);
-    plan_ok &= a.high_water() == plan;
+    plan_ok &= mm_plan_holds<Spec>(a.high_water(), plan);
     Gpu::download<double>(dctx, hps.grads().data, dps.grads().data, np);
   };
   test::GradcheckOptions opt;
@@ -609,6 +628,24 @@ TEST_CASE("cuda models: HRED and HAED cached logits on the GPU equal the full fo
   double rel = mm_cached_vs_full<float>(HaedTransformerSpec{}, 24, 5, 98);
   INFO("HAED (Transformer decoder), float: worst relative difference ", rel);
   CHECK(rel <= kCachedRelFloat);
+}
+
+// Variable segments (hier::Delimited, ended by id 3 or after 6 bytes): the layout is computed on the
+// host and the padded grid is gathered with the embedding ops, so the GPU runs the same composition.
+// (Causality is checked on the CPU, test/models/test_hierarchical_delimited.cpp: a change that moves
+// a boundary changes the grid's shape, and another GEMM shape may round the earlier rows otherwise.)
+TEST_CASE("cuda models: delimited HRED and HAED on the GPU match the CPU, pass gradcheck, and cache == full") {
+  mm_compare_model(HredDelimitedSpec{.vocab = 12}, 2, 30, 111);
+  mm_compare_model(HaedDelimitedSpec{.vocab = 12}, 2, 30, 112);
+  HredDelimitedSpec hred{.vocab = 11, .dim = 8, .layers = 1, .context = 12};
+  mm_gradcheck_model(hred, 2, 12, 113, 5);
+  HaedDelimitedSpec haed{.vocab = 11, .dim = 8, .layers = 1, .context = 12};
+  mm_gradcheck_model(haed, 2, 12, 114, 5);
+  for (double rel : {mm_cached_vs_full<double>(HredDelimitedSpec{.vocab = 12}, 20, 7, 115),
+                     mm_cached_vs_full<double>(HaedDelimitedSpec{.vocab = 12}, 20, 7, 116)}) {
+    INFO("worst relative difference ", rel);
+    CHECK(rel <= kCachedRelDouble);
+  }
 }
 
 // =============================================================================================

@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: MIT
 // The family registry of the example programs (examples/family.hpp, programs.hpp) against real
 // checkpoints: what `--resume` accepts, the messages for flags that ask for another model, and the
-// dispatch from a checkpoint to the model type. The test binary links the families of
+// dispatch from a checkpoint to the model type, and the families' benchmark cases (every family
+// declares some, a small one among them, and runs it). The test binary links the families of
 // examples/families/list.def plus the toy family of test/families/list.def.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <initializer_list>
@@ -272,4 +275,82 @@ TEST_CASE("family: --phases parses NAME:STEPS,...,NAME and the family names what
   CHECK_THROWS_WITH_AS(cli::parse_phases("iem:x"), doctest::Contains("needs a positive step count, got 'x'"), Error);
   CHECK_THROWS_WITH_AS(cli::parse_phases(":5"), doctest::Contains("a phase without a name"), Error);
   CHECK_THROWS_WITH_AS(cli::parse_phases("iem:5,"), doctest::Contains("a phase without a name"), Error);
+}
+
+namespace {
+
+/// A benchmark loop that runs `limit` steps and keeps the report.
+struct CountingLoop final : cli::BenchLoop {
+  int limit = 0, steps = 0, reports = 0;
+  cli::BenchResult result;
+  explicit CountingLoop(int n) : limit(n) {}
+  bool keep_running() override { return steps < limit ? (++steps, true) : false; }
+  void report(cli::BenchResult const& r) override {
+    ++reports;
+    result = r;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("family: every family declares benchmark cases, a small one among them, and each case builds its model") {
+  for (cli::Family const* f : cli::families()) {
+    CAPTURE(f->model);
+    REQUIRE(bool(f->bench_train));
+    REQUIRE(!f->bench_cases.empty());
+    std::vector<std::string> names;
+    cli::BenchCase const* small = nullptr;
+    for (cli::BenchCase const& c : f->bench_cases) {
+      CAPTURE(c.name);
+      CHECK(std::find(names.begin(), names.end(), c.name) == names.end());  // unique within the family
+      names.push_back(c.name);
+      CHECK(!c.shapes.empty());
+      if (!small && c.name.find("small") != std::string::npos) small = &c;
+      // Each shape's flags build the model (no step: the loop ends at once) and report its count.
+      for (cli::BenchShape s : c.shapes) {
+        CAPTURE(s.seq_len);
+        CountingLoop none(0);
+        cli::run_bench_case(*f, c, s, none);
+        CHECK(none.reports == 1);
+        CHECK(none.result.tokens_per_step == s.batch * s.seq_len);
+        CHECK(none.result.params > 0);
+        CHECK(none.result.has_flops);
+        CHECK(none.result.flops.n_total == double(none.result.params));
+      }
+    }
+    // The tiny case of ctest's bench.smoke (its filter is "small") runs training steps.
+    REQUIRE(small != nullptr);
+    CountingLoop loop(2);
+    cli::BenchShape s = small->shapes.front();
+    CHECK(s.batch * s.seq_len <= 256);
+    cli::run_bench_case(*f, *small, s, loop);
+    CHECK(loop.steps == 2);
+    CHECK(loop.reports == 1);
+    CHECK(std::isfinite(loop.result.loss));
+    CHECK(loop.result.loss > 0);
+    // Every model counts FLOPs but the bigram, a table lookup (models/flops.hpp).
+    CHECK((loop.result.flops.palm() > 0) == (f->model != "bigram"));
+  }
+}
+
+TEST_CASE("family: a benchmark case is hseq-train's flags, named BM_family/<family>/<case>/b:<batch>/t:<seq_len>") {
+  cli::Family const& hg = *cli::find_family("hourglass");
+  auto avg = std::find_if(hg.bench_cases.begin(), hg.bench_cases.end(),
+                          [](cli::BenchCase const& c) { return c.name == "d256_avg"; });
+  REQUIRE(avg != hg.bench_cases.end());
+  CHECK(cli::bench_name(hg, *avg, {4, 1024}) == "BM_family/hourglass/d256_avg/b:4/t:1024");
+  cli::Args a = cli::bench_args(hg, *avg, {4, 1024});
+  CHECK(a.str("model") == "hourglass");
+  CHECK(a.integer("batch") == 4);
+  CHECK(a.integer("seq-len") == 1024);
+  CHECK(a.integer("context") == 1024);  // the sequence length unless the case gives a context
+  CHECK(a.integer("dim") == 256);
+  CHECK(a.str("hierarchy") == "2@1 4@4 2@1");
+  CHECK(cli::choice_from_flags(a).policies == std::vector<std::string>{"avg", "repeat"});
+  // A case's own --context is kept.
+  cli::Args b = cli::bench_args(hg, {"c", {"--context=2048"}, {}}, {1, 64});
+  CHECK(b.integer("context") == 2048);
+  // A flag no family declares names the case.
+  CHECK_THROWS_WITH_AS(cli::bench_args(hg, {"typo", {"--dimm", "8"}, {}}, {1, 64}),
+                       doctest::Contains("BM_family/hourglass/typo/b:1/t:64: unknown flag --dimm"), Error);
 }

@@ -13,12 +13,14 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "hseq/backend/backend.hpp"
 #include "hseq/core/error.hpp"
 #include "hseq/core/workspace.hpp"
+#include "hseq/models/flops.hpp"
 #include "hseq/nn/embedding.hpp"
 #include "hseq/ops/cross_entropy.hpp"
 #include "hseq/ops/elementwise.hpp"
@@ -114,6 +116,11 @@ class Bigram {
     table_.forward(ctx, ids, logits, ws);
   }
 
+  /// Model FLOPs per token (models/flops.hpp): none. The table is read by lookup, an embedding by
+  /// that count's rules; the cross-entropy over the vocab logits is outside it, as every model's
+  /// loss is.
+  hseq::models::FlopCount flops(std::int64_t /*t*/) const { return hseq::models::FlopCount{}.add_embedding(table_); }
+
  private:
   static Config check(Config c) {
     HSEQ_CHECK(c.vocab > 0 && c.context > 0, "Bigram: vocab " << c.vocab << ", context " << c.context
@@ -142,6 +149,8 @@ struct BigramFamily {
   static void apply_flags(FlagReader const& r, typename M::Config& c) {
     r.integer("context", c.context);
   }
+  /// One tiny benchmark row (a new family reaches the benchmark table through this list alone).
+  static std::vector<BenchCase> bench_cases() { return {{"small", {}, {{1, 64}}}}; }
 };
 
 }  // namespace cli

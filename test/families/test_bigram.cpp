@@ -103,4 +103,13 @@ TEST_CASE("toy family: one list line registers it with the programs") {
   cli::ModelChoice const choice = cli::choice_from_checkpoint(path);
   CHECK(choice.family == f);
   CHECK(choice.config_json == m.config_json());
+
+  // Its benchmark row comes with it (bench/bench_families.cpp reads the registry), and its FLOP
+  // count is zero: the table is read by lookup (an embedding, models/flops.hpp).
+  REQUIRE(f->bench_cases.size() == 1);
+  CHECK(cli::bench_name(*f, f->bench_cases[0], f->bench_cases[0].shapes.at(0)) == "BM_family/bigram/small/b:1/t:64");
+  models::FlopCount fc = m.flops(16);
+  CHECK(fc.n_total == 256 * 256);
+  CHECK(fc.n_nonemb == 0);
+  CHECK(fc.palm() == 0);
 }

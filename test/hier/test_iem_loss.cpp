@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "hseq/hier/delimited.hpp"
 #include "hseq/hier/iem_loss.hpp"
 #include "hseq/hier/segment_proposal.hpp"
 #include "support/gradcheck.hpp"
@@ -221,4 +222,57 @@ TEST_CASE("segment proposal: counts every window, sorted segments, log-probabili
   for (auto i : draws) freq[i] += 1.0 / 70000;
   for (std::int64_t i = 0; i < 4; ++i) CHECK(freq[i] == doctest::Approx(double(q.count(i)) / 7).epsilon(0.03));
   CHECK_THROWS_WITH_AS(hier::SegmentProposal("ab", 3), doctest::Contains("hold no segment of 3"), Error);
+}
+
+TEST_CASE("segment proposal over delimited segments: counts the segments, variable lengths, find, draws") {
+  // Lines (MaxLen 4): "ab\n" "c\n" "ab\n" "abcd" "e\n" "c\n" "x" (the last one cut by the end)
+  std::string text = "ab\nc\nab\nabcde\nc\nx";
+  hier::SegmentProposal q(text, hier::Delimited<4>("\n"));
+  CHECK(q.variable());
+  CHECK(q.segment_size() == 0);
+  CHECK(q.max_length() == 4);
+  CHECK(q.delimiter() == "\n");
+  CHECK(q.total() == 7);
+  REQUIRE(q.size() == 5);
+  std::vector<std::string> segs;
+  for (std::int64_t i = 0; i < q.size(); ++i) {
+    auto s = q.segment(i);
+    segs.emplace_back(s.begin(), s.end());
+  }
+  CHECK(segs == std::vector<std::string>{"ab\n", "abcd", "c\n", "e\n", "x"});  // sorted ("\n" < letters)
+  CHECK(q.count(0) == 2);
+  CHECK(q.count(2) == 2);
+  CHECK(q.log_prob(3) == doctest::Approx(std::log(1.0 / 7.0)).epsilon(1e-15));
+  std::vector<std::int32_t> c_nl{'c', '\n'}, ab{'a', 'b'}, abcd{'a', 'b', 'c', 'd'}, abcde{'a', 'b', 'c', 'd', 'e'};
+  CHECK(q.find(c_nl) == 2);
+  CHECK(q.find(abcd) == 1);
+  CHECK(q.find(ab) == -1);     // a prefix of "ab\n" is another segment
+  CHECK(q.find(abcde) == -1);  // longer than every segment
+  std::vector<std::int64_t> draws(70000);
+  q.draw(5, 9, draws);
+  std::map<std::int64_t, double> freq;
+  for (auto i : draws) freq[i] += 1.0 / 70000;
+  for (std::int64_t i = 0; i < 5; ++i) CHECK(freq[i] == doctest::Approx(double(q.count(i)) / 7).epsilon(0.03));
+  // A fixed-size proposal is not variable.
+  CHECK(!hier::SegmentProposal("abcd", 2).variable());
+  CHECK(hier::SegmentProposal("abcd", 2).max_length() == 2);
+  CHECK_THROWS_WITH_AS(hier::SegmentProposal("", hier::Delimited<4>("\n")), doctest::Contains("no bytes"), Error);
+}
+
+TEST_CASE("iem loss: the bias of variable-length segments (hits: equal length and bytes)") {
+  // Positives: "ab", "a", "ab"; negatives: "a" (log q -1), "abc" (-2), "ab" (-3).
+  std::vector<std::int32_t> pos{1, 2, 1, 1, 2}, neg{1, 1, 2, 3, 1, 2};
+  std::vector<std::int64_t> pos_off{0, 2, 3, 5}, neg_off{0, 1, 4, 6};
+  std::vector<double> log_q{-1, -2, -3};
+  std::vector<double> bias(3 * (1 + 3 + 3));
+  using Loss = hier::IemLoss<cpu, double>;
+  std::int64_t hits = Loss::build_bias(pos, pos_off, neg, neg_off, log_q, true, bias);
+  double const x = -std::numeric_limits<double>::infinity();
+  CHECK(bias == std::vector<double>{0, 1, 2, x, x, 0, x,    // "ab": hits "ab" (negative 2, positives 0 and 2)
+                                    0, x, 2, 3, 0, x, 0,    // "a": hits "a" (negative 0, itself)
+                                    0, 1, 2, x, x, 0, x});  // "ab"
+  CHECK(hits == 8);
+  std::vector<double> small(3 * 4);
+  CHECK_THROWS_WITH_AS(Loss::build_bias(pos, pos_off, neg, neg_off, log_q, true, small),
+                       doctest::Contains("[3, 7] needed"), Error);
 }

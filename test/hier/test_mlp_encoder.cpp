@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 #include <doctest/doctest.h>
 
+#include <cstdint>
+#include <vector>
+
 #include "hier/segment_part_checks.hpp"
 #include "hseq/hier/mlp_encoder.hpp"
 
@@ -35,4 +38,31 @@ TEST_CASE("mlp encoder: shapes that are not whole segments are refused") {
   CHECK_THROWS_WITH_AS(m.forward(ctx, x.cview(), e.view(), a), doctest::Contains("is not [B, N 3, 4]"), Error);
   using EncF = hier::MlpEncoderModule<cpu, float>;
   CHECK_THROWS_WITH_AS(EncF({.dim = 4}), doctest::Contains("segment size 0"), Error);
+}
+
+TEST_CASE("mlp encoder: variable segments: zero padding rows contribute nothing (the lengths form is the plain one)") {
+  cpu::Context ctx;
+  hier::MlpEncoderModule<cpu, double> m({.dim = 3, .segment = 4, .mlp_hidden = 5});
+  nn::ParamStore<cpu, double> ps(m);
+  test::randomize_params(ps, 2, 0.5);
+  // Segment 0 holds 2 bytes (rows 2, 3 zero), segment 1 holds 4.
+  auto x = test::random_tensor(Shape{1, 8, 3}, 1);
+  for (std::int64_t k = 6; k < 12; ++k) x.data()[k] = 0;
+  std::vector<std::int32_t> lengths{2, 4};
+  Tensor<std::int32_t, cpu> last(Shape{2});
+  last.data()[0] = 1;
+  last.data()[1] = 7;
+  Tensor<double, cpu> e(Shape{1, 2, 3}), e_plain(Shape{1, 2, 3});
+  Workspace<cpu> ws(1 << 16);
+  auto a = ws.arena();
+  m.forward(ctx, x.cview(), hier::SegmentLengths<HostSpace>{lengths, last.cview()}, e.view(), a);
+  m.forward(ctx, x.cview(), e_plain.view(), a);
+  for (std::int64_t i = 0; i < 6; ++i) CHECK(e.data()[i] == e_plain.data()[i]);
+  // The padding's columns of W_1 do not matter: changing them leaves segment 0's vector unchanged.
+  auto& w1 = ps.find("fc1.weight");  // [hidden, K d]
+  for (std::int64_t h = 0; h < 5; ++h)
+    for (std::int64_t c = 6; c < 12; ++c) w1.value[h * 12 + c] += 1.0;
+  m.forward(ctx, x.cview(), hier::SegmentLengths<HostSpace>{lengths, last.cview()}, e_plain.view(), a);
+  for (std::int64_t i = 0; i < 3; ++i) CHECK(e.data()[i] == e_plain.data()[i]);
+  CHECK(e.data()[3] != e_plain.data()[3]);  // segment 1 uses those columns
 }

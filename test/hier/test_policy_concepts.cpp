@@ -9,12 +9,14 @@
 //  - the encoder, decoder, segment backbone and segmenter concepts (models::Hierarchical) hold for the
 //    library's policies and for archetypes with exactly their members; a decoder or backbone
 //    archetype without its cached-generation members does not satisfy them; the provisional
-//    compression concept is satisfiable.
+//    compression concept is satisfiable; a variable segmenter archetype (Delimited's members)
+//    satisfies SegmenterPolicy as the variable kind, and missing any of its members it does not.
 #include <doctest/doctest.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <set>
+#include <span>
 #include <string>
 #include <type_traits>
 
@@ -24,6 +26,7 @@
 #include "hseq/hier/avg_pool.hpp"
 #include "hseq/hier/compression_policy.hpp"
 #include "hseq/hier/decoder_policy.hpp"
+#include "hseq/hier/delimited.hpp"
 #include "hseq/hier/encoder_policy.hpp"
 #include "hseq/hier/fixed_chunks.hpp"
 #include "hseq/hier/linear_pool.hpp"
@@ -323,6 +326,21 @@ struct SegmenterSizeZero {
   static constexpr std::int64_t kSize = 0;
   static std::int64_t segments(std::int64_t t, char const*);
 };
+/// Exactly what VariableSegmenter requires; `Drop` removes one member (1 name, 2 ends, 3 layout,
+/// 4 max_segments, 5 the string constructor).
+template <int Drop = 0>
+struct VariableSegmenterArchetype {
+  static constexpr char const* kName = "variable-archetype";
+  static constexpr std::int64_t kSize = 6;
+  static constexpr bool kVariable = true;
+  explicit VariableSegmenterArchetype(std::string) requires(Drop != 5);
+  explicit VariableSegmenterArchetype(int) requires(Drop == 5);
+  char const* name() const requires(Drop != 1);
+  std::string const& delimiter() const;
+  bool ends(std::span<std::int32_t const>) const requires(Drop != 2);
+  void layout(std::span<std::int32_t const>, std::int64_t, std::int64_t, hier::SegmentLayout&) const requires(Drop != 3);
+  std::int64_t max_segments(std::int64_t) const requires(Drop != 4);
+};
 
 }  // namespace
 
@@ -339,10 +357,25 @@ static_assert(!hier::SegmentBackbonePolicy<EncoderArchetype, cpu, float>);  // n
 static_assert(hier::SegmenterPolicy<SegmenterArchetype>);
 static_assert(!hier::SegmenterPolicy<SegmenterSizeZero>);
 static_assert(!hier::SegmenterPolicy<hier::AvgPool>);
+static_assert(hier::SegmenterPolicy<VariableSegmenterArchetype<>>);
+static_assert(hier::VariableSegmenter<VariableSegmenterArchetype<>>);
+static_assert(!hier::FixedSegmenter<VariableSegmenterArchetype<>>);
+static_assert(!hier::SegmenterPolicy<VariableSegmenterArchetype<1>>);
+static_assert(!hier::SegmenterPolicy<VariableSegmenterArchetype<2>>);
+static_assert(!hier::SegmenterPolicy<VariableSegmenterArchetype<3>>);
+static_assert(!hier::SegmenterPolicy<VariableSegmenterArchetype<4>>);
+static_assert(!hier::SegmenterPolicy<VariableSegmenterArchetype<5>>);
+static_assert(!hier::VariableSegmenter<SegmenterArchetype>);  // no kVariable: the fixed kind
 
 // The library's segment-model policies (models::Hierarchical).
 static_assert(hier::SegmenterPolicy<hier::FixedChunks<1>>);
 static_assert(hier::SegmenterPolicy<hier::FixedChunks<8>>);
+static_assert(hier::SegmenterPolicy<hier::Delimited<64>>);
+static_assert(hier::VariableSegmenter<hier::Delimited<1>>);
+// Variable segments need an encoder that reads their lengths; both library encoders do.
+static_assert(hier::RaggedEncoderModule<hier::EncoderModule<hier::MlpEncoder, cpu, float>, cpu, float>);
+static_assert(hier::RaggedEncoderModule<hier::EncoderModule<hier::RnnEncoder, cpu, double>, cpu, double>);
+static_assert(!hier::RaggedEncoderModule<hier::EncoderModule<EncoderArchetype, cpu, float>, cpu, float>);
 static_assert(hier::EncoderPolicy<hier::MlpEncoder, cpu, float>);
 static_assert(hier::EncoderPolicy<hier::RnnEncoder, cpu, double>);
 static_assert(hier::SegmentBackbonePolicy<hier::RnnBackbone, cpu, float>);

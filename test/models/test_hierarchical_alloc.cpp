@@ -53,7 +53,10 @@ long allocations_in_steps_2_to_5(typename M::Config mc, std::vector<train::Phase
   for (int i = 0; i < 100; ++i) text += "abcd efgh abcd ijkl ";
   auto data = io::TextDataset::from_string(text, "repetitive", 0.1);
   M m(mc);
-  if (mc.iem_enabled()) m.set_iem_proposal(hier::SegmentProposal(data.bytes(io::TextDataset::Split::kTrain), M::kSegment));
+  if (mc.iem_enabled()) {
+    if constexpr (M::kVariable) m.set_iem_proposal(hier::SegmentProposal(data.bytes(io::TextDataset::Split::kTrain), m.segmenter()));
+    else m.set_iem_proposal(hier::SegmentProposal(data.bytes(io::TextDataset::Split::kTrain), M::kSegment));
+  }
   nn::ParamStore<cpu, float> ps(m);
   ps.init(ctx, 1);
   train::TrainerConfig tc;
@@ -99,4 +102,29 @@ TEST_CASE("hierarchical: IEM and decoder-phase training steps 2..5 allocate noth
   typename models::Hred<cpu, float, 4>::Config hc{.dim = 16, .heads = 2, .layers = 2, .decoder_layers = 2,
                                                   .context = 16, .iem_negatives = 8};
   CHECK(allocations_in_steps_2_to_5<models::Hred<cpu, float, 4>>(hc, iem) == 0);
+}
+
+TEST_CASE("hierarchical: delimited segments: training steps 2..5 allocate nothing (the layout reserves the worst case)") {
+  // Lines of the training text ("abcd efgh abcd ijkl " has no newline: segments of MaxLen 8, and the
+  // random crops end their last segment early) and spaces (every crop has its own layout).
+  using L = models::Hierarchical<cpu, float, hier::Delimited<8>, hier::RnnEncoder, hier::RnnBackbone, hier::RnnDecoder>;
+  using A = models::Hierarchical<cpu, float, hier::Delimited<8>, hier::MlpEncoder, hier::TransformerBackbone,
+                                 hier::TransformerDecoder>;
+  L::Config lc{.dim = 16, .heads = 2, .layers = 2, .decoder_layers = 2, .context = 16};
+  CHECK(allocations_in_steps_2_to_5<L>(lc) == 0);
+  lc.delimiter = " ";
+  lc.cell = nn::RnnKind::kLstm;
+  CHECK(allocations_in_steps_2_to_5<L>(lc) == 0);
+  A::Config ac{.dim = 16, .heads = 2, .layers = 2, .decoder_layers = 2, .context = 16};
+  ac.delimiter = " ";
+  CHECK(allocations_in_steps_2_to_5<A>(ac) == 0);
+  std::vector<train::Phase> dec{{"decoder", 5, {"encoder.*", "backbone.*"}, {}}};
+  CHECK(allocations_in_steps_2_to_5<A>(ac, dec) == 0);
+  // The IEM objective over delimited segments (variable-length positives and negatives).
+  std::vector<train::Phase> iem{{"iem", 5, {"decoder.*", "start", "ln_f.*"}, {}}};
+  ac.iem_negatives = 8;
+  ac.iem_in_batch = true;
+  CHECK(allocations_in_steps_2_to_5<A>(ac, iem) == 0);
+  lc.iem_negatives = 8;
+  CHECK(allocations_in_steps_2_to_5<L>(lc, iem) == 0);
 }

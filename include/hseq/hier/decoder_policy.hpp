@@ -4,8 +4,9 @@
 ///
 /// States the contract of HRED's and HAED's decoders (spec models.md §1, §2.3; `hier::RnnDecoder`,
 /// `hier::TransformerDecoder`, used by `models::Hierarchical`), for fixed-size segments of k bytes;
-/// HAT's character decoder (§6.2) has the same shape. Variable-length segments (a `Delimited`
-/// segmenter) will extend it with per-segment lengths.
+/// HAT's character decoder (§6.2) has the same shape. Variable-length segments (a `hier::Delimited`
+/// segmenter) need nothing more: the model runs the decoder over a padded grid of K = MaxLen cells
+/// per segment whose padding cells come after the real ones, so causality keeps them out.
 ///
 /// A decoder policy is a tag type `P` with `P::kName` and `P::Module<B, T>`
 /// (`DecoderModule<P, B, T>`), a module (nn/module.hpp) built from its `Config` with

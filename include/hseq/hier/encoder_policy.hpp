@@ -5,7 +5,8 @@
 /// States the contract of HRED's sub-sequence encoder and HAED's chunk encoder (spec models.md §1,
 /// §2.3; `hier::RnnEncoder`, `hier::MlpEncoder`, used by `models::Hierarchical`), for fixed-size
 /// segments; HAT's character encoder (§6.2) has the same shape. Variable-length segments (a
-/// `Delimited` segmenter) will extend it with per-segment lengths. Cached generation needs nothing
+/// `hier::Delimited` segmenter) need an encoder that also takes per-segment lengths over a padded
+/// grid: `RaggedEncoderModule` (segmenter_policy.hpp; both encoders are). Cached generation needs nothing
 /// more: a completed segment is encoded by `forward` over one segment (N = 1), its Saved discarded.
 ///
 /// An encoder policy is a tag type `P` with `P::kName` and `P::Module<B, T>`

@@ -3,6 +3,8 @@
 /// @brief `FixedChunks<K>`: the segmenter of fixed-size segments of K bytes (compile-time K):
 /// segment i is bytes i K .. i K + K - 1, and a sequence must be a whole number of segments.
 /// Its name is "fixed" followed by K ("fixed4"), so a checkpoint records the segment size too.
+/// A `FixedSegmenter` (hier/segmenter_policy.hpp): its layout is the identity, so the model runs its
+/// parts on the byte rows directly, with no gather (`Delimited` is the variable kind).
 #pragma once
 
 #include <array>

@@ -219,6 +219,51 @@ class IemLoss {
     return hits;
   }
 
+  /// The same for variable-length segments (a `Delimited` model): positive i is
+  /// pos_bytes[pos_off[i] .. pos_off[i + 1]), negative j is neg_bytes[neg_off[j] .. neg_off[j + 1]);
+  /// a hit is an equal length and equal bytes. Allocates nothing.
+  static std::int64_t build_bias(std::span<std::int32_t const> pos_bytes, std::span<std::int64_t const> pos_off,
+                                 std::span<std::int32_t const> neg_bytes, std::span<std::int64_t const> neg_off,
+                                 std::span<double const> log_q, bool in_batch, std::span<T> bias) {
+    HSEQ_CHECK(!pos_off.empty() && !neg_off.empty() && neg_off.size() == log_q.size() + 1 &&
+                   std::size_t(pos_off.back()) == pos_bytes.size() && std::size_t(neg_off.back()) == neg_bytes.size(),
+               "IemLoss::build_bias: " << pos_off.size() << " positive and " << neg_off.size()
+                                       << " negative offsets (one more than the segments) for " << log_q.size()
+                                       << " log-proposals and " << pos_bytes.size() << " + " << neg_bytes.size()
+                                       << " bytes");
+    std::int64_t m = std::int64_t(pos_off.size()) - 1, kn = std::int64_t(log_q.size()), c = columns(m, kn, in_batch);
+    HSEQ_CHECK(std::int64_t(bias.size()) == m * c,
+               "IemLoss::build_bias: bias holds " << bias.size() << " values, [" << m << ", " << c << "] needed");
+    auto same = [](std::int32_t const* a, std::int64_t na, std::int32_t const* b, std::int64_t nb) {
+      if (na != nb) return false;
+      for (std::int64_t r = 0; r < na; ++r)
+        if (a[r] != b[r]) return false;
+      return true;
+    };
+    T const masked = -std::numeric_limits<T>::infinity();
+    std::int64_t hits = 0;
+    for (std::int64_t i = 0; i < m; ++i) {
+      std::int32_t const* pi = pos_bytes.data() + pos_off[std::size_t(i)];
+      std::int64_t ni = pos_off[std::size_t(i) + 1] - pos_off[std::size_t(i)];
+      T* row = bias.data() + i * c;
+      row[0] = T(0);
+      for (std::int64_t j = 0; j < kn; ++j) {
+        bool hit = same(pi, ni, neg_bytes.data() + neg_off[std::size_t(j)],
+                        neg_off[std::size_t(j) + 1] - neg_off[std::size_t(j)]);
+        row[1 + j] = hit ? masked : T(-log_q[std::size_t(j)]);
+        hits += hit;
+      }
+      if (in_batch)
+        for (std::int64_t j = 0; j < m; ++j) {
+          bool hit = same(pi, ni, pos_bytes.data() + pos_off[std::size_t(j)],
+                          pos_off[std::size_t(j) + 1] - pos_off[std::size_t(j)]);
+          row[1 + kn + j] = hit ? masked : T(0);
+          hits += hit;
+        }
+    }
+    return hits;
+  }
+
  private:
   struct Carved {
     MView s, z, losses;

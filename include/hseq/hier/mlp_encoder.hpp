@@ -7,6 +7,13 @@
 ///   z_i = [x_{iK}; x_{iK+1}; ...; x_{iK+K-1}]        [B, N, K d]   (a reshape: no copy)
 ///   e_i = LN(W_2 gelu(W_1 z_i + b_1) + b_2)           [B, N, d]
 ///
+/// Variable segments (a `VariableSegmenter`, e.g. `Delimited`): the model pads each segment to K
+/// = MaxLen rows with zeros (its gather reads a zero row there), so the flatten is
+/// [x_{s}; ...; x_{s+len-1}; 0; ...; 0] and a padding row contributes W_1 0 = 0: padding never
+/// reaches e. The vector of a segment of len bytes is therefore the same whatever the grid's
+/// width beyond it holds, and the layer sees each byte's position within its segment (the column
+/// block of W_1 it meets). `forward(ctx, x, lengths, e, ws)` is that case: the same computation.
+///
 /// Reads PartConfig's dim, segment, mlp_hidden (0: 4 dim), eps, init_std.
 #pragma once
 
@@ -17,6 +24,7 @@
 #include "hseq/core/error.hpp"
 #include "hseq/core/workspace.hpp"
 #include "hseq/hier/part_config.hpp"
+#include "hseq/hier/segmenter_policy.hpp"
 #include "hseq/nn/layer_norm.hpp"
 #include "hseq/nn/linear.hpp"
 #include "hseq/nn/module.hpp"
@@ -79,6 +87,13 @@ class MlpEncoderModule {
     s.fc2 = fc2_.forward(ctx, s.a, s.z, ws);           // [B N, d]
     s.ln = ln_.forward(ctx, s.z, e.reshape(Shape{rows, d}), ws);  // e = LN(z)  [B N, d]
     return s;
+  }
+
+  /// Variable segments: x [B, S K, d] is a padded grid whose rows past each segment's length are
+  /// zero (the model's gather guarantees it), so the plain forward already ignores padding; the
+  /// lengths are not needed. dx of padding rows (backward) is not used by the model's gather.
+  Saved forward(Ctx& ctx, CView x, SegmentLengths<Space> /*lengths*/, MView e, Arena<Space>& ws) const {
+    return forward(ctx, x, e, ws);
   }
 
   /// dx [B, N K, d] (overwritten; may be empty) from de [B, N, d]; parameter gradients accumulate.

@@ -15,18 +15,30 @@
 ///
 /// Memory: the distinct segments (K bytes each) and one 64-bit cumulative count per segment; build
 /// it from the training split (or a prefix of it, for very large data).
+///
+/// Variable segments (a `VariableSegmenter`, e.g. `Delimited`): `SegmentProposal(bytes, segmenter)`
+/// counts the segments the segmenter cuts the data into, in one pass from its first byte,
+///
+///   q(c) = count(c) / W        over the W segments of the data (1 .. MaxLen bytes each)
+///
+/// A training crop starts anywhere, so its first segment is usually a suffix of a data segment that
+/// this count does not hold; every later segment of the crop is a data segment again (the
+/// delimiter resynchronises; a MaxLen split of a long run may differ). The distinct segments are
+/// kept sorted (shorter first among equal prefixes), with their offsets.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "hseq/core/error.hpp"
 #include "hseq/core/rng.hpp"
+#include "hseq/hier/segmenter_policy.hpp"
 
 namespace hseq::hier {
 
@@ -54,7 +66,47 @@ class SegmentProposal {
     }
   }
 
+  /// Counts the segments `seg` cuts `bytes` into (at least one byte). The proposal remembers the
+  /// segmenter's delimiter and its MaxLen (`delimiter`, `max_length`).
+  template <VariableSegmenter S>
+  SegmentProposal(std::string_view bytes, S const& seg) : k_(0), max_len_(S::kSize), delimiter_(seg.delimiter()) {
+    HSEQ_CHECK(!bytes.empty(), "SegmentProposal: no bytes to count segments in");
+    std::unordered_map<std::string_view, std::int64_t> counts;
+    std::vector<std::int32_t> cur;  // the current segment's bytes (at most MaxLen)
+    cur.reserve(std::size_t(S::kSize));
+    std::size_t begin = 0;
+    for (std::size_t p = 0; p < bytes.size(); ++p) {
+      cur.push_back(std::int32_t(static_cast<unsigned char>(bytes[p])));
+      if (p + 1 == bytes.size() || seg.ends(cur)) {
+        ++counts[bytes.substr(begin, p + 1 - begin)];
+        begin = p + 1;
+        cur.clear();
+      }
+    }
+    std::vector<std::string_view> keys;
+    keys.reserve(counts.size());
+    for (auto const& kv : counts) keys.push_back(kv.first);
+    std::sort(keys.begin(), keys.end());
+    offsets_.reserve(keys.size() + 1);
+    cumulative_.reserve(keys.size());
+    offsets_.push_back(0);
+    std::int64_t total = 0;
+    for (auto key : keys) {
+      for (char ch : key) bytes_.push_back(static_cast<unsigned char>(ch));
+      offsets_.push_back(std::int64_t(bytes_.size()));
+      total += counts[key];
+      cumulative_.push_back(total);
+    }
+  }
+
+  /// K for fixed-size segments; 0 for variable ones (see `variable`, `max_length`).
   std::int64_t segment_size() const { return k_; }
+  /// Whether the segments have variable lengths (built from a VariableSegmenter).
+  bool variable() const { return !offsets_.empty(); }
+  /// The most bytes a segment holds (K, or the segmenter's MaxLen).
+  std::int64_t max_length() const { return variable() ? max_len_ : k_; }
+  /// The delimiter of the segmenter a variable proposal was built with (empty for fixed ones).
+  std::string const& delimiter() const { return delimiter_; }
   /// Number of distinct segments.
   std::int64_t size() const { return std::int64_t(cumulative_.size()); }
   /// Number of windows counted (W).
@@ -63,12 +115,30 @@ class SegmentProposal {
   /// The bytes of distinct segment i (sorted order).
   std::span<std::uint8_t const> segment(std::int64_t i) const {
     HSEQ_CHECK(i >= 0 && i < size(), "SegmentProposal: segment " << i << " of " << size());
+    if (variable())
+      return {bytes_.data() + offsets_[std::size_t(i)], std::size_t(offsets_[std::size_t(i) + 1] - offsets_[std::size_t(i)])};
     return {bytes_.data() + i * k_, std::size_t(k_)};
   }
   /// log q(segment i).
   double log_prob(std::int64_t i) const { return std::log(double(count(i))) - std::log(double(total())); }
   /// Index of the segment with these bytes, or -1 when it never occurs.
   std::int64_t find(std::span<std::int32_t const> seg) const {
+    if (variable()) {
+      auto less = [](std::uint8_t a, std::int32_t b) { return std::int32_t(a) < b; };
+      std::int64_t lo = 0, hi = size();
+      while (lo < hi) {  // lower bound in the sorted segments (lexicographic, a prefix first)
+        std::int64_t mid = (lo + hi) / 2;
+        auto s = segment(mid);
+        if (std::lexicographical_compare(s.begin(), s.end(), seg.begin(), seg.end(), less)) lo = mid + 1;
+        else hi = mid;
+      }
+      if (lo == size()) return -1;
+      auto s = segment(lo);
+      if (s.size() != seg.size()) return -1;
+      for (std::size_t r = 0; r < s.size(); ++r)
+        if (std::int32_t(s[r]) != seg[r]) return -1;
+      return lo;
+    }
     HSEQ_CHECK(std::int64_t(seg.size()) == k_, "SegmentProposal::find: " << seg.size() << " bytes, segments have " << k_);
     std::int64_t lo = 0, hi = size();
     while (lo < hi) {  // lower bound in the sorted segments
@@ -98,7 +168,10 @@ class SegmentProposal {
 
  private:
   std::int64_t k_ = 0;
-  std::vector<std::uint8_t> bytes_;       // [size, k] distinct segments, sorted
+  std::int64_t max_len_ = 0;              // variable segments: the segmenter's MaxLen
+  std::string delimiter_;                 // variable segments: the segmenter's delimiter
+  std::vector<std::int64_t> offsets_;     // variable segments: [size + 1] where each one starts in bytes_
+  std::vector<std::uint8_t> bytes_;       // [size, k] distinct segments, sorted (variable: concatenated)
   std::vector<std::int64_t> cumulative_;  // [size] running window counts
 };
 

@@ -25,6 +25,7 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -43,6 +44,7 @@
 #include "hseq/hier/shift_right.hpp"
 #include "hseq/hier/shorten_policy.hpp"
 #include "hseq/hier/upsample_policy.hpp"
+#include "hseq/models/flops.hpp"
 #include "hseq/nn/block_stack.hpp"
 #include "hseq/nn/embedding.hpp"
 #include "hseq/nn/layer_norm.hpp"
@@ -366,6 +368,50 @@ class Hourglass {
         step_token(ctx, one, cache, logits, i, n, ws);
       }
     }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Cost
+
+  /// Model FLOPs per token of a training step at sequence length t (models/flops.hpp; t is taken
+  /// padded to the total factor). rate_i = the product of the factors of the levels before level
+  /// i (rate_0 = 1): level i's blocks run at 1 / rate_{i+1} of the positions, its ln_up at
+  /// 1 / rate_i. The resampling policies work at both rates: the attention pool's input LayerNorm
+  /// and key/value projection at the enclosing rate 1 / rate_i, its queries, output and MLP at
+  /// the pooled one; the attention upsampling's ln_s and key/value projection at the short rate,
+  /// the rest at the enclosing one; a linear pool (k d -> d) or linear upsampling (d -> k d) runs
+  /// once per short position, so at the short rate. Attention: the pre/post blocks 12 d T each,
+  /// level i's blocks 12 d T / rate_{i+1}^2, each attention resampling's cross-attention (queries
+  /// at one rate, keys at the other) 12 d T / (rate_i rate_{i+1}).
+  FlopCount flops(std::int64_t t) const {
+    FlopCount f;
+    f.add_embedding(tok_).add_embedding(pos_).add(pre_, 1.0).add(post_, 1.0).add(head_, 1.0);  // head: ln_f
+    double d = double(cfg_.dim), tt = double(padded_length(t)), rate = 1.0;
+    f.add_attention(double(spec_.pre + spec_.post), d, tt, tt, tt);
+    for (auto const& lp : levels_) {
+      Level const& lv = *lp;
+      double outer = 1.0 / rate, inner = 1.0 / (rate * double(lv.factor));
+      f.add(lv.pre, inner).add(lv.post, inner).add(lv.ln_up, outer);
+      f.add_attention(double(lv.pre.size() + lv.post.size()), d, tt * inner, tt * inner, tt);
+      if constexpr (std::is_same_v<ShortenT, hier::AttentionPool>) {
+        f.add(lv.shorten, [&](std::string const& n) {
+          return n.starts_with("ln_in.") || n.starts_with("attn.kv.") ? outer : inner;
+        });
+        f.add_attention(1.0, d, tt * inner, tt * outer, tt);
+      } else {
+        f.add(lv.shorten, inner);
+      }
+      if constexpr (std::is_same_v<UpsampleT, hier::AttentionUp>) {
+        f.add(lv.upsample, [&](std::string const& n) {
+          return n.starts_with("ln_s.") || n.starts_with("attn.kv.") ? inner : outer;
+        });
+        f.add_attention(1.0, d, tt * outer, tt * inner, tt);
+      } else {
+        f.add(lv.upsample, inner);
+      }
+      rate *= double(lv.factor);
+    }
+    return f;
   }
 
  private:

@@ -17,6 +17,13 @@
 ///     `backward(ctx, trace, ws)` accumulates the gradients of that mean.
 ///     `M::Trace` is default-constructible and reused across steps.
 /// `Trainer` requires it (train/trainer.hpp); generation requires the refinement `CachedModel`.
+///
+/// Optional members, detected with `requires` where they are used (the concept does not ask for
+/// them): `set_phase(name)` and `trace.terms` (train/trainer.hpp), and
+/// `models::FlopCount flops(std::int64_t t) const`, the model FLOPs per token of a training step at
+/// sequence length t (models/flops.hpp), which the benchmarks report. The library's models all
+/// have it; it stays optional because training needs no FLOP count (a model without one is
+/// benchmarked without FLOP figures).
 #pragma once
 
 #include <concepts>

@@ -22,6 +22,7 @@
 #include "hseq/core/error.hpp"
 #include "hseq/core/tensor.hpp"
 #include "hseq/core/workspace.hpp"
+#include "hseq/models/flops.hpp"
 #include "hseq/nn/block_stack.hpp"
 #include "hseq/nn/embedding.hpp"
 #include "hseq/nn/lm_head.hpp"
@@ -208,6 +209,18 @@ class TransformerLm {
     pos_.forward(ctx, a, a, pos, ws);
     blocks_.forward_step(ctx, a, b, cache.layers, pos, ws);  // a = h_L
     head_.predict(ctx, a, ops::as_mat(logits), ws);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Cost
+
+  /// Model FLOPs per token of a training step at sequence length t (models/flops.hpp): every
+  /// non-embedding parameter (blocks, ln_f, an untied head) at rate 1, attention 12 L d T.
+  FlopCount flops(std::int64_t t) const {
+    FlopCount f;
+    f.add_embedding(tok_).add_embedding(pos_).add(blocks_, 1.0).add(head_, 1.0);
+    double tt = double(t);
+    return f.add_attention(double(cfg_.layers), double(cfg_.dim), tt, tt, tt);
   }
 
  private:
