@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # The one script to run on a GPU machine, from the repository root, with a CUDA build in build-gpu/
-# (cmake -B build-gpu -DHSEQ_ENABLE_CUDA=ON -DHSEQ_NATIVE_ARCH=OFF && cmake --build build-gpu --target
+# (cmake -B build-gpu -DHSEQ_ENABLE_CUDA=ON -DHSEQ_NATIVE_ARCH=OFF -DHSEQ_TEST_OPTIMIZATION=3 &&
+#  cmake --build build-gpu --target
 #  hseq_tests_cuda hseq_bench_cuda; NATIVE_ARCH=OFF because -march=native code built here may not run on
 #  the GPU machine's CPU):
 #
