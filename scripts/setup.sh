@@ -5,6 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   cmake
+  ninja-build
   g++
   libeigen3-dev
   doctest-dev
