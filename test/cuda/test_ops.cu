@@ -833,38 +833,6 @@ void check_attention_case(AttentionCase const& c, std::int64_t head_dim,
   CHECK(unseen_nonzero == 0);
 }
 
-// Score biases and the key mass are CPU-only so far: the CUDA overloads refuse them with a clear
-// error instead of silently ignoring them (and a plain call still runs).
-TEST_CASE("cuda attention: a score bias or the key mass is refused with a clear error") {
-  cuda::Context gctx;
-  AttentionDims d{1, 2, 4, 4, 8, 0};
-  std::int64_t const w = d.width();
-  auto gq = to_device(gctx, random_normal<float>(Shape{1, 4, w}, 60));
-  auto gkv = to_device(gctx, random_normal<float>(Shape{1, 4, 2 * w}, 61));
-  auto gtable = to_device(gctx, random_normal<float>(Shape{2, 3}, 62));
-  DeviceTensor<float> gout(Shape{1, 4, w}), gstats(ops::attention_stats_shape(DeviceSpace{}, d)),
-      gmass(Shape{1, 2, 4}), gdq(Shape{1, 4, w}), gdkv(Shape{1, 4, 2 * w}), gdtable(Shape{2, 3}),
-      gscratch(Shape{ops::attention_backward_scratch(DeviceSpace{}, d)});
-  char const* msg = "attention score bias / key mass is not supported on the CUDA backend yet";
-  ops::AttentionScores<float, DeviceSpace> with_table;
-  with_table.table = gtable.cview();
-  ops::AttentionScores<float, DeviceSpace> with_mass;
-  with_mass.key_mass = gmass.view();
-  CHECK_THROWS_WITH_AS(ops::attention_forward<float>(gctx, d, AttentionMask::causal(), 0.5f, gq.cview(), gkv.cview(),
-                                                     gout.view(), gstats.view(), with_table),
-                       doctest::Contains(msg), hseq::Error);
-  CHECK_THROWS_WITH_AS(ops::attention_forward<float>(gctx, d, AttentionMask::causal(), 0.5f, gq.cview(), gkv.cview(),
-                                                     gout.view(), gstats.view(), with_mass),
-                       doctest::Contains(msg), hseq::Error);
-  ops::attention_forward<float>(gctx, d, AttentionMask::causal(), 0.5f, gq.cview(), gkv.cview(), gout.view(),
-                                gstats.view());
-  CHECK_THROWS_WITH_AS(ops::attention_backward<float>(gctx, d, AttentionMask::causal(), 0.5f, gq.cview(), gkv.cview(),
-                                                      gout.cview(), gstats.cview(), gout.cview(), gdq.view(),
-                                                      gdkv.view(), gscratch.view(), with_table,
-                                                      ops::AttentionScoreGrads<float, DeviceSpace>{gdtable.view(), {}}),
-                       doctest::Contains(msg), hseq::Error);
-}
-
 TEST_CASE_TEMPLATE("cuda parity: attention forward and backward", T, float, double) {
   for (std::int64_t head_dim : {4, 16, 64, 100})
     for (auto const& c : attention_cases()) check_attention_case<T>(c, head_dim);
@@ -888,6 +856,223 @@ TEST_CASE("cuda parity: attention kernel families (tiled, 3xTF32 mma, simple; TF
       check_attention_case<float>(c, head_dim, AttentionKernels::kMma, GemmMath::kTf32, 1e-5);
       check_attention_case<float>(c, head_dim, AttentionKernels::kAuto, GemmMath::kBf16, 1e-5);
     }
+}
+
+// Score biases and the key mass (ops::AttentionScores) on CUDA: the materialising path of
+// ops/cuda/attention.cuh (cuBLAS scores, the masked softmax kernels, the embedding gather/scatter
+// for the distance table), against the CPU reference on the same inputs. Every mask case of
+// attention_cases() (full and causal with a prefix, rates, blind rows, kv_rows > Tk, batch 1 and 2),
+// head sizes 5 and 64, and these score setups. The table gradient accumulates into a nonzero
+// buffer (+=, like a parameter gradient); the dense gradient starts as NaN (overwritten, zero where
+// masked). Tolerances: kAttentionTol (the path materialises the probabilities like the CPU does).
+struct ScoreSetup {
+  char const* name;
+  std::int64_t table_d;  ///< D of the [H, D] distance table; 0: none
+  bool table_grad;       ///< AttentionScoreGrads::table requested (accumulated onto a nonzero buffer)
+  bool dense;            ///< a dense [B, H, Tq, Tk] bias
+  bool mass;             ///< the key mass output
+  bool dense_grad;       ///< AttentionScoreGrads::dense requested
+  std::int64_t q_pos0;   ///< -1: the prefix
+};
+std::vector<ScoreSetup> score_setups() {
+  return {
+      {"table D 7 and its gradient", 7, true, false, false, false, -1},
+      {"frozen table D 5 (no gradient) + key mass", 5, false, false, true, false, -1},
+      {"dense bias and its gradient", 0, false, true, false, true, -1},
+      {"table D 80 + dense + key mass, both gradients, q_pos0 3", 80, true, true, true, true, 3},
+      {"key mass only (flash forward and backward)", 0, false, false, true, false, -1},
+      {"key mass + dense gradient without a dense bias", 0, false, false, true, true, -1},
+  };
+}
+
+template <class T>
+void check_scored_attention_case(AttentionCase const& c, std::int64_t head_dim, ScoreSetup const& st) {
+  cpu::Context cctx;
+  cuda::Context gctx;
+  INFO("case ", c.name, ", head_dim ", head_dim, ", scores ", st.name);
+  AttentionDims d;
+  d.batch = c.batch;
+  d.heads = c.heads;
+  d.tq = c.tq;
+  d.tk = c.tk;
+  d.head_dim = head_dim;
+  d.prefix = c.prefix;
+  d.kv_rows = c.kv_rows;
+  std::int64_t const w = d.width(), kvr = d.kv_stride_rows();
+  T const scale = T(1.0 / std::sqrt(double(head_dim)));
+  Shape const dense_shape{d.batch, d.heads, d.tq, d.tk}, mass_shape{d.batch, d.heads, d.tk};
+
+  auto q = random_normal<T>(Shape{d.batch, d.tq, w}, 50);
+  auto kv = random_normal<T>(Shape{d.batch, kvr, 2 * w}, 51);
+  for (std::int64_t b = 0; b < d.batch; ++b)  // rows [tk, kv_rows): outside the live cache, never read
+    std::fill(kv.data() + (b * kvr + d.tk) * 2 * w, kv.data() + (b + 1) * kvr * 2 * w, nan_v<T>());
+  auto dout = random_normal<T>(Shape{d.batch, d.tq, w}, 52);
+  std::int64_t const dmax = std::max<std::int64_t>(st.table_d, 1);
+  auto table = random_normal<T>(Shape{d.heads, dmax}, 53, 0.7);
+  auto dense = random_normal<T>(dense_shape, 54, 0.7);
+  auto dtable0 = random_normal<T>(Shape{d.heads, dmax}, 55, 0.1);
+
+  // CPU reference
+  ops::AttentionScores<T, HostSpace> sc;
+  sc.q_pos0 = st.q_pos0;
+  auto mass = filled<T>(mass_shape, nan_v<T>());
+  if (st.table_d > 0) sc.table = table.cview();
+  if (st.dense) sc.dense = dense.cview();
+  if (st.mass) sc.key_mass = mass.view();
+  auto dtable = clone(dtable0);
+  auto ddense = filled<T>(dense_shape, nan_v<T>());
+  ops::AttentionScoreGrads<T, HostSpace> dsc;
+  if (st.table_grad) dsc.table = dtable.view();
+  if (st.dense_grad) dsc.dense = ddense.view();
+  auto out = filled<T>(q.shape(), nan_v<T>());
+  HostTensor<T> probs(ops::attention_stats_shape(HostSpace{}, d));
+  auto dq = filled<T>(q.shape(), nan_v<T>());
+  auto dkv = filled<T>(kv.shape(), nan_v<T>());
+  HostTensor<T> scratch(Shape{std::max<std::int64_t>(ops::attention_backward_scratch(HostSpace{}, d), 1)});
+  ops::attention_forward<T>(cctx, d, c.mask, scale, q.cview(), kv.cview(), out.view(), probs.view(), sc);
+  ops::attention_backward<T>(cctx, d, c.mask, scale, q.cview(), kv.cview(), out.cview(), probs.cview(), dout.cview(),
+                             dq.view(), dkv.view(), scratch.view(), sc, dsc);
+
+  // GPU
+  auto gq = to_device(gctx, q);
+  auto gkv = to_device(gctx, kv);
+  auto gdout = to_device(gctx, dout);
+  auto gtable = to_device(gctx, table);
+  auto gdense = to_device(gctx, dense);
+  auto gmass = to_device(gctx, filled<T>(mass_shape, nan_v<T>()));
+  auto gdtable = to_device(gctx, dtable0);
+  auto gddense = to_device(gctx, filled<T>(dense_shape, nan_v<T>()));
+  ops::AttentionScores<T, DeviceSpace> gsc;
+  gsc.q_pos0 = st.q_pos0;
+  if (st.table_d > 0) gsc.table = gtable.cview();
+  if (st.dense) gsc.dense = gdense.cview();
+  if (st.mass) gsc.key_mass = gmass.view();
+  ops::AttentionScoreGrads<T, DeviceSpace> gdsc;
+  if (st.table_grad) gdsc.table = gdtable.view();
+  if (st.dense_grad) gdsc.dense = gddense.view();
+  auto gout = to_device(gctx, filled<T>(q.shape(), nan_v<T>()));
+  DeviceTensor<T> gstats(ops::attention_stats_shape(DeviceSpace{}, d));
+  auto gdq = to_device(gctx, filled<T>(q.shape(), nan_v<T>()));
+  auto gdkv = to_device(gctx, filled<T>(kv.shape(), nan_v<T>()));
+  DeviceTensor<T> gscratch(Shape{ops::attention_backward_scratch(DeviceSpace{}, d)});
+  ops::attention_forward<T>(gctx, d, c.mask, scale, gq.cview(), gkv.cview(), gout.view(), gstats.view(), gsc);
+  ops::attention_backward<T>(gctx, d, c.mask, scale, gq.cview(), gkv.cview(), gout.cview(), gstats.cview(),
+                             gdout.cview(), gdq.view(), gdkv.view(), gscratch.view(), gsc, gdsc);
+  auto hout = to_host(gctx, gout);
+  auto hdq = to_host(gctx, gdq);
+  auto hdkv = to_host(gctx, gdkv);
+
+  // Which path ran: the flash kernels (one attention count per call) only without a bias in forward
+  // and without a bias or score gradient in backward; the materialising path counts no attention.
+  bool const biased = st.table_d > 0 || st.dense;
+  std::uint64_t const flash_calls = (biased ? 0 : 1) + (biased || st.table_grad || st.dense_grad ? 0 : 1);
+  std::uint64_t counted = 0;
+  for (std::uint64_t k : attention_counts(gctx)) counted += k;
+  CHECK(counted == flash_calls);
+
+  CHECK_NMSE(hout, out, kAttentionTol<T>);
+  CHECK_NMSE(hdq, dq, kAttentionTol<T>);
+  HostTensor<T> live_got(Shape{d.batch, d.tk, 2 * w}), live_want(Shape{d.batch, d.tk, 2 * w});
+  for (std::int64_t b = 0; b < d.batch; ++b) {
+    std::copy_n(hdkv.data() + b * kvr * 2 * w, d.tk * 2 * w, live_got.data() + b * d.tk * 2 * w);
+    std::copy_n(dkv.data() + b * kvr * 2 * w, d.tk * 2 * w, live_want.data() + b * d.tk * 2 * w);
+  }
+  CHECK_NMSE(live_got, live_want, kAttentionTol<T>);
+  if (st.mass) {
+    auto hmass = to_host(gctx, gmass);
+    CHECK_NMSE(hmass, mass, kAttentionTol<T>);
+  }
+  if (st.table_grad) {  // accumulated onto dtable0 on both sides
+    auto hdtable = to_host(gctx, gdtable);
+    CHECK_NMSE(hdtable, dtable, kAttentionTol<T>);
+  }
+  if (st.dense_grad) {
+    auto hddense = to_host(gctx, gddense);
+    CHECK_NMSE(hddense, ddense, kAttentionTol<T>);
+    std::int64_t masked_nonzero = 0;  // dL/dlogits is exactly zero at masked keys
+    for (std::int64_t r = 0; r < d.batch * d.heads * d.tq; ++r) {
+      std::int64_t vis = c.mask.visible(r % d.tq, d.tk, d.prefix);
+      masked_nonzero += nonzeros(hddense.data() + r * d.tk + vis, d.tk - vis);
+    }
+    CHECK(masked_nonzero == 0);
+  }
+  // Rows that see nothing: zero output and zero dq; keys no query sees: zero dK and dV.
+  std::int64_t blind_nonzero = 0, unseen_nonzero = 0;
+  for (std::int64_t b = 0; b < d.batch; ++b)
+    for (std::int64_t i = 0; i < d.tq; ++i)
+      if (c.mask.visible(i, d.tk, d.prefix) == 0)
+        blind_nonzero += nonzeros(hout.data() + (b * d.tq + i) * w, w) + nonzeros(hdq.data() + (b * d.tq + i) * w, w);
+  CHECK(blind_nonzero == 0);
+  std::int64_t const seen = c.mask.visible(d.tq - 1, d.tk, d.prefix);
+  for (std::int64_t b = 0; b < d.batch; ++b)
+    for (std::int64_t j = seen; j < d.tk; ++j) unseen_nonzero += nonzeros(hdkv.data() + (b * kvr + j) * 2 * w, 2 * w);
+  CHECK(unseen_nonzero == 0);
+}
+
+TEST_CASE_TEMPLATE("cuda parity: attention with score biases, their gradients and the key mass", T, float, double) {
+  for (auto const& st : score_setups())
+    for (std::int64_t head_dim : {5, 64})
+      for (auto const& c : attention_cases()) check_scored_attention_case<T>(c, head_dim, st);
+}
+
+// A biased call is repeatable: the second call reuses the grown context scratch and gives the same
+// bits (the table gradient accumulates twice, deterministically); bad score shapes throw as on the CPU.
+TEST_CASE("cuda attention scores: repeated calls are bit-identical; bad shapes throw naming them") {
+  cuda::Context gctx;
+  AttentionDims d{2, 3, 19, 23, 8, 4};
+  std::int64_t const w = d.width();
+  auto gq = to_device(gctx, random_normal<float>(Shape{2, 19, w}, 60));
+  auto gkv = to_device(gctx, random_normal<float>(Shape{2, 23, 2 * w}, 61));
+  auto gdout = to_device(gctx, random_normal<float>(Shape{2, 19, w}, 62));
+  auto gtable = to_device(gctx, random_normal<float>(Shape{3, 6}, 63));
+  auto gdense = to_device(gctx, random_normal<float>(Shape{2, 3, 19, 23}, 64));
+  DeviceTensor<float> gout(Shape{2, 19, w}), gstats(ops::attention_stats_shape(DeviceSpace{}, d)),
+      gmass(Shape{2, 3, 23}), gdq(Shape{2, 19, w}), gdkv(Shape{2, 23, 2 * w}), gddense(Shape{2, 3, 19, 23}),
+      gscratch(Shape{ops::attention_backward_scratch(DeviceSpace{}, d)});
+  auto gdtable = to_device(gctx, filled<float>(Shape{3, 6}, 0.0f));
+  ops::AttentionScores<float, DeviceSpace> sc;
+  sc.table = gtable.cview();
+  sc.dense = gdense.cview();
+  sc.key_mass = gmass.view();
+  ops::AttentionScoreGrads<float, DeviceSpace> dsc{gdtable.view(), gddense.view()};
+  auto run = [&] {
+    ops::attention_forward<float>(gctx, d, AttentionMask::causal(), 0.5f, gq.cview(), gkv.cview(), gout.view(),
+                                  gstats.view(), sc);
+    ops::attention_backward<float>(gctx, d, AttentionMask::causal(), 0.5f, gq.cview(), gkv.cview(), gout.cview(),
+                                   gstats.cview(), gdout.cview(), gdq.view(), gdkv.view(), gscratch.view(), sc, dsc);
+    std::vector<HostTensor<float>> r;  // move-only tensors: no initializer list
+    r.push_back(to_host(gctx, gout));
+    r.push_back(to_host(gctx, gmass));
+    r.push_back(to_host(gctx, gdq));
+    r.push_back(to_host(gctx, gdkv));
+    r.push_back(to_host(gctx, gddense));
+    r.push_back(to_host(gctx, gdtable));
+    return r;
+  };
+  auto first = run();
+  auto second = run();
+  for (std::size_t k = 0; k + 1 < first.size(); ++k) CHECK(bit_mismatches(first[k], second[k]) == 0);
+  // The table gradient was accumulated twice: 2 * g, exactly (g + g is exact).
+  HostTensor<float> twice(first.back().shape());
+  for (std::int64_t k = 0; k < twice.numel(); ++k) twice.data()[k] = 2.0f * first.back().data()[k];
+  CHECK(bit_mismatches(second.back(), twice) == 0);
+  // The stats of a biased forward are NaN (backward recomputes the probabilities).
+  auto hstats = to_host(gctx, gstats);
+  std::int64_t finite = 0;
+  for (std::int64_t k = 0; k < hstats.numel(); ++k) finite += std::isfinite(hstats.data()[k]) ? 1 : 0;
+  CHECK(finite == 0);
+
+  auto bad_table = to_device(gctx, random_normal<float>(Shape{2, 6}, 65));
+  ops::AttentionScores<float, DeviceSpace> bad;
+  bad.table = bad_table.cview();
+  CHECK_THROWS_WITH_AS(ops::attention_forward<float>(gctx, d, AttentionMask::causal(), 0.5f, gq.cview(), gkv.cview(),
+                                                     gout.view(), gstats.view(), bad),
+                       doctest::Contains("score bias table"), hseq::Error);
+  ops::AttentionScores<float, DeviceSpace> bad_mass;
+  bad_mass.key_mass = gdq.view();
+  CHECK_THROWS_WITH_AS(ops::attention_forward<float>(gctx, d, AttentionMask::causal(), 0.5f, gq.cview(), gkv.cview(),
+                                                     gout.view(), gstats.view(), bad_mass),
+                       doctest::Contains("key mass"), hseq::Error);
 }
 
 // =============================================================================================

@@ -6,8 +6,9 @@
 /// Optional (`Config::rel_distance` = D > 0): a learned additive score bias per head and relative
 /// distance, parameter `rel_bias` [H, D] (zeros at init), added to the logits as
 /// rel_bias[h, clamp(i + Tm - j, 0, D - 1)] (query i sits at key row Tm + i of [memory; keys]; see
-/// ops/attention.hpp for the convention). CPU only for now (the CUDA attention throws). `forward`
-/// can also return the attention mass each key received ([B, H, Tm + Tk], no gradient).
+/// ops/attention.hpp for the convention). On CUDA both run on the attention core's materialising
+/// path (ops/cuda/attention.cuh). `forward` can also return the attention mass each key received
+/// ([B, H, Tm + Tk], no gradient).
 #pragma once
 
 #include <algorithm>

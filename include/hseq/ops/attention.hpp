@@ -11,7 +11,8 @@
 ///                            (`attention_stats_shape`): on the CPU the probabilities
 ///                            [B, H, Tq, Tk] (masked entries exactly zero); on the GPU the
 ///                            log-sum-exp [B, H, Tq] of a flash-style kernel that never stores
-///                            the Tq x Tk scores
+///                            the Tq x Tk scores (NaN with a score bias: the CUDA backward then
+///                            recomputes the probabilities)
 /// Query rows are processed in blocks; a block only multiplies against the keys some row of it can
 /// see (`AttentionMask::visible` is non-decreasing), so causal attention costs about half of full.
 ///
@@ -30,7 +31,8 @@
 /// `AttentionScoreGrads::dense` (= dL/dl, zero where masked). Masked keys stay masked: the biases
 /// only move visible logits, so causality is unchanged. `key_mass` [B, H, Tk] receives, when given,
 /// mass[b, h, j] = sum_i softmax weight of key j for query i (how much attention each key
-/// receives, for "most-used" memory compression); it is an output only, with no gradient.
+/// receives, for "most-used" memory compression); it is an output only, with no gradient. The CUDA
+/// overloads support all of them through a materialising path (ops/cuda/attention.cuh).
 #pragma once
 
 #include <algorithm>

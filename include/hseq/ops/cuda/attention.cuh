@@ -15,16 +15,29 @@
 /// accuracy, by default; one TF32 product when the context opted into TF32/bf16 GEMMs);
 /// `cuda::Context::set_attention_kernels` (or HSEQ_CUDA_ATTENTION=mma|tiled|simple) selects the
 /// register-tiled or one-thread-per-row SIMT kernels instead, for comparisons.
+///
+/// Score biases and the key mass (`AttentionScores`, see ops/attention.hpp) take a materialising path
+/// instead, composed of existing ops only (cuBLAS GEMMs, the masked softmax kernels, thrust adds, the
+/// embedding gather and scatter-add kernels): per batch element it holds the [H, Tq, Tk] scores in the
+/// context's grow-only scratch, and backward recomputes them (see attention_forward). No new kernel:
+/// a fused biased flash kernel may replace it once one has been verified on a GPU. This path has been
+/// compiled, not yet run on a GPU (test/cuda/test_ops.cu holds its CPU parity cases).
 #pragma once
 
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <type_traits>
-
+#include <vector>
 
 #include "hseq/ops/attention.hpp"
 #include "hseq/ops/cuda/attention_mma.cuh"
 #include "hseq/ops/cuda/attention_tiled.cuh"
 #include "hseq/ops/cuda/launch.cuh"
+#include "hseq/ops/elementwise.hpp"
+#include "hseq/ops/embedding.hpp"
+#include "hseq/ops/gemm.hpp"
+#include "hseq/ops/softmax.hpp"
 
 namespace hseq::ops {
 
@@ -316,19 +329,224 @@ inline dim3 attn_grid(std::int64_t rows, std::int64_t per_block, std::int64_t bh
   return dim3(unsigned(blocks), unsigned(bh));
 }
 
+// ---------------------------------------------------------------------------------------------
+// Score biases and the key mass: a materialising path composed of existing ops (cuBLAS GEMMs, the
+// masked softmax and its backward, thrust adds, the embedding gather and scatter-add kernels).
+// ---------------------------------------------------------------------------------------------
+
+/// Where the materialising path keeps its temporaries in the context's grow-only scratch
+/// (`cuda::Context::scratch`; no allocation once it has grown). n = Tq * Tk.
+///   ids   int32 [n]     clamped distance index of (i, j), i * Tk + j (with a table)
+///   keys  int32 [n]     the same indices sorted, stable (with a table gradient)
+///   pos   int32 [n]     the positions in that order: the runs embedding_segments_kernel sums
+///   bias  T [H, n]      the table bias table[h, ids], the same for every batch element (with a table)
+///   probs T [H, n]      logits, then probabilities, of the current batch element
+///   dprob T [H, n]      dP, then dS = dL/dlogits (backward)
+///   dsum  T [H, n]      dS summed over the batch (backward, table gradient, batch > 1)
+///   ones  T [H, Tq]     for the key mass (forward; one row per head: no zero batch stride)
+/// Only ops that do not use the context's scratch themselves run while these pieces are live.
+struct ScoredAttentionScratch {
+  std::int32_t* ids = nullptr;
+  std::int32_t* keys = nullptr;
+  std::int32_t* pos = nullptr;
+  void* bias = nullptr;
+  void* probs = nullptr;
+  void* dprob = nullptr;
+  void* dsum = nullptr;
+  void* ones = nullptr;
+};
+
+/// Carves the pieces (see ScoredAttentionScratch) out of ctx.scratch, uploads the host-built
+/// distance index (and, with `sorted`, its stable counting sort by distance) and gathers the table
+/// bias [H, Tq, Tk] once per call (it does not depend on the batch element). The upload
+/// synchronises the stream once (cuda::upload).
+template <class T>
+ScoredAttentionScratch scored_attention_scratch(cuda::Context& ctx, AttentionDims const& d,
+                                                AttentionScores<T, DeviceSpace> const& sc, bool backward, bool sorted,
+                                                bool dsum) {
+  std::int64_t const n = d.tq * d.tk, hn = d.heads * n;
+  bool const table = !sc.table.empty();
+  HSEQ_CHECK(n <= std::int64_t(std::numeric_limits<std::int32_t>::max()),
+             "attention (score bias): Tq * Tk = " << n << " exceeds the 32-bit index of the table bias");
+  std::int64_t const nidx = table ? (sorted ? 3 * n : n) : 0;
+  ScratchPlan plan;
+  std::size_t const ids_at = plan.add<std::int32_t>(nidx);
+  std::size_t const bias_at = plan.add<T>(table ? hn : 0);
+  std::size_t const probs_at = plan.add<T>(hn);
+  std::size_t const dprob_at = plan.add<T>(backward ? hn : 0);
+  std::size_t const dsum_at = plan.add<T>(dsum ? hn : 0);
+  std::size_t const ones_at = plan.add<T>(!backward && !sc.key_mass.empty() ? d.heads * d.tq : 0);
+  void* base = ctx.scratch(plan.total());
+  ScoredAttentionScratch s;
+  s.probs = at<void>(base, probs_at);
+  if (backward) s.dprob = at<void>(base, dprob_at);
+  if (dsum) s.dsum = at<void>(base, dsum_at);
+  if (!backward && !sc.key_mass.empty()) {
+    s.ones = at<void>(base, ones_at);
+    ops::fill<T>(ctx, View<T, DeviceSpace>(static_cast<T*>(s.ones), Shape{d.heads, d.tq}), T(1));
+  }
+  if (table && n > 0) {
+    std::int64_t const dmax = sc.table.size(1), q0 = sc.origin(d.prefix);
+    std::vector<std::int32_t> host(std::size_t(nidx), 0);
+    for (std::int64_t i = 0; i < d.tq; ++i)
+      for (std::int64_t j = 0; j < d.tk; ++j)
+        host[std::size_t(i * d.tk + j)] = std::int32_t(detail::distance_index(q0 + i, j, dmax));
+    if (sorted) {  // stable counting sort: runs of equal distance, positions ascending in each run
+      std::vector<std::int64_t> start(std::size_t(dmax) + 1, 0);
+      for (std::int64_t e = 0; e < n; ++e) ++start[std::size_t(host[std::size_t(e)]) + 1];
+      for (std::int64_t k = 0; k < dmax; ++k) start[std::size_t(k) + 1] += start[std::size_t(k)];
+      for (std::int64_t e = 0; e < n; ++e) {
+        std::int32_t key = host[std::size_t(e)];
+        std::int64_t slot = start[std::size_t(key)]++;
+        host[std::size_t(n + slot)] = key;
+        host[std::size_t(2 * n + slot)] = std::int32_t(e);
+      }
+    }
+    s.ids = at<std::int32_t>(base, ids_at);
+    if (sorted) {
+      s.keys = s.ids + n;
+      s.pos = s.ids + 2 * n;
+    }
+    cuda::upload<std::int32_t>(ctx, s.ids, host.data(), host.size());
+    s.bias = at<void>(base, bias_at);
+    for (std::int64_t h = 0; h < d.heads; ++h) {  // bias[h] = table[h, ids]: the table's row h as a [D, 1] table
+      embedding_forward_kernel<T><<<grid_for(n), kThreads, 0, ctx.stream()>>>(sc.table.data + h * dmax, s.ids,
+                                                                              static_cast<T*>(s.bias) + h * n, n, 1);
+      HSEQ_CUDA_LAUNCH_CHECK("attention (score bias gather)");
+    }
+  }
+  return s;
+}
+
+/// probs [H, Tq, Tk] of batch element b: softmax over the visible keys of
+/// scale Q K^T + bias + dense[b] (masked entries exactly zero).
+template <class T>
+void scored_attention_probs(cuda::Context& ctx, AttentionDims const& d, AttentionMask mask, T scale,
+                            View<T const, DeviceSpace> q, View<T const, DeviceSpace> kv,
+                            AttentionScores<T, DeviceSpace> const& sc, ScoredAttentionScratch const& s,
+                            std::int64_t b) {
+  std::int64_t const w = d.width(), dh = d.head_dim, n = d.tq * d.tk, hn = d.heads * n;
+  T* probs = static_cast<T*>(s.probs);
+  T const* qb = q.data + b * d.tq * w;
+  T const* kb = kv.data + b * d.kv_stride_rows() * 2 * w;
+  // S = scale Q K^T per head (heads are column blocks: batch stride dh).
+  ops::gemm_strided_batched<T>(ctx, d.heads, Trans::kNo, {qb, d.tq, dh, w}, dh, Trans::kYes, {kb, d.tk, dh, 2 * w}, dh,
+                               {probs, d.tq, d.tk, d.tk}, n, scale, T(0));
+  View<T, DeviceSpace> pv(probs, Shape{d.heads, d.tq, d.tk});
+  if (s.bias != nullptr) ops::add<T>(ctx, pv, View<T const, DeviceSpace>(static_cast<T const*>(s.bias), pv.shape), pv);
+  if (!sc.dense.empty()) ops::add<T>(ctx, pv, View<T const, DeviceSpace>(sc.dense.data + b * hn, pv.shape), pv);
+  ops::softmax_forward<T>(ctx, pv, pv, mask, T(1), d.prefix);
+}
+
+/// Forward with a score bias and/or the key mass (see attention_forward).
+template <class T>
+void scored_attention_forward(cuda::Context& ctx, AttentionDims const& d, AttentionMask mask, T scale,
+                              View<T const, DeviceSpace> q, View<T const, DeviceSpace> kv, View<T, DeviceSpace> out,
+                              AttentionScores<T, DeviceSpace> const& sc, bool write_out) {
+  std::int64_t const w = d.width(), dh = d.head_dim, n = d.tq * d.tk;
+  ScoredAttentionScratch const s = scored_attention_scratch<T>(ctx, d, sc, false, false, false);
+  T* probs = static_cast<T*>(s.probs);
+  for (std::int64_t b = 0; b < d.batch; ++b) {
+    scored_attention_probs<T>(ctx, d, mask, scale, q, kv, sc, s, b);
+    if (write_out) {  // out = P V
+      T const* vb = kv.data + b * d.kv_stride_rows() * 2 * w + w;
+      ops::gemm_strided_batched<T>(ctx, d.heads, Trans::kNo, {probs, d.tq, d.tk, d.tk}, n, Trans::kNo,
+                                   {vb, d.tk, dh, 2 * w}, dh, {out.data + b * d.tq * w, d.tq, dh, w}, dh, T(1), T(0));
+    }
+    if (!sc.key_mass.empty())  // mass[b, h, :] = ones^T P[h] (column sums; masked entries are zero)
+      ops::gemm_strided_batched<T>(ctx, d.heads, Trans::kNo, {static_cast<T const*>(s.ones), 1, d.tq, d.tq}, d.tq,
+                                   Trans::kNo, {probs, d.tq, d.tk, d.tk}, n,
+                                   {sc.key_mass.data + b * d.heads * d.tk, 1, d.tk, d.tk}, d.tk, T(1), T(0));
+  }
+}
+
+/// Backward with a score bias and/or score gradients (see attention_backward).
+template <class T>
+void scored_attention_backward(cuda::Context& ctx, AttentionDims const& d, AttentionMask mask, T scale,
+                               View<T const, DeviceSpace> q, View<T const, DeviceSpace> kv,
+                               View<T const, DeviceSpace> dout, View<T, DeviceSpace> dq, View<T, DeviceSpace> dkv,
+                               AttentionScores<T, DeviceSpace> const& sc,
+                               AttentionScoreGrads<T, DeviceSpace> const& dsc) {
+  std::int64_t const w = d.width(), dh = d.head_dim, n = d.tq * d.tk, hn = d.heads * n, kvr = d.kv_stride_rows();
+  bool const table_grad = !dsc.table.empty() && n > 0;
+  bool const use_dsum = table_grad && d.batch > 1;
+  ScoredAttentionScratch const s = scored_attention_scratch<T>(ctx, d, sc, true, table_grad, use_dsum);
+  T* probs = static_cast<T*>(s.probs);
+  T* ds = static_cast<T*>(s.dprob);
+  View<T, DeviceSpace> pv(probs, Shape{d.heads, d.tq, d.tk}), dsv(ds, pv.shape);
+  for (std::int64_t b = 0; b < d.batch; ++b) {
+    scored_attention_probs<T>(ctx, d, mask, scale, q, kv, sc, s, b);
+    T const* qb = q.data + b * d.tq * w;
+    T const* kb = kv.data + b * kvr * 2 * w;
+    T const* vb = kb + w;
+    T const* dob = dout.data + b * d.tq * w;
+    T* dkb = dkv.data + b * kvr * 2 * w;
+    // dP = dO V^T;  dV = P^T dO (overwrites the first tk rows)
+    ops::gemm_strided_batched<T>(ctx, d.heads, Trans::kNo, {dob, d.tq, dh, w}, dh, Trans::kYes, {vb, d.tk, dh, 2 * w},
+                                 dh, {ds, d.tq, d.tk, d.tk}, n, T(1), T(0));
+    ops::gemm_strided_batched<T>(ctx, d.heads, Trans::kYes, {probs, d.tq, d.tk, d.tk}, n, Trans::kNo,
+                                 {dob, d.tq, dh, w}, dh, {dkb + w, d.tk, dh, 2 * w}, dh, T(1), T(0));
+    // dS = dL/dlogits = P (dP - rowsum(P dP)) over the visible keys, zero where masked (in place).
+    ops::softmax_backward<T>(ctx, pv, dsv, dsv, mask, T(1), d.prefix);
+    if (!dsc.dense.empty()) ops::copy<T>(ctx, dsv, View<T, DeviceSpace>(dsc.dense.data + b * hn, pv.shape));
+    if (use_dsum) {
+      View<T, DeviceSpace> sumv(static_cast<T*>(s.dsum), pv.shape);
+      if (b == 0)
+        ops::copy<T>(ctx, dsv, sumv);
+      else
+        ops::add<T>(ctx, sumv, dsv, sumv);
+    }
+    // dQ = scale dS K;  dK = scale dS^T Q (overwrites the first tk rows)
+    ops::gemm_strided_batched<T>(ctx, d.heads, Trans::kNo, {ds, d.tq, d.tk, d.tk}, n, Trans::kNo, {kb, d.tk, dh, 2 * w},
+                                 dh, {dq.data + b * d.tq * w, d.tq, dh, w}, dh, scale, T(0));
+    ops::gemm_strided_batched<T>(ctx, d.heads, Trans::kYes, {ds, d.tq, d.tk, d.tk}, n, Trans::kNo, {qb, d.tq, dh, w},
+                                 dh, {dkb, d.tk, dh, 2 * w}, dh, scale, T(0));
+  }
+  if (table_grad) {  // dtable[h, k] += sum of dS[h] over the positions of distance k (run order: deterministic)
+    HSEQ_CHECK(n <= 2147483647, "attention_backward (score bias): " << n << " scores exceed one grid");
+    T const* src = use_dsum ? static_cast<T const*>(s.dsum) : ds;
+    std::int64_t const dmax = dsc.table.size(1);
+    for (std::int64_t h = 0; h < d.heads; ++h) {
+      embedding_segments_kernel<T>
+          <<<unsigned(n), 32, 0, ctx.stream()>>>(s.keys, s.pos, src + h * n, dsc.table.data + h * dmax, n, 1);
+      HSEQ_CUDA_LAUNCH_CHECK("attention_backward (score bias table gradient)");
+    }
+  }
+}
+
 }  // namespace cuda_detail
 
 /// out = softmax(mask(scale Q K^T)) V per head, flash-style; saves the row log-sum-exp in `stats`
-/// ([B, H, Tq], see `attention_stats_shape(DeviceSpace{}, d)`). Score biases and the key mass
-/// (`AttentionScores`) are CPU-only for now: requesting them here throws hseq::Error.
+/// ([B, H, Tq], see `attention_stats_shape(DeviceSpace{}, d)`).
+///
+/// Score biases (`sc.table`, `sc.dense`): a materialising path instead of the flash kernels, composed
+/// of existing ops (no kernel of its own): per batch element, for all heads at once, the logits
+/// [H, Tq, Tk] = scale Q K^T (cuBLAS, strided-batched over the heads) + the table bias (gathered once
+/// per call by the embedding gather kernel from a host-built clamped-distance index) + dense[b]
+/// (thrust add), then the masked softmax kernel (masked entries exactly zero) and out = P V
+/// (cuBLAS). `stats` then holds no log-sum-exp: it is filled with NaN, and `attention_backward`
+/// recomputes the probabilities (so it must get the same `sc`). The key mass alone keeps the flash
+/// forward (and valid stats) and recomputes the unbiased probabilities only for the mass; the mass is
+/// ones^T P per head (a cuBLAS GEMM, so it follows the context's GemmMath in float). Temporaries
+/// (about 2 H Tq Tk elements, plus Tq Tk int32 with a table) live in the context's grow-only scratch
+/// (`cuda::Context::scratch`): no allocation once it has grown. With a table the call synchronises
+/// the stream once (upload of the index). Compiled and documented, not yet run on a GPU.
 template <class T>
 void attention_forward(cuda::Context& ctx, AttentionDims const& d, AttentionMask mask, T scale,
                        View<T const, DeviceSpace> q, View<T const, DeviceSpace> kv, View<T, DeviceSpace> out,
                        View<T, DeviceSpace> stats, AttentionScores<T, DeviceSpace> const& sc = {}) {
   detail::check_attention(d, q, kv, out, "attention_forward");
-  HSEQ_CHECK(!sc.any(), "attention_forward: attention score bias / key mass is not supported on the CUDA backend yet");
+  detail::check_scores(d, sc, "attention_forward");
   HSEQ_CHECK(stats.shape == attention_stats_shape(DeviceSpace{}, d),
              "attention_forward: stats " << stats.shape << " is not [B, H, Tq] = " << attention_stats_shape(DeviceSpace{}, d));
+  if (sc.has_bias()) {
+    if (d.batch * d.heads == 0) return;
+    ops::fill<T>(ctx, stats, std::numeric_limits<T>::quiet_NaN());  // unused: backward recomputes P
+    cuda_detail::scored_attention_forward<T>(ctx, d, mask, scale, q, kv, out, sc, true);
+    return;
+  }
+  if (!sc.key_mass.empty() && d.batch * d.heads > 0)  // stream order: before the flash forward, same stream
+    cuda_detail::scored_attention_forward<T>(ctx, d, mask, scale, q, kv, out, sc, false);
   if (d.batch * d.heads * d.tq == 0) return;
   auto args = cuda_detail::attn_args(d);
   cuda_detail::dispatch_head_dim(d.head_dim, "attention_forward", [&](auto kd) {
@@ -374,6 +592,17 @@ void attention_forward(cuda::Context& ctx, AttentionDims const& d, AttentionMask
 /// Gradients of the attention core (dq and the first tk rows of dkv are overwritten). `out` and
 /// `stats` are forward's output and saved log-sum-exp; `scratch` holds
 /// `attention_backward_scratch(DeviceSpace{}, d)` elements.
+///
+/// With a score bias (`sc.has_bias()`) or score gradients (`dsc.any()`): the materialising path
+/// (see attention_forward), which ignores `out`, `stats` and `scratch` (their shapes are still
+/// checked) and recomputes P per batch element: dP = dO V^T, dV = P^T dO, dS = dL/dlogits by the
+/// masked softmax backward kernel (zero where masked), dQ = scale dS K, dK = scale dS^T Q (cuBLAS).
+/// `dsc.dense` [B, H, Tq, Tk] is overwritten with dS; `dsc.table` [H, D] is accumulated (+=) with
+/// dS summed over the batch (thrust adds) and then over the positions of each clamped distance by
+/// the embedding scatter-add kernel (runs of a host-built stable sort: deterministic, no atomics).
+/// The key mass has no gradient: a call with only `sc.key_mass` runs the flash backward.
+/// Temporaries (about 3 H Tq Tk elements, 4 with a table gradient and B > 1, plus up to 3 Tq Tk
+/// int32) live in the context's grow-only scratch. Compiled and documented, not yet run on a GPU.
 template <class T>
 void attention_backward(cuda::Context& ctx, AttentionDims const& d, AttentionMask mask, T scale,
                         View<T const, DeviceSpace> q, View<T const, DeviceSpace> kv, View<T const, DeviceSpace> out,
@@ -381,10 +610,12 @@ void attention_backward(cuda::Context& ctx, AttentionDims const& d, AttentionMas
                         View<T, DeviceSpace> dkv, View<T, DeviceSpace> scratch,
                         AttentionScores<T, DeviceSpace> const& sc = {}, AttentionScoreGrads<T, DeviceSpace> const& dsc = {}) {
   detail::check_attention(d, q, kv, dq, "attention_backward");
-  HSEQ_CHECK(!sc.any() && !dsc.any(),
-             "attention_backward: attention score bias / key mass is not supported on the CUDA backend yet");
-  HSEQ_CHECK(out.shape == q.shape, "attention_backward: out " << out.shape << " differs from q " << q.shape
-                                                              << " (the CUDA backward needs forward's output)");
+  detail::check_scores(d, sc, "attention_backward");
+  detail::check_score_grads(d, sc, dsc, "attention_backward");
+  bool const scored = sc.has_bias() || dsc.any();
+  HSEQ_CHECK((scored && out.empty()) || out.shape == q.shape,
+             "attention_backward: out " << out.shape << " differs from q " << q.shape
+                                        << " (the CUDA backward needs forward's output)");
   HSEQ_CHECK(stats.shape == attention_stats_shape(DeviceSpace{}, d),
              "attention_backward: stats " << stats.shape << " is not [B, H, Tq]");
   HSEQ_CHECK(dout.shape == q.shape && dkv.shape == kv.shape,
@@ -394,6 +625,10 @@ void attention_backward(cuda::Context& ctx, AttentionDims const& d, AttentionMas
              "attention_backward: scratch of " << scratch.numel() << " elements, need "
                                                << attention_backward_scratch(DeviceSpace{}, d));
   if (d.batch * d.heads == 0) return;
+  if (scored) {
+    cuda_detail::scored_attention_backward<T>(ctx, d, mask, scale, q, kv, dout, dq, dkv, sc, dsc);
+    return;
+  }
   auto args = cuda_detail::attn_args(d);
   std::int64_t bh = d.batch * d.heads;
   if (d.tq > 0) {
