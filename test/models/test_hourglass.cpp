@@ -2,14 +2,18 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <concepts>
 #include <numeric>
 #include <string>
 #include <type_traits>
 #include <vector>
 
+#include "hseq/models/cached_model.hpp"
 #include "hseq/models/hourglass.hpp"
 #include "support/cached_check.hpp"
+#include "support/doubled_block.hpp"
 #include "support/gradcheck.hpp"
 
 using namespace hseq;
@@ -23,15 +27,11 @@ Tensor<std::int32_t, cpu> random_ids(Shape s, std::int64_t vocab, std::uint64_t 
   return t;
 }
 
-template <class Sh, class Up>
-void gradcheck_model(char const* hierarchy, std::int64_t t) {
-  using M = models::Hourglass<cpu, double, hier::DynamicHierarchy, Sh, Up>;
-  std::string const shape = hierarchy, shorten = Sh::kName, upsample = Up::kName;  // CAPTURE prints strings
-  CAPTURE(shape);
-  CAPTURE(shorten);
-  CAPTURE(upsample);
+/// Gradcheck of a tiny model of type M (vocab 11, dim 8) on [2, t] ids, with exact workspace plans.
+template <class M>
+void gradcheck_hourglass(HierarchySpec const& hierarchy, std::int64_t t) {
   cpu::Context ctx;
-  M m({.vocab = 11, .dim = 8, .heads = 2, .context = 12, .mlp_hidden = 8, .hierarchy = HierarchySpec::parse(hierarchy)});
+  M m({.vocab = 11, .dim = 8, .heads = 2, .context = 12, .mlp_hidden = 8, .hierarchy = hierarchy});
   nn::ParamStore<cpu, double> ps(m);
   test::randomize_params(ps, 5, 0.3);
   auto ids = random_ids(Shape{2, t}, 11, 1), targets = random_ids(Shape{2, t}, 11, 2);
@@ -52,6 +52,16 @@ void gradcheck_model(char const* hierarchy, std::int64_t t) {
   test::GradcheckOptions opt;
   opt.max_per_tensor = 16;
   test::GradCheck(ps, opt).run(loss, grads);
+}
+
+template <class Sh, class Up>
+void gradcheck_model(char const* hierarchy, std::int64_t t) {
+  std::string const shape = hierarchy, shorten = Sh::kName, upsample = Up::kName;  // CAPTURE prints strings
+  CAPTURE(shape);
+  CAPTURE(shorten);
+  CAPTURE(upsample);
+  gradcheck_hourglass<models::Hourglass<cpu, double, hier::DynamicHierarchy, Sh, Up>>(HierarchySpec::parse(hierarchy),
+                                                                                      t);
 }
 
 /// Rows of a sequence that a perturbation reaches (true: the row's value changes).
@@ -288,15 +298,14 @@ TEST_CASE("hourglass: bad configurations say what is wrong") {
 }
 
 namespace {
-template <class Sh, class Up>
-void cached_equals_full(char const* hierarchy, std::int64_t t) {
-  using M = models::Hourglass<cpu, double, hier::DynamicHierarchy, Sh, Up>;
-  CAPTURE(hierarchy);
-  CAPTURE(Sh::kName);
-  CAPTURE(Up::kName);
+/// A tiny model of type M (vocab 24, dim 8, parameters randomised with seed 11): the largest
+/// |difference| between cached generation (a prefill of 3, then token by token) and the full
+/// forward over [2, t] ids; `full` receives the full forward's logits [2, t, 24].
+template <class M>
+double cached_vs_full(HierarchySpec const& hierarchy, std::int64_t t, std::vector<double>* full = nullptr) {
   cpu::Context ctx;
   std::int64_t const v = 24;
-  M m({.vocab = v, .dim = 8, .heads = 2, .context = 24, .mlp_hidden = 8, .hierarchy = HierarchySpec::parse(hierarchy)});
+  M m({.vocab = v, .dim = 8, .heads = 2, .context = 24, .mlp_hidden = 8, .hierarchy = hierarchy});
   nn::ParamStore<cpu, double> ps(m);
   test::randomize_params(ps, 11, 0.3);
   auto ids = random_ids(Shape{2, t}, v, 5);
@@ -304,13 +313,21 @@ void cached_equals_full(char const* hierarchy, std::int64_t t) {
   typename M::Trace tr;
   auto a = ws.arena();
   m.forward(ctx, ids.cview(), {}, a, tr);
+  if (full) full->assign(tr.logits.begin(), tr.logits.end());
   auto cache = m.make_cache(2, t);
   std::size_t plan = m.step_workspace(2, 1, t);
   Workspace<cpu> sws(plan);
-  // A short prefill, then token by token.
-  double worst = test::cached_vs_full_worst(ctx, m, cache, ids, tr.logits, t, 3, sws,
-                                            [&](std::int64_t, std::int64_t) { return plan; });
-  CHECK(worst < 1e-11);
+  return test::cached_vs_full_worst(ctx, m, cache, ids, tr.logits, t, 3, sws,
+                                    [&](std::int64_t, std::int64_t) { return plan; });
+}
+
+template <class Sh, class Up>
+void cached_equals_full(char const* hierarchy, std::int64_t t) {
+  CAPTURE(hierarchy);
+  CAPTURE(Sh::kName);
+  CAPTURE(Up::kName);
+  CHECK(cached_vs_full<models::Hourglass<cpu, double, hier::DynamicHierarchy, Sh, Up>>(HierarchySpec::parse(hierarchy),
+                                                                                       t) < 1e-11);
 }
 }  // namespace
 
@@ -375,4 +392,81 @@ TEST_CASE("hourglass: config JSON is what the hand-written serialiser produced (
   std::string bad = jv;
   bad.replace(bad.find("2@1 1@3 2@1"), 11, "2@1 1x3 2@1");
   CHECK_THROWS_WITH_AS(V::config_from_json(bad), doctest::Contains("is not of the form LAYERS@FACTOR"), Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The compile-time hierarchy's level storage, and the block type parameter.
+
+namespace {
+// "1@1 1@2 2@4 1@2 0@1": two nested levels (factors 2 and 2), one full-rate layer before them.
+using StaticH = hier::Hierarchy<1, 0, hier::Level<1, 2>, hier::Level<2, 2>>;
+template <class H, class Blk = nn::TransformerBlock<cpu, double>>
+using AttnHg = models::Hourglass<cpu, double, H, hier::AttentionPool, hier::AttentionUp, Blk>;
+using StaticHg = AttnHg<StaticH>;
+using DynamicHg = AttnHg<hier::DynamicHierarchy>;
+using Doubled = test::DoubledBranchBlock<cpu, double>;
+}  // namespace
+
+// A compile-time hierarchy's level count is a constant: the cache's and the trace's per-level
+// storage are arrays of it; the run-time form keeps vectors.
+static_assert(std::is_same_v<decltype(StaticHg::Cache::levels), std::array<StaticHg::LevelCache, 2>>);
+static_assert(std::is_same_v<decltype(StaticHg::Trace::levels), std::array<StaticHg::LevelTrace, 2>>);
+static_assert(std::is_same_v<decltype(DynamicHg::Cache::levels), std::vector<DynamicHg::LevelCache>>);
+static_assert(std::is_same_v<decltype(DynamicHg::Trace::levels), std::vector<DynamicHg::LevelTrace>>);
+static_assert(std::is_same_v<hier::PerLevel<StaticH, int>, std::array<int, 2>>);
+static_assert(std::is_same_v<hier::PerLevel<hier::DynamicHierarchy, int>, std::vector<int>>);
+// The library's policies' step states are movable, so the array-holding cache is too (CachedModel).
+static_assert(std::movable<StaticHg::Cache>);
+static_assert(models::CachedModel<StaticHg, cpu, double>);
+// Every spelling without a block type is the default pre-LN block; another one is passed through.
+static_assert(std::is_same_v<models::Hourglass<cpu, float>::Block, nn::TransformerBlock<cpu, float>>);
+static_assert(std::is_same_v<models::Hourglass<cpu, float, StaticH, hier::AvgPool, hier::Repeat>::Stack,
+                             nn::BlockStack<cpu, float, nn::TransformerBlock<cpu, float>>>);
+static_assert(std::is_same_v<AttnHg<StaticH, Doubled>::Stack, nn::BlockStack<cpu, double, Doubled>>);
+
+TEST_CASE("hourglass: cached generation equals the full forward with fixed-size (compile-time) level storage") {
+  HierarchySpec const spec = StaticH::spec();
+  REQUIRE(spec == HierarchySpec::parse("1@1 1@2 2@4 1@2 0@1"));
+  std::vector<double> full_static, full_dynamic;
+  // The compile-time Config's hierarchy is ignored (StaticH::spec() is used): pass the default.
+  CHECK(cached_vs_full<StaticHg>({}, 13, &full_static) < 1e-11);
+  CHECK(cached_vs_full<DynamicHg>(spec, 13, &full_dynamic) < 1e-11);
+  CHECK(full_static == full_dynamic);  // one model, two spellings: bit-identical logits
+  // Nested levels with factors 2 then 3 (a ring of 3 at the inner level), padded length.
+  using H23 = hier::Hierarchy<1, 1, hier::Level<1, 2>, hier::Level<1, 3>>;
+  CHECK(cached_vs_full<models::Hourglass<cpu, double, H23, hier::LinearPool, hier::Repeat>>({}, 17) < 1e-11);
+}
+
+TEST_CASE("gradcheck: Hourglass over another block type (doubled residual branch), both hierarchy forms") {
+  {
+    std::string const form = "compile-time";
+    CAPTURE(form);
+    gradcheck_hourglass<models::Hourglass<cpu, double, hier::Hierarchy<1, 1, hier::Level<1, 2>>, hier::AvgPool,
+                                          hier::Repeat, Doubled>>({}, 6);
+  }
+  {
+    std::string const form = "run-time";
+    CAPTURE(form);
+    gradcheck_hourglass<AttnHg<hier::DynamicHierarchy, Doubled>>(HierarchySpec::parse("1@1 1@2 1@4 1@2 0@1"), 7);
+  }
+}
+
+TEST_CASE("hourglass: the block type parameter is the block every stack runs (same parameters, other logits)") {
+  // The doubled-branch block has the default block's parameters: the same names, and the same
+  // values from the same seed, so only the block's function differs.
+  HierarchySpec const spec = HierarchySpec::parse("1@1 1@2 1@4 1@2 1@1");
+  std::vector<double> base, doubled;
+  CHECK(cached_vs_full<DynamicHg>(spec, 13, &base) < 1e-11);
+  CHECK(cached_vs_full<AttnHg<hier::DynamicHierarchy, Doubled>>(spec, 13, &doubled) < 1e-11);
+  CHECK(cached_vs_full<AttnHg<StaticH, Doubled>>({}, 13) < 1e-11);
+  REQUIRE(base.size() == doubled.size());
+  double diff = 0;
+  for (std::size_t i = 0; i < base.size(); ++i) diff = std::max(diff, std::abs(base[i] - doubled[i]));
+  CHECK(diff > 1e-2);
+  DynamicHg a({.dim = 8, .heads = 2, .context = 8, .hierarchy = spec});
+  AttnHg<hier::DynamicHierarchy, Doubled> b({.dim = 8, .heads = 2, .context = 8, .hierarchy = spec});
+  nn::ParamStore<cpu, double> pa(a), pb(b);
+  REQUIRE(pa.entries().size() == pb.entries().size());
+  for (std::size_t i = 0; i < pa.entries().size(); ++i) CHECK(pa.entries()[i].name == pb.entries()[i].name);
+  CHECK(a.config_json() == b.config_json());
 }

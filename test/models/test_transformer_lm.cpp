@@ -1,18 +1,31 @@
 // SPDX-License-Identifier: MIT
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "hseq/models/transformer_lm.hpp"
 #include "support/cached_check.hpp"
+#include "support/doubled_block.hpp"
 #include "support/gradcheck.hpp"
 
 using namespace hseq;
 template <class T>
 using Lm = models::TransformerLm<cpu, T>;
+/// The same model over another block type (the backbone policy, the last template parameter).
+template <class T>
+using DoubledLm = models::TransformerLm<cpu, T, test::DoubledBranchBlock<cpu, T>>;
+
+// The default block type is today's pre-LN block; the test block is a model backbone.
+static_assert(std::is_same_v<Lm<float>::Block, nn::TransformerBlock<cpu, float>>);
+static_assert(std::is_same_v<Lm<float>, models::TransformerLm<cpu, float, nn::TransformerBlock<cpu, float>>>);
+static_assert(nn::ModelBackbonePolicy<test::DoubledBranchBlock<cpu, double>, cpu, double>);
+static_assert(
+    std::is_same_v<DoubledLm<double>::Stack, nn::BlockStack<cpu, double, test::DoubledBranchBlock<cpu, double>>>);
 
 namespace {
 Tensor<std::int32_t, cpu> random_ids(Shape s, std::int64_t vocab, std::uint64_t seed) {
@@ -189,4 +202,58 @@ TEST_CASE("transformer_lm: config JSON is what the hand-written serialiser produ
   CHECK(Lm<float>::position_from_name("sinusoidal") == nn::PositionKind::kSinusoidal);
   CHECK_THROWS_WITH_AS(Lm<float>::position_from_name("x"), doctest::Contains("TransformerLm: unknown position encoding"),
                        Error);
+}
+
+TEST_CASE("gradcheck: TransformerLm over another block type (the doubled residual branch)") {
+  cpu::Context ctx;
+  DoubledLm<double> m({.vocab = 11, .dim = 8, .heads = 2, .layers = 2, .context = 6});
+  nn::ParamStore<cpu, double> ps(m);
+  test::randomize_params(ps, 3, 0.3);
+  auto ids = random_ids(Shape{2, 5}, 11, 1), targets = random_ids(Shape{2, 5}, 11, 2);
+  std::size_t plan = m.forward_workspace(2, 5) + m.backward_workspace(2, 5);
+  Workspace<cpu> ws(plan);
+  DoubledLm<double>::Trace tr;
+  auto loss = [&] {
+    auto a = ws.arena();
+    return m.forward(ctx, ids.cview(), targets.cview(), a, tr);
+  };
+  auto grads = [&] {
+    auto a = ws.arena();
+    m.forward(ctx, ids.cview(), targets.cview(), a, tr);
+    CHECK(a.used() == m.forward_workspace(2, 5));
+    m.backward(ctx, tr, a);
+    CHECK(a.high_water() == plan);
+  };
+  test::GradCheck(ps).run(loss, grads);
+}
+
+TEST_CASE("transformer_lm: the block type parameter is the block the model runs (same parameters, other logits)") {
+  cpu::Context ctx;
+  std::int64_t const t = 12, v = 32;
+  Lm<double> a({.vocab = v, .dim = 16, .heads = 2, .layers = 2, .context = t});
+  DoubledLm<double> b(DoubledLm<double>::config_from_json(a.config_json()));  // (each model has its Config type)
+  nn::ParamStore<cpu, double> pa(a), pb(b);
+  REQUIRE(pa.entries().size() == pb.entries().size());
+  for (std::size_t i = 0; i < pa.entries().size(); ++i) CHECK(pa.entries()[i].name == pb.entries()[i].name);
+  test::randomize_params(pa, 4, 0.3);
+  test::randomize_params(pb, 4, 0.3);
+  REQUIRE(pa.values().numel() == pb.values().numel());
+  for (std::int64_t i = 0; i < pa.values().numel(); ++i) REQUIRE(pa.values()[i] == pb.values()[i]);
+  CHECK(a.config_json() == b.config_json());
+  auto ids = random_ids(Shape{2, t}, v, 6);
+  Workspace<cpu> wa(a.forward_workspace(2, t)), wb(b.forward_workspace(2, t));
+  Lm<double>::Trace ta;
+  DoubledLm<double>::Trace tb;
+  auto aa = wa.arena(), ab = wb.arena();
+  a.forward(ctx, ids.cview(), {}, aa, ta);
+  b.forward(ctx, ids.cview(), {}, ab, tb);
+  double diff = 0;
+  for (std::int64_t i = 0; i < ta.logits.numel(); ++i) diff = std::max(diff, std::abs(ta.logits[i] - tb.logits[i]));
+  CHECK(diff > 1e-2);
+  // Its cached generation is still the full forward's (prefill 5, then one position at a time).
+  auto cache = b.make_cache(2, t);
+  Workspace<cpu> step_ws(b.step_workspace(2, t, t));
+  auto plan = [&](std::int64_t n, std::int64_t pos) { return b.step_workspace(2, n, pos); };
+  double worst = test::cached_vs_full_worst(ctx, b, cache, ids, tb.logits, t, 5, step_ws, plan);
+  CHECK(worst < 1e-12);
 }

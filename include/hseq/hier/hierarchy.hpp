@@ -214,4 +214,21 @@ struct DynamicHierarchy {
   static constexpr bool kDynamic = true;
 };
 
+namespace detail {
+template <class H, class X, bool Dynamic = H::kDynamic>
+struct PerLevel {  // run-time hierarchy: the level count is known when the model is built
+  using type = std::vector<X>;
+};
+template <class H, class X>
+struct PerLevel<H, X, false> {  // compile-time hierarchy: the level count is H::kLevels.size()
+  using type = std::array<X, H::kLevels.size()>;
+};
+}  // namespace detail
+
+/// Storage with one X per shortening level of a model whose hierarchy is H (`kDynamic` tells the
+/// forms apart): `std::array<X, levels>` for a compile-time `Hierarchy<...>`, so its models hold
+/// their levels, traces and caches in fixed-size storage; `std::vector<X>` for `DynamicHierarchy`.
+template <class H, class X>
+using PerLevel = typename detail::PerLevel<H, X>::type;
+
 }  // namespace hseq::hier

@@ -17,15 +17,22 @@
 /// follows real positions, so it changes nothing before it, and its logits are dropped.
 /// Positions are a learned absolute table at the input (as in lucidrains' implementation; trax
 /// uses relative attention instead).
+///
+/// Template parameters: the hierarchy (a compile-time `hier::Hierarchy<Pre, Post, Level<N, k>...>`,
+/// whose levels, traces and caches are then `std::array`s of its level count, or
+/// `hier::DynamicHierarchy`: `Config::hierarchy`, `std::vector`s), the shortening and upsampling
+/// policies, and the block type of every stack (the backbone policy, `nn::ModelBackbonePolicy`, by
+/// default the pre-LN `TransformerBlock`).
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <memory>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -58,7 +65,8 @@ namespace hseq::models {
 
 template <Backend B, class T, class HierarchyT = hier::DynamicHierarchy,
           hier::ShortenPolicy<B, T> ShortenT = hier::AttentionPool,
-          hier::UpsamplePolicy<B, T> UpsampleT = hier::AttentionUp>
+          hier::UpsamplePolicy<B, T> UpsampleT = hier::AttentionUp,
+          nn::ModelBackbonePolicy<B, T> BlockT = nn::TransformerBlock<B, T>>
 class Hourglass {
  public:
   using Space = typename B::Space;
@@ -67,11 +75,14 @@ class Hourglass {
   using MView = View<T, Space>;
   using Ids = View<std::int32_t const, Space>;
   using MIds = View<std::int32_t, Space>;
-  using Block = nn::TransformerBlock<B, T>;
+  using Block = BlockT;
   using Stack = nn::BlockStack<B, T, Block>;
   using Head = nn::LmHead<B, T>;
   using ShortenM = typename ShortenT::template Module<B, T>;
   using UpsampleM = typename UpsampleT::template Module<B, T>;
+  /// One X per shortening level: std::array for a compile-time hierarchy, std::vector otherwise.
+  template <class X>
+  using PerLevel = hier::PerLevel<HierarchyT, X>;
 
   static constexpr char const* kKind = "hourglass";
 
@@ -119,7 +130,7 @@ class Hourglass {
     typename nn::PositionEmbedding<B, T>::Saved pos;
     typename Stack::Saved pre, post;
     MView valley_out;
-    std::vector<LevelTrace> levels;
+    PerLevel<LevelTrace> levels;
     typename Head::Saved head;
     MView logits_p;  // [B, tp, V] = head.logits (dlogits after backward)
     MView logits;    // [B, t, V] (aliases logits_p when t == tp)
@@ -127,25 +138,14 @@ class Hourglass {
 
   explicit Hourglass(Config c)
       : cfg_(check(c)),
-        spec_(validated(spec_of(c))),
+        spec_(checked_spec(spec_of(c), c.context)),
         tok_({c.vocab, c.dim, c.init_std}),
         pos_({nn::PositionKind::kLearned, c.context, c.dim, c.init_std}),
         pre_({spec_.pre, block_config()}),
         post_({spec_.post, block_config()}),
+        levels_(per_level<Level>([this](std::size_t i) { return make_level(i); })),
         head_({c.dim, c.vocab, true, c.eps, c.init_std}, &tok_.table()) {
     cfg_.hierarchy = spec_;
-    HSEQ_CHECK(c.context % spec_.total_factor() == 0,
-               "Hourglass: context " << c.context << " is not a multiple of the total shortening factor "
-                                     << spec_.total_factor() << " of \"" << spec_.to_string() << "\"");
-    for (std::size_t i = 0; i < spec_.levels.size(); ++i) {
-      auto const& ls = spec_.levels[i];
-      hier::ResampleConfig rc{c.dim, ls.factor, c.heads, c.mlp_hidden, c.eps, c.init_std};
-      bool nested = i + 1 < spec_.levels.size();
-      levels_.push_back(std::unique_ptr<Level>(new Level{ls.factor, hier::ShiftRight<B, T>({ls.factor - 1}),
-                                                         ShortenM(rc), Stack({ls.layers, block_config()}),
-                                                         Stack({nested ? ls.layers : 0, block_config()}),
-                                                         UpsampleM(rc), nn::LayerNorm<B, T>({c.dim, c.eps})}));
-    }
   }
   Hourglass(Hourglass const&) = delete;
   Hourglass& operator=(Hourglass const&) = delete;
@@ -184,7 +184,7 @@ class Hourglass {
     pos_.visit_params(f, prefix + "pos_emb.");
     pre_.visit_params(f, prefix + "pre.");
     for (std::size_t l = 0; l < levels_.size(); ++l) {
-      Level& lv = *levels_[l];
+      Level& lv = levels_[l];
       std::string p = prefix + "levels." + std::to_string(l) + ".";
       lv.shorten.visit_params(f, p + "shorten.");
       lv.pre.visit_params(f, p + "pre.");
@@ -243,7 +243,7 @@ class Hourglass {
     tr.pos = pos_.forward(ctx, x0, x0, 0, ws);
     CView cur = pre_.forward(ctx, x0, tr.pre, ws);
     tr.valley_out = ws.template take<T>(Shape{bsz, tp, d}, "hg.valley");
-    tr.levels.resize(levels_.size());
+    if constexpr (HierarchyT::kDynamic) tr.levels.resize(levels_.size());
     valley_forward(ctx, 0, cur, tr.valley_out, tr.levels, ws);
     cur = post_.forward(ctx, tr.valley_out, tr.post, ws);
     // LN_f, logits over the padded length (padding targets are -1), loss      [B, tp, V]
@@ -286,32 +286,29 @@ class Hourglass {
     typename UpsampleM::StepState upsample;
     std::int64_t pos = 0;  // level inputs consumed
   };
+  /// (With a compile-time hierarchy `levels` is a std::array, built in place by make_cache, so the
+  /// policies' StepState needs only a move constructor; the Cache is then move-assignable when
+  /// their StepStates are, as those of the library's policies are.)
   struct Cache {
     std::int64_t batch = 0, capacity = 0, pos = 0;
     typename Stack::Cache pre, post;  // [B, capacity, 2 d] per full-rate block
-    std::vector<LevelCache> levels;
+    PerLevel<LevelCache> levels;
   };
 
   Cache make_cache(std::int64_t batch, std::int64_t capacity) const {
     HSEQ_CHECK(batch > 0 && capacity > 0 && capacity <= cfg_.context,
                "Hourglass::make_cache: batch " << batch << ", capacity " << capacity << " (context " << cfg_.context
                                                << ")");
-    Cache c;
-    c.batch = batch;
-    c.capacity = capacity;
-    c.pre = pre_.make_cache(batch, capacity);
-    c.post = post_.make_cache(batch, capacity);
-    std::int64_t cap = capacity;
-    for (auto const& lvp : levels_) {
-      Level const& lv = *lvp;
-      std::int64_t cs = cap / lv.factor + 1;
-      LevelCache lc{Tensor<T, B>(Shape{batch, lv.factor, cfg_.dim}), lv.shorten.make_step_state(batch, cap), {}, {},
-                    lv.upsample.make_step_state(batch, cap), 0};
-      lc.pre = lv.pre.make_cache(batch, cs);
-      lc.post = lv.post.make_cache(batch, cs);
-      c.levels.push_back(std::move(lc));
-      cap = cs;
-    }
+    // Level i's inputs: capacity at i = 0, then cap_{i+1} = cap_i / k_i + 1 (its short positions).
+    std::vector<std::int64_t> caps{capacity};
+    for (Level const& lv : levels_) caps.push_back(caps.back() / lv.factor + 1);
+    Cache c{batch, capacity, 0, pre_.make_cache(batch, capacity), post_.make_cache(batch, capacity),
+            per_level<LevelCache>([&](std::size_t i) {
+              Level const& lv = levels_[i];
+              return LevelCache{Tensor<T, B>(Shape{batch, lv.factor, cfg_.dim}),
+                                lv.shorten.make_step_state(batch, caps[i]), lv.pre.make_cache(batch, caps[i + 1]),
+                                lv.post.make_cache(batch, caps[i + 1]), lv.upsample.make_step_state(batch, caps[i]), 0};
+            })};
     reset_cache(c);
     return c;
   }
@@ -332,8 +329,7 @@ class Hourglass {
                               post_.step_workspace(batch, 1, capacity)});
     std::int64_t cap = capacity;
     std::size_t levels = 0;
-    for (auto const& lvp : levels_) {
-      Level const& lv = *lvp;
+    for (Level const& lv : levels_) {
       std::int64_t cs = cap / lv.factor + 1;
       std::size_t inner = std::max({lv.shorten.step_workspace(batch, cap), lv.upsample.step_workspace(batch, cap),
                                     lv.ln_up.forward_workspace(batch), lv.pre.step_workspace(batch, 1, cs),
@@ -388,8 +384,7 @@ class Hourglass {
     f.add_embedding(tok_).add_embedding(pos_).add(pre_, 1.0).add(post_, 1.0).add(head_, 1.0);  // head: ln_f
     double d = double(cfg_.dim), tt = double(padded_length(t)), rate = 1.0;
     f.add_attention(double(spec_.pre + spec_.post), d, tt, tt, tt);
-    for (auto const& lp : levels_) {
-      Level const& lv = *lp;
+    for (Level const& lv : levels_) {
       double outer = 1.0 / rate, inner = 1.0 / (rate * double(lv.factor));
       f.add(lv.pre, inner).add(lv.post, inner).add(lv.ln_up, outer);
       f.add_attention(double(lv.pre.size() + lv.post.size()), d, tt * inner, tt * inner, tt);
@@ -426,16 +421,53 @@ class Hourglass {
     if constexpr (HierarchyT::kDynamic) return c.hierarchy;
     else return HierarchyT::spec();
   }
-  static hier::HierarchySpec validated(hier::HierarchySpec s) {
+  /// The validated hierarchy; the context must be a multiple of its total factor (checked before
+  /// any module is built).
+  static hier::HierarchySpec checked_spec(hier::HierarchySpec s, std::int64_t context) {
     s.validate();
+    HSEQ_CHECK(context % s.total_factor() == 0,
+               "Hourglass: context " << context << " is not a multiple of the total shortening factor "
+                                     << s.total_factor() << " of \"" << s.to_string() << "\"");
     return s;
   }
-  /// Every block's configuration (cfg_ and spec_ are set before the stacks are built).
+  /// Every block's configuration (cfg_ and spec_ are set before the stacks are built), described
+  /// as a TransformerBlock's (nn::ModelBackbonePolicy).
   typename Block::Config block_config() const {
     // GPT-2: residual-branch output projections start smaller, by 1/sqrt(2 * layers).
     double out_std = cfg_.init_std / std::sqrt(2.0 * double(spec_.total_layers()));
-    return typename Block::Config{cfg_.dim, cfg_.heads, cfg_.mlp_hidden, nn::AttentionMask::causal(), true, cfg_.eps,
-                                  cfg_.init_std, out_std};
+    return typename Block::Config(typename nn::TransformerBlock<B, T>::Config{
+        cfg_.dim, cfg_.heads, cfg_.mlp_hidden, nn::AttentionMask::causal(), true, cfg_.eps, cfg_.init_std, out_std});
+  }
+  /// Level i of spec_ (after the full-rate stacks: cfg_, spec_ are set).
+  Level make_level(std::size_t i) const {
+    auto const& ls = spec_.levels[i];
+    hier::ResampleConfig rc{cfg_.dim, ls.factor, cfg_.heads, cfg_.mlp_hidden, cfg_.eps, cfg_.init_std};
+    bool nested = i + 1 < spec_.levels.size();
+    return Level{ls.factor,
+                 hier::ShiftRight<B, T>({ls.factor - 1}),
+                 ShortenM(rc),
+                 Stack({ls.layers, block_config()}),
+                 Stack({nested ? ls.layers : 0, block_config()}),
+                 UpsampleM(rc),
+                 nn::LayerNorm<B, T>({cfg_.dim, cfg_.eps})};
+  }
+  /// One make(i) per level of spec_, in order. For a compile-time hierarchy a std::array whose
+  /// elements are initialised from make's results in place (guaranteed copy elision), so X need
+  /// not be default-constructible, copyable or even movable.
+  template <class X, class F>
+  PerLevel<X> per_level(F&& make) const {
+    if constexpr (HierarchyT::kDynamic) {
+      PerLevel<X> v;
+      v.reserve(spec_.levels.size());
+      for (std::size_t i = 0; i < spec_.levels.size(); ++i) v.push_back(make(i));
+      return v;
+    } else {
+      return per_level_array<X>(make, std::make_index_sequence<std::tuple_size<PerLevel<X>>::value>{});
+    }
+  }
+  template <class X, class F, std::size_t... I>
+  static std::array<X, sizeof...(I)> per_level_array(F& make, std::index_sequence<I...>) {
+    return {{make(I)...}};  // a braced list is evaluated left to right: levels in order
   }
 
   /// dst [B, tp] = src [B, t] followed by `fill`.
@@ -445,29 +477,34 @@ class Hourglass {
     ops::copy_mat<std::int32_t>(ctx, ops::as_mat(src), {dst.data, bsz, t, tp});
   }
 
+  /// Whether level i has a nested level. (Written i < n - 1, n >= 1, rather than i + 1 < n: with a
+  /// compile-time level count GCC then keeps the recursion's index in bounds instead of warning
+  /// (-Warray-bounds) about the path where i + 1 wraps around.)
+  bool has_inner(std::size_t i) const { return i < levels_.size() - 1; }
+
   std::size_t level_forward_workspace(std::size_t i, std::int64_t batch, std::int64_t len) const {
-    Level const& lv = *levels_[i];
+    Level const& lv = levels_[i];
     std::int64_t ls = len / lv.factor, d = cfg_.dim;
     std::size_t b = 2 * aligned_bytes<T>(batch * len * d) /*shifted, u*/ + aligned_bytes<T>(batch * len * d) /*un*/ +
                     aligned_bytes<T>(batch * ls * d) /*short_in*/ + lv.shorten.forward_workspace(batch, len) +
                     lv.upsample.forward_workspace(batch, len) + lv.ln_up.forward_workspace(batch * len);
     b += lv.pre.forward_workspace(batch, ls) + lv.post.forward_workspace(batch, ls);
-    if (i + 1 < levels_.size()) b += aligned_bytes<T>(batch * ls * d) + level_forward_workspace(i + 1, batch, ls);
+    if (has_inner(i)) b += aligned_bytes<T>(batch * ls * d) + level_forward_workspace(i + 1, batch, ls);
     return b;
   }
   std::size_t level_backward_workspace(std::size_t i, std::int64_t batch, std::int64_t len) const {
-    Level const& lv = *levels_[i];
+    Level const& lv = levels_[i];
     std::int64_t ls = len / lv.factor, d = cfg_.dim;
     std::size_t own = 3 * aligned_bytes<T>(batch * len * d) + 2 * aligned_bytes<T>(batch * ls * d);
     std::size_t inner = std::max({lv.shorten.backward_workspace(batch, len), lv.upsample.backward_workspace(batch, len),
                                   lv.pre.backward_workspace(batch, ls), lv.post.backward_workspace(batch, ls)});
-    if (i + 1 < levels_.size()) inner = std::max(inner, level_backward_workspace(i + 1, batch, ls));
+    if (has_inner(i)) inner = std::max(inner, level_backward_workspace(i + 1, batch, ls));
     return own + inner;
   }
 
   /// out = x + LN(Upsample(Inner(Shorten(ShiftRight(x))), x)) for level i; x, out: [B, L, d].
-  void valley_forward(Ctx& ctx, std::size_t i, CView x, MView out, std::vector<LevelTrace>& tr, Arena<Space>& ws) const {
-    Level const& lv = *levels_[i];
+  void valley_forward(Ctx& ctx, std::size_t i, CView x, MView out, PerLevel<LevelTrace>& tr, Arena<Space>& ws) const {
+    Level const& lv = levels_[i];
     LevelTrace& lt = tr[i];
     std::int64_t bsz = x.size(0), len = x.size(1), d = cfg_.dim, ls = len / lv.factor;
     HSEQ_CHECK(len % lv.factor == 0, "Hourglass: level " << i << " length " << len << " is not a multiple of "
@@ -478,7 +515,7 @@ class Hourglass {
     lt.short_in = ws.template take<T>(Shape{bsz, ls, d}, "hg.short");
     lt.shorten = lv.shorten.forward(ctx, lt.shifted, lt.short_in, ws);
     CView cur = lv.pre.forward(ctx, lt.short_in, lt.pre, ws);
-    if (i + 1 < levels_.size()) {
+    if (has_inner(i)) {
       lt.inner_out = ws.template take<T>(Shape{bsz, ls, d}, "hg.inner");
       valley_forward(ctx, i + 1, cur, lt.inner_out, tr, ws);
       cur = lv.post.forward(ctx, lt.inner_out, lt.post, ws);
@@ -492,9 +529,9 @@ class Hourglass {
   }
 
   /// dx = d(level input) from dout = d(level output) (overwrites dx).
-  void valley_backward(Ctx& ctx, std::size_t i, std::vector<LevelTrace> const& tr, CView dout, MView dx,
+  void valley_backward(Ctx& ctx, std::size_t i, PerLevel<LevelTrace> const& tr, CView dout, MView dx,
                        Arena<Space>& ws) const {
-    Level const& lv = *levels_[i];
+    Level const& lv = levels_[i];
     LevelTrace const& lt = tr[i];
     ArenaScope<Space> scope(ws);
     MView du = ws.template take<T>(lt.u.shape, "hg.du");
@@ -507,7 +544,7 @@ class Hourglass {
     lv.upsample.backward(ctx, lt.up, du, dc, dres, ws);
     if constexpr (UpsampleT::kUsesResidual) ops::axpy<T>(ctx, T(1), CView(dres), dx);
     lv.post.backward(ctx, lt.post, dc, dt, ws);
-    if (i + 1 < levels_.size()) {
+    if (has_inner(i)) {
       valley_backward(ctx, i + 1, tr, dc, dt, ws);
       std::swap(dc, dt);
     }
@@ -536,7 +573,7 @@ class Hourglass {
 
   /// Level i consumes its next input x [B, 1, d] and writes its output out [B, 1, d].
   void level_step(Ctx& ctx, std::size_t i, Cache& cache, CView x, MView out, Arena<Space>& ws) const {
-    Level const& lv = *levels_[i];
+    Level const& lv = levels_[i];
     LevelCache& lc = cache.levels[i];
     ArenaScope<Space> scope(ws);
     std::int64_t bsz = x.size(0), d = cfg_.dim, k = lv.factor, p = lc.pos;
@@ -554,7 +591,7 @@ class Hourglass {
       MView ya = ws.template take<T>(one, "hg_step.ya"), yb = ws.template take<T>(one, "hg_step.yb");
       lv.shorten.step_pool(ctx, lc.shorten, window, p, ya, ws);
       lv.pre.forward_step(ctx, ya, yb, lc.pre, j, ws);
-      if (i + 1 < levels_.size()) {
+      if (has_inner(i)) {
         level_step(ctx, i + 1, cache, ya, yb, ws);
         std::swap(ya, yb);
         lv.post.forward_step(ctx, ya, yb, lc.post, j, ws);
@@ -574,7 +611,7 @@ class Hourglass {
   nn::Embedding<B, T> tok_;
   nn::PositionEmbedding<B, T> pos_;
   Stack pre_, post_;
-  std::vector<std::unique_ptr<Level>> levels_;
+  PerLevel<Level> levels_;  // outermost first
   Head head_;
 };
 

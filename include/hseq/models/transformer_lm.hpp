@@ -5,7 +5,9 @@
 ///
 ///   x0 = E[ids] + P          h_l = Block_l(h_{l-1})        logits = LN_f(h_L) W_out^T
 /// with W_out = E when the output is tied. Training minimises the mean next-token cross-entropy
-/// over the positions whose target is >= 0.
+/// over the positions whose target is >= 0. The block type is the last template parameter, the
+/// backbone policy (`nn::ModelBackbonePolicy`, nn/block_stack.hpp), by default the pre-LN
+/// `TransformerBlock`: `TransformerLm<B, T>` is today's model.
 #pragma once
 
 #include <algorithm>
@@ -31,7 +33,7 @@
 
 namespace hseq::models {
 
-template <Backend B, class T>
+template <Backend B, class T, nn::ModelBackbonePolicy<B, T> BlockT = nn::TransformerBlock<B, T>>
 class TransformerLm {
  public:
   using Space = typename B::Space;
@@ -39,7 +41,7 @@ class TransformerLm {
   using CView = View<T const, Space>;
   using MView = View<T, Space>;
   using Ids = View<std::int32_t const, Space>;
-  using Block = nn::TransformerBlock<B, T>;
+  using Block = BlockT;
   using Stack = nn::BlockStack<B, T, Block>;
   using Head = nn::LmHead<B, T>;
 
@@ -86,8 +88,9 @@ class TransformerLm {
         tok_({c.vocab, c.dim, c.init_std}),
         pos_({c.position, c.context, c.dim, c.init_std}),
         // GPT-2: residual-branch output projections start smaller, by 1/sqrt(2 * layers).
-        blocks_({c.layers, typename Block::Config{c.dim, c.heads, c.mlp_hidden, nn::AttentionMask::causal(), true,
-                                                  c.eps, c.init_std, c.init_std / std::sqrt(2.0 * double(c.layers))}}),
+        blocks_({c.layers, typename Block::Config(typename nn::TransformerBlock<B, T>::Config{
+                               c.dim, c.heads, c.mlp_hidden, nn::AttentionMask::causal(), true, c.eps, c.init_std,
+                               c.init_std / std::sqrt(2.0 * double(c.layers))})}),
         head_({c.dim, c.vocab, c.tied, c.eps, c.init_std}, c.tied ? &tok_.table() : nullptr) {}
   TransformerLm(TransformerLm const&) = delete;
   TransformerLm& operator=(TransformerLm const&) = delete;
@@ -215,7 +218,8 @@ class TransformerLm {
   // Cost
 
   /// Model FLOPs per token of a training step at sequence length t (models/flops.hpp): every
-  /// non-embedding parameter (blocks, ln_f, an untied head) at rate 1, attention 12 L d T.
+  /// non-embedding parameter (blocks, ln_f, an untied head) at rate 1, attention 12 L d T (one
+  /// causal self-attention per block, as in the default block).
   FlopCount flops(std::int64_t t) const {
     FlopCount f;
     f.add_embedding(tok_).add_embedding(pos_).add(blocks_, 1.0).add(head_, 1.0);

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <algorithm>
+#include <concepts>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -26,6 +27,18 @@
 #include "hseq/nn/transformer_block.hpp"
 
 namespace hseq::nn {
+
+/// A backbone policy the models can build (`models::TransformerLm`, `models::Hourglass`, whose
+/// last template parameter it is): they describe every block by a `TransformerBlock::Config`
+/// (width, heads, MLP width, causal mask, eps, initialisation, the GPT-2 residual-output std) and
+/// make the block's own `Config` from it. That is a copy for `TransformerBlock` and for blocks that
+/// reuse its Config; another block gives its Config a constructor from it (using what it needs).
+// clang-format off
+template <class Blk, class B, class T>
+concept ModelBackbonePolicy =
+    BackbonePolicy<Blk, B, T> &&
+    std::constructible_from<typename Blk::Config, typename TransformerBlock<B, T>::Config const&>;
+// clang-format on
 
 template <Backend B, class T, class Block = TransformerBlock<B, T>>
   requires BackbonePolicy<Block, B, T>
