@@ -241,13 +241,16 @@ inline void add_train_flags(Args& a) {
       .flag("out", "", "checkpoint to write (at the end, and every --ckpt-every steps)")
       .flag("ckpt-every", "0", "steps between checkpoints (0: only at the end)")
       .flag("resume", "", "checkpoint to continue from (model flags are taken from it)")
-      .flag("csv", "", "write one CSV row per step (step, loss, bpc, val_bpc, seconds, tokens)")
+      .flag("csv", "",
+            "write one CSV row per step (step, loss, bpc, val_bpc, seconds, tokens, then the model's "
+            "loss terms and val_<term>, in nats)")
       .flag("seed", "1234", "seed of the initialisation and of the data stream")
       .flag("sample-bytes", "300", "bytes to generate after training (0: none)")
       .flag("prompt", "\n", "prompt of the final sample")
       .flag("phases", "",
             "training phases NAME:STEPS,...,NAME (the last runs to --steps); the model family names its phases "
-            "and what each freezes. Default: one phase");
+            "and what each freezes. Default: one phase, or with --resume the checkpoint's phases (a --phases given "
+            "then must agree with them on the steps already trained)");
 }
 
 /// One phase of --phases: a name and its steps (0 for the last, which runs to the end).

@@ -236,6 +236,37 @@ inline std::string resident_memory() {
   return rss.empty() || hwm.empty() ? std::string() : "resident " + rss + " (peak " + hwm + ")";
 }
 
+/// The phase schedule of a resumed run (hseq-train): the trainer state of a checkpoint records the
+/// schedule it was trained under, so without --phases the run continues it (`phases` is replaced);
+/// a --phases given must train the steps the checkpoint has taken as it did (it may change the
+/// phases still to come: "iem" continued as "iem:N,decoder" from step N), else the run is refused
+/// naming both. Returns a note for the "phases:" line ("" when there is nothing to say);
+/// `family_has_phases` asks for a note on a checkpoint that does not record its schedule.
+inline std::string resume_phases(Args const& a, std::vector<hseq::train::Phase>& phases, bool family_has_phases) {
+  if (a.str("resume").empty()) return "";
+  std::string const& path = a.str("resume");
+  auto st = hseq::train::TrainerState::from_json(hseq::io::read_checkpoint_info(path).trainer_state);
+  if (!st.phases) {
+    return a.given("phases") || !family_has_phases
+               ? ""
+               : " (the checkpoint predates stored phase schedules: give --phases as the run that wrote it did)";
+  }
+  std::string const theirs = hseq::train::phases_text(*st.phases);
+  if (!a.given("phases")) {
+    phases = *st.phases;
+    return phases.empty() ? "" : " (the checkpoint's)";
+  }
+  std::string const d = hseq::train::phases_disagreement(*st.phases, "the checkpoint's", phases, "--phases'", st.step);
+  HSEQ_CHECK(d.empty(), "--resume: --phases '" << a.str("phases") << "' disagrees with the checkpoint's phases '"
+                                               << theirs << "' on the " << st.step << " steps it has trained (" << d
+                                               << "); drop --phases to continue the checkpoint's schedule, or give "
+                                                  "one that agrees on those steps");
+  std::string const mine = hseq::train::phases_text(phases);
+  return mine == theirs
+             ? std::string(" (as the checkpoint's)")
+             : " (the checkpoint's were '" + theirs + "'; they agree on its " + std::to_string(st.step) + " steps)";
+}
+
 template <class Trait, class M>
 void train(Args const& a, ModelChoice const& choice) {
   Backend::Context ctx;
@@ -268,6 +299,8 @@ void train(Args const& a, ModelChoice const& choice) {
       HSEQ_FAIL("--phases: the " << Trait::kModel << " family has no training phases");
     }
   }
+  constexpr bool kFamilyHasPhases = requires { Trait::phase_frozen(std::string()); };
+  std::string const phases_note = resume_phases(a, t.phases, kFamilyHasPhases);
   // A family may prepare a model from the training data (HAED: the IEM proposal over its segments).
   if constexpr (requires { Trait::template prepare<M>(*model, data); }) Trait::template prepare<M>(*model, data);
   hseq::train::Trainer<Backend, Real, M> trainer(ctx, *model, params, data, t);
@@ -282,6 +315,8 @@ void train(Args const& a, ModelChoice const& choice) {
             << (t.time_budget_s > 0 ? ", time budget " + std::to_string(int(t.time_budget_s)) + " s" : std::string())
             << (trainer.state().step > 0 ? ", resuming at step " + std::to_string(trainer.state().step) : std::string())
             << std::endl;
+  if (!t.phases.empty() || !phases_note.empty())
+    std::cout << "phases: " << hseq::train::phases_text(t.phases) << phases_note << std::endl;
   if (std::string m = resident_memory(); !m.empty())
     std::cout << "memory before training: " << m << "; workspace reserved "
               << double(model->forward_workspace(t.batch, t.seq_len) + model->backward_workspace(t.batch, t.seq_len)) /
@@ -292,15 +327,20 @@ void train(Args const& a, ModelChoice const& choice) {
   bool resumed = trainer.state().step > 0;
   if (resumed) progress.set_initial_step(trainer.state().step);
   std::unique_ptr<hseq::io::CsvLog> csv;
-  if (!a.str("csv").empty())  // a resumed run appends to its log
-    csv = std::make_unique<hseq::io::CsvLog>(
-        a.str("csv"), std::vector<std::string>{"step", "loss", "bpc", "val_bpc", "seconds", "tokens"}, resumed);
+  if (!a.str("csv").empty())  // a resumed run appends to its log (the same columns: see log_columns)
+    csv = std::make_unique<hseq::io::CsvLog>(a.str("csv"), trainer.log_columns(), resumed);
   double bpc = trainer.run(ctx, &progress, csv.get());
   auto const& st = trainer.state();
   std::cout << "steps: " << st.step << " (" << st.skipped << " skipped), tokens: " << st.tokens << ", "
             << "training time: " << st.elapsed_s << " s, throughput: " << double(st.tokens) / st.elapsed_s
             << " tokens/s\n";
   std::cout << "validation bpc: " << bpc << std::endl;
+  // The validation's own objective (HAED's IEM phase has no bpc: its figure is the IEM loss).
+  if (auto terms = trainer.last_eval().loss_terms(); !terms.empty()) {
+    std::cout << "validation loss terms (nats):";
+    for (auto const& term : terms) std::cout << " " << term.name << " " << term.value;
+    std::cout << std::endl;
+  }
   if (std::string m = resident_memory(); !m.empty()) std::cout << "memory after training: " << m << std::endl;
   if (!t.ckpt_path.empty()) std::cout << "checkpoint: " << t.ckpt_path << "\n";
   if (a.integer("sample-bytes") > 0) {

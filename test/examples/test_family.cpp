@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -275,6 +276,84 @@ TEST_CASE("family: --phases parses NAME:STEPS,...,NAME and the family names what
   CHECK_THROWS_WITH_AS(cli::parse_phases("iem:x"), doctest::Contains("needs a positive step count, got 'x'"), Error);
   CHECK_THROWS_WITH_AS(cli::parse_phases(":5"), doctest::Contains("a phase without a name"), Error);
   CHECK_THROWS_WITH_AS(cli::parse_phases("iem:5,"), doctest::Contains("a phase without a name"), Error);
+}
+
+namespace {
+/// hseq-train's model and training flags, parsed from `args`.
+cli::Args train_args(std::vector<char const*> args) {
+  cli::Args a("hseq-train", "test");
+  cli::add_model_flags(a);
+  cli::add_train_flags(a);
+  std::vector<char const*> argv{"hseq-train"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  REQUIRE(a.parse(int(argv.size()), argv.data()));
+  return a;
+}
+/// A transformer checkpoint at `step` whose trainer state records `phases` (none: a state written
+/// before schedules were recorded).
+void save_with_phases(std::string const& path, std::int64_t step,
+                      std::optional<std::vector<hseq::train::Phase>> phases) {
+  Lm lm{{.vocab = 256, .dim = 16, .heads = 2, .layers = 1, .context = 8}};
+  cli::Backend::Context ctx;
+  Store store(ctx, lm);
+  hseq::train::TrainerState st;
+  st.step = step;
+  st.phases = std::move(phases);
+  io::save_checkpoint(ctx, path, {Lm::kKind, lm.config_json(), st.to_json()}, store);
+}
+/// The phases hseq-train would train with (--phases, parsed as `train` does, as patterns-free
+/// phases), after resume_phases; `note` gets its note, or the error.
+std::vector<hseq::train::Phase> resumed_phases(std::vector<char const*> args, std::string& note,
+                                               bool has_phases = true) {
+  cli::Args a = train_args(args);
+  std::vector<hseq::train::Phase> phases;
+  for (auto const& p : cli::parse_phases(a.str("phases"))) phases.push_back({p.name, p.steps, {}, {}});
+  try {
+    note = cli::resume_phases(a, phases, has_phases);
+  } catch (Error const& e) {
+    note = std::string("error: ") + e.what();
+  }
+  return phases;
+}
+}  // namespace
+
+TEST_CASE("family: --resume continues the checkpoint's phases without --phases, refuses a disagreeing --phases") {
+  TempDir tmp;
+  std::string const two = tmp.file("two.safetensors"), iem = tmp.file("iem.safetensors"),
+                    old = tmp.file("old.safetensors");
+  save_with_phases(two, 4, std::vector<hseq::train::Phase>{{"iem", 6, {}, {}}, {"decoder", 0, {}, {}}});
+  save_with_phases(iem, 4, std::vector<hseq::train::Phase>{{"iem", 0, {}, {}}});
+  save_with_phases(old, 4, std::nullopt);
+  std::string note;
+
+  // Not resuming: --phases as given, no note.
+  CHECK(hseq::train::phases_text(resumed_phases({"--phases", "iem:2,decoder"}, note)) == "iem:2,decoder");
+  CHECK(note.empty());
+  // Resuming without --phases: the checkpoint's schedule.
+  CHECK(hseq::train::phases_text(resumed_phases({"--resume", two.c_str()}, note)) == "iem:6,decoder");
+  CHECK(note == " (the checkpoint's)");
+  // The same schedule again, or one that changes only steps not yet trained ("iem" continued as
+  // "iem:4,decoder" from its step 4, bench/hred_haed_claims.sh's two processes).
+  CHECK(hseq::train::phases_text(resumed_phases({"--resume", two.c_str(), "--phases", "iem:6,decoder"}, note)) ==
+        "iem:6,decoder");
+  CHECK(note == " (as the checkpoint's)");
+  CHECK(hseq::train::phases_text(resumed_phases({"--resume", iem.c_str(), "--phases", "iem:4,decoder"}, note)) ==
+        "iem:4,decoder");
+  CHECK(note == " (the checkpoint's were 'iem'; they agree on its 4 steps)");
+  // A --phases that puts a trained step in another phase is refused, naming both.
+  resumed_phases({"--resume", two.c_str(), "--phases", "iem:2,decoder"}, note);
+  CAPTURE(note);
+  CHECK(note.find("--resume: --phases 'iem:2,decoder' disagrees with the checkpoint's phases 'iem:6,decoder' on "
+                  "the 4 steps it has trained (at step 3 the checkpoint's trains phase 'iem'") != std::string::npos);
+  CHECK(note.find("drop --phases to continue the checkpoint's schedule") != std::string::npos);
+  // A checkpoint that predates stored schedules: --phases as given, and a note without it.
+  CHECK(hseq::train::phases_text(resumed_phases({"--resume", old.c_str(), "--phases", "iem:2,decoder"}, note)) ==
+        "iem:2,decoder");
+  CHECK(note.empty());
+  CHECK(resumed_phases({"--resume", old.c_str()}, note).empty());
+  CHECK(note.find("the checkpoint predates stored phase schedules") != std::string::npos);
+  resumed_phases({"--resume", old.c_str()}, note, /*has_phases=*/false);
+  CHECK(note.empty());  // a family without phases has nothing to say
 }
 
 namespace {

@@ -598,8 +598,13 @@ TEST_CASE("checkpoint: a malformed trainer state fails Trainer::load before anyt
   Snapshot const before(sb, tb.optimizer());
   std::string const state_before = tb.state().to_json();
 
+  // The last two: a phase schedule that is not a list of phases.
   for (char const* bad : {"{not json", "", "[1, 2]", R"({"step": 2})", R"({"step": "two", "data_pos": 0, "skipped": 0,
-                          "bad_in_row": 0, "tokens": 0, "elapsed_s": 0})"}) {
+                          "bad_in_row": 0, "tokens": 0, "elapsed_s": 0})",
+                          R"({"step": 2, "data_pos": 4, "skipped": 0, "bad_in_row": 0, "tokens": 32, "elapsed_s": 0,
+                          "phases": "iem:6,decoder"})",
+                          R"({"step": 2, "data_pos": 4, "skipped": 0, "bad_in_row": 0, "tokens": 32, "elapsed_s": 0,
+                          "phases": [{"name": "iem"}]})"}) {
     CAPTURE(bad);
     RawFile r = RawFile::read(good);
     r.metadata.at("hseq.trainer_state") = bad;

@@ -184,6 +184,22 @@ TEST_CASE("progress: resumed runs count the rate from the initial step") {
   CHECK(p.line(500, 1, 1, 0, 110.0).find("eta ?") != std::string::npos);
 }
 
+TEST_CASE("progress: an update's detail (loss terms, validation) goes after the bpc field, and only into its line") {
+  std::ostringstream os;
+  FakeClock clock;
+  Progress p(100, os, false);
+  p.set_clock(clock.fn());
+  p.set_plain_interval(0);
+  clock.t = 10.0;
+  p.update(10, 2.5, std::numeric_limits<double>::quiet_NaN(), 1000, "iem 2.5000 | val iem 2.6000");
+  clock.t = 20.0;
+  p.update(20, 1.0, 1.5, 1000);
+  CHECK(os.str() ==
+        "step 10/100 | loss 2.5000 | bpc nan | iem 2.5000 | val iem 2.6000 | 1.0k tok/s | elapsed 10s | eta 1m30s\n"
+        "step 20/100 | loss 1.0000 | bpc 1.5000 | 1.0k tok/s | elapsed 20s | eta 1m20s\n");
+  CHECK(p.line(10, 1, 1, 0, 10.0, "ce 1.0000") == p.line(10, 1, 1, 0, 10.0).insert(38, " | ce 1.0000"));
+}
+
 TEST_CASE("progress: the destructor ends the line; non-terminal streams are plain") {
   std::ostringstream os;
   {

@@ -7,10 +7,13 @@
 #include <string>
 #include <vector>
 
+#include "hseq/hier/segment_proposal.hpp"
 #include "hseq/io/text_dataset.hpp"
+#include "hseq/models/hierarchical.hpp"
 #include "hseq/models/transformer_lm.hpp"
 #include "hseq/train/evaluator.hpp"
 #include "hseq/train/trainer.hpp"
+#include "train/phased_lm.hpp"
 
 using namespace hseq;
 using Lm = models::TransformerLm<cpu, float>;
@@ -116,4 +119,122 @@ TEST_CASE("evaluator: a validation split shorter than one window is refused when
   CHECK_THROWS_WITH_AS(ev.evaluate(ctx), doctest::Contains("validation split of corpus (0 bytes) is too short"), Error);
   CHECK_THROWS_AS(EvaluatorF(m, data, {0, 16, 4}), Error);
   CHECK_THROWS_AS(EvaluatorF(m, data, {2, 16, -1}), Error);
+}
+
+TEST_CASE("evaluator: measure() reports bpc, the mean loss in nats and the windows; a model without terms has none") {
+  cpu::Context ctx;
+  auto data = io::TextDataset::from_string(corpus(), "corpus", 0.1);
+  Lm m(tiny());
+  nn::ParamStore<cpu, float> p(m);
+  p.init(ctx, 3);
+  EvaluatorF ev(m, data, {3, 16, 7});
+  auto r = ev.measure(ctx);
+  CHECK(r.bpc == reference_bpc(ctx, m, data, 3, 16, 7));
+  CHECK(r.loss == doctest::Approx(r.bpc * std::log(2.0)).epsilon(1e-12));  // the same mean, in nats
+  CHECK(r.windows == 7);
+  CHECK(r.loss_terms().empty());
+  CHECK(std::isnan(r.term("ce")));
+  CHECK(ev.evaluate(ctx) == r.bpc);
+}
+
+TEST_CASE("evaluator: a model's terms are averaged, and its bpc is the 'ce' term's, bit for bit in a byte objective") {
+  cpu::Context ctx;
+  auto data = io::TextDataset::from_string(corpus(), "corpus", 0.1);
+  test::PhasedLm m(tiny());
+  nn::ParamStore<cpu, float> p(m);
+  p.init(ctx, 3);
+  train::Evaluator<cpu, float, test::PhasedLm> ev(m, data, {3, 16, 7});
+  auto r = ev.measure(ctx);
+  CHECK(r.bpc == reference_bpc(ctx, m.lm, data, 3, 16, 7));  // the plain LM's figure, padding included
+  REQUIRE(r.loss_terms().size() == 1);
+  CHECK(std::string(r.loss_terms()[0].name) == "ce");
+  CHECK(r.term("ce") == r.loss);
+  CHECK(r.term("ce") == doctest::Approx(r.bpc * std::log(2.0)).epsilon(1e-12));
+  CHECK(std::isnan(r.term("aux")));
+  CHECK(m.rows == std::vector<std::int64_t>{3, 3, 3});  // padded batches are not run again
+}
+
+TEST_CASE("evaluator: an objective without byte likelihood reports its own loss and NaN bpc, over the real rows only") {
+  cpu::Context ctx;
+  auto data = io::TextDataset::from_string(corpus(), "corpus", 0.1);
+  test::PhasedLm m(tiny());
+  nn::ParamStore<cpu, float> p(m);
+  p.init(ctx, 3);
+  m.set_phase("aux");
+  std::int64_t const batch = 3, t = 16, count = 7;  // batches of 3, 3 and 1 real + 2 padding rows
+  train::Evaluator<cpu, float, test::PhasedLm> ev(m, data, {batch, t, count});
+  auto r = ev.measure(ctx);
+  CHECK(std::isnan(r.bpc));
+  CHECK(m.lm_forwards == 0);  // the byte model never ran
+  REQUIRE(r.loss_terms().size() == 1);
+  CHECK(std::string(r.loss_terms()[0].name) == "aux");
+  CHECK(r.term("aux") == r.loss);
+  // The mean over the 7 windows: the last batch's padding rows (first id 0) are not scored, the
+  // batch is run again over its one real row.
+  CHECK(m.rows == std::vector<std::int64_t>{3, 3, 3, 1});
+  std::int64_t total = data.num_windows(Split::kValidation, t);
+  double first = 0;
+  std::vector<std::int32_t> ids(static_cast<std::size_t>(t)), tg(static_cast<std::size_t>(t));
+  for (std::int64_t k = 0; k < count; ++k) {
+    data.window(Split::kValidation, k * total / count, t, ids.data(), tg.data());
+    first += double(ids[0]) / 256.0;
+  }
+  double const want = m.l2() + first / double(count);
+  CHECK(r.loss == doctest::Approx(want).epsilon(1e-12));
+  CHECK(std::isnan(ev.evaluate(ctx)));
+}
+
+namespace {
+using Haed = models::Haed<cpu, float, 4>;
+std::string abcd() {
+  std::string text;
+  for (int i = 0; i < 300; ++i) text += "abcd efgh abcd ijkl ";
+  return text;
+}
+}  // namespace
+
+TEST_CASE("evaluator: HAED's IEM phase is scored by its IEM loss, NaN bpc, padding rows dropped; full gives bpc") {
+  cpu::Context ctx;
+  auto data = io::TextDataset::from_string(abcd(), "abcd", 0.1);
+  Haed m({.dim = 32,
+          .heads = 2,
+          .layers = 1,
+          .decoder_layers = 1,
+          .context = 16,
+          .iem_negatives = 16,
+          .iem_in_batch = true,
+          .iem_tau = 1.0});
+  nn::ParamStore<cpu, float> p(m);
+  p.init(ctx, 1);
+  m.set_iem_proposal(hier::SegmentProposal(data.bytes(Split::kTrain), 4));
+  m.set_phase("iem");
+  std::int64_t const t = 16, count = 6;  // a batch of 4, then 2 real rows and 2 padding rows
+  train::Evaluator<cpu, float, Haed> ev(m, data, {4, t, count});
+  auto r = ev.measure(ctx);
+  CHECK(std::isnan(r.bpc));
+  REQUIRE(r.loss_terms().size() == 1);
+  CHECK(std::string(r.loss_terms()[0].name) == "iem");
+  CHECK(std::isfinite(r.loss));
+  CHECK(r.term("iem") == r.loss);
+  // By hand: the IEM forward over windows 0-3 as [4, 16] and 4-5 as [2, 16], weighted by rows.
+  std::int64_t total = data.num_windows(Split::kValidation, t);
+  auto batch_loss = [&](std::int64_t from, std::int64_t rows) {
+    Tensor<std::int32_t, cpu> ids(Shape{rows, t}), tg(Shape{rows, t});
+    for (std::int64_t k = 0; k < rows; ++k)
+      data.window(Split::kValidation, (from + k) * total / count, t, ids.data() + k * t, tg.data() + k * t);
+    Workspace<cpu> ws(m.forward_workspace(rows, t));
+    Haed::Trace tr;
+    auto a = ws.arena();
+    double l = m.forward(ctx, ids.cview(), tg.cview(), a, tr);
+    CHECK(tr.logits.empty());  // the IEM forward has no byte logits: the decoder did not run
+    return l;
+  };
+  double const want = (batch_loss(0, 4) * 4.0 + batch_loss(4, 2) * 2.0) / 6.0;
+  CHECK(r.loss == want);
+  // The same windows in the full objective: a byte likelihood again.
+  m.set_phase("full");
+  auto full = ev.measure(ctx);
+  CHECK(std::isfinite(full.bpc));
+  CHECK(full.term("ce") == doctest::Approx(full.bpc * std::log(2.0)).epsilon(1e-12));
+  CHECK(std::isnan(full.term("iem")));
 }

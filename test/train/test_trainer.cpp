@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <limits>
 #include <sstream>
 #include <string>
@@ -14,12 +15,14 @@
 #include <nlohmann/json.hpp>
 
 #include "hseq/io/checkpoint.hpp"
+#include "hseq/io/csv_log.hpp"
 #include "hseq/io/progress.hpp"
 #include "hseq/io/text_dataset.hpp"
 #include "hseq/models/hourglass.hpp"
 #include "hseq/models/transformer_lm.hpp"
 #include "hseq/train/task.hpp"
 #include "hseq/train/trainer.hpp"
+#include "train/phased_lm.hpp"
 
 using namespace hseq;
 using Lm = models::TransformerLm<cpu, float>;
@@ -713,4 +716,291 @@ TEST_SUITE("slow") {
       check_run_resume<Hg>(tiny_hg(), tc, crash, "slow_hg");
     }
   }
+}
+
+namespace {
+/// The rows of a CSV file as numbers under its header ("nan" is NaN).
+struct Csv {
+  std::vector<std::string> header;
+  std::vector<std::vector<double>> rows;
+  std::size_t col(std::string const& name) const {
+    for (std::size_t i = 0; i < header.size(); ++i)
+      if (header[i] == name) return i;
+    FAIL("no column " << name);
+    return 0;
+  }
+};
+std::vector<std::string> split_commas(std::string const& line) {
+  std::vector<std::string> out(1);
+  for (char c : line) {
+    if (c == ',')
+      out.emplace_back();
+    else
+      out.back() += c;
+  }
+  return out;
+}
+Csv read_csv(std::string const& path) {
+  std::ifstream in(path);
+  Csv c;
+  std::string line;
+  REQUIRE(std::getline(in, line));
+  c.header = split_commas(line);
+  while (std::getline(in, line)) {
+    std::vector<double> row;
+    for (auto const& f : split_commas(line)) row.push_back(f == "nan" ? std::nan("") : std::stod(f));
+    REQUIRE(row.size() == c.header.size());
+    c.rows.push_back(row);
+  }
+  return c;
+}
+std::vector<std::string> const kFixedColumns{"step", "loss", "bpc", "val_bpc", "seconds", "tokens"};
+std::vector<std::string> with_fixed(std::vector<std::string> more) {
+  std::vector<std::string> v = kFixedColumns;
+  v.insert(v.end(), more.begin(), more.end());
+  return v;
+}
+}  // namespace
+
+TEST_CASE("trainer: the log has one column per declared loss term and val_<term>, after the fixed ones") {
+  cpu::Context ctx;
+  auto data = io::TextDataset::from_string(corpus(), "corpus", 0.1);
+  // kLossTerms declares the names; without it the names of a default Trace's terms do.
+  CHECK(train::loss_term_names<test::PhasedLm>() == std::vector<std::string>{"ce", "aux"});
+  CHECK(train::loss_term_names<TermLm>() == std::vector<std::string>{"ce", "l2"});
+  CHECK(train::loss_term_names<Lm>().empty());
+  Lm lm(tiny());
+  nn::ParamStore<cpu, float> pl(lm);
+  CHECK(TrainerF(ctx, lm, pl, data, tcfg()).log_columns() == kFixedColumns);  // unchanged for a model without terms
+  TermLm tm(tiny());
+  nn::ParamStore<cpu, float> pt(tm);
+  train::Trainer<cpu, float, TermLm> tt(ctx, tm, pt, data, tcfg());
+  CHECK(tt.log_columns() == with_fixed({"ce", "l2", "val_ce", "val_l2"}));
+  CHECK(tt.loss_term_names() == std::vector<std::string>{"ce", "l2"});
+
+  // run() refuses a log with other columns, naming both (before training anything).
+  auto path = tmp_path("columns.csv").string();
+  io::CsvLog wrong(path, kFixedColumns);
+  CHECK_THROWS_WITH_AS(
+      tt.run(ctx, nullptr, &wrong),
+      doctest::Contains("has the columns step,loss,bpc,val_bpc,seconds,tokens, but this trainer writes "
+                        "step,loss,bpc,val_bpc,seconds,tokens,ce,l2,val_ce,val_l2"),
+      Error);
+  CHECK(tt.state().step == 0);
+  std::filesystem::remove(path);
+}
+
+TEST_CASE(
+    "trainer: run() logs the terms of each phase in fixed columns (NaN where absent) and shows them in progress") {
+  cpu::Context ctx;
+  auto data = io::TextDataset::from_string(corpus(), "corpus", 0.1);
+  test::PhasedLm m(tiny());
+  nn::ParamStore<cpu, float> p(m);
+  p.init(ctx, 7);
+  auto tc = tcfg();
+  tc.steps = 6;
+  tc.eval_every = 2;
+  tc.eval_windows = 5;
+  tc.phases = {{"aux", 3, {}, {}}, {"full", 0, {}, {}}};  // steps 1-3 without byte likelihood, then 4-6
+  train::Trainer<cpu, float, test::PhasedLm> t(ctx, m, p, data, tc);
+  auto path = tmp_path("terms.csv").string();
+  std::ostringstream sink;
+  {
+    io::CsvLog csv(path, t.log_columns());
+    io::Progress progress(tc.steps, sink, false);
+    progress.set_plain_interval(0);  // a line per step
+    double bpc = t.run(ctx, &progress, &csv);
+    CHECK(std::isfinite(bpc));  // the run ends in the byte phase
+  }
+  Csv c = read_csv(path);
+  CHECK(c.header == with_fixed({"ce", "aux", "val_ce", "val_aux"}));
+  REQUIRE(c.rows.size() == 6);  // step 6 was validated: no extra final row
+  std::size_t const loss = c.col("loss"), bpc = c.col("bpc"), vb = c.col("val_bpc"), ce = c.col("ce"),
+                    aux = c.col("aux"), vce = c.col("val_ce"), vaux = c.col("val_aux");
+  for (std::size_t i = 0; i < 6; ++i) {
+    CAPTURE(i);
+    auto const& r = c.rows[i];
+    CHECK(r[0] == double(i + 1));
+    CHECK(r[loss] == doctest::Approx(t.losses()[i]).epsilon(1e-8));
+    bool const in_aux = i < 3, validated = (i + 1) % 2 == 0;
+    if (in_aux) {
+      CHECK(std::isnan(r[bpc]));  // no byte likelihood
+      CHECK(std::isnan(r[ce]));
+      CHECK(r[aux] == r[loss]);
+    } else {
+      CHECK(r[ce] == r[loss]);
+      CHECK(std::isnan(r[aux]));
+      CHECK(r[bpc] == doctest::Approx(r[ce] / std::log(2.0)).epsilon(1e-8));
+    }
+    if (!validated) {
+      CHECK(std::isnan(r[vb]));
+      CHECK(std::isnan(r[vce]));
+      CHECK(std::isnan(r[vaux]));
+    } else if (in_aux) {  // step 2: the aux phase's own validation loss, no bpc
+      CHECK(std::isnan(r[vb]));
+      CHECK(std::isnan(r[vce]));
+      CHECK(r[vaux] > 0.25);  // l2 (0.25 at one) plus the mean first byte / 256
+    } else {
+      CHECK(r[vb] > 0);
+      CHECK(r[vce] == doctest::Approx(r[vb] * std::log(2.0)).epsilon(1e-8));
+      CHECK(std::isnan(r[vaux]));
+    }
+  }
+  CHECK(t.last_eval().bpc == t.state().last_val_bpc);
+  CHECK(t.last_eval().term("ce") == doctest::Approx(c.rows[5][vce]).epsilon(1e-8));
+  // The progress line: the step's terms after bpc, and the last validation (its bpc, or in the aux
+  // phase its own loss).
+  std::string out = sink.str();
+  CAPTURE(out);
+  CHECK(out.find("step 1/6 | loss ") != std::string::npos);
+  CHECK(out.find("| bpc nan | aux ") != std::string::npos);
+  auto line_of = [&](std::string const& head) {
+    auto at = out.find(head);
+    REQUIRE(at != std::string::npos);
+    return out.substr(at, out.find('\n', at) - at);
+  };
+  CHECK(line_of("step 1/6").find("val") == std::string::npos);  // nothing validated yet
+  CHECK(line_of("step 3/6").find(" | val aux ") != std::string::npos);
+  CHECK(line_of("step 4/6").find(" | ce ") != std::string::npos);
+  CHECK(line_of("step 4/6").find(" | val bpc ") != std::string::npos);
+  CHECK(line_of("step 4/6").find("val ce") == std::string::npos);  // shown as bpc
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("trainer: a term the model's kLossTerms does not declare is refused when logging") {
+  cpu::Context ctx;
+  auto data = io::TextDataset::from_string(corpus(), "corpus", 0.1);
+  using Narrow = test::PhasedLmT<false>;  // declares "ce" only
+  Narrow m(tiny());
+  nn::ParamStore<cpu, float> p(m);
+  p.init(ctx, 7);
+  auto tc = tcfg();
+  tc.steps = 2;
+  tc.phases = {{"aux", 0, {}, {}}};
+  train::Trainer<cpu, float, Narrow> t(ctx, m, p, data, tc);
+  CHECK(t.log_columns() == with_fixed({"ce", "val_ce"}));
+  auto path = tmp_path("narrow.csv").string();
+  io::CsvLog csv(path, t.log_columns());
+  CHECK_THROWS_WITH_AS(t.run(ctx, nullptr, &csv),
+                       doctest::Contains("reports the loss term 'aux', which its kLossTerms (ce) does not declare"),
+                       Error);
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("trainer: phase schedules in the --phases syntax, and where two of them first train a step differently") {
+  using train::Phase;
+  std::vector<Phase> iem_only{{"iem", 0, {"decoder.*"}, {}}};
+  std::vector<Phase> two{{"iem", 800, {"decoder.*"}, {}}, {"decoder", 0, {"encoder.*"}, {}}};
+  CHECK(train::phases_text(two) == "iem:800,decoder");
+  CHECK(train::phases_text(iem_only) == "iem");
+  CHECK(train::phases_text({}) == "none");
+  CHECK(train::describe_phase(two[0]) == "phase 'iem' (frozen decoder.*)");
+  CHECK(train::describe_phase({"all", 0, {}, {{"blocks.1.*", 0.5}}}) ==
+        "phase 'all' (frozen nothing; lr scales blocks.1.* x0.5)");
+  // The same schedule, or one that changes only steps not yet trained, agrees.
+  CHECK(train::phases_disagreement(two, "a", two, "b", 5000).empty());
+  CHECK(train::phases_disagreement(iem_only, "a", two, "b", 800).empty());  // "iem" continued as "iem:800,decoder"
+  CHECK(train::phases_disagreement(two, "a", {{"iem", 900, {"decoder.*"}, {}}, two[1]}, "b", 800).empty());
+  CHECK(train::phases_disagreement({}, "a", {}, "b", 10).empty());
+  CHECK(train::phases_disagreement({}, "a", two, "b", 0).empty());  // nothing trained yet
+  // Differences on trained steps are found at the first such step (counted from 1).
+  CHECK(train::phases_disagreement(iem_only, "the checkpoint's", two, "this trainer's", 801) ==
+        "at step 801 the checkpoint's trains phase 'iem' (frozen decoder.*), this trainer's phase 'decoder' (frozen "
+        "encoder.*)");
+  CHECK(train::phases_disagreement(two, "a", {{"iem", 700, {"decoder.*"}, {}}, two[1]}, "b", 900) ==
+        "at step 701 a trains phase 'iem' (frozen decoder.*), b phase 'decoder' (frozen encoder.*)");
+  CHECK(train::phases_disagreement(two, "a", {}, "b", 1) ==
+        "at step 1 a trains phase 'iem' (frozen decoder.*), b no phase");
+  CHECK(train::phases_disagreement({{"iem", 0, {"x"}, {}}}, "a", iem_only, "b", 3).find("at step 1 ") ==
+        0);  // patterns
+  CHECK_FALSE(train::phases_disagreement({{"iem", 0, {"decoder.*"}, {{"*", 0.5}}}}, "a", iem_only, "b", 3).empty());
+}
+
+TEST_CASE("trainer: checkpoints record the phase schedule; a resumed trainer must agree with it on the steps taken") {
+  cpu::Context ctx;
+  auto data = io::TextDataset::from_string(corpus(), "corpus", 0.1);
+  auto tc = two_phases();  // warm:3 (frozen blocks.0.*, tok_emb.*), all (blocks.1.* x0.5)
+  Lm m(tiny());
+  nn::ParamStore<cpu, float> p(m);
+  p.init(ctx, 3);
+  TrainerF t(ctx, m, p, data, tc);
+  t.step(ctx);
+  t.step(ctx);
+  auto path = tmp_path("phases_stored.safetensors").string();
+  t.save(ctx, path);
+  auto state = nlohmann::json::parse(io::read_checkpoint_info(path).trainer_state);
+  CHECK(state.at("phases") ==
+        nlohmann::json::parse(R"([{"name": "warm", "steps": 3, "frozen": ["blocks.0.*", "tok_emb.*"], "lr_scale": []},
+                                  {"name": "all", "steps": 0, "frozen": [],
+                                   "lr_scale": [{"pattern": "blocks.1.*", "scale": 0.5}]}])"));
+  auto parsed = train::TrainerState::from_json(state.dump());
+  REQUIRE(parsed.phases.has_value());
+  CHECK(train::phases_to_json(*parsed.phases) == state.at("phases"));
+  CHECK(train::phases_text(*parsed.phases) == "warm:3,all");
+
+  auto load_with = [&](std::vector<train::Phase> phases) {
+    auto c = tc;
+    c.phases = std::move(phases);
+    Lm mo(tiny());
+    nn::ParamStore<cpu, float> po(mo);
+    po.init(ctx, 5);
+    TrainerF to(ctx, mo, po, data, c);
+    auto before = copy_of(po.values());
+    std::string msg;
+    try {
+      to.load(ctx, path);
+    } catch (Error const& e) {
+      msg = e.what();
+      CHECK(to.state().step == 0);
+      for (std::size_t i = 0; i < before.size(); ++i) REQUIRE(po.values()[std::int64_t(i)] == before[i]);  // untouched
+    }
+    if (msg.empty()) {
+      CHECK(to.state().step == 2);
+      // The next checkpoint records this trainer's schedule.
+      auto again = tmp_path("phases_again.safetensors").string();
+      to.save(ctx, again);
+      auto st = train::TrainerState::from_json(io::read_checkpoint_info(again).trainer_state);
+      CHECK(train::phases_to_json(*st.phases) == train::phases_to_json(c.phases));
+      std::filesystem::remove(again);
+    }
+    return msg;
+  };
+  CHECK(load_with(tc.phases).empty());
+  // Another future (phase "warm" ends at step 2 instead of 3) agrees on the 2 steps taken.
+  CHECK(load_with({{"warm", 2, {"blocks.0.*", "tok_emb.*"}, {}}, tc.phases[1]}).empty());
+  // Step 2 was trained in "warm": a schedule that puts it in "all" rewrites history.
+  std::string msg = load_with({{"warm", 1, {"blocks.0.*", "tok_emb.*"}, {}}, tc.phases[1]});
+  CAPTURE(msg);
+  CHECK(msg.find("trained its 2 steps under the phases 'warm:3,all' but this trainer's phases are 'warm:1,all'") !=
+        std::string::npos);
+  CHECK(msg.find("at step 2 the checkpoint's trains phase 'warm' (frozen blocks.0.*, tok_emb.*), this trainer's "
+                 "phase 'all' (frozen nothing; lr scales blocks.1.* x0.5)") != std::string::npos);
+  CHECK(msg.find("drop --phases to continue the checkpoint's") != std::string::npos);
+  // Without phases, or with the same names freezing other parameters: refused too.
+  CHECK(load_with({}).find("this trainer's phases are 'none': at step 1 the checkpoint's trains phase 'warm'") !=
+        std::string::npos);
+  CHECK(load_with({{"warm", 3, {"blocks.0.*"}, {}}, tc.phases[1]})
+            .find("this trainer's phase 'warm' (frozen blocks.0.*)") != std::string::npos);
+
+  // A checkpoint written before the schedule was recorded loads under any phases (taken on trust).
+  {
+    auto j = state;
+    j.erase("phases");
+    io::save_checkpoint(ctx, path, {Lm::kKind, m.config_json(), j.dump()}, p, {{"optim", t.optimizer()}});
+    CHECK_FALSE(train::TrainerState::from_json(j.dump()).phases.has_value());
+    CHECK(load_with({}).empty());
+    CHECK(load_with({{"other", 1, {}, {}}, {"all", 0, {}, {}}}).empty());
+  }
+  // A checkpoint of a run without phases records an empty schedule: adding phases to its past is refused.
+  {
+    TrainerF plain(ctx, m, p, data, tcfg());
+    plain.step(ctx);
+    plain.step(ctx);
+    plain.save(ctx, path);
+    CHECK(nlohmann::json::parse(io::read_checkpoint_info(path).trainer_state).at("phases") == nlohmann::json::array());
+    CHECK(load_with({}).empty());
+    CHECK(load_with(tc.phases).find("under the phases 'none' but this trainer's phases are 'warm:3,all'") !=
+          std::string::npos);
+  }
+  std::filesystem::remove(path);
 }

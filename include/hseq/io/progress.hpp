@@ -13,6 +13,7 @@
 #include <limits>
 #include <ostream>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #if defined(_WIN32)
@@ -88,6 +89,8 @@ inline std::string format_si(double v) {
 ///
 ///     step 100/1000 | loss 1.2346 | bpc 1.7811 | 12.3k tok/s | elapsed 1m05s | eta 9m45s
 ///
+/// and an update's optional `detail` text (the trainer's loss terms and last validation, "iem 2.1034
+/// | val iem 2.2501") goes after the bpc field: "... | bpc nan | iem 2.1034 | val iem 2.2501 | ...".
 /// where the ETA is (total - step) divided by the average step rate since the start (construction,
 /// `set_clock` or `restart`), counting steps from `initial_step` (0 unless set: for resumed runs).
 /// A total of 0 means "unknown" (a run bounded by time, say): the line shows "step N" and "eta ?", and
@@ -138,9 +141,16 @@ class Progress {
   std::int64_t total_steps() const { return total_; }
 
   /// Records the state after `step` steps; prints it when the throttle allows (see the class comment).
-  void update(std::int64_t step, double loss, double bpc, double tokens_per_s) {
+  /// `detail` is copied (into a buffer reused across updates).
+  void update(std::int64_t step, double loss, double bpc, double tokens_per_s, std::string_view detail = {}) {
     double now = now_s_();
-    last_ = State{step, loss, bpc, tokens_per_s, now, true};
+    last_.step = step;
+    last_.loss = loss;
+    last_.bpc = bpc;
+    last_.tokens_per_s = tokens_per_s;
+    last_.now = now;
+    last_.valid = true;
+    last_.detail.assign(detail);
     printed_last_ = false;
     double interval = interactive_ ? refresh_interval_s_ : plain_interval_s_;
     bool final_step = total_ > 0 && step >= total_;
@@ -171,7 +181,8 @@ class Progress {
   }
 
   /// The progress text for the given state, without '\r', ANSI codes or newline.
-  std::string line(std::int64_t step, double loss, double bpc, double tokens_per_s, double now) const {
+  std::string line(std::int64_t step, double loss, double bpc, double tokens_per_s, double now,
+                   std::string_view detail = {}) const {
     double elapsed = now - start_s_;
     double done = static_cast<double>(step - initial_step_);
     double left = static_cast<double>(total_ - step);
@@ -185,6 +196,10 @@ class Progress {
     std::snprintf(num, sizeof num, "%.4f", bpc);
     s += " | bpc ";
     s += num;
+    if (!detail.empty()) {
+      s += " | ";
+      s += detail;
+    }
     s += " | " + format_si(tokens_per_s) + " tok/s";
     s += " | elapsed " + format_duration(elapsed);
     s += " | eta " + format_duration(eta);
@@ -196,6 +211,7 @@ class Progress {
     std::int64_t step = 0;
     double loss = 0, bpc = 0, tokens_per_s = 0, now = 0;
     bool valid = false;
+    std::string detail;
   };
 
   static double steady_seconds() {
@@ -203,7 +219,7 @@ class Progress {
   }
 
   void print_last() {
-    std::string text = line(last_.step, last_.loss, last_.bpc, last_.tokens_per_s, last_.now);
+    std::string text = line(last_.step, last_.loss, last_.bpc, last_.tokens_per_s, last_.now, last_.detail);
     if (interactive_) {
       *os_ << '\r' << text << "\x1b[K";
       showing_ = true;

@@ -122,6 +122,9 @@ class Hierarchical {
   static constexpr bool kVariable = hier::VariableSegmenter<SegmentT>;
   /// Names the model family in checkpoints (the policies are in the config JSON).
   static constexpr char const* kKind = "hierarchical";
+  /// Every loss-term name forward can report in `trace.terms` ("ce" in the full and decoder
+  /// objectives, "iem" in the IEM one), so training logs have the same columns in every phase.
+  static constexpr std::array<char const*, 2> kLossTerms{"ce", "iem"};
 
   struct Config {
     std::int64_t vocab = 256;

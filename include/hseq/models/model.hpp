@@ -19,7 +19,8 @@
 /// `Trainer` requires it (train/trainer.hpp); generation requires the refinement `CachedModel`.
 ///
 /// Optional members, detected with `requires` where they are used (the concept does not ask for
-/// them): `set_phase(name)` and `trace.terms` (train/trainer.hpp), and
+/// them): `set_phase(name)`, `trace.terms` and `static constexpr kLossTerms` (the term names, for
+/// the training log's columns; train/trainer.hpp), and
 /// `models::FlopCount flops(std::int64_t t) const`, the model FLOPs per token of a training step at
 /// sequence length t (models/flops.hpp), which the benchmarks report. The library's models all
 /// have it; it stays optional because training needs no FLOP count (a model without one is

@@ -1,18 +1,39 @@
 // SPDX-License-Identifier: MIT
 /// @file
-/// @brief `Evaluator`: validation bits per character of a `models::Model` on a `TextDataset`,
-/// forward only (no optimizer, no gradients, no backward workspace).
+/// @brief `Evaluator`: validation of a `models::Model` on a `TextDataset` (bits per character, and
+/// the mean loss and loss terms of the model's current objective), forward only (no optimizer, no
+/// gradients, no backward workspace).
 ///
-/// `evaluate(ctx, windows)` scores `windows` evenly spread windows of the validation split (window
-/// `k * total / count` for k < count, `TextDataset::window`), `batch` at a time; the rows of the last
-/// batch past the count are padding with ignored targets (-1). Each batch's mean loss is weighted by
-/// the targets it counted (`trace.counted`), so the result is the mean NLL per predicted byte, in
-/// bits. `Trainer::evaluate` is this class.
+/// `measure(ctx, windows)` scores `windows` evenly spread windows of the validation split (window
+/// `k * total / count` for k < count, `TextDataset::window`), `batch` at a time, in whatever
+/// objective the model is in (a trainer's phase sets it: `set_phase`), and returns an `EvalResult`:
+///   - `bpc`: the mean NLL per predicted byte, in bits. The rows of the last batch past the count
+///     are padding with ignored targets (-1), and each batch's mean is weighted by the targets it
+///     counted (`trace.counted`). For a model with loss terms (`trace.terms`, train/trainer.hpp) it
+///     is the byte cross-entropy term "ce" only (another term, a regulariser say, is no byte
+///     likelihood). NaN when the objective has no byte likelihood: no target counted (HAED's IEM
+///     phase) or, with terms, no "ce" term.
+///   - `loss` and `terms`: the mean total loss and the mean of every loss term the forward reported,
+///     in nats, so that a phase without byte likelihood still shows its own objective (HAED's IEM
+///     phase: `term("iem")`). Batches are weighted by their counted targets, or, in an objective
+///     that counts none, by their real (non-padding) windows; such an objective reads its targets
+///     from the ids (IEM: the next segments), so padding rows would be scored as windows (and serve
+///     as in-batch negatives): the last batch, when it has padding, is run again over its real rows
+///     alone ([r, seq_len]).
+/// The evaluator only runs the model's forward: in HAED's IEM objective that is the encoder,
+/// backbone and IEM head, never the decoder. `evaluate(ctx, windows)` is `measure(...).bpc`;
+/// `Trainer::evaluate` is this class.
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <concepts>
+#include <cstddef>
 #include <cstdint>
+#include <limits>
+#include <span>
+#include <string_view>
 #include <vector>
 
 #include "hseq/core/backend.hpp"
@@ -23,6 +44,36 @@
 #include "hseq/models/model.hpp"
 
 namespace hseq::train {
+
+/// One loss term of a step or an evaluation (see train/trainer.hpp, "Loss terms"): the model's name
+/// for it (a string with static storage, as the model's trace holds it) and its value in nats.
+struct LossTerm {
+  char const* name = "";
+  double value = 0;
+};
+/// Loss terms a model reports per forward at most (fixed arrays, so recording never allocates).
+inline constexpr std::size_t kMaxLossTerms = 16;
+
+/// What `Evaluator::measure` returns (see the file comment).
+struct EvalResult {
+  /// Bits per predicted byte; NaN in an objective without byte likelihood.
+  double bpc = std::numeric_limits<double>::quiet_NaN();
+  /// Mean total loss of the model's current objective, in nats.
+  double loss = std::numeric_limits<double>::quiet_NaN();
+  std::int64_t windows = 0;  ///< validation windows scored
+  std::array<LossTerm, kMaxLossTerms> terms{};
+  std::size_t n_terms = 0;
+
+  /// The mean of every term the forward reported, in the model's order (empty for a model without
+  /// terms).
+  std::span<LossTerm const> loss_terms() const { return {terms.data(), n_terms}; }
+  /// The mean of term `name` in nats, NaN when the evaluation had no such term.
+  double term(std::string_view name) const {
+    for (LossTerm const& t : loss_terms())
+      if (name == t.name) return t.value;
+    return std::numeric_limits<double>::quiet_NaN();
+  }
+};
 
 struct EvalConfig {
   std::int64_t batch = 16, seq_len = 256;
@@ -63,15 +114,24 @@ class Evaluator {
   }
 
   /// Validation bits per character over `windows` evenly spread windows (-1: the config's count,
-  /// 0: all of them). Throws when the validation split has no window of seq_len + 1 bytes.
-  double evaluate(Ctx& ctx, std::int64_t windows = -1) {
+  /// 0: all of them): `measure(ctx, windows).bpc`, NaN in an objective without byte likelihood.
+  double evaluate(Ctx& ctx, std::int64_t windows = -1) { return measure(ctx, windows).bpc; }
+
+  /// Bits per character, mean loss and mean loss terms over `windows` evenly spread windows (-1:
+  /// the config's count, 0: all of them), in the model's current objective (see the file comment).
+  /// Throws when the validation split has no window of seq_len + 1 bytes.
+  EvalResult measure(Ctx& ctx, std::int64_t windows = -1) {
     auto split = io::TextDataset::Split::kValidation;
     std::int64_t total = data_.num_windows(split, cfg_.seq_len);
     HSEQ_CHECK(total > 0, "Evaluator: the validation split of " << data_.name() << " (" << data_.size(split)
                                                         << " bytes) is too short for sequences of " << cfg_.seq_len << " + 1");
     std::int64_t const count = num_windows(windows), t = cfg_.seq_len;
-    double nll = 0;
+    EvalResult out;
+    out.windows = count;
+    double nll = 0;  // byte objective: sum of batch mean x counted targets
     std::int64_t counted = 0;
+    double loss_sum = 0, weight_sum = 0;  // any objective: see the file comment for the weights
+    std::array<double, kMaxLossTerms> term_sum{}, term_weight{};
     for (std::int64_t first = 0; first < count; first += cfg_.batch) {
       for (std::int64_t r = 0; r < cfg_.batch; ++r) {
         std::int32_t* ids = host_ids_.data() + r * t;
@@ -85,15 +145,55 @@ class Evaluator {
       }
       B::template upload<std::int32_t>(ctx, ids_.data(), host_ids_.data(), host_ids_.size());
       B::template upload<std::int32_t>(ctx, targets_.data(), host_targets_.data(), host_targets_.size());
-      auto arena = ws_->arena();
-      double loss = model_.forward(ctx, ids_.cview(), targets_.cview(), arena, trace_);
+      std::int64_t const real = std::min(cfg_.batch, count - first);
+      double loss = forward(ctx, cfg_.batch);
+      // No target counted: an objective that scores the ids themselves, padding rows included;
+      // score the real rows alone (the first rows of the uploaded batch).
+      if (trace_.counted == 0 && real < cfg_.batch) loss = forward(ctx, real);
       nll += loss * double(trace_.counted);
       counted += trace_.counted;
+      double const w = trace_.counted > 0 ? double(trace_.counted) : double(real);
+      loss_sum += loss * w;
+      weight_sum += w;
+      if constexpr (requires(typename M::Trace const& tr) { tr.terms; }) {
+        for (auto const& term : trace_.terms) {
+          static_assert(std::convertible_to<decltype(term.name), char const*> &&
+                            std::convertible_to<decltype(term.value), double>,
+                        "Evaluator: M::Trace::terms must hold {char const* name; double value;}");
+          std::size_t k = 0;
+          while (k < out.n_terms && std::string_view(out.terms[k].name) != std::string_view(term.name)) ++k;
+          if (k == out.n_terms) {
+            HSEQ_CHECK(k < kMaxLossTerms, "Evaluator: the model reports more than " << kMaxLossTerms << " loss terms");
+            out.terms[k].name = term.name;
+            ++out.n_terms;
+          }
+          term_sum[k] += double(term.value) * w;
+          term_weight[k] += w;
+        }
+      }
     }
-    return nll / double(counted) / std::log(2.0);
+    out.loss = loss_sum / weight_sum;
+    for (std::size_t k = 0; k < out.n_terms; ++k) out.terms[k].value = term_sum[k] / term_weight[k];
+    if (counted == 0) {
+      out.bpc = std::numeric_limits<double>::quiet_NaN();
+    } else if constexpr (requires(typename M::Trace const& tr) { tr.terms; }) {
+      // The byte cross-entropy term, weighted by the counted targets exactly as the loss (so for a
+      // model whose loss is its "ce" term the figure is the same to the bit).
+      out.bpc = out.term("ce") / std::log(2.0);
+    } else {
+      out.bpc = nll / double(counted) / std::log(2.0);
+    }
+    return out;
   }
 
  private:
+  /// The model's forward over the first `rows` rows of the uploaded batch.
+  double forward(Ctx& ctx, std::int64_t rows) {
+    using Ids = View<std::int32_t const, typename B::Space>;
+    auto arena = ws_->arena();
+    return model_.forward(ctx, Ids(ids_.data(), Shape{rows, cfg_.seq_len}),
+                          Ids(targets_.data(), Shape{rows, cfg_.seq_len}), arena, trace_);
+  }
   static EvalConfig check(EvalConfig c) {
     HSEQ_CHECK(c.batch > 0 && c.seq_len > 0 && c.windows >= 0,
                "Evaluator: batch " << c.batch << " and seq_len " << c.seq_len << " must be positive, windows "

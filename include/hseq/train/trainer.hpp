@@ -16,7 +16,13 @@
 /// nn/parameter.hpp). When a phase starts, every parameter is first reset to unfrozen with scale 1,
 /// then the phase's patterns apply, then the model's optional `set_phase(std::string_view name)`
 /// runs. The phase follows from the step count, so a resumed run is in the right phase with the
-/// right flags. Without phases the trainer never touches the flags.
+/// right flags. Without phases the trainer never touches the flags. The schedule is part of the
+/// trainer state of a checkpoint (`TrainerState::phases`): a resumed trainer's phases must train
+/// the steps the checkpoint has taken as the checkpoint's did (same phase, frozen patterns and lr
+/// scales at each of them; `phases_disagreement`), and only the phases of the steps still to come
+/// may differ (extending "iem" to "iem:N,decoder" at step N, say). A caller that wants to continue
+/// the stored schedule reads it first (`TrainerState::from_json(io::read_checkpoint_info(path)
+/// .trainer_state).phases`), as hseq-train does when --phases is not given.
 ///
 /// Optional model protocols, detected at compile time (none is part of `models::Model`):
 ///   - Loss terms: when `M::Trace` has a member `terms`, a range of objects with `char const* name`
@@ -24,10 +30,23 @@
 ///     trainer records every term of every step (mean over the micro-batches), `last_terms()`.
 ///     The returned loss is the model's total: how terms are weighted into it is the model's
 ///     business (its config holds the weights), the trainer only reports them.
+///     A model whose terms change with its objective (HAED: "ce" or "iem") declares every name it
+///     can report in `static constexpr ... kLossTerms` (a range of `char const*`), so that `run`'s
+///     CSV log has a fixed set of columns from the first row on and across phases and resumes
+///     (`loss_term_names()`); without it the names in a default-constructed `M::Trace`'s terms are
+///     the declaration (empty names skipped).
 ///   - `set_phase(std::string_view)`: see phases above.
 ///   - `reset_state(ctx)`: called before a micro-batch that does not continue the previous one
 ///     (`Task::continues()`), for models that carry a memory across batches.
-/// Validation is an `Evaluator` (train/evaluator.hpp) sharing the trainer's workspace.
+/// Validation is an `Evaluator` (train/evaluator.hpp) sharing the trainer's workspace; in a phase
+/// without byte likelihood (HAED's IEM phase) it reports NaN bpc and the phase's own loss terms
+/// (`last_eval()`).
+///
+/// Logs (`run`): the CSV columns are `log_columns()`: step, loss, bpc, val_bpc, seconds, tokens
+/// (every model), then one column per declared loss term (the step's mean, nats; NaN in a step
+/// without it), then val_<term> for each (the validation mean, nats; NaN in rows without a
+/// validation or when the validation had no such term). The progress line adds the step's terms
+/// and the last validation (`val bpc`, and `val <term>` for the terms other than "ce").
 ///
 /// The model must satisfy `models::Model<M, B, T>` (models/model.hpp); a type that does not
 /// is refused with a concept error naming the missing member.
@@ -39,6 +58,7 @@
 #include <cmath>
 #include <concepts>
 #include <cstdint>
+#include <cstdio>
 #include <functional>
 #include <limits>
 #include <optional>
@@ -88,11 +108,100 @@ struct Phase {
   std::vector<GroupLr> lr_scale;    ///< {pattern, scale}, applied in order (a later match wins)
 };
 
-/// One loss term of a step as reported by the model's trace (see the file comment).
-struct LossTerm {
-  char const* name = "";
-  double value = 0;
-};
+/// The index into `phases` of the phase step `step` (0-based) trains in: phases follow each other,
+/// the last one to the end (0 without phases).
+inline std::size_t phase_index_at(std::vector<Phase> const& phases, std::int64_t step) {
+  std::int64_t end = 0;
+  for (std::size_t i = 0; i + 1 < phases.size(); ++i) {
+    end += phases[i].steps;
+    if (step < end) return i;
+  }
+  return phases.empty() ? 0 : phases.size() - 1;
+}
+
+/// A schedule in hseq-train's --phases syntax, "iem:800,decoder" (the last phase runs to the end,
+/// so its steps are not shown); "none" without phases. Patterns are not shown (`describe_phase`).
+inline std::string phases_text(std::vector<Phase> const& phases) {
+  if (phases.empty()) return "none";
+  std::string s;
+  for (std::size_t i = 0; i < phases.size(); ++i) {
+    s += (i ? "," : "") + phases[i].name;
+    if (i + 1 < phases.size()) s += ":" + std::to_string(phases[i].steps);
+  }
+  return s;
+}
+
+/// "phase 'iem' (frozen decoder.*, start, ln_f.*)", with the lr scales when there are any.
+inline std::string describe_phase(Phase const& p) {
+  std::ostringstream os;
+  os << "phase '" << p.name << "' (frozen";
+  if (p.frozen.empty()) os << " nothing";
+  for (std::size_t i = 0; i < p.frozen.size(); ++i) os << (i ? ", " : " ") << p.frozen[i];
+  for (std::size_t i = 0; i < p.lr_scale.size(); ++i)
+    os << (i ? ", " : "; lr scales ") << p.lr_scale[i].pattern << " x" << p.lr_scale[i].scale;
+  os << ")";
+  return os.str();
+}
+
+/// Whether two schedules train the steps [0, steps) alike: at every step the same phase (name,
+/// frozen patterns and lr scales; its step count only matters through where it ends), or no phase
+/// under both. Returns "" when they do, else where they first differ, the schedules named by the
+/// labels ("at step 801 the checkpoint's trains phase 'decoder' (...), this trainer's phase 'iem'
+/// (...)", steps counted from 1 as the logs count them).
+inline std::string phases_disagreement(std::vector<Phase> const& a, std::string const& a_label,
+                                       std::vector<Phase> const& b, std::string const& b_label, std::int64_t steps) {
+  auto same = [](Phase const& x, Phase const& y) {
+    if (x.name != y.name || x.frozen != y.frozen || x.lr_scale.size() != y.lr_scale.size()) return false;
+    for (std::size_t i = 0; i < x.lr_scale.size(); ++i)
+      if (x.lr_scale[i].pattern != y.lr_scale[i].pattern || x.lr_scale[i].scale != y.lr_scale[i].scale) return false;
+    return true;
+  };
+  auto describe = [](std::vector<Phase> const& ph, std::int64_t s) {
+    return ph.empty() ? std::string("no phase") : describe_phase(ph[phase_index_at(ph, s)]);
+  };
+  // Phases are constant between boundaries, so the steps where either schedule starts a phase
+  // are the only ones to compare.
+  std::vector<std::int64_t> starts{0};
+  for (auto const* ph : {&a, &b}) {
+    std::int64_t end = 0;
+    for (std::size_t i = 0; i + 1 < ph->size(); ++i) starts.push_back(end += (*ph)[i].steps);
+  }
+  std::sort(starts.begin(), starts.end());
+  for (std::int64_t s : starts) {
+    if (s >= steps) break;
+    bool agree = a.empty() == b.empty() && (a.empty() || same(a[phase_index_at(a, s)], b[phase_index_at(b, s)]));
+    if (!agree)
+      return "at step " + std::to_string(s + 1) + " " + a_label + " trains " + describe(a, s) + ", " + b_label + " " +
+             describe(b, s);
+  }
+  return "";
+}
+
+/// The JSON of a schedule in the trainer state: [{"name", "steps", "frozen": [...], "lr_scale":
+/// [{"pattern", "scale"}]}].
+inline nlohmann::json phases_to_json(std::vector<Phase> const& phases) {
+  nlohmann::json j = nlohmann::json::array();
+  for (Phase const& p : phases) {
+    nlohmann::json scales = nlohmann::json::array();
+    for (GroupLr const& g : p.lr_scale) scales.push_back({{"pattern", g.pattern}, {"scale", g.scale}});
+    j.push_back({{"name", p.name}, {"steps", p.steps}, {"frozen", p.frozen}, {"lr_scale", scales}});
+  }
+  return j;
+}
+inline std::vector<Phase> phases_from_json(nlohmann::json const& j) {
+  std::vector<Phase> out;
+  for (auto const& e : j.at("phases")) {
+    Phase p;
+    p.name = e.at("name").get<std::string>();
+    p.steps = e.at("steps").get<std::int64_t>();
+    if (e.contains("frozen")) p.frozen = e.at("frozen").get<std::vector<std::string>>();
+    if (e.contains("lr_scale"))
+      for (auto const& g : e.at("lr_scale"))
+        p.lr_scale.push_back({g.at("pattern").get<std::string>(), g.at("scale").get<double>()});
+    out.push_back(std::move(p));
+  }
+  return out;
+}
 
 struct TrainerConfig {
   std::int64_t batch = 16, seq_len = 256;
@@ -126,12 +235,17 @@ struct TrainerState {
   /// Seed of the data-sampling stream (`TrainerConfig::seed`) that `data_pos` is a position in.
   /// Empty only in states read from checkpoints written before the seed was recorded.
   std::optional<std::uint64_t> data_seed;
+  /// The phase schedule (`TrainerConfig::phases`) the run trains under; an empty list for a run
+  /// without phases. Empty optional only in states read from checkpoints written before the
+  /// schedule was recorded.
+  std::optional<std::vector<Phase>> phases;
 
   std::string to_json() const {
     nlohmann::json j{{"step", step},       {"data_pos", data_pos}, {"skipped", skipped}, {"bad_in_row", bad_in_row},
                      {"tokens", tokens},   {"elapsed_s", elapsed_s}};
     if (std::isfinite(last_val_bpc)) j["last_val_bpc"] = last_val_bpc;
     if (data_seed) j["data_seed"] = *data_seed;
+    if (phases) j["phases"] = phases_to_json(*phases);
     return j.dump();
   }
   static TrainerState from_json(std::string const& text) {
@@ -147,12 +261,28 @@ struct TrainerState {
       s.elapsed_s = j.at("elapsed_s").get<double>();
       if (j.contains("last_val_bpc")) s.last_val_bpc = j.at("last_val_bpc").get<double>();
       if (j.contains("data_seed")) s.data_seed = j.at("data_seed").get<std::uint64_t>();
+      if (j.contains("phases")) s.phases = phases_from_json(j);
     } catch (nlohmann::json::exception const& e) {
       HSEQ_FAIL("TrainerState: invalid trainer state '" << text << "': " << e.what());
     }
     return s;
   }
 };
+
+/// The loss-term names model M declares (see the file comment, "Loss terms"): `M::kLossTerms`, or
+/// the non-empty names of a default-constructed `M::Trace`'s terms; empty for a model without terms.
+template <class M>
+std::vector<std::string> loss_term_names() {
+  std::vector<std::string> names;
+  if constexpr (requires { M::kLossTerms; }) {
+    for (auto const& n : M::kLossTerms) names.emplace_back(std::string_view(n));
+  } else if constexpr (requires(typename M::Trace const& tr) { tr.terms; }) {
+    typename M::Trace const tr{};
+    for (auto const& t : tr.terms)
+      if (t.name != nullptr && *t.name != '\0') names.emplace_back(t.name);
+  }
+  return names;
+}
 
 template <Backend B, class T, class M, class TaskT = RandomCrops>
   requires models::Model<M, B, T> && Task<TaskT>
@@ -161,7 +291,9 @@ class Trainer {
   using Ctx = typename B::Context;
   using Space = typename B::Space;
   /// Loss terms recorded per step at most (a fixed array, so recording never allocates).
-  static constexpr std::size_t kMaxLossTerms = 16;
+  static constexpr std::size_t kMaxLossTerms = train::kMaxLossTerms;
+  /// The columns `run` writes before the loss terms' (see the file comment).
+  static constexpr std::array<char const*, 6> kLogColumns{"step", "loss", "bpc", "val_bpc", "seconds", "tokens"};
 
   /// The default task: random crops of `data`'s train split with batch, seq_len and seed of `cfg`.
   /// `ctx` is used only to zero the optimizer's moments; every later call takes its own context.
@@ -197,6 +329,7 @@ class Trainer {
     else data_seed_ = cfg_.seed;
     state_.data_seed = data_seed_;
     state_.data_pos = task_.position();
+    state_.phases = cfg_.phases;
     enter_phase(phase_at(0));
   }
 
@@ -211,6 +344,19 @@ class Trainer {
   std::span<LossTerm const> last_terms() const { return {terms_.data(), n_terms_}; }
   /// Loss of every step taken by this object (NaN for skipped steps).
   std::vector<double> const& losses() const { return losses_; }
+  /// The last validation of this object (`evaluate`): bpc, loss and loss terms; all NaN and no
+  /// terms before the first.
+  EvalResult const& last_eval() const { return last_eval_; }
+  /// The loss terms the model declares (`train::loss_term_names<M>()`), the CSV's term columns.
+  std::vector<std::string> const& loss_term_names() const { return term_names_; }
+  /// The CSV columns `run` writes: kLogColumns, then each declared loss term, then val_<term> for
+  /// each (see the file comment). A resumed run appending to its log gets the same columns.
+  std::vector<std::string> log_columns() const {
+    std::vector<std::string> c(kLogColumns.begin(), kLogColumns.end());
+    for (auto const& n : term_names_) c.push_back(n);
+    for (auto const& n : term_names_) c.push_back("val_" + n);
+    return c;
+  }
 
   /// One optimizer step; returns its mean training loss in nats (NaN when skipped).
   double step(Ctx& ctx) {
@@ -255,16 +401,29 @@ class Trainer {
   }
 
   /// Validation bits per character over `windows` evenly spread windows (-1: the config's
-  /// eval_windows, 0: all of them); see `Evaluator::evaluate`. Does not move the training data stream.
+  /// eval_windows, 0: all of them), in the model's current objective (that of the last step's
+  /// phase; after `load`, of the next step's); see `Evaluator::measure` (NaN in a phase without
+  /// byte likelihood, whose own loss is then in `last_eval()`). Does not move the training data
+  /// stream.
   double evaluate(Ctx& ctx, std::int64_t windows = -1) {
     if (windows < 0) windows = cfg_.eval_windows;
-    state_.last_val_bpc = evaluator_.evaluate(ctx, windows);
-    return state_.last_val_bpc;
+    last_eval_ = evaluator_.measure(ctx, windows);
+    last_eval_step_ = state_.step;
+    state_.last_val_bpc = last_eval_.bpc;
+    return last_eval_.bpc;
   }
 
   /// Trains until `steps` or the time budget, validating and checkpointing on schedule.
-  /// `progress` and `csv` may be null. Returns the final validation bpc.
+  /// `progress` and `csv` may be null; `csv` must have the columns `log_columns()`. Returns the
+  /// final validation bpc (NaN when the run ends in a phase without byte likelihood).
   double run(Ctx& ctx, io::Progress* progress = nullptr, io::CsvLog* csv = nullptr) {
+    if (csv) {
+      std::vector<std::string> const want = log_columns();
+      HSEQ_CHECK(csv->columns() == want, "Trainer::run: the CSV log " << csv->path() << " has the columns "
+                                                                      << join(csv->columns())
+                                                                      << ", but this trainer writes " << join(want)
+                                                                      << " (Trainer::log_columns())");
+    }
     double bpc = std::numeric_limits<double>::quiet_NaN();
     while (cfg_.steps == 0 || state_.step < cfg_.steps) {
       if (cfg_.time_budget_s > 0 && state_.elapsed_s >= cfg_.time_budget_s) {
@@ -281,19 +440,22 @@ class Trainer {
       if (eval_now) bpc = evaluate(ctx);
       double const train_bpc = step_bpc(loss);
       if (progress)
-        progress->update(state_.step, loss, train_bpc, double(state_.tokens) / std::max(state_.elapsed_s, 1e-9));
-      if (csv) csv->row({double(state_.step), loss, train_bpc, eval_now ? bpc : std::nan(""), state_.elapsed_s,
-                         double(state_.tokens)});
+        progress->update(state_.step, loss, train_bpc, double(state_.tokens) / std::max(state_.elapsed_s, 1e-9),
+                         progress_detail());
+      if (csv) csv->row(log_row(true, loss, train_bpc, eval_now));
       if (!cfg_.ckpt_path.empty() && cfg_.ckpt_every > 0 && state_.step % cfg_.ckpt_every == 0 && !last)
         save(ctx, cfg_.ckpt_path);
     }
-    bool evaluated_last = cfg_.eval_every > 0 && state_.step % cfg_.eval_every == 0 && std::isfinite(state_.last_val_bpc);
+    // Validated at this step already: in the loop above, or (a run resumed at its last step) before
+    // the checkpoint was written.
+    bool evaluated_last = cfg_.eval_every > 0 && state_.step % cfg_.eval_every == 0 &&
+                          (last_eval_step_ == state_.step || std::isfinite(state_.last_val_bpc));
     if (evaluated_last) {
       bpc = state_.last_val_bpc;
     } else {
       bpc = evaluate(ctx);
       // The final validation gets a row of its own, so logs end with the reported figure.
-      if (csv) csv->row({double(state_.step), std::nan(""), std::nan(""), bpc, state_.elapsed_s, double(state_.tokens)});
+      if (csv) csv->row(log_row(false, 0, 0, true));
     }
     if (progress) progress->finish();
     if (!cfg_.ckpt_path.empty()) save(ctx, cfg_.ckpt_path);
@@ -343,10 +505,23 @@ class Trainer {
                                               << "; resuming would continue another data stream. Set "
                                                  "TrainerConfig::seed = "
                                               << *s.data_seed << " (hseq-train: --seed " << *s.data_seed << ")");
+      // The phases of the steps already taken are history: they must be this trainer's phases of
+      // those steps (checkpoints written before the schedule was recorded are taken on trust).
+      if (s.phases) {
+        std::string d = phases_disagreement(*s.phases, "the checkpoint's", cfg_.phases, "this trainer's", s.step);
+        HSEQ_CHECK(d.empty(), "Trainer::load: checkpoint "
+                                  << path << " trained its " << s.step << " steps under the phases '"
+                                  << phases_text(*s.phases) << "' but this trainer's phases are '"
+                                  << phases_text(cfg_.phases) << "': " << d
+                                  << ". A resumed run may change only the phases of the steps it has not trained "
+                                     "yet; give TrainerConfig::phases that agree on those steps (hseq-train: drop "
+                                     "--phases to continue the checkpoint's)");
+      }
     };
     io::load_checkpoint(ctx, path, M::kKind, model_.config_json(), params_, {{"optim", opt_}}, check_state);
     state_ = s;
     state_.data_seed = data_seed_;  // the stream continues under this seed (also for seedless checkpoints)
+    state_.phases = cfg_.phases;    // and under this schedule (it agrees with the stored one so far)
     task_.set_position(state_.data_pos);
     enter_phase(phase_at(state_.step));  // a run resumed in phase 2 freezes what phase 2 freezes
   }
@@ -383,13 +558,56 @@ class Trainer {
     }
   }
   /// The phase step `step` trains in: phases follow each other, the last one to the end.
-  std::size_t phase_at(std::int64_t step) const {
-    std::int64_t end = 0;
-    for (std::size_t i = 0; i + 1 < cfg_.phases.size(); ++i) {
-      end += cfg_.phases[i].steps;
-      if (step < end) return i;
+  std::size_t phase_at(std::int64_t step) const { return phase_index_at(cfg_.phases, step); }
+  static std::string join(std::vector<std::string> const& v) {
+    std::string s;
+    for (std::size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + v[i];
+    return s;
+  }
+  /// The CSV row at the current step (see log_columns()): a step's row (`loss`, `train_bpc` and its
+  /// terms) or, without `step_row`, the final validation's row (NaN there); the validation's
+  /// figures when `validated`.
+  std::vector<double> log_row(bool step_row, double loss, double train_bpc, bool validated) const {
+    double const nan = std::numeric_limits<double>::quiet_NaN();
+    std::vector<double> row{double(state_.step),        step_row ? loss : nan,
+                            step_row ? train_bpc : nan, validated ? last_eval_.bpc : nan,
+                            state_.elapsed_s,           double(state_.tokens)};
+    for (std::string const& n : term_names_) {
+      double v = nan;
+      for (LossTerm const& t : last_terms())
+        if (n == t.name) v = t.value;
+      row.push_back(step_row ? v : nan);
     }
-    return cfg_.phases.empty() ? 0 : cfg_.phases.size() - 1;
+    for (std::string const& n : term_names_) row.push_back(validated ? last_eval_.term(n) : nan);
+    if constexpr (requires { M::kLossTerms; }) {
+      // Declared names are the columns; a term outside them would silently vanish from the log.
+      if (step_row)
+        for (LossTerm const& t : last_terms())
+          HSEQ_CHECK(std::find(term_names_.begin(), term_names_.end(), t.name) != term_names_.end(),
+                     "Trainer: the model reports the loss term '" << t.name << "', which its kLossTerms ("
+                                                                  << join(term_names_) << ") does not declare");
+    }
+    return row;
+  }
+  /// The progress line's extra fields: the last step's loss terms and the last validation.
+  std::string const& progress_detail() {
+    detail_.clear();
+    char num[64];
+    auto add = [&](char const* label, char const* name, double v) {
+      std::snprintf(num, sizeof num, "%.4f", v);
+      if (!detail_.empty()) detail_ += " | ";
+      detail_ += label;
+      detail_ += name;
+      detail_ += ' ';
+      detail_ += num;
+    };
+    for (LossTerm const& t : last_terms()) add("", t.name, t.value);
+    if (last_eval_step_ >= 0) {
+      if (std::isfinite(last_eval_.bpc) || last_eval_.n_terms == 0) add("val ", "bpc", last_eval_.bpc);
+      for (LossTerm const& t : last_eval_.loss_terms())
+        if (std::string_view(t.name) != "ce") add("val ", t.name, t.value);
+    }
+    return detail_;
   }
   /// Applies phase `p`'s flags (all reset first, so a phase states its whole grouping) and tells the
   /// model. Allocates nothing: the patterns were checked at construction.
@@ -449,6 +667,10 @@ class Trainer {
   std::array<LossTerm, kMaxLossTerms> terms_{};
   std::size_t n_terms_ = 0;
   std::vector<double> losses_;
+  std::vector<std::string> term_names_ = train::loss_term_names<M>();
+  EvalResult last_eval_;
+  std::int64_t last_eval_step_ = -1;  // state_.step of last_eval_ (-1: none by this object)
+  std::string detail_;                // progress_detail()'s buffer, reused
 };
 
 }  // namespace hseq::train
