@@ -21,12 +21,53 @@
 
 namespace hseq::test {
 
-template <bool kDeclareAux = true>
-struct PhasedLmT {
+/// The TransformerLm with a handle on its final LayerNorm gain `ln_f.weight` and an extra loss over
+/// it, l2 = kLambda * mean(w^2) (the weighting is the model's own, as the trainer expects): the
+/// part the trainer and evaluator tests' models share. A model derives from it and adds its kKind,
+/// Trace, forward, backward and hooks.
+struct GainLm {
   using Lm = models::TransformerLm<cpu, float>;
   using Config = Lm::Config;
-  static constexpr char const* kKind = "phased_lm";
   static constexpr double kLambda = 0.25;
+
+  explicit GainLm(Config c) : lm(c) {
+    lm.visit_params([&](std::string const& name, nn::Param<float, HostSpace>& p) {
+      if (name == "ln_f.weight") gain = &p;
+    });
+    HSEQ_CHECK(gain != nullptr, "GainLm: no ln_f.weight");
+  }
+  GainLm(GainLm const&) = delete;
+  Config const& config() const { return lm.config(); }
+  std::string config_json() const { return lm.config_json(); }
+  static Config config_from_json(std::string const& text) { return Lm::config_from_json(text); }
+  template <class F>
+  void visit_params(F&& f, std::string const& prefix = "") {
+    lm.visit_params(f, prefix);
+  }
+  std::size_t forward_workspace(std::int64_t b, std::int64_t t) const { return lm.forward_workspace(b, t); }
+  std::size_t backward_workspace(std::int64_t b, std::int64_t t) const { return lm.backward_workspace(b, t); }
+
+  double l2() const {
+    double s = 0;
+    for (std::int64_t i = 0; i < gain->value.numel(); ++i) s += double(gain->value[i]) * double(gain->value[i]);
+    return kLambda * s / double(gain->value.numel());
+  }
+  /// d l2 / dw accumulated into the gain's gradient (nothing when the gain is frozen).
+  void l2_backward() const {
+    if (gain->frozen) return;
+    double n = double(gain->value.numel());
+    for (std::int64_t i = 0; i < gain->value.numel(); ++i)
+      gain->grad[i] += float(kLambda * 2.0 * double(gain->value[i]) / n);
+  }
+
+  Lm lm;
+  nn::Param<float, HostSpace>* gain = nullptr;
+};
+
+template <bool kDeclareAux = true>
+struct PhasedLmT : GainLm {
+  using GainLm::GainLm;
+  static constexpr char const* kKind = "phased_lm";
   static constexpr auto kLossTerms = [] {
     if constexpr (kDeclareAux)
       return std::array<char const*, 2>{"ce", "aux"};
@@ -45,28 +86,6 @@ struct PhasedLmT {
     bool aux = false;  // the objective of the forward that filled it
   };
 
-  explicit PhasedLmT(Config c) : lm(c) {
-    lm.visit_params([&](std::string const& name, nn::Param<float, HostSpace>& p) {
-      if (name == "ln_f.weight") gain = &p;
-    });
-    HSEQ_CHECK(gain != nullptr, "PhasedLm: no ln_f.weight");
-  }
-  PhasedLmT(PhasedLmT const&) = delete;
-  Config const& config() const { return lm.config(); }
-  std::string config_json() const { return lm.config_json(); }
-  static Config config_from_json(std::string const& text) { return Lm::config_from_json(text); }
-  template <class F>
-  void visit_params(F&& f, std::string const& prefix = "") {
-    lm.visit_params(f, prefix);
-  }
-  std::size_t forward_workspace(std::int64_t b, std::int64_t t) const { return lm.forward_workspace(b, t); }
-  std::size_t backward_workspace(std::int64_t b, std::int64_t t) const { return lm.backward_workspace(b, t); }
-
-  double l2() const {
-    double s = 0;
-    for (std::int64_t i = 0; i < gain->value.numel(); ++i) s += double(gain->value[i]) * double(gain->value[i]);
-    return kLambda * s / double(gain->value.numel());
-  }
   /// The aux objective of ids [B, T].
   double aux_loss(View<std::int32_t const, HostSpace> ids) const {
     double first = 0;
@@ -95,10 +114,7 @@ struct PhasedLmT {
       lm.backward(ctx, tr.inner, ws);
       return;
     }
-    if (gain->frozen) return;  // the id part has no parameter
-    double n = double(gain->value.numel());
-    for (std::int64_t i = 0; i < gain->value.numel(); ++i)
-      gain->grad[i] += float(kLambda * 2.0 * double(gain->value[i]) / n);
+    l2_backward();  // the id part has no parameter
   }
   void set_phase(std::string_view name) {
     if (name == "aux")
@@ -109,8 +125,6 @@ struct PhasedLmT {
       HSEQ_FAIL("PhasedLm: unknown phase '" << name << "'");
   }
 
-  Lm lm;
-  nn::Param<float, HostSpace>* gain = nullptr;
   bool aux = false;
   mutable std::int64_t lm_forwards = 0;
   mutable std::vector<std::int64_t> rows;

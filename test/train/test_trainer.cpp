@@ -67,10 +67,9 @@ std::vector<T> copy_of(View<T, HostSpace> v) {
 /// mean(w^2) over ln_f.weight (the weighting is the model's own, as the trainer expects). It also
 /// records the optional hooks: the phases it was told and the forward calls that followed a
 /// reset_state.
-struct TermLm {
-  using Config = Lm::Config;
+struct TermLm : test::GainLm {
+  using GainLm::GainLm;
   static constexpr char const* kKind = "term_lm";
-  static constexpr double kLambda = 0.25;
   struct Term {
     char const* name;
     double value;
@@ -82,27 +81,6 @@ struct TermLm {
     std::array<Term, 2> terms{{{"ce", 0.0}, {"l2", 0.0}}};
   };
 
-  explicit TermLm(Config c) : lm(c) {
-    lm.visit_params([&](std::string const& name, nn::Param<float, HostSpace>& p) {
-      if (name == "ln_f.weight") gain = &p;
-    });
-    REQUIRE(gain != nullptr);
-  }
-  TermLm(TermLm const&) = delete;
-  Config const& config() const { return lm.config(); }
-  std::string config_json() const { return lm.config_json(); }
-  static Config config_from_json(std::string const& text) { return Lm::config_from_json(text); }
-  template <class F>
-  void visit_params(F&& f, std::string const& prefix = "") {
-    lm.visit_params(f, prefix);
-  }
-  std::size_t forward_workspace(std::int64_t b, std::int64_t t) const { return lm.forward_workspace(b, t); }
-  std::size_t backward_workspace(std::int64_t b, std::int64_t t) const { return lm.backward_workspace(b, t); }
-  double l2() const {
-    double s = 0;
-    for (std::int64_t i = 0; i < gain->value.numel(); ++i) s += double(gain->value[i]) * double(gain->value[i]);
-    return kLambda * s / double(gain->value.numel());
-  }
   double forward(cpu::Context& ctx, View<std::int32_t const, HostSpace> ids, View<std::int32_t const, HostSpace> tg,
                  Arena<HostSpace>& ws, Trace& tr) const {
     double ce = lm.forward(ctx, ids, tg, ws, tr.inner);
@@ -116,17 +94,12 @@ struct TermLm {
   }
   void backward(cpu::Context& ctx, Trace& tr, Arena<HostSpace>& ws) const {
     lm.backward(ctx, tr.inner, ws);
-    if (gain->frozen) return;
-    double n = double(gain->value.numel());
-    for (std::int64_t i = 0; i < gain->value.numel(); ++i)
-      gain->grad[i] += float(kLambda * 2.0 * double(gain->value[i]) / n);
+    l2_backward();
   }
   // Optional hooks the trainer detects.
   void set_phase(std::string_view name) { phases.emplace_back(name); }
   void reset_state(cpu::Context&) { pending_reset = true; }
 
-  Lm lm;
-  nn::Param<float, HostSpace>* gain = nullptr;
   std::vector<std::string> phases;
   mutable std::vector<bool> after_reset;  // per forward call: a reset_state came before it
   mutable bool pending_reset = false;
