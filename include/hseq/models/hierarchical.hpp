@@ -716,13 +716,7 @@ class Hierarchical {
     tr.bias.resize(std::size_t(m * c));
     tr.iem_hits = hier::IemLoss<B, T>::build_bias(tr.pos_bytes, tr.pos_off, tr.neg_bytes, tr.neg_off, tr.log_q,
                                                   in_batch, tr.bias);
-    MView bias = ws.template take<T>(Shape{m, c}, "hier.iem_bias");
-    B::template upload<T>(ctx, bias.data, tr.bias.data(), tr.bias.size());
-    tr.loss = iem_.forward(ctx, tr.iem_pred, tr.iem_pos, neg2, bias, in_batch, tr.iem, ws);
-    tr.counted = 0;
-    tr.logits = {};
-    tr.terms[0] = {"iem", tr.loss};
-    return tr.loss;
+    return iem_score(ctx, tr, neg2, in_batch, m, c, ws);
   }
 
   /// Backward of forward_iem_variable: as backward_iem, through the grid's gathers.
@@ -929,6 +923,20 @@ class Hierarchical {
     return h;
   }
 
+  /// The end of both IEM forwards (fixed and variable segments): the host bias tr.bias [M, C]
+  /// uploaded, the sampled softmax of the predictions against the positives and the negatives
+  /// `neg` [Kn, d], and the trace of an objective without byte logits.
+  double iem_score(Ctx& ctx, Trace& tr, MView neg, bool in_batch, std::int64_t m, std::int64_t c,
+                   Arena<Space>& ws) const {
+    MView bias = ws.template take<T>(Shape{m, c}, "hier.iem_bias");
+    B::template upload<T>(ctx, bias.data, tr.bias.data(), tr.bias.size());
+    tr.loss = iem_.forward(ctx, tr.iem_pred, tr.iem_pos, neg, bias, in_batch, tr.iem, ws);
+    tr.counted = 0;
+    tr.logits = {};
+    tr.terms[0] = {"iem", tr.loss};
+    return tr.loss;
+  }
+
   /// The IEM forward (spec §2.4): embeddings, encoder, backbone, head g, negatives, loss. No decoder.
   double forward_iem(Ctx& ctx, Ids ids, Ids targets, Arena<Space>& ws, Trace& tr) const {
     std::int64_t bsz = ids.size(0), t = ids.size(1), d = cfg_.dim, k = kSegment, n = t / k;
@@ -988,13 +996,7 @@ class Hierarchical {
     }
     tr.bias.resize(std::size_t(m * c));
     tr.iem_hits = hier::IemLoss<B, T>::build_bias(tr.pos_bytes, tr.neg_bytes, k, tr.log_q, in_batch, tr.bias);
-    MView bias = ws.template take<T>(Shape{m, c}, "hier.iem_bias");
-    B::template upload<T>(ctx, bias.data, tr.bias.data(), tr.bias.size());
-    tr.loss = iem_.forward(ctx, tr.iem_pred, tr.iem_pos, neg2, bias, in_batch, tr.iem, ws);
-    tr.counted = 0;
-    tr.logits = {};
-    tr.terms[0] = {"iem", tr.loss};
-    return tr.loss;
+    return iem_score(ctx, tr, neg2, in_batch, m, c, ws);
   }
 
   /// Gradients of the IEM loss: into g, the backbone, the encoder (through the inputs, the positive
