@@ -5,6 +5,9 @@
 #include <type_traits>
 
 #include "hseq/backend/backend.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 namespace {
 struct Good {
@@ -57,3 +60,5 @@ TEST_CASE("backend: the concept accepts a complete policy and rejects incomplete
   CHECK(hseq::Backend<Good>);
   CHECK_FALSE(hseq::Backend<NoAllocate>);
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -12,6 +12,10 @@
 
 #if defined(_OPENMP)
 #include <omp.h>
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
+
 #endif
 
 using hseq::cpu;
@@ -107,3 +111,5 @@ TEST_CASE("cpu: upload and download copy n elements") {
   CHECK_NOTHROW(cpu::download<double>(ctx, nullptr, nullptr, 0));
   cpu::deallocate(dev);
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -4,6 +4,9 @@
 #include <cstring>
 
 #include "hseq/core/config.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 #define HSEQ_TEST_STR2(x) #x
 #define HSEQ_TEST_STR(x) HSEQ_TEST_STR2(x)
@@ -27,3 +30,5 @@ TEST_CASE("config: HSEQ_HOST_DEVICE is plain inline in host-only builds") {
 #endif
   CHECK(twice(21) == 42);
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -6,6 +6,9 @@
 #include <type_traits>
 
 #include "hseq/core/error.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 namespace {
 std::string message_of(void (*f)()) {
@@ -95,3 +98,5 @@ TEST_CASE("error: HSEQ_FAIL message names the values and the location but no con
   CHECK(msg.find("test_error.cpp") != std::string::npos);
   CHECK(msg.find("check `") == std::string::npos);
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -4,6 +4,9 @@
 #include <string>
 
 #include "hseq/core/memory_space.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 TEST_CASE("memory_space: exactly HostSpace and DeviceSpace are memory spaces") {
   static_assert(hseq::is_memory_space_v<hseq::HostSpace>);
@@ -20,3 +23,5 @@ TEST_CASE("memory_space: names") {
   CHECK(std::string(hseq::HostSpace::kName) == "host");
   CHECK(std::string(hseq::DeviceSpace::kName) == "device");
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -7,6 +7,9 @@
 #include <vector>
 
 #include "hseq/core/rng.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using hseq::Philox4;
 using hseq::Rng;
@@ -162,3 +165,5 @@ TEST_CASE("rng: below(n) is in [0, n) and roughly uniform") {
   for (int i = 0; i < 64 && !high; ++i) high = r.below(std::uint64_t(1) << 62) >= (std::uint64_t(1) << 33);
   CHECK(high);
 }
+
+}  // namespace HSEQ_TEST_UNIT

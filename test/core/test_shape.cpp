@@ -6,6 +6,9 @@
 #include <type_traits>
 
 #include "hseq/core/shape.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using hseq::Shape;
 
@@ -129,3 +132,5 @@ TEST_CASE("shape: with and appended validate the dimension and the extent") {
   CHECK_THROWS_AS(s.appended(-1), hseq::Error);
   CHECK(s.with(-1, 9) == hseq::Shape{2, 9});
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -7,6 +7,9 @@
 
 #include "hseq/backend/cpu.hpp"
 #include "hseq/core/tensor.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using hseq::HostSpace;
 using hseq::Shape;
@@ -115,3 +118,5 @@ TEST_CASE("tensor: sizes that overflow are refused; empty and moved-from tensors
   CHECK(a.data() == nullptr);
   CHECK(b.numel() == 8);
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -7,6 +7,9 @@
 #include <vector>
 
 #include "hseq/core/tensor_view.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using hseq::DeviceSpace;
 using hseq::HostSpace;
@@ -155,3 +158,5 @@ TEST_CASE("tensor_view: check_shape names the argument and both shapes") {
   CHECK(msg.find("[3, 2]") != std::string::npos);
   CHECK(msg.find("[2, 3]") != std::string::npos);
 }
+
+}  // namespace HSEQ_TEST_UNIT

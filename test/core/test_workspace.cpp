@@ -7,6 +7,9 @@
 
 #include "hseq/backend/cpu.hpp"
 #include "hseq/core/workspace.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using hseq::Arena;
 using hseq::ArenaScope;
@@ -188,3 +191,5 @@ TEST_CASE("workspace: a failed reserve keeps the old buffer usable") {
   v[15] = 1.f;  // the memory is real
   CHECK(v[15] == 1.f);
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /// @file
-/// @brief Helpers of the CUDA parity tests (test/cuda/*.cu): host <-> device copies of tensors and
+/// @brief Helpers of the CUDA op parity tests (test/cuda/ops/*.cu): host <-> device copies of tensors and
 /// strided matrices, Philox fills, bit comparisons, and the NMSE checks
 ///
 ///   nmse(got, want) = sum (got - want)^2 / max(sum want^2, tiny)   (in double)

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Main of hseq_tests_cuda (every test/cuda/*.cu).
+// Main of hseq_tests_cuda (every test/cuda/<layer>/test_*.cu, batched by test/CMakeLists.txt).
 //
 // When to skip (exit 77, which ctest's SKIP_RETURN_CODE reports as "skipped") and when to fail:
 //

@@ -12,6 +12,9 @@
 #include <vector>
 
 #include "cli.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using hseq::Error;
 
@@ -227,3 +230,5 @@ TEST_CASE("cli: a flag declared again (families share --dim) keeps its first dec
                        Error);
   CHECK_THROWS_WITH_AS(b.toggle("lr", "x"), doctest::Contains("flag --lr is declared twice"), Error);
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -24,6 +24,9 @@
 #include "families/hourglass.hpp"
 #include "families/transformer_lm.hpp"
 #include "support/temp_dir.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using hseq::Error;
 namespace fs = std::filesystem;
@@ -433,3 +436,5 @@ TEST_CASE("family: a benchmark case is hseq-train's flags, named BM_family/<fami
   CHECK_THROWS_WITH_AS(cli::bench_args(hg, {"typo", {"--dimm", "8"}, {}}, {1, 64}),
                        doctest::Contains("BM_family/hourglass/typo/b:1/t:64: unknown flag --dimm"), Error);
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -15,6 +15,9 @@
 #include "hseq/models/generate.hpp"
 #include "hseq/train/trainer.hpp"
 #include "support/temp_dir.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 using Bigram = toy::Bigram<cpu, float>;
@@ -113,3 +116,5 @@ TEST_CASE("toy family: one list line registers it with the programs") {
   CHECK(fc.n_nonemb == 0);
   CHECK(fc.palm() == 0);
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -3,6 +3,9 @@
 
 #include "hseq/hier/attention_pool.hpp"
 #include "resample_check.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 
@@ -87,3 +90,5 @@ TEST_CASE("attention_pool: non-causal, every short position depends on every pos
   }
   CHECK_THROWS_AS(bidir.make_step_state(1, len), Error);
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -3,6 +3,9 @@
 
 #include "hseq/hier/attention_upsample.hpp"
 #include "resample_check.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 
@@ -89,3 +92,5 @@ TEST_CASE("attention_upsample: non-causal, every full-rate position depends on e
   }
   CHECK_THROWS_AS(bidir.make_step_state(1, len), Error);
 }
+
+}  // namespace HSEQ_TEST_UNIT

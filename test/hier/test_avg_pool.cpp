@@ -3,6 +3,9 @@
 
 #include "hseq/hier/avg_pool.hpp"
 #include "resample_check.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 
@@ -22,3 +25,5 @@ TEST_CASE("avg_pool: means of consecutive groups; lengths must divide") {
   CHECK(y.data()[1] == 2.5f);
   CHECK_THROWS_WITH_AS(m.forward(ctx, bad.cview(), y.view(), a), doctest::Contains("not a multiple of 2"), Error);
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -11,6 +11,9 @@
 
 #include "hseq/hier/delimited.hpp"
 #include "hseq/hier/fixed_chunks.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 
@@ -151,3 +154,5 @@ TEST_CASE("delimited: names follow the delimiter; bad configurations say what is
   CHECK_THROWS_WITH_AS(seg.layout(ids, 2, 3, lay), doctest::Contains("3 ids for a batch of 2 rows of 3 bytes"), Error);
   // MaxLen < 1 is a compile-time error: static_assert "the longest segment MaxLen must be at least 1 byte".
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -5,6 +5,9 @@
 
 #include "hseq/hier/fixed_chunks.hpp"
 #include "hseq/hier/part_config.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 
@@ -29,3 +32,5 @@ TEST_CASE("part config: every part checks the sizes it shares") {
   CHECK_THROWS_WITH_AS(hier::check_part({.dim = 4, .segment = 2, .layers = 0}, "P"),
                        doctest::Contains("layers must be >= 1"), Error);
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -5,6 +5,9 @@
 #include <cstdint>
 
 #include "hseq/hier/hierarchy.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 using hier::HierarchySpec;
@@ -86,3 +89,5 @@ TEST_CASE("hierarchy: validate refuses a total factor that overflows int64, as t
   CHECK_NOTHROW(s.validate());
   CHECK(s.total_factor() == (std::int64_t{1} << 62));
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -15,6 +15,9 @@
 #include "hseq/hier/iem_loss.hpp"
 #include "hseq/hier/segment_proposal.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 
@@ -276,3 +279,5 @@ TEST_CASE("iem loss: the bias of variable-length segments (hits: equal length an
   CHECK_THROWS_WITH_AS(Loss::build_bias(pos, pos_off, neg, neg_off, log_q, true, small),
                        doctest::Contains("[3, 7] needed"), Error);
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -5,6 +5,9 @@
 
 #include "hseq/hier/linear_pool.hpp"
 #include "resample_check.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 
@@ -89,3 +92,5 @@ TEST_CASE("linear_pool: one Linear over each group of k concatenated vectors") {
   CHECK(y.data()[0] == 1.0);
   CHECK(y.data()[1] == 2.0);
 }
+
+}  // namespace HSEQ_TEST_UNIT

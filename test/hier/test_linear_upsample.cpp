@@ -5,6 +5,9 @@
 
 #include "hseq/hier/linear_upsample.hpp"
 #include "resample_check.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 
@@ -93,3 +96,5 @@ TEST_CASE("linear_upsample: the k d outputs of one short vector become k full-ra
   CHECK(u.data()[0] == 6.0);
   CHECK(u.data()[1] == -3.0);
 }
+
+}  // namespace HSEQ_TEST_UNIT

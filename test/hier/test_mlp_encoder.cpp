@@ -6,6 +6,9 @@
 
 #include "hier/segment_part_checks.hpp"
 #include "hseq/hier/mlp_encoder.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 using Enc = hier::MlpEncoderModule<cpu, double>;
@@ -66,3 +69,5 @@ TEST_CASE("mlp encoder: variable segments: zero padding rows contribute nothing 
   for (std::int64_t i = 0; i < 3; ++i) CHECK(e.data()[i] == e_plain.data()[i]);
   CHECK(e.data()[3] != e_plain.data()[3]);  // segment 1 uses those columns
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -43,6 +43,9 @@
 #include "hseq/hier/shorten_policy.hpp"
 #include "hseq/hier/upsample_policy.hpp"
 #include "hseq/models/hourglass.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 
@@ -234,9 +237,14 @@ static_assert(!hier::ShortenPolicy<UpsampleArchetype<>, cpu, float>);
 // Every member of the Hourglass compiles with the archetypes: it needs nothing of its policies that
 // the concepts do not state. (Explicit instantiation compiles all non-template members; the member
 // template visit_params is instantiated below.)
-template class hseq::models::Hourglass<cpu, float, hier::DynamicHierarchy, ShortenArchetype<>, UpsampleArchetype<>>;
-template class hseq::models::Hourglass<cpu, double, hier::Hierarchy<1, 1, hier::Level<1, 2>, hier::Level<1, 3>>,
-                                       ShortenArchetype<>, UpsampleArchetype<>>;
+// (At global scope: an explicit instantiation must be in a namespace enclosing the template's.)
+}  // namespace HSEQ_TEST_UNIT
+template class hseq::models::Hourglass<hseq::cpu, float, hseq::hier::DynamicHierarchy,
+                                       HSEQ_TEST_UNIT::ShortenArchetype<>, HSEQ_TEST_UNIT::UpsampleArchetype<>>;
+template class hseq::models::Hourglass<hseq::cpu, double,
+                                       hseq::hier::Hierarchy<1, 1, hseq::hier::Level<1, 2>, hseq::hier::Level<1, 3>>,
+                                       HSEQ_TEST_UNIT::ShortenArchetype<>, HSEQ_TEST_UNIT::UpsampleArchetype<>>;
+namespace HSEQ_TEST_UNIT {
 
 namespace {
 
@@ -411,3 +419,5 @@ TEST_CASE("policy concepts: the library's policies have distinct names within th
   CHECK(decoders.size() == 2);
   CHECK(std::string(hier::FixedChunks<4>::kName) != hier::FixedChunks<40>::kName);
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -3,6 +3,9 @@
 
 #include "hseq/hier/repeat_upsample.hpp"
 #include "resample_check.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 
@@ -21,3 +24,5 @@ TEST_CASE("repeat_upsample: each short vector repeated k times") {
   float expect[] = {4, 4, 4, 7, 7, 7};
   for (int i = 0; i < 6; ++i) CHECK(u.data()[i] == expect[i]);
 }
+
+}  // namespace HSEQ_TEST_UNIT

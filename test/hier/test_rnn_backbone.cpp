@@ -3,6 +3,9 @@
 
 #include "hier/segment_part_checks.hpp"
 #include "hseq/hier/rnn_backbone.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 using Bb = hier::RnnBackboneModule<cpu, double>;
@@ -32,3 +35,5 @@ TEST_CASE("rnn backbone: cached steps equal the full forward") {
   test::backbone_steps_match<Bb>({.dim = 5, .segment = 1, .layers = 1, .cell = nn::RnnKind::kGru}, 2, 5);
   test::backbone_steps_match<Bb>({.dim = 5, .segment = 1, .layers = 3, .cell = nn::RnnKind::kLstm}, 3, 4);
 }
+
+}  // namespace HSEQ_TEST_UNIT

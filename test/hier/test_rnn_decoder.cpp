@@ -3,6 +3,9 @@
 
 #include "hier/segment_part_checks.hpp"
 #include "hseq/hier/rnn_decoder.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 using Dec = hier::RnnDecoderModule<cpu, double>;
@@ -33,3 +36,5 @@ TEST_CASE("rnn decoder: cached steps equal the full forward") {
   test::decoder_steps_match<Dec>({.dim = 5, .segment = 3, .layers = 1, .cell = nn::RnnKind::kGru}, 2, 3);
   test::decoder_steps_match<Dec>({.dim = 4, .segment = 2, .layers = 2, .cell = nn::RnnKind::kLstm}, 3, 3);
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -7,6 +7,9 @@
 
 #include "hier/segment_part_checks.hpp"
 #include "hseq/hier/rnn_encoder.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 using Enc = hier::RnnEncoderModule<cpu, double>;
@@ -119,3 +122,5 @@ TEST_CASE("gradcheck: RnnEncoder over variable segments (GRU and LSTM); padding 
       for (std::int64_t k = 0; k < 3; ++k) CHECK(dx.data()[row * 3 + k] == 0.0);
   }
 }
+
+}  // namespace HSEQ_TEST_UNIT

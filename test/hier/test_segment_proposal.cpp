@@ -18,6 +18,9 @@
 #include "hseq/core/rng.hpp"
 #include "hseq/hier/delimited.hpp"
 #include "hseq/hier/segment_proposal.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 
@@ -206,3 +209,5 @@ TEST_CASE("segment proposal: edge cases (too short, all-equal bytes, K == the da
     CHECK(bytes.count(i) == 1);
   }
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -3,6 +3,9 @@
 
 #include "hseq/hier/shift_right.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 
@@ -39,3 +42,5 @@ TEST_CASE("shift_right: prepends zeros and drops the tail") {
   using Shift = hier::ShiftRight<cpu, float>;
   CHECK_THROWS_AS(Shift({.shift = -1}), Error);
 }
+
+}  // namespace HSEQ_TEST_UNIT

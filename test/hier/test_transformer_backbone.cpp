@@ -3,6 +3,9 @@
 
 #include "hier/segment_part_checks.hpp"
 #include "hseq/hier/transformer_backbone.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 using Bb = hier::TransformerBackboneModule<cpu, double>;
@@ -37,3 +40,5 @@ TEST_CASE("transformer backbone: cached steps equal the full forward; too many s
                        Error);
   CHECK_THROWS_WITH_AS(Bb({.dim = 4, .segment = 1, .heads = 3, .max_segments = 2}), doctest::Contains("heads 3"), Error);
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -3,6 +3,9 @@
 
 #include "hier/segment_part_checks.hpp"
 #include "hseq/hier/transformer_decoder.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 using Dec = hier::TransformerDecoderModule<cpu, double>;
@@ -32,3 +35,5 @@ TEST_CASE("transformer decoder: cached steps equal the full forward") {
   test::decoder_steps_match<Dec>({.dim = 4, .segment = 3, .heads = 2, .layers = 2, .mlp_hidden = 8}, 2, 3);
   test::decoder_steps_match<Dec>({.dim = 4, .segment = 1, .heads = 1, .layers = 1, .mlp_hidden = 4}, 1, 4);
 }
+
+}  // namespace HSEQ_TEST_UNIT

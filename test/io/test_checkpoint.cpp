@@ -24,6 +24,9 @@
 #include "hseq/nn/transformer_block.hpp"
 #include "hseq/train/trainer.hpp"
 #include "support/temp_dir.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 namespace fs = std::filesystem;
@@ -817,3 +820,5 @@ TEST_CASE("checkpoint: any StatefulPart is a named group; groups load, skip and 
   CHECK_THROWS_WITH_AS(io::save_checkpoint(ctx_(), tmp.file("x.safetensors"), info_for(a), *a.store, {{prefix, mem}}),
                        doctest::Contains(("collides with the " + prefix + ".* state tensors").c_str()), Error);
 }
+
+}  // namespace HSEQ_TEST_UNIT

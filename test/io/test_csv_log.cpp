@@ -16,6 +16,9 @@
 
 #include "hseq/core/error.hpp"
 #include "hseq/io/csv_log.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using hseq::io::CsvLog;
 
@@ -212,3 +215,5 @@ TEST_CASE("csv_log: errors") {
   CHECK_THROWS_AS(CsvLog(other.str(), {"a", ""}), hseq::Error);
   CHECK_THROWS_AS(CsvLog(other.str(), {"x\ny"}), hseq::Error);
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -13,6 +13,9 @@
 
 #include "hseq/core/error.hpp"
 #include "hseq/io/progress.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using hseq::io::Progress;
 
@@ -238,3 +241,5 @@ TEST_CASE("progress: a total of 0 means unknown: throttled, no ETA") {
   CHECK(os.str().substr(os.str().rfind("step ")) ==
         "step 30 | loss 2.0000 | bpc 3.0000 | 40 tok/s | elapsed 30s | eta ?\n");
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -19,6 +19,9 @@
 
 #include "hseq/io/safetensors.hpp"
 #include "support/temp_dir.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 using io::SafetensorsFile;
@@ -498,3 +501,5 @@ TEST_CASE("safetensors: the header length limit") {
   CHECK(msg.find("exceeds the limit") == std::string::npos);
   CHECK(msg.find("invalid JSON header") != std::string::npos);
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -15,6 +15,9 @@
 #include "hseq/core/error.hpp"
 #include "hseq/core/rng.hpp"
 #include "hseq/io/text_dataset.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using hseq::Rng;
 using hseq::io::TextDataset;
@@ -303,3 +306,5 @@ TEST_CASE("text_dataset: splits too short for the sequence length") {
   e = error_of([&] { none.sample(Split::kValidation, rng, 1, 1, ids.data(), targets.data()); });
   CHECK(contains(e, "validation split of novalid has 0 bytes"));
 }
+
+}  // namespace HSEQ_TEST_UNIT

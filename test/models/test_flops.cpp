@@ -12,6 +12,9 @@
 #include "hseq/models/hourglass.hpp"
 #include "hseq/models/transformer_lm.hpp"
 #include "hseq/nn/parameter.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 
@@ -184,3 +187,5 @@ TEST_CASE("flops: Hierarchical, encoder and backbone per segment, decoder per by
     CHECK(m.flops(32).n_total == stored(m));
   }
 }
+
+}  // namespace HSEQ_TEST_UNIT

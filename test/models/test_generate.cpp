@@ -10,6 +10,9 @@
 #include "hseq/models/hourglass.hpp"
 #include "hseq/models/transformer_lm.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 using Lm = models::TransformerLm<cpu, float>;
@@ -147,3 +150,5 @@ TEST_SUITE("slow") {
                                     38, 3000);
   }
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -17,6 +17,9 @@
 #include "hseq/train/trainer.hpp"
 #include "support/cached_check.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 using hier::MlpEncoder;
@@ -362,3 +365,5 @@ TEST_CASE("hierarchical: HRED and HAED learn a repetitive string with the Traine
   trains<models::Haed<cpu, float, 4, TransformerDecoder>>(
       {.dim = 32, .heads = 2, .layers = 1, .decoder_layers = 1, .context = 16});
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -14,6 +14,9 @@
 
 #include "hseq/models/hierarchical.hpp"
 #include "hseq/train/trainer.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 namespace {
 std::atomic<bool> g_counting{false};
@@ -27,7 +30,10 @@ void* counted_alloc(std::size_t n, std::size_t align) {
   return p;
 }
 }  // namespace
+}  // namespace HSEQ_TEST_UNIT
 
+// The replacements must be at global scope.
+using HSEQ_TEST_UNIT::counted_alloc;
 void* operator new(std::size_t n) { return counted_alloc(n, 0); }
 void* operator new[](std::size_t n) { return counted_alloc(n, 0); }
 void* operator new(std::size_t n, std::align_val_t a) { return counted_alloc(n, std::size_t(a)); }
@@ -40,6 +46,8 @@ void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
 void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 
@@ -128,3 +136,5 @@ TEST_CASE("hierarchical: delimited segments: training steps 2..5 allocate nothin
   lc.iem_negatives = 8;
   CHECK(allocations_in_steps_2_to_5<L>(lc, iem) == 0);
 }
+
+}  // namespace HSEQ_TEST_UNIT

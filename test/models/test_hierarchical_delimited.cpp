@@ -22,6 +22,9 @@
 #include "hseq/train/trainer.hpp"
 #include "support/cached_check.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 using hier::MlpEncoder;
@@ -641,3 +644,5 @@ TEST_CASE("delimited: HAED over lines trains its IEM phase then its decoder phas
   CHECK(iem.back() < iem.front() - 0.5);  // the sampled softmax learns to tell the next line
   CHECK(dec.back() < dec.front() - 1.5);  // then the decoder learns the bytes
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -18,6 +18,9 @@
 #include "hseq/train/evaluator.hpp"
 #include "hseq/train/trainer.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 
@@ -310,3 +313,5 @@ TEST_CASE("hierarchical: the decoder objective is the full loss with the gradien
     else CHECK(dec[i] != full[i]);
   }
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -31,6 +31,9 @@
 #include "hseq/models/hierarchical.hpp"
 #include "hseq/nn/parameter.hpp"
 #include "hseq/train/adamw.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 #ifndef HSEQ_SOURCE_DIR
 #error "HSEQ_SOURCE_DIR must point at the source tree (set by test/CMakeLists.txt)"
@@ -181,3 +184,5 @@ TEST_CASE("hierarchical parity: LSTM encoder, Transformer backbone and decoder (
   parity<Hier<4, hier::RnnEncoder, hier::TransformerBackbone, hier::TransformerDecoder>>(
       "hierarchical_mixed_lstm.safetensors", nn::RnnKind::kLstm);
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -15,6 +15,9 @@
 #include "support/cached_check.hpp"
 #include "support/doubled_block.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 using hier::HierarchySpec;
@@ -470,3 +473,5 @@ TEST_CASE("hourglass: the block type parameter is the block every stack runs (sa
   for (std::size_t i = 0; i < pa.entries().size(); ++i) CHECK(pa.entries()[i].name == pb.entries()[i].name);
   CHECK(a.config_json() == b.config_json());
 }
+
+}  // namespace HSEQ_TEST_UNIT

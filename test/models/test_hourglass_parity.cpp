@@ -12,6 +12,9 @@
 #include "hseq/io/safetensors.hpp"
 #include "hseq/models/hourglass.hpp"
 #include "support/parity.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 #ifndef HSEQ_SOURCE_DIR
 #error "HSEQ_SOURCE_DIR must point at the source tree (set by test/CMakeLists.txt)"
@@ -51,3 +54,5 @@ TEST_CASE("hourglass parity: average pooling + repeat upsampling match PyTorch")
 TEST_CASE("hourglass parity: linear pooling + linear upsampling match PyTorch") {
   parity<hier::LinearPool, hier::LinearUp>("hourglass_linear_linear.safetensors");
 }
+
+}  // namespace HSEQ_TEST_UNIT

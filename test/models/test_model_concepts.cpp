@@ -20,6 +20,9 @@
 #include "hseq/models/model.hpp"
 #include "hseq/models/transformer_lm.hpp"
 #include "hseq/train/trainer.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 
@@ -146,10 +149,13 @@ static_assert(!models::CachedModel<ModelArchetype<Drop::kBackward>, cpu, float>)
 
 // The Trainer and generate() compile with the archetype: they need nothing of a model that the
 // concepts do not state. (Explicit instantiation compiles every member of the Trainer.)
-template class hseq::train::Trainer<cpu, float, ModelArchetype<>>;
-template std::string hseq::models::generate<cpu, float, ModelArchetype<>>(cpu::Context&, ModelArchetype<> const&,
-                                                                          std::string const&,
-                                                                          models::GenerateConfig const&);
+// (At global scope: an explicit instantiation must be in a namespace enclosing the template's.)
+}  // namespace HSEQ_TEST_UNIT
+template class hseq::train::Trainer<hseq::cpu, float, HSEQ_TEST_UNIT::ModelArchetype<>>;
+template std::string hseq::models::generate<hseq::cpu, float, HSEQ_TEST_UNIT::ModelArchetype<>>(
+    hseq::cpu::Context&, HSEQ_TEST_UNIT::ModelArchetype<> const&, std::string const&,
+    hseq::models::GenerateConfig const&);
+namespace HSEQ_TEST_UNIT {
 
 TEST_CASE("model concepts: the kinds that name models in checkpoints are distinct") {
   // Checkpoints store kKind and loading compares it, so two model families must not share one.
@@ -158,3 +164,5 @@ TEST_CASE("model concepts: the kinds that name models in checkpoints are distinc
   CHECK(std::string(models::Hourglass<cpu, float>::kKind) ==
         models::Hourglass<cpu, double, hier::DynamicHierarchy, hier::AvgPool, hier::Repeat>::kKind);
 }
+
+}  // namespace HSEQ_TEST_UNIT

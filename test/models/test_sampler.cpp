@@ -8,6 +8,9 @@
 #include <vector>
 
 #include "hseq/models/sampler.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq::models;
 
@@ -98,3 +101,5 @@ TEST_CASE("sampler: invalid settings and NaN logits are refused") {
   Sampler s;
   CHECK_THROWS_WITH_AS(s.sample(bad.data(), 2), doctest::Contains("NaN"), hseq::Error);
 }
+
+}  // namespace HSEQ_TEST_UNIT

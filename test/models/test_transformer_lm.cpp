@@ -12,6 +12,9 @@
 #include "support/cached_check.hpp"
 #include "support/doubled_block.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 template <class T>
@@ -247,3 +250,5 @@ TEST_CASE("transformer_lm: the block type parameter is the block the model runs 
   double worst = test::cached_vs_full_worst(ctx, b, cache, ids, tb.logits, t, 5, step_ws, plan);
   CHECK(worst < 1e-12);
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -18,6 +18,9 @@
 
 #include "hseq/models/transformer_lm.hpp"
 #include "support/parity.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 #ifndef HSEQ_SOURCE_DIR
 #error "HSEQ_SOURCE_DIR must point at the source tree (set by test/CMakeLists.txt)"
@@ -70,3 +73,5 @@ TEST_CASE("transformer_lm parity: untied head, sinusoidal positions") {
 TEST_CASE("transformer_lm parity: no position encoding") {
   parity("transformer_lm_none.safetensors", nn::PositionKind::kNone, true);
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -10,6 +10,9 @@
 #include "hseq/nn/attention.hpp"
 #include "support/frozen_check.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 using AttnF = nn::MultiHeadAttention<cpu, float>;
@@ -344,3 +347,5 @@ TEST_CASE("attention: frozen projections or relative bias get no gradient; the i
   };
   frozen_check::check(ps, run, {"rel_bias", "q.weight", "kv.weight", "kv.bias", "out.weight"});
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -13,6 +13,9 @@
 #include "hseq/nn/block_stack.hpp"
 #include "hseq/nn/linear.hpp"
 #include "hseq/nn/transformer_block.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 
@@ -97,7 +100,10 @@ static_assert(!nn::BackbonePolicy<BlockArchetype<Drop::kStepWorkspace>, cpu, flo
 static_assert(!nn::BackbonePolicy<BlockArchetype<Drop::kForwardStep>, cpu, float>);
 
 // Every member of the BlockStack compiles with the archetype block.
-template class hseq::nn::BlockStack<cpu, float, BlockArchetype<>>;
+// (At global scope: an explicit instantiation must be in a namespace enclosing the template's.)
+}  // namespace HSEQ_TEST_UNIT
+template class hseq::nn::BlockStack<hseq::cpu, float, HSEQ_TEST_UNIT::BlockArchetype<>>;
+namespace HSEQ_TEST_UNIT {
 
 TEST_CASE("backbone concept: a BlockStack of archetype blocks visits every block's parameters") {
   // visit_params is a member template; instantiating it with the visitor type the concept states
@@ -109,3 +115,5 @@ TEST_CASE("backbone concept: a BlockStack of archetype blocks visits every block
   CHECK(stack.size() == 3);
   CHECK(stack.block(2).config().dim == 8);
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -10,6 +10,9 @@
 #include "hseq/nn/layer_norm.hpp"
 #include "hseq/nn/mlp.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 using test::random_tensor;
@@ -214,3 +217,5 @@ TEST_CASE("block_stack: bad inputs are errors that name the problem") {
   CHECK_THROWS_WITH_AS(m.forward_step(ctx, d, tmp, cache, 0, a), doctest::Contains("a cache of 1 blocks"), Error);
   CHECK_THROWS_AS(m.make_cache(0, 3), Error);
 }
+
+}  // namespace HSEQ_TEST_UNIT

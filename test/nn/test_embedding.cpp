@@ -8,6 +8,9 @@
 #include "hseq/nn/embedding.hpp"
 #include "support/frozen_check.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 using test::random_tensor;
@@ -77,3 +80,5 @@ TEST_CASE("embedding module: a frozen table gets no gradient") {
   };
   frozen_check::check(ps, run, {"weight"});
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -9,6 +9,9 @@
 #include "hseq/nn/gru.hpp"
 #include "support/frozen_check.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 using test::random_tensor;
@@ -239,3 +242,5 @@ TEST_CASE("gru: frozen weights or biases get no gradient; dx and dh0 are unchang
   };
   frozen_check::check(ps, run, {"weight_ih", "weight_hh", "bias_ih", "bias_hh"});
 }
+
+}  // namespace HSEQ_TEST_UNIT

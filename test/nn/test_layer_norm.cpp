@@ -9,6 +9,9 @@
 #include "hseq/nn/layer_norm.hpp"
 #include "support/frozen_check.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 using LayerNormF = nn::LayerNorm<cpu, float>;
@@ -85,3 +88,5 @@ TEST_CASE("layer_norm module: a frozen gain or bias gets no gradient; dx and the
   m.backward(ctx, s, dy.cview(), View<double, HostSpace>{}, a);
   for (std::int64_t i = 0; i < ps.grads().numel(); ++i) REQUIRE(ps.grads()[i] == 0.0);
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -8,6 +8,9 @@
 #include "hseq/nn/linear.hpp"
 #include "support/frozen_check.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 using LinearF = nn::Linear<cpu, float>;
@@ -101,3 +104,5 @@ TEST_CASE("linear: a frozen weight or bias gets no gradient; dx and the other gr
   };
   frozen_check::check(ps, run, {"weight", "bias"});
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -11,6 +11,9 @@
 #include "hseq/nn/lm_head.hpp"
 #include "support/frozen_check.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 using test::random_tensor;
@@ -186,3 +189,5 @@ TEST_CASE("lm_head: a frozen projection (own weight or tied table) or final norm
     frozen_check::check(ps, run, {tied ? "tok_emb.weight" : "head.weight", "ln_f.weight", "ln_f.bias"});
   }
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -9,6 +9,9 @@
 #include "hseq/nn/lstm.hpp"
 #include "support/frozen_check.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 using test::random_tensor;
@@ -252,3 +255,5 @@ TEST_CASE("lstm: frozen weights or biases get no gradient; dx, dh0 and dc0 are u
   };
   frozen_check::check(ps, run, {"weight_ih", "weight_hh", "bias_ih", "bias_hh"});
 }
+
+}  // namespace HSEQ_TEST_UNIT

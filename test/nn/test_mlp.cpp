@@ -3,6 +3,9 @@
 
 #include "hseq/nn/mlp.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 using MlpF = nn::Mlp<cpu, float>;
@@ -40,3 +43,5 @@ TEST_CASE("mlp: hidden defaults to 4 * dim and sizes are validated") {
   CHECK(m.config().hidden == 32);
   CHECK_THROWS_AS(MlpF({.dim = 0}), Error);
 }
+
+}  // namespace HSEQ_TEST_UNIT

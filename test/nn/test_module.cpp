@@ -2,6 +2,9 @@
 #include <doctest/doctest.h>
 
 #include "hseq/hseq.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 
@@ -43,3 +46,5 @@ TEST_CASE("module: plans grow with the batch and forward uses exactly its plan")
   auto b = small.arena();
   CHECK_THROWS_WITH_AS(m.forward(ctx, x.cview(), y.view(), b), doctest::Contains("workspace exhausted"), Error);
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -5,6 +5,9 @@
 #include "hseq/nn/parameter.hpp"
 #include "hseq/nn/transformer_block.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 
@@ -126,3 +129,5 @@ TEST_CASE("parameter: set_frozen and set_lr_scale apply to the matching paramete
   CHECK_THROWS_AS(ps.set_lr_scale("*", -1.0), Error);
   CHECK(ps.find("b.ln1.weight").lr_scale == 1.0);  // a refused call changes nothing
 }
+
+}  // namespace HSEQ_TEST_UNIT

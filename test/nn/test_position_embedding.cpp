@@ -9,6 +9,9 @@
 #include "hseq/nn/position_embedding.hpp"
 #include "support/frozen_check.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 using test::random_tensor;
@@ -93,3 +96,5 @@ TEST_CASE("position_embedding: a frozen learned table gets no gradient; dx is un
   };
   frozen_check::check(ps, run, {"weight"});
 }
+
+}  // namespace HSEQ_TEST_UNIT

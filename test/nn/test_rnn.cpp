@@ -8,6 +8,9 @@
 
 #include "hseq/nn/rnn.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 using test::random_tensor;
@@ -77,3 +80,5 @@ TEST_CASE("rnn: the cell's parameter names and shapes, GRU without cell state, n
   CHECK_THROWS_WITH_AS(RnnF({.cell = nn::RnnKind::kLstm, .input = 0, .hidden = 5}),
                        doctest::Contains("sizes must be positive"), Error);
 }
+
+}  // namespace HSEQ_TEST_UNIT

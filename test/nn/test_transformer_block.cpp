@@ -3,6 +3,9 @@
 
 #include "hseq/nn/transformer_block.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 using test::random_tensor;
@@ -108,3 +111,5 @@ TEST_CASE("transformer_block: bad configuration and shapes") {
   auto a = ws.arena();
   CHECK_THROWS_WITH_AS(m.forward(ctx, x.cview(), y.view(), a), doctest::Contains("[2, 4, 8]"), Error);
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -8,6 +8,9 @@
 
 #include "hseq/ops/adamw.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using hseq::Shape;
 using hseq::Tensor;
@@ -129,3 +132,5 @@ TEST_CASE("adamw: size mismatches throw naming the shapes") {
   Tensor<float, hseq::cpu> g4(Shape{4}), v3(Shape{3});
   CHECK_THROWS_AS(hseq::ops::adamw_update<float>(ctx, p.view(), g4.cview(), m.view(), v3.view(), {}), hseq::Error);
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -9,6 +9,9 @@
 
 #include "hseq/ops/attention.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using hseq::HostSpace;
 using hseq::Shape;
@@ -660,3 +663,5 @@ TEST_CASE("attention scores: bad shapes throw naming them") {
                                                probs.view(), c);
         }).find("key mass") != std::string::npos);
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -6,6 +6,9 @@
 #include <string>
 
 #include "hseq/ops/attention_mask.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using hseq::ops::AttentionMask;
 
@@ -156,3 +159,5 @@ TEST_CASE("attention_mask: printing") {
   CHECK(str(AttentionMask::rates(1, 0, 4, 0)) == "rates(q 1i+0, k 4j+0)");
   CHECK(str(AttentionMask::rates(4, 3, 1, 0)) == "rates(q 4i+3, k 1j+0)");
 }
+
+}  // namespace HSEQ_TEST_UNIT

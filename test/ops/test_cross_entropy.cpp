@@ -8,6 +8,9 @@
 
 #include "hseq/ops/cross_entropy.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using hseq::HostSpace;
 using hseq::Shape;
@@ -168,3 +171,5 @@ TEST_CASE("cross_entropy: backward also rejects a target outside the vocabulary"
   CHECK_THROWS_WITH_AS(hseq::ops::cross_entropy_backward<float>(ctx, l, t, 1.f, d), doctest::Contains("target 100"),
                        hseq::Error);
 }
+
+}  // namespace HSEQ_TEST_UNIT

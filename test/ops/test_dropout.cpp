@@ -8,6 +8,9 @@
 
 #include "hseq/ops/dropout.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using hseq::Shape;
 using hseq::Tensor;
@@ -151,3 +154,5 @@ TEST_CASE("dropout: p outside [0, 1) and size mismatches throw") {
   CHECK(msg.find("[5]") != std::string::npos);
   CHECK_NOTHROW(hseq::ops::dropout_forward<float>(ctx, x.cview(), y.view(), 0.999, {}));
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -12,6 +12,10 @@
 
 #if defined(_OPENMP)
 #include <omp.h>
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
+
 #endif
 
 using hseq::HostSpace;
@@ -312,3 +316,5 @@ TEST_CASE_TEMPLATE("elementwise: all_finite detects NaN and Inf anywhere", T, fl
   Tensor<T, hseq::cpu> empty(Shape{0});
   CHECK(hseq::ops::all_finite<T>(ctx, empty.cview()));
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -7,6 +7,9 @@
 
 #include "hseq/ops/embedding.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using hseq::Shape;
 using hseq::Tensor;
@@ -102,3 +105,5 @@ TEST_CASE("embedding: out-of-range ids throw naming them") {
   CHECK(msg.find("[4, 2]") != std::string::npos);
   CHECK_THROWS_AS(hseq::ops::embedding_backward<double>(ctx, ids.cview(), out_bad.cview(), dtable.view()), hseq::Error);
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -10,6 +10,9 @@
 
 #include "hseq/core/rng.hpp"
 #include "hseq/ops/gemm.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using hseq::HostSpace;
 using hseq::ops::Mat;
@@ -308,3 +311,5 @@ TEST_CASE("gemm: strided batched with zero batches touches nothing, negative bat
   CHECK(msg.find("[2, 3]") != std::string::npos);
   CHECK(msg.find("[2, 2]") != std::string::npos);
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -7,6 +7,9 @@
 
 #include "hseq/ops/init.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using hseq::Shape;
 using hseq::Tensor;
@@ -103,3 +106,5 @@ TEST_CASE("init: values are a function of (seed, stream, index) only") {
   CHECK(big_diff == 0);
   CHECK(big.data()[39999] == 1.5 * hseq::philox_normal(11, 4, 39999));
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -10,6 +10,9 @@
 
 #include "hseq/ops/layer_norm.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using hseq::HostSpace;
 using hseq::Shape;
@@ -252,3 +255,5 @@ TEST_CASE("layer_norm: bad shapes throw naming them") {
                                                          y.view(), g_bad.view(), g.view()),
                   hseq::Error);
 }
+
+}  // namespace HSEQ_TEST_UNIT

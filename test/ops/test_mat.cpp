@@ -6,6 +6,9 @@
 #include <vector>
 
 #include "hseq/ops/mat.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using hseq::HostSpace;
 using hseq::Shape;
@@ -95,3 +98,5 @@ TEST_CASE("mat: mismatched windows throw naming both") {
   CHECK(msg.find("[4, 3]") != std::string::npos);
   CHECK(msg.find("add_mat") != std::string::npos);
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -8,6 +8,9 @@
 
 #include "hseq/ops/position.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using hseq::Shape;
 using hseq::Tensor;
@@ -111,3 +114,5 @@ TEST_CASE("position: sinusoid values") {
   for (std::int64_t s = 0; s < 3; ++s)
     for (std::int64_t j = 0; j < 4; ++j) CHECK(double(xf.data()[s * 4 + j]) == doctest::Approx(2.0 + pe(3 + s, j, 4)).epsilon(1e-6));
 }
+
+}  // namespace HSEQ_TEST_UNIT

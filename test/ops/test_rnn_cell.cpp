@@ -8,6 +8,9 @@
 
 #include "hseq/ops/rnn_cell.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using hseq::HostSpace;
 using hseq::Shape;
@@ -229,3 +232,5 @@ TEST_CASE("rnn_cell: ragged-batch helpers copy / zero exactly the rows of finish
             .find("X: 1 sequence lengths for a batch of 2") != std::string::npos);
   CHECK(error_of([] { hseq::ops::check_lengths(std::vector<std::int32_t>{0, 6}, 2, 6, "X"); }) == "<no exception>");
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -8,6 +8,9 @@
 
 #include "hseq/ops/softmax.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using hseq::HostSpace;
 using hseq::Shape;
@@ -211,3 +214,5 @@ TEST_CASE("softmax: backward of masked entries is exactly zero, shapes are check
   DT v1(Shape{4});
   CHECK_THROWS_AS(hseq::ops::softmax_forward<double>(ctx, v1.cview(), v1.view(), AttentionMask::causal()), hseq::Error);
 }
+
+}  // namespace HSEQ_TEST_UNIT

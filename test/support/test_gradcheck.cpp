@@ -10,6 +10,9 @@
 #include <vector>
 
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using hseq::test::GradCheck;
 
@@ -97,3 +100,5 @@ TEST_CASE("checker: every tensor's gradient must be non-zero unless allowlisted,
   // Nothing at all flows.
   CHECK(mentions(problems({{"param w", 0.0}}, {{"param w", "test"}}), "every gradient is exactly zero"));
 }
+
+}  // namespace HSEQ_TEST_UNIT

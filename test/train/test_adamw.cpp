@@ -10,6 +10,9 @@
 #include "hseq/nn/linear.hpp"
 #include "hseq/train/adamw.hpp"
 #include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 
@@ -159,3 +162,5 @@ TEST_CASE("adamw: lr_scale 0.5 halves a parameter's first update (exact first-st
     }
   }
 }
+
+}  // namespace HSEQ_TEST_UNIT

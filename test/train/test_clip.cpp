@@ -6,6 +6,9 @@
 
 #include "hseq/nn/linear.hpp"
 #include "hseq/train/clip.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 
@@ -27,3 +30,5 @@ TEST_CASE("clip: global norm over all parameters, scaled only above the threshol
   CHECK(std::isnan(train::clip_grad_norm(ctx, ps, 1.0)));
   CHECK_THROWS_AS(train::clip_grad_norm(ctx, ps, 0.0), Error);
 }
+
+}  // namespace HSEQ_TEST_UNIT

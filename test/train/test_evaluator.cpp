@@ -14,6 +14,9 @@
 #include "hseq/train/evaluator.hpp"
 #include "hseq/train/trainer.hpp"
 #include "train/phased_lm.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 using Lm = models::TransformerLm<cpu, float>;
@@ -238,3 +241,5 @@ TEST_CASE("evaluator: HAED's IEM phase is scored by its IEM loss, NaN bpc, paddi
   CHECK(full.term("ce") == doctest::Approx(full.bpc * std::log(2.0)).epsilon(1e-12));
   CHECK(std::isnan(full.term("iem")));
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -4,6 +4,9 @@
 #include <cmath>
 
 #include "hseq/train/schedule.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using hseq::train::WarmupCosine;
 
@@ -22,3 +25,5 @@ TEST_CASE("schedule: linear warm-up, cosine decay to the floor, then flat") {
   CHECK_THROWS_AS(WarmupCosine(1.0, 0, 0, 0.1), hseq::Error);
   CHECK_THROWS_AS(WarmupCosine(1.0, 0, 10, 1.5), hseq::Error);
 }
+
+}  // namespace HSEQ_TEST_UNIT

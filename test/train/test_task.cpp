@@ -10,6 +10,9 @@
 #include "hseq/core/state.hpp"
 #include "hseq/io/text_dataset.hpp"
 #include "hseq/train/task.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 using Split = io::TextDataset::Split;
@@ -152,3 +155,5 @@ TEST_CASE("task: SequentialSegments refuses a split too short for its streams, n
   CHECK_THROWS_AS(train::SequentialSegments(data, 0, 30), Error);
   CHECK_NOTHROW(train::SequentialSegments(data, 4, 24));
 }
+
+}  // namespace HSEQ_TEST_UNIT

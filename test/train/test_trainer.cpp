@@ -23,6 +23,9 @@
 #include "hseq/train/task.hpp"
 #include "hseq/train/trainer.hpp"
 #include "train/phased_lm.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 using Lm = models::TransformerLm<cpu, float>;
@@ -977,3 +980,5 @@ TEST_CASE("trainer: checkpoints record the phase schedule; a resumed trainer mus
   }
   std::filesystem::remove(path);
 }
+
+}  // namespace HSEQ_TEST_UNIT

@@ -21,7 +21,7 @@
 /// embedding gather and scatter-add kernels): per batch element it holds the [H, Tq, Tk] scores in the
 /// context's grow-only scratch, and backward recomputes them (see attention_forward). No new kernel:
 /// a fused biased flash kernel may replace it once one has been verified on a GPU. This path has been
-/// compiled, not yet run on a GPU (test/cuda/test_ops.cu holds its CPU parity cases).
+/// compiled, not yet run on a GPU (test/cuda/ops/test_attention.cu holds its CPU parity cases).
 #pragma once
 
 #include <cmath>

@@ -1,0 +1,25 @@
+// SPDX-License-Identifier: MIT
+// CUDA hier/linear_upsample.hpp: LinearUp's upsampling module on the GPU against the CPU in float and GPU finite
+// differences in double, workspace plan == use (the case harness of test/cuda/harness.cuh).
+#include <doctest/doctest.h>
+
+#include "cuda/compare.cuh"
+#include "cuda/harness.cuh"
+#include "cuda/hier/resample_cases.cuh"
+#include "hseq/cuda.hpp"
+#include "hseq/hier/linear_upsample.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
+
+using namespace hseq;
+using namespace hseq::test_cuda_cmp;
+using namespace hseq::test_cuda_harness;
+using namespace hseq::test_cuda_hier;
+
+TEST_CASE("cuda modules: LinearUp upsampling (gradcheck)") {
+  mm_both(UpsampleCase<hier::LinearUp>({.dim = 32, .factor = 4}, 2, 6),
+          UpsampleCase<hier::LinearUp>({.dim = 3, .factor = 2}, 2, 3), 28);
+}
+
+}  // namespace HSEQ_TEST_UNIT

@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: MIT
+// CUDA models/hourglass.hpp: every Hourglass shorten x upsample pair on the GPU against the CPU, causal by
+// perturbation, and with cached logits equal to the full forward (one and two levels).
+#include <doctest/doctest.h>
+
+#include <cstdint>
+
+#include "cuda/compare.cuh"
+#include "cuda/models/model_checks.cuh"
+#include "hseq/cuda.hpp"
+#include "hseq/hier/attention_pool.hpp"
+#include "hseq/hier/attention_upsample.hpp"
+#include "hseq/hier/avg_pool.hpp"
+#include "hseq/hier/linear_pool.hpp"
+#include "hseq/hier/linear_upsample.hpp"
+#include "hseq/hier/repeat_upsample.hpp"
+#include "hseq/models/hourglass.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
+
+using namespace hseq;
+using namespace hseq::test_cuda_cmp;
+using namespace hseq::test_cuda_models;
+
+namespace {
+
+template <class Sh, class Up>
+void mm_compare_hourglass_pair() {
+  // One level of k = 4 and a length that needs padding (22 -> 24); two nested levels (k = 2 then 3,
+  // total 6) with 19 -> 24.
+  mm_compare_model(HgSpec<Sh, Up>{"1@1 1@4 1@1"}, 2, 22, 41);
+  mm_compare_model(HgSpec<Sh, Up>{"1@1 1@2 1@6 1@2 1@1"}, 2, 19, 42);
+}
+
+template <class Sh, class Up>
+void mm_causality_hourglass_pair() {
+  // One level of k = 4: positions with t mod k in {0, 1, k - 1}, at several blocks.
+  mm_causality(HgSpec<Sh, Up>{"1@1 1@4 1@1"}, 24, {0, 1, 3, 4, 5, 7, 8, 9, 11, 12, 13, 15, 20, 21, 23}, 51);
+  // Two nested levels (k = 2 then 3, total 6): residues mod 2 and mod 6.
+  mm_causality(HgSpec<Sh, Up>{"1@1 1@2 1@6 1@2 1@1"}, 24, {0, 1, 2, 5, 6, 7, 11, 12, 13, 17, 18, 19, 23}, 52);
+  // Lengths that are not a multiple of the total factor (padded internally, truncated after).
+  mm_causality(HgSpec<Sh, Up>{"1@1 1@4 1@1"}, 22, {0, 3, 4, 5, 15, 16, 17, 20, 21}, 53);
+  mm_causality(HgSpec<Sh, Up>{"1@1 1@2 1@6 1@2 1@1"}, 19, {0, 1, 5, 6, 11, 12, 17, 18}, 54);
+  // No full-rate layers: the exact set of dependent rows (q == p or q >= ceil(p / k) * k, k the
+  // outermost factor), one level of k = 4 and two levels (k = 3 then 2), one length padded.
+  mm_causality(HgSpec<Sh, Up>{"0@1 1@4 0@1"}, 24, {0, 1, 2, 3, 4, 5, 7, 8, 9, 13, 20, 21, 23}, 56, 4);
+  mm_causality(HgSpec<Sh, Up>{"0@1 1@4 0@1"}, 22, {0, 1, 3, 5, 17, 19, 20, 21}, 57, 4);
+  mm_causality(HgSpec<Sh, Up>{"0@1 1@3 1@6 1@3 0@1"}, 19, {0, 1, 2, 3, 4, 7, 10, 13, 16, 17, 18}, 58, 3);
+}
+
+template <class Sh, class Up>
+void mm_cached_hourglass(char const* hierarchy, std::int64_t t) {
+  HgSpec<Sh, Up> spec{hierarchy, 24, 8, 2, 24, 8};
+  double rel = mm_cached_vs_full<double>(spec, t, 3, 61);
+  INFO(spec.name(), ": worst |cached - full| / max(1, max |logit|) = ", rel);
+  CHECK(rel <= kCachedRelDouble);
+}
+
+}  // namespace
+
+TEST_CASE("cuda models: Hourglass on the GPU matches the CPU, shorten avg, every upsampling, one and two levels") {
+  mm_compare_hourglass_pair<hier::AvgPool, hier::Repeat>();
+  mm_compare_hourglass_pair<hier::AvgPool, hier::LinearUp>();
+  mm_compare_hourglass_pair<hier::AvgPool, hier::AttentionUp>();
+}
+TEST_CASE("cuda models: Hourglass on the GPU matches the CPU, shorten linear, every upsampling, one and two levels") {
+  mm_compare_hourglass_pair<hier::LinearPool, hier::Repeat>();
+  mm_compare_hourglass_pair<hier::LinearPool, hier::LinearUp>();
+  mm_compare_hourglass_pair<hier::LinearPool, hier::AttentionUp>();
+}
+TEST_CASE(
+    "cuda models: Hourglass on the GPU matches the CPU, shorten attention, every upsampling, one and two levels") {
+  mm_compare_hourglass_pair<hier::AttentionPool, hier::Repeat>();
+  mm_compare_hourglass_pair<hier::AttentionPool, hier::LinearUp>();
+  mm_compare_hourglass_pair<hier::AttentionPool, hier::AttentionUp>();
+  // Head size 32 (tensor-core float attention kernels) in every attention of the model.
+  mm_compare_model(HgSpec<hier::AttentionPool, hier::AttentionUp>{"1@1 1@2 1@6 1@2 1@1", 64, 32, 1, 48, 64}, 2, 41, 43);
+}
+
+TEST_CASE("cuda models: Hourglass on the GPU is causal by perturbation, shorten avg, every upsampling") {
+  mm_causality_hourglass_pair<hier::AvgPool, hier::Repeat>();
+  mm_causality_hourglass_pair<hier::AvgPool, hier::LinearUp>();
+  mm_causality_hourglass_pair<hier::AvgPool, hier::AttentionUp>();
+}
+TEST_CASE("cuda models: Hourglass on the GPU is causal by perturbation, shorten linear, every upsampling") {
+  mm_causality_hourglass_pair<hier::LinearPool, hier::Repeat>();
+  mm_causality_hourglass_pair<hier::LinearPool, hier::LinearUp>();
+  mm_causality_hourglass_pair<hier::LinearPool, hier::AttentionUp>();
+}
+TEST_CASE("cuda models: Hourglass on the GPU is causal by perturbation, shorten attention, every upsampling") {
+  mm_causality_hourglass_pair<hier::AttentionPool, hier::Repeat>();
+  mm_causality_hourglass_pair<hier::AttentionPool, hier::LinearUp>();
+  mm_causality_hourglass_pair<hier::AttentionPool, hier::AttentionUp>();
+  // Head size 32 (tensor-core float kernels), 48 positions over two levels.
+  mm_causality(HgSpec<hier::AttentionPool, hier::AttentionUp>{"1@1 1@2 1@6 1@2 1@1", 64, 32, 1, 48, 64}, 47,
+               {0, 1, 5, 6, 11, 12, 23, 24, 29, 30, 35, 36, 41, 42, 46}, 55);
+  // ... and with no full-rate layers (exact dependent rows, k = 4).
+  mm_causality(HgSpec<hier::AttentionPool, hier::AttentionUp>{"0@1 1@4 0@1", 64, 32, 1, 48, 64}, 47,
+               {0, 1, 3, 4, 5, 30, 31, 32, 33, 45, 46}, 59, 4);
+}
+
+TEST_CASE("cuda models: Hourglass cached logits on the GPU equal the full forward, every policy pair, nested levels") {
+  mm_cached_hourglass<hier::AvgPool, hier::Repeat>("1@1 1@3 1@1", 13);
+  mm_cached_hourglass<hier::LinearPool, hier::LinearUp>("1@1 1@3 1@1", 13);
+  mm_cached_hourglass<hier::AttentionPool, hier::AttentionUp>("1@1 1@3 1@1", 13);
+  mm_cached_hourglass<hier::AvgPool, hier::AttentionUp>("1@1 1@2 2@4 1@2 1@1", 17);
+  mm_cached_hourglass<hier::AttentionPool, hier::Repeat>("1@1 1@2 2@4 1@2 1@1", 17);
+  mm_cached_hourglass<hier::LinearPool, hier::AttentionUp>("2@1 1@2 1@6 1@2 0@1", 19);
+  mm_cached_hourglass<hier::AttentionPool, hier::LinearUp>("0@1 1@2 1@4 1@2 1@1", 16);
+  mm_cached_hourglass<hier::LinearPool, hier::Repeat>("1@1 1@2 1@4 1@2 1@1", 14);
+  mm_cached_hourglass<hier::AvgPool, hier::LinearUp>("1@1 1@4 1@1", 15);
+  // float, the production precision
+  HgSpec<hier::AttentionPool, hier::AttentionUp> spec{"1@1 1@2 1@6 1@2 1@1"};
+  double rel = mm_cached_vs_full<float>(spec, 22, 5, 62);
+  INFO(spec.name(), ", float: worst relative difference ", rel);
+  CHECK(rel <= kCachedRelFloat);
+}
+
+}  // namespace HSEQ_TEST_UNIT
