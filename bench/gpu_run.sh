@@ -1,28 +1,30 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # The one script to run on a GPU machine, from the repository root, with a CUDA build in build-gpu/
-# (cmake -B build-gpu -DHSEQ_ENABLE_CUDA=ON -DHSEQ_NATIVE_ARCH=OFF -DHSEQ_TEST_OPTIMIZATION=3 &&
-#  cmake --build build-gpu --target
-#  hseq_tests_cuda hseq_bench_cuda; NATIVE_ARCH=OFF because -march=native code built here may not run on
-#  the GPU machine's CPU):
+# (cmake -B build-gpu -DHSEQ_ENABLE_CUDA=ON -DHSEQ_NATIVE_ARCH=OFF -DHSEQ_TEST_OPTIMIZATION=3
+#  -DHSEQ_BUILD_CUDA_EXAMPLES=ON && cmake --build build-gpu --target hseq_tests_cuda hseq_bench_cuda;
+#  NATIVE_ARCH=OFF because -march=native code built here may not run on the GPU machine's CPU;
+#  CUDA_EXAMPLES=ON links the families into hseq_bench_cuda for its "families" section):
 #
 #   1. build-gpu/test/hseq_tests_cuda                        -> $OUT/tests.log
-#   2. build-gpu/bench/hseq_bench_cuda (ceilings + kernels, then training, two processes so that a
-#      broken CUDA context in one section does not lose the other)  -> $OUT/bench_cuda.jsonl
+#   2. build-gpu/bench/hseq_bench_cuda (ceilings + kernels, then training, then the families' table:
+#      three processes so that a broken CUDA context in one section does not lose the others)
+#                                                             -> $OUT/bench_cuda.jsonl
 #   3. python3 bench/peer_pytorch_gpu.py                      -> $OUT/peer_pytorch_gpu.jsonl
 #   then $OUT/summary.txt (also printed): exit codes and the training tokens/s side by side.
 #
-# Each step has a time limit (at most 80 + 190 + 125 s = 6.6 minutes in all; typically ~4) and a failing step does not stop
-# the others. Exit code: 0 when at least one of the two benchmarks measured something, else 1.
+# Each step has a time limit (at most 80 + 190 + 75 + 125 s = 7.8 minutes in all; typically ~5) and a failing step does
+# not stop the others. Exit code: 0 when at least one of the two benchmarks measured something, else 1.
 # Environment: OUT (default ./gpu_out), BUILD (default build-gpu), QUICK=1 (tiny sizes, a smoke run),
-# BENCH_ARGS / PEER_ARGS (extra arguments), TESTS_TIMEOUT, BENCH_TIMEOUT, PEER_TIMEOUT (seconds).
+# BENCH_ARGS / PEER_ARGS (extra arguments), TESTS_TIMEOUT, BENCH_TIMEOUT, FAMILIES_TIMEOUT, PEER_TIMEOUT (seconds).
 set -u
 
 OUT="${OUT:-./gpu_out}"
 BUILD="${BUILD:-build-gpu}"
 QUICK="${QUICK:-0}"
 TESTS_TIMEOUT="${TESTS_TIMEOUT:-80}"
-BENCH_TIMEOUT="${BENCH_TIMEOUT:-190}"   # both hseq_bench_cuda processes together
+BENCH_TIMEOUT="${BENCH_TIMEOUT:-190}"   # the first two hseq_bench_cuda processes together
+FAMILIES_TIMEOUT="${FAMILIES_TIMEOUT:-75}"
 PEER_TIMEOUT="${PEER_TIMEOUT:-125}"
 mkdir -p "$OUT"
 start=$(date +%s)
@@ -61,6 +63,7 @@ echo "tests: rc=$tests_rc at $(since)s" | tee -a "$OUT/env.txt"
 # 2. hseq_bench_cuda ---------------------------------------------------------------------------
 bench_rc=missing
 bench_train_rc=missing
+bench_families_rc=missing
 : > "$OUT/bench_cuda.jsonl"
 : > "$OUT/bench_cuda.err"
 if [ -x "$BUILD/bench/hseq_bench_cuda" ]; then
@@ -77,10 +80,15 @@ if [ -x "$BUILD/bench/hseq_bench_cuda" ]; then
   timeout -k 5 "$left" "$BUILD/bench/hseq_bench_cuda" $q --sections train --budget $(( left - 25 )) ${BENCH_ARGS:-} \
       >> "$OUT/bench_cuda.jsonl" 2>> "$OUT/bench_cuda.err"
   bench_train_rc=$?
+  # The families' benchmark table (skipped, with a line saying so, in a build without the CUDA programs).
+  timeout -k 5 "$FAMILIES_TIMEOUT" "$BUILD/bench/hseq_bench_cuda" $q --sections families --budget $(( FAMILIES_TIMEOUT - 20 )) \
+      ${BENCH_ARGS:-} >> "$OUT/bench_cuda.jsonl" 2>> "$OUT/bench_cuda.err"
+  bench_families_rc=$?
 else
   echo "$BUILD/bench/hseq_bench_cuda not found" >> "$OUT/bench_cuda.err"
 fi
-echo "hseq_bench_cuda: rc=$bench_rc (ceiling,kernel) rc=$bench_train_rc (train) at $(since)s" | tee -a "$OUT/env.txt"
+echo "hseq_bench_cuda: rc=$bench_rc (ceiling,kernel) rc=$bench_train_rc (train) rc=$bench_families_rc (families) at $(since)s" \
+  | tee -a "$OUT/env.txt"
 
 # 3. PyTorch peer -----------------------------------------------------------------------------
 q=""
@@ -91,11 +99,11 @@ peer_rc=$?
 echo "peer_pytorch_gpu.py: rc=$peer_rc at $(since)s" | tee -a "$OUT/env.txt"
 
 # Summary -------------------------------------------------------------------------------------
-python3 - "$OUT" "$tests_rc" "$bench_rc" "$bench_train_rc" "$peer_rc" > "$OUT/summary.txt" 2>&1 <<'EOF'
+python3 - "$OUT" "$tests_rc" "$bench_rc" "$bench_train_rc" "$peer_rc" "$bench_families_rc" > "$OUT/summary.txt" 2>&1 <<'EOF'
 import json, os, sys
-out, tests_rc, bench_rc, train_rc, peer_rc = sys.argv[1:6]
-print("exit codes: tests %s, hseq_bench_cuda %s (ceiling,kernel) %s (train), peer_pytorch_gpu %s"
-      % (tests_rc, bench_rc, train_rc, peer_rc))
+out, tests_rc, bench_rc, train_rc, peer_rc, families_rc = sys.argv[1:7]
+print("exit codes: tests %s, hseq_bench_cuda %s (ceiling,kernel) %s (train) %s (families), peer_pytorch_gpu %s"
+      % (tests_rc, bench_rc, train_rc, families_rc, peer_rc))
 if "132" in (tests_rc, bench_rc, train_rc):
     print("exit code 132 = SIGILL: host code built for another CPU (configure with -DHSEQ_NATIVE_ARCH=OFF)")
 if "124" in (tests_rc, bench_rc, train_rc, peer_rc) or "137" in (tests_rc, bench_rc, train_rc, peer_rc):
@@ -141,6 +149,12 @@ for k in sorted(set(hm) | set(pm), key=lambda k: (str(k[0]), -int(k[1] or 0), st
     fmt = lambda r: ("%10.0f (mfu %.3f)" % (r["tokens_per_s"], r.get("mfu_palm_vs_datasheet", 0))) if r.get("tokens_per_s") else \
         ("%21s" % ("err" if "error" in r else "skip" if "skipped" in r else "-"))
     print("  %-27s B=%-3s %-5s hseq %s  torch %s  hseq/torch %s" % (k[0], k[1], k[2], fmt(a), fmt(b), ratio))
+print("model families (hseq_bench_cuda --sections families):")
+for r in h:
+    if r.get("section") == "families":
+        what = ("%10.0f tokens/s  %8.2f ms/step  params %s" % (r["tokens_per_s"], r.get("step_ms", 0), r.get("params"))) \
+            if r.get("tokens_per_s") else ("error: " + r["error"] if "error" in r else "skipped: " + str(r.get("skipped")))
+        print("  %-50s %s" % (r.get("name", ""), what))
 measured = [r for r in h + p if "median_ms" in r or "tokens_per_s" in r]
 sys.exit(0 if measured else 1)
 EOF

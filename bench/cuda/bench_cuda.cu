@@ -7,12 +7,19 @@
 //            measured ceilings
 //   train    tokens/s of full training steps (forward + backward + AdamW through the models' own
 //            forward/backward, as bench/bench_hourglass.cpp does) of TransformerLm and Hourglass
-//            "2@1 4@4 2@1", and model FLOPs utilisation against the measured and datasheet peaks
+//            "2@1 4@4 2@1", and model FLOPs utilisation against the measured and datasheet peaks, in
+//            every GEMM math (the configurations bench/peer_pytorch_gpu.py mirrors)
+//   families the benchmark table of the programs' model families on the GPU: every case and shape
+//            a family's trait declares (examples/families/<family>.hpp, `bench_cases()`; the same
+//            list as hseq_bench_cpu's BM_family/...), built and trained as hseq-train-cuda does
+//            (Family::bench_train), fp32 math. Only in a build with the CUDA programs
+//            (-DHSEQ_BUILD_CUDA_EXAMPLES=ON: the families' CUDA library); elsewhere the section
+//            says so and is skipped
 //
 // Every figure is measured with CUDA events on the context's stream: warm-up calls, then the
 // median of the timed repetitions. Exits 77 without a usable CUDA device (like hseq_tests_cuda).
 //
-//   hseq_bench_cuda [--quick] [--sections ceiling,kernel,train] [--reps N] [--budget SECONDS]
+//   hseq_bench_cuda [--quick] [--sections ceiling,kernel,train,families] [--reps N] [--budget SECONDS]
 //                   [--batches 16,8] [--models lm,hg_avg,hg_attn] [--maths fp32,tf32,bf16]
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -53,6 +60,10 @@
 #include "hseq/ops/softmax.hpp"
 #include "hseq/train/adamw.hpp"
 
+#if defined(HSEQ_BENCH_FAMILIES)
+#include "family.hpp"  // examples/: the programs' family list (hseq_cli_cuda)
+#endif
+
 namespace {
 
 using hseq::DeviceSpace;
@@ -74,7 +85,7 @@ using Clock = std::chrono::steady_clock;
 
 struct Options {
   bool quick = false;
-  bool ceiling = true, kernel = true, train = true;
+  bool ceiling = true, kernel = true, train = true, families = true;
   int reps = 10;
   double budget_s = 150;  // whole run; sections stop starting new cases past it
   std::vector<std::int64_t> batches{16, 8};
@@ -106,10 +117,11 @@ bool contains(std::vector<std::string> const& v, std::string const& x) { return 
 
 [[noreturn]] void usage(int code) {
   std::printf(
-      "usage: hseq_bench_cuda [--quick] [--sections ceiling,kernel,train] [--reps N] [--budget SECONDS]\n"
+      "usage: hseq_bench_cuda [--quick] [--sections ceiling,kernel,train,families] [--reps N] [--budget SECONDS]\n"
       "                       [--batches 16,8] [--models lm,hg_avg,hg_attn] [--maths fp32,tf32,bf16]\n"
       "  --quick     tiny sizes (a smoke run of every code path)\n"
-      "  --sections  which sections to run (default: all three)\n"
+      "  --sections  which sections to run (default: all; families only in a build with\n"
+      "              -DHSEQ_BUILD_CUDA_EXAMPLES=ON)\n"
       "  --reps      timed repetitions per kernel case (median reported; default 10, --quick 3)\n"
       "  --budget    seconds for the whole run; past it no new case starts (default 150)\n"
       "  --batches   training batch sizes (default 16,8; --quick 2)\n"
@@ -138,6 +150,7 @@ Options parse(int argc, char** argv) {
       o.ceiling = contains(s, "ceiling") || contains(s, "ceilings");
       o.kernel = contains(s, "kernel") || contains(s, "kernels");
       o.train = contains(s, "train");
+      o.families = contains(s, "families");
     } else if (key == "--reps") {
       o.reps = std::max(1, std::atoi(value().c_str()));
       reps_set = true;
@@ -841,6 +854,90 @@ void train_section() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Section d: the model families' benchmark table
+// ---------------------------------------------------------------------------------------------
+
+#if defined(HSEQ_BENCH_FAMILIES)
+/// The timing loop of a family's benchmark action (cli::BenchLoop): untimed warm-up steps (the
+/// first creates the cuBLAS handle and grows the context's scratch), then timed steps until at
+/// least `reps` steps and `min_s` seconds, or `max_s` seconds, have passed. The action
+/// synchronizes the stream after every step, so the wall clock measures whole steps.
+class WallLoop final : public cli::BenchLoop {
+ public:
+  WallLoop(int warmup, int reps, double min_s, double max_s) : warmup_(warmup), reps_(reps), min_s_(min_s), max_s_(max_s) {}
+  bool keep_running() override {  // called before every step, and once more after the last
+    if (warmup_ > 0) {
+      --warmup_;
+      return true;
+    }
+    auto const now = Clock::now();
+    if (!started_) {
+      started_ = true;
+      start_ = now;
+      return true;
+    }
+    ++steps_;
+    double const s = std::chrono::duration<double>(now - start_).count();
+    if ((steps_ >= reps_ && s >= min_s_) || s >= max_s_) {
+      seconds_ = s;
+      return false;
+    }
+    return true;
+  }
+  void report(cli::BenchResult const& r) override { result_ = r; }
+  cli::BenchResult const& result() const { return result_; }
+  int steps() const { return steps_; }
+  double seconds() const { return seconds_; }
+
+ private:
+  int warmup_, reps_;
+  double min_s_, max_s_;
+  bool started_ = false;
+  int steps_ = 0;
+  double seconds_ = 0;
+  Clock::time_point start_{};
+  cli::BenchResult result_{};
+};
+#endif
+
+void families_section() {
+#if defined(HSEQ_BENCH_FAMILIES)
+  emit({{"section", "families_info"},
+        {"what", "every benchmark case of the programs' model families (examples/families/list.def, each trait's "
+                 "bench_cases()), built from hseq-train's flags and trained on random bytes (forward, backward, AdamW; "
+                 "fp32 math), as hseq_bench_cpu's BM_family/<family>/<case>/b:B/t:T"},
+        {"timing", "wall clock over whole steps (the action synchronizes after each), after 2 untimed warm-up steps"}});
+  for (cli::Family const* f : cli::families())
+    for (cli::BenchCase const& c : f->bench_cases)
+      for (cli::BenchShape sh : c.shapes) {
+        json base{{"section", "families"}, {"name", cli::bench_name(*f, c, sh)}, {"family", f->model}, {"case", c.name},
+                  {"batch", sh.batch}, {"t", sh.seq_len}, {"math", "fp32"}, {"backend", hseq::cuda::kName}};
+        run_case(base, [&] {
+          WallLoop loop(2, g_opt.quick ? 3 : 20, g_opt.quick ? 0.1 : 1.0, g_opt.quick ? 1.0 : 5.0);
+          cli::run_bench_case(*f, c, sh, loop);
+          cli::BenchResult const& r = loop.result();
+          HSEQ_CHECK(loop.steps() > 0 && loop.seconds() > 0, "the benchmark action ran no timed step");
+          double tps = double(r.tokens_per_step) * double(loop.steps()) / loop.seconds();
+          json j{{"tokens_per_s", r3(tps)},
+                 {"step_ms", r3(1e3 * loop.seconds() / double(loop.steps()))},
+                 {"steps", loop.steps()},
+                 {"params", r.params},
+                 {"loss_last", r4(r.loss)}};
+          if (r.has_flops) {
+            j["flops_per_token_palm"] = r.flops.palm();
+            j["flops_per_token_causal"] = r.flops.causal();
+            j["achieved_tflops_palm"] = r3(tps * r.flops.palm() / 1e12);
+          }
+          return j;
+        });
+      }
+#else
+  emit({{"section", "families"},
+        {"skipped", "built without the families' CUDA library: configure with -DHSEQ_BUILD_CUDA_EXAMPLES=ON"}});
+#endif
+}
+
+// ---------------------------------------------------------------------------------------------
 
 void device_info() {
   cudaDeviceProp p{};
@@ -857,6 +954,7 @@ void device_info() {
   if (g_opt.ceiling) sections.push_back("ceiling");
   if (g_opt.kernel) sections.push_back("kernel");
   if (g_opt.train) sections.push_back("train");
+  if (g_opt.families) sections.push_back("families");
   emit({{"section", "device"},
         {"name", p.name},
         {"cc", std::to_string(p.major) + "." + std::to_string(p.minor)},
@@ -894,6 +992,7 @@ int main(int argc, char** argv) {
     }
     if (g_opt.kernel) kernel_section();
     if (g_opt.train) train_section();
+    if (g_opt.families) families_section();
   } catch (std::exception const& e) {
     emit({{"section", "fatal"}, {"error", e.what()}});
     return 1;
