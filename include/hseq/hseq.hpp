@@ -15,6 +15,7 @@
 #include "hseq/core/tensor_view.hpp"
 #include "hseq/core/workspace.hpp"
 
+#include "hseq/backend/attention_kernels.hpp"
 #include "hseq/backend/backend.hpp"
 #include "hseq/backend/cpu.hpp"
 

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <utility>
 
+#include "hseq/backend/attention_kernels.hpp"
 #include "hseq/backend/backend.hpp"
 #include "hseq/core/error.hpp"
 #include "hseq/core/memory_space.hpp"
@@ -41,12 +42,6 @@ namespace hseq {
 /// accumulate in fp32 on tensor cores. Storage and everything outside the GEMMs stays fp32.
 enum class GemmMath { kFp32, kTf32, kBf16 };
 
-/// Which kernels the float attention core uses for head sizes 17..64 (see ops/cuda/attention.cuh):
-/// kAuto and kMma are the tensor-core kernels (3xTF32 in fp32 mode, one TF32 product when the GEMMs
-/// run in TF32 or bf16); kTiled (register-tiled SIMT) and kSimple (one thread per row) are kept for
-/// comparison. The default comes from the environment variable HSEQ_CUDA_ATTENTION (mma, tiled or
-/// simple), else kAuto.
-enum class AttentionKernels { kAuto, kMma, kTiled, kSimple };
 
 /// Which kernel families a `cuda::Context` has dispatched to: host-side counters, bumped by the
 /// ops when they pick their kernels (no device synchronisation, no atomics: a Context belongs to
@@ -160,14 +155,8 @@ struct cuda {
     AttentionKernels attention_ = AttentionKernels::kAuto;
     KernelCounts counts_{};
 
-    static AttentionKernels default_attention_kernels() {
-      char const* e = std::getenv("HSEQ_CUDA_ATTENTION");
-      if (e == nullptr) return AttentionKernels::kAuto;
-      if (std::strcmp(e, "mma") == 0) return AttentionKernels::kMma;
-      if (std::strcmp(e, "tiled") == 0) return AttentionKernels::kTiled;
-      if (std::strcmp(e, "simple") == 0) return AttentionKernels::kSimple;
-      return AttentionKernels::kAuto;
-    }
+    // HSEQ_CUDA_ATTENTION, or kAuto; an unknown value throws (backend/attention_kernels.hpp).
+    static AttentionKernels default_attention_kernels() { return attention_kernels_from_env(); }
   };
 
   /// Whether a usable CUDA device exists. Any CUDA error (no driver, no device, insufficient
