@@ -349,12 +349,11 @@ class Hierarchical {
                      << (p.variable() ? std::to_string(p.delimiter().size()) + " bytes" : "")
                      << " for a model of delimited segments (delimiter of " << cfg_.delimiter.size()
                      << " bytes, MaxLen " << kSegment << "): build it with SegmentProposal(bytes, model.segmenter())");
-      proposal_ = std::move(p);
-      return;
+    } else {  // (else, not an early return: nvcc warns of the unreachable rest otherwise)
+      HSEQ_CHECK(p.segment_size() == kSegment && p.size() > 0,
+                 "Hierarchical::set_iem_proposal: a proposal over " << p.size() << " segments of " << p.segment_size()
+                                                                    << " bytes for a model of segment size " << kSegment);
     }
-    HSEQ_CHECK(p.segment_size() == kSegment && p.size() > 0,
-               "Hierarchical::set_iem_proposal: a proposal over " << p.size() << " segments of " << p.segment_size()
-                                                                  << " bytes for a model of segment size " << kSegment);
     proposal_ = std::move(p);
   }
   hier::SegmentProposal const& iem_proposal() const { return proposal_; }
@@ -841,13 +840,13 @@ class Hierarchical {
                    cache.rows[std::size_t(b)], {logits.data + (b * n + i) * v, 1, v, v}, ws);
         ++cache.pos;
       }
-      return;
-    }
-    for (std::int64_t i = 0; i < n; ++i) {
-      ArenaScope<Space> scope(ws);
-      MIds col = ws.template take<std::int32_t>(Shape{bsz, 1}, "hier_step.ids");  // column i of [B, n]
-      ops::copy_mat<std::int32_t>(ctx, {ids.data + i, bsz, 1, n}, ops::as_mat(col));
-      step_byte(ctx, col, cache, logits, i, n, ws);
+    } else {  // (else, not an early return: nvcc warns of the unreachable rest otherwise)
+      for (std::int64_t i = 0; i < n; ++i) {
+        ArenaScope<Space> scope(ws);
+        MIds col = ws.template take<std::int32_t>(Shape{bsz, 1}, "hier_step.ids");  // column i of [B, n]
+        ops::copy_mat<std::int32_t>(ctx, {ids.data + i, bsz, 1, n}, ops::as_mat(col));
+        step_byte(ctx, col, cache, logits, i, n, ws);
+      }
     }
   }
 
