@@ -48,6 +48,7 @@
 #include "hseq/nn/module.hpp"
 #include "hseq/nn/parameter.hpp"
 #include "hseq/nn/position_embedding.hpp"
+#include "hseq/nn/relative_attention.hpp"
 #include "hseq/nn/rnn.hpp"
 #include "hseq/nn/transformer_block.hpp"
 

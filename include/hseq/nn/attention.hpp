@@ -31,6 +31,24 @@ namespace hseq::nn {
 
 using ops::AttentionMask;
 
+/// out[b] = [a[b]; c[b]] along time: a [B, Ta, W], c [B, Tc, W] -> out [B, Ta + Tc, W] (a memory's
+/// rows before a segment's; two strided copies, one launch each on the GPU).
+template <class T, class Ctx, class S>
+void concat_time(Ctx& ctx, View<T, S> a, View<T, S> c, View<T, S> out) {
+  std::int64_t bsz = out.size(0), ta = a.size(1), tc = c.size(1), w = out.size(2), rows = ta + tc;
+  ops::copy_mat<T>(ctx, ops::Mat<T const, S>(a.data, bsz, ta * w, ta * w), ops::Mat<T, S>(out.data, bsz, ta * w, rows * w));
+  ops::copy_mat<T>(ctx, ops::Mat<T const, S>(c.data, bsz, tc * w, tc * w),
+                   ops::Mat<T, S>(out.data + ta * w, bsz, tc * w, rows * w));
+}
+/// The inverse of concat_time: in [B, Ta + Tc, W] -> a [B, Ta, W], c [B, Tc, W].
+template <class T, class Ctx, class S>
+void split_time(Ctx& ctx, View<T, S> in, View<T, S> a, View<T, S> c) {
+  std::int64_t bsz = in.size(0), ta = a.size(1), tc = c.size(1), w = in.size(2), rows = ta + tc;
+  ops::copy_mat<T>(ctx, ops::Mat<T const, S>(in.data, bsz, ta * w, rows * w), ops::Mat<T, S>(a.data, bsz, ta * w, ta * w));
+  ops::copy_mat<T>(ctx, ops::Mat<T const, S>(in.data + ta * w, bsz, tc * w, rows * w),
+                   ops::Mat<T, S>(c.data, bsz, tc * w, tc * w));
+}
+
 template <Backend B, class T>
 class MultiHeadAttention {
  public:
@@ -116,7 +134,7 @@ class MultiHeadAttention {
     s.kv_lin = kv_.forward(ctx, xkv, s.kv_x, ws);
     if (d.tm > 0) {
       s.mem_lin = kv_.forward(ctx, mem, s.kv_m, ws);
-      interleave(ctx, s.kv_m, s.kv_x, s.kv);
+      concat_time<T>(ctx, s.kv_m, s.kv_x, s.kv);
     }
     auto sc = scores();
     sc.key_mass = key_mass;
@@ -234,7 +252,7 @@ class MultiHeadAttention {
     if (d.tm > 0) {
       dkv_x = ws.template take<T>(Shape{d.batch, d.tk, 2 * w}, "attn.dkv_x");
       dkv_m = ws.template take<T>(Shape{d.batch, d.tm, 2 * w}, "attn.dkv_m");
-      deinterleave(ctx, dkv, dkv_m, dkv_x);
+      split_time<T>(ctx, dkv, dkv_m, dkv_x);
       kv_.backward(ctx, s.mem_lin, dkv_m, dmem, ws);
     }
     if (!dxkv.empty() && dxkv.data == dxq.data) {
@@ -281,22 +299,6 @@ class MultiHeadAttention {
     s.att = a.template take<T>(Shape{d.batch, d.tq, w}, "attn.att");
     return s;
   }
-  /// kv[b] = [m[b]; x[b]] along time (two strided copies, one launch each on the GPU).
-  static void interleave(Ctx& ctx, MView m, MView x, MView kv) {
-    std::int64_t bsz = kv.size(0), tm = m.size(1), tk = x.size(1), w2 = kv.size(2), rows = tm + tk;
-    ops::copy_mat<T>(ctx, ops::Mat<T const, Space>(m.data, bsz, tm * w2, tm * w2),
-                     ops::Mat<T, Space>(kv.data, bsz, tm * w2, rows * w2));
-    ops::copy_mat<T>(ctx, ops::Mat<T const, Space>(x.data, bsz, tk * w2, tk * w2),
-                     ops::Mat<T, Space>(kv.data + tm * w2, bsz, tk * w2, rows * w2));
-  }
-  static void deinterleave(Ctx& ctx, MView kv, MView m, MView x) {
-    std::int64_t bsz = kv.size(0), tm = m.size(1), tk = x.size(1), w2 = kv.size(2), rows = tm + tk;
-    ops::copy_mat<T>(ctx, ops::Mat<T const, Space>(kv.data, bsz, tm * w2, rows * w2),
-                     ops::Mat<T, Space>(m.data, bsz, tm * w2, tm * w2));
-    ops::copy_mat<T>(ctx, ops::Mat<T const, Space>(kv.data + tm * w2, bsz, tk * w2, rows * w2),
-                     ops::Mat<T, Space>(x.data, bsz, tk * w2, tk * w2));
-  }
-
   Config cfg_;
   Linear<B, T> q_, kv_, out_;
   Param<T, Space> rel_;  ///< [H, D] relative-distance score bias (only with rel_distance > 0)

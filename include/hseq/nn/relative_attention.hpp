@@ -1,0 +1,366 @@
+// SPDX-License-Identifier: MIT
+/// @file
+/// @brief `RelativeAttention`: Transformer-XL relative multi-head self-attention over a memory
+/// (Dai et al. 2019, "Transformer-XL", section 3.3), composed from the attention core.
+///
+/// For a segment x [B, T, d] and a memory m [B, M, d] (M may be 0), h = [m; x] of L = M + T rows:
+///   q = x Wq + bq                     [B, T, H dh]
+///   [k v] = h Wkv + bkv               [B, L, 2 H dh]
+///   R[δ] = sinusoid(δ), δ = 0..Dr-1   [Dr, d]       (table layout below)
+///   Rk = R Wr                         [Dr, H dh]    (Wr: no bias)
+///   score(b, h, i, j) = ((q_i + u_h) . k_j + (q_i + v_h) . Rk[δ'(i, j), h]) / sqrt(dh)
+///   y = softmax_j(score) v Wo + bo    causal: key j is visible to query i iff j <= M + i
+/// where δ(i, j) = (M + i) - j is the distance from query i (key row M + i) to key j, and
+/// δ' = min(δ, clamp_len) when clamp_len > 0 (else δ' = δ). Only Dr = min(L, clamp_len + 1) rows
+/// of R (all L without clamping) can be indexed, so only those are built and projected.
+///
+/// Sinusoid layout: the library's table (ops/position.hpp, `ops::add_sinusoidal`), interleaved:
+/// R[δ, 2k] = sin(δ / 10000^(2k/d)), R[δ, 2k+1] = cos(same angle). Transformer-XL concatenates
+/// [sin | cos] instead; that is a fixed permutation of R's columns, which the learned Wr absorbs,
+/// so the model class is the same (to import Transformer-XL weights, permute r.weight's columns).
+///
+/// How it is computed (by direct indexing of distances, no pad-and-reshape shift):
+///   - content term: the attention core (ops/attention.hpp) with query q + u, so it computes
+///     (q + u) . k / sqrt(dh) itself; the memory is the core's key prefix (AttentionDims::prefix =
+///     M) under the causal mask, which makes query i see keys j <= M + i;
+///   - position term: P[b, h, i, δ] = (q_i + v_h) . Rk[δ, h] / sqrt(dh) by one GEMM per (b, h)
+///     (strided-batched over the heads), then dense[b, h, i, j] = P[b, h, i, δ'(i, j)] for
+///     visible j (0 for masked j), passed to the core as `AttentionScores::dense`. The core adds
+///     `dense` to the already scaled logit, hence the 1/sqrt(dh) in P (folded into the GEMM's alpha).
+///   - backward: the core returns dL/dlogits in `AttentionScoreGrads::dense`; dP is its
+///     scatter-add along δ' (the same indexing), then d(q + v) = dP Rk / sqrt(dh),
+///     dRk = dP^T (q + v) / sqrt(dh) summed over b and i, dWr through the r Linear with R as input;
+///     du_h, dv_h are the sums over b and i of d(q + u), d(q + v); dq is their sum.
+/// P lives in the first Dr columns of the dense buffer's rows and is spread over its row in place
+/// (see `spread_rows`); dP is gathered back the same way inside the dL/dlogits buffer. That needs
+/// no buffer besides the ones the core needs anyway, so forward carves only what it saves.
+///
+/// Backends: everything is written with ops that exist for the CPU and CUDA (gemm_strided_batched,
+/// elementwise, copy_mat, add_sinusoidal, the attention core) except the in-row spread/gather of
+/// the dense bias, which has no op yet and is written here for the CPU only. On any other memory
+/// space forward and backward throw "RelativeAttention on <backend>: not yet available" (the
+/// template still compiles there).
+///
+/// Parameters: "q.", "kv.", "out." as nn::MultiHeadAttention, "r." (Linear d -> H dh, no bias),
+/// "u" and "v" [H, dh] (the global content and position biases, zero at init as in
+/// Transformer-XL; no weight decay, like the other biases).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <type_traits>
+
+#include "hseq/backend/backend.hpp"
+#include "hseq/core/error.hpp"
+#include "hseq/core/memory_space.hpp"
+#include "hseq/core/workspace.hpp"
+#include "hseq/nn/attention.hpp"
+#include "hseq/nn/linear.hpp"
+#include "hseq/nn/module.hpp"
+#include "hseq/nn/parameter.hpp"
+#include "hseq/ops/attention.hpp"
+#include "hseq/ops/attention_mask.hpp"
+#include "hseq/ops/elementwise.hpp"
+#include "hseq/ops/gemm.hpp"
+#include "hseq/ops/mat.hpp"
+#include "hseq/ops/position.hpp"
+
+namespace hseq::nn {
+
+template <Backend B, class T>
+class RelativeAttention {
+ public:
+  using Space = typename B::Space;
+  using Ctx = typename B::Context;
+  using CView = View<T const, Space>;
+  using MView = View<T, Space>;
+
+  struct Config {
+    std::int64_t dim = 0, heads = 1;
+    bool bias = true;         ///< biases of the q, kv and out projections (r never has one)
+    double init_std = 0.02;   ///< std of every projection weight
+    std::int64_t clamp_len = 0;  ///< > 0: distances past clamp_len use R[clamp_len]; 0: no clamping
+  };
+  /// Sizes of one call: segment x [B, T, dim], memory [B, M, dim] (M may be 0).
+  struct Dims {
+    std::int64_t batch = 0, t = 0, m = 0;
+  };
+  struct Saved {
+    Dims dims;
+    typename Linear<B, T>::Saved q_lin, kv_lin, mem_lin, r_lin, out_lin;
+    MView qu;     // [B, T, H dh] q + u: the content query the core attends with
+    MView qv;     // [B, T, H dh] q + v: the position query
+    MView kv;     // [B, L, 2 H dh] keys and values of [memory; x], memory rows first
+    MView kv_x;   // [B, T, 2 H dh] projection of x (only with a memory; else aliases kv)
+    MView kv_m;   // [B, M, 2 H dh] projection of the memory
+    MView r;      // [Dr, dim] sinusoids of the distances 0..Dr-1 (the r Linear's saved input)
+    MView rk;     // [Dr, H dh] R Wr
+    MView dense;  // [B, H, T, L] position term of the logits, already divided by sqrt(dh)
+    MView stats;  // what the attention core saves: ops::attention_stats_shape
+    MView att;    // [B, T, H dh] attention output before the output projection
+  };
+
+  explicit RelativeAttention(Config c)
+      : cfg_(check(c)),
+        q_({c.dim, c.dim, c.bias, c.init_std}),
+        kv_({c.dim, 2 * c.dim, c.bias, c.init_std}),
+        r_({c.dim, c.dim, false, c.init_std}),
+        out_({c.dim, c.dim, c.bias, c.init_std}),
+        u_(Shape{c.heads, c.dim / c.heads}, InitSpec::zeros(), false),
+        v_(Shape{c.heads, c.dim / c.heads}, InitSpec::zeros(), false) {}
+  Config const& config() const { return cfg_; }
+  std::int64_t head_dim() const { return cfg_.dim / cfg_.heads; }
+  /// Rows of the sinusoid table a call over L = M + T keys indexes: distances 0..L-1, clamped.
+  std::int64_t distance_rows(Dims d) const {
+    std::int64_t l = d.m + d.t;
+    return cfg_.clamp_len > 0 ? std::min(l, cfg_.clamp_len + 1) : l;
+  }
+
+  template <class F>
+  void visit_params(F&& f, std::string const& prefix = "") {
+    q_.visit_params(f, prefix + "q.");
+    kv_.visit_params(f, prefix + "kv.");
+    out_.visit_params(f, prefix + "out.");
+    r_.visit_params(f, prefix + "r.");
+    f(prefix + "u", u_);
+    f(prefix + "v", v_);
+  }
+
+  /// Bytes `forward` carves (all of it is saved for backward; forward has no other scratch).
+  std::size_t forward_workspace(Dims d) const {
+    return measure_workspace<Space>([&](Arena<Space>& a) { carve(a, d); });
+  }
+  /// Peak scratch of `backward` (carved after forward's saved buffers, released on return).
+  std::size_t backward_workspace(Dims d) const {
+    return measure_workspace<Space>([&](Arena<Space>& a) { carve_grads(a, d); });
+  }
+
+  /// Without a memory: y = RelAttn(x).
+  Saved forward(Ctx& ctx, CView x, MView y, Arena<Space>& ws) const { return forward(ctx, x, CView{}, y, ws); }
+
+  /// y [B, T, dim] = relative attention of the segment x [B, T, dim] over [mem; x]; `mem`
+  /// [B, M, dim] may be empty (M = 0). x and mem must stay unchanged until backward.
+  Saved forward(Ctx& ctx, CView x, CView mem, MView y, Arena<Space>& ws) const {
+    require_host();
+    std::int64_t const w = cfg_.dim;
+    HSEQ_CHECK(x.rank() == 3 && x.size(0) >= 1 && x.size(1) >= 1 && x.size(2) == w && y.shape == x.shape,
+               "RelativeAttention(dim " << w << "): x " << x.shape << ", y " << y.shape
+                                        << " (expected [B, T, dim] with B, T >= 1, and y like x)");
+    HSEQ_CHECK(mem.empty() || (mem.rank() == 3 && mem.size(0) == x.size(0) && mem.size(2) == w),
+               "RelativeAttention: memory " << mem.shape << " must be [" << x.size(0) << ", M, " << w
+                                            << "] (batch and width of x " << x.shape << ")");
+    Dims const d{x.size(0), x.size(1), mem.empty() ? 0 : mem.size(1)};
+    std::int64_t const l = d.m + d.t, hd = head_dim(), dr = distance_rows(d);
+    Saved s = carve(ws, d);
+    // Content query q + u and position query q + v, both from one projection.
+    s.q_lin = q_.forward(ctx, x, s.qu, ws);
+    ops::copy<T>(ctx, s.qu, s.qv);
+    ops::add_bias<T>(ctx, s.qu, flat(u_.value));
+    ops::add_bias<T>(ctx, s.qv, flat(v_.value));
+    // Keys and values of [memory; x], memory rows first (the core's prefix).
+    s.kv_lin = kv_.forward(ctx, x, s.kv_x, ws);
+    if (d.m > 0) {
+      s.mem_lin = kv_.forward(ctx, mem, s.kv_m, ws);
+      concat_time<T>(ctx, s.kv_m, s.kv_x, s.kv);
+    }
+    // R [Dr, dim]: the sinusoid of each distance (add_sinusoidal adds, so start from zero).
+    ops::fill<T>(ctx, s.r, T(0));
+    ops::add_sinusoidal<T>(ctx, MView(s.r.data, Shape{1, dr, w}), 0);
+    s.r_lin = r_.forward(ctx, s.r, s.rk, ws);
+    // P[b, h, i, δ] = (q_i + v_h) . Rk[δ, h] / sqrt(dh) into columns [0, Dr) of dense's rows
+    // (row stride L), one GEMM per (b, h), batched over the heads.
+    for (std::int64_t b = 0; b < d.batch; ++b)
+      ops::gemm_strided_batched<T>(ctx, cfg_.heads, ops::Trans::kNo,
+                                   ops::Mat<T const, Space>(s.qv.data + b * d.t * w, d.t, hd, w), hd, ops::Trans::kYes,
+                                   ops::Mat<T const, Space>(s.rk.data, dr, hd, w), hd,
+                                   ops::Mat<T, Space>(s.dense.data + b * cfg_.heads * d.t * l, d.t, dr, l), d.t * l,
+                                   scale(), T(0));
+    spread_rows(d, s.dense);  // dense[b, h, i, j] = P[b, h, i, δ'(i, j)]
+    ops::AttentionScores<T, Space> sc;
+    sc.dense = s.dense;
+    ops::attention_forward<T>(ctx, core_dims(d), ops::AttentionMask::causal(), scale(), s.qu, s.kv, s.att, s.stats, sc);
+    s.out_lin = out_.forward(ctx, s.att, y, ws);
+    return s;
+  }
+
+  /// Overwrites dx [B, T, dim] and dmem [B, M, dim] (either may be empty: not needed); parameter
+  /// gradients accumulate (frozen ones are skipped).
+  void backward(Ctx& ctx, Saved const& s, CView dy, MView dx, MView dmem, Arena<Space>& ws) const {
+    require_host();
+    Dims const& d = s.dims;
+    std::int64_t const w = cfg_.dim, l = d.m + d.t, hd = head_dim(), dr = distance_rows(d);
+    HSEQ_CHECK(dy.shape == (Shape{d.batch, d.t, w}),
+               "RelativeAttention::backward: dy " << dy.shape << ", expected " << Shape{d.batch, d.t, w});
+    HSEQ_CHECK(dx.empty() || dx.shape == (Shape{d.batch, d.t, w}),
+               "RelativeAttention::backward: dx " << dx.shape << ", expected " << Shape{d.batch, d.t, w});
+    HSEQ_CHECK(dmem.empty() || dmem.shape == (Shape{d.batch, d.m, w}),
+               "RelativeAttention::backward: dmem " << dmem.shape << ", expected " << Shape{d.batch, d.m, w});
+    ArenaScope<Space> scope(ws);
+    Grads g = carve_grads(ws, d);
+    out_.backward(ctx, s.out_lin, dy, g.datt, ws);
+    ops::AttentionScores<T, Space> sc;
+    sc.dense = s.dense;
+    ops::AttentionScoreGrads<T, Space> dsc;
+    dsc.dense = g.dlogits;
+    ops::attention_backward<T>(ctx, core_dims(d), ops::AttentionMask::causal(), scale(), s.qu, s.kv, s.att, s.stats,
+                               g.datt, g.dqu, g.dkv, g.scratch, sc, dsc);
+    gather_rows(d, g.dlogits);  // dP[b, h, i, δ'] = sum of dL/dlogits[b, h, i, j] over j with δ'(i, j) = δ'
+    // d(q + v) = dP Rk / sqrt(dh) per (b, h) [T, dh];  dRk = sum_b dP^T (q + v) / sqrt(dh) [Dr, dh].
+    for (std::int64_t b = 0; b < d.batch; ++b) {
+      ops::Mat<T const, Space> dp(g.dlogits.data + b * cfg_.heads * d.t * l, d.t, dr, l);
+      ops::gemm_strided_batched<T>(ctx, cfg_.heads, ops::Trans::kNo, dp, d.t * l, ops::Trans::kNo,
+                                   ops::Mat<T const, Space>(s.rk.data, dr, hd, w), hd,
+                                   ops::Mat<T, Space>(g.dqv.data + b * d.t * w, d.t, hd, w), hd, scale(), T(0));
+      ops::gemm_strided_batched<T>(ctx, cfg_.heads, ops::Trans::kYes, dp, d.t * l, ops::Trans::kNo,
+                                   ops::Mat<T const, Space>(s.qv.data + b * d.t * w, d.t, hd, w), hd,
+                                   ops::Mat<T, Space>(g.drk.data, dr, hd, w), hd, scale(), b == 0 ? T(0) : T(1));
+    }
+    r_.backward(ctx, s.r_lin, g.drk, MView{}, ws);  // dWr += dRk^T R; R is a constant
+    if (!u_.frozen) ops::bias_grad<T>(ctx, g.dqu, flat(u_.grad));
+    if (!v_.frozen) ops::bias_grad<T>(ctx, g.dqv, flat(v_.grad));
+    ops::axpy<T>(ctx, T(1), g.dqv, g.dqu);  // dq = d(q + u) + d(q + v)
+    q_.backward(ctx, s.q_lin, g.dqu, dx, ws);
+    MView dkv_x = g.dkv;
+    if (d.m > 0) {
+      dkv_x = g.dkv_x;
+      split_time<T>(ctx, g.dkv, g.dkv_m, g.dkv_x);
+      kv_.backward(ctx, s.mem_lin, g.dkv_m, dmem, ws);
+    }
+    // x feeds both the query and the key/value projections: sum the two paths into dx.
+    kv_.backward(ctx, s.kv_lin, dkv_x, dx.empty() ? MView{} : g.dx_kv, ws);
+    if (!dx.empty()) ops::axpy<T>(ctx, T(1), g.dx_kv, dx);
+  }
+
+ private:
+  /// backward's scratch, all carved up front (so the plan is exactly the use).
+  struct Grads {
+    MView datt;     // [B, T, H dh] d(attention output)
+    MView dqu;      // [B, T, H dh] d(q + u) from the core, then dq
+    MView dqv;      // [B, T, H dh] d(q + v)
+    MView dkv;      // [B, L, 2 H dh]
+    MView scratch;  // the core's backward scratch
+    MView dlogits;  // [B, H, T, L] dL/dlogits from the core, then dP in columns [0, Dr) of each row
+    MView drk;      // [Dr, H dh]
+    MView dkv_x, dkv_m;  // [B, T, 2 H dh], [B, M, 2 H dh] (only with a memory)
+    MView dx_kv;    // [B, T, dim] the key/value path's part of dx
+  };
+
+  static Config check(Config c) {
+    HSEQ_CHECK(c.dim > 0 && c.heads > 0,
+               "RelativeAttention: dim " << c.dim << " and heads " << c.heads << " must be positive");
+    HSEQ_CHECK(c.dim % c.heads == 0, "RelativeAttention: heads " << c.heads << " do not divide the width " << c.dim);
+    HSEQ_CHECK(c.clamp_len >= 0, "RelativeAttention: clamp_len " << c.clamp_len << " must be >= 0 (0: no clamping)");
+    return c;
+  }
+  static void require_host() {
+    if constexpr (!std::is_same_v<Space, HostSpace>)
+      HSEQ_FAIL("RelativeAttention on " << B::kName
+                                        << ": not yet available (the dense-bias spread/gather has only a CPU path)");
+  }
+  T scale() const { return T(1.0 / std::sqrt(double(head_dim()))); }
+  /// u or v [H, dh] as the bias vector [H dh] of the heads' column blocks.
+  template <class U>
+  static View<U, Space> flat(View<U, Space> p) {
+    return View<U, Space>(p.data, Shape{p.numel()});
+  }
+  ops::AttentionDims core_dims(Dims d) const { return {d.batch, cfg_.heads, d.t, d.m + d.t, head_dim(), d.m}; }
+
+  Saved carve(Arena<Space>& a, Dims d) const {
+    std::int64_t const w = cfg_.dim, l = d.m + d.t;
+    Saved s;
+    s.dims = d;
+    s.qu = a.template take<T>(Shape{d.batch, d.t, w}, "relattn.qu");
+    s.qv = a.template take<T>(Shape{d.batch, d.t, w}, "relattn.qv");
+    s.kv = a.template take<T>(Shape{d.batch, l, 2 * w}, "relattn.kv");
+    if (d.m > 0) {
+      s.kv_x = a.template take<T>(Shape{d.batch, d.t, 2 * w}, "relattn.kv_x");
+      s.kv_m = a.template take<T>(Shape{d.batch, d.m, 2 * w}, "relattn.kv_m");
+    } else {
+      s.kv_x = s.kv;
+    }
+    s.r = a.template take<T>(Shape{distance_rows(d), w}, "relattn.r");
+    s.rk = a.template take<T>(Shape{distance_rows(d), w}, "relattn.rk");
+    s.dense = a.template take<T>(Shape{d.batch, cfg_.heads, d.t, l}, "relattn.dense");
+    s.stats = a.template take<T>(ops::attention_stats_shape(Space{}, core_dims(d)), "relattn.stats");
+    s.att = a.template take<T>(Shape{d.batch, d.t, w}, "relattn.att");
+    return s;
+  }
+  Grads carve_grads(Arena<Space>& a, Dims d) const {
+    std::int64_t const w = cfg_.dim, l = d.m + d.t;
+    Grads g;
+    g.datt = a.template take<T>(Shape{d.batch, d.t, w}, "relattn.datt");
+    g.dqu = a.template take<T>(Shape{d.batch, d.t, w}, "relattn.dqu");
+    g.dqv = a.template take<T>(Shape{d.batch, d.t, w}, "relattn.dqv");
+    g.dkv = a.template take<T>(Shape{d.batch, l, 2 * w}, "relattn.dkv");
+    g.scratch = a.template take<T>(Shape{ops::attention_backward_scratch(Space{}, core_dims(d))}, "relattn.scratch");
+    g.dlogits = a.template take<T>(Shape{d.batch, cfg_.heads, d.t, l}, "relattn.dlogits");
+    g.drk = a.template take<T>(Shape{distance_rows(d), w}, "relattn.drk");
+    if (d.m > 0) {
+      g.dkv_x = a.template take<T>(Shape{d.batch, d.t, 2 * w}, "relattn.dkv_x");
+      g.dkv_m = a.template take<T>(Shape{d.batch, d.m, 2 * w}, "relattn.dkv_m");
+    }
+    g.dx_kv = a.template take<T>(Shape{d.batch, d.t, w}, "relattn.dx_kv");
+    return g;
+  }
+
+  /// In place on each row (b, h, i) of buf [B, H, T, L], which holds P[b, h, i, δ] in columns
+  /// δ = 0..Dr-1: row[j] = P[min(n - 1 - j, Dr - 1)] for the n = M + i + 1 visible keys j < n
+  /// (n - 1 - j = δ(i, j), and min with Dr - 1 is the clamp, Dr - 1 being clamp_len when
+  /// clamping is on, else never reached), row[j] = 0 for the masked j >= n.
+  /// Steps, with c = min(n, Dr) distances that occur unclamped: reverse [0, c) so that
+  /// row[k] = P[c - 1 - k]; move it to [n - c, n), giving row[j] = P[n - 1 - j] there; the
+  /// j < n - c (only when c = Dr) have δ >= Dr, so they take P[Dr - 1], now at row[n - c].
+  void spread_rows(Dims d, MView buf) const {
+    if constexpr (std::is_same_v<Space, HostSpace>) {
+      std::int64_t const l = d.m + d.t, dr = distance_rows(d), rows = d.batch * cfg_.heads * d.t;
+#pragma omp parallel for schedule(static) if (rows * l > ops::kParallelGrain)
+      for (std::int64_t r = 0; r < rows; ++r) {
+        std::int64_t const n = d.m + r % d.t + 1, c = std::min(n, dr);
+        T* row = buf.data + r * l;
+        std::reverse(row, row + c);
+        if (n > c) {
+          std::copy_backward(row, row + c, row + n);
+          T const far = row[n - c];  // P[Dr - 1]: every distance >= Dr - 1
+          std::fill(row, row + (n - c), far);
+        }
+        std::fill(row + n, row + l, T(0));
+      }
+    } else {
+      (void)d, (void)buf;
+      require_host();
+    }
+  }
+  /// The adjoint of `spread_rows`, in place on each row of g [B, H, T, L] (dL/dlogits, zero at the
+  /// masked j >= n): row[δ] = sum of g[j] over the visible j with min(n - 1 - j, Dr - 1) = δ, for
+  /// δ = 0..Dr-1 (0 for distances that do not occur in this row, δ >= n).
+  void gather_rows(Dims d, MView g) const {
+    if constexpr (std::is_same_v<Space, HostSpace>) {
+      std::int64_t const l = d.m + d.t, dr = distance_rows(d), rows = d.batch * cfg_.heads * d.t;
+#pragma omp parallel for schedule(static) if (rows * l > ops::kParallelGrain)
+      for (std::int64_t r = 0; r < rows; ++r) {
+        std::int64_t const n = d.m + r % d.t + 1, c = std::min(n, dr);
+        T* row = g.data + r * l;
+        if (n > c) {
+          // j = 0..n-c all have distance >= Dr - 1 (clamped): their sum is the gradient of P[Dr - 1].
+          T far = T(0);
+          for (std::int64_t j = 0; j <= n - c; ++j) far += row[j];
+          row[n - c] = far;
+          std::copy(row + (n - c), row + n, row);  // left shift: row[k] = g[n - c + k]
+        }
+        std::reverse(row, row + c);  // row[δ] = g[n - 1 - δ]
+        std::fill(row + c, row + dr, T(0));
+      }
+    } else {
+      (void)d, (void)g;
+      require_host();
+    }
+  }
+
+  Config cfg_;
+  Linear<B, T> q_, kv_, r_, out_;
+  Param<T, Space> u_, v_;  ///< [H, dh] global content / position query biases
+};
+
+}  // namespace hseq::nn
