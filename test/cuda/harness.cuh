@@ -94,6 +94,21 @@ struct MmCase {
   void add_out(Shape s) { out.push_back(s); }
 };
 
+/// A case of a row-wise module (Linear, LayerNorm, Mlp): one input x [B, T, in], one output
+/// y [B, T, out], `forward(ctx, x, y, ws)` / `backward(ctx, saved, dy, dx, ws)`, and workspaces sized
+/// by the number of rows B T. A derived case adds its inputs, outputs and `make<B, T>()`.
+struct RowwiseCase : MmCase {
+  template <class M>
+  std::size_t plan(M const& m) const {
+    return m.forward_workspace(in[0].rows()) + m.backward_workspace(in[0].rows());
+  }
+  template <class M, class C, class T, class S>
+  void apply(C& ctx, M const& m, MmIo<T, S>& io, Arena<S>& a, bool bw) const {
+    auto s = m.forward(ctx, io.in[0], io.out[0], a);
+    if (bw) m.backward(ctx, s, io.dout[0], io.din[0], a);
+  }
+};
+
 /// One backend's instance of a case: the module, its parameter store, the buffers and a workspace
 /// of exactly the planned size.
 template <class B, class T, class Case>

@@ -21,7 +21,7 @@ using namespace hseq::test_cuda_harness;
 
 namespace {
 
-struct LayerNormCase : MmCase {
+struct LayerNormCase : RowwiseCase {
   std::int64_t dim;
   LayerNormCase(std::int64_t b, std::int64_t t, std::int64_t d) : dim(d) {
     name = "LayerNorm(" + std::to_string(d) + ")";
@@ -31,15 +31,6 @@ struct LayerNormCase : MmCase {
   template <class B, class T>
   auto make() const {
     return std::make_unique<nn::LayerNorm<B, T>>(typename nn::LayerNorm<B, T>::Config{.dim = dim});
-  }
-  template <class M>
-  std::size_t plan(M const& m) const {
-    return m.forward_workspace(in[0].rows()) + m.backward_workspace(in[0].rows());
-  }
-  template <class M, class C, class T, class S>
-  void apply(C& ctx, M const& m, MmIo<T, S>& io, Arena<S>& a, bool bw) const {
-    auto s = m.forward(ctx, io.in[0], io.out[0], a);
-    if (bw) m.backward(ctx, s, io.dout[0], io.din[0], a);
   }
 };
 

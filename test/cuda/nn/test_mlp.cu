@@ -21,7 +21,7 @@ using namespace hseq::test_cuda_harness;
 
 namespace {
 
-struct MlpCase : MmCase {
+struct MlpCase : RowwiseCase {
   std::int64_t dim, hidden;
   MlpCase(std::int64_t b, std::int64_t t, std::int64_t d, std::int64_t h) : dim(d), hidden(h) {
     name = "Mlp(" + std::to_string(d) + ", hidden " + std::to_string(h) + ")";
@@ -31,15 +31,6 @@ struct MlpCase : MmCase {
   template <class B, class T>
   auto make() const {
     return std::make_unique<nn::Mlp<B, T>>(typename nn::Mlp<B, T>::Config{.dim = dim, .hidden = hidden});
-  }
-  template <class M>
-  std::size_t plan(M const& m) const {
-    return m.forward_workspace(in[0].rows()) + m.backward_workspace(in[0].rows());
-  }
-  template <class M, class C, class T, class S>
-  void apply(C& ctx, M const& m, MmIo<T, S>& io, Arena<S>& a, bool bw) const {
-    auto s = m.forward(ctx, io.in[0], io.out[0], a);
-    if (bw) m.backward(ctx, s, io.dout[0], io.din[0], a);
   }
 };
 
