@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -113,6 +114,79 @@ TEST_CASE("position: sinusoid values") {
   hseq::ops::add_sinusoidal<float>(ctx, xf.view(), 3);
   for (std::int64_t s = 0; s < 3; ++s)
     for (std::int64_t j = 0; j < 4; ++j) CHECK(double(xf.data()[s * 4 + j]) == doctest::Approx(2.0 + pe(3 + s, j, 4)).epsilon(1e-6));
+}
+
+TEST_CASE("position: relative distance rows spread by direct indexing, clamped and over a memory") {
+  hseq::cpu::Context ctx;
+  // Every row r (query i = r % T, n = M + i + 1 visible keys) against the definition
+  // row[j] = P[min(n - 1 - j, Dr - 1)] for j < n, 0 after; P[δ] = 100 r + δ marks where a value came from.
+  struct Case {
+    std::int64_t rows, m, t, dr;
+  };
+  for (Case c : {Case{4, 0, 4, 4}, Case{6, 3, 3, 6}, Case{6, 3, 3, 2}, Case{10, 2, 5, 1}, Case{7, 0, 7, 3}}) {
+    INFO("rows ", c.rows, ", M ", c.m, ", T ", c.t, ", Dr ", c.dr);
+    std::int64_t const l = c.m + c.t;
+    DT buf(Shape{c.rows, l});
+    for (std::int64_t r = 0; r < c.rows; ++r)
+      for (std::int64_t j = 0; j < l; ++j) buf.data()[r * l + j] = j < c.dr ? 100.0 * double(r) + double(j) : -1.0;
+    hseq::ops::spread_relative_rows<double>(ctx, buf.view(), c.m, c.t, c.dr);
+    std::int64_t bad = 0;
+    for (std::int64_t r = 0; r < c.rows; ++r) {
+      std::int64_t const n = c.m + r % c.t + 1;
+      for (std::int64_t j = 0; j < l; ++j) {
+        double want = j < n ? 100.0 * double(r) + double(std::min(n - 1 - j, c.dr - 1)) : 0.0;
+        bad += buf.data()[r * l + j] != want;
+      }
+    }
+    CHECK(bad == 0);
+  }
+  // A worked row: M = 2, T = 3, Dr = 3, the last query (n = 5): P = [a, b, c] -> [c, c, c, b, a].
+  DT one(Shape{3, 5});
+  std::fill(one.data(), one.data() + 15, 0.0);
+  one.data()[10] = 1, one.data()[11] = 2, one.data()[12] = 3;
+  hseq::ops::spread_relative_rows<double>(ctx, one.view(), 2, 3, 3);
+  CHECK(std::vector<double>(one.data() + 10, one.data() + 15) == std::vector<double>{3, 3, 3, 2, 1});
+}
+
+TEST_CASE("position: the relative-row gather is the adjoint of the spread (<spread P, G> = <P, gather G>)") {
+  hseq::cpu::Context ctx;
+  struct Case {
+    std::int64_t rows, m, t, dr;
+  };
+  for (Case c : {Case{8, 0, 8, 8}, Case{12, 5, 6, 11}, Case{12, 5, 6, 4}, Case{9, 7, 3, 1}}) {
+    INFO("rows ", c.rows, ", M ", c.m, ", T ", c.t, ", Dr ", c.dr);
+    std::int64_t const l = c.m + c.t;
+    DT p = random_tensor(Shape{c.rows, l}, 11), g = random_tensor(Shape{c.rows, l}, 12);
+    for (std::int64_t r = 0; r < c.rows; ++r) {  // P lives in [0, Dr); G is zero at masked keys
+      for (std::int64_t j = c.dr; j < l; ++j) p.data()[r * l + j] = 0.0;
+      for (std::int64_t j = c.m + r % c.t + 1; j < l; ++j) g.data()[r * l + j] = 0.0;
+    }
+    DT sp(Shape{c.rows, l}), gg(Shape{c.rows, l});
+    std::copy(p.data(), p.data() + p.numel(), sp.data());
+    std::copy(g.data(), g.data() + g.numel(), gg.data());
+    hseq::ops::spread_relative_rows<double>(ctx, sp.view(), c.m, c.t, c.dr);
+    hseq::ops::gather_relative_rows<double>(ctx, gg.view(), c.m, c.t, c.dr);
+    double lhs = 0, rhs = 0;
+    for (std::int64_t r = 0; r < c.rows; ++r) {
+      for (std::int64_t j = 0; j < l; ++j) lhs += sp.data()[r * l + j] * g.data()[r * l + j];
+      for (std::int64_t k = 0; k < c.dr; ++k) rhs += p.data()[r * l + k] * gg.data()[r * l + k];
+    }
+    CHECK(std::abs(lhs) > 1e-3);  // not trivially zero
+    CHECK(lhs == doctest::Approx(rhs).epsilon(1e-12));
+  }
+}
+
+TEST_CASE("position: relative-row spread and gather name a wrong buffer shape or distance count") {
+  hseq::cpu::Context ctx;
+  DT buf(Shape{6, 5});
+  CHECK(error_of([&] { hseq::ops::spread_relative_rows<double>(ctx, buf.view(), 2, 4, 3); }).find("[rows, M + T]") !=
+        std::string::npos);  // L = 6 != 5
+  CHECK(error_of([&] { hseq::ops::gather_relative_rows<double>(ctx, buf.view(), 1, 4, 3); }).find("k * 4") !=
+        std::string::npos);  // 6 rows, not a multiple of T = 4
+  CHECK(error_of([&] { hseq::ops::spread_relative_rows<double>(ctx, buf.view(), 2, 3, 6); }).find("expected 1..5") !=
+        std::string::npos);
+  CHECK(error_of([&] { hseq::ops::gather_relative_rows<double>(ctx, buf.view(), 2, 3, 0); }).find("0 distance columns") !=
+        std::string::npos);
 }
 
 }  // namespace HSEQ_TEST_UNIT

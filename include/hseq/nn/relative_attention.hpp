@@ -32,14 +32,12 @@
 ///     dRk = dP^T (q + v) / sqrt(dh) summed over b and i, dWr through the r Linear with R as input;
 ///     du_h, dv_h are the sums over b and i of d(q + u), d(q + v); dq is their sum.
 /// P lives in the first Dr columns of the dense buffer's rows and is spread over its row in place
-/// (see `spread_rows`); dP is gathered back the same way inside the dL/dlogits buffer. That needs
-/// no buffer besides the ones the core needs anyway, so forward carves only what it saves.
+/// (`ops::spread_relative_rows`); dP is gathered back the same way inside the dL/dlogits buffer
+/// (`ops::gather_relative_rows`). That needs no buffer besides the ones the core needs anyway, so
+/// forward carves only what it saves.
 ///
-/// Backends: everything is written with ops that exist for the CPU and CUDA (gemm_strided_batched,
-/// elementwise, copy_mat, add_sinusoidal, the attention core) except the in-row spread/gather of
-/// the dense bias, which has no op yet and is written here for the CPU only. On any other memory
-/// space forward and backward throw "RelativeAttention on <backend>: not yet available" (the
-/// template still compiles there).
+/// Backends: every step is an op with a CPU and a CUDA implementation (gemm_strided_batched,
+/// elementwise, add_sinusoidal, the relative-row spread/gather, the attention core).
 ///
 /// Parameters: "q.", "kv.", "out." as nn::MultiHeadAttention, "r." (Linear d -> H dh, no bias),
 /// "u" and "v" [H, dh] (the global content and position biases, zero at init as in
@@ -50,7 +48,6 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
-#include <type_traits>
 
 #include "hseq/backend/backend.hpp"
 #include "hseq/core/error.hpp"
@@ -82,6 +79,7 @@ class RelativeAttention {
     bool bias = true;         ///< biases of the q, kv and out projections (r never has one)
     double init_std = 0.02;   ///< std of every projection weight
     std::int64_t clamp_len = 0;  ///< > 0: distances past clamp_len use R[clamp_len]; 0: no clamping
+    double out_init_std = 0.0;   ///< std of the output projection; 0 means init_std
   };
   /// Sizes of one call: segment x [B, T, dim], memory [B, M, dim] (M may be 0).
   struct Dims {
@@ -107,7 +105,7 @@ class RelativeAttention {
         q_({c.dim, c.dim, c.bias, c.init_std}),
         kv_({c.dim, 2 * c.dim, c.bias, c.init_std}),
         r_({c.dim, c.dim, false, c.init_std}),
-        out_({c.dim, c.dim, c.bias, c.init_std}),
+        out_({c.dim, c.dim, c.bias, c.out_init_std > 0 ? c.out_init_std : c.init_std}),
         u_(Shape{c.heads, c.dim / c.heads}, InitSpec::zeros(), false),
         v_(Shape{c.heads, c.dim / c.heads}, InitSpec::zeros(), false) {}
   Config const& config() const { return cfg_; }
@@ -143,7 +141,6 @@ class RelativeAttention {
   /// y [B, T, dim] = relative attention of the segment x [B, T, dim] over [mem; x]; `mem`
   /// [B, M, dim] may be empty (M = 0). x and mem must stay unchanged until backward.
   Saved forward(Ctx& ctx, CView x, CView mem, MView y, Arena<Space>& ws) const {
-    require_host();
     std::int64_t const w = cfg_.dim;
     HSEQ_CHECK(x.rank() == 3 && x.size(0) >= 1 && x.size(1) >= 1 && x.size(2) == w && y.shape == x.shape,
                "RelativeAttention(dim " << w << "): x " << x.shape << ", y " << y.shape
@@ -177,7 +174,7 @@ class RelativeAttention {
                                    ops::Mat<T const, Space>(s.rk.data, dr, hd, w), hd,
                                    ops::Mat<T, Space>(s.dense.data + b * cfg_.heads * d.t * l, d.t, dr, l), d.t * l,
                                    scale(), T(0));
-    spread_rows(d, s.dense);  // dense[b, h, i, j] = P[b, h, i, δ'(i, j)]
+    ops::spread_relative_rows<T>(ctx, rows_of(d, s.dense), d.m, d.t, dr);  // dense[b, h, i, j] = P[b, h, i, δ'(i, j)]
     ops::AttentionScores<T, Space> sc;
     sc.dense = s.dense;
     ops::attention_forward<T>(ctx, core_dims(d), ops::AttentionMask::causal(), scale(), s.qu, s.kv, s.att, s.stats, sc);
@@ -188,7 +185,6 @@ class RelativeAttention {
   /// Overwrites dx [B, T, dim] and dmem [B, M, dim] (either may be empty: not needed); parameter
   /// gradients accumulate (frozen ones are skipped).
   void backward(Ctx& ctx, Saved const& s, CView dy, MView dx, MView dmem, Arena<Space>& ws) const {
-    require_host();
     Dims const& d = s.dims;
     std::int64_t const w = cfg_.dim, l = d.m + d.t, hd = head_dim(), dr = distance_rows(d);
     HSEQ_CHECK(dy.shape == (Shape{d.batch, d.t, w}),
@@ -206,7 +202,8 @@ class RelativeAttention {
     dsc.dense = g.dlogits;
     ops::attention_backward<T>(ctx, core_dims(d), ops::AttentionMask::causal(), scale(), s.qu, s.kv, s.att, s.stats,
                                g.datt, g.dqu, g.dkv, g.scratch, sc, dsc);
-    gather_rows(d, g.dlogits);  // dP[b, h, i, δ'] = sum of dL/dlogits[b, h, i, j] over j with δ'(i, j) = δ'
+    // dP[b, h, i, δ'] = sum of dL/dlogits[b, h, i, j] over j with δ'(i, j) = δ'
+    ops::gather_relative_rows<T>(ctx, rows_of(d, g.dlogits), d.m, d.t, dr);
     // d(q + v) = dP Rk / sqrt(dh) per (b, h) [T, dh];  dRk = sum_b dP^T (q + v) / sqrt(dh) [Dr, dh].
     for (std::int64_t b = 0; b < d.batch; ++b) {
       ops::Mat<T const, Space> dp(g.dlogits.data + b * cfg_.heads * d.t * l, d.t, dr, l);
@@ -254,11 +251,6 @@ class RelativeAttention {
     HSEQ_CHECK(c.clamp_len >= 0, "RelativeAttention: clamp_len " << c.clamp_len << " must be >= 0 (0: no clamping)");
     return c;
   }
-  static void require_host() {
-    if constexpr (!std::is_same_v<Space, HostSpace>)
-      HSEQ_FAIL("RelativeAttention on " << B::kName
-                                        << ": not yet available (the dense-bias spread/gather has only a CPU path)");
-  }
   T scale() const { return T(1.0 / std::sqrt(double(head_dim()))); }
   /// u or v [H, dh] as the bias vector [H dh] of the heads' column blocks.
   template <class U>
@@ -305,58 +297,8 @@ class RelativeAttention {
     return g;
   }
 
-  /// In place on each row (b, h, i) of buf [B, H, T, L], which holds P[b, h, i, δ] in columns
-  /// δ = 0..Dr-1: row[j] = P[min(n - 1 - j, Dr - 1)] for the n = M + i + 1 visible keys j < n
-  /// (n - 1 - j = δ(i, j), and min with Dr - 1 is the clamp, Dr - 1 being clamp_len when
-  /// clamping is on, else never reached), row[j] = 0 for the masked j >= n.
-  /// Steps, with c = min(n, Dr) distances that occur unclamped: reverse [0, c) so that
-  /// row[k] = P[c - 1 - k]; move it to [n - c, n), giving row[j] = P[n - 1 - j] there; the
-  /// j < n - c (only when c = Dr) have δ >= Dr, so they take P[Dr - 1], now at row[n - c].
-  void spread_rows(Dims d, MView buf) const {
-    if constexpr (std::is_same_v<Space, HostSpace>) {
-      std::int64_t const l = d.m + d.t, dr = distance_rows(d), rows = d.batch * cfg_.heads * d.t;
-#pragma omp parallel for schedule(static) if (rows * l > ops::kParallelGrain)
-      for (std::int64_t r = 0; r < rows; ++r) {
-        std::int64_t const n = d.m + r % d.t + 1, c = std::min(n, dr);
-        T* row = buf.data + r * l;
-        std::reverse(row, row + c);
-        if (n > c) {
-          std::copy_backward(row, row + c, row + n);
-          T const far = row[n - c];  // P[Dr - 1]: every distance >= Dr - 1
-          std::fill(row, row + (n - c), far);
-        }
-        std::fill(row + n, row + l, T(0));
-      }
-    } else {
-      (void)d, (void)buf;
-      require_host();
-    }
-  }
-  /// The adjoint of `spread_rows`, in place on each row of g [B, H, T, L] (dL/dlogits, zero at the
-  /// masked j >= n): row[δ] = sum of g[j] over the visible j with min(n - 1 - j, Dr - 1) = δ, for
-  /// δ = 0..Dr-1 (0 for distances that do not occur in this row, δ >= n).
-  void gather_rows(Dims d, MView g) const {
-    if constexpr (std::is_same_v<Space, HostSpace>) {
-      std::int64_t const l = d.m + d.t, dr = distance_rows(d), rows = d.batch * cfg_.heads * d.t;
-#pragma omp parallel for schedule(static) if (rows * l > ops::kParallelGrain)
-      for (std::int64_t r = 0; r < rows; ++r) {
-        std::int64_t const n = d.m + r % d.t + 1, c = std::min(n, dr);
-        T* row = g.data + r * l;
-        if (n > c) {
-          // j = 0..n-c all have distance >= Dr - 1 (clamped): their sum is the gradient of P[Dr - 1].
-          T far = T(0);
-          for (std::int64_t j = 0; j <= n - c; ++j) far += row[j];
-          row[n - c] = far;
-          std::copy(row + (n - c), row + n, row);  // left shift: row[k] = g[n - c + k]
-        }
-        std::reverse(row, row + c);  // row[δ] = g[n - 1 - δ]
-        std::fill(row + c, row + dr, T(0));
-      }
-    } else {
-      (void)d, (void)g;
-      require_host();
-    }
-  }
+  /// buf [B, H, T, L] as the [B H T, L] rows of ops::spread_relative_rows / gather_relative_rows.
+  MView rows_of(Dims d, MView buf) const { return MView(buf.data, Shape{d.batch * cfg_.heads * d.t, d.m + d.t}); }
 
   Config cfg_;
   Linear<B, T> q_, kv_, r_, out_;

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /// @file
-/// @brief CUDA position encodings: learned table (add and its batch-summed gradient) and sinusoids.
+/// @brief CUDA position encodings: learned table (add and its batch-summed gradient), sinusoids, and
+/// relative attention's distance-row spread and gather (one block per row).
 #pragma once
 
 #include "hseq/ops/cuda/launch.cuh"
@@ -41,6 +42,55 @@ __global__ void add_sinusoidal_kernel(T* x, std::int64_t offset, std::int64_t bt
     x[e] += detail::sinusoid<T>(offset + r % t, j, c);
   }
 }
+
+/// One block per row: the row's c = min(n, Dr) distance scores go to shared memory first, so the
+/// in-place writes cannot overtake the reads.
+template <class T>
+__global__ void spread_relative_rows_kernel(T* buf, std::int64_t m, std::int64_t t, std::int64_t dr) {
+  extern __shared__ unsigned char relative_smem[];
+  T* p = reinterpret_cast<T*>(relative_smem);
+  std::int64_t const l = m + t, r = blockIdx.x, n = m + r % t + 1, c = n < dr ? n : dr;
+  T* row = buf + r * l;
+  for (std::int64_t k = threadIdx.x; k < c; k += blockDim.x) p[k] = row[k];
+  __syncthreads();
+  for (std::int64_t j = threadIdx.x; j < l; j += blockDim.x) {
+    std::int64_t const dist = n - 1 - j;
+    row[j] = j < n ? p[dist < dr - 1 ? dist : dr - 1] : T(0);
+  }
+}
+/// One block per row: p[δ] = g[n - 1 - δ] for δ < c, the clamped tail (j <= n - c) summed by a
+/// block reduction (deterministic) into p[Dr - 1], then written back.
+template <class T>
+__global__ void gather_relative_rows_kernel(T* g, std::int64_t m, std::int64_t t, std::int64_t dr) {
+  extern __shared__ unsigned char relative_smem[];
+  T* p = reinterpret_cast<T*>(relative_smem);
+  std::int64_t const l = m + t, r = blockIdx.x, n = m + r % t + 1, c = n < dr ? n : dr;
+  T* row = g + r * l;
+  T part = T(0);
+  if (n > c)
+    for (std::int64_t j = threadIdx.x; j <= n - c; j += blockDim.x) part += row[j];
+  T const far = block_sum<T, kThreads>(part);  // valid in thread 0
+  for (std::int64_t k = threadIdx.x; k < c; k += blockDim.x) p[k] = row[n - 1 - k];
+  __syncthreads();
+  if (n > c && threadIdx.x == 0) p[c - 1] = far;
+  __syncthreads();
+  for (std::int64_t k = threadIdx.x; k < dr; k += blockDim.x) row[k] = k < c ? p[k] : T(0);
+}
+/// Dynamic shared memory of Dr elements; beyond the default 48 KiB the kernel must opt in.
+template <class T, class K>
+std::size_t relative_rows_smem(K kernel, std::int64_t dr, char const* who) {
+  std::size_t const bytes = std::size_t(dr) * sizeof(T);
+  if (bytes > 48 * 1024) {
+    int dev = 0, most = 0;
+    HSEQ_CUDA_CHECK(cudaGetDevice(&dev));
+    HSEQ_CUDA_CHECK(cudaDeviceGetAttribute(&most, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    HSEQ_CHECK(bytes <= std::size_t(most), who << ": " << dr << " distances need " << bytes
+                                               << " bytes of shared memory per row; this device allows " << most
+                                               << " (bound the distances with clamp_len)");
+    HSEQ_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+  }
+  return bytes;
+}
 }  // namespace cuda_detail
 
 /// x[b, t, :] += table[offset + t, :].
@@ -75,6 +125,35 @@ void add_sinusoidal(cuda::Context& ctx, View<T, DeviceSpace> x, std::int64_t off
   cuda_detail::add_sinusoidal_kernel<T><<<cuda_detail::grid_for(bsz * t * c), cuda_detail::kThreads, 0, ctx.stream()>>>(
       x.data, offset, bsz * t, t, c);
   HSEQ_CUDA_LAUNCH_CHECK("add_sinusoidal");
+}
+
+/// In place on each row of buf [R, M + T]: distance scores in columns [0, Dr) spread over the
+/// keys (see the CPU overload in ops/position.hpp).
+template <class T>
+void spread_relative_rows(cuda::Context& ctx, View<T, DeviceSpace> buf, std::int64_t m, std::int64_t t,
+                          std::int64_t dr) {
+  detail::check_relative_rows(buf, m, t, dr, "spread_relative_rows");
+  std::int64_t const rows = buf.size(0);
+  if (rows == 0) return;
+  HSEQ_CHECK(rows < (std::int64_t(1) << 31), "spread_relative_rows: " << rows << " rows exceed one grid");
+  auto kernel = cuda_detail::spread_relative_rows_kernel<T>;
+  std::size_t const smem = cuda_detail::relative_rows_smem<T>(kernel, dr, "spread_relative_rows");
+  kernel<<<unsigned(rows), cuda_detail::kThreads, smem, ctx.stream()>>>(buf.data, m, t, dr);
+  HSEQ_CUDA_LAUNCH_CHECK("spread_relative_rows");
+}
+
+/// The adjoint of `spread_relative_rows`, in place on each row of g [R, M + T].
+template <class T>
+void gather_relative_rows(cuda::Context& ctx, View<T, DeviceSpace> g, std::int64_t m, std::int64_t t,
+                          std::int64_t dr) {
+  detail::check_relative_rows(g, m, t, dr, "gather_relative_rows");
+  std::int64_t const rows = g.size(0);
+  if (rows == 0) return;
+  HSEQ_CHECK(rows < (std::int64_t(1) << 31), "gather_relative_rows: " << rows << " rows exceed one grid");
+  auto kernel = cuda_detail::gather_relative_rows_kernel<T>;
+  std::size_t const smem = cuda_detail::relative_rows_smem<T>(kernel, dr, "gather_relative_rows");
+  kernel<<<unsigned(rows), cuda_detail::kThreads, smem, ctx.stream()>>>(g.data, m, t, dr);
+  HSEQ_CUDA_LAUNCH_CHECK("gather_relative_rows");
 }
 
 }  // namespace hseq::ops
