@@ -11,6 +11,10 @@
 #                 (the IEM phase for --iem-fraction of the budget, then the run is resumed with the
 #                 decoder phase for the rest), the same HAED trained "full", and the Transformer LM
 #                 whose parameter count is within +-5 % of the HAED's (layers chosen by probing).
+#   phases    (b') the HAED phase schedules side by side at equal training time: the end-to-end HAED
+#                 once, then every --sweep item F:SECOND (the IEM phase for the share F of the budget,
+#                 then SECOND, "decoder" (encoder and backbone frozen) or "full" (everything
+#                 fine-tuned), for the rest), each as in (b).
 #   grid      (c) bpc after equal training time for encoder {mlp, rnn} x backbone {rnn, transformer},
 #                 decoder fixed (rnn), fixed 8-byte chunks.
 #   generate  (d) cached generation bytes/s of HAED vs the Transformer LM at the same context (the
@@ -52,6 +56,9 @@ Options (defaults in brackets):
   --mem-steps N        (a) steps of the IEM run and of the full run [20]
   --budget S           (b) training seconds per model [300]
   --iem-fraction F     (b) share of the HAED budget planned for the IEM phase [0.75]
+  --second-phase P     (b), (c) the phase after IEM: decoder (encoder and backbone frozen) or full
+                       (everything fine-tuned) [decoder]
+  --sweep "F:P ..."    (b') the schedules compared ["0.75:decoder 0.5:decoder 0.5:full 0.25:full"]
   --lm-dim D           (b), (d) Transformer LM width [--dim]
   --lm-layers L        (b), (d) Transformer LM layers [chosen: parameters within +-5 % of the HAED's]
   --grid-budget S      (c) training seconds per combination [240]
@@ -65,15 +72,16 @@ EOF
 cmd="${1:-help}"
 [ $# -gt 0 ] && shift
 case "$cmd" in
-  memory|budget|grid|generate|all) ;;
+  memory|budget|phases|grid|generate|all) ;;
   help|-h|--help) usage; exit 0 ;;
-  *) echo "unknown command '$cmd' (memory, budget, grid, generate, all, help)" >&2; exit 2 ;;
+  *) echo "unknown command '$cmd' (memory, budget, phases, grid, generate, all, help)" >&2; exit 2 ;;
 esac
 
 build="$root/build"; data=""; out="$root/bench/results/hred_haed_claims"; threads=2
 ctx=1024; batch=8; dim=256; heads=4; layers=4; dec_layers=2; negatives=256; lr=2e-3; warmup=30
 eval_windows=128; mem_steps=20; budget=300; iem_fraction=0.75; lm_dim=""; lm_layers=""
-grid_budget=240; grid_objective=full; gen_repeats=3
+grid_budget=240; grid_objective=full; gen_repeats=3; second_phase=decoder
+sweep="0.75:decoder 0.5:decoder 0.5:full 0.25:full"
 while [ $# -gt 0 ]; do
   opt="$1"; val="${2-}"
   [ $# -ge 2 ] || { echo "option $opt needs a value" >&2; exit 2; }
@@ -83,6 +91,7 @@ while [ $# -gt 0 ]; do
     --layers) layers="$val" ;; --decoder-layers) dec_layers="$val" ;; --iem-negatives) negatives="$val" ;;
     --lr) lr="$val" ;; --warmup) warmup="$val" ;; --eval-windows) eval_windows="$val" ;;
     --mem-steps) mem_steps="$val" ;; --budget) budget="$val" ;; --iem-fraction) iem_fraction="$val" ;;
+    --second-phase) second_phase="$val" ;; --sweep) sweep="$val" ;;
     --lm-dim) lm_dim="$val" ;; --lm-layers) lm_layers="$val" ;;
     --grid-budget) grid_budget="$val" ;; --grid-objective) grid_objective="$val" ;; --gen-repeats) gen_repeats="$val" ;;
     *) echo "unknown option '$opt' (see: bash $0 help)" >&2; exit 2 ;;
@@ -90,6 +99,10 @@ while [ $# -gt 0 ]; do
   shift 2
 done
 lm_dim="${lm_dim:-$dim}"
+case "$second_phase" in decoder|full) ;; *) echo "--second-phase: decoder or full, not '$second_phase'" >&2; exit 2 ;; esac
+for item in $sweep; do
+  [[ "$item" =~ ^(0?\.[0-9]+|1(\.0*)?):(decoder|full)$ ]] || { echo "--sweep item '$item': F:decoder or F:full with 0 < F <= 1" >&2; exit 2; }
+done
 case "$grid_objective" in full|phases) ;; *) echo "--grid-objective: full or phases, not '$grid_objective'" >&2; exit 2 ;; esac
 (( ctx % 8 == 0 )) || { echo "--context $ctx is not a multiple of the 8-byte segments" >&2; exit 2; }
 
@@ -237,27 +250,27 @@ probe_flags=(--data "$data" --threads "$threads" --batch 1 --seq-len 16 --steps 
              --eval-windows 1 --sample-bytes 0 --seed 1234)
 
 # train_phases DIR NAME BUDGET MODEL_FLAGS...: HAED's two phases in BUDGET seconds of training, in two
-# processes: NAME_iem trains "--phases iem" for iem_fraction of the budget (its cosine decay over that
-# time) and writes DIR/NAME.safetensors; NAME resumes it with "--phases iem:S,decoder" (S: the IEM
-# steps taken) and the whole budget, so the decoder phase trains for the rest of the training time
-# (the schedule continues from the fraction of the budget already used). One CSV, DIR/NAME.csv.
-# Sets PH_IEM_STEPS.
+# processes: NAME_iem trains "--phases iem" for PH_FRACTION (default iem_fraction) of the budget (its
+# cosine decay over that time) and writes DIR/NAME.safetensors; NAME resumes it with
+# "--phases iem:S,P" (S: the IEM steps taken; P: PH_SECOND, default second_phase) and the whole
+# budget, so phase P trains for the rest of the training time (the schedule continues from the
+# fraction of the budget already used). One CSV, DIR/NAME.csv. Sets PH_IEM_STEPS.
 train_phases() {
   local dir="$1" name="$2" b="$3"; shift 3
   local ckpt="$dir/$name.safetensors" iem_s
-  iem_s="$(calc "$iem_fraction * $b")"
+  iem_s="$(calc "${PH_FRACTION:-$iem_fraction} * $b")"
   rm -f "$ckpt" "$dir/$name.csv"
   run_one "$dir" "${name}_iem" "$train" "$@" "${iem_flags[@]}" "${common_flags[@]}" --steps 0 --time-budget "$iem_s" \
     --warmup "$warmup" --phases iem --eval-every 0 --eval-windows 1 --csv "$dir/$name.csv" --out "$ckpt"
   PH_IEM_STEPS="$(field "$dir/${name}_iem.log" steps)"
   run_one "$dir" "$name" "$train" --resume "$ckpt" "${common_flags[@]}" --steps 0 --time-budget "$b" --warmup "$warmup" \
-    --phases "iem:$PH_IEM_STEPS,decoder" --eval-every 0 --eval-windows "$eval_windows" --csv "$dir/$name.csv" --out "$ckpt"
+    --phases "iem:$PH_IEM_STEPS,${PH_SECOND:-$second_phase}" --eval-every 0 --eval-windows "$eval_windows" --csv "$dir/$name.csv" --out "$ckpt"
 }
 # phase_report CSV N_IEM: the steps and seconds each phase actually trained (from the CSV).
 phase_report() {
-  awk -F, -v n="$2" 'NR > 1 && $2 != "nan" && $2 != "" { last = $1; t = $5; if ($1 == n) ti = t }
-    END { if (last < n) printf "%d IEM steps in %.1f s, no decoder step (the budget ended in the IEM phase)", last, t;
-          else printf "%d IEM steps in %.1f s (%.0f %%), %d decoder steps in %.1f s (%.0f %%)", n, ti, 100 * ti / t, last - n, t - ti, 100 * (t - ti) / t }' "$1"
+  awk -F, -v n="$2" -v p="${3:-$second_phase}" 'NR > 1 && $2 != "nan" && $2 != "" { last = $1; t = $5; if ($1 == n) ti = t }
+    END { if (last < n) printf "%d IEM steps in %.1f s, no %s step (the budget ended in the IEM phase)", last, t, p;
+          else printf "%d IEM steps in %.1f s (%.0f %%), %d %s steps in %.1f s (%.0f %%)", n, ti, 100 * ti / t, last - n, p, t - ti, 100 * (t - ti) / t }' "$1"
 }
 
 # ------------------------------------------------------------------------------------------------
@@ -376,7 +389,7 @@ cmd_budget() {
     local name label
     for name in haed_phases haed_full lm; do
       case "$name" in
-        haed_phases) label="HAED, iem ($(fmt "$(calc "100 * $iem_fraction")" %.0f) %) then decoder" ;;
+        haed_phases) label="HAED, iem ($(fmt "$(calc "100 * $iem_fraction")" %.0f) %) then $second_phase" ;;
         haed_full) label="HAED, full (end to end)" ;;
         lm) label="Transformer LM, d = $lm_dim, $LM_LAYERS layers" ;;
       esac
@@ -387,6 +400,51 @@ cmd_budget() {
     echo "HAED phases as trained: $(phase_report "$dir/haed_phases.csv" "$PH_IEM_STEPS") (steps and time: the whole run;"
     echo "  haed_phases_iem.log is its IEM process, haed_phases.log the resumed decoder process)"
     echo "parameters: HAED with its IEM head $(field "$dir/haed_phases.log" params), without $p_haed; LM $p_lm ($(fmt "$dev" %+.1f) % of $p_haed)"
+  } | tee "$dir/summary.txt"
+}
+
+# ------------------------------------------------------------------------------------------------
+# (b') phase schedules: the end-to-end HAED against IEM-then-decoder and IEM-then-full at several
+# IEM shares, all at equal training time
+
+cmd_phases() {
+  local dir="$out/phases"
+  mkdir -p "$dir"; : > "$dir/commands.txt"
+  echo "==== (b') phase schedules: $budget s per run, T = $ctx, batch $batch, $threads threads; schedules: $sweep"
+  env_report "$dir"
+  local -a eval_flags=(--eval-every 0 --eval-windows "$eval_windows")
+  run_one "$dir" haed_full "$train" "${haed_flags[@]}" "${common_flags[@]}" "${eval_flags[@]}" \
+    --steps 0 --time-budget "$budget" --warmup "$warmup" --csv "$dir/haed_full.csv"
+  local item frac second name
+  local -a names=() notes=()
+  for item in $sweep; do
+    frac="${item%%:*}"; second="${item##*:}"
+    name="haed_iem$(calc "100 * $frac" | awk '{ printf "%d", $1 + 0.5 }')_$second"
+    PH_FRACTION="$frac" PH_SECOND="$second" train_phases "$dir" "$name" "$budget" "${haed_flags[@]}"
+    rm -f "$dir/$name.safetensors"  # 80 MB each; the logs and CSVs are the record
+    names+=("$name"); notes+=("$(phase_report "$dir/$name.csv" "$PH_IEM_STEPS" "$second")")
+  done
+  local full_bpc; full_bpc="$(field "$dir/haed_full.log" bpc)"
+  local row='| %-40s | %6s | %9s | %9s | %9s |\n'
+  {
+    echo
+    echo "(b') HAED phase schedules at equal training time, $budget s per run (validation and set-up excluded), T = $ctx,"
+    echo "    batch $batch, $threads threads, data $(basename "$data"); final validation bpc over the same $eval_windows windows of"
+    echo "    $ctx bytes of the validation split for every run; peak lr $lr, $warmup warm-up steps, cosine decay over the budget"
+    printf "$row" schedule steps "tokens/s" "val bpc" "vs full"
+    printf "$row" --- ---: ---: ---: ---:
+    printf "$row" "full (end to end)" "$(field "$dir/haed_full.log" steps)" "$(fmt "$(field "$dir/haed_full.log" tokens_per_s)" %.0f)" \
+      "$(fmt "$full_bpc" %.4f)" ""
+    local i bpc
+    for i in "${!names[@]}"; do
+      name="${names[$i]}"; bpc="$(field "$dir/$name.log" bpc)"
+      printf "$row" "$name" "$(field "$dir/$name.log" steps)" "$(fmt "$(field "$dir/$name.log" tokens_per_s)" %.0f)" \
+        "$(fmt "$bpc" %.4f)" "$(fmt "$(calc "$bpc - $full_bpc")" %+.4f)"
+    done
+    echo
+    echo "as trained (from the CSVs; tokens/s above is the resumed process's own figure):"
+    for i in "${!names[@]}"; do echo "  ${names[$i]}: ${notes[$i]}"; done
+    echo "claim (issue 10): the two-phase HAED within 0.10 bpc of full training after equal wall-clock"
   } | tee "$dir/summary.txt"
 }
 
@@ -480,6 +538,7 @@ mkdir -p "$out"
 case "$cmd" in
   memory) cmd_memory ;;
   budget) cmd_budget ;;
+  phases) cmd_phases ;;
   grid) cmd_grid ;;
   generate) cmd_generate ;;
   all) cmd_memory; cmd_budget; cmd_grid; cmd_generate
