@@ -49,6 +49,7 @@
 #include "hseq/nn/parameter.hpp"
 #include "hseq/nn/position_embedding.hpp"
 #include "hseq/nn/relative_attention.hpp"
+#include "hseq/nn/relative_block.hpp"
 #include "hseq/nn/rnn.hpp"
 #include "hseq/nn/transformer_block.hpp"
 
@@ -91,9 +92,11 @@
 #include "hseq/models/generate.hpp"
 #include "hseq/models/hierarchical.hpp"
 #include "hseq/models/hourglass.hpp"
+#include "hseq/models/memory_model.hpp"
 #include "hseq/models/model.hpp"
 #include "hseq/models/sampler.hpp"
 #include "hseq/models/transformer_lm.hpp"
+#include "hseq/models/transformer_xl.hpp"
 
 #include "hseq/train/adamw.hpp"
 #include "hseq/train/clip.hpp"

@@ -20,6 +20,7 @@
 #include "hseq/io/text_dataset.hpp"
 #include "hseq/models/hourglass.hpp"
 #include "hseq/models/transformer_lm.hpp"
+#include "hseq/models/transformer_xl.hpp"
 #include "hseq/train/task.hpp"
 #include "hseq/train/trainer.hpp"
 #include "train/phased_lm.hpp"
@@ -663,6 +664,79 @@ TEST_CASE("trainer: SequentialSegments streams consecutive windows and resets th
   CHECK(tb.task().position() == 10);
   for (std::int64_t s = 5; s < tc.steps; ++s) CHECK(tb.step(ctx) == t.losses()[std::size_t(s)]);
   std::filesystem::remove(path);
+}
+
+TEST_CASE("trainer: a memory model on consecutive segments: memory bound and carried, reset at wraps, untouched by "
+          "validation, saved in checkpoints, so a resumed run continues the loss sequence bit for bit") {
+  cpu::Context ctx;
+  auto data = io::TextDataset::from_string(corpus().substr(0, 800), "short", 0.1);
+  auto tc = tcfg();
+  tc.steps = 16;
+  tc.eval_windows = 4;
+  using Xl = models::TransformerXl<cpu, float>;
+  using Seq = train::SequentialSegments;
+  using Tr = train::Trainer<cpu, float, Xl, Seq>;
+  Xl::Config xc{.vocab = 256, .dim = 16, .heads = 2, .layers = 2, .context = 16, .mem_len = 24};
+  std::int64_t const w = Seq(data, tc.batch, tc.seq_len).windows_per_stream();
+  REQUIRE(w + 2 < tc.steps);  // the run wraps, and a resume after the wrap has steps left
+  auto run = [&](Xl& m, nn::ParamStore<cpu, float>& p, Tr& t, std::int64_t from, std::int64_t to, bool validate) {
+    std::vector<double> out;
+    for (std::int64_t s = from; s < to; ++s) {
+      out.push_back(t.step(ctx));
+      // The memory fills by one segment per step up to mem_len and restarts after each wrap.
+      std::int64_t const since_wrap = (s % w) + 1;
+      CHECK(m.bound_memory() != nullptr);
+      CHECK(m.bound_memory()->fill() == std::min<std::int64_t>(24, since_wrap * tc.seq_len));
+      if (validate && s % 3 == 1) {
+        auto* mem = m.bound_memory();
+        std::int64_t const fill = mem->fill();
+        t.evaluate(ctx);
+        CHECK(m.bound_memory() == mem);  // bound back
+        CHECK(mem->fill() == fill);      // and not moved
+      }
+    }
+    (void)p;
+    return out;
+  };
+  Xl m(xc);
+  nn::ParamStore<cpu, float> p(m);
+  p.init(ctx, 7);
+  Tr t(ctx, m, p, data, Seq(data, tc.batch, tc.seq_len), tc);
+  auto straight = run(m, p, t, 0, tc.steps, true);
+  // The same without validation: validation changed nothing of the stream.
+  Xl m2(xc);
+  nn::ParamStore<cpu, float> p2(m2);
+  p2.init(ctx, 7);
+  Tr t2(ctx, m2, p2, data, Seq(data, tc.batch, tc.seq_len), tc);
+  CHECK(run(m2, p2, t2, 0, tc.steps, false) == straight);
+  // Interrupted after 2 steps (memory partly filled, before the wrap) and after w + 1 (after it).
+  for (std::int64_t stop : {std::int64_t(2), w + 1}) {
+    CAPTURE(stop);
+    auto path = tmp_path("xl_memory.safetensors").string();
+    Xl ma(xc);
+    nn::ParamStore<cpu, float> pa(ma);
+    pa.init(ctx, 7);
+    Tr ta(ctx, ma, pa, data, Seq(data, tc.batch, tc.seq_len), tc);
+    run(ma, pa, ta, 0, stop, false);
+    ta.save(ctx, path);
+    Xl mb(xc);
+    nn::ParamStore<cpu, float> pb(mb);
+    Tr tb(ctx, mb, pb, data, Seq(data, tc.batch, tc.seq_len), tc);
+    tb.load(ctx, path);
+    auto rest = run(mb, pb, tb, stop, tc.steps, false);
+    CHECK(rest == std::vector<double>(straight.begin() + stop, straight.end()));
+    // The restored memory matters: the same checkpoint with its memory forgotten before the next
+    // step (which continues the stream: stop is not at a wrap) gives another loss.
+    REQUIRE(stop % w != 0);
+    Xl mc(xc);
+    nn::ParamStore<cpu, float> pc(mc);
+    Tr tc2(ctx, mc, pc, data, Seq(data, tc.batch, tc.seq_len), tc);
+    tc2.load(ctx, path);
+    CHECK(tc2.memory().fill() == std::min<std::int64_t>(24, (stop % w) * tc.seq_len));
+    tc2.memory().reset();
+    CHECK(tc2.step(ctx) != rest.front());
+    std::filesystem::remove(path);
+  }
 }
 
 TEST_SUITE("slow") {

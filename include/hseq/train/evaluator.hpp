@@ -41,6 +41,7 @@
 #include "hseq/core/tensor.hpp"
 #include "hseq/core/workspace.hpp"
 #include "hseq/io/text_dataset.hpp"
+#include "hseq/models/memory_model.hpp"
 #include "hseq/models/model.hpp"
 
 namespace hseq::train {
@@ -126,6 +127,9 @@ class Evaluator {
     HSEQ_CHECK(total > 0, "Evaluator: the validation split of " << data_.name() << " (" << data_.size(split)
                                                         << " bytes) is too short for sequences of " << cfg_.seq_len << " + 1");
     std::int64_t const count = num_windows(windows), t = cfg_.seq_len;
+    // Independent windows: a memory model scores each without a memory, and the training
+    // stream's memory (bound by a trainer) is neither read nor moved.
+    models::UnboundMemory<M> unbound(model_);
     EvalResult out;
     out.windows = count;
     double nll = 0;  // byte objective: sum of batch mean x counted targets

@@ -38,6 +38,11 @@
 ///   - `set_phase(std::string_view)`: see phases above.
 ///   - `reset_state(ctx)`: called before a micro-batch that does not continue the previous one
 ///     (`Task::continues()`), for models that carry a memory across batches.
+///   - A memory (`models::MemoryModel`, models/memory_model.hpp: Transformer-XL): the trainer owns
+///     the training stream's memory (`make_memory(batch)`), binds it before every step, and saves
+///     it in checkpoints as the state group "memory" (so a resumed run continues the stream
+///     exactly: train with a task whose batches continue each other, `SequentialSegments`);
+///     validation unbinds it while it scores (train/evaluator.hpp).
 /// Validation is an `Evaluator` (train/evaluator.hpp) sharing the trainer's workspace; in a phase
 /// without byte likelihood (HAED's IEM phase) it reports NaN bpc and the phase's own loss terms
 /// (`last_eval()`).
@@ -80,6 +85,7 @@
 #include "hseq/io/csv_log.hpp"
 #include "hseq/io/progress.hpp"
 #include "hseq/io/text_dataset.hpp"
+#include "hseq/models/memory_model.hpp"
 #include "hseq/models/model.hpp"
 #include "hseq/nn/parameter.hpp"
 #include "hseq/ops/elementwise.hpp"
@@ -330,12 +336,19 @@ class Trainer {
     state_.data_seed = data_seed_;
     state_.data_pos = task_.position();
     state_.phases = cfg_.phases;
+    if constexpr (models::MemoryModel<M>) memory_ = model_.make_memory(cfg_.batch);
     enter_phase(phase_at(0));
   }
 
   TrainerState const& state() const { return state_; }
   TrainerConfig const& config() const { return cfg_; }
   AdamW<B, T>& optimizer() { return opt_; }
+  /// A memory model's training memory (what checkpoints save as the group "memory").
+  auto& memory()
+    requires models::MemoryModel<M>
+  {
+    return memory_;
+  }
   TaskT& task() { return task_; }
   Evaluator<B, T, M>& evaluator() { return evaluator_; }
   /// Index into `config().phases` of the phase the next step trains in (0 without phases).
@@ -363,6 +376,7 @@ class Trainer {
     auto t0 = std::chrono::steady_clock::now();
     if (std::size_t p = phase_at(state_.step); p != phase_) enter_phase(p);
     params_.zero_grad(ctx);
+    if constexpr (models::MemoryModel<M>) model_.bind_memory(&memory_);  // validation may have unbound it
     double loss_sum = 0;
     for (std::int64_t micro = 0; micro < cfg_.grad_accum; ++micro) {
       task_.next(host_ids_.data(), host_targets_.data());
@@ -479,11 +493,12 @@ class Trainer {
     return schedule_.at_fraction(state_.step, state_.elapsed_s / cfg_.time_budget_s);
   }
 
-  /// Writes a checkpoint (atomically) with the parameters, the optimizer (state group "optim") and
-  /// this trainer's state, downloading device memory on `ctx`.
+  /// Writes a checkpoint (atomically) with the parameters, the optimizer (state group "optim"),
+  /// a memory model's training memory (group "memory") and this trainer's state, downloading
+  /// device memory on `ctx`.
   void save(Ctx& ctx, std::string const& path) {
     io::CheckpointInfo info{M::kKind, model_.config_json(), state_.to_json()};
-    io::save_checkpoint(ctx, path, info, params_, {{"optim", opt_}});
+    io::save_checkpoint(ctx, path, info, params_, state_groups());
   }
 
   /// Restores parameters, optimizer and position from a checkpoint of the same model structure,
@@ -518,7 +533,7 @@ class Trainer {
                                      "--phases to continue the checkpoint's)");
       }
     };
-    io::load_checkpoint(ctx, path, M::kKind, model_.config_json(), params_, {{"optim", opt_}}, check_state);
+    io::load_checkpoint(ctx, path, M::kKind, model_.config_json(), params_, state_groups(), check_state);
     state_ = s;
     state_.data_seed = data_seed_;  // the stream continues under this seed (also for seedless checkpoints)
     state_.phases = cfg_.phases;    // and under this schedule (it agrees with the stored one so far)
@@ -527,6 +542,13 @@ class Trainer {
   }
 
  private:
+  /// The checkpoint's state groups: the optimizer, and a memory model's training memory.
+  std::vector<io::StateGroup<B>> state_groups() {
+    std::vector<io::StateGroup<B>> g;
+    g.emplace_back("optim", opt_);
+    if constexpr (models::MemoryModel<M>) g.emplace_back("memory", memory_);
+    return g;
+  }
   static TrainerConfig const& check(TrainerConfig const& c) {
     HSEQ_CHECK(c.steps > 0 || c.time_budget_s > 0,
                "Trainer: give a number of steps or a time budget (steps " << c.steps << ", time budget "
@@ -655,6 +677,8 @@ class Trainer {
   TrainerConfig cfg_;
   TaskT task_;
   AdamW<B, T> opt_;
+  /// A memory model's training memory (an empty member for other models).
+  [[no_unique_address]] typename models::detail::MemoryOrNone<M>::type memory_;
   WarmupCosine schedule_;
   Workspace<B> ws_;  // declared before evaluator_, which shares it
   Evaluator<B, T, M> evaluator_;
