@@ -82,19 +82,22 @@ TEST_CASE("cuda models: HRED and HAED on the GPU match the CPU (GRU, LSTM, both 
   mm_compare_model(wide, 2, 44, 75);
 }
 
+// Three segments at least: with two, only the backbone's first step reaches a logit, which leaves an
+// RNN backbone's recurrent weights (zero initial state) and a Transformer backbone's queries (one key)
+// with exactly zero gradients, and the gradient check refuses zero gradients.
 TEST_CASE("cuda models: gradcheck of tiny HRED and HAED on the GPU in double") {
   HredSpec hred;
   hred.vocab = 11;
   hred.dim = 8;
   hred.layers = 1;
-  hred.context = 8;
-  mm_gradcheck_model(hred, 2, 8, 81, 5);
+  hred.context = 12;
+  mm_gradcheck_model(hred, 2, 12, 81, 5);
   HaedTransformerSpec haed;
   haed.vocab = 11;
   haed.dim = 8;
   haed.layers = 1;
-  haed.context = 8;
-  mm_gradcheck_model(haed, 2, 8, 82, 5);
+  haed.context = 12;
+  mm_gradcheck_model(haed, 2, 12, 82, 5);
 }
 
 TEST_CASE("cuda models: HRED and HAED on the GPU are causal by perturbation (rows >= p change, rows < p keep bits)") {
@@ -123,10 +126,11 @@ TEST_CASE("cuda models: HRED and HAED cached logits on the GPU equal the full fo
 TEST_CASE("cuda models: delimited HRED and HAED on the GPU match the CPU, pass gradcheck, and cache == full") {
   mm_compare_model(HredDelimitedSpec{.vocab = 12}, 2, 30, 111);
   mm_compare_model(HaedDelimitedSpec{.vocab = 12}, 2, 30, 112);
-  HredDelimitedSpec hred{.vocab = 11, .dim = 8, .layers = 1, .context = 12};
-  mm_gradcheck_model(hred, 2, 12, 113, 5);
-  HaedDelimitedSpec haed{.vocab = 11, .dim = 8, .layers = 1, .context = 12};
-  mm_gradcheck_model(haed, 2, 12, 114, 5);
+  // 18 bytes: at least three segments of at most 6 (see the fixed-size gradcheck above).
+  HredDelimitedSpec hred{.vocab = 11, .dim = 8, .layers = 1, .context = 18};
+  mm_gradcheck_model(hred, 2, 18, 113, 5);
+  HaedDelimitedSpec haed{.vocab = 11, .dim = 8, .layers = 1, .context = 18};
+  mm_gradcheck_model(haed, 2, 18, 114, 5);
   for (double rel : {mm_cached_vs_full<double>(HredDelimitedSpec{.vocab = 12}, 20, 7, 115),
                      mm_cached_vs_full<double>(HaedDelimitedSpec{.vocab = 12}, 20, 7, 116)}) {
     INFO("worst relative difference ", rel);
