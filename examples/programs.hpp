@@ -21,6 +21,8 @@
 ///     parameter patterns a --phases phase freezes (throws for an unknown phase), and
 ///     `template <class M> static void prepare(M&, hseq::io::TextDataset const&)`: set-up from the
 ///     training data before training (hseq-train only);
+///   - optionally `using Task = ...`: the training task (train/task.hpp) when not random crops,
+///     e.g. `hseq::train::SequentialSegments` for a model that carries a memory between batches;
 ///   - optionally `static std::vector<cli::BenchCase> bench_cases()`: the family's rows of the
 ///     benchmark table (bench/bench_families.cpp), each a name, model flags and shapes; one whose
 ///     name contains "small" is the tiny case of ctest's bench.smoke. Models with
@@ -267,6 +269,17 @@ inline std::string resume_phases(Args const& a, std::vector<hseq::train::Phase>&
              : " (the checkpoint's were '" + theirs + "'; they agree on its " + std::to_string(st.step) + " steps)";
 }
 
+/// The task a family trains on: `Trait::Task` when it names one, random crops otherwise.
+template <class Trait>
+struct TaskOf {
+  using type = hseq::train::RandomCrops;
+};
+template <class Trait>
+  requires requires { typename Trait::Task; }
+struct TaskOf<Trait> {
+  using type = typename Trait::Task;
+};
+
 template <class Trait, class M>
 void train(Args const& a, ModelChoice const& choice) {
   Backend::Context ctx;
@@ -303,7 +316,15 @@ void train(Args const& a, ModelChoice const& choice) {
   std::string const phases_note = resume_phases(a, t.phases, kFamilyHasPhases);
   // A family may prepare a model from the training data (HAED: the IEM proposal over its segments).
   if constexpr (requires { Trait::template prepare<M>(*model, data); }) Trait::template prepare<M>(*model, data);
-  hseq::train::Trainer<Backend, Real, M> trainer(ctx, *model, params, data, t);
+  // A family may train on another task (Transformer-XL: consecutive segments, so its memory carries).
+  using Task = typename TaskOf<Trait>::type;
+  auto make_task = [&] {
+    if constexpr (std::is_constructible_v<Task, hseq::io::TextDataset const&, std::int64_t, std::int64_t, std::uint64_t>)
+      return Task(data, t.batch, t.seq_len, t.seed);
+    else
+      return Task(data, t.batch, t.seq_len);
+  };
+  hseq::train::Trainer<Backend, Real, M, Task> trainer(ctx, *model, params, data, make_task(), t);
   if (!a.str("resume").empty()) trainer.load(ctx, a.str("resume"));
 
   std::cout << "model: " << M::kKind << " " << model->config_json() << "\n"
