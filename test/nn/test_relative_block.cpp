@@ -111,6 +111,45 @@ TEST_CASE("RelativeBlock: causal within the segment; the memory reaches every po
   CHECK(row1_same == 0);
 }
 
+TEST_CASE("RelativeBlock: the memory's gradient when asked for (BPTT into a compressor), and the key mass") {
+  cpu::Context ctx;
+  std::int64_t const bsz = 2, t = 3, d = 8, tm = 4;
+  Block m = make_block(3);
+  nn::ParamStore<cpu, double> ps(m);
+  test::randomize_params(ps, 22);
+  auto x = random_tensor(Shape{bsz, t, d}, 1), dx = random_tensor(Shape{bsz, t, d}, 0);
+  auto mem = random_tensor(Shape{bsz, tm, d}, 3), dmem = random_tensor(Shape{bsz, tm, d}, 0);
+  auto r = random_tensor(Shape{bsz, t, d}, 2);
+  Tensor<double, cpu> y(Shape{bsz, t, d});
+  std::size_t const plan = m.forward_workspace(bsz, t, tm) + m.backward_workspace(bsz, t, tm);
+  Workspace<cpu> ws(plan);
+  auto loss = [&] {
+    auto a = ws.arena();
+    m.forward(ctx, x.cview(), mem.cview(), y.view(), a);
+    return test::dot(y.cview(), r.cview());
+  };
+  auto grads = [&] {
+    auto a = ws.arena();
+    auto s = m.forward(ctx, x.cview(), mem.cview(), y.view(), a);
+    m.backward(ctx, s, r.cview(), dx.view(), a, dmem.view());
+  };
+  test::GradCheck gc(ps);
+  gc.input("x", x.view(), dx.view());
+  gc.input("mem", mem.view(), dmem.view());
+  gc.run(loss, grads);
+  // The key mass: every query's weights sum to one, so each head's masses sum to T.
+  Tensor<double, cpu> mass(Shape{bsz, 2, tm + t});
+  auto a = ws.arena();
+  m.forward(ctx, x.cview(), mem.cview(), y.view(), a, mass.view());
+  for (std::int64_t bh = 0; bh < bsz * 2; ++bh) {
+    double sum = 0;
+    for (std::int64_t j = 0; j < tm + t; ++j) sum += mass.data()[bh * (tm + t) + j];
+    CHECK(sum == doctest::Approx(double(t)).epsilon(1e-12));
+  }
+  // The last key (the segment's last row) is visible to the last query only.
+  CHECK(mass.data()[tm + t - 1] > 0);
+}
+
 TEST_CASE("RelativeBlock: bad shapes and configurations are named") {
   cpu::Context ctx;
   CHECK_THROWS_WITH_AS(Block({.dim = 6, .heads = 4}), doctest::Contains("heads 4"), Error);

@@ -139,8 +139,10 @@ class RelativeAttention {
   Saved forward(Ctx& ctx, CView x, MView y, Arena<Space>& ws) const { return forward(ctx, x, CView{}, y, ws); }
 
   /// y [B, T, dim] = relative attention of the segment x [B, T, dim] over [mem; x]; `mem`
-  /// [B, M, dim] may be empty (M = 0). x and mem must stay unchanged until backward.
-  Saved forward(Ctx& ctx, CView x, CView mem, MView y, Arena<Space>& ws) const {
+  /// [B, M, dim] may be empty (M = 0). x and mem must stay unchanged until backward. `key_mass`
+  /// [B, H, M + T], when given, receives the attention mass each key gets (summed over the
+  /// queries; the attention core's `AttentionScores::key_mass`), for "most-used" compression.
+  Saved forward(Ctx& ctx, CView x, CView mem, MView y, Arena<Space>& ws, MView key_mass = {}) const {
     std::int64_t const w = cfg_.dim;
     HSEQ_CHECK(x.rank() == 3 && x.size(0) >= 1 && x.size(1) >= 1 && x.size(2) == w && y.shape == x.shape,
                "RelativeAttention(dim " << w << "): x " << x.shape << ", y " << y.shape
@@ -177,6 +179,7 @@ class RelativeAttention {
     ops::spread_relative_rows<T>(ctx, rows_of(d, s.dense), d.m, d.t, dr);  // dense[b, h, i, j] = P[b, h, i, δ'(i, j)]
     ops::AttentionScores<T, Space> sc;
     sc.dense = s.dense;
+    sc.key_mass = key_mass;
     ops::attention_forward<T>(ctx, core_dims(d), ops::AttentionMask::causal(), scale(), s.qu, s.kv, s.att, s.stats, sc);
     s.out_lin = out_.forward(ctx, s.att, y, ws);
     return s;

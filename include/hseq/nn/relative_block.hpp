@@ -89,8 +89,9 @@ class RelativeBlock {
   }
 
   /// y = block(x, mem); x, y [B, T, dim]; mem [B, M, dim] or empty. x and mem must stay unchanged
-  /// until backward.
-  Saved forward(Ctx& ctx, CView x, CView mem, MView y, Arena<Space>& ws) const {
+  /// until backward. `key_mass` [B, H, M + T], when given, receives the attention mass of each key
+  /// (RelativeAttention::forward).
+  Saved forward(Ctx& ctx, CView x, CView mem, MView y, Arena<Space>& ws, MView key_mass = {}) const {
     HSEQ_CHECK(x.rank() == 3 && x.size(2) == cfg_.dim && y.shape == x.shape,
                "RelativeBlock(dim " << cfg_.dim << "): x " << x.shape << ", y " << y.shape
                                     << " (expected [B, T, dim])");
@@ -105,7 +106,7 @@ class RelativeBlock {
       s.hm = ws.template take<T>(mem.shape, "relblock.hm");
       s.ln1m = ln1_.forward(ctx, mem, s.hm, ws);
     }
-    s.attn = attn_.forward(ctx, s.h1, CView(s.hm), s.x1, ws);
+    s.attn = attn_.forward(ctx, s.h1, CView(s.hm), s.x1, ws, key_mass);
     ops::axpy<T>(ctx, T(1), x, s.x1);  // x1 = x + attention
     s.ln2 = ln2_.forward(ctx, s.x1, s.h2, ws);
     s.mlp = mlp_.forward(ctx, s.h2, y, ws);
@@ -113,9 +114,10 @@ class RelativeBlock {
     return s;
   }
 
-  /// dx (overwritten) from dy; parameter gradients accumulate (the memory's path included), the
-  /// memory itself gets none (stop-gradient).
-  void backward(Ctx& ctx, Saved const& s, CView dy, MView dx, Arena<Space>& ws) const {
+  /// dx (overwritten) from dy; parameter gradients accumulate (the memory's path included). The
+  /// memory gets no gradient (Transformer-XL's stop-gradient) unless `dmem` [B, M, dim] is given:
+  /// then it is overwritten with dL/dmem (the Compressive Transformer's BPTT into the compressor).
+  void backward(Ctx& ctx, Saved const& s, CView dy, MView dx, Arena<Space>& ws, MView dmem = {}) const {
     HSEQ_CHECK(dy.shape == s.h1.shape && dx.shape == s.h1.shape,
                "RelativeBlock::backward: dy " << dy.shape << ", dx " << dx.shape << ", expected " << s.h1.shape);
     ArenaScope<Space> scope(ws);
@@ -129,9 +131,14 @@ class RelativeBlock {
     } else {
       ArenaScope<Space> mem_scope(ws);
       MView dhm = ws.template take<T>(s.hm.shape, "relblock.dhm");
-      MView dmem = ws.template take<T>(s.hm.shape, "relblock.dmem");  // LN1's dx of the memory: discarded
+      MView dm = ws.template take<T>(s.hm.shape, "relblock.dmem");  // LN1's dx of the memory
       attn_.backward(ctx, s.attn, dx1, dh, dhm, ws);
-      ln1_.backward(ctx, s.ln1m, dhm, dmem, ws);  // LN1's parameters, through the memory's path
+      ln1_.backward(ctx, s.ln1m, dhm, dm, ws);  // LN1's parameters, through the memory's path
+      if (!dmem.empty()) {
+        HSEQ_CHECK(dmem.shape == s.hm.shape,
+                   "RelativeBlock::backward: dmem " << dmem.shape << ", expected " << s.hm.shape);
+        ops::copy<T>(ctx, CView(dm), dmem);
+      }
     }
     ln1_.backward(ctx, s.ln1, dh, dx, ws);   // dx = LN1 path
     ops::axpy<T>(ctx, T(1), CView(dx1), dx);  // + residual

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /// @file
-/// @brief Sequence resampling on [B, L, C] tensors: shift right, average pooling, repetition.
+/// @brief Sequence resampling on [B, L, C] tensors: shift right, average and max pooling, repetition.
 /// The building blocks of the hierarchical models' shortening and upsampling.
 #pragma once
 
@@ -85,6 +85,44 @@ void avg_pool_backward(cpu::Context&, View<T const, HostSpace> dy, View<T, HostS
     T const* src = dy.data + (b * (l / k) + t / k) * c;
     T* dst = dx.data + r * c;
     for (std::int64_t j = 0; j < c; ++j) dst[j] = src[j] * inv;
+  }
+}
+
+/// Max pooling (the Compressive Transformer's max compression): y[b, i, j] = max_{q<k} x[b, i k + q, j],
+/// arg[b, i, j] = the q of the maximum (the first of equal maxima); x: [B, L, C], y, arg: [B, L / k, C].
+template <class T>
+void max_pool(cpu::Context&, View<T const, HostSpace> x, View<T, HostSpace> y, View<std::int32_t, HostSpace> arg,
+              std::int64_t k) {
+  HSEQ_CHECK(k >= 1 && x.rank() == 3 && x.size(1) % k == 0, "max_pool: length of x " << x.shape
+                                                                                      << " is not a multiple of " << k);
+  detail::check_seq_pair(x, y, x.size(1), x.size(1) / k, "max_pool");
+  HSEQ_CHECK(arg.shape == y.shape, "max_pool: arg " << arg.shape << " is not shaped like y " << y.shape);
+  std::int64_t bsz = y.size(0), ls = y.size(1), c = y.size(2);
+#pragma omp parallel for schedule(static) if (bsz * ls * k * c > kParallelGrain)
+  for (std::int64_t r = 0; r < bsz * ls; ++r) {
+    T const* src = x.data + r * k * c;
+    for (std::int64_t j = 0; j < c; ++j) {
+      T best = src[j];
+      std::int32_t at = 0;
+      for (std::int64_t q = 1; q < k; ++q)
+        if (src[q * c + j] > best) best = src[q * c + j], at = std::int32_t(q);
+      y.data[r * c + j] = best;
+      arg.data[r * c + j] = at;
+    }
+  }
+}
+
+/// dx[b, i k + q, j] = dy[b, i, j] where q = arg[b, i, j], else 0 (overwrites).
+template <class T>
+void max_pool_backward(cpu::Context&, View<T const, HostSpace> dy, View<std::int32_t const, HostSpace> arg,
+                       View<T, HostSpace> dx, std::int64_t k) {
+  detail::check_seq_pair(dx, dy, dy.size(1) * k, dy.size(1), "max_pool_backward");
+  HSEQ_CHECK(arg.shape == dy.shape, "max_pool_backward: arg " << arg.shape << " is not shaped like dy " << dy.shape);
+  std::int64_t bsz = dx.size(0), l = dx.size(1), c = dx.size(2);
+#pragma omp parallel for schedule(static) if (bsz * l * c > kParallelGrain)
+  for (std::int64_t r = 0; r < bsz * l; ++r) {
+    std::int64_t b = r / l, t = r % l, o = (b * (l / k) + t / k) * c;
+    for (std::int64_t j = 0; j < c; ++j) dx.data[r * c + j] = arg.data[o + j] == t % k ? dy.data[o + j] : T(0);
   }
 }
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// CUDA ops/resample.hpp: shift_right, avg_pool, repeat_rows and their backwards match the CPU.
+// CUDA ops/resample.hpp: shift_right, avg_pool, max_pool, repeat_rows and their backwards match the CPU.
 #include <doctest/doctest.h>
 
 #include <cstdint>
@@ -62,6 +62,33 @@ TEST_CASE_TEMPLATE("cuda parity: shift_right, avg_pool, repeat_rows and their ba
     ops::repeat_rows_backward<T>(cctx, x.cview(), dys.view(), k);
     ops::repeat_rows_backward<T>(gctx, gxx.cview(), gdys.view(), k);
     CHECK_NMSE(to_host(gctx, gdys), dys, kTol<T>);
+  }
+}
+
+TEST_CASE_TEMPLATE("cuda parity: max_pool (values, which row, backward)", T, float, double) {
+  cpu::Context cctx;
+  cuda::Context gctx;
+  std::int64_t const bsz = 3, l = 36, c = 70;
+  auto x = random_normal<T>(Shape{bsz, l, c}, 102);
+  auto gx = to_device(gctx, x);
+  for (std::int64_t k : {std::int64_t(1), std::int64_t(3), std::int64_t(4)}) {
+    INFO("factor ", k);
+    Shape const ss{bsz, l / k, c};
+    auto y = filled<T>(ss, nan_v<T>());
+    auto gy = to_device(gctx, y);
+    HostTensor<std::int32_t> arg(ss);
+    auto garg = to_device(gctx, arg);
+    ops::max_pool<T>(cctx, x.cview(), y.view(), arg.view(), k);
+    ops::max_pool<T>(gctx, gx.cview(), gy.view(), garg.view(), k);
+    CHECK(bit_mismatches(to_host(gctx, gy), y) == 0);  // comparisons only
+    CHECK(bit_mismatches(to_host(gctx, garg), arg) == 0);
+    auto dy = random_normal<T>(ss, 103);
+    auto gdy = to_device(gctx, dy);
+    auto dx = filled<T>(Shape{bsz, l, c}, nan_v<T>());
+    auto gdx = to_device(gctx, dx);
+    ops::max_pool_backward<T>(cctx, dy.cview(), arg.cview(), dx.view(), k);
+    ops::max_pool_backward<T>(gctx, gdy.cview(), garg.cview(), gdx.view(), k);
+    CHECK(bit_mismatches(to_host(gctx, gdx), dx) == 0);
   }
 }
 
