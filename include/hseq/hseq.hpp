@@ -65,6 +65,7 @@
 #include "hseq/hier/iem_loss.hpp"
 #include "hseq/hier/linear_pool.hpp"
 #include "hseq/hier/linear_upsample.hpp"
+#include "hseq/hier/memory_compressors.hpp"
 #include "hseq/hier/mlp_encoder.hpp"
 #include "hseq/hier/part_config.hpp"
 #include "hseq/hier/repeat_upsample.hpp"
@@ -88,6 +89,7 @@
 #include "hseq/io/text_dataset.hpp"
 
 #include "hseq/models/cached_model.hpp"
+#include "hseq/models/compressive_transformer.hpp"
 #include "hseq/models/flops.hpp"
 #include "hseq/models/generate.hpp"
 #include "hseq/models/hierarchical.hpp"

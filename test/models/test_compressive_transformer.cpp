@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // models::CompressiveTransformer: gradients of tiny models for every compression function (BPTT through a
-// learned compressor, the auto-encoding loss) over fixed memories; the memory bookkeeping (compression
+// learned compressor, the auto-encoding and attention-reconstruction losses) over fixed memories; the memory bookkeeping (compression
 // every c evictions, FIFO order of the compressed memory, pending remainders, reset); causality within
 // and across segments (through the memory and the compressed memory); cached generation equals the full
 // forward; bad configurations; the memory as checkpoint state.
@@ -91,7 +91,12 @@ void set_memory(Mem& mem, std::int64_t fc, std::int64_t fm, std::int64_t fp, std
 template <class P>
 void gradcheck_ct(CompressionLoss loss) {
   cpu::Context ctx;
-  Ct<P> m(tiny<P>(4, 3, loss));
+  auto cfg = tiny<P>(4, 3, loss);
+  // Attention reconstruction holds the queries fixed (detached): with a second layer, layer 0's
+  // compressed rows would reach layer 1's queries, a path finite differences see and the gradient
+  // (by design, as the PyTorch twin's detach) does not; one layer has no such path.
+  if (loss == CompressionLoss::kAttentionReconstruction) cfg.layers = 1;
+  Ct<P> m(cfg);
   nn::ParamStore<cpu, double> ps(m);
   test::randomize_params(ps, 3, 0.3);
   auto ids = random_ids(Shape{2, 5}, 11, 1), targets = random_ids(Shape{2, 5}, 11, 2);
@@ -120,10 +125,12 @@ void gradcheck_ct(CompressionLoss loss) {
     test::GradCheck(ps).run(loss_fn, grads);
     return;
   }
-  // Auto-encoding: the compressor and decoder train on the auto-encoding loss alone (their output
-  // reaches the LM loss through the attention, but that path is cut, as `detach` would), so their
-  // gradients are checked against loss_weight x that term, every other parameter's against the
-  // total (to which the auto-encoding term contributes nothing).
+  // Auto-encoding and attention reconstruction: the compressor (and decoder) train on that loss
+  // alone (their output reaches the LM loss through the attention, but that path is cut, as
+  // `detach` would), so their gradients are checked against loss_weight x that term, and every
+  // other parameter's against the cross-entropy term (the attention reconstruction depends on the
+  // block's parameters and queries, but holds them fixed: they get no gradient from it, as in
+  // tools/torch_xl.py, whose parity fixture this model matches).
   auto zeroed = [&] {
     ps.zero_grad(ctx);
     grads();
@@ -133,7 +140,12 @@ void gradcheck_ct(CompressionLoss loss) {
     bool const comp = e.name.rfind("compress", 0) == 0;
     (comp ? ae : lm).input(e.name, e.param->value, e.param->grad);
   }
-  lm.run(loss_fn, zeroed);
+  lm.run(
+      [&] {
+        loss_fn();
+        return tr.terms[0].value;  // the byte cross-entropy
+      },
+      zeroed);
   ae.run(
       [&] {
         loss_fn();
@@ -144,7 +156,7 @@ void gradcheck_ct(CompressionLoss loss) {
 
 }  // namespace
 
-TEST_CASE("gradcheck: CompressiveTransformer, every compression function, BPTT and auto-encoding") {
+TEST_CASE("gradcheck: CompressiveTransformer, every compression function; BPTT, auto-encoding, attention reconstruction") {
   gradcheck_ct<hier::MeanPool<2>>(CompressionLoss::kBptt);
   gradcheck_ct<hier::MaxPool<2>>(CompressionLoss::kBptt);
   gradcheck_ct<hier::MostUsed<2>>(CompressionLoss::kBptt);
@@ -152,6 +164,8 @@ TEST_CASE("gradcheck: CompressiveTransformer, every compression function, BPTT a
   gradcheck_ct<hier::DilatedConv<3>>(CompressionLoss::kBptt);
   gradcheck_ct<hier::Conv<2>>(CompressionLoss::kAutoEncoding);
   gradcheck_ct<hier::DilatedConv<2>>(CompressionLoss::kAutoEncoding);
+  gradcheck_ct<hier::Conv<2>>(CompressionLoss::kAttentionReconstruction);
+  gradcheck_ct<hier::DilatedConv<3>>(CompressionLoss::kAttentionReconstruction);
 }
 
 TEST_CASE("compressive: evicted memories are compressed c at a time into a FIFO of compressed memories") {
@@ -299,10 +313,12 @@ TEST_CASE("compressive: the losses a compressor without parameters cannot train 
   Mean::Config c;
   c.loss = CompressionLoss::kAutoEncoding;
   CHECK_THROWS_WITH_AS(Mean{c}, doctest::Contains("mean compression has none (use bptt)"), Error);
+  c.loss = CompressionLoss::kAttentionReconstruction;
+  CHECK_THROWS_WITH_AS(Mean{c}, doctest::Contains("the attn loss trains"), Error);
   c.loss = CompressionLoss::kBptt;
   c.loss_weight = -1;
   CHECK_THROWS_WITH_AS(Mean{c}, doctest::Contains("loss_weight -1"), Error);
-  CHECK_THROWS_WITH_AS(models::compression_loss_from_name("attention"), doctest::Contains("known: bptt, ae"), Error);
+  CHECK_THROWS_WITH_AS(models::compression_loss_from_name("attention"), doctest::Contains("known: bptt, ae, attn"), Error);
   Ct<hier::Conv<2>> m(tiny<hier::Conv<2>>(4, 4, CompressionLoss::kAutoEncoding));
   auto back = Ct<hier::Conv<2>>::config_from_json(m.config_json());
   CHECK(back.loss == CompressionLoss::kAutoEncoding);

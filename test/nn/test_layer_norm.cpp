@@ -89,4 +89,23 @@ TEST_CASE("layer_norm module: a frozen gain or bias gets no gradient; dx and the
   for (std::int64_t i = 0; i < ps.grads().numel(); ++i) REQUIRE(ps.grads()[i] == 0.0);
 }
 
+TEST_CASE("layer_norm module: backward_input gives backward's dx and leaves the parameter gradients alone") {
+  cpu::Context ctx;
+  nn::LayerNorm<cpu, double> ln({6, 1e-5});
+  nn::ParamStore<cpu, double> ps(ln);
+  test::randomize_params(ps, 3);
+  auto x = random_tensor(Shape{4, 6}, 1), dy = random_tensor(Shape{4, 6}, 2);
+  Tensor<double, cpu> y(Shape{4, 6}), dx1(Shape{4, 6}), dx2(Shape{4, 6});
+  Workspace<cpu> ws(ln.forward_workspace(4) + ln.input_backward_workspace());
+  auto a = ws.arena();
+  auto s = ln.forward(ctx, x.cview(), y.view(), a);
+  ps.zero_grad(ctx);
+  ln.backward_input(ctx, s, dy.cview(), dx2.view(), a);
+  CHECK(a.high_water() <= ln.forward_workspace(4) + ln.input_backward_workspace());
+  for (auto const& e : ps.entries())
+    for (std::int64_t i = 0; i < e.param->grad.numel(); ++i) CHECK(e.param->grad.data[i] == 0.0);
+  ln.backward(ctx, s, dy.cview(), dx1.view(), a);
+  for (std::int64_t i = 0; i < dx1.numel(); ++i) CHECK(dx2.data()[i] == dx1.data()[i]);
+}
+
 }  // namespace HSEQ_TEST_UNIT

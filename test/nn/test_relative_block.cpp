@@ -4,6 +4,7 @@
 // memory's influence, the workspace plan and bad inputs.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -148,6 +149,42 @@ TEST_CASE("RelativeBlock: the memory's gradient when asked for (BPTT into a comp
   }
   // The last key (the segment's last row) is visible to the last query only.
   CHECK(mass.data()[tm + t - 1] > 0);
+}
+
+TEST_CASE("RelativeBlock: content attention over other rows (attention reconstruction): the rows' gradient, no other") {
+  cpu::Context ctx;
+  std::int64_t const bsz = 2, t = 3, d = 8, n = 4;
+  Block m = make_block();
+  nn::ParamStore<cpu, double> ps(m);
+  test::randomize_params(ps, 23);
+  auto x = random_tensor(Shape{bsz, t, d}, 1), rows = random_tensor(Shape{bsz, n, d}, 4),
+       drows = random_tensor(Shape{bsz, n, d}, 0), r = random_tensor(Shape{bsz, t, d}, 2);
+  Tensor<double, cpu> y(Shape{bsz, t, d}), a(Shape{bsz, t, d});
+  std::size_t const plan = m.forward_workspace(bsz, t, 0) + m.content_workspace(bsz, t, n) +
+                           m.content_backward_workspace(bsz, t, n);
+  Workspace<cpu> ws(plan);
+  auto loss = [&] {
+    auto ar = ws.arena();
+    auto s = m.forward(ctx, x.cview(), CViewD{}, y.view(), ar);
+    m.content_forward(ctx, s, rows.cview(), a.view(), ar);
+    return test::dot(a.cview(), r.cview());
+  };
+  auto grads = [&] {
+    auto ar = ws.arena();
+    auto s = m.forward(ctx, x.cview(), CViewD{}, y.view(), ar);
+    auto c = m.content_forward(ctx, s, rows.cview(), a.view(), ar);
+    m.content_backward(ctx, c, a.cview(), r.cview(), drows.view(), ar);
+    CHECK(ar.high_water() <= plan);
+  };
+  test::GradCheck gc;  // the rows only: the parameters are held fixed
+  gc.input("rows", rows.view(), drows.view());
+  gc.run(loss, grads);
+  ps.zero_grad(ctx);
+  grads();
+  double g = 0;
+  for (auto const& e : ps.entries())
+    for (std::int64_t i = 0; i < e.param->grad.numel(); ++i) g += std::abs(e.param->grad.data[i]);
+  CHECK(g == 0.0);
 }
 
 TEST_CASE("RelativeBlock: bad shapes and configurations are named") {

@@ -9,8 +9,10 @@
 
 #include "hseq/hier/segment_proposal.hpp"
 #include "hseq/io/text_dataset.hpp"
+#include "hseq/models/compressive_transformer.hpp"
 #include "hseq/models/hierarchical.hpp"
 #include "hseq/models/transformer_lm.hpp"
+#include "hseq/models/transformer_xl.hpp"
 #include "hseq/train/evaluator.hpp"
 #include "hseq/train/trainer.hpp"
 #include "train/phased_lm.hpp"
@@ -240,6 +242,45 @@ TEST_CASE("evaluator: HAED's IEM phase is scored by its IEM loss, NaN bpc, paddi
   CHECK(std::isfinite(full.bpc));
   CHECK(full.term("ce") == doctest::Approx(full.bpc * std::log(2.0)).epsilon(1e-12));
   CHECK(std::isnan(full.term("iem")));
+}
+
+TEST_CASE("evaluator: a memory model scored segment by segment over a memory covering the window equals one pass") {
+  cpu::Context ctx;
+  auto data = io::TextDataset::from_string(corpus(), "corpus", 0.1);
+  using Xl = models::TransformerXl<cpu, double>;
+  Xl m({.vocab = 256, .dim = 16, .heads = 2, .layers = 2, .context = 24, .mem_len = 8});
+  nn::ParamStore<cpu, double> ps(m);
+  ps.init(ctx, 3);
+  // One pass of 24 bytes, no memory; then segments of 8 over a memory of 16 rows (covering every
+  // earlier byte of the window: the same attention), and over the model's own 8 rows (not).
+  train::Evaluator<cpu, double, Xl> whole(m, data, {4, 24, 10});
+  train::Evaluator<cpu, double, Xl> covered(m, data, {.batch = 4, .seq_len = 24, .windows = 10, .segment = 8, .memory_rows = 16});
+  train::Evaluator<cpu, double, Xl> short_mem(m, data, {.batch = 4, .seq_len = 24, .windows = 10, .segment = 8});
+  // A bound memory (a trainer's) is neither read nor moved by any of them.
+  auto train_mem = m.make_memory(3);
+  m.bind_memory(&train_mem);
+  double const a = whole.evaluate(ctx), b = covered.evaluate(ctx), c = short_mem.evaluate(ctx);
+  CHECK(m.bound_memory() == &train_mem);
+  CHECK(train_mem.fill() == 0);
+  CHECK(std::isfinite(a));
+  CHECK(b == doctest::Approx(a).epsilon(1e-12));
+  CHECK(std::abs(c - a) > 1e-9);  // a memory of 8 rows forgets the window's first bytes
+  // The same holds for the Compressive Transformer (no compression while the memory covers the window).
+  using Ct = models::CompressiveTransformer<cpu, double, hier::MeanPool<2>>;
+  Ct::Config cc;
+  cc.vocab = 256, cc.dim = 16, cc.heads = 2, cc.layers = 2, cc.context = 24, cc.mem_len = 8, cc.cmem_len = 4;
+  Ct ct(cc);
+  nn::ParamStore<cpu, double> pct(ct);
+  pct.init(ctx, 4);
+  train::Evaluator<cpu, double, Ct> ct_whole(ct, data, {4, 24, 10});
+  train::Evaluator<cpu, double, Ct> ct_covered(ct, data, {.batch = 4, .seq_len = 24, .windows = 10, .segment = 8, .memory_rows = 16});
+  CHECK(ct_covered.evaluate(ctx) == doctest::Approx(ct_whole.evaluate(ctx)).epsilon(1e-12));
+  // Segments that do not divide the window, or segments for a model without a memory, are refused.
+  CHECK_THROWS_WITH_AS((train::Evaluator<cpu, double, Xl>(m, data, {.batch = 4, .seq_len = 24, .segment = 7})),
+                       doctest::Contains("segments of 7 bytes must divide the windows of 24"), Error);
+  Lm lm(tiny());
+  CHECK_THROWS_WITH_AS((EvaluatorF(lm, data, {.batch = 2, .seq_len = 16, .segment = 8})),
+                       doctest::Contains("for models with a memory"), Error);
 }
 
 }  // namespace HSEQ_TEST_UNIT

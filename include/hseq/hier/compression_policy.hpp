@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: MIT
 /// @file
-/// @brief `CompressionPolicy` (provisional): the Compressive Transformer's memory compression f_c.
+/// @brief `CompressionPolicy`: the Compressive Transformer's memory compression f_c.
 ///
-/// PROVISIONAL: no model uses memory compression yet. This states the compression function of
-/// the Compressive Transformer (spec models.md §4.2): the oldest memories, evicted from the FIFO
-/// memory, become c times fewer compressed memories. The pooling and strided-convolution
-/// compressors of the paper have exactly this form (mean pooling is `AvgPool`'s module, a
-/// convolution with kernel = stride = c is `LinearPool`'s); the auxiliary losses (auto-encoding,
-/// attention reconstruction) will extend it when the Compressive Transformer lands.
+/// The oldest memories, evicted from the FIFO memory, become c times fewer compressed memories
+/// (spec models.md §4.2). The policies are in hier/memory_compressors.hpp (`MeanPool<c>`,
+/// `MaxPool<c>`, `Conv<c>`, `DilatedConv<c>`, `MostUsed<c>`, which add `kRate`, `kLearned` and
+/// `kUsesUsage`) and models::CompressiveTransformer uses them; mean pooling is `AvgPool`'s
+/// module and a convolution with kernel = stride = c is `LinearPool`'s, so those two tags satisfy
+/// the concept as well.
 ///
 /// A compression policy is a tag type `P` with `P::kName` and `P::Module<B, T>`
 /// (`CompressionModule<P, B, T>`), a module (nn/module.hpp) built from its `Config` with

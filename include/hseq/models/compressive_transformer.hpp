@@ -29,7 +29,11 @@
 ///   kAutoEncoding    mean squared error of g(cm_l) against old_l, g a learned linear decoder
 ///                    (d -> c d, parameters "compress_dec.<l>."); f and g train on it alone (the
 ///                    LM loss does not reach f).
-/// (Attention reconstruction, the paper's best, is not implemented yet.)
+///   kAttentionReconstruction  mean squared error between block l's content attention (its own
+///                    query and key/value projections, no positions, before the output
+///                    projection; `RelativeBlock::content_forward`) of the segment's LN1(x) over
+///                    LN1(old_l) and over LN1(cm_l), every parameter and the queries held fixed:
+///                    only f trains on it (the paper's best loss; the LM loss does not reach f).
 ///
 /// `MostUsed` ranks the pending rows by their usage: the average over the segments they were
 /// attended in of the attention mass they received (summed over queries, averaged over heads and
@@ -73,12 +77,15 @@
 namespace hseq::models {
 
 /// What trains a learned compressor (see the file comment).
-enum class CompressionLoss { kBptt, kAutoEncoding };
-inline char const* compression_loss_name(CompressionLoss l) { return l == CompressionLoss::kBptt ? "bptt" : "ae"; }
+enum class CompressionLoss { kBptt, kAutoEncoding, kAttentionReconstruction };
+inline char const* compression_loss_name(CompressionLoss l) {
+  return l == CompressionLoss::kBptt ? "bptt" : l == CompressionLoss::kAutoEncoding ? "ae" : "attn";
+}
 inline CompressionLoss compression_loss_from_name(std::string const& s, char const* who = "CompressionLoss") {
   if (s == "bptt") return CompressionLoss::kBptt;
   if (s == "ae") return CompressionLoss::kAutoEncoding;
-  HSEQ_FAIL(who << ": unknown compression loss '" << s << "' (known: bptt, ae)");
+  if (s == "attn") return CompressionLoss::kAttentionReconstruction;
+  HSEQ_FAIL(who << ": unknown compression loss '" << s << "' (known: bptt, ae, attn)");
 }
 template <class Json>
 void to_json(Json& j, CompressionLoss l) {
@@ -219,7 +226,9 @@ class CompressiveTransformer {
     MView kmem;   // [B, Nc + Pc / c + Nm, d] the block's memory: [cmem; cm; mem]
     MView mass;   // [B, H, Nc + Pc / c + Nm + T] key mass (most-used only)
     MView recon;  // [B, Pc / c, c d] auto-encoding: the decoder's reconstruction g(cm)
-    MView diff;   // [B, Pc / c, c d] auto-encoding: g(cm) - old
+    MView diff;   // auto-encoding [B, Pc / c, c d]: g(cm) - old; attention reconstruction [B, T, d]: A(cm) - A(old)
+    MView a_cm;   // attention reconstruction [B, T, d]: the content attention over LN1(cm)
+    typename Block::ContentSaved content;  // attention reconstruction: of a_cm
     typename Compressor::Saved comp;
     typename nn::Linear<B, T>::Saved dec;
     typename Block::Saved block;
@@ -283,9 +292,12 @@ class CompressiveTransformer {
   // ------------------------------------------------------------------------------------------
   // Memory (models::MemoryModel)
 
-  Memory make_memory(std::int64_t batch) const {
-    HSEQ_CHECK(batch > 0, "CompressiveTransformer::make_memory: batch " << batch);
-    return Memory(cfg_.layers, batch, cfg_.cmem_len, cfg_.mem_len, cfg_.context + kRate, cfg_.dim);
+  Memory make_memory(std::int64_t batch) const { return make_memory(batch, cfg_.mem_len); }
+  /// A memory of `rows` memory rows per layer (and cmem_len compressed ones): evaluation with a
+  /// longer memory than in training.
+  Memory make_memory(std::int64_t batch, std::int64_t rows) const {
+    HSEQ_CHECK(batch > 0 && rows >= 0, "CompressiveTransformer::make_memory: batch " << batch << ", rows " << rows);
+    return Memory(cfg_.layers, batch, cfg_.cmem_len, rows, cfg_.context + kRate, cfg_.dim);
   }
   void bind_memory(Memory* m) { mem_ = m; }
   Memory* bound_memory() const { return mem_; }
@@ -296,8 +308,10 @@ class CompressiveTransformer {
   // ------------------------------------------------------------------------------------------
   // Training
 
-  std::size_t forward_workspace(std::int64_t batch, std::int64_t t) const {
-    return plan_forward(batch, t, cfg_.cmem_len, cfg_.mem_len, cfg_.context + kRate);
+  std::size_t forward_workspace(std::int64_t batch, std::int64_t t) const { return forward_workspace(batch, t, cfg_.mem_len); }
+  /// The forward's plan over a memory of `rows` memory rows (make_memory(batch, rows)).
+  std::size_t forward_workspace(std::int64_t batch, std::int64_t t, std::int64_t rows) const {
+    return plan_forward(batch, t, cfg_.cmem_len, rows, cfg_.context + kRate);
   }
   std::size_t backward_workspace(std::int64_t batch, std::int64_t t) const {
     std::int64_t const d = cfg_.dim, pc = (cfg_.context + kRate) / kRate * kRate,
@@ -314,6 +328,10 @@ class CompressiveTransformer {
     if (cfg_.loss == CompressionLoss::kAutoEncoding)
       aux = 2 * aligned_bytes<T>(batch * pc * d) + aligned_bytes<T>(batch * (pc / kRate) * d) +
             comp_[0].backward_workspace(batch, pc);
+    if (cfg_.loss == CompressionLoss::kAttentionReconstruction)
+      aux = aligned_bytes<T>(batch * t * d) + aligned_bytes<T>(batch * (pc / kRate) * d) +
+            aligned_bytes<T>(batch * pc * d) +
+            std::max(blocks_[0].content_backward_workspace(batch, t, pc / kRate), comp_[0].backward_workspace(batch, pc));
     return 2 * aligned_bytes<T>(batch * t * d) + std::max(inner, aux);
   }
 
@@ -363,6 +381,7 @@ class CompressiveTransformer {
     }
     tok_.backward(ctx, tr.emb, db, ws);
     if (cfg_.loss == CompressionLoss::kAutoEncoding && mn > 0) backward_auto_encoding(ctx, tr, ws);
+    if (cfg_.loss == CompressionLoss::kAttentionReconstruction && mn > 0) backward_attention_reconstruction(ctx, tr, ws);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -425,6 +444,12 @@ class CompressiveTransformer {
           a.template take<T>(Shape{batch, mn, kRate * d}, "ct.diff");
         }
         a.template take<std::byte>(Shape{std::int64_t(blocks_[l].forward_workspace(batch, t, nk))}, "ct.block");
+        if (cfg_.loss == CompressionLoss::kAttentionReconstruction) {
+          for (int k = 0; k < 3; ++k) a.template take<T>(Shape{batch, t, d}, "ct.attn_rec");
+          a.template take<std::byte>(
+              Shape{std::int64_t(blocks_[l].content_workspace(batch, t, pc) + blocks_[l].content_workspace(batch, t, mn))},
+              "ct.content");
+        }
       }
       a.template take<std::byte>(Shape{std::int64_t(head_.forward_workspace(batch, t))}, "ct.head");
     });
@@ -445,7 +470,7 @@ class CompressiveTransformer {
     tr.emb = tok_.forward(ctx, ids, tr.h[0], ws);
     for (std::size_t l = 0; l < blocks_.size(); ++l) {
       LayerTrace& L = tr.layers[l];
-      L.old = L.cm = L.kmem = L.mass = L.recon = L.diff = MView{};  // (not L = {}: keeps the saved vectors' storage)
+      L.old = L.cm = L.kmem = L.mass = L.recon = L.diff = L.a_cm = MView{};  // (not L = {}: keeps the saved vectors' storage)
       if (mem != nullptr) {
         auto& S = mem->cur_[l];
         // 1. compress the first pc pending rows
@@ -479,6 +504,16 @@ class CompressiveTransformer {
         }
       }
       L.block = blocks_[l].forward(ctx, tr.h[l], nk > 0 ? CView(L.kmem) : CView{}, tr.h[l + 1], ws, L.mass);
+      if (cfg_.loss == CompressionLoss::kAttentionReconstruction && train && mem != nullptr && mn > 0) {
+        // A(old) and A(cm) with the block's fixed projections, queries the segment's LN1(x).
+        MView a_old = ws.template take<T>(Shape{bsz, t, d}, "ct.a_old");
+        L.a_cm = ws.template take<T>(Shape{bsz, t, d}, "ct.a_cm");
+        L.diff = ws.template take<T>(Shape{bsz, t, d}, "ct.diff");
+        blocks_[l].content_forward(ctx, L.block, CView(L.old), a_old, ws);
+        L.content = blocks_[l].content_forward(ctx, L.block, CView(L.cm), L.a_cm, ws);
+        ops::copy<T>(ctx, CView(L.a_cm), L.diff);
+        ops::axpy<T>(ctx, T(-1), CView(a_old), L.diff);
+      }
       if (mem != nullptr) update_layer(ctx, *mem, l, f, L, tr.h[l], t);
     }
     if (mem != nullptr) finish_update(*mem, f, t);
@@ -613,15 +648,35 @@ class CompressiveTransformer {
   /// The auto-encoding loss of the last forward: the mean over layers of mean((g(cm) - old)^2)
   /// (the residuals are in the trace). 0 with kBptt or when nothing was compressed.
   double aux_loss(Ctx& ctx, Trace const& tr) const {
-    if (cfg_.loss != CompressionLoss::kAutoEncoding || tr.pc == 0) return 0.0;
+    if (cfg_.loss == CompressionLoss::kBptt || tr.pc == 0) return 0.0;
     double sum = 0;
     for (auto const& L : tr.layers) sum += ops::sum_squares<T>(ctx, CView(L.diff));
-    return sum / double(tr.batch * tr.pc * cfg_.dim) / double(blocks_.size());
+    return sum / double(aux_elements(tr)) / double(blocks_.size());
+  }
+  /// Elements each layer's squared residual averages over: the compressed rows (auto-encoding) or
+  /// the attention outputs (attention reconstruction).
+  std::int64_t aux_elements(Trace const& tr) const {
+    return cfg_.loss == CompressionLoss::kAutoEncoding ? tr.batch * tr.pc * cfg_.dim : tr.batch * tr.t * cfg_.dim;
+  }
+  /// Gradients of loss_weight x the attention-reconstruction loss into the compressors only.
+  void backward_attention_reconstruction(Ctx& ctx, Trace const& tr, Arena<Space>& ws) const {
+    std::int64_t const d = cfg_.dim, mn = tr.pc / kRate;
+    T const k = T(2.0 * cfg_.loss_weight / (double(aux_elements(tr)) * double(blocks_.size())));
+    for (std::size_t l = 0; l < blocks_.size(); ++l) {
+      ArenaScope<Space> scope(ws);
+      LayerTrace const& L = tr.layers[l];
+      MView dy = ws.template take<T>(L.diff.shape, "ct.da_cm"), dcm = ws.template take<T>(Shape{tr.batch, mn, d}, "ct.dcm"),
+            dold = ws.template take<T>(Shape{tr.batch, tr.pc, d}, "ct.dold");  // discarded: old rows are fixed
+      ops::copy<T>(ctx, CView(L.diff), dy);
+      ops::scale<T>(ctx, dy, k);
+      blocks_[l].content_backward(ctx, L.content, CView(L.a_cm), CView(dy), dcm, ws);
+      comp_[l].backward(ctx, L.comp, CView(dcm), dold, ws);
+    }
   }
   /// Gradients of loss_weight x the auto-encoding loss into the decoders and compressors only.
   void backward_auto_encoding(Ctx& ctx, Trace const& tr, Arena<Space>& ws) const {
     std::int64_t const d = cfg_.dim, mn = tr.pc / kRate;
-    T const k = T(2.0 * cfg_.loss_weight / (double(tr.batch * tr.pc * d) * double(blocks_.size())));
+    T const k = T(2.0 * cfg_.loss_weight / (double(aux_elements(tr)) * double(blocks_.size())));
     for (std::size_t l = 0; l < blocks_.size(); ++l) {
       ArenaScope<Space> scope(ws);
       LayerTrace const& L = tr.layers[l];

@@ -175,6 +175,11 @@ class TransformerXl {
 
   /// A memory of mem_len rows per layer for batches of `batch` rows.
   Memory make_memory(std::int64_t batch) const { return make_memory(batch, cfg_.mem_len); }
+  /// A memory of `rows` rows per layer (evaluation with a longer memory than in training).
+  Memory make_memory(std::int64_t batch, std::int64_t rows) const {
+    HSEQ_CHECK(batch > 0 && rows >= 0, "TransformerXl::make_memory: batch " << batch << ", rows " << rows);
+    return Memory(cfg_.layers, batch, rows, cfg_.dim);
+  }
   /// The memory `forward` reads and updates (nullptr: none).
   void bind_memory(Memory* m) {
     HSEQ_CHECK(m == nullptr || std::int64_t(m->cur_.size()) == cfg_.layers,
@@ -190,9 +195,11 @@ class TransformerXl {
   // ------------------------------------------------------------------------------------------
   // Training
 
-  std::size_t forward_workspace(std::int64_t batch, std::int64_t t) const {
+  std::size_t forward_workspace(std::int64_t batch, std::int64_t t) const { return forward_workspace(batch, t, cfg_.mem_len); }
+  /// The forward's plan over a memory of `rows` rows (a memory of another length than mem_len).
+  std::size_t forward_workspace(std::int64_t batch, std::int64_t t, std::int64_t rows) const {
     std::size_t b = std::size_t(cfg_.layers + 1) * aligned_bytes<T>(batch * t * cfg_.dim) + head_.forward_workspace(batch, t);
-    for (auto const& blk : blocks_) b += blk.forward_workspace(batch, t, cfg_.mem_len);
+    for (auto const& blk : blocks_) b += blk.forward_workspace(batch, t, rows);
     return b;
   }
   std::size_t backward_workspace(std::int64_t batch, std::int64_t t) const {
@@ -307,10 +314,6 @@ class TransformerXl {
   }
 
  private:
-  Memory make_memory(std::int64_t batch, std::int64_t rows) const {
-    HSEQ_CHECK(batch > 0 && rows >= 0, "TransformerXl::make_memory: batch " << batch << ", rows " << rows);
-    return Memory(cfg_.layers, batch, rows, cfg_.dim);
-  }
   /// Writes next_l = the last min(capacity, M + t) rows of [mem_l; h_l] (h_l [B, t, d]: block l's
   /// input) beside the current memory, which stays as it is (backward reads it); `finish_update`
   /// then marks the new memory pending, to be made current by the next read.

@@ -74,6 +74,20 @@ class LayerNorm {
     if (beta_.frozen) B::zero_bytes(ctx, beta_.grad.data, sizeof(T) * std::size_t(cfg_.dim));
   }
 
+  /// dx only (overwritten), the parameters held fixed: their gradients go to scratch carved from
+  /// `ws` (2 * dim elements, released on return; `input_backward_workspace`), for losses that
+  /// train something upstream through a fixed LayerNorm (the Compressive Transformer's attention
+  /// reconstruction).
+  std::size_t input_backward_workspace() const { return 2 * aligned_bytes<T>(cfg_.dim); }
+  void backward_input(Ctx& ctx, Saved const& s, CView dy, MView dx, Arena<Space>& ws) const {
+    HSEQ_CHECK(dy.shape == s.x.shape && dx.shape == s.x.shape,
+               "LayerNorm::backward_input: dy " << dy.shape << ", dx " << dx.shape << ", x " << s.x.shape);
+    ArenaScope<Space> scope(ws);
+    MView dg = ws.template take<T>(Shape{cfg_.dim}, "LayerNorm.dgamma_discarded");
+    MView db = ws.template take<T>(Shape{cfg_.dim}, "LayerNorm.dbeta_discarded");
+    ops::layer_norm_backward<T>(ctx, s.x, gamma_.value, s.mean, s.rstd, dy, dx, dg, db);
+  }
+
  private:
   Saved carve(Arena<Space>& a, std::int64_t rows) const {
     Saved s;

@@ -233,6 +233,56 @@ class RelativeAttention {
     if (!dx.empty()) ops::axpy<T>(ctx, T(1), g.dx_kv, dx);
   }
 
+  // ------------------------------------------------------------------------------------------
+  // Content attention with this layer's projections held fixed (the Compressive Transformer's
+  // attention-reconstruction loss): softmax((hq Wq + bq) (hk Wk + bk)^T / sqrt(dh)) (hk Wv + bv),
+  // every query over every key (no mask: the keys are all in the past), no u, v or positions; the
+  // output is the heads' concatenation before the output projection.
+
+  struct ContentSaved {
+    ops::AttentionDims dims;
+    MView q, kv, stats;  // [B, T, H dh], [B, n, 2 H dh], the core's saved statistics
+  };
+  std::size_t content_workspace(std::int64_t batch, std::int64_t t, std::int64_t n) const {
+    ops::AttentionDims const dims{batch, cfg_.heads, t, n, head_dim(), 0};
+    return aligned_bytes<T>(batch * t * cfg_.dim) + aligned_bytes<T>(batch * n * 2 * cfg_.dim) +
+           aligned_bytes<T>(ops::attention_stats_shape(Space{}, dims).numel());
+  }
+  std::size_t content_backward_workspace(std::int64_t batch, std::int64_t t, std::int64_t n) const {
+    ops::AttentionDims const dims{batch, cfg_.heads, t, n, head_dim(), 0};
+    return aligned_bytes<T>(batch * t * cfg_.dim) + aligned_bytes<T>(batch * n * 2 * cfg_.dim) +
+           aligned_bytes<T>(ops::attention_backward_scratch(Space{}, dims));
+  }
+  /// y [B, T, H dh] = content attention of hq [B, T, dim] over hk [B, n, dim] (see above).
+  ContentSaved content_forward(Ctx& ctx, CView hq, CView hk, MView y, Arena<Space>& ws) const {
+    HSEQ_CHECK(hq.rank() == 3 && hk.rank() == 3 && hq.size(0) == hk.size(0) && hq.size(2) == cfg_.dim &&
+                   hk.size(2) == cfg_.dim && y.shape == hq.shape,
+               "RelativeAttention::content_forward: hq " << hq.shape << ", hk " << hk.shape << ", y " << y.shape);
+    ContentSaved s;
+    s.dims = {hq.size(0), cfg_.heads, hq.size(1), hk.size(1), head_dim(), 0};
+    s.q = ws.template take<T>(hq.shape, "relattn.content_q");
+    s.kv = ws.template take<T>(Shape{hk.size(0), hk.size(1), 2 * cfg_.dim}, "relattn.content_kv");
+    s.stats = ws.template take<T>(ops::attention_stats_shape(Space{}, s.dims), "relattn.content_stats");
+    q_.forward(ctx, hq, s.q, ws);
+    kv_.forward(ctx, hk, s.kv, ws);
+    ops::attention_forward<T>(ctx, s.dims, ops::AttentionMask::none(), scale(), CView(s.q), CView(s.kv), y, s.stats);
+    return s;
+  }
+  /// dhk [B, n, dim] (overwritten) from dy [B, T, H dh] of `content_forward`'s output y; no
+  /// parameter gradient (they are held fixed) and none for the queries.
+  void content_backward_keys(Ctx& ctx, ContentSaved const& s, CView y, CView dy, MView dhk, Arena<Space>& ws) const {
+    ArenaScope<Space> scope(ws);
+    MView dq = ws.template take<T>(s.q.shape, "relattn.content_dq");
+    MView dkv = ws.template take<T>(s.kv.shape, "relattn.content_dkv");
+    MView scratch =
+        ws.template take<T>(Shape{ops::attention_backward_scratch(Space{}, s.dims)}, "relattn.content_scratch");
+    ops::attention_backward<T>(ctx, s.dims, ops::AttentionMask::none(), scale(), CView(s.q), CView(s.kv), y,
+                               CView(s.stats), dy, dq, dkv, scratch);
+    // dhk = dkv Wkv (the key/value projection's input gradient, its parameters untouched).
+    ops::gemm<T>(ctx, ops::Trans::kNo, ops::as_mat(CView(dkv)), ops::Trans::kNo,
+                 ops::as_mat(CView(kv_.weight().value)), ops::as_mat(dhk));
+  }
+
  private:
   /// backward's scratch, all carved up front (so the plan is exactly the use).
   struct Grads {

@@ -144,6 +144,41 @@ class RelativeBlock {
     ops::axpy<T>(ctx, T(1), CView(dx1), dx);  // + residual
   }
 
+  // ------------------------------------------------------------------------------------------
+  // The attention-reconstruction loss of the Compressive Transformer: this block's content
+  // attention (RelativeAttention::content_forward) of the segment's LN1(x) over LN1(rows), every
+  // parameter held fixed; the gradient goes to the rows only.
+
+  struct ContentSaved {
+    typename LayerNorm<B, T>::Saved ln;
+    MView hk;  // [B, n, dim] LN1(rows)
+    typename Attention::ContentSaved attn;
+  };
+  std::size_t content_workspace(std::int64_t batch, std::int64_t t, std::int64_t n) const {
+    return aligned_bytes<T>(batch * n * cfg_.dim) + ln1_.forward_workspace(batch * n) +
+           attn_.content_workspace(batch, t, n);
+  }
+  std::size_t content_backward_workspace(std::int64_t batch, std::int64_t t, std::int64_t n) const {
+    return aligned_bytes<T>(batch * n * cfg_.dim) +
+           std::max(attn_.content_backward_workspace(batch, t, n), ln1_.input_backward_workspace());
+  }
+  /// y [B, T, dim]: the content attention of the saved forward's LN1(x) (s.h1) over LN1(rows)
+  /// [B, n, dim]. rows must stay unchanged until content_backward.
+  ContentSaved content_forward(Ctx& ctx, Saved const& s, CView rows, MView y, Arena<Space>& ws) const {
+    ContentSaved c;
+    c.hk = ws.template take<T>(rows.shape, "relblock.content_hk");
+    c.ln = ln1_.forward(ctx, rows, c.hk, ws);
+    c.attn = attn_.content_forward(ctx, CView(s.h1), CView(c.hk), y, ws);
+    return c;
+  }
+  /// drows (overwritten) from dy of content_forward's y; no parameter gradient.
+  void content_backward(Ctx& ctx, ContentSaved const& c, CView y, CView dy, MView drows, Arena<Space>& ws) const {
+    ArenaScope<Space> scope(ws);
+    MView dhk = ws.template take<T>(c.hk.shape, "relblock.content_dhk");
+    attn_.content_backward_keys(ctx, c.attn, y, dy, dhk, ws);
+    ln1_.backward_input(ctx, c.ln, CView(dhk), drows, ws);
+  }
+
  private:
   static Config check(Config c) {
     HSEQ_CHECK(c.dim > 0 && c.heads > 0 && c.dim % c.heads == 0,

@@ -20,6 +20,11 @@
 ///     from the ids (IEM: the next segments), so padding rows would be scored as windows (and serve
 ///     as in-batch negatives): the last batch, when it has padding, is run again over its real rows
 ///     alone ([r, seq_len]).
+/// Memory models (Transformer-XL): by default each window is scored in one forward without a memory
+/// (the training stream's memory is unbound meanwhile, `models::UnboundMemory`); with
+/// `EvalConfig::segment` each window is scored segment by segment over the evaluator's own memory
+/// (`memory_rows` rows per layer), which starts empty at every window: with a memory covering the
+/// window, that equals one pass over it.
 /// The evaluator only runs the model's forward: in HAED's IEM objective that is the encoder,
 /// backbone and IEM head, never the decoder. `evaluate(ctx, windows)` is `measure(...).bpc`;
 /// `Trainer::evaluate` is this class.
@@ -79,6 +84,14 @@ struct EvalResult {
 struct EvalConfig {
   std::int64_t batch = 16, seq_len = 256;
   std::int64_t windows = 64;  ///< windows per evaluation by default (0: the whole validation split)
+  /// Memory models only (`models::MemoryModel`): > 0 scores each window in consecutive segments of
+  /// this many bytes (it must divide seq_len) over the evaluator's own memory, which starts empty at
+  /// every window (Transformer-XL's evaluation); 0 scores each window in one forward, without a
+  /// memory.
+  std::int64_t segment = 0;
+  /// With `segment`: the evaluation memory's rows per layer (0: the model's own memory length).
+  /// Longer than in training is Transformer-XL's evaluation setting.
+  std::int64_t memory_rows = 0;
 };
 
 template <Backend B, class T, class M>
@@ -99,7 +112,23 @@ class Evaluator {
         targets_(Shape{cfg.batch, cfg.seq_len}),
         host_ids_(std::size_t(cfg.batch * cfg.seq_len)),
         host_targets_(std::size_t(cfg.batch * cfg.seq_len)) {
-    ws_->reserve(model.forward_workspace(cfg.batch, cfg.seq_len));
+    if (cfg_.segment > 0) {
+      if constexpr (models::MemoryModel<M>) {
+        std::int64_t const rows = cfg_.memory_rows > 0 ? cfg_.memory_rows : model.config().mem_len;
+        memory_ = model.make_memory(cfg_.batch, rows);
+        seg_ids_ = Tensor<std::int32_t, B>(Shape{cfg_.batch, cfg_.segment});
+        seg_targets_ = Tensor<std::int32_t, B>(Shape{cfg_.batch, cfg_.segment});
+        seg_host_ids_.resize(std::size_t(cfg_.batch * cfg_.segment));
+        seg_host_targets_.resize(std::size_t(cfg_.batch * cfg_.segment));
+        // A forward over a segment plans for the model's own memory; the evaluation memory may be longer.
+        ws_->reserve(model.forward_workspace(cfg_.batch, cfg_.segment, rows));
+      } else {
+        HSEQ_FAIL("Evaluator: EvalConfig::segment " << cfg_.segment << " is for models with a memory (Transformer-XL); "
+                                                    << "this model has none");
+      }
+    } else {
+      ws_->reserve(model.forward_workspace(cfg.batch, cfg.seq_len));
+    }
   }
   Evaluator(Evaluator const&) = delete;
   Evaluator& operator=(Evaluator const&) = delete;
@@ -147,13 +176,24 @@ class Evaluator {
           std::fill(tg, tg + t, -1);
         }
       }
-      B::template upload<std::int32_t>(ctx, ids_.data(), host_ids_.data(), host_ids_.size());
-      B::template upload<std::int32_t>(ctx, targets_.data(), host_targets_.data(), host_targets_.size());
       std::int64_t const real = std::min(cfg_.batch, count - first);
-      double loss = forward(ctx, cfg_.batch);
-      // No target counted: an objective that scores the ids themselves, padding rows included;
-      // score the real rows alone (the first rows of the uploaded batch).
-      if (trace_.counted == 0 && real < cfg_.batch) loss = forward(ctx, real);
+      std::int64_t const pieces = cfg_.segment > 0 ? t / cfg_.segment : 1;
+      if (cfg_.segment == 0) {
+        B::template upload<std::int32_t>(ctx, ids_.data(), host_ids_.data(), host_ids_.size());
+        B::template upload<std::int32_t>(ctx, targets_.data(), host_targets_.data(), host_targets_.size());
+      } else {
+        reset_memory(ctx);  // every window starts with an empty memory
+      }
+      for (std::int64_t piece = 0; piece < pieces; ++piece) {
+      double loss = 0;
+      if (cfg_.segment == 0) {
+        loss = forward(ctx, cfg_.batch);
+        // No target counted: an objective that scores the ids themselves, padding rows included;
+        // score the real rows alone (the first rows of the uploaded batch).
+        if (trace_.counted == 0 && real < cfg_.batch) loss = forward(ctx, real);
+      } else {
+        loss = forward_segment(ctx, piece);
+      }
       nll += loss * double(trace_.counted);
       counted += trace_.counted;
       double const w = trace_.counted > 0 ? double(trace_.counted) : double(real);
@@ -175,6 +215,7 @@ class Evaluator {
           term_weight[k] += w;
         }
       }
+      }  // segments
     }
     out.loss = loss_sum / weight_sum;
     for (std::size_t k = 0; k < out.n_terms; ++k) out.terms[k].value = term_sum[k] / term_weight[k];
@@ -191,6 +232,34 @@ class Evaluator {
   }
 
  private:
+  /// Segment `piece` of every row of the host batch, uploaded and run over the evaluation memory.
+  double forward_segment(Ctx& ctx, std::int64_t piece) {
+    if constexpr (models::MemoryModel<M>) {
+      std::int64_t const t = cfg_.seq_len, n = cfg_.segment;
+      for (std::int64_t r = 0; r < cfg_.batch; ++r) {
+        std::copy_n(host_ids_.data() + r * t + piece * n, n, seg_host_ids_.data() + r * n);
+        std::copy_n(host_targets_.data() + r * t + piece * n, n, seg_host_targets_.data() + r * n);
+      }
+      B::template upload<std::int32_t>(ctx, seg_ids_.data(), seg_host_ids_.data(), seg_host_ids_.size());
+      B::template upload<std::int32_t>(ctx, seg_targets_.data(), seg_host_targets_.data(), seg_host_targets_.size());
+      using Ids = View<std::int32_t const, typename B::Space>;
+      model_.bind_memory(&memory_);
+      auto arena = ws_->arena();
+      return model_.forward(ctx, Ids(seg_ids_.data(), Shape{cfg_.batch, n}), Ids(seg_targets_.data(), Shape{cfg_.batch, n}),
+                            arena, trace_);
+    } else {
+      (void)ctx, (void)piece;
+      HSEQ_FAIL("Evaluator: segments need a memory model");
+    }
+  }
+  void reset_memory(Ctx& ctx) {
+    if constexpr (models::MemoryModel<M>) {
+      model_.bind_memory(&memory_);
+      model_.reset_state(ctx);
+    } else {
+      (void)ctx;
+    }
+  }
   /// The model's forward over the first `rows` rows of the uploaded batch.
   double forward(Ctx& ctx, std::int64_t rows) {
     using Ids = View<std::int32_t const, typename B::Space>;
@@ -202,6 +271,9 @@ class Evaluator {
     HSEQ_CHECK(c.batch > 0 && c.seq_len > 0 && c.windows >= 0,
                "Evaluator: batch " << c.batch << " and seq_len " << c.seq_len << " must be positive, windows "
                                    << c.windows << " >= 0");
+    HSEQ_CHECK(c.segment >= 0 && c.memory_rows >= 0 && (c.segment == 0 || c.seq_len % c.segment == 0),
+               "Evaluator: segments of " << c.segment << " bytes must divide the windows of " << c.seq_len
+                                         << " (and memory_rows " << c.memory_rows << " be >= 0)");
     return c;
   }
 
@@ -213,6 +285,10 @@ class Evaluator {
   Tensor<std::int32_t, B> ids_, targets_;
   std::vector<std::int32_t> host_ids_, host_targets_;
   typename M::Trace trace_;
+  // Segment-by-segment evaluation of a memory model (EvalConfig::segment > 0).
+  [[no_unique_address]] typename models::detail::MemoryOrNone<M>::type memory_{};
+  Tensor<std::int32_t, B> seg_ids_, seg_targets_;
+  std::vector<std::int32_t> seg_host_ids_, seg_host_targets_;
 };
 
 }  // namespace hseq::train
