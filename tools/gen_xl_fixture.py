@@ -111,7 +111,8 @@ def write(file, model, cfg, segments, t, compressive):
     for name, p in model.named_parameters():
         out["param." + name] = p.detach().numpy().astype(np.float32).copy()
         out["grad." + name] = p.grad.numpy().astype(np.float32).copy()
-    hseq_cfg = {k: v for k, v in cfg.items() if k not in ("compress", "rate")}
+    # hseq's config JSON names the compile-time compression as "compress" and "rate" (a string).
+    hseq_cfg = dict(cfg, rate=str(cfg["rate"])) if compressive else cfg
     meta = {"config": json.dumps(hseq_cfg), "batch": str(B), "seq_len": str(t), "segments": str(segments),
             "losses": json.dumps(losses), "generator": "tools/gen_xl_fixture.py, torch " + torch.__version__}
     if compressive:

@@ -323,6 +323,11 @@ TEST_CASE("compressive: the losses a compressor without parameters cannot train 
   auto back = Ct<hier::Conv<2>>::config_from_json(m.config_json());
   CHECK(back.loss == CompressionLoss::kAutoEncoding);
   CHECK(m.config_json().find("\"loss\":\"ae\"") != std::string::npos);
+  CHECK(m.config_json().find("\"compress\":\"conv\"") != std::string::npos);
+  CHECK(m.config_json().find("\"rate\":\"2\"") != std::string::npos);
+  // Another compression function or rate refuses the configuration.
+  CHECK_THROWS_WITH_AS(Ct<hier::Conv<3>>::config_from_json(m.config_json()), doctest::Contains("at rate 2, this model type by 'conv' at rate 3"), Error);
+  CHECK_THROWS_WITH_AS(Ct<hier::DilatedConv<2>>::config_from_json(m.config_json()), doctest::Contains("this model type by 'dilated'"), Error);
 }
 
 TEST_CASE("compressive: the auto-encoding loss is reported, weighted into the total, and trains only the compressor") {

@@ -271,13 +271,29 @@ class CompressiveTransformer {
   CompressiveTransformer& operator=(CompressiveTransformer const&) = delete;
 
   Config const& config() const { return cfg_; }
-  std::string config_json() const { return nlohmann::json(cfg_).dump(); }
+  /// The configuration as JSON, with the compile-time compression as "compress" (its name) and
+  /// "rate" (a string, as the programs' --rate): checkpoints store it and compare it on load.
+  std::string config_json() const {
+    nlohmann::json j = cfg_;
+    j["compress"] = Compress::kName;
+    j["rate"] = std::to_string(kRate);
+    return j.dump();
+  }
+  /// Inverse of config_json; also checks that the file's compression is this type's.
   static Config config_from_json(std::string const& text) {
+    Config c;
     try {
-      return nlohmann::json::parse(text).get<Config>();
+      auto j = nlohmann::json::parse(text);
+      j.get_to(c);
+      auto fn = j.at("compress").get<std::string>(), rate = j.at("rate").get<std::string>();
+      HSEQ_CHECK(fn == Compress::kName && rate == std::to_string(kRate),
+                 "CompressiveTransformer: the configuration compresses by '" << fn << "' at rate " << rate
+                                                                             << ", this model type by '" << Compress::kName
+                                                                             << "' at rate " << kRate);
     } catch (nlohmann::json::exception const& e) {
       HSEQ_FAIL("CompressiveTransformer: invalid config JSON '" << text << "': " << e.what());
     }
+    return c;
   }
 
   template <class F>
