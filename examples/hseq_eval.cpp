@@ -12,7 +12,11 @@ int main(int argc, char** argv) try {
       .flag("val-fraction", "0.1", "evaluate on the last fraction of the file, as hseq-train held it out (0 < f <= 0.5)")
       .flag("seq-len", "", "window length (default: the model's context)")
       .flag("batch", "16", "windows per forward pass")
-      .flag("windows", "0", "evaluate this many evenly spread windows (0: all)");
+      .flag("windows", "0", "evaluate this many evenly spread windows (0: all)")
+      .flag("segment", "0",
+            "transformer-xl, compressive: score each window in consecutive segments of this many bytes over a memory "
+            "(0: each window in one pass, without a memory)")
+      .flag("eval-mem-len", "0", "with --segment: the memory's rows per layer (0: the model's --mem-len)");
   cli::add_thread_flag(a);
   if (!a.parse(argc, argv)) return 0;
   cli::apply_threads(a);

@@ -383,14 +383,17 @@ void evaluate(Args const& a, ModelChoice const& choice) {
   auto data = std::make_unique<hseq::io::TextDataset>(a.str("data"), a.real("val-fraction"));
   std::int64_t t = a.given("seq-len") ? a.integer("seq-len") : lm.model->config().context;
   // Evaluation only: no optimizer, no training workspace.
-  hseq::train::Evaluator<Backend, Real, M> evaluator(*lm.model, *data, {a.integer("batch"), t, a.integer("windows")});
+  hseq::train::EvalConfig ec{.batch = a.integer("batch"), .seq_len = t, .windows = a.integer("windows"),
+                             .segment = a.integer("segment"), .memory_rows = a.integer("eval-mem-len")};
+  hseq::train::Evaluator<Backend, Real, M> evaluator(*lm.model, *data, ec);
   auto split = hseq::io::TextDataset::Split::kValidation;
   std::int64_t total = data->num_windows(split, t);
   std::int64_t used = evaluator.num_windows();
   double bpc = evaluator.evaluate(ctx);
   std::cout << "checkpoint: " << a.str("checkpoint") << "\n"
             << "data: " << a.str("data") << ", validation split of " << data->size(split) << " bytes, " << used << " of "
-            << total << " windows of " << t << " bytes\n"
+            << total << " windows of " << t << " bytes"
+            << (ec.segment > 0 ? ", in segments of " + std::to_string(ec.segment) + " over a memory" : std::string()) << "\n"
             << "bpc: " << bpc << std::endl;
 }
 
