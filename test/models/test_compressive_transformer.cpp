@@ -19,6 +19,7 @@
 #include "hseq/models/memory_model.hpp"
 #include "support/cached_check.hpp"
 #include "support/gradcheck.hpp"
+#include "support/segments.hpp"
 #include "support/test_unit.hpp"
 
 namespace HSEQ_TEST_UNIT {
@@ -34,19 +35,7 @@ static_assert(StatefulPart<Ct<hier::Conv<2>>::Memory>);
 
 namespace {
 
-Tensor<std::int32_t, cpu> random_ids(Shape s, std::int64_t vocab, std::uint64_t seed) {
-  Tensor<std::int32_t, cpu> t(s);
-  Rng rng(seed);
-  for (std::int64_t i = 0; i < t.numel(); ++i) t.data()[i] = std::int32_t(rng.below(std::uint64_t(vocab)));
-  return t;
-}
-Tensor<std::int32_t, cpu> cols(Tensor<std::int32_t, cpu> const& ids, std::int64_t from, std::int64_t n) {
-  std::int64_t const b = ids.shape()[0], t = ids.shape()[1];
-  Tensor<std::int32_t, cpu> out(Shape{b, n});
-  for (std::int64_t r = 0; r < b; ++r)
-    for (std::int64_t i = 0; i < n; ++i) out.data()[r * n + i] = ids.data()[r * t + from + i];
-  return out;
-}
+using test::random_ids;
 template <class P>
 typename Ct<P>::Config tiny(std::int64_t mem_len, std::int64_t cmem_len, CompressionLoss loss = CompressionLoss::kBptt) {
   typename Ct<P>::Config c;
@@ -190,7 +179,7 @@ TEST_CASE("compressive: evicted memories are compressed c at a time into a FIFO 
   // seen 12: compress 2 of 3 -> c 2, remainder 1 + evicted 3 -> p 4.
   std::vector<Want> want{{0, 3, 0}, {0, 4, 2}, {1, 4, 3}, {2, 4, 4}};
   for (std::int64_t s = 0; s < 4; ++s) {
-    logits_of(ctx, m, cols(ids, 3 * s, 3));
+    logits_of(ctx, m, test::columns(ids, 3 * s, 3));
     CAPTURE(s);
     CHECK(mem.compressed_fill() == want[std::size_t(s)].c);
     CHECK(mem.fill() == want[std::size_t(s)].m);
@@ -225,9 +214,9 @@ TEST_CASE("compressive: causal within a segment; earlier segments reach later on
   auto last = [&](Tensor<std::int32_t, cpu> const& x) {
     auto mem = m.make_memory(2);
     m.bind_memory(&mem);
-    for (std::int64_t s = 0; s < 3; ++s) logits_of(ctx, m, cols(x, 2 * s, 2));
+    for (std::int64_t s = 0; s < 3; ++s) logits_of(ctx, m, test::columns(x, 2 * s, 2));
     CHECK(mem.compressed_fill() == 1);  // tokens 0, 1 (evicted by segment 2, compressed by segment 3)
-    auto out = logits_of(ctx, m, cols(x, 6, 2));
+    auto out = logits_of(ctx, m, test::columns(x, 6, 2));
     m.bind_memory(nullptr);
     return out;
   };
@@ -267,7 +256,7 @@ TEST_CASE("compressive: most-used keeps the pending rows that received the most 
   auto ids = random_ids(Shape{1, 8}, 11, 12);
   auto mem = m.make_memory(1);
   m.bind_memory(&mem);
-  for (std::int64_t s = 0; s < 2; ++s) logits_of(ctx, m, cols(ids, 2 * s, 2));
+  for (std::int64_t s = 0; s < 2; ++s) logits_of(ctx, m, test::columns(ids, 2 * s, 2));
   // Two pending rows (tokens 0, 1) with their usage averages; the next segment keeps the larger.
   REQUIRE(mem.pending_fill() == 2);
   std::vector<double> use0(2), pend0(2 * 8);
@@ -282,7 +271,7 @@ TEST_CASE("compressive: most-used keeps the pending rows that received the most 
   });
   CHECK(use0[0] != use0[1]);
   CHECK(use0[0] > 0);
-  logits_of(ctx, m, cols(ids, 4, 2));
+  logits_of(ctx, m, test::columns(ids, 4, 2));
   REQUIRE(mem.compressed_fill() == 1);
   auto cm = mem.compressed(0);
   std::size_t const kept = use0[0] > use0[1] ? 0 : 1;
@@ -343,7 +332,7 @@ TEST_CASE("compressive: the auto-encoding loss is reported, weighted into the to
   Ct<P>::Trace tr;
   {  // one segment of 4 over a memory of 2: two rows evicted, pending
     auto a = ws.arena();
-    m.forward(ctx, cols(ids, 0, 4).cview(), cols(targets, 0, 4).cview(), a, tr);
+    m.forward(ctx, test::columns(ids, 0, 4).cview(), test::columns(targets, 0, 4).cview(), a, tr);
   }
   REQUIRE(mem.pending_fill() == 2);
   auto a = ws.arena();

@@ -16,6 +16,7 @@
 #include "hseq/models/transformer_xl.hpp"
 #include "support/cached_check.hpp"
 #include "support/gradcheck.hpp"
+#include "support/segments.hpp"
 #include "support/test_unit.hpp"
 
 namespace HSEQ_TEST_UNIT {
@@ -28,20 +29,7 @@ static_assert(StatefulPart<Xl::Memory>);
 
 namespace {
 
-Tensor<std::int32_t, cpu> random_ids(Shape s, std::int64_t vocab, std::uint64_t seed) {
-  Tensor<std::int32_t, cpu> t(s);
-  Rng rng(seed);
-  for (std::int64_t i = 0; i < t.numel(); ++i) t.data()[i] = std::int32_t(rng.below(std::uint64_t(vocab)));
-  return t;
-}
-/// Columns [from, from + n) of ids [B, T] as [B, n].
-Tensor<std::int32_t, cpu> cols(Tensor<std::int32_t, cpu> const& ids, std::int64_t from, std::int64_t n) {
-  std::int64_t const b = ids.shape()[0], t = ids.shape()[1];
-  Tensor<std::int32_t, cpu> out(Shape{b, n});
-  for (std::int64_t r = 0; r < b; ++r)
-    for (std::int64_t i = 0; i < n; ++i) out.data()[r * n + i] = ids.data()[r * t + from + i];
-  return out;
-}
+using test::random_ids;
 Xl::Config tiny(std::int64_t mem_len, std::int64_t clamp_len = 0) {
   return {.vocab = 11, .dim = 8, .heads = 2, .layers = 2, .context = 12, .mem_len = mem_len, .clamp_len = clamp_len};
 }
@@ -128,7 +116,7 @@ TEST_CASE("transformer_xl: segment by segment equals one long pass while the mem
     std::int64_t at = 0;
     double worst = 0;
     for (std::int64_t n : {4, 3, 5}) {
-      auto seg = logits_of(ctx, m, cols(ids, at, n));
+      auto seg = logits_of(ctx, m, test::columns(ids, at, n));
       for (std::int64_t b = 0; b < 2; ++b)
         worst = std::max(worst, max_abs_diff(seg, full, std::size_t(b * n * v), std::size_t((b * 12 + at) * v),
                                              std::size_t(n * v)));
@@ -164,11 +152,11 @@ TEST_CASE("transformer_xl: the memory is a FIFO of layer inputs: partial first s
       }
     CHECK(bad == 0);
   };
-  logits_of(ctx, m, cols(ids, 0, 3));  // a partial first segment: 3 of 5 rows
+  logits_of(ctx, m, test::columns(ids, 0, 3));  // a partial first segment: 3 of 5 rows
   check_layer0(3);
-  logits_of(ctx, m, cols(ids, 3, 4));  // 3 + 4 > 5: the two oldest evicted
+  logits_of(ctx, m, test::columns(ids, 3, 4));  // 3 + 4 > 5: the two oldest evicted
   check_layer0(7);
-  logits_of(ctx, m, cols(ids, 7, 2));
+  logits_of(ctx, m, test::columns(ids, 7, 2));
   check_layer0(9);
   m.reset_state(ctx);
   CHECK(mem.fill() == 0);
@@ -178,7 +166,7 @@ TEST_CASE("transformer_xl: the memory is a FIFO of layer inputs: partial first s
   test::randomize_params(ps0, 7, 0.3);
   auto mem0 = m0.make_memory(2);
   m0.bind_memory(&mem0);
-  logits_of(ctx, m0, cols(ids, 0, 3));
+  logits_of(ctx, m0, test::columns(ids, 0, 3));
   CHECK(mem0.fill() == 0);
 }
 
@@ -193,9 +181,9 @@ TEST_CASE("transformer_xl: causal within a segment; earlier segments reach later
   auto second = [&](Tensor<std::int32_t, cpu> const& x, bool reset_between) {
     auto mem = m.make_memory(2);
     m.bind_memory(&mem);
-    logits_of(ctx, m, cols(x, 0, 5));
+    logits_of(ctx, m, test::columns(x, 0, 5));
     if (reset_between) m.reset_state(ctx);
-    auto out = logits_of(ctx, m, cols(x, 5, 5));
+    auto out = logits_of(ctx, m, test::columns(x, 5, 5));
     m.bind_memory(nullptr);
     return out;
   };
@@ -274,7 +262,7 @@ TEST_CASE("transformer_xl: bad configuration and inputs say what is wrong") {
   Tensor<double, cpu> lg(Shape{1, 2, 11});
   Workspace<cpu> sw(m.step_workspace(1, 2, 6));
   auto sa = sw.arena();
-  CHECK_THROWS_WITH_AS(m.forward_step(ctx, cols(longer, 0, 2).cview(), cache, 3, lg.view(), sa),
+  CHECK_THROWS_WITH_AS(m.forward_step(ctx, test::columns(longer, 0, 2).cview(), cache, 3, lg.view(), sa),
                        doctest::Contains("after the 0 the cache holds"), Error);
   CHECK_THROWS_WITH_AS(m.make_cache(1, 13), doctest::Contains("capacity 13"), Error);
 }

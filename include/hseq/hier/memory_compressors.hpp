@@ -300,50 +300,36 @@ class MostUsedCompress {
 // ---------------------------------------------------------------------------------------------
 // Policy tags: the rate C is compile-time; the model builds `Module<B, T>` with factor = kRate.
 
+/// What every compression tag shares: the rate, whether the function has parameters and whether it
+/// ranks by usage, and the module template.
+template <std::int64_t C, template <Backend, class> class M, bool Learned, bool UsesUsage>
+struct RatedCompression {
+  static_assert(C >= 2, "a memory compression rate must be at least 2");
+  static constexpr std::int64_t kRate = C;
+  static constexpr bool kLearned = Learned, kUsesUsage = UsesUsage;
+  template <Backend B, class T>
+  using Module = M<B, T>;
+};
+
 template <std::int64_t C>
-struct MeanPool {
-  static_assert(C >= 2, "MeanPool: the compression rate must be at least 2");
+struct MeanPool : RatedCompression<C, AvgPoolShorten, false, false> {
   static constexpr char const* kName = "mean";
-  static constexpr std::int64_t kRate = C;
-  static constexpr bool kLearned = false, kUsesUsage = false;
-  template <Backend B, class T>
-  using Module = AvgPoolShorten<B, T>;
 };
 template <std::int64_t C>
-struct MaxPool {
-  static_assert(C >= 2, "MaxPool: the compression rate must be at least 2");
+struct MaxPool : RatedCompression<C, MaxPoolCompress, false, false> {
   static constexpr char const* kName = "max";
-  static constexpr std::int64_t kRate = C;
-  static constexpr bool kLearned = false, kUsesUsage = false;
-  template <Backend B, class T>
-  using Module = MaxPoolCompress<B, T>;
 };
 template <std::int64_t C>
-struct Conv {
-  static_assert(C >= 2, "Conv: the compression rate must be at least 2");
+struct Conv : RatedCompression<C, LinearPoolShorten, true, false> {
   static constexpr char const* kName = "conv";
-  static constexpr std::int64_t kRate = C;
-  static constexpr bool kLearned = true, kUsesUsage = false;
-  template <Backend B, class T>
-  using Module = LinearPoolShorten<B, T>;
 };
 template <std::int64_t C>
-struct DilatedConv {
-  static_assert(C >= 2, "DilatedConv: the compression rate must be at least 2");
+struct DilatedConv : RatedCompression<C, DilatedConvCompress, true, false> {
   static constexpr char const* kName = "dilated";
-  static constexpr std::int64_t kRate = C;
-  static constexpr bool kLearned = true, kUsesUsage = false;
-  template <Backend B, class T>
-  using Module = DilatedConvCompress<B, T>;
 };
 template <std::int64_t C>
-struct MostUsed {
-  static_assert(C >= 2, "MostUsed: the compression rate must be at least 2");
+struct MostUsed : RatedCompression<C, MostUsedCompress, false, true> {
   static constexpr char const* kName = "most-used";
-  static constexpr std::int64_t kRate = C;
-  static constexpr bool kLearned = false, kUsesUsage = true;
-  template <Backend B, class T>
-  using Module = MostUsedCompress<B, T>;
 };
 
 }  // namespace hseq::hier

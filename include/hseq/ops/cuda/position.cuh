@@ -127,33 +127,36 @@ void add_sinusoidal(cuda::Context& ctx, View<T, DeviceSpace> x, std::int64_t off
   HSEQ_CUDA_LAUNCH_CHECK("add_sinusoidal");
 }
 
+namespace cuda_detail {
+/// One block per row of buf [R, M + T] with Dr elements of dynamic shared memory.
+template <class T, class K>
+void launch_relative_rows(cuda::Context& ctx, K kernel, View<T, DeviceSpace> buf, std::int64_t m, std::int64_t t,
+                          std::int64_t dr, char const* who) {
+  detail::check_relative_rows(buf, m, t, dr, who);
+  std::int64_t const rows = buf.size(0);
+  if (rows == 0) return;
+  HSEQ_CHECK(rows < (std::int64_t(1) << 31), who << ": " << rows << " rows exceed one grid");
+  std::size_t const smem = relative_rows_smem<T>(kernel, dr, who);
+  kernel<<<unsigned(rows), kThreads, smem, ctx.stream()>>>(buf.data, m, t, dr);
+  HSEQ_CUDA_LAUNCH_CHECK(who);
+}
+}  // namespace cuda_detail
+
 /// In place on each row of buf [R, M + T]: distance scores in columns [0, Dr) spread over the
 /// keys (see the CPU overload in ops/position.hpp).
 template <class T>
 void spread_relative_rows(cuda::Context& ctx, View<T, DeviceSpace> buf, std::int64_t m, std::int64_t t,
                           std::int64_t dr) {
-  detail::check_relative_rows(buf, m, t, dr, "spread_relative_rows");
-  std::int64_t const rows = buf.size(0);
-  if (rows == 0) return;
-  HSEQ_CHECK(rows < (std::int64_t(1) << 31), "spread_relative_rows: " << rows << " rows exceed one grid");
-  auto kernel = cuda_detail::spread_relative_rows_kernel<T>;
-  std::size_t const smem = cuda_detail::relative_rows_smem<T>(kernel, dr, "spread_relative_rows");
-  kernel<<<unsigned(rows), cuda_detail::kThreads, smem, ctx.stream()>>>(buf.data, m, t, dr);
-  HSEQ_CUDA_LAUNCH_CHECK("spread_relative_rows");
+  cuda_detail::launch_relative_rows<T>(ctx, cuda_detail::spread_relative_rows_kernel<T>, buf, m, t, dr,
+                                       "spread_relative_rows");
 }
 
 /// The adjoint of `spread_relative_rows`, in place on each row of g [R, M + T].
 template <class T>
 void gather_relative_rows(cuda::Context& ctx, View<T, DeviceSpace> g, std::int64_t m, std::int64_t t,
                           std::int64_t dr) {
-  detail::check_relative_rows(g, m, t, dr, "gather_relative_rows");
-  std::int64_t const rows = g.size(0);
-  if (rows == 0) return;
-  HSEQ_CHECK(rows < (std::int64_t(1) << 31), "gather_relative_rows: " << rows << " rows exceed one grid");
-  auto kernel = cuda_detail::gather_relative_rows_kernel<T>;
-  std::size_t const smem = cuda_detail::relative_rows_smem<T>(kernel, dr, "gather_relative_rows");
-  kernel<<<unsigned(rows), cuda_detail::kThreads, smem, ctx.stream()>>>(g.data, m, t, dr);
-  HSEQ_CUDA_LAUNCH_CHECK("gather_relative_rows");
+  cuda_detail::launch_relative_rows<T>(ctx, cuda_detail::gather_relative_rows_kernel<T>, g, m, t, dr,
+                                       "gather_relative_rows");
 }
 
 }  // namespace hseq::ops
