@@ -99,8 +99,15 @@ TEST_CASE("family: the registry lists the families in list order, and their flag
     models.push_back(f->model);
     kinds.push_back(f->kind);
   }
-  CHECK(models == std::vector<std::string>{"transformer", "hourglass", "hierarchical", "bigram"});
-  CHECK(kinds == std::vector<std::string>{"transformer_lm", "hourglass", "hierarchical", "bigram"});
+  CHECK(models ==
+        std::vector<std::string>{"transformer", "hourglass", "hierarchical", "transformer-xl", "compressive", "bigram"});
+  CHECK(kinds == std::vector<std::string>{"transformer_lm", "hourglass", "hierarchical", "transformer_xl",
+                                          "compressive_transformer", "bigram"});
+  REQUIRE(cli::find_family("compressive") != nullptr);
+  CHECK(cli::find_family("compressive")->slots.size() == 2);
+  CHECK(cli::find_family("compressive")->slots[0].names ==
+        std::vector<std::string>{"conv", "mean", "max", "dilated", "most-used"});
+  CHECK(cli::find_family("compressive")->slots[1].names == std::vector<std::string>{"3", "2", "4"});
   REQUIRE(cli::find_family("hourglass") != nullptr);
   CHECK(cli::find_family("hourglass")->slots.size() == 2);
   CHECK(cli::find_family("hourglass")->slots[0].names == std::vector<std::string>{"attention", "avg", "linear"});
@@ -114,7 +121,8 @@ TEST_CASE("family: the registry lists the families in list order, and their flag
   CHECK(a.str("model") == "transformer");
   std::ostringstream help;
   a.usage(help);
-  CHECK(help.str().find("model family: transformer, hourglass, hierarchical, bigram") != std::string::npos);
+  CHECK(help.str().find("model family: transformer, hourglass, hierarchical, transformer-xl, compressive, bigram") !=
+        std::string::npos);
   CHECK(help.str().find("hourglass: shortening (pooling), one of attention, avg, linear") != std::string::npos);
 
   cli::ModelChoice c = cli::choice_from_flags(model_args({"--model", "hourglass", "--upsample", "linear"}));
@@ -124,7 +132,7 @@ TEST_CASE("family: the registry lists the families in list order, and their flag
   CHECK_THROWS_WITH_AS(cli::choice_from_flags(model_args({"--model", "hourglass", "--shorten", "max"})),
                        doctest::Contains("unknown --shorten 'max' (known: attention, avg, linear)"), Error);
   CHECK_THROWS_WITH_AS(cli::choice_from_flags(model_args({"--model", "rnn"})),
-                       doctest::Contains("unknown --model 'rnn' (known: transformer, hourglass, hierarchical, bigram)"), Error);
+                       doctest::Contains("unknown --model 'rnn' (known: transformer, hourglass, hierarchical, transformer-xl, compressive, bigram)"), Error);
 }
 
 TEST_CASE("family: a checkpoint names its model family and policies") {
@@ -171,7 +179,8 @@ TEST_CASE("family: a checkpoint of an unknown kind or without policies is refuse
   }
   CHECK_THROWS_WITH_AS(cli::choice_from_checkpoint(other),
                        doctest::Contains(("checkpoint " + other +
-                                          " holds a 'lstm_lm' model; these programs know transformer_lm, hourglass, hierarchical, bigram")
+                                          " holds a 'lstm_lm' model; these programs know transformer_lm, hourglass, hierarchical, transformer_xl, "
+                                          "compressive_transformer, bigram")
                                              .c_str()),
                        Error);
 
