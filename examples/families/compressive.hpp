@@ -13,6 +13,7 @@
 #include "hseq/models/compressive_transformer.hpp"
 #include "hseq/train/task.hpp"
 #include "programs.hpp"
+#include "transformer_xl.hpp"
 
 namespace cli {
 
@@ -67,15 +68,10 @@ struct CompressiveFamily {
   /// Consecutive windows per stream (the memories continue the previous batch's rows).
   using Task = hseq::train::SequentialSegments;
 
+  /// Transformer-XL's flags (the same model underneath), then the compression's.
   static void add_flags(Args& a) {
-    a.flag("dim", "256", "model width d")
-        .flag("heads", "4", "attention heads (must divide --dim)")
-        .flag("layers", "4", "layers of the main stack (transformer: blocks; hierarchical: backbone layers)")
-        .flag("context", "128", "longest sequence the model sees (transformer-xl: the segment length)")
-        .toggle("untied", "transformer: separate output projection instead of the token embedding")
-        .flag("mem-len", "256", "transformer-xl: memory rows per layer (earlier layer inputs; 0: none)")
-        .flag("clamp-len", "0", "transformer-xl: relative distances past it share one encoding (0: no clamping)")
-        .flag("cmem-len", "256", "compressive: compressed memory rows per layer")
+    TransformerXlFamily::add_flags(a);
+    a.flag("cmem-len", "256", "compressive: compressed memory rows per layer")
         .flag("compress-loss", "auto",
               "compressive: what trains a learned compressor: bptt (the LM loss), ae (auto-encoding), attn "
               "(attention reconstruction); auto: attn for conv and dilated (the paper's best), bptt for the others")
@@ -83,19 +79,13 @@ struct CompressiveFamily {
   }
   template <class M>
   static void apply_flags(FlagReader const& r, typename M::Config& c) {
-    r.integer("dim", c.dim);
-    r.integer("heads", c.heads);
-    r.integer("layers", c.layers);
-    r.integer("context", c.context);
-    r.integer("mem-len", c.mem_len);
-    r.integer("clamp-len", c.clamp_len);
+    TransformerXlFamily::apply_flags<M>(r, c);
     r.integer("cmem-len", c.cmem_len);
     r.parsed("compress-loss", c.loss, [](std::string const& s) {
       if (s == "auto") return M::kLearned ? hseq::models::CompressionLoss::kAttentionReconstruction : hseq::models::CompressionLoss::kBptt;
       return hseq::models::compression_loss_from_name(s, "--compress-loss");
     });
     r.real("compress-weight", c.loss_weight);
-    r.toggle("untied", c.tied, /*when_on=*/false);
   }
   static std::vector<BenchCase> bench_cases() {
     return {{"d256_L8_conv", {"--dim", "256", "--heads", "4", "--layers", "8", "--mem-len", "256", "--cmem-len", "256",

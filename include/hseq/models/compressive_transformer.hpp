@@ -642,20 +642,16 @@ class CompressiveTransformer {
     for (std::int64_t b = 0; b < bsz; ++b)
       for (std::int64_t j = 0; j < pc; ++j) usage_[std::size_t(b * pc + j)] = double(all[std::size_t(b * np + j)]);
   }
-  static void download(Ctx& ctx, T const* src, T* dst, std::size_t n) {
+  /// n elements between backend memory and host memory (a plain copy on the CPU).
+  static void download(Ctx& ctx, T const* src, T* dst, std::size_t n) { transfer(ctx, dst, src, n, true); }
+  static void upload(Ctx& ctx, T* dst, T const* src, std::size_t n) { transfer(ctx, dst, src, n, false); }
+  static void transfer(Ctx& ctx, T* dst, T const* src, std::size_t n, bool to_host) {
     if (n == 0) return;
     if constexpr (std::is_same_v<Space, HostSpace>) {
-      (void)ctx;
+      (void)ctx, (void)to_host;
       std::copy(src, src + n, dst);
-    } else {
+    } else if (to_host) {
       B::template download<T>(ctx, dst, src, n);
-    }
-  }
-  static void upload(Ctx& ctx, T* dst, T const* src, std::size_t n) {
-    if (n == 0) return;
-    if constexpr (std::is_same_v<Space, HostSpace>) {
-      (void)ctx;
-      std::copy(src, src + n, dst);
     } else {
       B::template upload<T>(ctx, dst, src, n);
     }
