@@ -25,6 +25,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <numeric>
 #include <span>
@@ -100,9 +101,13 @@ class DilatedConvCompress {
     MView pre;      // [G, c, d] the layer's output before GELU (the GELU's input; last layer: none)
     MView out;      // [G, c, d] z_k
   };
+  /// Layers at most: rates up to 2^kMaxDepth = 256.
+  static constexpr std::size_t kMaxDepth = 8;
+  /// A fixed array, not a vector: a forward in the training loop allocates nothing.
   struct Saved {
     std::int64_t groups = 0;
-    std::vector<Layer> layers;
+    std::size_t depth = 0;
+    std::array<Layer, kMaxDepth> layers{};
   };
 
   explicit DilatedConvCompress(Config c) : cfg_(check(c)) {
@@ -139,9 +144,9 @@ class DilatedConvCompress {
     s.groups = old.size(0) * old.size(1) / c;
     carve_into(ws, s);
     CView z(old.data, Shape{s.groups, c, d});  // each group a sequence of c rows
-    for (std::size_t k = 0; k < s.layers.size(); ++k) {
+    for (std::size_t k = 0; k < s.depth; ++k) {
       Layer& L = s.layers[k];
-      bool const last = k + 1 == s.layers.size();
+      bool const last = k + 1 == s.depth;
       ops::shift_right<T>(ctx, z, L.shifted, std::int64_t(1) << k);  // z[t - 2^k], 0 before the group
       // pre = here(z) + shift(shifted); out = GELU(pre), or out = pre for the last layer (the
       // other buffer holds the shift term meanwhile).
@@ -170,9 +175,9 @@ class DilatedConvCompress {
     ops::fill<T>(ctx, dz, T(0));  // only the last row of each group reaches the output
     ops::copy_mat<T>(ctx, ops::Mat<T const, Space>(dcompressed.data, s.groups, d, d),
                      ops::Mat<T, Space>(dz.data + (c - 1) * d, s.groups, d, c * d));
-    for (std::size_t k = s.layers.size(); k-- > 0;) {
+    for (std::size_t k = s.depth; k-- > 0;) {
       Layer const& L = s.layers[k];
-      bool const last = k + 1 == s.layers.size();
+      bool const last = k + 1 == s.depth;
       CView dsum = CView(dz);
       if (!last) {
         ops::gelu_backward<T>(ctx, CView(L.pre), CView(dz), dpre);
@@ -193,7 +198,9 @@ class DilatedConvCompress {
  private:
   static Config check(Config c) {
     c = check_resample(c, "DilatedConvCompress");
-    HSEQ_CHECK(c.factor >= 2, "DilatedConvCompress: the rate " << c.factor << " must be at least 2");
+    HSEQ_CHECK(c.factor >= 2 && c.factor <= (std::int64_t(1) << kMaxDepth),
+               "DilatedConvCompress: the rate " << c.factor << " must be at least 2 and at most "
+                                                   << (std::int64_t(1) << kMaxDepth));
     return c;
   }
   template <class X, class Y>
@@ -211,8 +218,9 @@ class DilatedConvCompress {
   }
   void carve_into(Arena<Space>& a, Saved& s) const {
     Shape const g{s.groups, cfg_.factor, cfg_.dim};
-    s.layers.resize(std::size_t(depth()));
-    for (auto& L : s.layers) {
+    s.depth = std::size_t(depth());
+    for (std::size_t k = 0; k < s.depth; ++k) {
+      Layer& L = s.layers[k];
       L.shifted = a.template take<T>(g, "dilated.shifted");
       L.pre = a.template take<T>(g, "dilated.pre");
       L.out = a.template take<T>(g, "dilated.out");
@@ -270,8 +278,11 @@ class MostUsedCompress {
     for (std::int64_t b = 0; b < bsz; ++b) {
       double const* u = usage.data() + b * n;
       std::iota(order_.begin(), order_.end(), 0);
-      // The keep largest usages, the earlier row first among equal ones, then back in row order.
-      std::stable_sort(order_.begin(), order_.end(), [u](std::int32_t x, std::int32_t y) { return u[x] > u[y]; });
+      // The keep largest usages, the earlier row first among equal ones (an explicit tie-break:
+      // std::stable_sort would allocate a buffer per call), then back in row order.
+      std::nth_element(order_.begin(), order_.begin() + keep, order_.end(), [u](std::int32_t x, std::int32_t y) {
+        return u[x] > u[y] || (u[x] == u[y] && x < y);
+      });
       std::sort(order_.begin(), order_.begin() + keep);
       for (std::int64_t i = 0; i < keep; ++i) picked_[std::size_t(b * keep + i)] = std::int32_t(b * n + order_[std::size_t(i)]);
     }
