@@ -16,7 +16,10 @@ int main(int argc, char** argv) try {
       .flag("segment", "0",
             "transformer-xl, compressive: score each window in consecutive segments of this many bytes over a memory "
             "(0: each window in one pass, without a memory)")
-      .flag("eval-mem-len", "0", "with --segment: the memory's rows per layer (0: the model's --mem-len)");
+      .flag("eval-mem-len", "0", "with --segment: the memory's rows per layer (0: the model's --mem-len)")
+      .flag("score-after", "",
+            "score only the bytes that follow this one character (a task's answers, e.g. '?' in bench/long_range.sh)")
+      .toggle("accuracy", "also report the fraction of scored bytes the model's most likely byte predicts");
   cli::add_thread_flag(a);
   if (!a.parse(argc, argv)) return 0;
   cli::apply_threads(a);

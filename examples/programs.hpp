@@ -383,18 +383,25 @@ void evaluate(Args const& a, ModelChoice const& choice) {
   auto data = std::make_unique<hseq::io::TextDataset>(a.str("data"), a.real("val-fraction"));
   std::int64_t t = a.given("seq-len") ? a.integer("seq-len") : lm.model->config().context;
   // Evaluation only: no optimizer, no training workspace.
+  std::string const after = a.str("score-after");
+  HSEQ_CHECK(after.size() <= 1, "hseq-eval: --score-after takes one character, got '" << after << "'");
   hseq::train::EvalConfig ec{.batch = a.integer("batch"), .seq_len = t, .windows = a.integer("windows"),
-                             .segment = a.integer("segment"), .memory_rows = a.integer("eval-mem-len")};
+                             .segment = a.integer("segment"), .memory_rows = a.integer("eval-mem-len"),
+                             .score_after = after.empty() ? -1 : std::int32_t(static_cast<unsigned char>(after[0])),
+                             .accuracy = a.on("accuracy")};
   hseq::train::Evaluator<Backend, Real, M> evaluator(*lm.model, *data, ec);
   auto split = hseq::io::TextDataset::Split::kValidation;
   std::int64_t total = data->num_windows(split, t);
   std::int64_t used = evaluator.num_windows();
-  double bpc = evaluator.evaluate(ctx);
+  hseq::train::EvalResult r = evaluator.measure(ctx);
   std::cout << "checkpoint: " << a.str("checkpoint") << "\n"
             << "data: " << a.str("data") << ", validation split of " << data->size(split) << " bytes, " << used << " of "
             << total << " windows of " << t << " bytes"
             << (ec.segment > 0 ? ", in segments of " + std::to_string(ec.segment) + " over a memory" : std::string()) << "\n"
-            << "bpc: " << bpc << std::endl;
+            << "scored: " << r.targets << " bytes";
+  if (!after.empty()) std::cout << " that follow '" << after << "'";
+  std::cout << "\nbpc: " << r.bpc << std::endl;
+  if (ec.accuracy) std::cout << "accuracy: " << r.accuracy << std::endl;
 }
 
 template <class M>

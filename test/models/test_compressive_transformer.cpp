@@ -203,6 +203,51 @@ TEST_CASE("compressive: evicted memories are compressed c at a time into a FIFO 
   CHECK(mem.pending_fill() == 0);
 }
 
+TEST_CASE("compressive: record_key_mass writes every layer's key mass, [cmem; cm; mem; segment], forward unchanged") {
+  cpu::Context ctx;
+  using P = hier::MeanPool<2>;
+  Ct<P> m(tiny<P>(4, 3));
+  nn::ParamStore<cpu, double> ps(m);
+  test::randomize_params(ps, 5, 0.3);
+  std::int64_t const b = 2, t = 5, h = 2;
+  auto ids = random_ids(Shape{b, t}, 11, 8), tg = random_ids(Shape{b, t}, 11, 9);
+  auto run = [&](bool record, double& loss) {
+    m.record_key_mass(record);
+    auto mem = m.make_memory(b);
+    set_memory(mem, 2, 3, 4, 21);  // 2 compressed rows, 3 memory rows, 4 pending: 2 compressed now
+    m.bind_memory(&mem);
+    Workspace<cpu> ws(m.forward_workspace(b, t));
+    typename Ct<P>::Trace tr;
+    auto a = ws.arena();
+    loss = m.forward(ctx, ids.cview(), tg.cview(), a, tr);
+    std::vector<std::vector<double>> mass;
+    for (auto const& L : tr.layers)
+      mass.push_back(L.mass.data ? std::vector<double>(L.mass.data, L.mass.data + L.mass.numel()) : std::vector<double>{});
+    m.bind_memory(nullptr);
+    return std::make_pair(mass, tr.layers[0].mass.shape);
+  };
+  double off = 0, on = 0;
+  auto [none, none_shape] = run(false, off);
+  auto [mass, shape] = run(true, on);
+  CHECK(on == off);  // recording changes nothing the model computes
+  CHECK(none[0].empty());
+  std::int64_t const nk = 2 + 2 + 3;  // cmem, the 2 rows compressed now (4 pending / c), mem
+  REQUIRE(shape == Shape{b, h, nk + t});
+  for (std::size_t l = 0; l < mass.size(); ++l)
+    for (std::int64_t bh = 0; bh < b * h; ++bh) {
+      CAPTURE(l);
+      CAPTURE(bh);
+      double const* row = mass[l].data() + bh * (nk + t);
+      double sum = 0;
+      for (std::int64_t j = 0; j < nk + t; ++j) sum += row[j];
+      CHECK(sum == doctest::Approx(double(t)).epsilon(1e-12));  // every query's weights sum to 1
+      CHECK(*std::min_element(row, row + nk + t) > 0);          // every key is seen by some query
+      // The last segment key is seen by the last query alone, so it receives less than 1.
+      CHECK(row[nk + t - 1] < 1.0);
+    }
+  m.record_key_mass(false);
+}
+
 TEST_CASE("compressive: causal within a segment; earlier segments reach later ones through both memories") {
   cpu::Context ctx;
   using P = hier::Conv<2>;

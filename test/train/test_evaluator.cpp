@@ -283,4 +283,77 @@ TEST_CASE("evaluator: a memory model scored segment by segment over a memory cov
                        doctest::Contains("for models with a memory"), Error);
 }
 
+TEST_CASE("evaluator: score_after scores only the bytes after one byte; accuracy counts the logits' argmax hits") {
+  cpu::Context ctx;
+  auto data = io::TextDataset::from_string(corpus(), "corpus", 0.1);
+  Lm m(tiny());
+  nn::ParamStore<cpu, float> p(m);
+  p.init(ctx, 5);
+  train::TrainerConfig tc;
+  tc.batch = 8, tc.seq_len = 16, tc.steps = 60, tc.warmup = 1, tc.lr = 1e-2, tc.eval_every = 0;
+  train::Trainer<cpu, float, Lm> tr(ctx, m, p, data, tc);
+  for (int i = 0; i < 60; ++i) tr.step(ctx);  // some bytes after ' ' become predictable
+  std::int64_t const t = 16, windows = 7;
+  std::int32_t const after = ' ';
+  // Reference: one forward over the 7 windows; NLL and argmax at the positions whose id is ' '.
+  std::int64_t const total = data.num_windows(Split::kValidation, t);
+  Tensor<std::int32_t, cpu> ids(Shape{windows, t}), tg(Shape{windows, t});
+  for (std::int64_t r = 0; r < windows; ++r)
+    data.window(Split::kValidation, r * total / windows, t, ids.data() + r * t, tg.data() + r * t);
+  Workspace<cpu> ws(m.forward_workspace(windows, t));
+  Lm::Trace trace;
+  auto arena = ws.arena();
+  m.forward(ctx, ids.cview(), tg.cview(), arena, trace);
+  double nll = 0;
+  std::int64_t scored = 0, hits = 0, every = 0;
+  for (std::int64_t i = 0; i < windows * t; ++i) {
+    every += tg.data()[i] >= 0;
+    if (ids.data()[i] != after) continue;
+    float const* row = trace.logits.data + i * 256;
+    double mx = *std::max_element(row, row + 256), z = 0;
+    for (int v = 0; v < 256; ++v) z += std::exp(double(row[v]) - mx);
+    nll += std::log(z) + mx - double(row[tg.data()[i]]);
+    hits += std::max_element(row, row + 256) - row == tg.data()[i];
+    ++scored;
+  }
+  REQUIRE(scored > 10);
+  REQUIRE(scored < every);
+  REQUIRE(hits > 0);  // the check below can tell a count from zero
+  REQUIRE(hits < scored);
+  for (std::int64_t batch : {std::int64_t(7), std::int64_t(3)}) {  // 3: the last batch has two padding rows
+    CAPTURE(batch);
+    train::Evaluator<cpu, float, Lm> ev(m, data, {.batch = batch, .seq_len = t, .windows = windows, .score_after = after,
+                                                  .accuracy = true});
+    train::EvalResult r = ev.measure(ctx);
+    CHECK(r.targets == scored);
+    CHECK(r.bpc == doctest::Approx(nll / double(scored) / std::log(2.0)).epsilon(1e-5));
+    CHECK(r.accuracy == double(hits) / double(scored));
+  }
+  // Without score_after every target counts; without accuracy there is none.
+  train::Evaluator<cpu, float, Lm> plain(m, data, {.batch = 7, .seq_len = t, .windows = windows});
+  train::EvalResult r = plain.measure(ctx);
+  CHECK(r.targets == every);
+  CHECK(std::isnan(r.accuracy));
+  CHECK_THROWS_WITH_AS((EvaluatorF(m, data, {.batch = 2, .seq_len = 16, .score_after = 256})),
+                       doctest::Contains("score_after 256 must be a byte value"), Error);
+}
+
+TEST_CASE("evaluator: accuracy segment by segment over a covering memory equals one pass (Compressive Transformer)") {
+  cpu::Context ctx;
+  auto data = io::TextDataset::from_string(corpus(), "corpus", 0.1);
+  using Ct = models::CompressiveTransformer<cpu, double, hier::MeanPool<2>>;
+  Ct ct({.vocab = 256, .dim = 16, .heads = 2, .layers = 2, .context = 24, .mem_len = 8, .cmem_len = 4});
+  nn::ParamStore<cpu, double> p(ct);
+  p.init(ctx, 9);
+  train::EvalConfig whole{.batch = 4, .seq_len = 24, .windows = 10, .score_after = 'o', .accuracy = true};
+  train::EvalConfig seg = whole;
+  seg.segment = 8, seg.memory_rows = 16;
+  train::Evaluator<cpu, double, Ct> a(ct, data, whole), b(ct, data, seg);
+  train::EvalResult ra = a.measure(ctx), rb = b.measure(ctx);
+  CHECK(ra.targets > 0);
+  CHECK(ra.targets == rb.targets);
+  CHECK(ra.accuracy == rb.accuracy);
+  CHECK(ra.bpc == doctest::Approx(rb.bpc).epsilon(1e-9));
+}
+
 }  // namespace HSEQ_TEST_UNIT

@@ -224,7 +224,7 @@ class CompressiveTransformer {
     MView old;    // [B, Pc, d] the pending rows compressed in this segment
     MView cm;     // [B, Pc / c, d] their compression
     MView kmem;   // [B, Nc + Pc / c + Nm, d] the block's memory: [cmem; cm; mem]
-    MView mass;   // [B, H, Nc + Pc / c + Nm + T] key mass (most-used only)
+    MView mass;   // [B, H, Nc + Pc / c + Nm + T] key mass (most-used, or record_key_mass)
     MView recon;  // [B, Pc / c, c d] auto-encoding: the decoder's reconstruction g(cm)
     MView diff;   // auto-encoding [B, Pc / c, c d]: g(cm) - old; attention reconstruction [B, T, d]: A(cm) - A(old)
     MView a_cm;   // attention reconstruction [B, T, d]: the content attention over LN1(cm)
@@ -316,6 +316,12 @@ class CompressiveTransformer {
     return Memory(cfg_.layers, batch, cfg_.cmem_len, rows, cfg_.context + kRate, cfg_.dim);
   }
   void bind_memory(Memory* m) { mem_ = m; }
+  /// Diagnostics (the paper's attention by age, bench/attention_by_age.cpp): with `on`, every
+  /// forward over a memory writes each layer's key mass into `Trace::layers[l].mass` [B, H, Nc +
+  /// Pc / c + Nm + T] (keys oldest first: compressed memory, the rows compressed at this segment,
+  /// memory, segment; the attention weight each key receives, summed over the queries). The plans
+  /// (`forward_workspace`) include it from then on; most-used compression records it always.
+  void record_key_mass(bool on) { record_mass_ = on; }
   Memory* bound_memory() const { return mem_; }
   void reset_state(Ctx&) {
     if (mem_) mem_->reset();
@@ -453,7 +459,7 @@ class CompressiveTransformer {
         a.template take<T>(Shape{batch, pc, d}, "ct.old");
         a.template take<T>(Shape{batch, mn, d}, "ct.cm");
         a.template take<T>(Shape{batch, nk, d}, "ct.kmem");
-        if constexpr (kUsesUsage) a.template take<T>(Shape{batch, cfg_.heads, nk + t}, "ct.mass");
+        if (kUsesUsage || record_mass_) a.template take<T>(Shape{batch, cfg_.heads, nk + t}, "ct.mass");
         a.template take<std::byte>(Shape{std::int64_t(comp_[l].forward_workspace(batch, pc))}, "ct.comp");
         if (cfg_.loss == CompressionLoss::kAutoEncoding) {
           a.template take<T>(Shape{batch, mn, kRate * d}, "ct.recon");
@@ -507,7 +513,7 @@ class CompressiveTransformer {
         put_rows(ctx, CView(S.cmem.data(), Shape{bsz, f.c, d}), L.kmem, 0);
         put_rows(ctx, CView(L.cm), L.kmem, f.c);
         put_rows(ctx, CView(S.mem.data(), Shape{bsz, f.m, d}), L.kmem, f.c + mn);
-        if constexpr (kUsesUsage) L.mass = ws.template take<T>(Shape{bsz, cfg_.heads, nk + t}, "ct.mass");
+        if (kUsesUsage || record_mass_) L.mass = ws.template take<T>(Shape{bsz, cfg_.heads, nk + t}, "ct.mass");
       }
       if (cfg_.loss == CompressionLoss::kAutoEncoding && train && mem != nullptr) {
         // g(cm) and its difference from the rows it compresses (the auto-encoding loss's residual).
@@ -725,6 +731,7 @@ class CompressiveTransformer {
   std::vector<nn::Linear<B, T>> dec_;
   Head head_;
   Memory* mem_ = nullptr;
+  bool record_mass_ = false;  // record_key_mass
   mutable std::vector<double> usage_;                // most-used: the ranked rows' usage (host)
   mutable std::vector<T> host_;                      // most-used: a key mass downloaded
   mutable std::array<std::vector<T>, 8> scratch_{};  // most-used: usage bookkeeping (host)

@@ -28,6 +28,14 @@
 /// The evaluator only runs the model's forward: in HAED's IEM objective that is the encoder,
 /// backbone and IEM head, never the decoder. `evaluate(ctx, windows)` is `measure(...).bpc`;
 /// `Trainer::evaluate` is this class.
+///
+/// Task scoring: `EvalConfig::score_after` scores only the targets that follow one byte (a task's
+/// answers: the long-range recall task's '?', bench/long_range.sh): `bpc` is then their NLL in bits,
+/// computed in double from the logits (`trace.logits` [B, T, V]) at those positions; the model's
+/// forward still runs on every target (so `loss` and `terms` stay its objective, and a segment
+/// without an answer still moves the memory). `EvalConfig::accuracy` also counts the scored targets
+/// that the model's most likely byte (the argmax of the logits, the first on ties) gets right
+/// (`EvalResult::accuracy`). Either downloads the logits after every forward.
 #pragma once
 
 #include <algorithm>
@@ -67,6 +75,10 @@ struct EvalResult {
   /// Mean total loss of the model's current objective, in nats.
   double loss = std::numeric_limits<double>::quiet_NaN();
   std::int64_t windows = 0;  ///< validation windows scored
+  std::int64_t targets = 0;  ///< targets scored (the byte objective's counted ones, or score_after's)
+  /// With `EvalConfig::accuracy`: the fraction of the scored targets that the argmax of the logits
+  /// predicts; NaN otherwise (or when no target was scored).
+  double accuracy = std::numeric_limits<double>::quiet_NaN();
   std::array<LossTerm, kMaxLossTerms> terms{};
   std::size_t n_terms = 0;
 
@@ -92,6 +104,11 @@ struct EvalConfig {
   /// With `segment`: the evaluation memory's rows per layer (0: the model's own memory length).
   /// Longer than in training is Transformer-XL's evaluation setting.
   std::int64_t memory_rows = 0;
+  /// A byte value (0-255): score only the targets whose input byte is this one (the byte that
+  /// follows it: a task's answer); -1 scores every target.
+  std::int32_t score_after = -1;
+  /// Report `EvalResult::accuracy` (argmax of the logits against the scored targets).
+  bool accuracy = false;
 };
 
 template <Backend B, class T, class M>
@@ -163,6 +180,7 @@ class Evaluator {
     out.windows = count;
     double nll = 0;  // byte objective: sum of batch mean x counted targets
     std::int64_t counted = 0;
+    LogitScores scores;  // score_after / accuracy
     double loss_sum = 0, weight_sum = 0;  // any objective: see the file comment for the weights
     std::array<double, kMaxLossTerms> term_sum{}, term_weight{};
     for (std::int64_t first = 0; first < count; first += cfg_.batch) {
@@ -191,8 +209,10 @@ class Evaluator {
         // No target counted: an objective that scores the ids themselves, padding rows included;
         // score the real rows alone (the first rows of the uploaded batch).
         if (trace_.counted == 0 && real < cfg_.batch) loss = forward(ctx, real);
+        if (logits_scored()) score_logits(ctx, host_ids_.data(), host_targets_.data(), scores);
       } else {
         loss = forward_segment(ctx, piece);
+        if (logits_scored()) score_logits(ctx, seg_host_ids_.data(), seg_host_targets_.data(), scores);
       }
       nll += loss * double(trace_.counted);
       counted += trace_.counted;
@@ -218,9 +238,13 @@ class Evaluator {
       }  // segments
     }
     out.loss = loss_sum / weight_sum;
+    out.targets = logits_scored() ? scores.n : counted;
+    if (cfg_.accuracy && scores.n > 0) out.accuracy = double(scores.hits) / double(scores.n);
     for (std::size_t k = 0; k < out.n_terms; ++k) out.terms[k].value = term_sum[k] / term_weight[k];
     if (counted == 0) {
       out.bpc = std::numeric_limits<double>::quiet_NaN();
+    } else if (cfg_.score_after >= 0) {
+      out.bpc = scores.n > 0 ? scores.nll / double(scores.n) / std::log(2.0) : std::numeric_limits<double>::quiet_NaN();
     } else if constexpr (requires(typename M::Trace const& tr) { tr.terms; }) {
       // The byte cross-entropy term, weighted by the counted targets exactly as the loss (so for a
       // model whose loss is its "ce" term the figure is the same to the bit).
@@ -252,6 +276,36 @@ class Evaluator {
       HSEQ_FAIL("Evaluator: segments need a memory model");
     }
   }
+  /// Sums over the positions the logits score (see the file comment).
+  struct LogitScores {
+    double nll = 0;  ///< nats
+    std::int64_t hits = 0, n = 0;
+  };
+  bool logits_scored() const { return cfg_.score_after >= 0 || cfg_.accuracy; }
+  /// Adds the last forward's scored positions to `s`: `ids`, `targets` [rows, t] on the host (-1:
+  /// ignored), the logits [rows, t, V] on the device; with score_after only the positions whose id
+  /// is that byte.
+  void score_logits(Ctx& ctx, std::int32_t const* ids, std::int32_t const* targets, LogitScores& s) {
+    if constexpr (!kHasLogits) {
+      (void)ctx, (void)ids, (void)targets, (void)s;  // refused by check()
+    } else {
+      auto const& lg = trace_.logits;
+      if (lg.data == nullptr || trace_.counted == 0) return;  // an objective without byte logits
+      std::int64_t const v = lg.size(2), n = lg.size(0) * lg.size(1);
+      host_logits_.resize(std::size_t(n * v));  // grows once: the same shape every forward
+      B::template download<T>(ctx, host_logits_.data(), lg.data, host_logits_.size());
+      for (std::int64_t i = 0; i < n; ++i) {
+        if (targets[i] < 0 || (cfg_.score_after >= 0 && ids[i] != cfg_.score_after)) continue;
+        T const* row = host_logits_.data() + i * v;
+        T const* top = std::max_element(row, row + v);
+        double z = 0;
+        for (std::int64_t k = 0; k < v; ++k) z += std::exp(double(row[k]) - double(*top));
+        s.nll += std::log(z) + double(*top) - double(row[targets[i]]);
+        s.hits += std::int64_t(top - row) == targets[i];
+        ++s.n;
+      }
+    }
+  }
   void reset_memory(Ctx& ctx) {
     if constexpr (models::MemoryModel<M>) {
       model_.bind_memory(&memory_);
@@ -268,14 +322,21 @@ class Evaluator {
                           Ids(targets_.data(), Shape{rows, cfg_.seq_len}), arena, trace_);
   }
   static EvalConfig check(EvalConfig c) {
+    HSEQ_CHECK((!c.accuracy && c.score_after < 0) || kHasLogits,
+               "Evaluator: EvalConfig::accuracy and score_after need a model whose trace holds its logits "
+               "(trace.logits [B, T, V])");
     HSEQ_CHECK(c.batch > 0 && c.seq_len > 0 && c.windows >= 0,
                "Evaluator: batch " << c.batch << " and seq_len " << c.seq_len << " must be positive, windows "
                                    << c.windows << " >= 0");
+    HSEQ_CHECK(c.score_after >= -1 && c.score_after <= 255,
+               "Evaluator: score_after " << c.score_after << " must be a byte value (0-255) or -1 (every target)");
     HSEQ_CHECK(c.segment >= 0 && c.memory_rows >= 0 && (c.segment == 0 || c.seq_len % c.segment == 0),
                "Evaluator: segments of " << c.segment << " bytes must divide the windows of " << c.seq_len
                                          << " (and memory_rows " << c.memory_rows << " be >= 0)");
     return c;
   }
+
+  static constexpr bool kHasLogits = requires(typename M::Trace const& tr) { tr.logits.data; };
 
   M& model_;
   io::TextDataset const& data_;
@@ -284,6 +345,7 @@ class Evaluator {
   Workspace<B>* ws_;
   Tensor<std::int32_t, B> ids_, targets_;
   std::vector<std::int32_t> host_ids_, host_targets_;
+  std::vector<T> host_logits_;  // score_after / accuracy: the last forward's logits
   typename M::Trace trace_;
   // Segment-by-segment evaluation of a memory model (EvalConfig::segment > 0).
   [[no_unique_address]] typename models::detail::MemoryOrNone<M>::type memory_{};
