@@ -8,17 +8,7 @@ cmake_minimum_required(VERSION 3.20)
 file(REMOVE_RECURSE "${WORK_DIR}")
 file(MAKE_DIRECTORY "${WORK_DIR}")
 
-function(run out_var)
-  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  set(${out_var} "${out}" PARENT_SCOPE)
-  set(${out_var}_rc "${rc}" PARENT_SCOPE)
-  set(${out_var}_err "${err}" PARENT_SCOPE)
-endfunction()
-function(expect_ok name)
-  if(NOT "${${name}_rc}" STREQUAL "0")
-    message(FATAL_ERROR "${name} failed (${${name}_rc}):\n${${name}}\n${${name}_err}")
-  endif()
-endfunction()
+include("${CMAKE_CURRENT_LIST_DIR}/../support/program_runs.cmake")  # run(), expect_ok()
 
 set(common --data "${DATA}" --batch 4 --context 16 --dim 16 --heads 2 --layers 2 --steps 5 --warmup 1 --eval-every 0
            --eval-windows 2 --sample-bytes 0 --threads 1)
