@@ -63,6 +63,7 @@
 #include "hseq/hier/fixed_chunks.hpp"
 #include "hseq/hier/hierarchy.hpp"
 #include "hseq/hier/iem_loss.hpp"
+#include "hseq/hier/length_resampler.hpp"
 #include "hseq/hier/linear_pool.hpp"
 #include "hseq/hier/linear_upsample.hpp"
 #include "hseq/hier/memory_compressors.hpp"
