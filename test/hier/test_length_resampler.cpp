@@ -220,6 +220,36 @@ void check_against_reference(LengthResamplerConfig cfg, std::int64_t bsz, std::i
   CHECK(worst < 1e-12);
 }
 
+TEST_CASE_TEMPLATE("length_resampler: the residual adds the query input z to the output (and its gradient)", Q,
+                   hier::QueryBank, hier::LengthMix, hier::PooledQueries) {
+  LengthResamplerConfig c{.dim = 4, .heads = 2, .window = 8, .residual = true};
+  check_resampler<Resampler<2, Q, kReduce>>(c, 2, test_length<Q>(8, 2));
+  check_resampler<Resampler<2, Q, kExpand>>(c, 2, test_length<Q>(8, 2));
+  // y(residual) - y(none) = z, with the same parameters.
+  cpu::Context ctx;
+  using M = Resampler<2, Q, kReduce>;
+  LengthResamplerConfig plain = c;
+  plain.residual = false;
+  M with(c), without(plain);
+  nn::ParamStore<cpu, double> pw(with), po(without);
+  test::randomize_params(pw, 5, 0.4);
+  test::randomize_params(po, 5, 0.4);
+  std::int64_t const n = test_length<Q>(8, 2);
+  auto x = test::random_tensor(Shape{2, n, 4}, 9);
+  Tensor<double, cpu> yw(Shape{2, n / 2, 4}), yo(Shape{2, n / 2, 4});
+  Workspace<cpu> ww(with.forward_workspace(2, n)), wo(without.forward_workspace(2, n));
+  auto aw = ww.arena();
+  auto ao = wo.arena();
+  auto sw = with.forward(ctx, x.cview(), yw.view(), aw);
+  without.forward(ctx, x.cview(), yo.view(), ao);
+  double worst = 0;
+  for (std::int64_t i = 0; i < yw.numel(); ++i) worst = std::max(worst, std::abs(yw.data()[i] - yo.data()[i] - sw.z.data[i]));
+  CHECK(worst < 1e-14);
+  double zmax = 0;
+  for (std::int64_t i = 0; i < yw.numel(); ++i) zmax = std::max(zmax, std::abs(sw.z.data[i]));
+  CHECK(zmax > 1e-3);  // the residual is not a zero added
+}
+
 TEST_CASE_TEMPLATE("length_resampler: forward equals the documented equations", Q, hier::QueryBank, hier::LengthMix,
                    hier::PooledQueries) {
   LengthResamplerConfig cfg{.dim = 6, .heads = 2, .window = 12};
@@ -349,7 +379,7 @@ TEST_CASE("length_resampler: bad sizes are refused with the sizes named") {
 
   CHECK_THROWS_WITH_AS(
       run(pooled, Shape{1, 7, 4}, Shape{1, 3, 4}),
-      doctest::Contains("LengthReducer<R = 2, pooled>: length n = 7 of x [1, 7, 4] is not a multiple of R = 2"), Error);
+      doctest::Contains("LengthReducer<R = 2, pool>: length n = 7 of x [1, 7, 4] is not a multiple of R = 2"), Error);
   CHECK_THROWS_WITH_AS(run(mix, Shape{2, 9, 4}, Shape{2, 4, 4}),
                        doctest::Contains("length n = 9 of x [2, 9, 4] is not a multiple of R = 2"), Error);
   CHECK_THROWS_WITH_AS(run(bank, Shape{1, 10, 4}, Shape{1, 5, 4}),

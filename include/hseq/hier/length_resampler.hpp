@@ -9,12 +9,17 @@
 ///   z = Query(x)                                    [B, n_out, d]  the query input
 ///   Q = z Wq + bq,  [K V] = x Wkv + bkv             [B, n_out, d], [B, n_in, 2 d]
 ///   y = concat_h( softmax(Q_h K_h^T / sqrt(d_h)) V_h ) Wo + bo     [B, n_out, d]
+///   y += z                     with `Config::residual` (the query stream's residual)
 ///
 /// with H = `Config::heads` heads of width d_h = d / H (nn::MultiHeadAttention with mask none;
 /// the biases only with `Config::bias`). Reduce: n_in = n, n_out = m = n / R; expand: n_in = m,
 /// n_out = n = m R. Keys and values always come from the module's input x (X for reduce, the
-/// latent for expand), so the expander's output is a function of the latent alone. There is no
-/// residual and no feed-forward on the query stream: the caller composes those around it.
+/// latent for expand), so the expander's output is a function of the latent alone. No feed-forward
+/// on the query stream (the caller composes one around it). `Config::residual` adds the query
+/// input z to the output (Funnel/Perceiver style): without it, an attention that starts near
+/// uniform maps every output row to nearly the same mean of the values, so stacked resamplers
+/// start with almost no information about positions (and almost no gradient for their queries);
+/// with it, pooled or mixed queries carry the input through from the first step.
 ///
 /// Query sources (the policy tags `QueryBank`, `LengthMix`, `PooledQueries`; z for one sequence b,
 /// with N = `Config::window`, the longest full-rate length):
@@ -77,6 +82,7 @@ struct LengthResamplerConfig {
   /// (its bank sizes) and LengthMix (the one length it accepts); PooledQueries ignores it.
   std::int64_t window = 0;
   bool bias = true;        ///< biases of the attention's projections
+  bool residual = false;   ///< y = z + attention: the query input added to the output
   double init_std = 0.02;  ///< std of the projections, the query bank and the mixing matrix
 };
 
@@ -258,7 +264,7 @@ struct LengthMix {
 };
 /// Queries from the input itself: average-pooled (reduce) or repeated (expand); any n.
 struct PooledQueries {
-  static constexpr char const* kName = "pooled";
+  static constexpr char const* kName = "pool";
   static constexpr WindowUse kWindow = WindowUse::kNone;
   template <Backend B, class T, std::int64_t R, LengthDirection D>
   using Source = PooledQuerySource<B, T, R, D>;
@@ -356,6 +362,7 @@ class LengthResampler {
     s.z = ws.template take<T>(out, "lres.z");
     s.src = src_.forward(ctx, x, s.z, ws);
     s.attn = attn_.forward(ctx, s.z, x, CView{}, y, ws);
+    if (cfg_.residual) ops::axpy<T>(ctx, T(1), CView(s.z), y);
     return s;
   }
 
@@ -364,6 +371,7 @@ class LengthResampler {
     ArenaScope<Space> scope(ws);
     MView dz = ws.template take<T>(s.z.shape, "lres.dz");
     attn_.backward(ctx, s.attn, dy, dz, dx, MView{}, ws);  // dz: query path; dx: key/value path
+    if (cfg_.residual) ops::axpy<T>(ctx, T(1), dy, dz);      // the residual's share of dz
     src_.backward(ctx, s.src, dz, dx, ws);                 // dx += the query source's path
   }
 

@@ -17,6 +17,7 @@
 ///     `backward(ctx, trace, ws)` accumulates the gradients of that mean.
 ///     `M::Trace` is default-constructible and reused across steps.
 /// `Trainer` requires it (train/trainer.hpp); generation requires the refinement `CachedModel`.
+/// An autoencoder declares `kReconstructsInput` (below): its targets are its inputs.
 ///
 /// Optional members, detected with `requires` where they are used (the concept does not ask for
 /// them): `set_phase(name)`, `trace.terms` and `static constexpr kLossTerms` (the term names, for
@@ -69,5 +70,11 @@ concept Model =
       { trace.logits } -> std::convertible_to<View<T const, typename B::Space>>;
     };
 // clang-format on
+
+/// Whether M's targets are its own inputs (an autoencoder, `static constexpr bool
+/// kReconstructsInput = true`, models/seq_autoencoder.hpp): the trainer and the evaluator then
+/// pass targets = ids instead of the next bytes. False for language models (the member is absent).
+template <class M>
+inline constexpr bool kReconstructsInput = requires { requires M::kReconstructsInput; };
 
 }  // namespace hseq::models

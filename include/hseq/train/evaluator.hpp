@@ -189,6 +189,7 @@ class Evaluator {
         std::int32_t* tg = host_targets_.data() + r * t;
         if (first + r < count) {
           data_.window(split, (first + r) * total / count, t, ids, tg);
+          if constexpr (models::kReconstructsInput<M>) std::copy(ids, ids + t, tg);  // an autoencoder's targets
         } else {  // padding rows of the last batch: ignored targets
           std::fill(ids, ids + t, 0);
           std::fill(tg, tg + t, -1);

@@ -380,6 +380,8 @@ class Trainer {
     double loss_sum = 0;
     for (std::int64_t micro = 0; micro < cfg_.grad_accum; ++micro) {
       task_.next(host_ids_.data(), host_targets_.data());
+      if constexpr (models::kReconstructsInput<M>)  // an autoencoder's targets are its inputs
+        std::copy(host_ids_.begin(), host_ids_.end(), host_targets_.begin());
       if constexpr (requires(M& m, Ctx& c) { m.reset_state(c); })
         if (!task_.continues()) model_.reset_state(ctx);
       upload_batch(ctx);
