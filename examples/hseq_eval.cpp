@@ -19,7 +19,10 @@ int main(int argc, char** argv) try {
       .flag("eval-mem-len", "0", "with --segment: the memory's rows per layer (0: the model's --mem-len)")
       .flag("score-after", "",
             "score only the bytes that follow this one character (a task's answers, e.g. '?' in bench/long_range.sh)")
-      .toggle("accuracy", "also report the fraction of scored bytes the model's most likely byte predicts");
+      .toggle("accuracy", "also report the fraction of scored bytes the model's most likely byte predicts")
+      .flag("export-latents", "",
+            "autoencoder: write the latents of every validation window to this safetensors file (\"latents\" "
+            "[windows, m, dim], \"offsets\" [windows])");
   cli::add_thread_flag(a);
   if (!a.parse(argc, argv)) return 0;
   cli::apply_threads(a);

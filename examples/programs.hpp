@@ -269,6 +269,16 @@ inline std::string resume_phases(Args const& a, std::vector<hseq::train::Phase>&
              : " (the checkpoint's were '" + theirs + "'; they agree on its " + std::to_string(st.step) + " steps)";
 }
 
+/// The sequence length a model is built for when --seq-len is not given: its context, or the
+/// window of a model that has one instead (the autoencoder).
+template <class M>
+std::int64_t default_length(M const& m) {
+  if constexpr (requires { m.config().context; })
+    return m.config().context;
+  else
+    return m.config().window;
+}
+
 /// The task a family trains on: `Trait::Task` when it names one, random crops otherwise.
 template <class Trait>
 struct TaskOf {
@@ -279,6 +289,33 @@ template <class Trait>
 struct TaskOf<Trait> {
   using type = typename Trait::Task;
 };
+
+/// An autoencoder's sample: the first validation window and the model's reconstruction of it (the
+/// argmax byte at every position), each byte outside printable ASCII shown as '.'.
+template <class M>
+void show_reconstruction(Backend::Context& ctx, M const& model, hseq::io::TextDataset const& data, std::int64_t t) {
+  auto split = hseq::io::TextDataset::Split::kValidation;
+  if (data.num_windows(split, t) < 1) return;
+  std::vector<std::int32_t> ids(static_cast<std::size_t>(t)), tg(static_cast<std::size_t>(t));
+  data.window(split, 0, t, ids.data(), tg.data());
+  hseq::Tensor<std::int32_t, Backend> dids(hseq::Shape{1, t});
+  Backend::upload<std::int32_t>(ctx, dids.data(), ids.data(), ids.size());
+  hseq::Workspace<Backend> ws(model.forward_workspace(1, t));
+  typename M::Trace tr;
+  auto arena = ws.arena();
+  model.forward(ctx, dids.cview(), dids.cview(), arena, tr);
+  std::int64_t const v = tr.logits.size(2);
+  std::vector<Real> logits(std::size_t(t * v));
+  Backend::download<Real>(ctx, logits.data(), tr.logits.data, logits.size());
+  auto shown = [](std::int32_t c) { return c >= 32 && c < 127 ? char(c) : '.'; };
+  std::string in, out;
+  for (std::int64_t i = 0; i < t; ++i) {
+    in += shown(ids[std::size_t(i)]);
+    auto row = logits.begin() + i * v;
+    out += shown(std::int32_t(std::max_element(row, row + v) - row));
+  }
+  std::cout << "reconstruction of the first validation window:\n  in:  " << in << "\n  out: " << out << std::endl;
+}
 
 template <class Trait, class M>
 void train(Args const& a, ModelChoice const& choice) {
@@ -291,7 +328,7 @@ void train(Args const& a, ModelChoice const& choice) {
 
   hseq::train::TrainerConfig t;
   t.batch = a.integer("batch");
-  t.seq_len = a.given("seq-len") ? a.integer("seq-len") : model->config().context;
+  t.seq_len = a.given("seq-len") ? a.integer("seq-len") : default_length(*model);
   t.steps = a.integer("steps");
   t.time_budget_s = a.real("time-budget");
   t.grad_accum = a.integer("accum");
@@ -364,7 +401,9 @@ void train(Args const& a, ModelChoice const& choice) {
   }
   if (std::string m = resident_memory(); !m.empty()) std::cout << "memory after training: " << m << std::endl;
   if (!t.ckpt_path.empty()) std::cout << "checkpoint: " << t.ckpt_path << "\n";
-  if (a.integer("sample-bytes") > 0) {
+  if constexpr (hseq::models::kReconstructsInput<M>) {
+    if (a.integer("sample-bytes") > 0) show_reconstruction(ctx, *model, data, t.seq_len);
+  } else if (a.integer("sample-bytes") > 0) {
     hseq::models::GenerateConfig g;
     g.max_bytes = a.integer("sample-bytes");
     g.sampler.temperature = 0.8;
@@ -376,12 +415,54 @@ void train(Args const& a, ModelChoice const& choice) {
   }
 }
 
+/// hseq-eval --export-latents: the latents of every validation window of t bytes (window k starts at
+/// byte k t of the split), `batch` windows per forward, as a safetensors file: "latents" F32
+/// [windows, m, d] and "offsets" I64 [windows] (the windows' first bytes in the validation split),
+/// with the model's kind and configuration and the data file in the metadata.
+template <class M>
+void export_latents(Backend::Context& ctx, M const& model, hseq::io::TextDataset const& data, std::int64_t t,
+                    std::int64_t batch, std::string const& path, std::string const& data_path) {
+  auto split = hseq::io::TextDataset::Split::kValidation;
+  std::int64_t const total = data.num_windows(split, t), m = t / model.reduction(), d = model.config().dim;
+  HSEQ_CHECK(total > 0, "hseq-eval --export-latents: the validation split is shorter than one window of " << t);
+  std::vector<std::int32_t> ids(std::size_t(batch * t)), tg(std::size_t(batch * t));
+  hseq::Tensor<std::int32_t, Backend> dids(hseq::Shape{batch, t});
+  hseq::Workspace<Backend> ws(model.forward_workspace(batch, t));
+  typename M::Trace tr;
+  std::vector<float> out(std::size_t(total * m * d));
+  std::vector<Real> host(std::size_t(batch * m * d));
+  std::vector<std::int64_t> offsets(static_cast<std::size_t>(total));
+  for (std::int64_t first = 0; first < total; first += batch) {
+    std::int64_t const rows = std::min(batch, total - first);
+    for (std::int64_t r = 0; r < rows; ++r) {
+      data.window(split, first + r, t, ids.data() + r * t, tg.data() + r * t);
+      offsets[std::size_t(first + r)] = (first + r) * t;
+    }
+    Backend::upload<std::int32_t>(ctx, dids.data(), ids.data(), std::size_t(rows * t));
+    auto arena = ws.arena();
+    hseq::View<std::int32_t const, Backend::Space> view(dids.data(), hseq::Shape{rows, t});
+    model.forward(ctx, view, view, arena, tr);
+    Backend::download<Real>(ctx, host.data(), tr.latent().data, std::size_t(rows * m * d));
+    std::copy_n(host.begin(), rows * m * d, out.begin() + first * m * d);
+  }
+  hseq::io::SafetensorsWriter w;
+  w.add<float>("latents", hseq::Shape{total, m, d}, out.data());
+  w.add<std::int64_t>("offsets", hseq::Shape{total}, offsets.data());
+  w.set_metadata("model_kind", M::kKind);
+  w.set_metadata("model_config", model.config_json());
+  w.set_metadata("data", data_path);
+  w.set_metadata("split", "validation");
+  w.write(path);
+  std::cout << "latents: " << path << " (" << total << " windows of " << t << " bytes -> [" << total << ", " << m
+            << ", " << d << "])" << std::endl;
+}
+
 template <class M>
 void evaluate(Args const& a, ModelChoice const& choice) {
   Backend::Context ctx;
   auto lm = load_model<M>(ctx, a.str("checkpoint"), choice);
   auto data = std::make_unique<hseq::io::TextDataset>(a.str("data"), a.real("val-fraction"));
-  std::int64_t t = a.given("seq-len") ? a.integer("seq-len") : lm.model->config().context;
+  std::int64_t t = a.given("seq-len") ? a.integer("seq-len") : default_length(*lm.model);
   // Evaluation only: no optimizer, no training workspace.
   std::string const after = a.str("score-after");
   HSEQ_CHECK(after.size() <= 1, "hseq-eval: --score-after takes one character, got '" << after << "'");
@@ -402,10 +483,21 @@ void evaluate(Args const& a, ModelChoice const& choice) {
   if (!after.empty()) std::cout << " that follow '" << after << "'";
   std::cout << "\nbpc: " << r.bpc << std::endl;
   if (ec.accuracy) std::cout << "accuracy: " << r.accuracy << std::endl;
+  std::string const latents = a.str("export-latents");
+  if constexpr (hseq::models::kReconstructsInput<M>) {
+    if (!latents.empty()) export_latents(ctx, *lm.model, *data, t, a.integer("batch"), latents, a.str("data"));
+  } else {
+    HSEQ_CHECK(latents.empty(), "hseq-eval: --export-latents is for autoencoders (--model autoencoder); "
+                                    << a.str("checkpoint") << " holds a " << M::kKind << " model");
+  }
 }
 
 template <class M>
 void generate(Args const& a, ModelChoice const& choice) {
+  if constexpr (!hseq::models::CachedModel<M, Backend, Real>) {
+    HSEQ_FAIL("hseq-generate: a " << M::kKind << " model does not generate text (it reconstructs its input); "
+                                  << "hseq-eval --accuracy reports its reconstruction");
+  } else {
   Backend::Context ctx;
   auto lm = load_model<M>(ctx, a.str("checkpoint"), choice);
   hseq::models::GenerateConfig g;
@@ -421,6 +513,7 @@ void generate(Args const& a, ModelChoice const& choice) {
   std::cout << a.str("prompt") << out << std::endl;
   std::cerr << "generated " << out.size() << " bytes in " << s << " s (" << double(out.size()) / s << " bytes/s)"
             << std::endl;
+  }
 }
 
 /// The benchmark action (Family::bench_train): the model, its parameters and the optimizer built
@@ -441,7 +534,7 @@ void bench_train(Args const& a, ModelChoice const& choice, BenchLoop& loop) {
   oc.weight_decay = a.real("weight-decay");
   hseq::train::AdamW<Backend, Real> opt(ctx, params, oc);
 
-  std::int64_t b = a.integer("batch"), t = a.given("seq-len") ? a.integer("seq-len") : model->config().context;
+  std::int64_t b = a.integer("batch"), t = a.given("seq-len") ? a.integer("seq-len") : default_length(*model);
   HSEQ_CHECK(b > 0 && t > 0, "benchmark: --batch " << b << " and --seq-len " << t << " must be positive");
   std::vector<std::int32_t> host(std::size_t(2 * b * t));
   hseq::Rng rng(std::uint64_t(a.integer("seed")) + 1);
@@ -478,8 +571,9 @@ void bench_train(Args const& a, ModelChoice const& choice, BenchLoop& loop) {
 template <class Trait>
 Family make_family() {
   using Default = DefaultModel<Trait>;
-  static_assert(hseq::models::CachedModel<Default, Backend, Real>,
-                "a family's models must satisfy hseq::models::CachedModel (training, checkpoints and generation)");
+  static_assert(hseq::models::CachedModel<Default, Backend, Real> || hseq::models::kReconstructsInput<Default>,
+                "a family's models must satisfy hseq::models::CachedModel (training, checkpoints and generation), "
+                "or be an autoencoder (kReconstructsInput: no generation)");
   Family f;
   f.model = Trait::kModel;
   f.kind = Default::kKind;

@@ -98,6 +98,7 @@
 #include "hseq/models/memory_model.hpp"
 #include "hseq/models/model.hpp"
 #include "hseq/models/sampler.hpp"
+#include "hseq/models/seq_autoencoder.hpp"
 #include "hseq/models/transformer_lm.hpp"
 #include "hseq/models/transformer_xl.hpp"
 

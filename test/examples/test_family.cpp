@@ -100,9 +100,13 @@ TEST_CASE("family: the registry lists the families in list order, and their flag
     kinds.push_back(f->kind);
   }
   CHECK(models ==
-        std::vector<std::string>{"transformer", "hourglass", "hierarchical", "transformer-xl", "compressive", "bigram"});
+        std::vector<std::string>{"transformer", "hourglass", "hierarchical", "transformer-xl", "compressive", "autoencoder",
+                                 "bigram"});
   CHECK(kinds == std::vector<std::string>{"transformer_lm", "hourglass", "hierarchical", "transformer_xl",
-                                          "compressive_transformer", "bigram"});
+                                          "compressive_transformer", "seq_autoencoder", "bigram"});
+  REQUIRE(cli::find_family("autoencoder") != nullptr);
+  CHECK(cli::find_family("autoencoder")->slots[0].names == std::vector<std::string>{"pool", "bank", "mix"});
+  CHECK(cli::find_family("autoencoder")->slots[1].names == std::vector<std::string>{"2", "4", "8"});
   REQUIRE(cli::find_family("compressive") != nullptr);
   CHECK(cli::find_family("compressive")->slots.size() == 2);
   CHECK(cli::find_family("compressive")->slots[0].names ==
@@ -121,7 +125,7 @@ TEST_CASE("family: the registry lists the families in list order, and their flag
   CHECK(a.str("model") == "transformer");
   std::ostringstream help;
   a.usage(help);
-  CHECK(help.str().find("model family: transformer, hourglass, hierarchical, transformer-xl, compressive, bigram") !=
+  CHECK(help.str().find("model family: transformer, hourglass, hierarchical, transformer-xl, compressive, autoencoder, bigram") !=
         std::string::npos);
   CHECK(help.str().find("hourglass: shortening (pooling), one of attention, avg, linear") != std::string::npos);
 
@@ -132,7 +136,7 @@ TEST_CASE("family: the registry lists the families in list order, and their flag
   CHECK_THROWS_WITH_AS(cli::choice_from_flags(model_args({"--model", "hourglass", "--shorten", "max"})),
                        doctest::Contains("unknown --shorten 'max' (known: attention, avg, linear)"), Error);
   CHECK_THROWS_WITH_AS(cli::choice_from_flags(model_args({"--model", "rnn"})),
-                       doctest::Contains("unknown --model 'rnn' (known: transformer, hourglass, hierarchical, transformer-xl, compressive, bigram)"), Error);
+                       doctest::Contains("unknown --model 'rnn' (known: transformer, hourglass, hierarchical, transformer-xl, compressive, autoencoder, bigram)"), Error);
 }
 
 TEST_CASE("family: a checkpoint names its model family and policies") {

@@ -24,7 +24,7 @@ set(common --data "${DATA}" --batch 8 --context 32 --lr 0.1 --warmup 2 --eval-ev
 
 run(help "${TRAIN}" --help)
 expect_ok(help)
-if(NOT help MATCHES "model family: transformer, hourglass, hierarchical, transformer-xl, compressive, bigram")
+if(NOT help MATCHES "model family: transformer, hourglass, hierarchical, transformer-xl, compressive, autoencoder, bigram")
   message(FATAL_ERROR "hseq-train-toy --help does not list the bigram family:\n${help}")
 endif()
 

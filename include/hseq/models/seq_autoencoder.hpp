@@ -37,6 +37,7 @@
 #include "hseq/core/tensor.hpp"
 #include "hseq/core/workspace.hpp"
 #include "hseq/hier/length_resampler.hpp"
+#include "hseq/models/flops.hpp"
 #include "hseq/nn/block_stack.hpp"
 #include "hseq/nn/embedding.hpp"
 #include "hseq/nn/layer_norm.hpp"
@@ -308,6 +309,32 @@ class SeqAutoencoder {
     enc_.backward(ctx, tr.enc, dh, tmp, ws);  // dh = d x0 (the views may swap)
     pos_enc_.backward(ctx, tr.pos_enc, dh, dh, ws);
     tok_.backward(ctx, tr.emb, dh, ws);
+  }
+
+  /// Model FLOPs per token of a training step over windows of t bytes (models/flops.hpp): the
+  /// encoder and decoder at full rate; each resampler's key/value projection at its input's rate
+  /// and its query and output projections at its output's rate; a length mix A [n_out, n_in] costs
+  /// 2 n_out n_in d per window, i.e. its parameters at rate d / t; the query bank is an addition
+  /// (not counted).
+  FlopCount flops(std::int64_t t) const {
+    FlopCount f;
+    f.add_embedding(tok_).add_embedding(pos_enc_).add_embedding(pos_dec_);
+    f.add(enc_, 1.0).add(ln_e_, 1.0).add(dec_, 1.0).add(head_, 1.0);
+    double const tt = double(t), d = double(cfg_.dim);
+    double n = tt;
+    for (std::size_t s = 0; s < red_.size(); ++s, n /= double(R)) {
+      double const m = n / double(R);
+      auto rates = [&](double in, double out) {
+        return [=](std::string const& name) {
+          if (name.rfind("query.mix", 0) == 0) return d / tt;
+          if (name.rfind("query.bank", 0) == 0) return 0.0;
+          return name.rfind("attn.kv.", 0) == 0 ? in / tt : out / tt;
+        };
+      };
+      f.add(red_[s], rates(n, m)).add(exp_[s], rates(m, n));
+      f.add_attention(1.0, d, m, n, tt).add_attention(1.0, d, n, m, tt);
+    }
+    return f.add_attention(double(cfg_.enc_layers + cfg_.dec_layers), d, tt, tt, tt);
   }
 
  private:
