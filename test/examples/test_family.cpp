@@ -184,7 +184,7 @@ TEST_CASE("family: a checkpoint of an unknown kind or without policies is refuse
   CHECK_THROWS_WITH_AS(cli::choice_from_checkpoint(other),
                        doctest::Contains(("checkpoint " + other +
                                           " holds a 'lstm_lm' model; these programs know transformer_lm, hourglass, hierarchical, transformer_xl, "
-                                          "compressive_transformer, bigram")
+                                          "compressive_transformer, seq_autoencoder, bigram")
                                              .c_str()),
                        Error);
 
