@@ -104,22 +104,12 @@ done
 [ -x /usr/bin/time ] || { echo "/usr/bin/time is missing (Debian: apt-get install time)" >&2; exit 1; }
 export OMP_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads"
 
-env_report() {  # env_report DIR: the machine, the programs and OpenBLAS's core, into DIR/env.txt
-  local blas
-  blas="$(ldd "$train" 2>/dev/null | awk '/libopenblas|libblas/ { print $3; exit }')"
+# shellcheck source=bench/common.sh
+source "$root/bench/common.sh"
+env_report() {  # env_report DIR: the machine, the programs and OpenBLAS's core, into DIR/env.txt and stdout
   {
-    echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-    echo "git: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$root" diff --quiet 2>/dev/null || echo ' (working tree modified)')"
-    echo "cpu: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(getconf _NPROCESSORS_ONLN) cores online, threads $threads"
+    bench_env_lines "$root" "$train" "$threads"
     echo "programs: $train ($(date -u -r "$train" '+%Y-%m-%d %H:%M')), $eval"
-    echo "blas: ${blas:-none found by ldd}"
-    if [ -n "$blas" ] && command -v python3 > /dev/null; then
-      echo "openblas_get_corename(): $(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 -c "
-import ctypes, sys
-l = ctypes.CDLL(sys.argv[1]); l.openblas_get_corename.restype = ctypes.c_char_p
-print(l.openblas_get_corename().decode())" "$blas" 2>/dev/null || echo unknown)"
-    fi
-    echo "environment: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE, OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads"
   } | tee "$1/env.txt"
 }
 

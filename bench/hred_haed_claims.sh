@@ -174,24 +174,13 @@ csv_step_s() {
 # Cumulative training seconds at the end of step s of a CSV (its training row, not the final validation row).
 csv_seconds_at() { awk -F, -v s="$2" 'NR > 1 && $1 == s && $2 != "nan" && $2 != "" { t = $5 } END { print t }' "$1"; }
 
+# shellcheck source=bench/common.sh
+source "$root/bench/common.sh"
 env_report() {  # env_report DIR: the machine, the programs and OpenBLAS's core, into DIR/env.txt and stdout
-  local blas
-  blas="$(ldd "$train" 2>/dev/null | awk '/libopenblas|libblas/ { print $3; exit }')"
   {
-    echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-    echo "git: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$root" diff --quiet 2>/dev/null || echo ' (working tree modified)')"
-    echo "cpu: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(getconf _NPROCESSORS_ONLN) cores online, threads $threads"
-    echo "memory: $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+    bench_env_lines "$root" "$train" "$threads"
     echo "programs: $train ($(date -u -r "$train" '+%Y-%m-%d %H:%M')), $generate"
     echo "data: $data ($(wc -c < "$data") bytes)"
-    echo "blas: ${blas:-none found by ldd}"
-    if [ -n "$blas" ] && command -v python3 > /dev/null; then
-      echo "openblas_get_corename(): $(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 -c "
-import ctypes, sys
-l = ctypes.CDLL(sys.argv[1]); l.openblas_get_corename.restype = ctypes.c_char_p
-print(l.openblas_get_corename().decode())" "$blas" 2>/dev/null || echo unknown)"
-    fi
-    echo "environment: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE, OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads"
   } | tee "$1/env.txt"
 }
 
