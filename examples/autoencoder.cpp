@@ -68,7 +68,7 @@ int main(int argc, char** argv) try {
 
   // One held-out window: encode (a forward, keeping the latent), then decode the latent alone.
   auto split = hseq::io::TextDataset::Split::kValidation;
-  std::int64_t const t = cfg.window, m = t / model.reduction(), v = cfg.vocab;
+  std::int64_t const t = cfg.window, m = model.latent_length(t), v = cfg.vocab;
   std::vector<std::int32_t> ids(static_cast<std::size_t>(t)), tg(static_cast<std::size_t>(t));
   data.window(split, 0, t, ids.data(), tg.data());
   hseq::Tensor<std::int32_t, Backend> dids(hseq::Shape{1, t});

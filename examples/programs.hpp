@@ -423,7 +423,7 @@ template <class M>
 void export_latents(Backend::Context& ctx, M const& model, hseq::io::TextDataset const& data, std::int64_t t,
                     std::int64_t batch, std::string const& path, std::string const& data_path) {
   auto split = hseq::io::TextDataset::Split::kValidation;
-  std::int64_t const total = data.num_windows(split, t), m = t / model.reduction(), d = model.config().dim;
+  std::int64_t const total = data.num_windows(split, t), m = model.latent_length(t), d = model.config().dim;
   HSEQ_CHECK(total > 0, "hseq-eval --export-latents: the validation split is shorter than one window of " << t);
   std::vector<std::int32_t> ids(std::size_t(batch * t)), tg(std::size_t(batch * t));
   hseq::Tensor<std::int32_t, Backend> dids(hseq::Shape{batch, t});

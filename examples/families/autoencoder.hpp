@@ -37,7 +37,7 @@ struct AutoencoderFamily {
   using Policies = cli::Policies<
       Slot<"queries", "autoencoder: query source of the length-changing attention", hseq::hier::PooledQueries,
            hseq::hier::QueryBank, hseq::hier::LengthMix>,
-      Slot<"reduce", "autoencoder: reduction factor of each step (m = window / reduce^steps)", ReduceFactor<2, '2'>,
+      Slot<"reduce", "autoencoder: reduction factor of each step (m = window / reduce^steps, rounded up)", ReduceFactor<2, '2'>,
            ReduceFactor<4, '4'>, ReduceFactor<8, '8'>>>;
   template <class... QueryFactor>
   using Model = typename AutoencoderModel<QueryFactor...>::type;

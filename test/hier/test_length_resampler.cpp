@@ -129,6 +129,19 @@ TEST_CASE_TEMPLATE("gradcheck: LengthReducer and LengthExpander (input and every
   SUBCASE("R = 3, no biases, expand") { check_resampler<Resampler<3, Q, kExpand>>(c3, 1, test_length<Q>(9, 3)); }
 }
 
+// Lengths that R does not divide: the last group is partial (r valid rows of R), padded with a
+// mask inside the layer. n = 7, R = 2 (r = 1) and n = 10, R = 4 (r = 2); the mix's window is n.
+TEST_CASE_TEMPLATE("gradcheck: LengthReducer and LengthExpander at lengths R does not divide", Q, hier::QueryBank,
+                   hier::LengthMix, hier::PooledQueries) {
+  constexpr bool kMix = std::is_same_v<Q, hier::LengthMix>;
+  LengthResamplerConfig c2{.dim = 4, .heads = 2, .window = kMix ? 7 : 8};
+  SUBCASE("R = 2, n = 7, reduce") { check_resampler<Resampler<2, Q, kReduce>>(c2, 2, 7); }
+  SUBCASE("R = 2, n = 7, expand") { check_resampler<Resampler<2, Q, kExpand>>(c2, 2, 7); }
+  LengthResamplerConfig c4{.dim = 4, .heads = 1, .window = 10, .residual = true};
+  SUBCASE("R = 4, n = 10, residual, reduce") { check_resampler<Resampler<4, Q, kReduce>>(c4, 2, 10); }
+  SUBCASE("R = 4, n = 10, residual, expand") { check_resampler<Resampler<4, Q, kExpand>>(c4, 2, 10); }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The documented equations, written out naively in double, against forward.
 // ---------------------------------------------------------------------------------------------
@@ -154,12 +167,12 @@ std::vector<double> linear_ref(std::vector<double> const& x, std::int64_t rows, 
   return y;
 }
 
+/// n_out: y's length (the full-rate n for the expander, whose n_in = ceil(n / R) leaves it open).
 template <std::int64_t R, class Q, LengthDirection D>
-std::vector<double> reference_forward(Resampler<R, Q, D>& m, Tensor<double, cpu> const& x) {
+std::vector<double> reference_forward(Resampler<R, Q, D>& m, Tensor<double, cpu> const& x, std::int64_t n_out) {
   auto p = params_of(m);
   auto get = [&](std::string const& name) { return p.count(name) ? p[name] : View<double, HostSpace>{}; };
   std::int64_t bsz = x.shape()[0], n_in = x.shape()[1], d = x.shape()[2], heads = m.config().heads, dh = d / heads;
-  std::int64_t n_out = D == kReduce ? n_in / R : n_in * R;
   std::vector<double> y;
   for (std::int64_t b = 0; b < bsz; ++b) {
     std::vector<double> xb(x.data() + b * n_in * d, x.data() + (b + 1) * n_in * d), z(std::size_t(n_out * d), 0.0);
@@ -171,7 +184,9 @@ std::vector<double> reference_forward(Resampler<R, Q, D>& m, Tensor<double, cpu>
         } else if constexpr (std::is_same_v<Q, hier::LengthMix>) {
           for (std::int64_t t = 0; t < n_in; ++t) zij += get("query.mix")[i * n_in + t] * xb[std::size_t(t * d + j)];
         } else if constexpr (D == kReduce) {
-          for (std::int64_t r = 0; r < R; ++r) zij += xb[std::size_t((i * R + r) * d + j)] / double(R);  // AvgPool_R
+          // AvgPool_R over the group's valid rows (a partial last group: its r rows, weight 1 / r)
+          std::int64_t const valid = std::min<std::int64_t>(R, n_in - i * R);
+          for (std::int64_t r = 0; r < valid; ++r) zij += xb[std::size_t((i * R + r) * d + j)] / double(valid);
         } else {
           zij = xb[std::size_t((i / R) * d + j)];  // Repeat_R
         }
@@ -213,7 +228,7 @@ void check_against_reference(LengthResamplerConfig cfg, std::int64_t bsz, std::i
   Workspace<cpu> ws(m.forward_workspace(bsz, n));
   auto a = ws.arena();
   m.forward(ctx, x.cview(), y.view(), a);
-  auto ref = reference_forward(m, x);
+  auto ref = reference_forward(m, x, n_out);
   REQUIRE(ref.size() == std::size_t(y.numel()));
   double worst = 0;
   for (std::size_t i = 0; i < ref.size(); ++i) worst = std::max(worst, std::abs(ref[i] - y.data()[i]));
@@ -257,6 +272,12 @@ TEST_CASE_TEMPLATE("length_resampler: forward equals the documented equations", 
   check_against_reference<3, Q, kExpand>(cfg, 2, test_length<Q>(12, 3));
   check_against_reference<2, Q, kReduce>({.dim = 4, .heads = 1, .window = 8, .bias = false}, 1, 8);
   check_against_reference<2, Q, kExpand>({.dim = 4, .heads = 1, .window = 8, .bias = false}, 1, 8);
+  // Lengths R does not divide: 11 = 3 + 3 + 3 + 2 and 10 = 4 + 4 + 2 (the mean of the partial
+  // group over its valid rows only; the expander's rows past n cut).
+  check_against_reference<3, Q, kReduce>({.dim = 6, .heads = 2, .window = 11}, 2, 11);
+  check_against_reference<3, Q, kExpand>({.dim = 6, .heads = 2, .window = 11}, 2, 11);
+  check_against_reference<4, Q, kReduce>({.dim = 4, .heads = 1, .window = 10}, 1, 10);
+  check_against_reference<4, Q, kExpand>({.dim = 4, .heads = 1, .window = 10}, 1, 10);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -290,7 +311,8 @@ TEST_CASE("length_resampler: parameter names and shapes follow the window and R"
   CHECK(layout(pooled) == attn);
 }
 
-TEST_CASE_TEMPLATE("length_resampler: [B, n, d] -> [B, n / R, d] -> [B, n, d] at every accepted n", Q, hier::QueryBank,
+TEST_CASE_TEMPLATE("length_resampler: [B, n, d] -> [B, ceil(n / R), d] -> [B, n, d] at every accepted n", Q,
+                   hier::QueryBank,
                    hier::LengthMix, hier::PooledQueries) {
   cpu::Context ctx;
   constexpr std::int64_t kR = 2;
@@ -304,15 +326,15 @@ TEST_CASE_TEMPLATE("length_resampler: [B, n, d] -> [B, n / R, d] -> [B, n, d] at
   if constexpr (std::is_same_v<Q, hier::LengthMix>)
     lengths = {window};
   else if constexpr (std::is_same_v<Q, hier::QueryBank>)
-    lengths = {2, 4, 6, 8};
+    lengths = {1, 2, 3, 4, 5, 6, 7, 8};
   else
-    lengths = {2, 4, 8, 16, 22};  // the window does not limit pooled queries
+    lengths = {1, 2, 3, 4, 8, 15, 16, 22};  // the window does not limit pooled queries
   for (std::int64_t n : lengths) {
     CAPTURE(n);
     Workspace<cpu> ws(red.forward_workspace(bsz, n) + up.forward_workspace(bsz, n));
     auto a = ws.arena();
     auto x = test::random_tensor(Shape{bsz, n, d}, 3);
-    Tensor<double, cpu> latent(Shape{bsz, n / kR, d}), back(Shape{bsz, n, d});
+    Tensor<double, cpu> latent(Shape{bsz, (n + kR - 1) / kR, d}), back(Shape{bsz, n, d});
     red.forward(ctx, x.cview(), latent.view(), a);
     CHECK(a.used() == red.forward_workspace(bsz, n));
     up.forward(ctx, latent.cview(), back.view(), a);
@@ -320,7 +342,7 @@ TEST_CASE_TEMPLATE("length_resampler: [B, n, d] -> [B, n / R, d] -> [B, n, d] at
     CHECK(std::all_of(latent.data(), latent.data() + latent.numel(), [](double v) { return std::isfinite(v); }));
     CHECK(std::all_of(back.data(), back.data() + back.numel(), [](double v) { return std::isfinite(v); }));
     // The output shape is the only one forward accepts.
-    Tensor<double, cpu> wrong(Shape{bsz, n / kR + 1, d});
+    Tensor<double, cpu> wrong(Shape{bsz, (n + kR - 1) / kR + 1, d});
     auto a2 = ws.arena();
     CHECK_THROWS_AS(red.forward(ctx, x.cview(), wrong.view(), a2), Error);
     Tensor<double, cpu> wrong_up(Shape{bsz, n, d + 1});
@@ -377,16 +399,25 @@ TEST_CASE("length_resampler: bad sizes are refused with the sizes named") {
   CHECK_NOTHROW(run(mix, Shape{1, 8, 4}, Shape{1, 4, 4}));
   CHECK_NOTHROW(run(mix_up, Shape{1, 4, 4}, Shape{1, 8, 4}));
 
-  CHECK_THROWS_WITH_AS(
-      run(pooled, Shape{1, 7, 4}, Shape{1, 3, 4}),
-      doctest::Contains("LengthReducer<R = 2, pool>: length n = 7 of x [1, 7, 4] is not a multiple of R = 2"), Error);
-  CHECK_THROWS_WITH_AS(run(mix, Shape{2, 9, 4}, Shape{2, 4, 4}),
-                       doctest::Contains("length n = 9 of x [2, 9, 4] is not a multiple of R = 2"), Error);
+  CHECK_NOTHROW(run(pooled, Shape{1, 7, 4}, Shape{1, 4, 4}));  // padded: ceil(7 / 2) = 4 rows
+  CHECK_NOTHROW(run(bank_up, Shape{1, 4, 4}, Shape{1, 7, 4}));
+  CHECK_THROWS_WITH_AS(run(pooled, Shape{1, 7, 4}, Shape{1, 3, 4}),
+                       doctest::Contains("LengthReducer<R = 2, pool>: y [1, 3, 4] for x [1, 7, 4], expected [1, 4, 4]"),
+                       Error);
+  CHECK_THROWS_WITH_AS(run(mix, Shape{2, 9, 4}, Shape{2, 5, 4}),
+                       doctest::Contains("length n = 9 (x [2, 9, 4]) differs from the window 8"), Error);
+  CHECK_THROWS_WITH_AS(run(bank_up, Shape{1, 4, 4}, Shape{1, 6, 4}),
+                       doctest::Contains("LengthExpander<R = 2, bank>: y [1, 6, 4] for x [1, 4, 4]: expected [1, n, 4] "
+                                         "with ceil(n / 2) = 4, i.e. n in [7, 8]"),
+                       Error);
   CHECK_THROWS_WITH_AS(run(bank, Shape{1, 10, 4}, Shape{1, 5, 4}),
                        doctest::Contains("length n = 10 (x [1, 10, 4]) exceeds the window 8"), Error);
   CHECK_THROWS_WITH_AS(
       run(bank_up, Shape{1, 5, 4}, Shape{1, 10, 4}),
       doctest::Contains("LengthExpander<R = 2, bank>: length n = 10 (x [1, 5, 4]) exceeds the window 8"), Error);
+  CHECK_THROWS_WITH_AS(
+      run(bank_up, Shape{1, 5, 4}, Shape{1, 9, 4}),
+      doctest::Contains("LengthExpander<R = 2, bank>: length n = 9 (x [1, 5, 4]) exceeds the window 8"), Error);
   CHECK_THROWS_WITH_AS(run(mix, Shape{1, 6, 4}, Shape{1, 3, 4}),
                        doctest::Contains("length n = 6 (x [1, 6, 4]) differs from the window 8"), Error);
   CHECK_THROWS_WITH_AS(
@@ -399,18 +430,19 @@ TEST_CASE("length_resampler: bad sizes are refused with the sizes named") {
   CHECK_THROWS_WITH_AS(run(pooled, Shape{2, 8, 4}, Shape{2, 8, 4}),
                        doctest::Contains("y [2, 8, 4] for x [2, 8, 4], expected [2, 4, 4]"), Error);
   CHECK_THROWS_WITH_AS(run(mix_up, Shape{2, 4, 4}, Shape{2, 4, 4}),
-                       doctest::Contains("y [2, 4, 4] for x [2, 4, 4], expected [2, 8, 4]"), Error);
+                       doctest::Contains("y [2, 4, 4] for x [2, 4, 4]: expected [2, n, 4] with ceil(n / 2) = 4"), Error);
 
-  // Configurations: the bank and the mix need a window that R divides; pooled queries ignore it.
+  // Configurations: the bank and the mix need a positive window (any: a partial last group is
+  // padded); pooled queries ignore it.
   using BankReducer = Resampler<2, hier::QueryBank, kReduce>;
   using MixExpander = Resampler<3, hier::LengthMix, kExpand>;
   using PooledReducer = Resampler<2, hier::PooledQueries, kReduce>;
   LengthResamplerConfig odd{.dim = 4, .heads = 2, .window = 7}, none{.dim = 4, .heads = 2, .window = 0};
-  CHECK_THROWS_WITH_AS(BankReducer{odd},
-                       doctest::Contains("LengthReducer<R = 2, bank>: window 7 must be a positive multiple of R = 2"),
+  CHECK_NOTHROW(BankReducer{odd});
+  CHECK(BankReducer{odd}.source().bank().shape == (Shape{4, 4}));  // ceil(7 / 2) queries
+  CHECK_THROWS_WITH_AS(BankReducer{none}, doctest::Contains("LengthReducer<R = 2, bank>: window 0 must be positive"),
                        Error);
-  CHECK_THROWS_WITH_AS(MixExpander{none},
-                       doctest::Contains("LengthExpander<R = 3, mix>: window 0 must be a positive multiple of R = 3"),
+  CHECK_THROWS_WITH_AS(MixExpander{none}, doctest::Contains("LengthExpander<R = 3, mix>: window 0 must be positive"),
                        Error);
   CHECK_NOTHROW(PooledReducer{none});
   LengthResamplerConfig no_dim{.dim = 0, .heads = 1};

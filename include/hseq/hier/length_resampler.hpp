@@ -2,7 +2,7 @@
 /// @file
 /// @brief `LengthResampler`: the length-changing attention of the length-reduction autoencoder
 /// (issue 12). `LengthReducer<B, T, R, Query>` maps x [B, n, d] to y [B, n / R, d];
-/// `LengthExpander<B, T, R, Query>` maps a latent x [B, m, d] back to y [B, m R, d]. One
+/// `LengthExpander<B, T, R, Query>` maps a latent x [B, m, d] back to y [B, n, d] (m = ceil(n / R)). One
 /// bidirectional multi-head cross-attention (no mask: every query sees every row of x), whose
 /// queries come from the compile-time query source `Query`:
 ///
@@ -12,8 +12,8 @@
 ///   y += z                     with `Config::residual` (the query stream's residual)
 ///
 /// with H = `Config::heads` heads of width d_h = d / H (nn::MultiHeadAttention with mask none;
-/// the biases only with `Config::bias`). Reduce: n_in = n, n_out = m = n / R; expand: n_in = m,
-/// n_out = n = m R. Keys and values always come from the module's input x (X for reduce, the
+/// the biases only with `Config::bias`). Reduce: n_in = n, n_out = m = ceil(n / R); expand: n_in = m,
+/// n_out = n. Keys and values always come from the module's input x (X for reduce, the
 /// latent for expand), so the expander's output is a function of the latent alone. No feed-forward
 /// on the query stream (the caller composes one around it). `Config::residual` adds the query
 /// input z to the output (Funnel/Perceiver style): without it, an attention that starts near
@@ -23,19 +23,24 @@
 ///
 /// Query sources (the policy tags `QueryBank`, `LengthMix`, `PooledQueries`; z for one sequence b,
 /// with N = `Config::window`, the longest full-rate length):
-///   - QueryBank: z[b] = P[0 : n_out], a learned bank P [N / R, d] (reduce) or [N, d] (expand),
-///     the same for every b (parameter "query.bank"; n <= N, the first n_out rows are used).
-///   - LengthMix: z[b] = A x[b], a learned mix along the length axis, A [N / R, N] (reduce) or
-///     [N, N / R] (expand) (parameter "query.mix"; the length is fixed: n == N).
-///   - PooledQueries: z = AvgPool_R(x) (reduce: z[b, i] = mean_{r < R} x[b, i R + r]) or
-///     z = Repeat_R(x) (expand: z[b, t] = x[b, floor(t / R)]); no parameters, any n.
+///   - QueryBank: z[b] = P[0 : n_out], a learned bank P [ceil(N / R), d] (reduce) or [N, d]
+///     (expand), the same for every b (parameter "query.bank"; n <= N, the first n_out rows are used).
+///   - LengthMix: z[b] = A x[b], a learned mix along the length axis, A [ceil(N / R), N] (reduce)
+///     or [N, ceil(N / R)] (expand) (parameter "query.mix"; the length is fixed: n == N).
+///   - PooledQueries: z = AvgPool_R(x) (reduce: z[b, i] = mean of x[b, j] over the valid j of
+///     group i, i R <= j < min(i R + R, n)) or z = Repeat_R(x) (expand: z[b, t] = x[b, floor(t / R)]);
+///     no parameters, any n.
 /// No position information is added here (the attention is permutation-equivariant in the keys):
 /// callers add position embeddings to x before. With PooledQueries the expander's R queries of a
 /// block are equal, so its output rows i R .. i R + R - 1 are equal too.
 ///
-/// Lengths: n is a run-time size, any multiple of R (up to N for the bank, exactly N for the mix).
-/// There is no key-padding mask: a reducer input whose length n is not a multiple of R is refused
-/// with an hseq::Error naming n and R; callers pad to a multiple of R themselves.
+/// Lengths: n is a run-time size (up to N for the bank, exactly N for the mix). When R does not
+/// divide n, the sequence is padded to m R rows with a mask: the last group has r = n - (m - 1) R
+/// valid rows, the pooled query of the reducer averages those r rows only (the padding rows are
+/// zeros that the mean does not count: its weight is 1 / r, not 1 / R), the reducer's keys are the
+/// n real rows (no padding key exists, so no attention mask is needed), and the expander computes
+/// queries and outputs for the n real rows only (the repeated rows past n are cut). The expander
+/// takes n from its output's shape (m = ceil(n / R) must be x's length).
 ///
 /// The module contract is nn/module.hpp's: forward carves what backward needs from the arena,
 /// backward overwrites dx and accumulates parameter gradients; forward_workspace(batch, n) and
@@ -65,12 +70,12 @@
 
 namespace hseq::hier {
 
-/// Reduce: [B, n, d] -> [B, n / R, d]. Expand: [B, m, d] -> [B, m R, d].
+/// Reduce: [B, n, d] -> [B, ceil(n / R), d]. Expand: [B, ceil(n / R), d] -> [B, n, d].
 enum class LengthDirection { kReduce, kExpand };
 
 /// How a query source uses `LengthResamplerConfig::window` (N).
 enum class WindowUse {
-  kNone,     ///< ignored: any length that R divides
+  kNone,     ///< ignored: any length
   kMaximum,  ///< full-rate length n <= N (learned per-position queries)
   kExact,    ///< n == N (a learned matrix along the length axis)
 };
@@ -78,22 +83,27 @@ enum class WindowUse {
 struct LengthResamplerConfig {
   std::int64_t dim = 0;
   std::int64_t heads = 1;
-  /// N, the longest full-rate length (the n of [B, n, d]); a positive multiple of R for QueryBank
-  /// (its bank sizes) and LengthMix (the one length it accepts); PooledQueries ignores it.
+  /// N, the longest full-rate length (the n of [B, n, d]); positive for QueryBank (its bank sizes)
+  /// and LengthMix (the one length it accepts); PooledQueries ignores it.
   std::int64_t window = 0;
   bool bias = true;        ///< biases of the attention's projections
   bool residual = false;   ///< y = z + attention: the query input added to the output
   double init_std = 0.02;  ///< std of the projections, the query bank and the mixing matrix
 };
 
+/// The reduced length of a full-rate length n: ceil(n / R) (a partial last group is padded).
+template <std::int64_t R>
+constexpr std::int64_t reduced_length(std::int64_t n) {
+  return (n + R - 1) / R;
+}
 /// Lengths of one call: n_in rows of x, n_out rows of y, from the full-rate length n.
 template <std::int64_t R, LengthDirection D>
 constexpr std::int64_t length_in(std::int64_t n) {
-  return D == LengthDirection::kReduce ? n : n / R;
+  return D == LengthDirection::kReduce ? n : reduced_length<R>(n);
 }
 template <std::int64_t R, LengthDirection D>
 constexpr std::int64_t length_out(std::int64_t n) {
-  return D == LengthDirection::kReduce ? n / R : n;
+  return D == LengthDirection::kReduce ? reduced_length<R>(n) : n;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -201,7 +211,10 @@ class LengthMixSource {
   nn::Param<T, Space> mix_;
 };
 
-/// z = AvgPool_R(x) (reduce) or Repeat_R(x) (expand); no parameters.
+/// z = AvgPool_R(x) (reduce) or Repeat_R(x) (expand); no parameters. A length n that R does not
+/// divide goes through a padded copy [B, m R, d] (zeros past n) and the pooling ops; the partial
+/// group's mean is then rewritten over its r valid rows by a strided-batched GEMM with a ones
+/// vector (1 / r times their sum), so only ops with CUDA overloads are composed.
 template <Backend B, class T, std::int64_t R, LengthDirection D>
 class PooledQuerySource {
  public:
@@ -209,6 +222,8 @@ class PooledQuerySource {
   using Ctx = typename B::Context;
   using CView = View<T const, Space>;
   using MView = View<T, Space>;
+  using CMat = ops::Mat<T const, Space>;
+  using MMat = ops::Mat<T, Space>;
   struct Saved {};
 
   explicit PooledQuerySource(LengthResamplerConfig const& c) : dim_(c.dim) {}
@@ -216,31 +231,91 @@ class PooledQuerySource {
   template <class F>
   void visit_params(F&& /*f*/, std::string const& /*prefix*/ = "") {}
 
-  std::size_t forward_workspace(std::int64_t /*batch*/, std::int64_t /*n*/) const { return 0; }
-  /// The [B, n_in, d] buffer that holds the query path's gradient before it is added to dx.
+  /// The padded copy (and for the reducer the ones vector) when R does not divide n.
+  std::size_t forward_workspace(std::int64_t batch, std::int64_t n) const {
+    if (n % R == 0) return 0;
+    return padded_bytes(batch, n) + (D == LengthDirection::kReduce ? aligned_bytes<T>(R) : 0);
+  }
+  /// The [B, n_in, d] buffer that holds the query path's gradient before it is added to dx; when R
+  /// does not divide n, the padded gradient and the ones vector (reduce) or the padded gradient
+  /// and that buffer (expand).
   std::size_t backward_workspace(std::int64_t batch, std::int64_t n) const {
-    return aligned_bytes<T>(batch * length_in<R, D>(n) * dim_);
+    std::size_t const in = aligned_bytes<T>(batch * length_in<R, D>(n) * dim_);
+    if (n % R == 0) return in;
+    return padded_bytes(batch, n) + (D == LengthDirection::kReduce ? aligned_bytes<T>(R) : in);
   }
 
-  Saved forward(Ctx& ctx, CView x, MView z, Arena<Space>& /*ws*/) const {
-    if constexpr (D == LengthDirection::kReduce)
-      ops::avg_pool<T>(ctx, x, z, R);
-    else
-      ops::repeat_rows<T>(ctx, x, z, R);
+  Saved forward(Ctx& ctx, CView x, MView z, Arena<Space>& ws) const {
+    std::int64_t const bsz = x.size(0), d = x.size(2);
+    std::int64_t const n = D == LengthDirection::kReduce ? x.size(1) : z.size(1), m = reduced_length<R>(n);
+    if (n % R == 0) {
+      if constexpr (D == LengthDirection::kReduce)
+        ops::avg_pool<T>(ctx, x, z, R);
+      else
+        ops::repeat_rows<T>(ctx, x, z, R);
+      return {};
+    }
+    // Carved for the forward's lifetime (not scoped), so a forward carves exactly its plan.
+    MView pad = ws.template take<T>(Shape{bsz, m * R, d}, "lres.pool.pad");  // [B, m R, d]
+    if constexpr (D == LengthDirection::kReduce) {
+      // pad[b, 0:n] = x[b], pad[b, n:mR] = 0; z = AvgPool_R(pad); then the last group's mean over
+      // its r valid rows: z[b, m-1] = (1 / r) 1_r^T x[b, (m-1)R : n].
+      ops::fill<T>(ctx, pad, T(0));
+      ops::copy_mat<T>(ctx, CMat(x.data, bsz, n * d, n * d), MMat(pad.data, bsz, n * d, m * R * d));
+      ops::avg_pool<T>(ctx, CView(pad), z, R);
+      std::int64_t const r = n - (m - 1) * R;
+      MView ones = ws.template take<T>(Shape{R}, "lres.pool.ones");
+      ops::fill<T>(ctx, ones, T(1));
+      ops::gemm_strided_batched<T>(ctx, bsz, ops::Trans::kNo, CMat(ones.data, 1, r), 0, ops::Trans::kNo,
+                                   CMat(x.data + (m - 1) * R * d, r, d), n * d, MMat(z.data + (m - 1) * d, 1, d),
+                                   m * d, T(1) / T(r), T(0));
+    } else {
+      // pad = Repeat_R(x); z[b] = pad[b, 0:n] (the repeated rows past n are cut).
+      ops::repeat_rows<T>(ctx, x, pad, R);
+      ops::copy_mat<T>(ctx, CMat(pad.data, bsz, n * d, m * R * d), MMat(z.data, bsz, n * d, n * d));
+    }
     return {};
   }
   void backward(Ctx& ctx, Saved const& /*s*/, CView dz, MView dx, Arena<Space>& ws) const {
     if (dx.empty()) return;
+    std::int64_t const bsz = dx.size(0), d = dx.size(2);
+    std::int64_t const n = D == LengthDirection::kReduce ? dx.size(1) : dz.size(1), m = reduced_length<R>(n);
     ArenaScope<Space> scope(ws);
-    MView dq = ws.template take<T>(dx.shape, "lres.pool.dx");
-    if constexpr (D == LengthDirection::kReduce)
-      ops::avg_pool_backward<T>(ctx, dz, dq, R);
-    else
-      ops::repeat_rows_backward<T>(ctx, dz, dq, R);
-    ops::axpy<T>(ctx, T(1), CView(dq), dx);
+    if (n % R == 0) {
+      MView dq = ws.template take<T>(dx.shape, "lres.pool.dx");
+      if constexpr (D == LengthDirection::kReduce)
+        ops::avg_pool_backward<T>(ctx, dz, dq, R);
+      else
+        ops::repeat_rows_backward<T>(ctx, dz, dq, R);
+      ops::axpy<T>(ctx, T(1), CView(dq), dx);
+      return;
+    }
+    MView pad = ws.template take<T>(Shape{bsz, m * R, d}, "lres.pool.dpad");  // [B, m R, d]
+    if constexpr (D == LengthDirection::kReduce) {
+      // dx[b, j] += dz[b, j / R] / R for the valid rows, then the partial group's rows get
+      // (1 / r - 1 / R) dz[b, m-1] more (their weight in the forward was 1 / r).
+      ops::avg_pool_backward<T>(ctx, dz, pad, R);
+      ops::add_mat<T>(ctx, CMat(pad.data, bsz, n * d, m * R * d), MMat(dx.data, bsz, n * d, n * d));
+      std::int64_t const r = n - (m - 1) * R;
+      MView ones = ws.template take<T>(Shape{R}, "lres.pool.ones");
+      ops::fill<T>(ctx, ones, T(1));
+      ops::gemm_strided_batched<T>(ctx, bsz, ops::Trans::kNo, CMat(ones.data, r, 1), 0, ops::Trans::kNo,
+                                   CMat(dz.data + (m - 1) * d, 1, d), m * d,
+                                   MMat(dx.data + (m - 1) * R * d, r, d), n * d, T(1) / T(r) - T(1) / T(R), T(1));
+    } else {
+      // The cut rows had no gradient: pad[b] = [dz[b]; 0], dq = RepeatBackward_R(pad), dx += dq.
+      ops::fill<T>(ctx, pad, T(0));
+      ops::copy_mat<T>(ctx, CMat(dz.data, bsz, n * d, n * d), MMat(pad.data, bsz, n * d, m * R * d));
+      MView dq = ws.template take<T>(dx.shape, "lres.pool.dx");
+      ops::repeat_rows_backward<T>(ctx, CView(pad), dq, R);
+      ops::axpy<T>(ctx, T(1), CView(dq), dx);
+    }
   }
 
  private:
+  std::size_t padded_bytes(std::int64_t batch, std::int64_t n) const {
+    return aligned_bytes<T>(batch * reduced_length<R>(n) * R * dim_);
+  }
   std::int64_t dim_;
 };
 
@@ -262,7 +337,8 @@ struct LengthMix {
   template <Backend B, class T, std::int64_t R, LengthDirection D>
   using Source = LengthMixSource<B, T, R, D>;
 };
-/// Queries from the input itself: average-pooled (reduce) or repeated (expand); any n.
+/// Queries from the input itself: average-pooled (reduce, a partial last group averaged over its
+/// valid rows) or repeated (expand); any n.
 struct PooledQueries {
   static constexpr char const* kName = "pool";
   static constexpr WindowUse kWindow = WindowUse::kNone;
@@ -353,9 +429,10 @@ class LengthResampler {
            std::max(attn_.backward_workspace(dims(batch, n), false), src_.backward_workspace(batch, n));
   }
 
-  /// Reduce: x [B, n, d] -> y [B, n / R, d]. Expand: x [B, m, d] -> y [B, m R, d].
+  /// Reduce: x [B, n, d] -> y [B, ceil(n / R), d]. Expand: x [B, m, d] -> y [B, n, d] with
+  /// ceil(n / R) = m (n is y's length).
   Saved forward(Ctx& ctx, CView x, MView y, Arena<Space>& ws) const {
-    std::int64_t n = check_input(x);
+    std::int64_t n = check_input(x, y);
     Shape out{x.size(0), length_out<R, D>(n), cfg_.dim};
     HSEQ_CHECK(y.shape == out, who() << ": y " << y.shape << " for x " << x.shape << ", expected " << out);
     Saved s;
@@ -383,21 +460,25 @@ class LengthResampler {
   static Config check_config(Config c) {
     HSEQ_CHECK(c.dim > 0 && c.heads > 0, who() << ": dim " << c.dim << " and heads " << c.heads << " must be positive");
     if constexpr (Query::kWindow != WindowUse::kNone)
-      HSEQ_CHECK(c.window > 0 && c.window % R == 0, who() << ": window " << c.window
-                                                          << " must be a positive multiple of R = " << R
-                                                          << " (the query source's sizes are window and window / R)");
+      HSEQ_CHECK(c.window > 0, who() << ": window " << c.window
+                                     << " must be positive (the query source's sizes are window and ceil(window / R))");
     return c;
   }
-  /// Checks x and returns the full-rate length n.
-  std::int64_t check_input(CView x) const {
+  /// Checks x (and for the expander y, whose length is n) and returns the full-rate length n.
+  std::int64_t check_input(CView x, MView y) const {
     HSEQ_CHECK(x.rank() == 3 && x.size(0) > 0 && x.size(1) > 0,
                who() << ": x " << x.shape << " must be a non-empty [B, length, dim]");
     HSEQ_CHECK(x.size(2) == cfg_.dim,
                who() << ": x " << x.shape << " has width " << x.size(2) << ", expected dim " << cfg_.dim);
-    std::int64_t n = D == LengthDirection::kReduce ? x.size(1) : x.size(1) * R;
-    if constexpr (D == LengthDirection::kReduce)
-      HSEQ_CHECK(n % R == 0, who() << ": length n = " << n << " of x " << x.shape << " is not a multiple of R = " << R
-                                   << " (no key-padding mask: pad the sequence to a multiple of R)");
+    std::int64_t n = x.size(1);
+    if constexpr (D == LengthDirection::kExpand) {
+      HSEQ_CHECK(y.rank() == 3 && y.size(0) == x.size(0) && y.size(2) == cfg_.dim &&
+                     reduced_length<R>(y.size(1)) == x.size(1),
+                 who() << ": y " << y.shape << " for x " << x.shape << ": expected [" << x.size(0) << ", n, "
+                       << cfg_.dim << "] with ceil(n / " << R << ") = " << x.size(1) << ", i.e. n in ["
+                       << (x.size(1) - 1) * R + 1 << ", " << x.size(1) * R << "]");
+      n = y.size(1);
+    }
     if constexpr (Query::kWindow == WindowUse::kMaximum)
       HSEQ_CHECK(n <= cfg_.window, who() << ": length n = " << n << " (x " << x.shape << ") exceeds the window "
                                          << cfg_.window << " that sizes the query bank");

@@ -2,13 +2,14 @@
 /// @file
 /// @brief `SeqAutoencoder`: the attention-based sequence-length reduction autoencoder (Biermann et
 /// al. 2023, docs/autoencoder.md). A bidirectional Transformer encoder, a length-changing attention
-/// from n to m = n / R^S positions (S `steps` of factor R, each `hier::LengthReducer`), the latent
+/// from n to m = n / R^S positions (S `steps` of factor R, each `hier::LengthReducer`; each step
+/// rounds up, n_s = ceil(n_{s-1} / R), when R does not divide the length), the latent
 /// [B, m, d], the inverse expansion (`hier::LengthExpander`), a bidirectional decoder and byte logits:
 ///
 ///   x0 = E[ids] + P_enc[0:n]                              [B, n, d]
 ///   h  = Enc(x0)        (enc_layers pre-LN blocks, no mask)  [B, n, d]
-///   z_0 = LN_e(h);  z_s = Reduce_s(z_{s-1}), s = 1..S     [B, n / R^s, d]   latent z_S [B, m, d]
-///   u_S = z_S;      u_{s-1} = Expand_s(u_s), s = S..1     [B, n / R^(s-1), d]
+///   z_0 = LN_e(h);  z_s = Reduce_s(z_{s-1}), s = 1..S     [B, n_s, d]   latent z_S [B, m = n_S, d]
+///   u_S = z_S;      u_{s-1} = Expand_s(u_s), s = S..1     [B, n_{s-1}, d]
 /// where Reduce_s / Expand_s are `hier::LengthResampler`s, with the query stream's residual
 /// (y = q + Attn(q, x), `Config::residual`, default on: see hier/length_resampler.hpp for why).
 ///   y  = Dec(u_0 + P_dec[0:n])  (dec_layers pre-LN blocks, no mask)
@@ -20,7 +21,10 @@
 /// everywhere). The output depends on the ids only through the latent: nothing bypasses the
 /// reduction (tested). The reduction factor R and the query source (`hier::QueryBank`,
 /// `hier::LengthMix`, `hier::PooledQueries`) are compile-time; S, the sizes and the window n are
-/// run-time (any n <= window that R^S divides; exactly the window with `LengthMix`).
+/// run-time (any n <= window; exactly the window with `LengthMix`). A length that R does not
+/// divide is padded with a mask inside each resampler (hier/length_resampler.hpp: the partial
+/// group's pooled query averages its valid rows only, no padding row is ever a key, and the
+/// expansion's rows past the length are cut), so no padding byte is scored or reconstructed.
 #pragma once
 
 #include <algorithm>
@@ -112,7 +116,7 @@ class SeqAutoencoder {
         dec_({c.dec_layers, block_config(c)}),
         head_({c.dim, c.vocab, c.tied, c.eps, c.init_std}, c.tied ? &tok_.table() : nullptr) {
     std::int64_t n = c.window;
-    for (std::int64_t s = 0; s < c.steps; ++s, n /= R) {  // step s maps n -> n / R and back
+    for (std::int64_t s = 0; s < c.steps; ++s, n = down(n)) {  // step s maps n -> ceil(n / R) and back
       hier::LengthResamplerConfig rc{
           .dim = c.dim, .heads = c.heads, .window = n, .bias = true, .residual = c.residual, .init_std = c.init_std};
       red_.emplace_back(rc);
@@ -125,6 +129,8 @@ class SeqAutoencoder {
   Config const& config() const { return cfg_; }
   /// The reduction of the whole model, R^steps.
   std::int64_t reduction() const { return ipow(R, cfg_.steps); }
+  /// The latent's length m for a window of t bytes: t / R^steps, rounded up at every step.
+  std::int64_t latent_length(std::int64_t t) const { return length_at(t, cfg_.steps); }
   /// The configuration as JSON with the compile-time choices "reduce" (R, a string) and "queries"
   /// (the query source's name); checkpoints store it and compare it on load.
   std::string config_json() const {
@@ -172,8 +178,8 @@ class SeqAutoencoder {
     std::size_t b = 3 * full /*x0, z0, dec_in*/ + enc_.forward_workspace(batch, t) + ln_e_.forward_workspace(batch * t) +
                     dec_.forward_workspace(batch, t) + head_.forward_workspace(batch, t);
     std::int64_t n = t;  // the full-rate length of step s
-    for (std::size_t s = 0; s < red_.size(); ++s, n /= R)
-      b += aligned_bytes<T>(batch * (n / R) * cfg_.dim) /*z[s+1]*/ + aligned_bytes<T>(batch * n * cfg_.dim) /*u[s]*/ +
+    for (std::size_t s = 0; s < red_.size(); ++s, n = down(n))
+      b += aligned_bytes<T>(batch * down(n) * cfg_.dim) /*z[s+1]*/ + aligned_bytes<T>(batch * n * cfg_.dim) /*u[s]*/ +
            red_[s].forward_workspace(batch, n) + exp_[s].forward_workspace(batch, n);
     return b;
   }
@@ -183,12 +189,12 @@ class SeqAutoencoder {
     std::size_t run = 2 * full;  // da, db
     std::size_t peak = run + std::max(head_.backward_workspace(batch, t), dec_.backward_workspace(batch, t));
     std::int64_t n = t;
-    for (std::size_t s = 0; s < exp_.size(); ++s, n /= R) {  // du_{s+1}
-      run += aligned_bytes<T>(batch * (n / R) * cfg_.dim);
+    for (std::size_t s = 0; s < exp_.size(); ++s, n = down(n)) {  // du_{s+1}
+      run += aligned_bytes<T>(batch * down(n) * cfg_.dim);
       peak = std::max(peak, run + exp_[s].backward_workspace(batch, n));
     }
     for (std::size_t s = red_.size(); s-- > 0;) {  // dz_s (s > 0; dz_0 is da)
-      n *= R;
+      n = length_at(t, std::int64_t(s));
       if (s > 0) run += aligned_bytes<T>(batch * n * cfg_.dim);
       peak = std::max(peak, run + red_[s].backward_workspace(batch, n));
     }
@@ -200,28 +206,30 @@ class SeqAutoencoder {
     std::size_t b = aligned_bytes<T>(batch * t * cfg_.dim) /*dec_in*/ + dec_.forward_workspace(batch, t) +
                     head_.predict_workspace(batch * t);
     std::int64_t n = t;
-    for (std::size_t s = 0; s < exp_.size(); ++s, n /= R)
+    for (std::size_t s = 0; s < exp_.size(); ++s, n = down(n))
       b += aligned_bytes<T>(batch * n * cfg_.dim) + exp_[s].forward_workspace(batch, n);
     return b;
   }
 
   /// Logits [B, n, V] from a latent [B, m, d] alone (the expansions, the decoder and the head of
-  /// `forward`, n = m R^steps): what the autoencoder reconstructs from a latent it did not make
+  /// `forward`; n is the logits' length, m must be `latent_length(n)`): what the autoencoder reconstructs from a latent it did not make
   /// (the latents `hseq-eval --export-latents` writes, or edited ones). Not for training (no
   /// trace); its scratch is released on return.
   void decode(Ctx& ctx, CView latent, MView logits, Arena<Space>& ws) const {
     HSEQ_CHECK(latent.rank() == 3 && latent.size(0) > 0 && latent.size(1) > 0 && latent.size(2) == cfg_.dim,
                "SeqAutoencoder::decode: latent " << latent.shape << " must be [B, m, dim " << cfg_.dim << "]");
-    std::int64_t const bsz = latent.size(0), t = latent.size(1) * reduction(), d = cfg_.dim;
-    HSEQ_CHECK(t <= cfg_.window && logits.shape == (Shape{bsz, t, cfg_.vocab}),
-               "SeqAutoencoder::decode: latent " << latent.shape << " decodes to " << t << " bytes (window "
-                                                 << cfg_.window << "); logits " << logits.shape << ", expected "
-                                                 << Shape{bsz, t, cfg_.vocab});
+    std::int64_t const bsz = latent.size(0), d = cfg_.dim;
+    std::int64_t const t = logits.rank() == 3 ? logits.size(1) : 0;
+    HSEQ_CHECK(t > 0 && t <= cfg_.window && logits.shape == (Shape{bsz, t, cfg_.vocab}) &&
+                   latent_length(t) == latent.size(1),
+               "SeqAutoencoder::decode: logits " << logits.shape << " for latent " << latent.shape
+                                                 << ": expected [" << bsz << ", n, " << cfg_.vocab
+                                                 << "] with n <= window " << cfg_.window << " and latent_length(n) = "
+                                                 << latent.size(1));
     ArenaScope<Space> scope(ws);
     CView u = latent;
-    std::int64_t n = t / reduction();
     for (std::size_t s = exp_.size(); s-- > 0;) {
-      n *= R;
+      std::int64_t const n = length_at(t, std::int64_t(s));
       MView next = ws.template take<T>(Shape{bsz, n, d}, "ae.u");
       exp_[s].forward(ctx, u, next, ws);
       u = next;
@@ -254,15 +262,15 @@ class SeqAutoencoder {
     tr.exp.resize(S);
     tr.z[0] = ws.template take<T>(Shape{bsz, t, d}, "ae.z0");
     tr.ln_e = ln_e_.forward(ctx, h, tr.z[0], ws);
-    // z_{s+1} = Reduce_s(z_s)                                                 [B, n / R^(s+1), d]
+    // z_{s+1} = Reduce_s(z_s)                                                 [B, n_{s+1}, d]
     std::int64_t n = t;
-    for (std::size_t s = 0; s < S; ++s, n /= R) {
-      tr.z[s + 1] = ws.template take<T>(Shape{bsz, n / R, d}, "ae.z");
+    for (std::size_t s = 0; s < S; ++s, n = down(n)) {
+      tr.z[s + 1] = ws.template take<T>(Shape{bsz, down(n), d}, "ae.z");
       tr.red[s] = red_[s].forward(ctx, tr.z[s], tr.z[s + 1], ws);
     }
-    // u_s = Expand_s(u_{s+1}), u_S = z_S                                      [B, n / R^s, d]
+    // u_s = Expand_s(u_{s+1}), u_S = z_S                                      [B, n_s, d]
     for (std::size_t s = S; s-- > 0;) {
-      n *= R;
+      n = length_at(t, std::int64_t(s));
       tr.u[s] = ws.template take<T>(Shape{bsz, n, d}, "ae.u");
       tr.exp[s] = exp_[s].forward(ctx, s + 1 == S ? CView(tr.z[S]) : CView(tr.u[s + 1]), tr.u[s], ws);
     }
@@ -291,14 +299,14 @@ class SeqAutoencoder {
     // Down the expansions: du_{s+1} from du_s, then up the reductions: dz_s from dz_{s+1}.
     MView du = db;
     std::int64_t n = t;
-    for (std::size_t s = 0; s < S; ++s, n /= R) {
-      MView next = ws.template take<T>(Shape{bsz, n / R, d}, "ae.du");
+    for (std::size_t s = 0; s < S; ++s, n = down(n)) {
+      MView next = ws.template take<T>(Shape{bsz, down(n), d}, "ae.du");
       exp_[s].backward(ctx, tr.exp[s], du, next, ws);
       du = next;
     }
     MView dz = du;  // d z_S
     for (std::size_t s = S; s-- > 0;) {
-      n *= R;
+      n = length_at(t, std::int64_t(s));
       MView prev = s == 0 ? da : ws.template take<T>(Shape{bsz, n, d}, "ae.dz");
       red_[s].backward(ctx, tr.red[s], dz, prev, ws);
       dz = prev;
@@ -322,8 +330,8 @@ class SeqAutoencoder {
     f.add(enc_, 1.0).add(ln_e_, 1.0).add(dec_, 1.0).add(head_, 1.0);
     double const tt = double(t), d = double(cfg_.dim);
     double n = tt;
-    for (std::size_t s = 0; s < red_.size(); ++s, n /= double(R)) {
-      double const m = n / double(R);
+    for (std::size_t s = 0; s < red_.size(); ++s, n = double(down(std::int64_t(n)))) {
+      double const m = double(down(std::int64_t(n)));
       auto rates = [&](double in, double out) {
         return [=](std::string const& name) {
           if (name.rfind("query.mix", 0) == 0) return d / tt;
@@ -338,6 +346,13 @@ class SeqAutoencoder {
   }
 
  private:
+  /// One reduction step's length: ceil(n / R).
+  static std::int64_t down(std::int64_t n) { return hier::reduced_length<R>(n); }
+  /// n_s: the length after s reduction steps of a window of t bytes.
+  static std::int64_t length_at(std::int64_t t, std::int64_t s) {
+    while (s-- > 0) t = down(t);
+    return t;
+  }
   static std::int64_t ipow(std::int64_t b, std::int64_t e) {
     std::int64_t r = 1;
     while (e-- > 0) r *= b;
@@ -355,18 +370,14 @@ class SeqAutoencoder {
     HSEQ_CHECK(c.enc_layers >= 0 && c.dec_layers >= 0 && c.steps >= 1,
                "SeqAutoencoder: enc_layers " << c.enc_layers << ", dec_layers " << c.dec_layers
                                              << " must be >= 0 and steps " << c.steps << " >= 1");
-    HSEQ_CHECK(c.window > 0 && c.window % ipow(R, c.steps) == 0,
-               "SeqAutoencoder: window " << c.window << " must be a positive multiple of R^steps = " << R << "^"
-                                         << c.steps << " = " << ipow(R, c.steps));
+    HSEQ_CHECK(c.window > 0, "SeqAutoencoder: window " << c.window << " must be positive");
     return c;
   }
   std::int64_t check_ids(Ids ids) const {
     HSEQ_CHECK(ids.rank() == 2 && ids.size(0) > 0 && ids.size(1) > 0,
                "SeqAutoencoder: ids " << ids.shape << " must be [B, n] with B, n >= 1");
-    std::int64_t const n = ids.size(1), f = reduction();
+    std::int64_t const n = ids.size(1);
     HSEQ_CHECK(n <= cfg_.window, "SeqAutoencoder: length " << n << " exceeds the window " << cfg_.window);
-    HSEQ_CHECK(n % f == 0, "SeqAutoencoder: length " << n << " is not a multiple of the reduction R^steps = " << f
-                                                     << " (pad the window)");
     if constexpr (Query::kWindow == hier::WindowUse::kExact)
       HSEQ_CHECK(n == cfg_.window, "SeqAutoencoder: length " << n << " differs from the window " << cfg_.window
                                                              << " that the '" << Query::kName

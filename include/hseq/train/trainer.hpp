@@ -48,7 +48,8 @@
 /// (`last_eval()`).
 ///
 /// Logs (`run`): the CSV columns are `log_columns()`: step, loss, bpc, val_bpc, seconds, tokens
-/// (every model), then one column per declared loss term (the step's mean, nats; NaN in a step
+/// (every model), val_accuracy for a model that reconstructs its input (`models::kReconstructsInput`:
+/// the fraction of validation bytes whose argmax is the byte), then one column per declared loss term (the step's mean, nats; NaN in a step
 /// without it), then val_<term> for each (the validation mean, nats; NaN in rows without a
 /// validation or when the validation had no such term). The progress line adds the step's terms
 /// and the last validation (`val bpc`, and `val <term>` for the terms other than "ce").
@@ -318,7 +319,7 @@ class Trainer {
         opt_(ctx, params, {cfg_.lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay}),
         schedule_(cfg_.lr, cfg_.warmup, std::max<std::int64_t>(cfg_.steps, 1), cfg_.min_lr_ratio),
         ws_(model.forward_workspace(cfg_.batch, cfg_.seq_len) + model.backward_workspace(cfg_.batch, cfg_.seq_len)),
-        evaluator_(model, data, {cfg_.batch, cfg_.seq_len, cfg_.eval_windows}, &ws_),
+        evaluator_(model, data, eval_config(cfg_), &ws_),
         ids_(Shape{cfg_.batch, cfg_.seq_len}),
         targets_(Shape{cfg_.batch, cfg_.seq_len}),
         host_ids_(std::size_t(cfg_.batch * cfg_.seq_len)),
@@ -366,6 +367,7 @@ class Trainer {
   /// each (see the file comment). A resumed run appending to its log gets the same columns.
   std::vector<std::string> log_columns() const {
     std::vector<std::string> c(kLogColumns.begin(), kLogColumns.end());
+    if constexpr (models::kReconstructsInput<M>) c.push_back("val_accuracy");
     for (auto const& n : term_names_) c.push_back(n);
     for (auto const& n : term_names_) c.push_back("val_" + n);
     return c;
@@ -551,6 +553,13 @@ class Trainer {
     if constexpr (models::MemoryModel<M>) g.emplace_back("memory", memory_);
     return g;
   }
+  /// Validation windows of the training shape; an autoencoder's validation also counts the
+  /// reconstructed bytes (its CSV column val_accuracy).
+  static EvalConfig eval_config(TrainerConfig const& c) {
+    EvalConfig e{c.batch, c.seq_len, c.eval_windows};
+    e.accuracy = models::kReconstructsInput<M>;
+    return e;
+  }
   static TrainerConfig const& check(TrainerConfig const& c) {
     HSEQ_CHECK(c.steps > 0 || c.time_budget_s > 0,
                "Trainer: give a number of steps or a time budget (steps " << c.steps << ", time budget "
@@ -596,6 +605,7 @@ class Trainer {
     std::vector<double> row{double(state_.step),        step_row ? loss : nan,
                             step_row ? train_bpc : nan, validated ? last_eval_.bpc : nan,
                             state_.elapsed_s,           double(state_.tokens)};
+    if constexpr (models::kReconstructsInput<M>) row.push_back(validated ? last_eval_.accuracy : nan);
     for (std::string const& n : term_names_) {
       double v = nan;
       for (LossTerm const& t : last_terms())
@@ -630,6 +640,7 @@ class Trainer {
       if (std::isfinite(last_eval_.bpc) || last_eval_.n_terms == 0) add("val ", "bpc", last_eval_.bpc);
       for (LossTerm const& t : last_eval_.loss_terms())
         if (std::string_view(t.name) != "ce") add("val ", t.name, t.value);
+      if constexpr (models::kReconstructsInput<M>) add("val ", "accuracy", last_eval_.accuracy);
     }
     return detail_;
   }

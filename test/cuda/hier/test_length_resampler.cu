@@ -87,4 +87,14 @@ TEST_CASE("cuda modules: LengthReducer and LengthExpander, a query bank longer t
   mm_both(ExpandCase<2, hier::QueryBank>(big, 2, 16), ExpandCase<2, hier::QueryBank>(tiny, 2, 6), 95);
 }
 
+// Lengths R does not divide (23 = 7 * 3 + 2, 7 = 2 * 3 + 1): the padded copy, the partial group's
+// mean over its valid rows (a strided-batched GEMM with a ones vector) and the cut expansion.
+TEST_CASE_TEMPLATE("cuda modules: LengthReducer and LengthExpander, R = 3 at lengths it does not divide (gradcheck)",
+                   Q, hier::QueryBank, hier::LengthMix, hier::PooledQueries) {
+  LengthResamplerConfig const big{.dim = 32, .heads = 2, .window = 23, .residual = true},
+      tiny{.dim = 4, .heads = 2, .window = 7, .residual = true};
+  mm_both(ReduceCase<3, Q>(big, 2, 23), ReduceCase<3, Q>(tiny, 2, 7), 96);
+  mm_both(ExpandCase<3, Q>(big, 2, 23), ExpandCase<3, Q>(tiny, 2, 7), 97);
+}
+
 }  // namespace HSEQ_TEST_UNIT
