@@ -2,9 +2,13 @@
 # The length-reduction autoencoder's reconstruction at CPU scale (issue 12; docs/autoencoder.md):
 # for every data set x window x reduction x query source, hseq-train --model autoencoder for
 # --budget seconds, then hseq-eval --accuracy on every held-out window; one summary row per run
-# (bits per byte and token accuracy of the reconstruction).
+# (bits per byte and token accuracy of the reconstruction). During training the CSV log records
+# the accuracy on 32 held-out windows every --eval-bytes / window steps (column val_accuracy,
+# against the training seconds, which exclude these evaluations): tools/plot_autoencoder_curves.py
+# draws accuracy against training time from them.
 #
-#   bash bench/autoencoder_sweep.sh --data kjv --windows 64 --reductions "2 4 8" --queries "pool bank mix"
+#   bash bench/autoencoder_sweep.sh --data "kjv shakespeare" --windows "64 256" --reductions "2 4 8" \
+#     --queries "pool bank mix" --budget 45
 #
 # Data sets: kjv (the King James Bible, BUILD/kjv.txt from `bible -f Gen1:1-Rev22:21`), shakespeare
 # (../shared/data/tinyshakespeare.txt, or --shakespeare FILE); the last 10 % is held out. The script
@@ -16,7 +20,7 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="$root/build" out="$root/bench/results/autoencoder" threads=2
-datasets="kjv" windows="64" reductions="2 4 8" queries="pool bank mix" budget=60
+datasets="kjv" windows="64" reductions="2 4 8" queries="pool bank mix" budget=60 eval_bytes=1600
 dim=128 heads=4 enc=2 dec=2 batch=32 lr=2e-3 shakespeare="$root/../shared/data/tinyshakespeare.txt"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -28,6 +32,7 @@ while [ $# -gt 0 ]; do
     --reductions) reductions="$2"; shift 2 ;;
     --queries) queries="$2"; shift 2 ;;
     --budget) budget="$2"; shift 2 ;;
+    --eval-bytes) eval_bytes="$2"; shift 2 ;;
     --dim) dim="$2"; shift 2 ;;
     --heads) heads="$2"; shift 2 ;;
     --layers) enc="$2"; dec="$2"; shift 2 ;;
@@ -71,6 +76,7 @@ import ctypes, sys
 l = ctypes.CDLL(sys.argv[1]); l.openblas_get_corename.restype = ctypes.c_char_p
 print(l.openblas_get_corename().decode())" "$blas" 2>/dev/null || echo unknown)"
   echo "model: d $dim, $heads heads, $enc + $dec layers; batch $batch, lr $lr, $budget s of training per run"
+  echo "curves: accuracy on 32 held-out windows every max(1, $eval_bytes / window) steps"
 } | tee "$out/env.txt"
 
 field() { sed -n "s/^$2: //p" "$1" | tail -1; }
@@ -83,7 +89,8 @@ for ds in $datasets; do
         name="${ds}_w${w}_r${r}_${q}"
         cmd=("$train" --data "$file" --model autoencoder --queries "$q" --reduce "$r" --window "$w" --dim "$dim"
              --heads "$heads" --enc-layers "$enc" --decoder-layers "$dec" --batch "$batch" --steps 0
-             --time-budget "$budget" --lr "$lr" --eval-every 0 --eval-windows 32 --threads "$threads"
+             --time-budget "$budget" --lr "$lr" --eval-every "$(( eval_bytes / w > 0 ? eval_bytes / w : 1 ))"
+             --eval-windows 32 --threads "$threads"
              --csv "$out/$name.csv" --out "$out/$name.safetensors")
         echo "== $name: $(printf '%q ' "${cmd[@]}")" | tee -a "$out/commands.txt"
         env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "${cmd[@]}" 2>&1 | tr '\r' '\n' | grep -v '^step [0-9]' \
