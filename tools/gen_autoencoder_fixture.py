@@ -122,7 +122,8 @@ def check_pooled_partial(r, n, d=3, seed=0):
     for cip in (False, True):
         pooled = F.avg_pool1d(x.transpose(1, 2), r, ceil_mode=True, count_include_pad=cip).transpose(1, 2)
         assert (pooled - y_red).abs().max() <= 1e-14 * y_red.abs().max(), f"avg_pool1d count_include_pad={cip}"
-    for reduce, inp, want, w, want_g, n_out in ((True, x, y_red, w_red, gx_red, m), (False, xm, y_exp, w_exp, gx_exp, n)):
+    cases = ((True, x, y_red, w_red, gx_red, m), (False, xm, y_exp, w_exp, gx_exp, n))
+    for reduce, inp, want, w, want_g, n_out in cases:
         for ref in (False, True):
             q = PooledQueries(r, reduce)
             q.reference = ref
@@ -179,7 +180,8 @@ def write(file, changes, t, seed):
     for v in out.values():  # safetensors wants contiguous arrays of a fixed dtype
         assert v.flags["C_CONTIGUOUS"] and v.dtype in (np.int32, np.float64)
     save_file(out, path, metadata=meta)
-    print(f"wrote {os.path.normpath(path)} ({os.path.getsize(path)} bytes): lengths {lengths}, {len(named)} parameters, "
+    print(f"wrote {os.path.normpath(path)} ({os.path.getsize(path)} bytes): lengths {lengths}, "
+          f"{len(named)} parameters, "
           f"loss {loss.item():.6f}; reference check {dev}; peak attention probabilities "
           f"{ {n: round(p, 3) for n, (p, _) in peaks.items()} }")
 

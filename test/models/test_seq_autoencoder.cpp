@@ -243,11 +243,12 @@ TEST_CASE("seq_autoencoder: bad configurations and inputs are refused naming the
 // written by tools/gen_autoencoder_fixture.py from the twin in tools/torch_autoencoder.py (written
 // from the equations of this model's and hier/length_resampler.hpp's file comments, and checked
 // against F.scaled_dot_product_attention and F.avg_pool1d before writing). The _padded ones have
-// n = window = 7, so 7 -> 4 -> 2: a partial pooled group, a cut expansion, ceil-sized banks. Everything is float64 on both sides, so the
-// tolerance is 1e-10 relative, as test/models/test_hierarchical_parity.cpp (whose double helpers
-// these mirror; test/support/parity.hpp's are float-only): the loss element-wise, logits, latent
-// and gradients per tensor by ||hseq - torch|| / ||torch||, with a floor of 1e-13 times the norm
-// of all gradients together for a nearly cancelled gradient. Names must match both ways.
+// n = window = 7, so 7 -> 4 -> 2: a partial pooled group, a cut expansion, ceil-sized banks.
+// Everything is float64 on both sides, so the tolerance is 1e-10 relative, as
+// test/models/test_hierarchical_parity.cpp (whose double helpers these mirror;
+// test/support/parity.hpp's are float-only): the loss element-wise, logits, latent and gradients
+// per tensor by ||hseq - torch|| / ||torch||, with a floor of 1e-13 times the norm of all
+// gradients together for a nearly cancelled gradient. Names must match both ways.
 
 #ifndef HSEQ_SOURCE_DIR
 #error "HSEQ_SOURCE_DIR must point at the source tree (set by test/CMakeLists.txt)"
