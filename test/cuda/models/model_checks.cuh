@@ -3,7 +3,9 @@
 // the same model on any backend and scalar type (LmSpec: TransformerLm, HgSpec: Hourglass; a spec has
 // name(), head_size() and make<B, T>()), and the drivers that run a spec on the GPU: against the CPU
 // in float (loss, logits, every parameter gradient, workspace plans), GPU finite differences in
-// double, causality by perturbation, and cached logits against the full forward.
+// double, causality by perturbation, and cached logits against the full forward. The first two also
+// fit a model that reconstructs its input (models::kReconstructsInput): they then train it on
+// targets = ids, as the trainer does.
 #pragma once
 
 #include <doctest/doctest.h>
@@ -22,6 +24,7 @@
 #include "hseq/cuda.hpp"
 #include "hseq/hier/hierarchy.hpp"
 #include "hseq/models/hourglass.hpp"
+#include "hseq/models/model.hpp"
 #include "hseq/models/transformer_lm.hpp"
 #include "support/gradcheck.hpp"
 
@@ -110,6 +113,18 @@ bool mm_plan_holds(std::size_t used, std::size_t plan) {
 template <class Spec, class B, class T>
 using ModelOf = typename decltype(std::declval<Spec const&>().template make<B, T>())::element_type;
 
+/// The targets a driver trains model M on, given the ids and random targets with some positions
+/// ignored (< 0): the random targets themselves (a language model's stand-in for the next bytes),
+/// or, for a model whose targets are its inputs (models::kReconstructsInput, an autoencoder), the
+/// ids at the same positions and the same ignored ones, as the trainer and the evaluator pass them.
+template <class M>
+std::vector<std::int32_t> mm_targets(std::vector<std::int32_t> const& ids, std::vector<std::int32_t> targets) {
+  if constexpr (models::kReconstructsInput<M>)
+    for (std::size_t i = 0; i < targets.size(); ++i)
+      if (targets[i] >= 0) targets[i] = ids[i];
+  return targets;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Drivers
 
@@ -135,6 +150,7 @@ void mm_compare_model(Spec const& spec, std::int64_t bsz, std::int64_t t, std::u
   auto ids = mm_random_ids(bsz * t, v, seed + 2), targets = mm_random_ids(bsz * t, v, seed + 3);
   targets[3] = -1;
   targets[std::size_t(bsz * t - 2)] = -1;
+  targets = mm_targets<ModelOf<Spec, cpu, float>>(ids, std::move(targets));
   auto hids = mm_to_backend<cpu>(hctx, ids, Shape{bsz, t}), htg = mm_to_backend<cpu>(hctx, targets, Shape{bsz, t});
   auto dids = mm_to_backend<Gpu>(dctx, ids, Shape{bsz, t}), dtg = mm_to_backend<Gpu>(dctx, targets, Shape{bsz, t});
   std::size_t hplan = hm->forward_workspace(bsz, t) + hm->backward_workspace(bsz, t);
@@ -187,6 +203,7 @@ void mm_gradcheck_model(Spec const& spec, std::int64_t bsz, std::int64_t t, std:
   std::int64_t const v = spec.vocab;
   auto ids_h = mm_random_ids(bsz * t, v, seed + 1), tg_h = mm_random_ids(bsz * t, v, seed + 2);
   tg_h[3] = -1;  // an ignored position
+  tg_h = mm_targets<ModelOf<Spec, cpu, double>>(ids_h, std::move(tg_h));
   auto ids = mm_to_backend<Gpu>(dctx, ids_h, Shape{bsz, t}), targets = mm_to_backend<Gpu>(dctx, tg_h, Shape{bsz, t});
   std::size_t fw = dm->forward_workspace(bsz, t), plan = fw + dm->backward_workspace(bsz, t);
   Workspace<Gpu> ws(plan);
