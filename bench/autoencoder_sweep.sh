@@ -12,8 +12,10 @@
 #
 # Data sets: kjv (the King James Bible, BUILD/kjv.txt from `bible -f Gen1:1-Rev22:21`), shakespeare
 # (../shared/data/tinyshakespeare.txt, or --shakespeare FILE); the last 10 % is held out. The script
-# builds nothing: it needs BUILD/examples/hseq-train and hseq-eval (Release). Raw output under
-# OUT/<data>_w<window>_r<reduction>_<queries>.{log,eval,csv}; OUT/summary.txt the table;
+# builds nothing: it needs BUILD/examples/hseq-train and hseq-eval (Release). Every run trains on
+# --batch-tokens bytes per step (2048: batch 32 at window 64, 8 at window 256) unless --batch is
+# given. Raw output under OUT/<data>_w<window>_r<reduction>_<queries>.{log,eval,csv};
+# OUT/summary.txt the table of every run in OUT (earlier invocations' included);
 # OUT/env.txt the machine and openblas_get_corename(). Runs use `env -u OPENBLAS_CORETYPE -u
 # OPENBLAS_L2_SIZE`, one after the other.
 set -euo pipefail
@@ -21,7 +23,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="$root/build" out="$root/bench/results/autoencoder" threads=2
 datasets="kjv" windows="64" reductions="2 4 8" queries="pool bank mix" budget=60 eval_bytes=1600
-dim=128 heads=4 enc=2 dec=2 batch=32 lr=2e-3 shakespeare="$root/../shared/data/tinyshakespeare.txt"
+dim=128 heads=4 enc=2 dec=2 batch="" batch_tokens=2048 lr=2e-3 shakespeare="$root/../shared/data/tinyshakespeare.txt"
 while [ $# -gt 0 ]; do
   case "$1" in
     --build) build="$2"; shift 2 ;;
@@ -37,6 +39,7 @@ while [ $# -gt 0 ]; do
     --heads) heads="$2"; shift 2 ;;
     --layers) enc="$2"; dec="$2"; shift 2 ;;
     --batch) batch="$2"; shift 2 ;;
+    --batch-tokens) batch_tokens="$2"; shift 2 ;;
     --lr) lr="$2"; shift 2 ;;
     --shakespeare) shakespeare="$2"; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -75,20 +78,20 @@ blas="$(ldd "$train" 2>/dev/null | awk '/libopenblas|libblas/ { print $3; exit }
 import ctypes, sys
 l = ctypes.CDLL(sys.argv[1]); l.openblas_get_corename.restype = ctypes.c_char_p
 print(l.openblas_get_corename().decode())" "$blas" 2>/dev/null || echo unknown)"
-  echo "model: d $dim, $heads heads, $enc + $dec layers; batch $batch, lr $lr, $budget s of training per run"
+  echo "model: d $dim, $heads heads, $enc + $dec layers; batch ${batch:-$batch_tokens bytes / window}, lr $lr, $budget s of training per run"
   echo "curves: accuracy on 32 held-out windows every max(1, $eval_bytes / window) steps"
-} | tee "$out/env.txt"
+} | tee -a "$out/env.txt"
 
 field() { sed -n "s/^$2: //p" "$1" | tail -1; }
-rows=()
 for ds in $datasets; do
   file="$(data_file "$ds")"
   for w in $windows; do
     for r in $reductions; do
       for q in $queries; do
         name="${ds}_w${w}_r${r}_${q}"
+        b="${batch:-$(( batch_tokens / w > 0 ? batch_tokens / w : 1 ))}"
         cmd=("$train" --data "$file" --model autoencoder --queries "$q" --reduce "$r" --window "$w" --dim "$dim"
-             --heads "$heads" --enc-layers "$enc" --decoder-layers "$dec" --batch "$batch" --steps 0
+             --heads "$heads" --enc-layers "$enc" --decoder-layers "$dec" --batch "$b" --steps 0
              --time-budget "$budget" --lr "$lr" --eval-every "$(( eval_bytes / w > 0 ? eval_bytes / w : 1 ))"
              --eval-windows 32 --threads "$threads"
              --csv "$out/$name.csv" --out "$out/$name.safetensors")
@@ -100,12 +103,18 @@ for ds in $datasets; do
         echo "== $name.eval: $(printf '%q ' "${ecmd[@]}")" | tee -a "$out/commands.txt"
         env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "${ecmd[@]}" 2>&1 | tee "$out/$name.eval"
         rm -f "$out/$name.safetensors"
-        steps="$(sed -n 's/^steps: \([0-9]*\) .*/\1/p' "$out/$name.log" | tail -1)"
-        rows+=("$(printf '%-12s %6s %5s %-5s %8s %10s %10s' "$ds" "$w" "1/$r" "$q" "$steps" \
-          "$(field "$out/$name.eval" bpc)" "$(field "$out/$name.eval" accuracy)")")
       done
     done
   done
+done
+# The table covers every run in OUT (earlier invocations' too), sorted by data, window, reduction.
+rows=()
+for e in $(ls "$out"/*_w*_r*_*.eval 2> /dev/null | sort -t_ -k1,1 -k2,2V -k3,3V); do
+  name="$(basename "$e" .eval)"
+  IFS=_ read -r ds w r q <<< "$name"
+  steps="$(sed -n 's/^steps: \([0-9]*\) .*/\1/p' "$out/$name.log" | tail -1)"
+  rows+=("$(printf '%-12s %6s %5s %-5s %8s %10s %10s' "$ds" "${w#w}" "1/${r#r}" "$q" "$steps" \
+    "$(field "$e" bpc)" "$(field "$e" accuracy)")")
 done
 {
   echo "Reconstruction of every held-out window ($budget s of training each; d $dim, $enc + $dec layers)"
