@@ -5,12 +5,15 @@
 #include <array>
 #include <cmath>
 #include <concepts>
+#include <cstdint>
 #include <numeric>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "hseq/models/cached_model.hpp"
+#include "hseq/models/generate.hpp"
 #include "hseq/models/hourglass.hpp"
 #include "support/cached_check.hpp"
 #include "support/doubled_block.hpp"
@@ -28,6 +31,20 @@ Tensor<std::int32_t, cpu> random_ids(Shape s, std::int64_t vocab, std::uint64_t 
   Rng rng(seed);
   for (std::int64_t i = 0; i < t.numel(); ++i) t.data()[i] = std::int32_t(rng.below(std::uint64_t(vocab)));
   return t;
+}
+
+/// Calls f.template operator()<Sh, Up>() for each of the 9 (shortening, upsampling) policy pairs.
+template <class F>
+void for_each_policy_pair(F&& f) {
+  f.template operator()<hier::AvgPool, hier::Repeat>();
+  f.template operator()<hier::AvgPool, hier::LinearUp>();
+  f.template operator()<hier::AvgPool, hier::AttentionUp>();
+  f.template operator()<hier::LinearPool, hier::Repeat>();
+  f.template operator()<hier::LinearPool, hier::LinearUp>();
+  f.template operator()<hier::LinearPool, hier::AttentionUp>();
+  f.template operator()<hier::AttentionPool, hier::Repeat>();
+  f.template operator()<hier::AttentionPool, hier::LinearUp>();
+  f.template operator()<hier::AttentionPool, hier::AttentionUp>();
 }
 
 /// Gradcheck of a tiny model of type M (vocab 11, dim 8) on [2, t] ids, with exact workspace plans.
@@ -302,13 +319,14 @@ TEST_CASE("hourglass: bad configurations say what is wrong") {
 
 namespace {
 /// A tiny model of type M (vocab 24, dim 8, parameters randomised with seed 11): the largest
-/// |difference| between cached generation (a prefill of 3, then token by token) and the full
-/// forward over [2, t] ids; `full` receives the full forward's logits [2, t, 24].
+/// |difference| between cached generation (a prefill of `prefill` tokens, then token by token) and
+/// the full forward over [2, t] ids; `full` receives the full forward's logits [2, t, 24].
 template <class M>
-double cached_vs_full(HierarchySpec const& hierarchy, std::int64_t t, std::vector<double>* full = nullptr) {
+double cached_vs_full(HierarchySpec const& hierarchy, std::int64_t t, std::vector<double>* full = nullptr,
+                      std::int64_t context = 24, std::int64_t prefill = 3) {
   cpu::Context ctx;
   std::int64_t const v = 24;
-  M m({.vocab = v, .dim = 8, .heads = 2, .context = 24, .mlp_hidden = 8, .hierarchy = hierarchy});
+  M m({.vocab = v, .dim = 8, .heads = 2, .context = context, .mlp_hidden = 8, .hierarchy = hierarchy});
   nn::ParamStore<cpu, double> ps(m);
   test::randomize_params(ps, 11, 0.3);
   auto ids = random_ids(Shape{2, t}, v, 5);
@@ -320,17 +338,19 @@ double cached_vs_full(HierarchySpec const& hierarchy, std::int64_t t, std::vecto
   auto cache = m.make_cache(2, t);
   std::size_t plan = m.step_workspace(2, 1, t);
   Workspace<cpu> sws(plan);
-  return test::cached_vs_full_worst(ctx, m, cache, ids, tr.logits, t, 3, sws,
+  return test::cached_vs_full_worst(ctx, m, cache, ids, tr.logits, t, prefill, sws,
                                     [&](std::int64_t, std::int64_t) { return plan; });
 }
 
 template <class Sh, class Up>
-void cached_equals_full(char const* hierarchy, std::int64_t t) {
+void cached_equals_full(char const* hierarchy, std::int64_t t, std::int64_t context = 24, std::int64_t prefill = 3) {
   CAPTURE(hierarchy);
   CAPTURE(Sh::kName);
   CAPTURE(Up::kName);
-  CHECK(cached_vs_full<models::Hourglass<cpu, double, hier::DynamicHierarchy, Sh, Up>>(HierarchySpec::parse(hierarchy),
-                                                                                       t) < 1e-11);
+  CAPTURE(t);
+  CAPTURE(prefill);
+  CHECK(cached_vs_full<models::Hourglass<cpu, double, hier::DynamicHierarchy, Sh, Up>>(
+            HierarchySpec::parse(hierarchy), t, nullptr, context, prefill) < 1e-11);
 }
 }  // namespace
 
@@ -342,6 +362,8 @@ TEST_CASE("hourglass: cached generation logits equal the full forward, every pol
   cached_equals_full<hier::AttentionPool, hier::Repeat>("1@1 1@2 2@4 1@2 1@1", 17);
   cached_equals_full<hier::LinearPool, hier::AttentionUp>("2@1 1@2 1@6 1@2 0@1", 19);
   cached_equals_full<hier::AttentionPool, hier::LinearUp>("0@1 1@2 1@4 1@2 1@1", 16);
+  cached_equals_full<hier::AvgPool, hier::LinearUp>("1@1 1@3 1@6 1@3 1@1", 23);
+  cached_equals_full<hier::LinearPool, hier::Repeat>("1@1 1@2 2@4 1@2 1@1", 17);
 }
 
 TEST_CASE("hourglass: the cache refuses out-of-order positions") {
@@ -472,6 +494,415 @@ TEST_CASE("hourglass: the block type parameter is the block every stack runs (sa
   REQUIRE(pa.entries().size() == pb.entries().size());
   for (std::size_t i = 0; i < pa.entries().size(); ++i) CHECK(pa.entries()[i].name == pb.entries()[i].name);
   CHECK(a.config_json() == b.config_json());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Three shortening levels, each level on its own, the short path's information flow, and
+// generate()'s sliding window.
+
+namespace {
+// Three nested shortening levels with factors 2, 3, 2 (cumulative 2, 6, 12): rings of 2, 3 and 2
+// level inputs, and a total factor of 12 that most lengths below are not a multiple of.
+char const* const kThree = "1@1 1@2 1@6 1@12 1@6 1@2 1@1";
+char const* const kThreeShortOnly = "0@1 1@2 1@6 1@12 1@6 1@2 0@1";  // no full-rate layers
+
+std::vector<std::int64_t> iota_positions(std::int64_t n) {
+  std::vector<std::int64_t> v(static_cast<std::size_t>(n));
+  std::iota(v.begin(), v.end(), 0);
+  return v;
+}
+
+/// Rows [0, len) of batch element b of two [B, len, w] buffers that are not bit-identical.
+template <class T>
+Rows differing_rows(std::vector<T> const& a, std::vector<T> const& c, std::int64_t b, std::int64_t len,
+                    std::int64_t w) {
+  Rows r(std::size_t(len), false);
+  for (std::int64_t i = 0; i < len; ++i)
+    for (std::int64_t e = 0; e < w; ++e) {
+      std::size_t k = std::size_t((b * len + i) * w + e);
+      if (a[k] != c[k]) r[std::size_t(i)] = true;
+    }
+  return r;
+}
+
+std::int64_t first_true(Rows const& r) { return std::find(r.begin(), r.end(), true) - r.begin(); }
+
+/// Level i's tensors after a forward, copied out of the trace: input x [B, L, d] (the residual),
+/// shortened input s [B, L / k, d] (the pooling's output), upsampled u [B, L, d], and the level's
+/// output out = x + LN(u) [B, L, d] (the valley output for level 0, the enclosing level's
+/// inner_out otherwise).
+struct LevelTensors {
+  std::int64_t len = 0, k = 0;
+  std::vector<float> x, s, u, out;
+};
+template <class M>
+std::vector<LevelTensors> level_tensors(M const& m, typename M::Trace const& tr) {
+  auto copy = [](auto v) { return std::vector<float>(v.begin(), v.end()); };
+  std::vector<LevelTensors> r;
+  for (std::size_t i = 0; i < tr.levels.size(); ++i) {
+    auto const& lt = tr.levels[i];
+    LevelTensors l;
+    l.len = lt.x.size(1);
+    l.k = m.hierarchy().levels[i].factor;
+    l.x = copy(lt.x);
+    l.s = copy(lt.short_in);
+    l.u = copy(lt.u);
+    l.out = i == 0 ? copy(tr.valley_out) : copy(tr.levels[i - 1].inner_out);
+    REQUIRE(l.s.size() * std::size_t(l.k) == l.x.size());
+    r.push_back(std::move(l));
+  }
+  return r;
+}
+
+/// Each level in isolation: changes token p, and for every level checks its own rows against the
+/// rows of its own input that changed (observed, whatever the levels around it did), by the
+/// level's equations (the rule of `valley_rows` for one level):
+///  - shortened s_j sees the inputs in the window jk - k + 1 .. jk (avg, linear), or every input
+///    <= jk (attention pooling): so s_j, j < ceil(f / k), is bit-identical (f: the first changed
+///    input row), and s_ceil(f / k) changes;
+///  - u_q (repeat, linear) reads the short path at floor(q / k) only; attention upsampling also
+///    its residual row q: so u_q changes for q >= ceil(f / k) k -- information carried forward
+///    through this level's short path -- and, for attention, at the changed input rows;
+///  - out_q = x_q + LN(u_q): rows before f are bit-identical, row f changes.
+/// A level whose input did not change (the shift drops a change in the last input) must not change.
+template <class Sh, class Up>
+void level_causality(char const* hierarchy, std::int64_t t, std::vector<std::int64_t> const& positions) {
+  using M = models::Hourglass<cpu, float, hier::DynamicHierarchy, Sh, Up>;
+  std::string const shape = hierarchy, shorten = Sh::kName, upsample = Up::kName;
+  CAPTURE(shape);
+  CAPTURE(shorten);
+  CAPTURE(upsample);
+  CAPTURE(t);
+  constexpr bool attn_pool = std::is_same_v<Sh, hier::AttentionPool>, attn_up = std::is_same_v<Up, hier::AttentionUp>;
+  cpu::Context ctx;
+  std::int64_t const v = 32, d = 16;
+  M m({.vocab = v, .dim = d, .heads = 2, .context = 48, .hierarchy = HierarchySpec::parse(hierarchy)});
+  nn::ParamStore<cpu, float> ps(m);
+  ps.init(ctx, 3);
+  test::randomize_params(ps, 3, 0.2);
+  Workspace<cpu> ws(m.forward_workspace(2, t));
+  typename M::Trace tr;
+  auto run = [&](Tensor<std::int32_t, cpu> const& ids) {
+    auto a = ws.arena();
+    m.forward(ctx, ids.cview(), {}, a, tr);
+    return level_tensors(m, tr);
+  };
+  auto ids = random_ids(Shape{2, t}, v, 7);
+  auto const base = run(ids);
+  REQUIRE(base.size() == m.hierarchy().levels.size());
+  std::vector<bool> carried(base.size(), false);  // level i's short path moved a row past its input's first change
+  for (std::int64_t p : positions) {
+    CAPTURE(p);
+    auto changed = random_ids(Shape{2, t}, v, 7);
+    changed.data()[p] = (changed.data()[p] + 5) % std::int32_t(v);
+    changed.data()[t + p] = (changed.data()[t + p] + 9) % std::int32_t(v);
+    auto const out = run(changed);
+    for (std::size_t i = 0; i < base.size(); ++i) {
+      CAPTURE(i);
+      LevelTensors const &b0 = base[i], &b1 = out[i];
+      std::int64_t const len = b0.len, k = b0.k, ls = len / k;
+      for (std::int64_t b = 0; b < 2; ++b) {
+        CAPTURE(b);
+        Rows in = differing_rows(b0.x, b1.x, b, len, d);
+        std::int64_t const f = first_true(in);  // len: the level's input did not change
+        if (i == 0) CHECK(f == p);              // the embedding changes row p only, causal blocks keep it first
+        Rows s(std::size_t(ls), false);
+        for (std::int64_t j = 0; j < ls; ++j)
+          if (attn_pool) s[std::size_t(j)] = f <= j * k;
+          else
+            for (std::int64_t c = std::max<std::int64_t>(0, j * k - k + 1); c <= j * k; ++c)
+              s[std::size_t(j)] = s[std::size_t(j)] || in[std::size_t(c)];
+        std::int64_t const first_s = first_true(s);  // ls: nothing reaches the short path
+        Rows u(std::size_t(len), false), o(std::size_t(len), false);
+        for (std::int64_t q = 0; q < len; ++q) {
+          u[std::size_t(q)] = first_s <= q / k || (attn_up && in[std::size_t(q)]);
+          o[std::size_t(q)] = in[std::size_t(q)] || u[std::size_t(q)];
+        }
+        CHECK(pattern(differing_rows(b0.s, b1.s, b, ls, d)) == pattern(s));
+        CHECK(pattern(differing_rows(b0.u, b1.u, b, len, d)) == pattern(u));
+        Rows moved = differing_rows(b0.out, b1.out, b, len, d);
+        CHECK(pattern(moved) == pattern(o));
+        CHECK(first_true(moved) == f);  // causal: nothing before the first changed input; that row changes
+        if (first_s < ls && first_s * k > f) carried[i] = true;
+      }
+    }
+  }
+  // Every level, for some position, moved rows past its input's first change through its short
+  // path alone (rows the residual did not reach): the rule above was tested where it matters.
+  for (std::size_t i = 0; i < carried.size(); ++i) {
+    CAPTURE(i);
+    CHECK(carried[i]);
+  }
+}
+
+/// Changed rows (any batch element) of the logits [2, t, V] of two forwards of a model.
+Rows changed_logit_rows(std::vector<float> const& a, std::vector<float> const& c, std::int64_t t, std::int64_t v) {
+  Rows r(std::size_t(t), false);
+  for (std::int64_t b = 0; b < 2; ++b) {
+    Rows rb = differing_rows(a, c, b, t, v);
+    for (std::int64_t i = 0; i < t; ++i) r[std::size_t(i)] = r[std::size_t(i)] || rb[std::size_t(i)];
+  }
+  return r;
+}
+
+/// A model without full-rate layers: token p's own row sees it through the residual, and the
+/// only route from p to any later row is the shortened level (k its factor). For every p, the rows
+/// before p are bit-identical, the rows p + 1 .. ceil(p / k) k - 1 too (no short position has seen
+/// p yet), every row from ceil(p / k) k on changes -- in particular some row >= p + k, the claim
+/// "the short path carries information forward". The same model with the outermost level's
+/// ln_up gain and bias zeroed (its contribution x + LN(u) becomes x) must fail that claim: then
+/// only row p changes, for every p, which shows the check is able to fail.
+template <class Sh, class Up>
+void short_path_carries_forward(char const* hierarchy, std::int64_t t) {
+  using M = models::Hourglass<cpu, float, hier::DynamicHierarchy, Sh, Up>;
+  std::string const shape = hierarchy, shorten = Sh::kName, upsample = Up::kName;
+  CAPTURE(shape);
+  CAPTURE(shorten);
+  CAPTURE(upsample);
+  CAPTURE(t);
+  cpu::Context ctx;
+  std::int64_t const v = 32;
+  M m({.vocab = v, .dim = 16, .heads = 2, .context = 48, .hierarchy = HierarchySpec::parse(hierarchy)});
+  REQUIRE(m.hierarchy().pre == 0);
+  REQUIRE(m.hierarchy().post == 0);
+  std::int64_t const k = m.hierarchy().levels[0].factor;
+  nn::ParamStore<cpu, float> ps(m);
+  ps.init(ctx, 3);
+  test::randomize_params(ps, 4, 0.2);
+  Workspace<cpu> ws(m.forward_workspace(2, t));
+  typename M::Trace tr;
+  auto run = [&](Tensor<std::int32_t, cpu> const& ids) {
+    auto a = ws.arena();
+    m.forward(ctx, ids.cview(), {}, a, tr);
+    return std::vector<float>(tr.logits.begin(), tr.logits.end());
+  };
+  auto ids = random_ids(Shape{2, t}, v, 8);
+  // For each p: whether some row >= p + k changed (only checked where p + k < t).
+  auto carries_forward = [&](std::int64_t p, bool exact) {
+    auto const base = run(ids);
+    auto changed = random_ids(Shape{2, t}, v, 8);
+    changed.data()[p] = (changed.data()[p] + 5) % std::int32_t(v);
+    changed.data()[t + p] = (changed.data()[t + p] + 9) % std::int32_t(v);
+    Rows moved = changed_logit_rows(base, run(changed), t, v);
+    std::int64_t const first_short = (p + k - 1) / k * k;  // the first row whose short position has seen p
+    if (exact) {
+      Rows want(std::size_t(t), false);
+      for (std::int64_t q = 0; q < t; ++q) want[std::size_t(q)] = q == p || q >= first_short;
+      CHECK(pattern(moved) == pattern(want));
+    }
+    return std::any_of(moved.begin() + std::min(p + k, t), moved.end(), [](bool x) { return x; });
+  };
+  std::int64_t tested = 0;
+  for (std::int64_t p = 0; p + k < t; ++p, ++tested) {
+    CAPTURE(p);
+    CHECK(carries_forward(p, true));
+  }
+  REQUIRE(tested >= 2 * k);
+  // The control: the short path's contribution zeroed (LN(u) = 0 u_hat + 0).
+  for (char const* name : {"levels.0.ln_up.weight", "levels.0.ln_up.bias"}) {
+    auto w = ps.find(name).value;
+    for (std::int64_t i = 0; i < w.numel(); ++i) w[i] = 0.0f;
+  }
+  for (std::int64_t p = 0; p + k < t; ++p) {
+    CAPTURE(p);
+    CHECK_FALSE(carries_forward(p, false));
+  }
+}
+
+/// Replays generate()'s feeding of the cache (models/generate.hpp: the prompt, or its newest
+/// context/2 tokens when it is longer than the context, in one forward_step; then one token per
+/// step; when the cache is full, reset_cache and the newest context/2 tokens in one step), with a
+/// fixed token stream in place of sampled bytes, and compares every logits row it produces with the
+/// same row of a full forward over the same window (the window's ids from position 0). Returns the
+/// largest |difference|; counts the restarts and the rows compared at stream positions >= context.
+template <class M>
+double sliding_window_vs_recompute(HierarchySpec const& hierarchy, std::int64_t cap, std::int64_t prompt,
+                                   std::int64_t total, std::int64_t& restarts, std::int64_t& beyond) {
+  cpu::Context ctx;
+  std::int64_t const v = 24;
+  M m({.vocab = v, .dim = 8, .heads = 2, .context = cap, .mlp_hidden = 8, .hierarchy = hierarchy});
+  nn::ParamStore<cpu, double> ps(m);
+  test::randomize_params(ps, 13, 0.3);
+  auto stream = random_ids(Shape{1, total}, v, 17);
+  std::int32_t const* s = stream.data();
+  auto cache = m.make_cache(1, cap);  // one cache for the whole run, reset at each restart (as generate)
+  std::size_t const step_plan = m.step_workspace(1, cap, cap);
+  Workspace<cpu> sws(step_plan);
+  std::size_t plan = 0;  // padded windows carve an extra logits copy: the largest of every length
+  for (std::int64_t w = 1; w <= cap; ++w) plan = std::max(plan, m.forward_workspace(1, w));
+  Workspace<cpu> fws(plan);
+  typename M::Trace tr;
+  std::int64_t len = prompt, pos = 0, wstart = 0;
+  double worst = 0;
+  auto feed = [&](std::int64_t from) {  // stream[from, len) at cache position pos
+    std::int64_t const n = len - from, w = len - wstart;
+    REQUIRE(w == pos + n);
+    REQUIRE(w <= cap);
+    Tensor<std::int32_t, cpu> chunk(Shape{1, n}), window(Shape{1, w});
+    std::copy(s + from, s + len, chunk.data());
+    std::copy(s + wstart, s + len, window.data());
+    Tensor<double, cpu> logits(Shape{1, n, v});
+    {
+      auto a = sws.arena();
+      m.forward_step(ctx, chunk.cview(), cache, pos, logits.view(), a);
+      CHECK(a.high_water() <= step_plan);
+    }
+    auto a = fws.arena();
+    m.forward(ctx, window.cview(), {}, a, tr);
+    for (std::int64_t i = 0; i < n; ++i) {
+      for (std::int64_t c = 0; c < v; ++c)
+        worst = std::max(worst, std::abs(tr.logits[(pos + i) * v + c] - logits.data()[i * v + c]));
+      if (from + i >= cap) ++beyond;
+    }
+    pos += n;
+  };
+  wstart = len > cap ? len - cap / 2 : 0;
+  feed(wstart);
+  while (len < total) {
+    ++len;  // the next token (generate: the sampled byte)
+    if (pos >= cap) {
+      pos = 0;
+      m.reset_cache(cache);
+      wstart = len - std::max<std::int64_t>(1, cap / 2);
+      ++restarts;
+      feed(wstart);
+    } else {
+      feed(len - 1);
+    }
+  }
+  return worst;
+}
+
+/// Greedy bytes of a recompute: each is the argmax (lowest id on ties) of the last row of a full
+/// forward over the window generate() documents: a prompt longer than the context keeps its newest
+/// context/2 bytes; after each byte, a window that had reached the context restarts as its newest
+/// `restart` bytes (context/2 in generate.hpp), else it grows by one.
+template <class M>
+std::string greedy_recompute(M const& m, std::string const& prompt, std::int64_t bytes, std::int64_t restart) {
+  cpu::Context ctx;
+  std::int64_t const cap = m.config().context, vocab = m.config().vocab;
+  std::vector<std::int32_t> hist;
+  for (unsigned char c : prompt) hist.push_back(std::int32_t(c));
+  std::int64_t w = std::int64_t(hist.size()) > cap ? cap / 2 : std::int64_t(hist.size());
+  std::size_t plan = 0;
+  for (std::int64_t n = 1; n <= cap; ++n) plan = std::max(plan, m.forward_workspace(1, n));
+  Workspace<cpu> ws(plan);
+  typename M::Trace tr;
+  std::string out;
+  while (std::int64_t(out.size()) < bytes) {
+    Tensor<std::int32_t, cpu> ids(Shape{1, w});
+    std::copy(hist.end() - w, hist.end(), ids.data());
+    auto a = ws.arena();
+    m.forward(ctx, ids.cview(), {}, a, tr);
+    double const* row = tr.logits.data + (w - 1) * vocab;
+    std::int32_t next = std::int32_t(std::max_element(row, row + vocab) - row);
+    REQUIRE(next < 256);
+    out.push_back(char(next));
+    hist.push_back(next);
+    w = w == cap ? restart : w + 1;
+  }
+  return out;
+}
+
+/// generate() itself, greedy, past the context (short, context-long and longer prompts): its bytes
+/// equal the recompute's; a recompute restarting from a quarter of the context must differ (the
+/// model is sensitive enough to its window for a wrong window to show).
+template <class Sh, class Up>
+void generate_equals_recompute(char const* hierarchy, std::int64_t cap, std::uint64_t seed, std::int64_t bytes) {
+  using M = models::Hourglass<cpu, double, hier::DynamicHierarchy, Sh, Up>;
+  std::string const shape = hierarchy, shorten = Sh::kName, upsample = Up::kName;
+  CAPTURE(shape);
+  CAPTURE(shorten);
+  CAPTURE(upsample);
+  cpu::Context ctx;
+  M m({.vocab = 256, .dim = 16, .heads = 2, .context = cap, .mlp_hidden = 32,
+       .hierarchy = HierarchySpec::parse(hierarchy)});
+  nn::ParamStore<cpu, double> ps(m);
+  test::randomize_params(ps, seed, 1.0);  // N(0, 1): logits depend strongly on every byte of the window
+  REQUIRE(bytes > 3 * cap);
+  models::GenerateConfig g;
+  g.max_bytes = bytes;
+  g.sampler.temperature = 0;
+  std::string const long_prompt = "longer than the context: " + std::string(std::size_t(cap), 'z');
+  for (std::string const& prompt : {std::string("hi"), std::string(std::size_t(cap), 'q'), long_prompt}) {
+    CAPTURE(prompt.size());
+    std::string got = models::generate<cpu, double>(ctx, m, prompt, g);
+    std::string want = greedy_recompute(m, prompt, bytes, cap / 2);
+    REQUIRE(got.size() == std::size_t(bytes));
+    auto first_diff = std::mismatch(got.begin(), got.end(), want.begin()).first - got.begin();
+    CHECK_MESSAGE(first_diff == bytes, "generate() and the recompute first differ at byte " << first_diff);
+    CHECK_MESSAGE(greedy_recompute(m, prompt, bytes, cap / 4) != want,
+                  "the model is not sensitive enough to its window for this test");
+  }
+}
+}  // namespace
+
+TEST_CASE("hourglass: cached generation logits equal the full forward, all 9 policy pairs, two and three levels") {
+  for_each_policy_pair([]<class Sh, class Up>() {
+    cached_equals_full<Sh, Up>("1@1 2@2 2@4 2@2 1@1", 21);  // padded to 24
+    cached_equals_full<Sh, Up>(kThree, 41, 48, 3);          // padded to 48; the innermost level at 1/12
+    cached_equals_full<Sh, Up>(kThree, 37, 48, 14);         // a prefill past the first innermost position
+    cached_equals_full<Sh, Up>(kThreeShortOnly, 36, 48, 1);
+  });
+}
+
+TEST_CASE("hourglass: causality by perturbation, three levels, every policy pair") {
+  std::vector<std::int64_t> const residues{0, 1, 2, 5, 6, 7, 11, 12, 13, 17, 23, 24, 25, 29, 30, 35};
+  for_each_policy_pair([&]<class Sh, class Up>() {
+    // The exact dependent rows (`dependent_rows`), logits before p bit-identical.
+    causality<Sh, Up>(kThree, 36, residues);
+    causality<Sh, Up>(kThree, 31, residues);  // padded to 36
+    causality<Sh, Up>(kThreeShortOnly, 36, iota_positions(36));
+  });
+}
+
+TEST_CASE("hourglass: causality by perturbation, each level in isolation (its own rows against its own input)") {
+  for_each_policy_pair([]<class Sh, class Up>() {
+    // Inside the three-level models: every level's rows against its observed input changes.
+    level_causality<Sh, Up>(kThree, 36, iota_positions(36));
+    level_causality<Sh, Up>(kThreeShortOnly, 31, iota_positions(31));  // padded to 36
+    // Each of its levels as a one-level model (factors 2 and 3), logits: exact rows.
+    causality<Sh, Up>("1@1 1@2 1@1", 12, iota_positions(12));
+    causality<Sh, Up>("1@1 1@3 1@1", 13, iota_positions(13));  // padded to 15
+    causality<Sh, Up>("0@1 1@3 0@1", 12, iota_positions(12));
+  });
+}
+
+TEST_CASE("hourglass: the short path carries token p to rows >= p + k (and the check fails without it)") {
+  for_each_policy_pair([]<class Sh, class Up>() {
+    short_path_carries_forward<Sh, Up>("0@1 2@4 0@1", 20);
+    short_path_carries_forward<Sh, Up>("0@1 1@3 0@1", 13);    // padded to 15
+    short_path_carries_forward<Sh, Up>(kThreeShortOnly, 29);  // k = 2 outside; padded to 36
+  });
+}
+
+TEST_CASE("hourglass: generate()'s sliding window: logits past the context equal a recompute of the window") {
+  for_each_policy_pair([]<class Sh, class Up>() {
+    using M = models::Hourglass<cpu, double, hier::DynamicHierarchy, Sh, Up>;
+    std::string const shorten = Sh::kName, upsample = Up::kName;
+    CAPTURE(shorten);
+    CAPTURE(upsample);
+    // context 36: restarts keep 18 tokens, not a multiple of the total factor 12 (nor of 6), so the
+    // cache restarts mid-group at every level; prompts shorter and longer than the context.
+    for (std::int64_t prompt : {5, 47}) {
+      CAPTURE(prompt);
+      std::int64_t restarts = 0, beyond = 0;
+      CHECK(sliding_window_vs_recompute<M>(HierarchySpec::parse(kThree), 36, prompt, 130, restarts, beyond) < 1e-11);
+      CHECK(restarts >= 4);
+      CHECK(beyond >= 80);
+    }
+    std::int64_t restarts = 0, beyond = 0;  // the brief's two-level example, context 12 (restarts keep 6)
+    CHECK(sliding_window_vs_recompute<M>(HierarchySpec::parse("1@1 2@2 2@4 2@2 1@1"), 12, 3, 60, restarts, beyond) <
+          1e-11);
+    CHECK(restarts >= 6);
+  });
+}
+
+TEST_CASE("hourglass: generate() past the context equals a greedy recompute of each window, three levels") {
+  // Policy pairs that test_generate.cpp does not run (it runs attention+attention and avg+linear).
+  generate_equals_recompute<hier::LinearPool, hier::Repeat>(kThree, 36, 41, 120);
+  generate_equals_recompute<hier::AttentionPool, hier::LinearUp>(kThree, 36, 42, 120);
+  generate_equals_recompute<hier::AvgPool, hier::AttentionUp>(kThree, 36, 43, 120);
 }
 
 }  // namespace HSEQ_TEST_UNIT
