@@ -22,6 +22,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <exception>
 #include <iostream>
 #include <map>
 #include <sstream>
@@ -176,5 +177,18 @@ class Args {
   std::map<std::string, std::string> values_;
   std::map<std::string, bool> given_;
 };
+
+/// What a program prints for the exception that ends it: an hseq::Error's message without the
+/// check expression and source location (they mean nothing to a user of the programs), unless the
+/// environment sets HSEQ_DEBUG to a value other than "" and "0" (then the whole what()); any other
+/// exception's what().
+inline std::string error_text(std::exception const& e) {
+  if (auto const* he = dynamic_cast<hseq::Error const*>(&e)) {
+    char const* debug = std::getenv("HSEQ_DEBUG");
+    bool const full = debug != nullptr && *debug != '\0' && std::string(debug) != "0";
+    return full ? std::string(he->what()) : he->message();
+  }
+  return e.what();
+}
 
 }  // namespace cli

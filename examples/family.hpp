@@ -238,12 +238,12 @@ inline void add_train_flags(Args& a) {
       .flag("clip", "1.0", "global gradient-norm clip (0: off)")
       .flag("eval-every", "200", "steps between validations (0: only at the end)")
       .flag("eval-windows", "64", "validation windows per evaluation (0: the whole split)")
-      .flag("out", "", "checkpoint to write (at the end, and every --ckpt-every steps)")
+      .flag("out", "", "checkpoint to write (at the end, every --ckpt-every steps, and on SIGINT / SIGTERM)")
       .flag("ckpt-every", "0", "steps between checkpoints (0: only at the end)")
       .flag("resume", "", "checkpoint to continue from (model flags are taken from it)")
       .flag("csv", "",
-            "write one CSV row per step (step, loss, bpc, val_bpc, seconds, tokens, then the model's "
-            "loss terms and val_<term>, in nats)")
+            "write one CSV row per step (step, loss, bpc, val_bpc, seconds, tokens, val_accuracy for the "
+            "autoencoder, then the model's loss terms and val_<term>, in nats)")
       .flag("seed", "1234", "seed of the initialisation and of the data stream")
       .flag("sample-bytes", "300", "bytes to generate after training (0: none)")
       .flag("prompt", "\n", "prompt of the final sample")

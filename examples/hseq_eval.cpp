@@ -31,6 +31,6 @@ int main(int argc, char** argv) try {
   choice.family->evaluate(a, choice);
   return 0;
 } catch (std::exception const& e) {
-  std::cerr << e.what() << std::endl;
+  std::cerr << cli::error_text(e) << std::endl;
   return 1;
 }

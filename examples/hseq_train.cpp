@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
 // hseq-train: trains a byte-level language model on any text file, shows progress, reports
 // validation bits per character, writes a checkpoint and prints a sample. The model families come
-// from the registry (examples/families/list.def); this file names none of them.
+// from the registry (examples/families/list.def); this file names none of them. SIGINT / SIGTERM
+// during training write the checkpoint and exit 130 / 143 (examples/interrupt.hpp).
 #include <iostream>
 
 #include "family.hpp"
+#include "interrupt.hpp"
 
 int main(int argc, char** argv) try {
   cli::Args a("hseq-train", "Trains a byte-level language model on a text file and reports validation bits per character.");
@@ -21,7 +23,9 @@ int main(int argc, char** argv) try {
   if (!a.str("resume").empty()) cli::check_resume_flags(a, choice);
   choice.family->train(a, choice);
   return 0;
+} catch (cli::Interrupted const& i) {  // stopped by a signal; the checkpoint is written
+  return i.code;
 } catch (std::exception const& e) {
-  std::cerr << e.what() << std::endl;
+  std::cerr << cli::error_text(e) << std::endl;
   return 1;
 }

@@ -34,6 +34,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
@@ -44,10 +45,13 @@
 #include <type_traits>
 #include <vector>
 
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include "family.hpp"
 #include "hseq/hseq.hpp"
+#include "interrupt.hpp"
 #include "hseq/io/checkpoint.hpp"
 #include "hseq/io/csv_log.hpp"
 #include "hseq/io/progress.hpp"
@@ -317,14 +321,42 @@ void show_reconstruction(Backend::Context& ctx, M const& model, hseq::io::TextDa
   std::cout << "reconstruction of the first validation window:\n  in:  " << in << "\n  out: " << out << std::endl;
 }
 
+/// Checks an output path before any work is done, so a run is not lost at its end: its directory
+/// exists and is writable, and the path is not a directory; warns (stderr) when the file system
+/// has less free space than `bytes` (0: no estimate). `flag` names the flag in the messages.
+inline void check_output_path(std::string const& path, char const* flag, std::uintmax_t bytes = 0) {
+  if (path.empty()) return;
+  namespace fs = std::filesystem;
+  fs::path const p(path);
+  fs::path const dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
+  std::error_code ec;
+  HSEQ_CHECK(fs::is_directory(dir, ec),
+             flag << " " << path << ": the directory '" << dir.string() << "' does not exist (create it first)");
+  HSEQ_CHECK(!fs::is_directory(p, ec), flag << " " << path << " is a directory; give a file name");
+  HSEQ_CHECK(::access(dir.c_str(), W_OK | X_OK) == 0,
+             flag << " " << path << ": the directory '" << dir.string() << "' is not writable");
+  if (bytes == 0) return;
+  fs::space_info const sp = fs::space(dir, ec);
+  if (!ec && sp.available < bytes)
+    std::cerr << "warning: " << flag << " " << path << ": '" << dir.string() << "' has "
+              << double(sp.available) / (1024.0 * 1024.0) << " MiB free, less than the "
+              << double(bytes) / (1024.0 * 1024.0) << " MiB of one checkpoint" << std::endl;
+}
+
 template <class Trait, class M>
 void train(Args const& a, ModelChoice const& choice) {
+  // Output paths first: a bad one fails now, not after the training it would have lost.
+  check_output_path(a.str("csv"), "--csv");
+  check_output_path(a.str("out"), "--out");
   Backend::Context ctx;
   hseq::io::TextDataset data(a.str("data"), a.real("val-fraction"));
   auto cfg = model_config<Trait, M>(a, choice);
   auto model = std::make_unique<M>(cfg);
   hseq::nn::ParamStore<Backend, Real> params(ctx, *model);
   params.init(ctx, std::uint64_t(a.integer("seed")));
+  // One checkpoint: the parameters and AdamW's two moments (the header and any memory state are
+  // small next to them).
+  check_output_path(a.str("out"), "--out", std::uintmax_t(params.count()) * sizeof(Real) * 3);
 
   hseq::train::TrainerConfig t;
   t.batch = a.integer("batch");
@@ -387,8 +419,29 @@ void train(Args const& a, ModelChoice const& choice) {
   std::unique_ptr<hseq::io::CsvLog> csv;
   if (!a.str("csv").empty())  // a resumed run appends to its log (the same columns: see log_columns)
     csv = std::make_unique<hseq::io::CsvLog>(a.str("csv"), trainer.log_columns(), resumed);
-  double bpc = trainer.run(ctx, &progress, csv.get());
+  double bpc = 0;
+  int stop_signal = 0;
+  {
+    // SIGINT / SIGTERM during training: finish the step, write the checkpoint, exit 130 / 143
+    // (examples/interrupt.hpp). Outside this scope the default actions apply again.
+    StopSignals signals;
+    trainer.set_stop_flag(&signals.flag());
+    bpc = trainer.run(ctx, &progress, csv.get());
+    trainer.set_stop_flag(nullptr);
+    stop_signal = signals.received();
+  }
   auto const& st = trainer.state();
+  if (trainer.interrupted()) {
+    std::cout << "interrupted by " << StopSignals::name(stop_signal) << " after step " << st.step << " ("
+              << st.elapsed_s << " s of training)\n";
+    if (!t.ckpt_path.empty())
+      std::cout << "checkpoint: " << t.ckpt_path << " (written atomically)\n"
+                << "resume: the same command with --resume " << t.ckpt_path
+                << (a.str("csv").empty() ? "" : " (the CSV log is appended to)") << std::endl;
+    else
+      std::cout << "nothing saved: no --out was given" << std::endl;
+    throw Interrupted{128 + stop_signal};
+  }
   std::cout << "steps: " << st.step << " (" << st.skipped << " skipped), tokens: " << st.tokens << ", "
             << "training time: " << st.elapsed_s << " s, throughput: " << double(st.tokens) / st.elapsed_s
             << " tokens/s\n";

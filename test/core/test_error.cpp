@@ -99,4 +99,27 @@ TEST_CASE("error: HSEQ_FAIL message names the values and the location but no con
   CHECK(msg.find("check `") == std::string::npos);
 }
 
+TEST_CASE("error: message() is what() without the check expression and the location") {
+  hseq::Error plain("boom");
+  CHECK(plain.message() == "boom");  // one-argument errors: the whole text
+  std::string what, message;
+  try {
+    int rows = 7;
+    HSEQ_CHECK(rows == 3, "rows " << rows);
+  } catch (hseq::Error const& e) {
+    what = e.what();
+    message = e.message();
+  }
+  CHECK(message == "hseq: rows 7");
+  CHECK(what.rfind(message, 0) == 0);  // what() starts with the message
+  CHECK(what.find("rows == 3") != std::string::npos);
+  CHECK(message.find("test_error.cpp") == std::string::npos);
+  try {
+    HSEQ_FAIL("unsupported kind " << 3);
+  } catch (hseq::Error const& e) {
+    CHECK(e.message() == "hseq: unsupported kind 3");
+    CHECK(std::string(e.what()).find("test_error.cpp") != std::string::npos);
+  }
+}
+
 }  // namespace HSEQ_TEST_UNIT

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -290,6 +291,63 @@ TEST_CASE("trainer: run() with ckpt_every resumes from its periodic checkpoint b
   tc.ckpt_every = 3;
   check_run_resume<Lm>(tiny(), tc, 5, "lm");  // killed during step 5: resumes from step 3
   check_run_resume<Hg>(tiny_hg(), tc, 5, "hg");
+}
+
+TEST_CASE("trainer: the stop flag ends run() after the current step with a checkpoint; resuming continues exactly") {
+  cpu::Context ctx;
+  auto data = io::TextDataset::from_string(corpus(), "corpus", 0.1);
+  auto tc = tcfg();
+  tc.steps = 12;
+  tc.ckpt_path = tmp_path("reference_stop.safetensors").string();
+  Lm m1(tiny());
+  nn::ParamStore<cpu, float> p1(m1);
+  p1.init(ctx, 7);
+  TrainerF t1(ctx, m1, p1, data, tc);
+  t1.run(ctx);
+  CHECK_FALSE(t1.interrupted());
+
+  tc.ckpt_path = tmp_path("stopped.safetensors").string();
+  std::filesystem::remove(tc.ckpt_path);
+  std::atomic<int> flag{0};
+  Lm m2(tiny());
+  nn::ParamStore<cpu, float> p2(m2);
+  p2.init(ctx, 7);
+  TrainerF t2(ctx, m2, p2, data, tc);
+  t2.set_stop_flag(&flag);
+  std::ostringstream sink;
+  io::Progress progress(tc.steps, sink, false);
+  // The progress clock runs after every step: the "signal" arrives during step 6's report.
+  std::int64_t calls = 0;
+  progress.set_clock([&] {
+    if (++calls == 6 + 1) flag.store(15);
+    return double(calls);
+  });
+  double const bpc = t2.run(ctx, &progress);
+  CHECK(t2.interrupted());
+  CHECK(std::isnan(bpc));                 // no final validation
+  CHECK(t2.state().step == 6);            // the step in flight finished, no later one started
+  REQUIRE(std::filesystem::exists(tc.ckpt_path));  // and the checkpoint was written
+  Lm m3(tiny());
+  nn::ParamStore<cpu, float> p3(m3);
+  p3.init(ctx, 99);
+  TrainerF t3(ctx, m3, p3, data, tc);
+  t3.load(ctx, tc.ckpt_path);
+  REQUIRE(t3.state().step == 6);
+  t3.set_stop_flag(&flag);  // still set: a fresh run() stops at once, a cleared one runs
+  t3.run(ctx);
+  CHECK(t3.interrupted());
+  CHECK(t3.state().step == 6);
+  flag.store(0);
+  t3.run(ctx);
+  CHECK_FALSE(t3.interrupted());
+  REQUIRE(t3.losses().size() == 6);
+  for (std::size_t i = 0; i < 6; ++i) {
+    CAPTURE(i);
+    CHECK(t3.losses()[i] == t1.losses()[6 + i]);
+  }
+  require_same_weights(p1, t1, p3, t3);
+  std::filesystem::remove(t1.config().ckpt_path);
+  std::filesystem::remove(tc.ckpt_path);
 }
 
 TEST_CASE("trainer: checkpoints record the data seed, and a checkpoint of another seed is refused") {

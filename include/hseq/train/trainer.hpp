@@ -60,6 +60,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <concepts>
@@ -431,9 +432,18 @@ class Trainer {
     return last_eval_.bpc;
   }
 
+  /// A flag `run` reads before every step (null: none): when it is non-zero, `run` stops before
+  /// the next step (the current one finishes), skips the final validation, writes the checkpoint
+  /// (`TrainerConfig::ckpt_path`, atomically) and returns NaN; `interrupted()` then says so. The
+  /// programs set it from SIGINT / SIGTERM handlers (a lock-free atomic is safe to store there).
+  void set_stop_flag(std::atomic<int> const* flag) { stop_ = flag; }
+  /// Whether the last `run` ended on the stop flag.
+  bool interrupted() const { return interrupted_; }
+
   /// Trains until `steps` or the time budget, validating and checkpointing on schedule.
   /// `progress` and `csv` may be null; `csv` must have the columns `log_columns()`. Returns the
-  /// final validation bpc (NaN when the run ends in a phase without byte likelihood).
+  /// final validation bpc (NaN when the run ends in a phase without byte likelihood, or on the
+  /// stop flag: see `set_stop_flag`).
   double run(Ctx& ctx, io::Progress* progress = nullptr, io::CsvLog* csv = nullptr) {
     if (csv) {
       std::vector<std::string> const want = log_columns();
@@ -443,7 +453,12 @@ class Trainer {
                                                                       << " (Trainer::log_columns())");
     }
     double bpc = std::numeric_limits<double>::quiet_NaN();
+    interrupted_ = false;
     while (cfg_.steps == 0 || state_.step < cfg_.steps) {
+      if (stop_ && stop_->load(std::memory_order_relaxed) != 0) {
+        interrupted_ = true;
+        break;
+      }
       if (cfg_.time_budget_s > 0 && state_.elapsed_s >= cfg_.time_budget_s) {
         if (progress) {
           std::ostringstream os;
@@ -463,6 +478,11 @@ class Trainer {
       if (csv) csv->row(log_row(true, loss, train_bpc, eval_now));
       if (!cfg_.ckpt_path.empty() && cfg_.ckpt_every > 0 && state_.step % cfg_.ckpt_every == 0 && !last)
         save(ctx, cfg_.ckpt_path);
+    }
+    if (interrupted_) {  // no final validation: the user asked to stop
+      if (progress) progress->finish();
+      if (!cfg_.ckpt_path.empty()) save(ctx, cfg_.ckpt_path);
+      return std::numeric_limits<double>::quiet_NaN();
     }
     // Validated at this step already: in the loop above, or (a run resumed at its last step) before
     // the checkpoint was written.
@@ -706,6 +726,8 @@ class Trainer {
   std::vector<double> losses_;
   std::vector<std::string> term_names_ = train::loss_term_names<M>();
   EvalResult last_eval_;
+  std::atomic<int> const* stop_ = nullptr;  // see set_stop_flag
+  bool interrupted_ = false;
   std::int64_t last_eval_step_ = -1;  // state_.step of last_eval_ (-1: none by this object)
   std::string detail_;                // progress_detail()'s buffer, reused
 };
