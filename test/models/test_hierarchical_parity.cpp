@@ -31,6 +31,7 @@
 #include "hseq/models/hierarchical.hpp"
 #include "hseq/nn/parameter.hpp"
 #include "hseq/train/adamw.hpp"
+#include "support/parity.hpp"
 #include "support/test_unit.hpp"
 
 namespace HSEQ_TEST_UNIT {
@@ -46,17 +47,6 @@ namespace {
 constexpr double kTol = 1e-10;
 constexpr double kFloor = 1e-13;  // times the norm of all reference gradients (see the file comment)
 
-double l2(std::vector<double> const& b) {
-  double s = 0;
-  for (double x : b) s += x * x;
-  return std::sqrt(s);
-}
-/// ||a - b|| (absolute), over b.size() elements.
-double l2_diff(double const* a, std::vector<double> const& b) {
-  double s = 0;
-  for (std::size_t i = 0; i < b.size(); ++i) s += (a[i] - b[i]) * (a[i] - b[i]);
-  return std::sqrt(s);
-}
 double rel(double a, double b) { return std::abs(a - b) / std::abs(b); }
 
 /// The largest errors measured, printed once per fixture (the report quotes them).
@@ -110,18 +100,18 @@ void parity(std::string const& file, nn::RnnKind cell) {
   double loss = m.forward(ctx, ids, targets, arena, tr);
   w.loss = rel(loss, std::stod(f.metadata("loss")));
   CHECK(w.loss <= kTol);
-  w.logits = l2_diff(tr.logits.data, logits_ref) / l2(logits_ref);
+  w.logits = test::l2_diff(tr.logits.data, logits_ref) / test::l2(logits_ref);
   CHECK(w.logits <= kTol);
   m.backward(ctx, tr, arena);
 
   double global = 0;
-  for (auto const& e : ps.entries()) global += std::pow(l2(f.read<double>("grad." + e.name, e.param->shape)), 2);
+  for (auto const& e : ps.entries()) global += std::pow(test::l2(f.read<double>("grad." + e.name, e.param->shape)), 2);
   global = std::sqrt(global);
   for (auto const& e : ps.entries()) {
     CAPTURE(e.name);
     auto g = f.read<double>("grad." + e.name, e.param->shape);
     used.insert("grad." + e.name);
-    double err = l2_diff(e.param->grad.data, g), norm = l2(g);
+    double err = test::l2_diff(e.param->grad.data, g), norm = test::l2(g);
     CAPTURE(err);
     CAPTURE(norm);
     CHECK(err <= std::max(kTol * norm, kFloor * global));

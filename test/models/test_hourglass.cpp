@@ -18,6 +18,7 @@
 #include "support/cached_check.hpp"
 #include "support/doubled_block.hpp"
 #include "support/gradcheck.hpp"
+#include "support/greedy_reference.hpp"
 #include "support/test_unit.hpp"
 
 namespace HSEQ_TEST_UNIT {
@@ -773,37 +774,6 @@ double sliding_window_vs_recompute(HierarchySpec const& hierarchy, std::int64_t 
   return worst;
 }
 
-/// Greedy bytes of a recompute: each is the argmax (lowest id on ties) of the last row of a full
-/// forward over the window generate() documents: a prompt longer than the context keeps its newest
-/// context/2 bytes; after each byte, a window that had reached the context restarts as its newest
-/// `restart` bytes (context/2 in generate.hpp), else it grows by one.
-template <class M>
-std::string greedy_recompute(M const& m, std::string const& prompt, std::int64_t bytes, std::int64_t restart) {
-  cpu::Context ctx;
-  std::int64_t const cap = m.config().context, vocab = m.config().vocab;
-  std::vector<std::int32_t> hist;
-  for (unsigned char c : prompt) hist.push_back(std::int32_t(c));
-  std::int64_t w = std::int64_t(hist.size()) > cap ? cap / 2 : std::int64_t(hist.size());
-  std::size_t plan = 0;
-  for (std::int64_t n = 1; n <= cap; ++n) plan = std::max(plan, m.forward_workspace(1, n));
-  Workspace<cpu> ws(plan);
-  typename M::Trace tr;
-  std::string out;
-  while (std::int64_t(out.size()) < bytes) {
-    Tensor<std::int32_t, cpu> ids(Shape{1, w});
-    std::copy(hist.end() - w, hist.end(), ids.data());
-    auto a = ws.arena();
-    m.forward(ctx, ids.cview(), {}, a, tr);
-    double const* row = tr.logits.data + (w - 1) * vocab;
-    std::int32_t next = std::int32_t(std::max_element(row, row + vocab) - row);
-    REQUIRE(next < 256);
-    out.push_back(char(next));
-    hist.push_back(next);
-    w = w == cap ? restart : w + 1;
-  }
-  return out;
-}
-
 /// generate() itself, greedy, past the context (short, context-long and longer prompts): its bytes
 /// equal the recompute's; a recompute restarting from a quarter of the context must differ (the
 /// model is sensitive enough to its window for a wrong window to show).
@@ -827,11 +797,11 @@ void generate_equals_recompute(char const* hierarchy, std::int64_t cap, std::uin
   for (std::string const& prompt : {std::string("hi"), std::string(std::size_t(cap), 'q'), long_prompt}) {
     CAPTURE(prompt.size());
     std::string got = models::generate<cpu, double>(ctx, m, prompt, g);
-    std::string want = greedy_recompute(m, prompt, bytes, cap / 2);
+    std::string want = test::reference_greedy(m, prompt, bytes, cap / 2);
     REQUIRE(got.size() == std::size_t(bytes));
     auto first_diff = std::mismatch(got.begin(), got.end(), want.begin()).first - got.begin();
     CHECK_MESSAGE(first_diff == bytes, "generate() and the recompute first differ at byte " << first_diff);
-    CHECK_MESSAGE(greedy_recompute(m, prompt, bytes, cap / 4) != want,
+    CHECK_MESSAGE(test::reference_greedy(m, prompt, bytes, cap / 4) != want,
                   "the model is not sensitive enough to its window for this test");
   }
 }

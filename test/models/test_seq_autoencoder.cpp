@@ -25,6 +25,7 @@
 #include "hseq/train/evaluator.hpp"
 #include "hseq/train/trainer.hpp"
 #include "support/gradcheck.hpp"
+#include "support/parity.hpp"
 #include "support/test_unit.hpp"
 
 namespace HSEQ_TEST_UNIT {
@@ -245,8 +246,8 @@ TEST_CASE("seq_autoencoder: bad configurations and inputs are refused naming the
 // against F.scaled_dot_product_attention and F.avg_pool1d before writing). The _padded ones have
 // n = window = 7, so 7 -> 4 -> 2: a partial pooled group, a cut expansion, ceil-sized banks.
 // Everything is float64 on both sides, so the tolerance is 1e-10 relative, as
-// test/models/test_hierarchical_parity.cpp (whose double helpers these mirror;
-// test/support/parity.hpp's are float-only): the loss element-wise, logits, latent and gradients
+// test/models/test_hierarchical_parity.cpp (both use test/support/parity.hpp's double helpers):
+// the loss element-wise, logits, latent and gradients
 // per tensor by ||hseq - torch|| / ||torch||, with a floor of 1e-13 times the norm of all
 // gradients together for a nearly cancelled gradient. Names must match both ways.
 
@@ -259,17 +260,6 @@ namespace {
 constexpr double kParityTol = 1e-10;
 constexpr double kParityFloor = 1e-13;  // times the norm of all reference gradients
 
-double parity_l2(std::vector<double> const& b) {
-  double s = 0;
-  for (double x : b) s += x * x;
-  return std::sqrt(s);
-}
-/// ||a - b|| (absolute) over b.size() elements.
-double parity_diff(double const* a, std::vector<double> const& b) {
-  double s = 0;
-  for (std::size_t i = 0; i < b.size(); ++i) s += (a[i] - b[i]) * (a[i] - b[i]);
-  return std::sqrt(s);
-}
 
 template <class Q>
 void autoencoder_parity(std::string const& file) {
@@ -317,15 +307,15 @@ void autoencoder_parity(std::string const& file) {
   ps.zero_grad(ctx);
   double const loss = m.forward(ctx, ids, targets, arena, tr), torch_loss = std::stod(f.metadata("loss"));
   double const e_loss = std::abs(loss - torch_loss) / std::abs(torch_loss);
-  double const e_latent = parity_diff(tr.latent().data, latent_ref) / parity_l2(latent_ref);
-  double const e_logits = parity_diff(tr.logits.data, logits_ref) / parity_l2(logits_ref);
+  double const e_latent = test::l2_diff(tr.latent().data, latent_ref) / test::l2(latent_ref);
+  double const e_logits = test::l2_diff(tr.logits.data, logits_ref) / test::l2(logits_ref);
   CHECK(e_loss <= kParityTol);
   CHECK(e_latent <= kParityTol);
   CHECK(e_logits <= kParityTol);
   m.backward(ctx, tr, arena);
 
   double global = 0;
-  for (auto const& e : ps.entries()) global += std::pow(parity_l2(f.read<double>("grad." + e.name, e.param->shape)), 2);
+  for (auto const& e : ps.entries()) global += std::pow(test::l2(f.read<double>("grad." + e.name, e.param->shape)), 2);
   global = std::sqrt(global);
   double e_grad = 0;
   std::string worst;
@@ -333,7 +323,7 @@ void autoencoder_parity(std::string const& file) {
     CAPTURE(e.name);
     auto g = f.read<double>("grad." + e.name, e.param->shape);
     used.insert("grad." + e.name);
-    double const err = parity_diff(e.param->grad.data, g), norm = parity_l2(g);
+    double const err = test::l2_diff(e.param->grad.data, g), norm = test::l2(g);
     CAPTURE(err);
     CAPTURE(norm);
     CHECK(err <= std::max(kParityTol * norm, kParityFloor * global));

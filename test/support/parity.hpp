@@ -36,6 +36,19 @@ inline double l2(std::vector<float> const& b) {
   return std::sqrt(s);
 }
 
+/// ||b|| of a float64 fixture's tensor.
+inline double l2(std::vector<double> const& b) {
+  double s = 0;
+  for (double x : b) s += x * x;
+  return std::sqrt(s);
+}
+/// ||a - b|| (absolute) over b.size() elements, in double.
+inline double l2_diff(double const* a, std::vector<double> const& b) {
+  double s = 0;
+  for (std::size_t i = 0; i < b.size(); ++i) s += (a[i] - b[i]) * (a[i] - b[i]);
+  return std::sqrt(s);
+}
+
 /// Gradient tensors compare by ||hseq - torch|| <= 1e-4 ||torch||, or <= 1e-7 G where G is the
 /// norm of all reference gradients together. The floor matters only for tensors whose gradient is
 /// nearly cancelled (e.g. a query projection whose queries mostly see one key: exact zero there),
