@@ -91,6 +91,7 @@
 
 #include "hseq/models/cached_model.hpp"
 #include "hseq/models/compressive_transformer.hpp"
+#include "hseq/models/config_json.hpp"
 #include "hseq/models/flops.hpp"
 #include "hseq/models/generate.hpp"
 #include "hseq/models/hierarchical.hpp"

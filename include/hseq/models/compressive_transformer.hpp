@@ -66,6 +66,7 @@
 #include "hseq/core/workspace.hpp"
 #include "hseq/hier/compression_policy.hpp"
 #include "hseq/hier/memory_compressors.hpp"
+#include "hseq/models/config_json.hpp"
 #include "hseq/models/flops.hpp"
 #include "hseq/nn/embedding.hpp"
 #include "hseq/nn/linear.hpp"
@@ -281,19 +282,13 @@ class CompressiveTransformer {
   }
   /// Inverse of config_json; also checks that the file's compression is this type's.
   static Config config_from_json(std::string const& text) {
-    Config c;
-    try {
-      auto j = nlohmann::json::parse(text);
-      j.get_to(c);
+    return parse_config_json<Config>(text, "CompressiveTransformer", [](nlohmann::json const& j, Config&) {
       auto fn = j.at("compress").get<std::string>(), rate = j.at("rate").get<std::string>();
       HSEQ_CHECK(fn == Compress::kName && rate == std::to_string(kRate),
                  "CompressiveTransformer: the configuration compresses by '" << fn << "' at rate " << rate
                                                                              << ", this model type by '" << Compress::kName
                                                                              << "' at rate " << kRate);
-    } catch (nlohmann::json::exception const& e) {
-      HSEQ_FAIL("CompressiveTransformer: invalid config JSON '" << text << "': " << e.what());
-    }
-    return c;
+    });
   }
 
   template <class F>

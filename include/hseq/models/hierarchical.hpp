@@ -83,6 +83,7 @@
 #include "hseq/hier/segmenter_policy.hpp"
 #include "hseq/hier/transformer_backbone.hpp"
 #include "hseq/hier/transformer_decoder.hpp"
+#include "hseq/models/config_json.hpp"
 #include "hseq/models/flops.hpp"
 #include "hseq/nn/embedding.hpp"
 #include "hseq/nn/linear.hpp"
@@ -276,10 +277,7 @@ class Hierarchical {
   }
   /// Inverse of config_json; also checks that the document's policies are this type's policies.
   static Config config_from_json(std::string const& text) {
-    Config c;
-    try {
-      auto j = nlohmann::json::parse(text);
-      j.get_to(c);
+    return parse_config_json<Config>(text, "Hierarchical", [](nlohmann::json const& j, Config& c) {
       if (j.contains("iem_negatives")) c.iem_negatives = j.at("iem_negatives").template get<std::int64_t>();
       if (j.contains("iem_in_batch")) c.iem_in_batch = j.at("iem_in_batch").template get<bool>();
       if (j.contains("iem_tau")) c.iem_tau = j.at("iem_tau").template get<double>();
@@ -301,10 +299,7 @@ class Hierarchical {
                                                                               << want[0] << "', encoder '" << want[1]
                                                                               << "', backbone '" << want[2]
                                                                               << "', decoder '" << want[3] << "'");
-    } catch (nlohmann::json::exception const& e) {
-      HSEQ_FAIL("Hierarchical: invalid config JSON '" << text << "': " << e.what());
-    }
-    return c;
+    });
   }
 
   template <class F>

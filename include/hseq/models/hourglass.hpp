@@ -51,6 +51,7 @@
 #include "hseq/hier/shift_right.hpp"
 #include "hseq/hier/shorten_policy.hpp"
 #include "hseq/hier/upsample_policy.hpp"
+#include "hseq/models/config_json.hpp"
 #include "hseq/models/flops.hpp"
 #include "hseq/nn/block_stack.hpp"
 #include "hseq/nn/embedding.hpp"
@@ -163,19 +164,13 @@ class Hourglass {
   }
   /// Inverse of config_json; also checks that the file's policies are this type's policies.
   static Config config_from_json(std::string const& text) {
-    Config c;
-    try {
-      auto j = nlohmann::json::parse(text);
-      j.get_to(c);
+    return parse_config_json<Config>(text, "Hourglass", [](nlohmann::json const& j, Config&) {
       auto sh = j.at("shorten").get<std::string>(), up = j.at("upsample").get<std::string>();
       HSEQ_CHECK(sh == ShortenT::kName && up == UpsampleT::kName,
                  "Hourglass: the configuration uses shorten '" << sh << "' and upsample '" << up << "', this model type "
                                                                << "is shorten '" << ShortenT::kName << "', upsample '"
                                                                << UpsampleT::kName << "'");
-    } catch (nlohmann::json::exception const& e) {
-      HSEQ_FAIL("Hourglass: invalid config JSON '" << text << "': " << e.what());
-    }
-    return c;
+    });
   }
 
   template <class F>

@@ -41,6 +41,7 @@
 #include "hseq/core/tensor.hpp"
 #include "hseq/core/workspace.hpp"
 #include "hseq/hier/length_resampler.hpp"
+#include "hseq/models/config_json.hpp"
 #include "hseq/models/flops.hpp"
 #include "hseq/nn/block_stack.hpp"
 #include "hseq/nn/embedding.hpp"
@@ -140,19 +141,13 @@ class SeqAutoencoder {
     return j.dump();
   }
   static Config config_from_json(std::string const& text) {
-    Config c;
-    try {
-      auto j = nlohmann::json::parse(text);
-      j.get_to(c);
+    return parse_config_json<Config>(text, "SeqAutoencoder", [](nlohmann::json const& j, Config&) {
       auto r = j.at("reduce").get<std::string>(), q = j.at("queries").get<std::string>();
       HSEQ_CHECK(r == std::to_string(R) && q == Query::kName,
                  "SeqAutoencoder: the configuration reduces by " << r << " with queries '" << q
                                                                  << "', this model type by " << R << " with '"
                                                                  << Query::kName << "'");
-    } catch (nlohmann::json::exception const& e) {
-      HSEQ_FAIL("SeqAutoencoder: invalid config JSON '" << text << "': " << e.what());
-    }
-    return c;
+    });
   }
 
   template <class F>

@@ -24,6 +24,7 @@
 #include "hseq/core/error.hpp"
 #include "hseq/core/tensor.hpp"
 #include "hseq/core/workspace.hpp"
+#include "hseq/models/config_json.hpp"
 #include "hseq/models/flops.hpp"
 #include "hseq/nn/block_stack.hpp"
 #include "hseq/nn/embedding.hpp"
@@ -101,11 +102,7 @@ class TransformerLm {
   std::string config_json() const { return nlohmann::json(cfg_).dump(); }
   /// Inverse of config_json (throws naming the field on a malformed document).
   static Config config_from_json(std::string const& text) {
-    try {
-      return nlohmann::json::parse(text).get<Config>();
-    } catch (nlohmann::json::exception const& e) {
-      HSEQ_FAIL("TransformerLm: invalid config JSON '" << text << "': " << e.what());
-    }
+    return parse_config_json<Config>(text, "TransformerLm");
   }
   static char const* position_name(nn::PositionKind k) { return nn::position_kind_name(k); }
   static nn::PositionKind position_from_name(std::string const& s) {

@@ -46,6 +46,7 @@
 #include "hseq/core/state.hpp"
 #include "hseq/core/tensor.hpp"
 #include "hseq/core/workspace.hpp"
+#include "hseq/models/config_json.hpp"
 #include "hseq/models/flops.hpp"
 #include "hseq/nn/embedding.hpp"
 #include "hseq/nn/lm_head.hpp"
@@ -156,11 +157,7 @@ class TransformerXl {
   Config const& config() const { return cfg_; }
   std::string config_json() const { return nlohmann::json(cfg_).dump(); }
   static Config config_from_json(std::string const& text) {
-    try {
-      return nlohmann::json::parse(text).get<Config>();
-    } catch (nlohmann::json::exception const& e) {
-      HSEQ_FAIL("TransformerXl: invalid config JSON '" << text << "': " << e.what());
-    }
+    return parse_config_json<Config>(text, "TransformerXl");
   }
 
   template <class F>
