@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 """Writes the Hourglass PyTorch parity fixtures test/fixtures/hourglass_<shorten>_<upsample>.safetensors
 (inputs, logits, loss, every parameter and gradient, and the losses of 5 AdamW steps) for the
-attention + attention, average + repeat and linear + linear policies, with two nested levels and a
+attention + attention, average + repeat and linear + linear policies (and attention + attention with
+the closing LayerNorms and an untied head: hourglass_closing_untied), with two nested levels and a
 sequence length that is not a multiple of the total factor (so padding is exercised). The width
 (8) differs from the factors (2), so a [k d] projection read in the wrong layout shows.
 
@@ -34,9 +35,9 @@ def decays(name, p):
     return name.endswith("weight") and p.dim() == 2 and "emb" not in name
 
 
-def write(shorten, upsample, seed):
+def write(shorten, upsample, seed, file_name=None, **extra):
     cfg = dict(vocab=32, dim=8, heads=2, context=16, mlp_hidden=0, eps=1e-5, init_std=0.02,
-               hierarchy="1@1 1@2 1@4 1@2 1@1", shorten=shorten, upsample=upsample)
+               hierarchy="1@1 1@2 1@4 1@2 1@1", **extra, shorten=shorten, upsample=upsample)
     torch.manual_seed(seed)
     model = Hourglass(cfg)
     with torch.no_grad():
@@ -71,7 +72,7 @@ def write(shorten, upsample, seed):
     meta = {"config": json.dumps(cfg), "batch": str(B), "seq_len": str(T), "loss": repr(loss.item()),
             "adamw": json.dumps(ADAMW), "adamw_losses": json.dumps(losses),
             "generator": "tools/gen_hourglass_fixture.py, torch " + torch.__version__}
-    path = os.path.join(os.path.dirname(__file__), "..", "test", "fixtures", f"hourglass_{shorten}_{upsample}.safetensors")
+    path = os.path.join(os.path.dirname(__file__), "..", "test", "fixtures", file_name or f"hourglass_{shorten}_{upsample}.safetensors")
     save_file(out, path, metadata=meta)
     print(f"wrote {os.path.normpath(path)}: {len(named)} parameters, loss {loss.item():.6f}; SDPA check {dev}")
 
@@ -80,3 +81,5 @@ if __name__ == "__main__":
     write("attention", "attention", 1)
     write("avg", "repeat", 2)
     write("linear", "linear", 3)
+    # Closing norms (trax) and an untied head: the keys config_json writes for them.
+    write("attention", "attention", 4, "hourglass_closing_untied.safetensors", tied=False, closing_norm=True)

@@ -155,12 +155,18 @@ class Level(nn.Module):
         self.post = nn.ModuleList([] if innermost else [Block(d, h, hidden, eps, sdpa) for _ in range(layers)])
         self.upsample = UPSAMPLE[upsample](d, k, h, hidden, eps, sdpa)
         self.ln_up = nn.LayerNorm(d, eps=eps)
+        if c.get("closing_norm", False):  # trax closes every stack with a LayerNorm
+            self.ln_pre = nn.LayerNorm(d, eps=eps)
+            if not innermost:
+                self.ln_post = nn.LayerNorm(d, eps=eps)
 
 
 class Hourglass(nn.Module):
     """sdpa=True: every attention (causal blocks and the resampling cross-attention) through
     F.scaled_dot_product_attention, for the GPU peer benchmark; the default (explicit softmax) is
-    what the parity fixtures use."""
+    what the parity fixtures use. c["closing_norm"] (absent: False, hseq's version-1 models): a
+    LayerNorm closes the pre stack and every level's stacks, as in trax; c["tied"] (absent: True):
+    logits use tok_emb.weight, otherwise a bias-free head.weight [vocab, d]."""
 
     def __init__(self, c, sdpa=False):
         super().__init__()
@@ -171,10 +177,16 @@ class Hourglass(nn.Module):
         self.tok_emb = nn.Embedding(c["vocab"], d)
         self.pos_emb = nn.Embedding(c["context"], d)
         self.pre = nn.ModuleList([Block(d, h, hidden, eps, sdpa) for _ in range(pre)])
+        self.closing = c.get("closing_norm", False)
+        self.tied = c.get("tied", True)
+        if self.closing:
+            self.ln_pre = nn.LayerNorm(d, eps=eps)
         self.levels = nn.ModuleList([Level(c, n, k, i + 1 == len(levels), c["shorten"], c["upsample"], sdpa)
                                      for i, (n, k) in enumerate(levels)])
         self.post = nn.ModuleList([Block(d, h, hidden, eps, sdpa) for _ in range(post)])
         self.ln_f = nn.LayerNorm(d, eps=eps)
+        if not self.tied:
+            self.head = nn.Linear(d, c["vocab"], bias=False)
 
     def valley(self, i, x):
         lv = self.levels[i]
@@ -183,10 +195,14 @@ class Hourglass(nn.Module):
         s = lv.shorten(shifted)
         for blk in lv.pre:
             s = blk(s)
+        if self.closing:
+            s = lv.ln_pre(s)
         if i + 1 < len(self.levels):
             s = self.valley(i + 1, s)
             for blk in lv.post:
                 s = blk(s)
+            if self.closing:
+                s = lv.ln_post(s)
         return x + lv.ln_up(lv.upsample(s, x))
 
     def forward(self, ids, targets):
@@ -196,9 +212,12 @@ class Hourglass(nn.Module):
         x = self.tok_emb(ids_p) + self.pos_emb.weight[:tp]
         for blk in self.pre:
             x = blk(x)
+        if self.closing:
+            x = self.ln_pre(x)
         x = self.valley(0, x)
         for blk in self.post:
             x = blk(x)
-        logits = (self.ln_f(x) @ self.tok_emb.weight.t())[:, :t]
+        w_out = self.tok_emb.weight if self.tied else self.head.weight
+        logits = (self.ln_f(x) @ w_out.t())[:, :t]
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-1)
         return logits, loss

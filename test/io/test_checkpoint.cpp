@@ -736,7 +736,7 @@ TEST_CASE("checkpoint: files written before state groups load (TransformerLm and
   }
   SUBCASE("hourglass") {
     Hg hg(Hg::Config{.vocab = 256, .dim = 8, .heads = 2, .context = 8, .mlp_hidden = 8,
-                     .hierarchy = hier::HierarchySpec::parse("0@1 1@2 0@1")});
+                     .hierarchy = hier::HierarchySpec::parse("0@1 1@2 0@1"), .closing_norm = false});  // version 1
     check_v1_fixture(hg, {"checkpoint_v1_hourglass.safetensors", 12, 29.150929550077212, 0.00065654952210707218,
                           0.1426248595851346, 20, 2608, "levels.0.pre.0.attn.out.bias", 0.00728918659f,
                           -0.0587156489f, 0.00790188648f});

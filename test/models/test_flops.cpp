@@ -72,12 +72,14 @@ TEST_CASE("flops: TransformerLm is 6 N + 12 L d T, embeddings excluded") {
 }
 
 TEST_CASE("flops: Hourglass 2@1 4@4 2@1, the GPU benchmark's configurations (d 512, T 2048)") {
-  // 4 full-rate blocks (pre, post), 4 blocks at 1/4 of the positions, ln_f, ln_up (full rate).
+  // 4 full-rate blocks (pre, post), 4 blocks at 1/4 of the positions, ln_f, ln_up (full rate);
+  // version-1 models (no closing norms) but for the subcase that counts them.
   double d = 512, t = 2048, v = 256;
   double n_blocks = 8 * block(d) + 2 * d + 2 * d;
   double emb = v * d + t * d;
   SUBCASE("average pooling, repetition: no resampling parameters") {
-    models::Hourglass<cpu, float, HierT, hier::AvgPool, hier::Repeat> hg({.vocab = 256, .dim = 512, .heads = 8, .context = 2048});
+    models::Hourglass<cpu, float, HierT, hier::AvgPool, hier::Repeat> hg(
+        {.vocab = 256, .dim = 512, .heads = 8, .context = 2048, .closing_norm = false});
     models::FlopCount f = hg.flops(2048);
     // Computed by hand from the formula: N_eff = 4 B + 4 B / 4 + 4 d, attention 12 d T (4 + 4 / 16).
     CHECK(f.n_total == 26400768);
@@ -89,9 +91,17 @@ TEST_CASE("flops: Hourglass 2@1 4@4 2@1, the GPU benchmark's configurations (d 5
     CHECK(f.n_total == stored(hg));
     CHECK(f.palm() == 6 * 15763968.0 + 53477376);
   }
+  SUBCASE("closing norms (the default): the pre stack's at full rate, the level's at 1/4") {
+    models::Hourglass<cpu, float, HierT, hier::AvgPool, hier::Repeat> hg({.vocab = 256, .dim = 512, .heads = 8, .context = 2048});
+    models::FlopCount f = hg.flops(2048);
+    models::FlopCount want{n_blocks + 4 * d + emb, n_blocks + 4 * d, 5 * block(d) + 4 * d + 2 * d + 2 * d / 4,
+                           12 * d * t * (4 + 4.0 / 16)};
+    check_equal(f, want);
+    CHECK(f.n_total == stored(hg));
+  }
   SUBCASE("attention pooling and upsampling: each at both rates, plus two cross-attentions") {
     models::Hourglass<cpu, float, HierT, hier::AttentionPool, hier::AttentionUp> hg(
-        {.vocab = 256, .dim = 512, .heads = 8, .context = 2048});
+        {.vocab = 256, .dim = 512, .heads = 8, .context = 2048, .closing_norm = false});
     models::FlopCount f = hg.flops(2048);
     // Pool: ln_in + kv (2 d^2 + 4 d) at full rate; ln_q, q, out, ln_ff, MLP (10 d^2 + 11 d) at 1/4.
     // Upsampling: ln_s + kv at 1/4; ln_u, q, out, ln_ff, MLP at full rate. Cross-attention:
@@ -120,10 +130,11 @@ TEST_CASE("flops: Hourglass, nested levels and linear resampling at the short ra
   double d = 16, t = 64;
   double lin = 2 * d * d + d /*pool*/ + 2 * d * d + 2 * d /*up*/;
   models::FlopCount want;
-  want.n_nonemb = 5 * block(d) + 2 * d /*ln_f*/ + 2 * 2 * d /*ln_up*/ + 2 * lin;
+  // The closing norms: the pre stack's (full rate), level 0's pre and post (1/2), level 1's (1/4).
+  want.n_nonemb = 5 * block(d) + 2 * d /*ln_f*/ + 2 * 2 * d /*ln_up*/ + 2 * lin + 4 * 2 * d /*closing*/;
   want.n_total = want.n_nonemb + 256 * d + 64 * d;
   want.n_eff = 2 * block(d) + 2 * d + 2 * block(d) / 2 + block(d) / 4 + 2 * d /*ln_up 0*/ + 2 * d / 2 /*ln_up 1*/ +
-               lin / 2 + lin / 4;
+               lin / 2 + lin / 4 + 2 * d + 2 * (2 * d) / 2 + 2 * d / 4 /*closing*/;
   want.attn_palm = 12 * d * t * (2 + 2.0 / 4 + 1.0 / 16);
   check_equal(hg.flops(64), want);
   CHECK(hg.flops(64).n_total == stored(hg));

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// PyTorch parity of Hourglass (attention + attention, average + repeat, and linear + linear; two
+// PyTorch parity of Hourglass (attention + attention, average + repeat, and linear + linear, and
+// attention + attention with closing norms and an untied head; two
 // nested levels; a length that needs padding): fixtures written by tools/gen_hourglass_fixture.py
 // from the PyTorch twin in tools/torch_hourglass.py. Same comparison and tolerance as the
 // TransformerLm parity test (relative L2 error per tensor <= 1e-4 in fp32 with a floor for
@@ -53,6 +54,17 @@ TEST_CASE("hourglass parity: average pooling + repeat upsampling match PyTorch")
 // [k d] projection (read as [k, d]) are checked against the twin's reshapes.
 TEST_CASE("hourglass parity: linear pooling + linear upsampling match PyTorch") {
   parity<hier::LinearPool, hier::LinearUp>("hourglass_linear_linear.safetensors");
+}
+
+// The closing LayerNorms of every stack (trax; the default since checkpoint version 2) and an
+// untied head, read from the fixture's configuration keys "closing_norm" and "tied".
+TEST_CASE("hourglass parity: closing norms and an untied head match PyTorch") {
+  using M = models::Hourglass<cpu, float, hier::DynamicHierarchy, hier::AttentionPool, hier::AttentionUp>;
+  auto f = io::SafetensorsFile::load(std::string(HSEQ_SOURCE_DIR) + "/test/fixtures/hourglass_closing_untied.safetensors");
+  auto cfg = M::config_from_json(f.metadata("config"));
+  REQUIRE(cfg.closing_norm);
+  REQUIRE(!cfg.tied);
+  parity<hier::AttentionPool, hier::AttentionUp>("hourglass_closing_untied.safetensors");
 }
 
 }  // namespace HSEQ_TEST_UNIT

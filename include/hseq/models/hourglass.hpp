@@ -4,13 +4,15 @@
 /// "Hierarchical Transformers Are More Efficient Language Models" (trax semantics).
 ///
 ///   x   = E[ids] + P                                     [B, L, d]
-///   x   = Pre(x)                                         n_pre full-rate causal blocks
+///   x   = N(Pre(x))                                      n_pre full-rate causal blocks
 ///   x   = Valley_0(x)
-///   h   = Post(x); logits = LN_f(h) E^T                  [B, L, V]
+///   h   = Post(x); logits = LN_f(h) W^T                  [B, L, V]  (W = E when tied)
 ///   Valley_i(x):                                         x: [B, L_i, d]
 ///     s = Shorten_i(ShiftRight(x, k_i - 1))              [B, L_i / k_i, d]
-///     s = Blocks_i(s); if nested: s = Blocks_i'(Valley_{i+1}(s))
+///     s = N(Blocks_i(s)); if nested: s = N(Blocks_i'(Valley_{i+1}(s)))
 ///     return x + LN(Upsample_i(s, res = x))
+/// N is the LayerNorm that closes each stack in trax (`Config::closing_norm`, the default; the
+/// post stack's is LN_f); without it N is the identity (the models of checkpoint version 1).
 /// The shift by k - 1 makes short position j summarise tokens up to j k only, and every use of it
 /// at full rate is at positions >= j k (models.md §0.3), so the model is causal for every policy.
 /// Sequences of any length are padded at the end to a multiple of the total factor; padding only
@@ -95,8 +97,13 @@ class Hourglass {
     double eps = 1e-5;
     double init_std = 0.02;
     hier::HierarchySpec hierarchy{};  ///< used with DynamicHierarchy; otherwise HierarchyT::spec()
+    bool tied = true;          ///< the output projection is the token embedding (false: its own `head.weight`)
+    bool closing_norm = true;  ///< a LayerNorm closes the pre stack and every level's stacks (trax)
     // Checkpoints store this JSON (plus the policies' names) and compare it by value on load: the
     // keys and value formats (hierarchy as "2@1 4@4 2@1") are a file format. Read in this order.
+    // The keys added after version 1 (tied, closing_norm) are written by config_json only where
+    // they differ from what a version-1 file means without them (tied, no closing norm), so
+    // version-1 checkpoints keep loading as the models they were.
     NLOHMANN_DEFINE_TYPE_INTRUSIVE(Config, vocab, dim, heads, context, mlp_hidden, eps, init_std, hierarchy)
   };
 
@@ -108,6 +115,7 @@ class Hourglass {
     Stack pre, post;  // post is empty for the innermost level
     UpsampleM upsample;
     nn::LayerNorm<B, T> ln_up;
+    nn::LayerNorm<B, T> ln_pre, ln_post;  // closing norms of pre and (nested only) post
   };
 
   struct LevelTrace {
@@ -116,6 +124,8 @@ class Hourglass {
     MView short_in;     // [B, Ls, d]
     typename ShortenM::Saved shorten;
     typename Stack::Saved pre, post;  // at the short rate
+    typename nn::LayerNorm<B, T>::Saved ln_pre, ln_post;
+    MView pre_n, post_n;  // [B, Ls, d] the stacks' closing norms (closing_norm only)
     MView inner_out;    // [B, Ls, d] output of the nested level
     MView u, un;        // [B, L, d] upsampled, LayerNorm(upsampled)
     typename UpsampleM::Saved up;
@@ -130,6 +140,8 @@ class Hourglass {
     typename nn::Embedding<B, T>::Saved emb;
     typename nn::PositionEmbedding<B, T>::Saved pos;
     typename Stack::Saved pre, post;
+    typename nn::LayerNorm<B, T>::Saved ln_pre;
+    MView pre_n;  // [B, tp, d] N(Pre(x)) (closing_norm only)
     MView valley_out;
     PerLevel<LevelTrace> levels;
     typename Head::Saved head;
@@ -143,9 +155,10 @@ class Hourglass {
         tok_({c.vocab, c.dim, c.init_std}),
         pos_({nn::PositionKind::kLearned, c.context, c.dim, c.init_std}),
         pre_({spec_.pre, block_config()}),
+        ln_pre_({c.dim, c.eps}),
         post_({spec_.post, block_config()}),
         levels_(per_level<Level>([this](std::size_t i) { return make_level(i); })),
-        head_({c.dim, c.vocab, true, c.eps, c.init_std}, &tok_.table()) {
+        head_({c.dim, c.vocab, c.tied, c.eps, c.init_std}, c.tied ? &tok_.table() : nullptr) {
     cfg_.hierarchy = spec_;
   }
   Hourglass(Hourglass const&) = delete;
@@ -158,13 +171,17 @@ class Hourglass {
 
   std::string config_json() const {
     nlohmann::json j = cfg_;  // cfg_.hierarchy is spec_ (also for a compile-time hierarchy)
+    if (!cfg_.tied) j["tied"] = false;  // (see Config: absent means a version-1 value)
+    if (cfg_.closing_norm) j["closing_norm"] = true;
     j["shorten"] = ShortenT::kName;
     j["upsample"] = UpsampleT::kName;
     return j.dump();
   }
   /// Inverse of config_json; also checks that the file's policies are this type's policies.
   static Config config_from_json(std::string const& text) {
-    return parse_config_json<Config>(text, "Hourglass", [](nlohmann::json const& j, Config&) {
+    return parse_config_json<Config>(text, "Hourglass", [](nlohmann::json const& j, Config& c) {
+      c.tied = j.value("tied", true);  // absent: what version-1 files mean
+      c.closing_norm = j.value("closing_norm", false);
       auto sh = j.at("shorten").get<std::string>(), up = j.at("upsample").get<std::string>();
       HSEQ_CHECK(sh == ShortenT::kName && up == UpsampleT::kName,
                  "Hourglass: the configuration uses shorten '" << sh << "' and upsample '" << up << "', this model type "
@@ -178,17 +195,20 @@ class Hourglass {
     tok_.visit_params(f, prefix + "tok_emb.");
     pos_.visit_params(f, prefix + "pos_emb.");
     pre_.visit_params(f, prefix + "pre.");
+    if (cfg_.closing_norm) ln_pre_.visit_params(f, prefix + "ln_pre.");
     for (std::size_t l = 0; l < levels_.size(); ++l) {
       Level& lv = levels_[l];
       std::string p = prefix + "levels." + std::to_string(l) + ".";
       lv.shorten.visit_params(f, p + "shorten.");
       lv.pre.visit_params(f, p + "pre.");
+      if (cfg_.closing_norm) lv.ln_pre.visit_params(f, p + "ln_pre.");
       lv.post.visit_params(f, p + "post.");
+      if (cfg_.closing_norm && has_inner(l)) lv.ln_post.visit_params(f, p + "ln_post.");
       lv.upsample.visit_params(f, p + "upsample.");
       lv.ln_up.visit_params(f, p + "ln_up.");
     }
     post_.visit_params(f, prefix + "post.");
-    head_.visit_params(f, prefix);  // ln_f. (tied to tok_emb: no head. weight)
+    head_.visit_params(f, prefix);  // ln_f., then head. when untied (tied: the table is tok_emb's)
   }
 
   /// Length after padding to a multiple of the total shortening factor.
@@ -205,7 +225,7 @@ class Hourglass {
     std::size_t b = 2 * aligned_bytes<std::int32_t>(n) + aligned_bytes<T>(n * d) /*x0*/ +
                     aligned_bytes<T>(n * d) /*valley out*/ + head_.forward_workspace(batch, tp);
     if (tp != t) b += aligned_bytes<T>(batch * t * cfg_.vocab);
-    b += pre_.forward_workspace(batch, tp) + post_.forward_workspace(batch, tp);
+    b += pre_.forward_workspace(batch, tp) + post_.forward_workspace(batch, tp) + norm_workspace(batch * tp);
     return b + level_forward_workspace(0, batch, tp);
   }
   std::size_t backward_workspace(std::int64_t batch, std::int64_t t) const {
@@ -236,7 +256,7 @@ class Hourglass {
     MView x0 = ws.template take<T>(Shape{bsz, tp, d}, "hg.x0");
     tr.emb = tok_.forward(ctx, tr.ids, x0, ws);
     tr.pos = pos_.forward(ctx, x0, x0, 0, ws);
-    CView cur = pre_.forward(ctx, x0, tr.pre, ws);
+    CView cur = close(ctx, ln_pre_, pre_.forward(ctx, x0, tr.pre, ws), tr.ln_pre, tr.pre_n, ws);
     tr.valley_out = ws.template take<T>(Shape{bsz, tp, d}, "hg.valley");
     if constexpr (HierarchyT::kDynamic) tr.levels.resize(levels_.size());
     valley_forward(ctx, 0, cur, tr.valley_out, tr.levels, ws);
@@ -265,6 +285,7 @@ class Hourglass {
     post_.backward(ctx, tr.post, db, da, ws);
     valley_backward(ctx, 0, tr.levels, db, da, ws);  // da = d(valley input)
     std::swap(da, db);
+    close_backward(ctx, ln_pre_, tr.ln_pre, db, da, ws);
     pre_.backward(ctx, tr.pre, db, da, ws);
     pos_.backward(ctx, tr.pos, db, db, ws);
     tok_.backward(ctx, tr.emb, db, ws);
@@ -376,12 +397,15 @@ class Hourglass {
   /// at one rate, keys at the other) 12 d T / (rate_i rate_{i+1}).
   FlopCount flops(std::int64_t t) const {
     FlopCount f;
-    f.add_embedding(tok_).add_embedding(pos_).add(pre_, 1.0).add(post_, 1.0).add(head_, 1.0);  // head: ln_f
+    f.add_embedding(tok_).add_embedding(pos_).add(pre_, 1.0).add(post_, 1.0).add(head_, 1.0);  // head: ln_f (+ W)
+    if (cfg_.closing_norm) f.add(ln_pre_, 1.0);
     double d = double(cfg_.dim), tt = double(padded_length(t)), rate = 1.0;
     f.add_attention(double(spec_.pre + spec_.post), d, tt, tt, tt);
     for (Level const& lv : levels_) {
       double outer = 1.0 / rate, inner = 1.0 / (rate * double(lv.factor));
       f.add(lv.pre, inner).add(lv.post, inner).add(lv.ln_up, outer);
+      if (cfg_.closing_norm) f.add(lv.ln_pre, inner);
+      if (cfg_.closing_norm && !lv.post.empty()) f.add(lv.ln_post, inner);  // post is empty innermost
       f.add_attention(double(lv.pre.size() + lv.post.size()), d, tt * inner, tt * inner, tt);
       if constexpr (std::is_same_v<ShortenT, hier::AttentionPool>) {
         f.add(lv.shorten, [&](std::string const& n) {
@@ -444,6 +468,8 @@ class Hourglass {
                  Stack({ls.layers, block_config()}),
                  Stack({nested ? ls.layers : 0, block_config()}),
                  UpsampleM(rc),
+                 nn::LayerNorm<B, T>({cfg_.dim, cfg_.eps}),
+                 nn::LayerNorm<B, T>({cfg_.dim, cfg_.eps}),
                  nn::LayerNorm<B, T>({cfg_.dim, cfg_.eps})};
   }
   /// One make(i) per level of spec_, in order. For a compile-time hierarchy a std::array whose
@@ -472,6 +498,33 @@ class Hourglass {
     ops::copy_mat<std::int32_t>(ctx, ops::as_mat(src), {dst.data, bsz, t, tp});
   }
 
+  /// The closing norm N of a stack (models.md; Config::closing_norm): out = LN(x) carved from ws
+  /// and returned, or x itself without closing norms. x, out: [B, L, d].
+  CView close(Ctx& ctx, nn::LayerNorm<B, T> const& ln, CView x, typename nn::LayerNorm<B, T>::Saved& saved,
+              MView& out, Arena<Space>& ws) const {
+    if (!cfg_.closing_norm) return x;
+    out = ws.template take<T>(x.shape, "hg.closed");
+    saved = ln.forward(ctx, x, out, ws);
+    return out;
+  }
+  std::size_t norm_workspace(std::int64_t rows) const {
+    return cfg_.closing_norm ? aligned_bytes<T>(rows * cfg_.dim) + ln_pre_.forward_workspace(rows) : 0;
+  }
+  /// Backward of `close`: on entry d holds d(out), on exit d(x); tmp is clobbered (swapped as in
+  /// BlockStack::backward).
+  void close_backward(Ctx& ctx, nn::LayerNorm<B, T> const& ln, typename nn::LayerNorm<B, T>::Saved const& saved,
+                      MView& d, MView& tmp, Arena<Space>& ws) const {
+    if (!cfg_.closing_norm) return;
+    ln.backward(ctx, saved, d, tmp, ws);
+    std::swap(d, tmp);
+  }
+  /// `close` for one generation step: x [B, 1, d] in place (tmp clobbered, swapped).
+  void close_step(Ctx& ctx, nn::LayerNorm<B, T> const& ln, MView& x, MView& tmp, Arena<Space>& ws) const {
+    if (!cfg_.closing_norm) return;
+    ln.forward(ctx, x, tmp, ws);
+    std::swap(x, tmp);
+  }
+
   /// Whether level i has a nested level. (Written i < n - 1, n >= 1, rather than i + 1 < n: with a
   /// compile-time level count GCC then keeps the recursion's index in bounds instead of warning
   /// (-Warray-bounds) about the path where i + 1 wraps around.)
@@ -483,8 +536,9 @@ class Hourglass {
     std::size_t b = 2 * aligned_bytes<T>(batch * len * d) /*shifted, u*/ + aligned_bytes<T>(batch * len * d) /*un*/ +
                     aligned_bytes<T>(batch * ls * d) /*short_in*/ + lv.shorten.forward_workspace(batch, len) +
                     lv.upsample.forward_workspace(batch, len) + lv.ln_up.forward_workspace(batch * len);
-    b += lv.pre.forward_workspace(batch, ls) + lv.post.forward_workspace(batch, ls);
-    if (has_inner(i)) b += aligned_bytes<T>(batch * ls * d) + level_forward_workspace(i + 1, batch, ls);
+    b += lv.pre.forward_workspace(batch, ls) + lv.post.forward_workspace(batch, ls) + norm_workspace(batch * ls);
+    if (has_inner(i))
+      b += aligned_bytes<T>(batch * ls * d) + norm_workspace(batch * ls) + level_forward_workspace(i + 1, batch, ls);
     return b;
   }
   std::size_t level_backward_workspace(std::size_t i, std::int64_t batch, std::int64_t len) const {
@@ -509,11 +563,11 @@ class Hourglass {
     lv.shift.forward(ctx, x, lt.shifted, ws);
     lt.short_in = ws.template take<T>(Shape{bsz, ls, d}, "hg.short");
     lt.shorten = lv.shorten.forward(ctx, lt.shifted, lt.short_in, ws);
-    CView cur = lv.pre.forward(ctx, lt.short_in, lt.pre, ws);
+    CView cur = close(ctx, lv.ln_pre, lv.pre.forward(ctx, lt.short_in, lt.pre, ws), lt.ln_pre, lt.pre_n, ws);
     if (has_inner(i)) {
       lt.inner_out = ws.template take<T>(Shape{bsz, ls, d}, "hg.inner");
       valley_forward(ctx, i + 1, cur, lt.inner_out, tr, ws);
-      cur = lv.post.forward(ctx, lt.inner_out, lt.post, ws);
+      cur = close(ctx, lv.ln_post, lv.post.forward(ctx, lt.inner_out, lt.post, ws), lt.ln_post, lt.post_n, ws);
     }
     lt.u = ws.template take<T>(x.shape, "hg.u");
     lt.up = lv.upsample.forward(ctx, cur, x, lt.u, ws);
@@ -538,11 +592,13 @@ class Hourglass {
     lv.ln_up.backward(ctx, lt.ln, dout, du, ws);
     lv.upsample.backward(ctx, lt.up, du, dc, dres, ws);
     if constexpr (UpsampleT::kUsesResidual) ops::axpy<T>(ctx, T(1), CView(dres), dx);
-    lv.post.backward(ctx, lt.post, dc, dt, ws);
     if (has_inner(i)) {
+      close_backward(ctx, lv.ln_post, lt.ln_post, dc, dt, ws);
+      lv.post.backward(ctx, lt.post, dc, dt, ws);
       valley_backward(ctx, i + 1, tr, dc, dt, ws);
       std::swap(dc, dt);
     }
+    close_backward(ctx, lv.ln_pre, lt.ln_pre, dc, dt, ws);
     lv.pre.backward(ctx, lt.pre, dc, dt, ws);
     lv.shorten.backward(ctx, lt.shorten, dc, dsh, ws);
     lv.shift.backward(ctx, {}, dsh, du, ws);
@@ -559,6 +615,7 @@ class Hourglass {
     tok_.forward(ctx, id, a, ws);
     pos_.forward(ctx, a, a, p, ws);
     pre_.forward_step(ctx, a, b, cache.pre, p, ws);
+    close_step(ctx, ln_pre_, a, b, ws);
     level_step(ctx, 0, cache, a, b, ws);
     std::swap(a, b);
     post_.forward_step(ctx, a, b, cache.post, p, ws);
@@ -586,10 +643,12 @@ class Hourglass {
       MView ya = ws.template take<T>(one, "hg_step.ya"), yb = ws.template take<T>(one, "hg_step.yb");
       lv.shorten.step_pool(ctx, lc.shorten, window, p, ya, ws);
       lv.pre.forward_step(ctx, ya, yb, lc.pre, j, ws);
+      close_step(ctx, lv.ln_pre, ya, yb, ws);
       if (has_inner(i)) {
         level_step(ctx, i + 1, cache, ya, yb, ws);
         std::swap(ya, yb);
         lv.post.forward_step(ctx, ya, yb, lc.post, j, ws);
+        close_step(ctx, lv.ln_post, ya, yb, ws);
       }
       lv.upsample.step_short(ctx, lc.upsample, ya, j, ws);
     }
@@ -605,7 +664,9 @@ class Hourglass {
   hier::HierarchySpec spec_;
   nn::Embedding<B, T> tok_;
   nn::PositionEmbedding<B, T> pos_;
-  Stack pre_, post_;
+  Stack pre_;
+  nn::LayerNorm<B, T> ln_pre_;  // the pre stack's closing norm
+  Stack post_;
   PerLevel<Level> levels_;  // outermost first
   Head head_;
 };
