@@ -50,6 +50,7 @@
 #include "hseq/nn/position_embedding.hpp"
 #include "hseq/nn/relative_attention.hpp"
 #include "hseq/nn/relative_block.hpp"
+#include "hseq/nn/relative_causal_block.hpp"
 #include "hseq/nn/rnn.hpp"
 #include "hseq/nn/transformer_block.hpp"
 

@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: MIT
 // nn::RelativeAttention (Transformer-XL relative attention): gradients of every input and parameter,
-// a naive reference of the equations, causality, relative distances and clamping, bad inputs, the
-// workspace plan and frozen parameters.
+// a naive reference of the equations, causality, relative distances and clamping, the distance
+// scale, cached steps (forward_step) against forward, bad inputs, the workspace plan and frozen
+// parameters.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -28,10 +30,10 @@ namespace {
 
 // Gradient check of y = RelAttn(x, mem) against x, the memory (when M > 0) and every parameter,
 // u, v and r included (randomize_params overwrites u and v, which start at zero).
-void gradcheck_rel(std::int64_t tm, std::int64_t clamp_len) {
+void gradcheck_rel(std::int64_t tm, std::int64_t clamp_len, std::int64_t scale = 1) {
   cpu::Context ctx;
   std::int64_t const bsz = 2, t = 4, d = 6;
-  RelAttn m({.dim = d, .heads = 2, .clamp_len = clamp_len});
+  RelAttn m({.dim = d, .heads = 2, .clamp_len = clamp_len, .distance_scale = scale});
   nn::ParamStore<cpu, double> ps(m);
   test::randomize_params(ps, 11);
   auto x = random_tensor(Shape{bsz, t, d}, 1), dx = random_tensor(Shape{bsz, t, d}, 0);
@@ -61,12 +63,12 @@ void gradcheck_rel(std::int64_t tm, std::int64_t clamp_len) {
 
 /// The equations of the file comment of nn/relative_attention.hpp, by explicit loops in long
 /// double: y [B, T, d], and the position term of each logit pos [B, H, T, L]
-/// ((q_i + v_h) . Rk[δ'] / sqrt(dh) for visible j, 0 for masked j).
+/// ((q_i + v_h) . Rk[δ'] / sqrt(dh) for visible j, 0 for masked j), Rk[δ'] = Wr sinusoid(δ' scale).
 struct Ref {
   std::vector<double> y, pos;
 };
 Ref reference(nn::ParamStore<cpu, double>& ps, std::int64_t heads, std::int64_t clamp_len, Tensor<double, cpu> const& x,
-              Tensor<double, cpu> const& mem) {
+              Tensor<double, cpu> const& mem, std::int64_t scale = 1) {
   std::int64_t const bsz = x.shape()[0], t = x.shape()[1], d = x.shape()[2], tm = mem.shape()[1], l = tm + t;
   std::int64_t const dh = d / heads;
   using LD = long double;
@@ -83,10 +85,10 @@ Ref reference(nn::ParamStore<cpu, double>& ps, std::int64_t heads, std::int64_t 
     }
     return o;
   };
-  // Rk[δ] = Wr sinusoid(min(δ, clamp_len)), sinusoid interleaved: sin at 2k, cos at 2k + 1.
+  // Rk[δ] = Wr sinusoid(min(δ, clamp_len) scale), sinusoid interleaved: sin at 2k, cos at 2k + 1.
   std::vector<std::vector<LD>> rk;
   for (std::int64_t delta = 0; delta < l; ++delta) {
-    std::int64_t dc = clamp_len > 0 ? std::min(delta, clamp_len) : delta;
+    std::int64_t dc = (clamp_len > 0 ? std::min(delta, clamp_len) : delta) * scale;
     std::vector<double> sin_row(static_cast<std::size_t>(d));
     for (std::int64_t c = 0; c < d; ++c) {
       double angle = double(dc) / std::pow(10000.0, double(c - c % 2) / double(d));
@@ -155,22 +157,25 @@ TEST_CASE("gradcheck: RelativeAttention (x, memory, every parameter incl. u, v, 
   SUBCASE("M = 0") { gradcheck_rel(0, 0); }
   SUBCASE("M = 3") { gradcheck_rel(3, 0); }
   SUBCASE("M = 3, clamp_len 2 (distances 2..6 share R[2])") { gradcheck_rel(3, 2); }
+  SUBCASE("M = 0, distance_scale 4") { gradcheck_rel(0, 0, 4); }
+  SUBCASE("M = 3, clamp_len 2, distance_scale 3") { gradcheck_rel(3, 2, 3); }
 }
 
 TEST_CASE("RelativeAttention: forward matches a naive reference of the Transformer-XL equations") {
   std::int64_t const bsz = 2, t = 5, d = 8, heads = 2;
   struct Case {
-    std::int64_t tm, clamp_len;
+    std::int64_t tm, clamp_len, scale = 1;
   };
-  for (Case c : {Case{0, 0}, Case{4, 0}, Case{4, 3}, Case{0, 2}}) {
+  for (Case c : {Case{0, 0}, Case{4, 0}, Case{4, 3}, Case{0, 2}, Case{0, 0, 4}, Case{4, 0, 16}, Case{4, 3, 4}}) {
     CAPTURE(c.tm);
     CAPTURE(c.clamp_len);
-    RelAttn m({.dim = d, .heads = heads, .clamp_len = c.clamp_len});
+    CAPTURE(c.scale);
+    RelAttn m({.dim = d, .heads = heads, .clamp_len = c.clamp_len, .distance_scale = c.scale});
     nn::ParamStore<cpu, double> ps(m);
     test::randomize_params(ps, 13, 0.7);
     auto x = random_tensor(Shape{bsz, t, d}, 1), mem = random_tensor(Shape{bsz, c.tm, d}, 3);
     auto y = run_forward(m, x, mem);
-    Ref ref = reference(ps, heads, c.clamp_len, x, mem);
+    Ref ref = reference(ps, heads, c.clamp_len, x, mem, c.scale);
     for (std::size_t i = 0; i < y.size(); ++i) CHECK(y[i] == doctest::Approx(ref.y[i]).epsilon(1e-10));
   }
 }
@@ -264,8 +269,97 @@ TEST_CASE("RelativeAttention: the position term depends on the distance only, an
   }
 }
 
+TEST_CASE("RelativeAttention: distance_scale s makes row distance δ read the unscaled table at δ s") {
+  // With q = 0 the position term is v_h . Rk[δ] / sqrt(dh), a function of the distance alone. On the
+  // same weights, the scale-s layer's term at row distance δ must be the unscaled layer's at δ s
+  // (both take the sinusoid at the integer position δ s), and it must differ from the unscaled
+  // layer's at δ (so the scale is not ignored).
+  std::int64_t const bsz = 1, d = 8, heads = 2, s = 4, t = 5, t1 = (t - 1) * s + 1;
+  RelAttn m1({.dim = d, .heads = heads}), ms({.dim = d, .heads = heads, .distance_scale = s});
+  nn::ParamStore<cpu, double> p1(m1), ps(ms);
+  test::randomize_params(p1, 23, 0.7);
+  test::randomize_params(ps, 23, 0.7);  // the same draws: the same weights
+  for (auto* p : {&p1, &ps}) {
+    auto& wq = p->find("q.weight");
+    auto& bq = p->find("q.bias");
+    std::fill(wq.value.begin(), wq.value.end(), 0.0);
+    std::fill(bq.value.begin(), bq.value.end(), 0.0);
+  }
+  Tensor<double, cpu> none(Shape{bsz, 0, d});
+  std::vector<double> dense1, denses;
+  run_forward(m1, random_tensor(Shape{bsz, t1, d}, 1), none, &dense1);
+  run_forward(ms, random_tensor(Shape{bsz, t, d}, 2), none, &denses);
+  // The last query's row holds every distance: term(δ) = dense[h, T-1, T-1-δ].
+  auto term = [&](std::vector<double> const& v, std::int64_t tt, std::int64_t h, std::int64_t delta) {
+    return v[std::size_t((h * tt + tt - 1) * tt + tt - 1 - delta)];
+  };
+  for (std::int64_t h = 0; h < heads; ++h)
+    for (std::int64_t delta = 0; delta < t; ++delta) {
+      CAPTURE(h);
+      CAPTURE(delta);
+      double want = term(dense1, t1, h, delta * s), got = term(denses, t, h, delta);
+      CHECK(std::abs(got - want) <= 1e-13 * (1 + std::abs(want)));
+      if (delta > 0) CHECK(std::abs(got - term(dense1, t1, h, delta)) > 1e-6);
+    }
+}
+
+namespace {
+/// Rows of forward (no memory) over x [B, T, d] computed by forward_step from position 0 in chunks
+/// of next(pos) positions over caches of `cap` positions; checks every step's scratch == its plan.
+std::vector<double> run_steps(RelAttn const& m, Tensor<double, cpu> const& x, std::int64_t cap,
+                              std::function<std::int64_t(std::int64_t)> const& next) {
+  cpu::Context ctx;
+  std::int64_t const bsz = x.shape()[0], t = x.shape()[1], d = x.shape()[2];
+  Tensor<double, cpu> kv(Shape{bsz, cap, 2 * d}), rk(Shape{cap, d});
+  Workspace<cpu> ws(m.step_workspace(bsz, t, t));
+  std::vector<double> out(static_cast<std::size_t>(x.numel()));
+  for (std::int64_t pos = 0; pos < t;) {
+    std::int64_t const n = std::min(next(pos), t - pos);
+    Tensor<double, cpu> xc(Shape{bsz, n, d}), yc(Shape{bsz, n, d});
+    for (std::int64_t b = 0; b < bsz; ++b) std::copy_n(x.data() + (b * t + pos) * d, n * d, xc.data() + b * n * d);
+    auto a = ws.arena();
+    m.forward_step(ctx, xc.cview(), kv.view(), rk.view(), pos, yc.view(), a);
+    CHECK(a.high_water() == m.step_workspace(bsz, n, pos));
+    CHECK(a.used() == 0);
+    for (std::int64_t b = 0; b < bsz; ++b) std::copy_n(yc.data() + b * n * d, n * d, out.data() + (b * t + pos) * d);
+    pos += n;
+  }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("RelativeAttention: forward_step equals forward's rows (n = 1 and n > 1; scales; clamping)") {
+  std::int64_t const bsz = 2, t = 10, d = 8, cap = 12;
+  struct Case {
+    std::int64_t clamp_len, scale;
+  };
+  for (Case c : {Case{0, 1}, Case{3, 1}, Case{0, 4}, Case{3, 4}}) {
+    RelAttn m({.dim = d, .heads = 2, .clamp_len = c.clamp_len, .distance_scale = c.scale});
+    nn::ParamStore<cpu, double> ps(m);
+    test::randomize_params(ps, 29, 0.6);
+    auto x = random_tensor(Shape{bsz, t, d}, 5);
+    Tensor<double, cpu> none(Shape{bsz, 0, d});
+    auto full = run_forward(m, x, none);
+    // A plan for the capacity covers every step: the scratch never shrinks as the position grows
+    // (with clamping, fewer new distances are past the clamp, yet the plan must not drop).
+    for (std::int64_t n : {1, 3})
+      for (std::int64_t p = 0; p + 1 < cap; ++p) CHECK(m.step_workspace(bsz, n, p) <= m.step_workspace(bsz, n, p + 1));
+    for (std::int64_t first : {1, 3, 10}) {  // a prefill of `first` positions, then chunks of 1 or 2
+      for (std::int64_t chunk : {1, 2}) {
+        INFO("clamp_len ", c.clamp_len, ", distance_scale ", c.scale, ", prefill ", first, ", then ", chunk);
+        auto stepped = run_steps(m, x, cap, [&](std::int64_t pos) { return pos == 0 ? first : chunk; });
+        double worst = 0;
+        for (std::size_t i = 0; i < full.size(); ++i) worst = std::max(worst, std::abs(full[i] - stepped[i]));
+        CHECK(worst <= 1e-12);
+      }
+    }
+  }
+}
+
 TEST_CASE("RelativeAttention: bad configuration and shapes name what is wrong") {
   CHECK_THROWS_WITH_AS(RelAttn({.dim = 10, .heads = 3}), doctest::Contains("heads 3 do not divide the width 10"), Error);
+  CHECK_THROWS_WITH_AS(RelAttn({.dim = 8, .heads = 2, .distance_scale = 0}), doctest::Contains("distance_scale 0"),
+                       Error);
   CHECK_THROWS_WITH_AS(RelAttn({.dim = 8, .heads = 2, .clamp_len = -1}), doctest::Contains("clamp_len -1"), Error);
   CHECK_THROWS_AS(RelAttn({.dim = 0, .heads = 1}), Error);
   cpu::Context ctx;
@@ -286,18 +380,25 @@ TEST_CASE("RelativeAttention: bad configuration and shapes name what is wrong") 
   CHECK_THROWS_WITH_AS(m.backward(ctx, s, x6.cview(), dx.view(), MViewD{}, a), doctest::Contains("dy [2, 5, 6]"), Error);
   CHECK_THROWS_WITH_AS(m.backward(ctx, s, y.cview(), dx.view(), dmem_bad.view(), a), doctest::Contains("dmem [2, 2, 8]"),
                        Error);
+  // forward_step: the Rk table must have the key/value cache's capacity, and the steps must fit it.
+  Tensor<double, cpu> kv(Shape{2, 6, 16}), rk(Shape{6, 8}), rk_short(Shape{5, 8});
+  CHECK_THROWS_WITH_AS(m.forward_step(ctx, x.cview(), kv.view(), rk_short.view(), 0, y.view(), a),
+                       doctest::Contains("Rk cache [5, 8]"), Error);
+  CHECK_THROWS_WITH_AS(m.forward_step(ctx, x.cview(), kv.view(), rk.view(), 2, y.view(), a),
+                       doctest::Contains("positions [2, 7) exceed the cache of 6 positions"), Error);
 }
 
 TEST_CASE("RelativeAttention: workspace plan == use for forward and forward + backward") {
   cpu::Context ctx;
   std::int64_t const bsz = 2, t = 6, d = 8;
   struct Case {
-    std::int64_t tm, clamp_len;
+    std::int64_t tm, clamp_len, scale = 1;
   };
-  for (Case c : {Case{0, 0}, Case{3, 0}, Case{3, 2}}) {
+  for (Case c : {Case{0, 0}, Case{3, 0}, Case{3, 2}, Case{0, 0, 4}, Case{3, 2, 4}}) {
     CAPTURE(c.tm);
     CAPTURE(c.clamp_len);
-    RelAttn m({.dim = d, .heads = 2, .clamp_len = c.clamp_len});
+    CAPTURE(c.scale);
+    RelAttn m({.dim = d, .heads = 2, .clamp_len = c.clamp_len, .distance_scale = c.scale});
     nn::ParamStore<cpu, double> ps(m);
     test::randomize_params(ps, 3);
     auto x = random_tensor(Shape{bsz, t, d}, 1), mem = random_tensor(Shape{bsz, c.tm, d}, 2);

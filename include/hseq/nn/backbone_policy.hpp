@@ -13,6 +13,8 @@
 ///     cache, pos, y [B, n, dim], ws)` computes positions [pos, pos + n) from the cache and extends
 ///     it, equal to those rows of `forward` over [0, pos + n); `step_workspace(batch, n, cached)`.
 /// Causality: y row p may depend on x rows <= p only (the models' causality tests check it).
+/// Optional trait: `static constexpr bool kRelativePositions = true` for a block whose attention
+/// encodes positions (read by `kBlockRelativePositions<Blk>` below).
 #pragma once
 
 #include <concepts>
@@ -61,5 +63,11 @@ concept BackbonePolicy =
       m.forward_step(ctx, x, cache, pos, y, ws);
     };
 // clang-format on
+
+/// Whether a block encodes positions itself (`Blk::kRelativePositions` true: relative attention,
+/// e.g. nn::RelativeCausalBlock), so that a model built on it adds no absolute position table to
+/// its inputs. False for a block without the member (TransformerBlock).
+template <class Blk>
+inline constexpr bool kBlockRelativePositions = requires { requires bool(Blk::kRelativePositions); };
 
 }  // namespace hseq::nn

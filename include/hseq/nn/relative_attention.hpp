@@ -6,13 +6,26 @@
 /// For a segment x [B, T, d] and a memory m [B, M, d] (M may be 0), h = [m; x] of L = M + T rows:
 ///   q = x Wq + bq                     [B, T, H dh]
 ///   [k v] = h Wkv + bkv               [B, L, 2 H dh]
-///   R[δ] = sinusoid(δ), δ = 0..Dr-1   [Dr, d]       (table layout below)
+///   R[δ] = sinusoid(δ s), δ = 0..Dr-1 [Dr, d]       (s = distance_scale; table layout below)
 ///   Rk = R Wr                         [Dr, H dh]    (Wr: no bias)
 ///   score(b, h, i, j) = ((q_i + u_h) . k_j + (q_i + v_h) . Rk[δ'(i, j), h]) / sqrt(dh)
 ///   y = softmax_j(score) v Wo + bo    causal: key j is visible to query i iff j <= M + i
 /// where δ(i, j) = (M + i) - j is the distance from query i (key row M + i) to key j, and
 /// δ' = min(δ, clamp_len) when clamp_len > 0 (else δ' = δ). Only Dr = min(L, clamp_len + 1) rows
 /// of R (all L without clamping) can be indexed, so only those are built and projected.
+///
+/// Distance scale (`Config::distance_scale` = s, default 1): a sequence shortened by a cumulative
+/// factor f (an Hourglass level, Nawrot et al. 2022, which use this attention in every stack)
+/// has rows f full-rate tokens apart, so the distance δ between two of its rows is δ f tokens, and
+/// with s = f the table row is the sinusoid of that token distance: R[δ] = sinusoid(δ f). Every
+/// level then reads the one sinusoid of token distances instead of calling its neighbour "1 apart"
+/// whether it is 1 or 16 tokens away. Clamping applies to δ (this sequence's rows): R[δ'] with
+/// δ' = min(δ, clamp_len). s = 1 is Transformer-XL exactly (the same ops, bit for bit). s > 1
+/// builds the sinusoids of positions 0..(Dr-1) s in a table [(Dr-1) s + 1, d] and copies every s-th
+/// row (ops::copy_mat with a row stride). forward keeps that table with its saved buffers (O(Dr s d)
+/// = about one [full-rate length, d] activation per layer, independent of the batch) rather than
+/// releasing it, so that forward still carves only what it keeps and every plan built from
+/// forward_workspace stays exact.
 ///
 /// Sinusoid layout: the library's table (ops/position.hpp, `ops::add_sinusoidal`), interleaved:
 /// R[δ, 2k] = sin(δ / 10000^(2k/d)), R[δ, 2k+1] = cos(same angle). Transformer-XL concatenates
@@ -36,8 +49,16 @@
 /// (`ops::gather_relative_rows`). That needs no buffer besides the ones the core needs anyway, so
 /// forward carves only what it saves.
 ///
+/// Cached generation (`forward_step`, self-attention without a memory): the keys/values of the
+/// positions < pos are in a cache [B, capacity, 2 H dh] and Rk's rows δ < pos in a table
+/// [capacity, H dh]; a step over [pos, pos + n) appends its keys/values and the Rk rows of the new
+/// distances pos..pos+n-1 (n sinusoid rows and an [n, d] x [d, H dh] GEMM, O(n d^2), instead of
+/// O((pos + n) d^2) to rebuild the table), then attends with the same dense bias as forward over
+/// the Dr = pos + n (clamped) distances: O(B H n (pos + n) dh), like the content term. Rk depends on
+/// Wr only, so the table rows stay valid as long as the parameters do, as the cached keys do.
+///
 /// Backends: every step is an op with a CPU and a CUDA implementation (gemm_strided_batched,
-/// elementwise, add_sinusoidal, the relative-row spread/gather, the attention core).
+/// elementwise, add_sinusoidal, copy_mat, the relative-row spread/gather, the attention core).
 ///
 /// Parameters: "q.", "kv.", "out." as nn::MultiHeadAttention, "r." (Linear d -> H dh, no bias),
 /// "u" and "v" [H, dh] (the global content and position biases, zero at init as in
@@ -80,6 +101,12 @@ class RelativeAttention {
     double init_std = 0.02;   ///< std of every projection weight
     std::int64_t clamp_len = 0;  ///< > 0: distances past clamp_len use R[clamp_len]; 0: no clamping
     double out_init_std = 0.0;   ///< std of the output projection; 0 means init_std
+    /// s >= 1: R[δ] = sinusoid(δ s) (see the file comment). An integer, not a double: the scale is
+    /// an Hourglass level's cumulative shortening factor (a product of integer factors), so δ s is
+    /// an exact token distance and its sinusoid is the very row the full-rate table has for it,
+    /// computed by the existing integer-position op (ops::add_sinusoidal on CPU and CUDA). A
+    /// fractional scale has no user and would need a new kernel for fractional positions.
+    std::int64_t distance_scale = 1;
   };
   /// Sizes of one call: segment x [B, T, dim], memory [B, M, dim] (M may be 0).
   struct Dims {
@@ -93,7 +120,8 @@ class RelativeAttention {
     MView kv;     // [B, L, 2 H dh] keys and values of [memory; x], memory rows first
     MView kv_x;   // [B, T, 2 H dh] projection of x (only with a memory; else aliases kv)
     MView kv_m;   // [B, M, 2 H dh] projection of the memory
-    MView r;      // [Dr, dim] sinusoids of the distances 0..Dr-1 (the r Linear's saved input)
+    MView r;      // [Dr, dim] sinusoids of the distances (0..Dr-1) s (the r Linear's saved input)
+    MView r_all;  // [1, (Dr-1) s + 1, dim] sinusoids of the positions 0..(Dr-1) s (only when s > 1)
     MView rk;     // [Dr, H dh] R Wr
     MView dense;  // [B, H, T, L] position term of the logits, already divided by sqrt(dh)
     MView stats;  // what the attention core saves: ops::attention_stats_shape
@@ -126,7 +154,7 @@ class RelativeAttention {
     f(prefix + "v", v_);
   }
 
-  /// Bytes `forward` carves (all of it is saved for backward; forward has no other scratch).
+  /// Bytes `forward` carves (all of it is kept until backward; forward has no other scratch).
   std::size_t forward_workspace(Dims d) const {
     return measure_workspace<Space>([&](Arena<Space>& a) { carve(a, d); });
   }
@@ -151,7 +179,7 @@ class RelativeAttention {
                "RelativeAttention: memory " << mem.shape << " must be [" << x.size(0) << ", M, " << w
                                             << "] (batch and width of x " << x.shape << ")");
     Dims const d{x.size(0), x.size(1), mem.empty() ? 0 : mem.size(1)};
-    std::int64_t const l = d.m + d.t, hd = head_dim(), dr = distance_rows(d);
+    std::int64_t const dr = distance_rows(d);
     Saved s = carve(ws, d);
     // Content query q + u and position query q + v, both from one projection.
     s.q_lin = q_.forward(ctx, x, s.qu, ws);
@@ -164,19 +192,10 @@ class RelativeAttention {
       s.mem_lin = kv_.forward(ctx, mem, s.kv_m, ws);
       concat_time<T>(ctx, s.kv_m, s.kv_x, s.kv);
     }
-    // R [Dr, dim]: the sinusoid of each distance (add_sinusoidal adds, so start from zero).
-    ops::fill<T>(ctx, s.r, T(0));
-    ops::add_sinusoidal<T>(ctx, MView(s.r.data, Shape{1, dr, w}), 0);
+    // R [Dr, dim]: the sinusoid of each (scaled) distance; Rk = R Wr.
+    distance_sinusoids(ctx, s.r, 0, s.r_all);
     s.r_lin = r_.forward(ctx, s.r, s.rk, ws);
-    // P[b, h, i, δ] = (q_i + v_h) . Rk[δ, h] / sqrt(dh) into columns [0, Dr) of dense's rows
-    // (row stride L), one GEMM per (b, h), batched over the heads.
-    for (std::int64_t b = 0; b < d.batch; ++b)
-      ops::gemm_strided_batched<T>(ctx, cfg_.heads, ops::Trans::kNo,
-                                   ops::Mat<T const, Space>(s.qv.data + b * d.t * w, d.t, hd, w), hd, ops::Trans::kYes,
-                                   ops::Mat<T const, Space>(s.rk.data, dr, hd, w), hd,
-                                   ops::Mat<T, Space>(s.dense.data + b * cfg_.heads * d.t * l, d.t, dr, l), d.t * l,
-                                   scale(), T(0));
-    ops::spread_relative_rows<T>(ctx, rows_of(d, s.dense), d.m, d.t, dr);  // dense[b, h, i, j] = P[b, h, i, δ'(i, j)]
+    position_bias(ctx, d, CView(s.qv), CView(s.rk), dr, s.dense);
     ops::AttentionScores<T, Space> sc;
     sc.dense = s.dense;
     sc.key_mass = key_mass;
@@ -234,6 +253,63 @@ class RelativeAttention {
   }
 
   // ------------------------------------------------------------------------------------------
+  // Cached generation (self-attention without a memory; see the file comment).
+
+  /// Scratch bytes of `forward_step` for n new positions after `cached` ones (released on return).
+  /// Non-decreasing in `cached`, so the plan for a cache's capacity covers every step into it.
+  std::size_t step_workspace(std::int64_t batch, std::int64_t n, std::int64_t cached) const {
+    Dims const d{batch, n, cached};
+    return measure_workspace<Space>([&](Arena<Space>& a) { carve_step(a, d); });
+  }
+
+  /// Incremental causal self-attention: x [B, n, dim] holds positions [pos, pos + n); kv_cache
+  /// [B, capacity, 2 H dh] holds the key/value projections of the positions < pos and rk_cache
+  /// [capacity, H dh] the rows δ < pos of Rk = R Wr (both as earlier steps from position 0 left
+  /// them); the step writes the new positions' keys/values into kv_cache rows [pos, pos + n) and
+  /// the new distances' Rk rows (δ in [pos, pos + n), up to clamp_len) into rk_cache. y [B, n, dim]
+  /// equals the rows [pos, pos + n) of `forward` (no memory) over positions [0, pos + n).
+  void forward_step(Ctx& ctx, CView x, MView kv_cache, MView rk_cache, std::int64_t pos, MView y,
+                    Arena<Space>& ws) const {
+    std::int64_t const w = cfg_.dim;
+    HSEQ_CHECK(x.rank() == 3 && x.size(2) == w && y.shape == x.shape && kv_cache.rank() == 3 &&
+                   kv_cache.size(0) == x.size(0) && kv_cache.size(2) == 2 * w &&
+                   rk_cache.shape == (Shape{kv_cache.size(1), w}),
+               "RelativeAttention::forward_step: x " << x.shape << ", y " << y.shape << ", key/value cache "
+                   << kv_cache.shape << ", Rk cache " << rk_cache.shape
+                   << " (expected [B, n, dim], [B, capacity, 2 dim], [capacity, dim])");
+    std::int64_t const bsz = x.size(0), n = x.size(1), cap = kv_cache.size(1);
+    HSEQ_CHECK(pos >= 0 && pos + n <= cap, "RelativeAttention::forward_step: positions [" << pos << ", " << pos + n
+                                                                                          << ") exceed the cache of "
+                                                                                          << cap << " positions");
+    ArenaScope<Space> scope(ws);
+    Dims const d{bsz, n, pos};  // the cached positions play the memory's part: M = pos, L = pos + n
+    std::int64_t const dr = distance_rows(d), fresh = new_distance_rows(d);
+    StepBufs sb = carve_step(ws, d);
+    // The Rk rows of the distances this step adds: δ in [pos, pos + fresh).
+    if (fresh > 0) {
+      MView r(sb.r.data, Shape{fresh, w});
+      MView all = sb.r_all.empty() ? MView{} : MView(sb.r_all.data, Shape{1, (fresh - 1) * cfg_.distance_scale + 1, w});
+      distance_sinusoids(ctx, r, pos, all);
+      r_.forward(ctx, CView(r), MView(rk_cache.data + pos * w, Shape{fresh, w}), ws);
+    }
+    q_.forward(ctx, x, sb.qu, ws);
+    ops::copy<T>(ctx, sb.qu, sb.qv);
+    ops::add_bias<T>(ctx, sb.qu, flat(u_.value));
+    ops::add_bias<T>(ctx, sb.qv, flat(v_.value));
+    kv_.forward(ctx, x, sb.kv, ws);
+    ops::copy_mat<T>(ctx, ops::Mat<T const, Space>(sb.kv.data, bsz, n * 2 * w, n * 2 * w),
+                     ops::Mat<T, Space>(kv_cache.data + pos * 2 * w, bsz, n * 2 * w, cap * 2 * w));
+    position_bias(ctx, d, CView(sb.qv), CView(rk_cache), dr, sb.dense);
+    ops::AttentionScores<T, Space> sc;
+    sc.dense = sb.dense;
+    ops::AttentionDims dims = core_dims(d);
+    dims.kv_rows = cap;
+    ops::attention_forward<T>(ctx, dims, ops::AttentionMask::causal(), scale(), CView(sb.qu), CView(kv_cache), sb.att,
+                              sb.stats, sc);
+    out_.forward(ctx, sb.att, y, ws);
+  }
+
+  // ------------------------------------------------------------------------------------------
   // Content attention with this layer's projections held fixed (the Compressive Transformer's
   // attention-reconstruction loss): softmax((hq Wq + bq) (hk Wk + bk)^T / sqrt(dh)) (hk Wv + bv),
   // every query over every key (no mask: the keys are all in the past), no u, v or positions; the
@@ -284,6 +360,16 @@ class RelativeAttention {
   }
 
  private:
+  /// forward_step's scratch (Dims: t = n new positions, m = pos cached ones).
+  struct StepBufs {
+    MView qu, qv;   // [B, n, H dh] q + u, q + v
+    MView kv;       // [B, n, 2 H dh] the new positions' keys and values
+    MView r;        // [k, dim]: the sinusoids of the fresh <= k new distances in its first rows
+    MView r_all;    // [1, (k-1) s + 1, dim]: their positions' sinusoids (s > 1 only)
+    MView dense;    // [B, H, n, pos + n] position term of the logits
+    MView stats;    // the attention core's statistics
+    MView att;      // [B, n, H dh]
+  };
   /// backward's scratch, all carved up front (so the plan is exactly the use).
   struct Grads {
     MView datt;     // [B, T, H dh] d(attention output)
@@ -302,9 +388,54 @@ class RelativeAttention {
                "RelativeAttention: dim " << c.dim << " and heads " << c.heads << " must be positive");
     HSEQ_CHECK(c.dim % c.heads == 0, "RelativeAttention: heads " << c.heads << " do not divide the width " << c.dim);
     HSEQ_CHECK(c.clamp_len >= 0, "RelativeAttention: clamp_len " << c.clamp_len << " must be >= 0 (0: no clamping)");
+    HSEQ_CHECK(c.distance_scale >= 1,
+               "RelativeAttention: distance_scale " << c.distance_scale << " must be >= 1 (1: distances in rows)");
     return c;
   }
   T scale() const { return T(1.0 / std::sqrt(double(head_dim()))); }
+
+  /// Rk rows a step adds: the distances in [pos, pos + n) below the clamp (Dims as in forward_step).
+  std::int64_t new_distance_rows(Dims d) const { return std::max<std::int64_t>(0, distance_rows(d) - d.m); }
+  /// Their largest count over all positions (at pos = 0): what forward_step carves for them
+  /// whatever the position, so that its scratch never shrinks as the position grows.
+  std::int64_t max_new_distance_rows(std::int64_t n) const {
+    return cfg_.clamp_len > 0 ? std::min(n, cfg_.clamp_len + 1) : n;
+  }
+  /// The table `distance_sinusoids` fills for k rows: the positions of k distances s apart,
+  /// [1, (k-1) s + 1, dim]; empty when s = 1 (or k = 0), which needs none.
+  MView take_sinusoid_table(Arena<Space>& a, std::int64_t k) const {
+    if (cfg_.distance_scale == 1 || k == 0) return MView{};
+    return a.template take<T>(Shape{1, (k - 1) * cfg_.distance_scale + 1, cfg_.dim}, "relattn.r_all");
+  }
+  /// r [k, dim] = the sinusoids of the distances first..first+k-1 times s: row i = sinusoid((first + i) s).
+  /// With s = 1, add_sinusoidal writes r directly (as it always has: s = 1 is bit-identical to the
+  /// unscaled layer); with s > 1 it fills the positions first s .. (first + k - 1) s of `all`
+  /// (take_sinusoid_table(k)) and every s-th row is copied out (add_sinusoidal adds: zero first).
+  void distance_sinusoids(Ctx& ctx, MView r, std::int64_t first, MView all) const {
+    std::int64_t const k = r.size(0), w = cfg_.dim, sc = cfg_.distance_scale;
+    if (sc == 1) {
+      ops::fill<T>(ctx, r, T(0));
+      ops::add_sinusoidal<T>(ctx, MView(r.data, Shape{1, k, w}), first);
+      return;
+    }
+    ops::fill<T>(ctx, all, T(0));
+    ops::add_sinusoidal<T>(ctx, all, first * sc);
+    ops::copy_mat<T>(ctx, ops::Mat<T const, Space>(all.data, k, w, sc * w), ops::Mat<T, Space>(r.data, k, w, w));
+  }
+  /// The dense position bias: P[b, h, i, δ] = (q_i + v_h) . Rk[δ, h] / sqrt(dh) for δ < Dr into
+  /// columns [0, Dr) of dense's rows ([B, H, T, L], row stride L), one GEMM per (b, h) batched over
+  /// the heads, then spread over the keys: dense[b, h, i, j] = P[b, h, i, δ'(i, j)] (0 if masked).
+  /// qv [B, T, H dh]; rk: at least Dr rows of H dh.
+  void position_bias(Ctx& ctx, Dims d, CView qv, CView rk, std::int64_t dr, MView dense) const {
+    std::int64_t const w = cfg_.dim, l = d.m + d.t, hd = head_dim();
+    for (std::int64_t b = 0; b < d.batch; ++b)
+      ops::gemm_strided_batched<T>(ctx, cfg_.heads, ops::Trans::kNo,
+                                   ops::Mat<T const, Space>(qv.data + b * d.t * w, d.t, hd, w), hd, ops::Trans::kYes,
+                                   ops::Mat<T const, Space>(rk.data, dr, hd, w), hd,
+                                   ops::Mat<T, Space>(dense.data + b * cfg_.heads * d.t * l, d.t, dr, l), d.t * l,
+                                   scale(), T(0));
+    ops::spread_relative_rows<T>(ctx, rows_of(d, dense), d.m, d.t, dr);
+  }
   /// u or v [H, dh] as the bias vector [H dh] of the heads' column blocks.
   template <class U>
   static View<U, Space> flat(View<U, Space> p) {
@@ -327,9 +458,24 @@ class RelativeAttention {
     }
     s.r = a.template take<T>(Shape{distance_rows(d), w}, "relattn.r");
     s.rk = a.template take<T>(Shape{distance_rows(d), w}, "relattn.rk");
+    s.r_all = take_sinusoid_table(a, distance_rows(d));
     s.dense = a.template take<T>(Shape{d.batch, cfg_.heads, d.t, l}, "relattn.dense");
     s.stats = a.template take<T>(ops::attention_stats_shape(Space{}, core_dims(d)), "relattn.stats");
     s.att = a.template take<T>(Shape{d.batch, d.t, w}, "relattn.att");
+    return s;
+  }
+  StepBufs carve_step(Arena<Space>& a, Dims d) const {
+    std::int64_t const w = cfg_.dim, l = d.m + d.t;
+    StepBufs s;
+    s.qu = a.template take<T>(Shape{d.batch, d.t, w}, "relattn_step.qu");
+    s.qv = a.template take<T>(Shape{d.batch, d.t, w}, "relattn_step.qv");
+    s.kv = a.template take<T>(Shape{d.batch, d.t, 2 * w}, "relattn_step.kv");
+    std::int64_t const k = max_new_distance_rows(d.t);
+    s.r = a.template take<T>(Shape{k, w}, "relattn_step.r");
+    s.r_all = take_sinusoid_table(a, k);
+    s.dense = a.template take<T>(Shape{d.batch, cfg_.heads, d.t, l}, "relattn_step.dense");
+    s.stats = a.template take<T>(ops::attention_stats_shape(Space{}, core_dims(d)), "relattn_step.stats");
+    s.att = a.template take<T>(Shape{d.batch, d.t, w}, "relattn_step.att");
     return s;
   }
   Grads carve_grads(Arena<Space>& a, Dims d) const {

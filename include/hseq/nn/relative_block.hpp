@@ -11,6 +11,10 @@
 /// held fixed (Transformer-XL's stop-gradient: `backward` returns no gradient for it), but LN1's
 /// and the key/value projection's parameters do receive the gradient of the memory's path, as in
 /// `ln(cat([mem.detach(), x]))`.
+///
+/// Without a memory the block is a causal self-attention block with relative positions; for that
+/// use it also has a cached step (`forward_step`, no memory), which nn::RelativeCausalBlock
+/// (relative_causal_block.hpp) wraps as a backbone policy of the models' block stacks.
 #pragma once
 
 #include <algorithm>
@@ -45,6 +49,7 @@ class RelativeBlock {
     double init_std = 0.02;
     double out_init_std = 0.0;   ///< std of the two residual-branch output projections; 0: init_std
     std::int64_t clamp_len = 0;  ///< RelativeAttention's distance clamp (0: none)
+    std::int64_t distance_scale = 1;  ///< RelativeAttention's R[δ] = sinusoid(δ distance_scale)
   };
   struct Saved {
     typename LayerNorm<B, T>::Saved ln1, ln1m, ln2;
@@ -59,7 +64,7 @@ class RelativeBlock {
   explicit RelativeBlock(Config c)
       : cfg_(check(c)),
         ln1_({c.dim, c.eps}),
-        attn_({c.dim, c.heads, c.bias, c.init_std, c.clamp_len, c.out_init_std}),
+        attn_({c.dim, c.heads, c.bias, c.init_std, c.clamp_len, c.out_init_std, c.distance_scale}),
         ln2_({c.dim, c.eps}),
         mlp_({c.dim, c.mlp_hidden, c.bias, c.init_std, c.out_init_std}) {}
   Config const& config() const { return cfg_; }
@@ -142,6 +147,40 @@ class RelativeBlock {
     }
     ln1_.backward(ctx, s.ln1, dh, dx, ws);   // dx = LN1 path
     ops::axpy<T>(ctx, T(1), CView(dx1), dx);  // + residual
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Cached generation without a memory (RelativeAttention::forward_step).
+
+  /// Scratch bytes of `forward_step` for n new positions after `cached` ones (released on return).
+  std::size_t step_workspace(std::int64_t batch, std::int64_t n, std::int64_t cached) const {
+    std::int64_t const r = batch * n;
+    return 3 * aligned_bytes<T>(r * cfg_.dim) + ln1_.forward_workspace(r) +
+           std::max(attn_.step_workspace(batch, n, cached), ln2_.forward_workspace(r) + mlp_.forward_workspace(r));
+  }
+
+  /// Incremental forward of x [B, n, dim] at positions [pos, pos + n) into y [B, n, dim], equal to
+  /// those rows of `forward` without a memory over [0, pos + n). kv_cache [B, capacity, 2 dim] and
+  /// rk_cache [capacity, dim] are this block's attention caches (RelativeAttention::forward_step),
+  /// holding what the steps from position 0 wrote. Scratch is released before returning.
+  void forward_step(Ctx& ctx, CView x, MView kv_cache, MView rk_cache, std::int64_t pos, MView y,
+                    Arena<Space>& ws) const {
+    HSEQ_CHECK(x.rank() == 3 && x.size(2) == cfg_.dim && y.shape == x.shape,
+               "RelativeBlock::forward_step: x " << x.shape << ", y " << y.shape << " (expected [B, n, " << cfg_.dim
+                                                 << "])");
+    ArenaScope<Space> scope(ws);
+    MView h1 = ws.template take<T>(x.shape, "relblock_step.h1");
+    MView x1 = ws.template take<T>(x.shape, "relblock_step.x1");
+    MView h2 = ws.template take<T>(x.shape, "relblock_step.h2");
+    ln1_.forward(ctx, x, h1, ws);
+    attn_.forward_step(ctx, CView(h1), kv_cache, rk_cache, pos, x1, ws);
+    ops::axpy<T>(ctx, T(1), x, x1);  // x1 = x + attention
+    ln2_.forward(ctx, CView(x1), h2, ws);
+    {
+      ArenaScope<Space> mlp_scope(ws);
+      mlp_.forward(ctx, CView(h2), y, ws);
+    }
+    ops::axpy<T>(ctx, T(1), CView(x1), y);  // y = x1 + mlp
   }
 
   // ------------------------------------------------------------------------------------------
