@@ -2,7 +2,8 @@
 /// @file
 /// @brief The Hourglass as a family of the programs (--model hourglass): the hierarchy is a flag
 /// (run-time `DynamicHierarchy`), the shortening and upsampling policies are template parameters
-/// chosen by --shorten and --upsample (nine model types).
+/// chosen by --shorten and --upsample (sixteen model types; "attention_linear" is attention
+/// resampling whose queries come from linear pooling / linear upsampling instead of avg / repeat).
 #pragma once
 
 #include <string>
@@ -24,8 +25,10 @@ struct HourglassFamily {
   static constexpr char const* kModel = "hourglass";
   static constexpr char const* kHelp = "Hourglass: shortened Transformer levels between full-rate ones";
   using Policies = cli::Policies<
-      Slot<"shorten", "shortening (pooling)", hseq::hier::AttentionPool, hseq::hier::AvgPool, hseq::hier::LinearPool>,
-      Slot<"upsample", "upsampling", hseq::hier::AttentionUp, hseq::hier::Repeat, hseq::hier::LinearUp>>;
+      Slot<"shorten", "shortening (pooling)", hseq::hier::AttentionPool, hseq::hier::AvgPool, hseq::hier::LinearPool,
+           hseq::hier::AttentionPoolLinear>,
+      Slot<"upsample", "upsampling", hseq::hier::AttentionUp, hseq::hier::Repeat, hseq::hier::LinearUp,
+           hseq::hier::AttentionUpLinear>>;
   // Model<Shorten, Upsample>, declared with a pack (an alias cannot take a pack into named
   // parameters, and the programs expand the chosen policies as a pack).
   template <class... ShortenUpsample>

@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: MIT
 #include <doctest/doctest.h>
 
+#include <string>
+#include <type_traits>
+#include <vector>
+
 #include "hseq/hier/attention_pool.hpp"
 #include "resample_check.hpp"
 #include "support/test_unit.hpp"
@@ -9,17 +13,20 @@ namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 
-TEST_CASE("gradcheck: AttentionPoolShorten (input and all parameters)") {
-  test::check_shorten<hier::AttentionPoolShorten<cpu, double>>({.dim = 4, .factor = 3, .heads = 2, .mlp_hidden = 6}, 2,
-                                                                  6);
-}
+namespace {
+template <class T>
+using LinearQueryPool = hier::AttentionPoolShorten<cpu, T, hier::LinearPool>;
 
-TEST_CASE("attention_pool: short position i depends only on shifted positions <= i k + k - 1") {
+/// Short position i of module M (k 3, L 12) depends on shifted positions <= i k + k - 1 only: a
+/// change at a later position leaves row i bit-identical, a change at a visible one changes it.
+template <class M>
+void check_pool_causality(bool randomize) {
   cpu::Context ctx;
   std::int64_t const k = 3, len = 12, d = 8;
-  hier::AttentionPoolShorten<cpu, float> m({.dim = d, .factor = k, .heads = 2});
+  M m({.dim = d, .factor = k, .heads = 2});
   nn::ParamStore<cpu, float> ps(m);
   ps.init(ctx, 4);
+  if (randomize) test::randomize_params(ps, 4, 0.3);
   Workspace<cpu> ws(m.forward_workspace(1, len));
   auto run = [&](Tensor<float, cpu> const& x) {
     Tensor<float, cpu> y(Shape{1, len / k, d});
@@ -40,6 +47,24 @@ TEST_CASE("attention_pool: short position i depends only on shifted positions <=
       CHECK(same == (p > i * k + k - 1));
     }
   }
+}
+
+template <class M>
+std::vector<std::string> param_names(M& m) {
+  nn::ParamStore<cpu, float> ps(m);
+  std::vector<std::string> names;
+  for (auto const& e : ps.entries()) names.push_back(e.name);
+  return names;
+}
+}  // namespace
+
+TEST_CASE("gradcheck: AttentionPoolShorten (input and all parameters)") {
+  test::check_shorten<hier::AttentionPoolShorten<cpu, double>>({.dim = 4, .factor = 3, .heads = 2, .mlp_hidden = 6}, 2,
+                                                                  6);
+}
+
+TEST_CASE("attention_pool: short position i depends only on shifted positions <= i k + k - 1") {
+  check_pool_causality<hier::AttentionPoolShorten<cpu, float>>(false);
 }
 
 TEST_CASE("gradcheck: AttentionPoolShorten, non-causal (input and all parameters)") {
@@ -89,6 +114,62 @@ TEST_CASE("attention_pool: non-causal, every short position depends on every pos
     }
   }
   CHECK_THROWS_AS(bidir.make_step_state(1, len), Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The query source: AvgPool (AttentionPool, unchanged) or LinearPool (AttentionPoolLinear).
+
+TEST_CASE("gradcheck: AttentionPoolShorten with linear-pooling queries (input and all parameters, query.proj too)") {
+  test::check_shorten<LinearQueryPool<double>>({.dim = 4, .factor = 3, .heads = 2, .mlp_hidden = 6}, 2, 6);
+  test::check_shorten<LinearQueryPool<double>>({.dim = 4, .factor = 2, .heads = 2, .mlp_hidden = 6}, 1, 8);
+  test::check_shorten<LinearQueryPool<double>>({.dim = 4, .factor = 3, .heads = 2, .mlp_hidden = 6, .causal = false},
+                                               2, 6);
+}
+
+TEST_CASE("attention_pool: linear-pooling queries, short position i depends only on shifted positions <= i k + k - 1") {
+  check_pool_causality<LinearQueryPool<float>>(true);
+}
+
+TEST_CASE("attention_pool: cached steps (step_input, step_pool) equal the forward row by row, both query sources") {
+  auto check = [](auto& m, std::int64_t bsz, std::int64_t len) {
+    nn::ParamStore<cpu, double> ps(m);
+    test::randomize_params(ps, 23, 0.4);
+    CAPTURE(m.config().factor);
+    CAPTURE(len);
+    CHECK(test::shorten_steps_vs_forward(m, bsz, len, 5) < 1e-12);
+  };
+  for (std::int64_t k : {1, 2, 3}) {
+    hier::AttentionPoolShorten<cpu, double> avg({.dim = 8, .factor = k, .heads = 2, .mlp_hidden = 12});
+    LinearQueryPool<double> lin({.dim = 8, .factor = k, .heads = 2, .mlp_hidden = 12});
+    check(avg, 2, 4 * k);
+    check(lin, 2, 4 * k);
+    check(lin, 1, 5 * k);
+  }
+}
+
+TEST_CASE("attention_pool: the policy tags, and the parameter names (the default's are those it always had)") {
+  static_assert(std::is_same_v<hier::AttentionPool, hier::AttentionPoolWith<hier::AvgPool>>);
+  static_assert(std::is_same_v<hier::AttentionPoolLinear, hier::AttentionPoolWith<hier::LinearPool>>);
+  static_assert(std::is_same_v<hier::AttentionPool::Module<cpu, float>, hier::AttentionPoolShorten<cpu, float>>);
+  static_assert(hier::kAttentionResampling<hier::AttentionPool> && hier::kAttentionResampling<hier::AttentionPoolLinear>);
+  static_assert(!hier::kAttentionResampling<hier::AvgPool> && !hier::kAttentionResampling<hier::LinearPool>);
+  CHECK(std::string(hier::AttentionPool::kName) == "attention");
+  CHECK(std::string(hier::AttentionPoolLinear::kName) == "attention_linear");
+  // The names of a checkpoint of AttentionPool (test/fixtures/checkpoint_v1_hourglass.safetensors).
+  std::vector<std::string> const names{"ln_in.weight",    "ln_in.bias",    "ln_q.weight",    "ln_q.bias",
+                                       "attn.q.weight",   "attn.q.bias",   "attn.kv.weight", "attn.kv.bias",
+                                       "attn.out.weight", "attn.out.bias", "ln_ff.weight",   "ln_ff.bias",
+                                       "mlp.fc1.weight",  "mlp.fc1.bias",  "mlp.fc2.weight", "mlp.fc2.bias"};
+  hier::ResampleConfig const cfg{.dim = 4, .factor = 3, .heads = 2};
+  hier::AttentionPool::Module<cpu, float> avg(cfg);
+  CHECK(param_names(avg) == names);
+  // The linear query's projection (k d -> d) is "query.proj.*", after ln_in (the order it runs in).
+  std::vector<std::string> with_query = names;
+  with_query.insert(with_query.begin() + 2, {"query.proj.weight", "query.proj.bias"});
+  hier::AttentionPoolLinear::Module<cpu, float> lin(cfg);
+  CHECK(param_names(lin) == with_query);
+  nn::ParamStore<cpu, float> ps(lin);
+  CHECK(ps.find("query.proj.weight").shape == Shape{4, 12});
 }
 
 }  // namespace HSEQ_TEST_UNIT

@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: MIT
 #include <doctest/doctest.h>
 
+#include <string>
+#include <type_traits>
+#include <vector>
+
 #include "hseq/hier/attention_upsample.hpp"
 #include "resample_check.hpp"
 #include "support/test_unit.hpp"
@@ -9,17 +13,20 @@ namespace HSEQ_TEST_UNIT {
 
 using namespace hseq;
 
-TEST_CASE("gradcheck: AttentionUpsample (short input, residual and all parameters)") {
-  test::check_upsample<hier::AttentionUpsample<cpu, double>, true>({.dim = 4, .factor = 2, .heads = 2, .mlp_hidden = 6},
-                                                                    2, 3);
-}
+namespace {
+template <class T>
+using LinearQueryUp = hier::AttentionUpsample<cpu, T, hier::LinearUp>;
 
-TEST_CASE("attention_upsample: full-rate position p depends only on short positions <= floor(p / k)") {
+/// Full-rate position p of module M (k 4, Ls 4) depends on short positions <= floor(p / k) only: a
+/// change at short j leaves the rows p < j k bit-identical and changes every row p >= j k.
+template <class M>
+void check_upsample_causality(bool randomize) {
   cpu::Context ctx;
   std::int64_t const k = 4, ls = 4, d = 8;
-  hier::AttentionUpsample<cpu, float> m({.dim = d, .factor = k, .heads = 2});
+  M m({.dim = d, .factor = k, .heads = 2});
   nn::ParamStore<cpu, float> ps(m);
   ps.init(ctx, 4);
+  if (randomize) test::randomize_params(ps, 4, 0.3);
   auto res = test::random_tensor<float>(Shape{1, ls * k, d}, 9);
   Workspace<cpu> ws(m.forward_workspace(1, ls * k));
   auto run = [&](Tensor<float, cpu> const& y) {
@@ -41,6 +48,24 @@ TEST_CASE("attention_upsample: full-rate position p depends only on short positi
       CHECK(same == (p < j * k));
     }
   }
+}
+
+template <class M>
+std::vector<std::string> param_names(M& m) {
+  nn::ParamStore<cpu, float> ps(m);
+  std::vector<std::string> names;
+  for (auto const& e : ps.entries()) names.push_back(e.name);
+  return names;
+}
+}  // namespace
+
+TEST_CASE("gradcheck: AttentionUpsample (short input, residual and all parameters)") {
+  test::check_upsample<hier::AttentionUpsample<cpu, double>, true>({.dim = 4, .factor = 2, .heads = 2, .mlp_hidden = 6},
+                                                                    2, 3);
+}
+
+TEST_CASE("attention_upsample: full-rate position p depends only on short positions <= floor(p / k)") {
+  check_upsample_causality<hier::AttentionUpsample<cpu, float>>(false);
 }
 
 TEST_CASE("gradcheck: AttentionUpsample, non-causal (short input, residual and all parameters)") {
@@ -91,6 +116,95 @@ TEST_CASE("attention_upsample: non-causal, every full-rate position depends on e
     }
   }
   CHECK_THROWS_AS(bidir.make_step_state(1, len), Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The query source: Repeat (AttentionUp, unchanged) or LinearUp (AttentionUpLinear).
+
+TEST_CASE("gradcheck: AttentionUpsample with linear-upsampling queries (short input, residual, all parameters)") {
+  test::check_upsample<LinearQueryUp<double>, true>({.dim = 4, .factor = 2, .heads = 2, .mlp_hidden = 6}, 2, 3);
+  test::check_upsample<LinearQueryUp<double>, true>({.dim = 4, .factor = 3, .heads = 2, .mlp_hidden = 6}, 1, 3);
+  test::check_upsample<LinearQueryUp<double>, true>(
+      {.dim = 4, .factor = 2, .heads = 2, .mlp_hidden = 6, .causal = false}, 2, 3);
+}
+
+TEST_CASE("attention_upsample: linear-upsampling queries, position p depends only on short positions <= floor(p / k)") {
+  check_upsample_causality<LinearQueryUp<float>>(true);
+}
+
+TEST_CASE("attention_upsample: linear-upsampling queries, the residual at p changes row p alone") {
+  // The residual enters the query of its own row only (q = LN(LinearUp(s)) + res), then that
+  // row's attention and MLP: every other row bit-identical.
+  cpu::Context ctx;
+  std::int64_t const k = 3, ls = 3, d = 8, len = ls * k;
+  LinearQueryUp<float> m({.dim = d, .factor = k, .heads = 2});
+  nn::ParamStore<cpu, float> ps(m);
+  ps.init(ctx, 4);
+  test::randomize_params(ps, 6, 0.3);
+  auto y = test::random_tensor<float>(Shape{1, ls, d}, 1);
+  Workspace<cpu> ws(m.forward_workspace(1, len));
+  auto run = [&](Tensor<float, cpu> const& res) {
+    Tensor<float, cpu> u(Shape{1, len, d});
+    auto a = ws.arena();
+    m.forward(ctx, y.cview(), res.cview(), u.view(), a);
+    return std::vector<float>(u.data(), u.data() + u.numel());
+  };
+  auto base = run(test::random_tensor<float>(Shape{1, len, d}, 9));
+  for (std::int64_t t = 0; t < len; ++t) {
+    auto res = test::random_tensor<float>(Shape{1, len, d}, 9);
+    res.data()[t * d + 2] += 1.f;
+    auto out = run(res);
+    for (std::int64_t p = 0; p < len; ++p) {
+      bool same = true;
+      for (std::int64_t c = 0; c < d; ++c) same &= out[std::size_t(p * d + c)] == base[std::size_t(p * d + c)];
+      CAPTURE(t);
+      CAPTURE(p);
+      CHECK(same == (p != t));
+    }
+  }
+}
+
+TEST_CASE("attention_upsample: cached steps (step_short, step_up) equal the forward row by row, both query sources") {
+  auto check = [](auto& m, std::int64_t bsz, std::int64_t ls) {
+    nn::ParamStore<cpu, double> ps(m);
+    test::randomize_params(ps, 29, 0.4);
+    CAPTURE(m.config().factor);
+    CAPTURE(ls);
+    CHECK(test::upsample_steps_vs_forward(m, bsz, ls, 5) < 1e-12);
+  };
+  for (std::int64_t k : {1, 2, 3}) {
+    hier::AttentionUpsample<cpu, double> rep({.dim = 8, .factor = k, .heads = 2, .mlp_hidden = 12});
+    LinearQueryUp<double> lin({.dim = 8, .factor = k, .heads = 2, .mlp_hidden = 12});
+    check(rep, 2, 4);
+    check(lin, 2, 4);
+    check(lin, 1, 5);
+  }
+}
+
+TEST_CASE("attention_upsample: the policy tags, and the parameter names (the default's are those it always had)") {
+  static_assert(std::is_same_v<hier::AttentionUp, hier::AttentionUpWith<hier::Repeat>>);
+  static_assert(std::is_same_v<hier::AttentionUpLinear, hier::AttentionUpWith<hier::LinearUp>>);
+  static_assert(std::is_same_v<hier::AttentionUp::Module<cpu, float>, hier::AttentionUpsample<cpu, float>>);
+  static_assert(hier::AttentionUp::kUsesResidual && hier::AttentionUpLinear::kUsesResidual);
+  static_assert(hier::kAttentionResampling<hier::AttentionUp> && hier::kAttentionResampling<hier::AttentionUpLinear>);
+  static_assert(!hier::kAttentionResampling<hier::Repeat> && !hier::kAttentionResampling<hier::LinearUp>);
+  CHECK(std::string(hier::AttentionUp::kName) == "attention");
+  CHECK(std::string(hier::AttentionUpLinear::kName) == "attention_linear");
+  // The names of a checkpoint of AttentionUp (test/fixtures/checkpoint_v1_hourglass.safetensors).
+  std::vector<std::string> const names{"ln_s.weight",     "ln_s.bias",     "ln_u.weight",    "ln_u.bias",
+                                       "attn.q.weight",   "attn.q.bias",   "attn.kv.weight", "attn.kv.bias",
+                                       "attn.out.weight", "attn.out.bias", "ln_ff.weight",   "ln_ff.bias",
+                                       "mlp.fc1.weight",  "mlp.fc1.bias",  "mlp.fc2.weight", "mlp.fc2.bias"};
+  hier::ResampleConfig const cfg{.dim = 4, .factor = 3, .heads = 2};
+  hier::AttentionUp::Module<cpu, float> rep(cfg);
+  CHECK(param_names(rep) == names);
+  // The linear query's projection (d -> k d) is "query.proj.*", after ln_s (the order it runs in).
+  std::vector<std::string> with_query = names;
+  with_query.insert(with_query.begin() + 2, {"query.proj.weight", "query.proj.bias"});
+  hier::AttentionUpLinear::Module<cpu, float> lin(cfg);
+  CHECK(param_names(lin) == with_query);
+  nn::ParamStore<cpu, float> ps(lin);
+  CHECK(ps.find("query.proj.weight").shape == Shape{12, 4});
 }
 
 }  // namespace HSEQ_TEST_UNIT

@@ -58,18 +58,30 @@ static_assert(hier::ShortenPolicy<hier::LinearPool, cpu, float>);
 static_assert(hier::ShortenPolicy<hier::LinearPool, cpu, double>);
 static_assert(hier::ShortenPolicy<hier::AttentionPool, cpu, float>);
 static_assert(hier::ShortenPolicy<hier::AttentionPool, cpu, double>);
+static_assert(hier::ShortenPolicy<hier::AttentionPoolLinear, cpu, float>);
+static_assert(hier::ShortenPolicy<hier::AttentionPoolLinear, cpu, double>);
 static_assert(hier::UpsamplePolicy<hier::Repeat, cpu, float>);
 static_assert(hier::UpsamplePolicy<hier::Repeat, cpu, double>);
 static_assert(hier::UpsamplePolicy<hier::LinearUp, cpu, float>);
 static_assert(hier::UpsamplePolicy<hier::LinearUp, cpu, double>);
 static_assert(hier::UpsamplePolicy<hier::AttentionUp, cpu, float>);
 static_assert(hier::UpsamplePolicy<hier::AttentionUp, cpu, double>);
+static_assert(hier::UpsamplePolicy<hier::AttentionUpLinear, cpu, float>);
+static_assert(hier::UpsamplePolicy<hier::AttentionUpLinear, cpu, double>);
+// The attention resampling tags say so (hier::kAttentionResampling: the Hourglass counts their
+// FLOPs at both rates), whatever their query source; the plain policies do not.
+static_assert(hier::kAttentionResampling<hier::AttentionPool> && hier::kAttentionResampling<hier::AttentionPoolLinear>);
+static_assert(hier::kAttentionResampling<hier::AttentionUp> && hier::kAttentionResampling<hier::AttentionUpLinear>);
+static_assert(!hier::kAttentionResampling<hier::AvgPool> && !hier::kAttentionResampling<hier::LinearPool>);
+static_assert(!hier::kAttentionResampling<hier::Repeat> && !hier::kAttentionResampling<hier::LinearUp>);
 
 // Shortening and upsampling are not interchangeable (their forward and step functions differ).
 static_assert(!hier::ShortenPolicy<hier::Repeat, cpu, float>);
 static_assert(!hier::ShortenPolicy<hier::AttentionUp, cpu, float>);
 static_assert(!hier::UpsamplePolicy<hier::AvgPool, cpu, float>);
 static_assert(!hier::UpsamplePolicy<hier::AttentionPool, cpu, float>);
+static_assert(!hier::ShortenPolicy<hier::AttentionUpLinear, cpu, float>);
+static_assert(!hier::UpsamplePolicy<hier::AttentionPoolLinear, cpu, float>);
 // A module template is not a policy: the tag (with its name) is.
 static_assert(!hier::ShortenPolicy<hier::AvgPoolShorten<cpu, float>, cpu, float>);
 // Not a backend.
@@ -407,10 +419,12 @@ TEST_CASE("policy concepts: the Hourglass instantiates visit_params with the arc
 
 TEST_CASE("policy concepts: the library's policies have distinct names within their kind") {
   // Programs and checkpoints choose a policy by its kName.
-  std::set<std::string> shorten{hier::AvgPool::kName, hier::LinearPool::kName, hier::AttentionPool::kName};
-  std::set<std::string> upsample{hier::Repeat::kName, hier::LinearUp::kName, hier::AttentionUp::kName};
-  CHECK(shorten.size() == 3);
-  CHECK(upsample.size() == 3);
+  std::set<std::string> shorten{hier::AvgPool::kName, hier::LinearPool::kName, hier::AttentionPool::kName,
+                                hier::AttentionPoolLinear::kName};
+  std::set<std::string> upsample{hier::Repeat::kName, hier::LinearUp::kName, hier::AttentionUp::kName,
+                                 hier::AttentionUpLinear::kName};
+  CHECK(shorten.size() == 4);
+  CHECK(upsample.size() == 4);
   std::set<std::string> encoders{hier::MlpEncoder::kName, hier::RnnEncoder::kName};
   std::set<std::string> backbones{hier::RnnBackbone::kName, hier::TransformerBackbone::kName};
   std::set<std::string> decoders{hier::RnnDecoder::kName, hier::TransformerDecoder::kName};

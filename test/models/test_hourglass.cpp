@@ -34,7 +34,7 @@ Tensor<std::int32_t, cpu> random_ids(Shape s, std::int64_t vocab, std::uint64_t 
   return t;
 }
 
-/// Calls f.template operator()<Sh, Up>() for each of the 9 (shortening, upsampling) policy pairs.
+/// Calls f.template operator()<Sh, Up>() for each of the 16 (shortening, upsampling) policy pairs.
 template <class F>
 void for_each_policy_pair(F&& f) {
   f.template operator()<hier::AvgPool, hier::Repeat>();
@@ -46,6 +46,14 @@ void for_each_policy_pair(F&& f) {
   f.template operator()<hier::AttentionPool, hier::Repeat>();
   f.template operator()<hier::AttentionPool, hier::LinearUp>();
   f.template operator()<hier::AttentionPool, hier::AttentionUp>();
+  // Attention resampling with linear queries (kName "attention_linear"), with every other policy.
+  f.template operator()<hier::AvgPool, hier::AttentionUpLinear>();
+  f.template operator()<hier::LinearPool, hier::AttentionUpLinear>();
+  f.template operator()<hier::AttentionPool, hier::AttentionUpLinear>();
+  f.template operator()<hier::AttentionPoolLinear, hier::Repeat>();
+  f.template operator()<hier::AttentionPoolLinear, hier::LinearUp>();
+  f.template operator()<hier::AttentionPoolLinear, hier::AttentionUp>();
+  f.template operator()<hier::AttentionPoolLinear, hier::AttentionUpLinear>();
 }
 
 /// Gradcheck of a tiny model of type M (vocab 11, dim 8) on [2, t] ids, with exact workspace plans.
@@ -170,7 +178,7 @@ void causality(char const* hierarchy, std::int64_t t, std::vector<std::int64_t> 
   };
   auto ids = random_ids(Shape{2, t}, v, 7);
   auto base = run(ids);
-  constexpr bool attn_pool = std::is_same_v<Sh, hier::AttentionPool>, attn_up = std::is_same_v<Up, hier::AttentionUp>;
+  constexpr bool attn_pool = hier::kAttentionResampling<Sh>, attn_up = hier::kAttentionResampling<Up>;
   for (std::int64_t p : positions) {
     if (p >= t) continue;
     CAPTURE(p);
@@ -574,7 +582,7 @@ void level_causality(char const* hierarchy, std::int64_t t, std::vector<std::int
   CAPTURE(shorten);
   CAPTURE(upsample);
   CAPTURE(t);
-  constexpr bool attn_pool = std::is_same_v<Sh, hier::AttentionPool>, attn_up = std::is_same_v<Up, hier::AttentionUp>;
+  constexpr bool attn_pool = hier::kAttentionResampling<Sh>, attn_up = hier::kAttentionResampling<Up>;
   cpu::Context ctx;
   std::int64_t const v = 32, d = 16;
   M m({.vocab = v, .dim = d, .heads = 2, .context = 48, .hierarchy = HierarchySpec::parse(hierarchy)});
@@ -807,7 +815,7 @@ void generate_equals_recompute(char const* hierarchy, std::int64_t cap, std::uin
 }
 }  // namespace
 
-TEST_CASE("hourglass: cached generation logits equal the full forward, all 9 policy pairs, two and three levels") {
+TEST_CASE("hourglass: cached generation logits equal the full forward, all 16 policy pairs, two and three levels") {
   for_each_policy_pair([]<class Sh, class Up>() {
     cached_equals_full<Sh, Up>("1@1 2@2 2@4 2@2 1@1", 21);  // padded to 24
     cached_equals_full<Sh, Up>(kThree, 41, 48, 3);          // padded to 48; the innermost level at 1/12

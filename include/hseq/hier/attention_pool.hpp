@@ -1,11 +1,18 @@
 // SPDX-License-Identifier: MIT
 /// @file
 /// @brief Attention-pooling shortening (trax `AttentionResampling`, downsampling):
-///   h = LN(x)   q = LN(AvgPool(h))   q1 = q + Attn(Q = q, K = V = h)   y = q1 + Mlp(LN(q1))
+///   h = LN(x)   q = LN(Query(h))   q1 = q + Attn(Q = q, K = V = h)   y = q1 + Mlp(LN(q1))
 /// x is the full-rate sequence already shifted right by k - 1. Short query i may attend to shifted
 /// positions p <= i k + k - 1 (original positions <= i k), the rate-aware mask rates(k, k-1, 1, 0).
 /// With `Config::causal = false` every short query attends to all L positions of x (mask none),
 /// for a bidirectional encoder; then x need not be shifted, and cached generation throws.
+///
+/// The query source `Query` is a shortening policy (hier/shorten_policy.hpp) applied to h: `AvgPool`
+/// (trax's choice, the policy `AttentionPool`, kName "attention") or `LinearPool` (a learned
+/// k d -> d projection of each window, `AttentionPoolLinear`, kName "attention_linear"). Either
+/// reads only its own window of h, so the query adds nothing to what short position i sees. The
+/// query module's parameters are named "query.*"; AvgPool has none, so the names (and checkpoints)
+/// of `AttentionPool` are those it had before the query source was a parameter.
 #pragma once
 
 #include <algorithm>
@@ -16,18 +23,25 @@
 #include "hseq/core/error.hpp"
 #include "hseq/core/tensor.hpp"
 #include "hseq/core/workspace.hpp"
+#include "hseq/hier/avg_pool.hpp"
+#include "hseq/hier/linear_pool.hpp"
 #include "hseq/hier/resample_config.hpp"
+#include "hseq/hier/shorten_policy.hpp"
 #include "hseq/nn/attention.hpp"
 #include "hseq/nn/layer_norm.hpp"
 #include "hseq/nn/mlp.hpp"
 #include "hseq/nn/module.hpp"
 #include "hseq/ops/elementwise.hpp"
-#include "hseq/ops/resample.hpp"
 
 namespace hseq::hier {
 
-template <Backend B, class T>
+template <Backend B, class T, ShortenPolicy<B, T> Query = AvgPool>
 class AttentionPoolShorten {
+  // The cached path feeds the query module LN(x), whose shift rows are LN(0), not the zero rows a
+  // stateful step_input (attention pooling's own key/value cache) would assume: so no attention
+  // resampling as the query source (nor would it make sense: q is the short sequence's seed).
+  static_assert(!kAttentionResampling<Query>, "AttentionPoolShorten: the query source must not be attention pooling");
+
  public:
   using Space = typename B::Space;
   using Ctx = typename B::Context;
@@ -35,12 +49,14 @@ class AttentionPoolShorten {
   using MView = View<T, Space>;
   using Config = ResampleConfig;
   using Attention = nn::MultiHeadAttention<B, T>;
+  using QueryModule = ShortenModule<Query, B, T>;
   struct Saved {
     typename nn::LayerNorm<B, T>::Saved ln_in, ln_q, ln_ff;
+    typename QueryModule::Saved query;
     typename Attention::Saved attn;
     typename nn::Mlp<B, T>::Saved mlp;
     MView h;   // [B, L, d]  LN(x)
-    MView p;   // [B, Ls, d] AvgPool(h)
+    MView p;   // [B, Ls, d] Query(h)
     MView q;   // [B, Ls, d] LN(p)
     MView q1;  // [B, Ls, d] q + attention
     MView g;   // [B, Ls, d] LN(q1)
@@ -49,6 +65,7 @@ class AttentionPoolShorten {
   explicit AttentionPoolShorten(Config c)
       : cfg_(check_resample(c, "AttentionPoolShorten")),
         ln_in_({c.dim, c.eps}),
+        query_(c),
         ln_q_({c.dim, c.eps}),
         attn_({c.dim, c.heads,
                c.causal ? nn::AttentionMask::rates(c.factor, c.factor - 1, 1, 0) : nn::AttentionMask::none(), true,
@@ -57,10 +74,12 @@ class AttentionPoolShorten {
         mlp_({c.dim, c.mlp_hidden, true, c.init_std}) {}
   Config const& config() const { return cfg_; }
   Attention const& attention() const { return attn_; }
+  QueryModule const& query() const { return query_; }
 
   template <class F>
   void visit_params(F&& f, std::string const& prefix = "") {
     ln_in_.visit_params(f, prefix + "ln_in.");
+    query_.visit_params(f, prefix + "query.");  // none for AvgPool: the names of AttentionPool stay
     ln_q_.visit_params(f, prefix + "ln_q.");
     attn_.visit_params(f, prefix + "attn.");
     ln_ff_.visit_params(f, prefix + "ln_ff.");
@@ -70,14 +89,16 @@ class AttentionPoolShorten {
   std::size_t forward_workspace(std::int64_t batch, std::int64_t len) const {
     std::int64_t ls = len / cfg_.factor, d = cfg_.dim;
     return aligned_bytes<T>(batch * len * d) + 4 * aligned_bytes<T>(batch * ls * d) +
-           ln_in_.forward_workspace(batch * len) + ln_q_.forward_workspace(batch * ls) +
+           ln_in_.forward_workspace(batch * len) + query_.forward_workspace(batch, len) +
+           ln_q_.forward_workspace(batch * ls) +
            attn_.forward_workspace({batch, ls, len, 0}) + ln_ff_.forward_workspace(batch * ls) +
            mlp_.forward_workspace(batch * ls);
   }
   std::size_t backward_workspace(std::int64_t batch, std::int64_t len) const {
     std::int64_t ls = len / cfg_.factor, d = cfg_.dim;
     return 3 * aligned_bytes<T>(batch * ls * d) + 2 * aligned_bytes<T>(batch * len * d) +
-           std::max(mlp_.backward_workspace(batch * ls), attn_.backward_workspace({batch, ls, len, 0}, false));
+           std::max({mlp_.backward_workspace(batch * ls), attn_.backward_workspace({batch, ls, len, 0}, false),
+                     query_.backward_workspace(batch, len)});
   }
 
   /// x: [B, L, d] (shifted), y: [B, L / k, d].
@@ -93,7 +114,7 @@ class AttentionPoolShorten {
     s.q1 = ws.template take<T>(short_shape, "apool.q1");
     s.g = ws.template take<T>(short_shape, "apool.g");
     s.ln_in = ln_in_.forward(ctx, x, s.h, ws);
-    ops::avg_pool<T>(ctx, s.h, s.p, cfg_.factor);
+    s.query = query_.forward(ctx, s.h, s.p, ws);
     s.ln_q = ln_q_.forward(ctx, s.p, s.q, ws);
     s.attn = attn_.forward(ctx, s.q, s.h, CView{}, s.q1, ws);
     ops::axpy<T>(ctx, T(1), s.q, s.q1);
@@ -116,27 +137,32 @@ class AttentionPoolShorten {
     attn_.backward(ctx, s.attn, dq1, dq, dh, MView{}, ws);       // query and key/value paths
     ops::axpy<T>(ctx, T(1), CView(dq1), dq);                     // dq = d(q)
     ln_q_.backward(ctx, s.ln_q, dq, dg, ws);                     // dg = d(p)
-    ops::avg_pool_backward<T>(ctx, dg, dh2, cfg_.factor);
+    query_.backward(ctx, s.query, dg, dh2, ws);                  // overwrites dh2: the query path
     ops::axpy<T>(ctx, T(1), CView(dh2), dh);                     // dh = d(h)
     ln_in_.backward(ctx, s.ln_in, dh, dx, ws);
   }
 
   // Cached generation. The state is the key/value cache of LN(shifted input): row q holds shifted
-  // position q (level input q - k + 1; rows < k - 1 are the zero vectors of the shift).
+  // position q (level input q - k + 1; rows < k - 1 are the zero vectors of the shift), and the
+  // query module's own state (empty for AvgPool and LinearPool), which sees LN(x).
   struct StepState {
     Tensor<T, B> cache;  // [B, capacity + k - 1, 2 d]
+    typename QueryModule::StepState query;
   };
   StepState make_step_state(std::int64_t batch, std::int64_t capacity) const {
     HSEQ_CHECK(cfg_.causal, "AttentionPoolShorten: cached generation needs causal = true (this one is bidirectional)");
-    return {Tensor<T, B>(Shape{batch, capacity + cfg_.factor - 1, 2 * cfg_.dim})};
+    return {Tensor<T, B>(Shape{batch, capacity + cfg_.factor - 1, 2 * cfg_.dim}),
+            query_.make_step_state(batch, capacity)};
   }
   std::size_t step_workspace(std::int64_t batch, std::int64_t capacity) const {
     std::int64_t k = cfg_.factor, d = cfg_.dim;
     std::size_t input = aligned_bytes<T>(batch * std::max<std::int64_t>(k - 1, 1) * d) * 2 +
-                        ln_in_.forward_workspace(batch * k) + attn_.cached_workspace(batch, k, capacity + k);
+                        ln_in_.forward_workspace(batch * k) + attn_.cached_workspace(batch, k, capacity + k) +
+                        query_.step_workspace(batch, capacity);
     std::size_t pool = aligned_bytes<T>(batch * k * d) + 4 * aligned_bytes<T>(batch * d) +
                        ln_in_.forward_workspace(batch * k) + 2 * ln_q_.forward_workspace(batch) +
-                       std::max(attn_.cached_workspace(batch, 1, capacity + k), mlp_.forward_workspace(batch));
+                       std::max({attn_.cached_workspace(batch, 1, capacity + k), mlp_.forward_workspace(batch),
+                                 query_.step_workspace(batch, capacity)});
     return std::max(input, pool);
   }
   /// Level input x_p [B, 1, d] at level position p: appends shifted position p + k - 1.
@@ -154,6 +180,7 @@ class AttentionPoolShorten {
     MView h = ws.template take<T>(x.shape, "apool_step.h");
     ln_in_.forward(ctx, x, h, ws);
     attn_.append_kv(ctx, h, st.cache.view(), p + k - 1, ws);
+    query_.step_input(ctx, st.query, h, p, ws);
   }
   /// y [B, 1, d] for the short position completed at level position p (p % k == 0) from its window
   /// [B, k, d] of shifted inputs.
@@ -166,7 +193,10 @@ class AttentionPoolShorten {
     MView pooled = ws.template take<T>(one, "apool_step.p"), q = ws.template take<T>(one, "apool_step.q");
     MView q1 = ws.template take<T>(one, "apool_step.q1"), g = ws.template take<T>(one, "apool_step.g");
     ln_in_.forward(ctx, window, h, ws);
-    ops::avg_pool<T>(ctx, h, pooled, cfg_.factor);
+    {
+      ArenaScope<Space> query_scope(ws);
+      query_.step_pool(ctx, st.query, h, p, pooled, ws);  // [B, k, d] -> [B, 1, d]
+    }
     ln_q_.forward(ctx, pooled, q, ws);
     attn_.attend_cached(ctx, q, st.cache.view(), p + cfg_.factor, q1, ws);
     ops::axpy<T>(ctx, T(1), CView(q), q1);
@@ -180,17 +210,27 @@ class AttentionPoolShorten {
 
  private:
   Config cfg_;
-  nn::LayerNorm<B, T> ln_in_, ln_q_;
+  nn::LayerNorm<B, T> ln_in_;
+  QueryModule query_;
+  nn::LayerNorm<B, T> ln_q_;
   Attention attn_;
   nn::LayerNorm<B, T> ln_ff_;
   nn::Mlp<B, T> mlp_;
 };
 
-/// Policy tag: attention pooling.
-struct AttentionPool {
-  static constexpr char const* kName = "attention";
+/// Policy tag: attention pooling with the query source `Query` (a shortening policy). Its name is
+/// "attention" for the AvgPool query (trax's, the one the name always meant) and "attention_" +
+/// Query::kName otherwise ("attention_linear").
+template <class Query>
+struct AttentionPoolWith {
+  static constexpr char const* kName = detail::attention_name<Query, AvgPool>();
+  static constexpr bool kAttention = true;  // hier::kAttentionResampling: the Hourglass's flops() asks
   template <Backend B, class T>
-  using Module = AttentionPoolShorten<B, T>;
+  using Module = AttentionPoolShorten<B, T, Query>;
 };
+/// Policy tag: attention pooling, queries from average pooling (kName "attention").
+using AttentionPool = AttentionPoolWith<AvgPool>;
+/// Policy tag: attention pooling, queries from a learned linear pooling (kName "attention_linear").
+using AttentionPoolLinear = AttentionPoolWith<LinearPool>;
 
 }  // namespace hseq::hier

@@ -1,11 +1,18 @@
 // SPDX-License-Identifier: MIT
 /// @file
 /// @brief Attention upsampling (trax `AttentionResampling`, upsampling):
-///   s = LN(y)   q = LN(Repeat(s)) + res   q1 = q + Attn(Q = q, K = V = s)   u = q1 + Mlp(LN(q1))
+///   s = LN(y)   q = LN(Query(s)) + res   q1 = q + Attn(Q = q, K = V = s)   u = q1 + Mlp(LN(q1))
 /// res is the level's full-rate input (before the shift). Full-rate query p may attend to short
 /// positions j <= floor(p / k), the rate-aware mask rates(1, 0, k, 0). With `Config::causal = false`
 /// every full-rate query attends to all L / k short positions of y (mask none), for a bidirectional
 /// decoder of an autoencoder; cached generation then throws.
+///
+/// The query source `Query` is an upsampling policy (hier/upsample_policy.hpp) without a residual,
+/// applied to s: `Repeat` (trax's choice, the policy `AttentionUp`, kName "attention") or `LinearUp`
+/// (a learned d -> k d projection, so each of the k full-rate positions of a short one gets its own
+/// query: `AttentionUpLinear`, kName "attention_linear"). Either reads only short floor(p / k) for
+/// position p, so the query adds nothing to what p sees. The query module's parameters are named
+/// "query.*"; Repeat has none, so the names (and checkpoints) of `AttentionUp` are unchanged.
 #pragma once
 
 #include <algorithm>
@@ -16,18 +23,23 @@
 #include "hseq/core/error.hpp"
 #include "hseq/core/tensor.hpp"
 #include "hseq/core/workspace.hpp"
+#include "hseq/hier/linear_upsample.hpp"
+#include "hseq/hier/repeat_upsample.hpp"
 #include "hseq/hier/resample_config.hpp"
+#include "hseq/hier/upsample_policy.hpp"
 #include "hseq/nn/attention.hpp"
 #include "hseq/nn/layer_norm.hpp"
 #include "hseq/nn/mlp.hpp"
 #include "hseq/nn/module.hpp"
 #include "hseq/ops/elementwise.hpp"
-#include "hseq/ops/resample.hpp"
 
 namespace hseq::hier {
 
-template <Backend B, class T>
+template <Backend B, class T, UpsamplePolicy<B, T> Query = Repeat>
 class AttentionUpsample {
+  // The query source sees the short sequence only: the residual enters q once, after LN(Query(s)).
+  static_assert(!Query::kUsesResidual, "AttentionUpsample: the query source must not read the residual");
+
  public:
   using Space = typename B::Space;
   using Ctx = typename B::Context;
@@ -35,12 +47,14 @@ class AttentionUpsample {
   using MView = View<T, Space>;
   using Config = ResampleConfig;
   using Attention = nn::MultiHeadAttention<B, T>;
+  using QueryModule = UpsampleModule<Query, B, T>;
   struct Saved {
     typename nn::LayerNorm<B, T>::Saved ln_s, ln_u, ln_ff;
+    typename QueryModule::Saved query;
     typename Attention::Saved attn;
     typename nn::Mlp<B, T>::Saved mlp;
     MView s;   // [B, Ls, d] LN(y)
-    MView r;   // [B, L, d]  Repeat(s)
+    MView r;   // [B, L, d]  Query(s)
     MView q;   // [B, L, d]  LN(r) + res
     MView q1;  // [B, L, d]  q + attention
     MView g;   // [B, L, d]  LN(q1)
@@ -49,6 +63,7 @@ class AttentionUpsample {
   explicit AttentionUpsample(Config c)
       : cfg_(check_resample(c, "AttentionUpsample")),
         ln_s_({c.dim, c.eps}),
+        query_(c),
         ln_u_({c.dim, c.eps}),
         attn_({c.dim, c.heads, c.causal ? nn::AttentionMask::rates(1, 0, c.factor, 0) : nn::AttentionMask::none(), true,
                c.init_std}),
@@ -56,10 +71,12 @@ class AttentionUpsample {
         mlp_({c.dim, c.mlp_hidden, true, c.init_std}) {}
   Config const& config() const { return cfg_; }
   Attention const& attention() const { return attn_; }
+  QueryModule const& query() const { return query_; }
 
   template <class F>
   void visit_params(F&& f, std::string const& prefix = "") {
     ln_s_.visit_params(f, prefix + "ln_s.");
+    query_.visit_params(f, prefix + "query.");  // none for Repeat: the names of AttentionUp stay
     ln_u_.visit_params(f, prefix + "ln_u.");
     attn_.visit_params(f, prefix + "attn.");
     ln_ff_.visit_params(f, prefix + "ln_ff.");
@@ -69,14 +86,16 @@ class AttentionUpsample {
   std::size_t forward_workspace(std::int64_t batch, std::int64_t len) const {
     std::int64_t ls = len / cfg_.factor, d = cfg_.dim;
     return aligned_bytes<T>(batch * ls * d) + 4 * aligned_bytes<T>(batch * len * d) +
-           ln_s_.forward_workspace(batch * ls) + ln_u_.forward_workspace(batch * len) +
+           ln_s_.forward_workspace(batch * ls) + query_.forward_workspace(batch, len) +
+           ln_u_.forward_workspace(batch * len) +
            attn_.forward_workspace({batch, len, ls, 0}) + ln_ff_.forward_workspace(batch * len) +
            mlp_.forward_workspace(batch * len);
   }
   std::size_t backward_workspace(std::int64_t batch, std::int64_t len) const {
     std::int64_t ls = len / cfg_.factor, d = cfg_.dim;
     return 3 * aligned_bytes<T>(batch * len * d) + 2 * aligned_bytes<T>(batch * ls * d) +
-           std::max(mlp_.backward_workspace(batch * len), attn_.backward_workspace({batch, len, ls, 0}, false));
+           std::max({mlp_.backward_workspace(batch * len), attn_.backward_workspace({batch, len, ls, 0}, false),
+                     query_.backward_workspace(batch, len)});
   }
 
   /// y: [B, Ls, d] short sequence, res: [B, Ls k, d] full-rate residual, u: [B, Ls k, d].
@@ -92,7 +111,7 @@ class AttentionUpsample {
     s.q1 = ws.template take<T>(res.shape, "aup.q1");
     s.g = ws.template take<T>(res.shape, "aup.g");
     s.ln_s = ln_s_.forward(ctx, y, s.s, ws);
-    ops::repeat_rows<T>(ctx, s.s, s.r, cfg_.factor);
+    s.query = query_.forward(ctx, s.s, res, s.r, ws);  // res unread (no kUsesResidual)
     s.ln_u = ln_u_.forward(ctx, s.r, s.q, ws);
     ops::axpy<T>(ctx, T(1), res, s.q);
     s.attn = attn_.forward(ctx, s.q, s.s, CView{}, s.q1, ws);
@@ -118,33 +137,43 @@ class AttentionUpsample {
     ops::axpy<T>(ctx, T(1), CView(dq1), dq);                // dq = d(q)
     ops::copy<T>(ctx, dq, dres);                            // q = LN(r) + res
     ln_u_.backward(ctx, s.ln_u, dq, dg, ws);                // dg = d(r)
-    ops::repeat_rows_backward<T>(ctx, dg, ds2, cfg_.factor);
+    query_.backward(ctx, s.query, dg, ds2, MView{}, ws);    // overwrites ds2; no residual gradient
     ops::axpy<T>(ctx, T(1), CView(ds2), ds);                // ds = d(s)
     ln_s_.backward(ctx, s.ln_s, ds, dy, ws);
   }
 
-  // Cached generation: the key/value cache of s = LN(y) at the short rate, and the newest s.
+  // Cached generation: the key/value cache of s = LN(y) at the short rate, and the query module's
+  // state, which step_short feeds the newest s: Repeat keeps s, LinearUp its k d projection, whose
+  // row p mod k is the query source at full-rate position p.
   struct StepState {
-    Tensor<T, B> s_last;  // [B, 1, d]
-    Tensor<T, B> cache;   // [B, capacity / k + 1, 2 d]
+    Tensor<T, B> cache;  // [B, capacity / k + 1, 2 d]
+    typename QueryModule::StepState query;
   };
   StepState make_step_state(std::int64_t batch, std::int64_t capacity) const {
     HSEQ_CHECK(cfg_.causal, "AttentionUpsample: cached generation needs causal = true (this one is bidirectional)");
-    return {Tensor<T, B>(Shape{batch, 1, cfg_.dim}), Tensor<T, B>(Shape{batch, capacity / cfg_.factor + 1, 2 * cfg_.dim})};
+    return {Tensor<T, B>(Shape{batch, capacity / cfg_.factor + 1, 2 * cfg_.dim}),
+            query_.make_step_state(batch, capacity)};
   }
   std::size_t step_workspace(std::int64_t batch, std::int64_t capacity) const {
     std::int64_t d = cfg_.dim, cap_s = capacity / cfg_.factor + 1;
-    std::size_t shrt = ln_s_.forward_workspace(batch) + attn_.cached_workspace(batch, 1, cap_s);
+    std::size_t shrt = aligned_bytes<T>(batch * d) + ln_s_.forward_workspace(batch) +
+                       std::max(attn_.cached_workspace(batch, 1, cap_s), query_.step_workspace(batch, capacity));
     std::size_t up = 4 * aligned_bytes<T>(batch * d) + ln_u_.forward_workspace(batch) + ln_ff_.forward_workspace(batch) +
-                     std::max(attn_.cached_workspace(batch, 1, cap_s), mlp_.forward_workspace(batch));
+                     std::max({attn_.cached_workspace(batch, 1, cap_s), mlp_.forward_workspace(batch),
+                               query_.step_workspace(batch, capacity)});
     return std::max(shrt, up);
   }
   /// Short position j was completed with output y [B, 1, d].
   void step_short(Ctx& ctx, StepState& st, CView y, std::int64_t j, Arena<Space>& ws) const {
     HSEQ_CHECK(cfg_.causal, "AttentionUpsample::step_short: cached generation needs causal = true");
     ArenaScope<Space> scope(ws);
-    ln_s_.forward(ctx, y, st.s_last.view(), ws);
-    attn_.append_kv(ctx, st.s_last.cview(), st.cache.view(), j, ws);
+    MView s = ws.template take<T>(y.shape, "aup_step.s");  // [B, 1, d] LN(y_j)
+    ln_s_.forward(ctx, y, s, ws);
+    {
+      ArenaScope<Space> attn_scope(ws);
+      attn_.append_kv(ctx, CView(s), st.cache.view(), j, ws);
+    }
+    query_.step_short(ctx, st.query, CView(s), j, ws);
   }
   /// u [B, 1, d] at level position p with residual res [B, 1, d].
   void step_up(Ctx& ctx, StepState& st, CView res, std::int64_t p, MView u, Arena<Space>& ws) const {
@@ -153,7 +182,12 @@ class AttentionUpsample {
     Shape one = res.shape;
     MView q = ws.template take<T>(one, "aup_step.q"), q1 = ws.template take<T>(one, "aup_step.q1");
     MView g = ws.template take<T>(one, "aup_step.g");
-    ln_u_.forward(ctx, st.s_last.cview(), q, ws);  // Repeat(s) at p is the newest s
+    {
+      ArenaScope<Space> query_scope(ws);
+      MView r = ws.template take<T>(one, "aup_step.r");  // row p of Query(s)
+      query_.step_up(ctx, st.query, res, p, r, ws);
+      ln_u_.forward(ctx, CView(r), q, ws);
+    }
     ops::axpy<T>(ctx, T(1), res, q);
     attn_.attend_cached(ctx, q, st.cache.view(), p / cfg_.factor + 1, q1, ws);
     ops::axpy<T>(ctx, T(1), CView(q), q1);
@@ -167,18 +201,29 @@ class AttentionUpsample {
 
  private:
   Config cfg_;
-  nn::LayerNorm<B, T> ln_s_, ln_u_;
+  nn::LayerNorm<B, T> ln_s_;
+  QueryModule query_;
+  nn::LayerNorm<B, T> ln_u_;
   Attention attn_;
   nn::LayerNorm<B, T> ln_ff_;
   nn::Mlp<B, T> mlp_;
 };
 
-/// Policy tag: attention upsampling.
-struct AttentionUp {
-  static constexpr char const* kName = "attention";
+/// Policy tag: attention upsampling with the query source `Query` (an upsampling policy without a
+/// residual). Its name is "attention" for the Repeat query (trax's, the one the name always meant)
+/// and "attention_" + Query::kName otherwise ("attention_linear").
+template <class Query>
+struct AttentionUpWith {
+  static constexpr char const* kName = detail::attention_name<Query, Repeat>();
   static constexpr bool kUsesResidual = true;
+  static constexpr bool kAttention = true;  // hier::kAttentionResampling: the Hourglass's flops() asks
   template <Backend B, class T>
-  using Module = AttentionUpsample<B, T>;
+  using Module = AttentionUpsample<B, T, Query>;
 };
+/// Policy tag: attention upsampling, queries from repetition (kName "attention").
+using AttentionUp = AttentionUpWith<Repeat>;
+/// Policy tag: attention upsampling, queries from a learned linear upsampling (kName
+/// "attention_linear").
+using AttentionUpLinear = AttentionUpWith<LinearUp>;
 
 }  // namespace hseq::hier

@@ -5,7 +5,11 @@
 /// (hier/upsample_policy.hpp).
 #pragma once
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
+#include <string>
+#include <type_traits>
 
 #include "hseq/core/error.hpp"
 
@@ -30,5 +34,35 @@ inline ResampleConfig check_resample(ResampleConfig c, char const* who) {
                                              << " must be positive");
   return c;
 }
+
+/// Whether a shortening or upsampling policy P is attention resampling (its tag declares
+/// `static constexpr bool kAttention = true`): such a module works at both rates (cross-attention
+/// between them), which is what a FLOP count or a causality rule must know, whatever its query
+/// source. False for a tag without the member.
+template <class P>
+inline constexpr bool kAttentionResampling = requires { requires P::kAttention; };
+
+namespace detail {
+/// "attention_" + Query::kName as a constant string (the kName of an attention resampling tag).
+template <class Query>
+struct AttentionNameText {
+  static constexpr std::size_t kLen = std::char_traits<char>::length(Query::kName);
+  static constexpr std::array<char, 10 + kLen + 1> kText = [] {
+    std::array<char, 10 + kLen + 1> s{};  // zero-filled: the terminator
+    constexpr char prefix[] = "attention_";
+    for (std::size_t i = 0; i < 10; ++i) s[i] = prefix[i];
+    for (std::size_t i = 0; i < kLen; ++i) s[10 + i] = Query::kName[i];
+    return s;
+  }();
+};
+/// The kName of attention resampling with the query source Query: "attention" for the original
+/// query source `Default` (the name checkpoints and configurations have always used), else
+/// "attention_" + Query::kName.
+template <class Query, class Default>
+constexpr char const* attention_name() {
+  if constexpr (std::is_same_v<Query, Default>) return "attention";
+  else return AttentionNameText<Query>::kText.data();
+}
+}  // namespace detail
 
 }  // namespace hseq::hier

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // The harness cases (test/cuda/harness.cuh) of the shortening and upsampling policies' modules,
-// shared by the CUDA tests of hier/'s pooling (avg, linear, attention) and upsampling (repeat,
-// linear, attention) modules.
+// shared by the CUDA tests of hier/'s pooling (avg, linear, attention, attention_linear) and
+// upsampling (repeat, linear, attention, attention_linear) modules.
 #pragma once
 
 #include <cstdint>
@@ -24,7 +24,7 @@ struct ShortenCase : MmCase {
   hier::ResampleConfig cfg;
   std::int64_t bsz, len;
   ShortenCase(hier::ResampleConfig c, std::int64_t b, std::int64_t l) : cfg(c), bsz(b), len(l) {
-    if constexpr (std::is_same_v<Policy, hier::AttentionPool>) attn_head = c.dim / c.heads;
+    if constexpr (hier::kAttentionResampling<Policy>) attn_head = c.dim / c.heads;  // any query source
     name = std::string("shorten ") + Policy::kName + ", k " + std::to_string(c.factor) + ", L " + std::to_string(l);
     add_in("x", Shape{b, l, c.dim});
     add_out(Shape{b, l / c.factor, c.dim});
@@ -51,7 +51,7 @@ struct UpsampleCase : MmCase {
   hier::ResampleConfig cfg;
   std::int64_t bsz, len;
   UpsampleCase(hier::ResampleConfig c, std::int64_t b, std::int64_t ls) : cfg(c), bsz(b), len(ls * c.factor) {
-    if constexpr (std::is_same_v<Policy, hier::AttentionUp>) attn_head = c.dim / c.heads;
+    if constexpr (hier::kAttentionResampling<Policy>) attn_head = c.dim / c.heads;  // any query source
     name = std::string("upsample ") + Policy::kName + ", k " + std::to_string(c.factor) + ", Ls " + std::to_string(ls);
     add_in("y", Shape{b, ls, c.dim});
     add_in("res", Shape{b, len, c.dim}, Policy::kUsesResidual);
