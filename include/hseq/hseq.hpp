@@ -38,6 +38,7 @@
 #include "hseq/nn/attention.hpp"
 #include "hseq/nn/backbone_policy.hpp"
 #include "hseq/nn/block_stack.hpp"
+#include "hseq/nn/dropout.hpp"
 #include "hseq/nn/embedding.hpp"
 #include "hseq/nn/gru.hpp"
 #include "hseq/nn/layer_norm.hpp"

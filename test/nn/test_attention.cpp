@@ -23,10 +23,14 @@ using nn::AttentionMask;
 namespace {
 
 // Gradient check of cross-attention xq [B, Tq, d] -> keys/values [mem; xkv].
-void check_cross(AttentionMask mask, std::int64_t tq, std::int64_t tk, std::int64_t tm, std::int64_t rel_distance = 0) {
+// With `dropout` > 0 the module's probability dropout runs with a fixed active stream (the mask is a
+// function of the stream, so finite differences are valid).
+void check_cross(AttentionMask mask, std::int64_t tq, std::int64_t tk, std::int64_t tm, std::int64_t rel_distance = 0,
+                 double dropout = 0.0) {
   cpu::Context ctx;
   std::int64_t const bsz = 2, d = 6;
-  Attn m({.dim = d, .heads = 2, .mask = mask, .rel_distance = rel_distance});
+  Attn m({.dim = d, .heads = 2, .mask = mask, .rel_distance = rel_distance, .dropout = dropout});
+  nn::DropoutStream const drop{31, 4, dropout > 0};
   nn::ParamStore<cpu, double> ps(m);
   test::randomize_params(ps, 11);
   auto xq = random_tensor(Shape{bsz, tq, d}, 1), dxq = random_tensor(Shape{bsz, tq, d}, 0);
@@ -39,12 +43,12 @@ void check_cross(AttentionMask mask, std::int64_t tq, std::int64_t tk, std::int6
   View<double const, HostSpace> memv = tm > 0 ? mem.cview() : View<double const, HostSpace>{};
   auto loss = [&] {
     auto a = ws.arena();
-    m.forward(ctx, xq.cview(), xkv.cview(), memv, y.view(), a);
+    m.forward(ctx, xq.cview(), xkv.cview(), memv, y.view(), a, {}, drop);
     return test::dot(y.cview(), r.cview());
   };
   auto grads = [&] {
     auto a = ws.arena();
-    auto s = m.forward(ctx, xq.cview(), xkv.cview(), memv, y.view(), a);
+    auto s = m.forward(ctx, xq.cview(), xkv.cview(), memv, y.view(), a, {}, drop);
     CHECK(a.used() == m.forward_workspace(dims));
     m.backward(ctx, s, r.cview(), dxq.view(), dxkv.view(), tm > 0 ? dmem.view() : View<double, HostSpace>{}, a);
   };
@@ -96,6 +100,108 @@ TEST_CASE("gradcheck: MultiHeadAttention cross-attention with rate-aware masks")
 TEST_CASE("gradcheck: MultiHeadAttention with a memory prefix (input, memory and parameters)") {
   check_cross(AttentionMask::causal(), 4, 4, 3);
   check_cross(AttentionMask::none(), 3, 5, 2);
+}
+
+TEST_CASE("gradcheck: MultiHeadAttention with probability dropout active (inputs, memory, every parameter)") {
+  check_cross(AttentionMask::causal(), 4, 4, 3, 0, 0.3);                // memory prefix
+  check_cross(AttentionMask::rates(3, 2, 1, 0), 3, 9, 0, 0, 0.3);       // pooling-style cross-attention
+  check_cross(AttentionMask::rates(1, 0, 4, 0), 8, 2, 0, 0, 0.2);       // upsampling-style
+  check_cross(AttentionMask::causal(), 5, 5, 2, 3, 0.3);                // with the relative-distance bias
+  // Self-attention through the short overload, with the planned workspace used exactly.
+  cpu::Context ctx;
+  Attn m({.dim = 8, .heads = 2, .mask = AttentionMask::causal(), .dropout = 0.25});
+  nn::ParamStore<cpu, double> ps(m);
+  test::randomize_params(ps, 7);
+  auto x = random_tensor(Shape{2, 5, 8}, 1), dx = random_tensor(Shape{2, 5, 8}, 0);
+  auto r = random_tensor(Shape{2, 5, 8}, 2);
+  Tensor<double, cpu> y(Shape{2, 5, 8});
+  Attn::Dims dims{2, 5, 5, 0};
+  std::size_t plan = m.forward_workspace(dims) + m.backward_workspace(dims);
+  Workspace<cpu> ws(plan);
+  nn::DropoutStream const drop{8, 9, true};
+  auto loss = [&] {
+    auto a = ws.arena();
+    m.forward(ctx, x.cview(), y.view(), a, drop);
+    return test::dot(y.cview(), r.cview());
+  };
+  auto grads = [&] {
+    auto a = ws.arena();
+    auto s = m.forward(ctx, x.cview(), y.view(), a, drop);
+    m.backward(ctx, s, r.cview(), dx.view(), a);
+    CHECK(a.high_water() == plan);  // dropout needs no extra workspace
+  };
+  test::GradCheck(ps).input("x", x.view(), dx.view()).run(loss, grads);
+}
+
+TEST_CASE("attention dropout: inactive or rate 0 is bit-identical to no dropout; streams decide the mask") {
+  cpu::Context ctx;
+  std::int64_t const bsz = 2, t = 9, d = 8, tm = 3;
+  auto x = random_tensor(Shape{bsz, t, d}, 41), mem = random_tensor(Shape{bsz, tm, d}, 42);
+  auto r = random_tensor(Shape{bsz, t, d}, 43);
+  Attn::Dims dims{bsz, t, t, tm};
+  struct Result {
+    std::vector<double> y, dx, dmem, grads, mass;
+  };
+  // Same parameters (seeded init) for every configuration.
+  auto run = [&](double rate, nn::DropoutStream drop) {
+    Attn m({.dim = d, .heads = 2, .mask = AttentionMask::causal(), .dropout = rate});
+    nn::ParamStore<cpu, double> ps(m);
+    test::randomize_params(ps, 44);
+    ps.zero_grad(ctx);
+    Workspace<cpu> ws(m.forward_workspace(dims) + m.backward_workspace(dims));
+    auto a = ws.arena();
+    Tensor<double, cpu> y(x.shape()), dx(x.shape()), dmem(mem.shape()), mass(Shape{bsz, 2, tm + t});
+    auto s = m.forward(ctx, x.cview(), x.cview(), mem.cview(), y.view(), a, mass.view(), drop);
+    m.backward(ctx, s, r.cview(), dx.view(), dx.view(), dmem.view(), a);
+    auto g = ps.grads();
+    return Result{{y.data(), y.data() + y.numel()},
+                  {dx.data(), dx.data() + dx.numel()},
+                  {dmem.data(), dmem.data() + dmem.numel()},
+                  {g.data, g.data + g.numel()},
+                  {mass.data(), mass.data() + mass.numel()}};
+  };
+  Result const plain = run(0.0, {});
+  auto same = [&](Result const& o) {
+    return o.y == plain.y && o.dx == plain.dx && o.dmem == plain.dmem && o.grads == plain.grads && o.mass == plain.mass;
+  };
+  CHECK(same(run(0.4, {})));                  // rate set, stream inactive (evaluation)
+  CHECK(same(run(0.4, {5, 6, false})));       // an inactive stream with a key
+  CHECK(same(run(0.0, {5, 6, true})));        // active stream, rate 0
+  Result const a = run(0.4, {5, 6, true}), a2 = run(0.4, {5, 6, true}), b = run(0.4, {5, 7, true});
+  CHECK(a.y == a2.y);  // deterministic
+  CHECK(a.grads == a2.grads);
+  CHECK(a.y != plain.y);
+  CHECK(b.y != a.y);        // another stream, another mask
+  CHECK(a.mass == plain.mass);  // the key mass is of the undropped probabilities
+}
+
+TEST_CASE("attention dropout: the cached paths (forward_step, attend_cached) never drop") {
+  // A module configured with dropout generates exactly like one without (the cached paths take no
+  // stream), and the full forward with an inactive stream equals the cached rows.
+  cpu::Context ctx;
+  std::int64_t const bsz = 1, t = 6, d = 8;
+  AttnF with({.dim = d, .heads = 2, .dropout = 0.5}), without({.dim = d, .heads = 2});
+  nn::ParamStore<cpu, float> pw(with), po(without);
+  pw.init(ctx, 3);
+  po.init(ctx, 3);
+  auto x = random_tensor<float>(Shape{bsz, t, d}, 51);
+  Tensor<float, cpu> cw(Shape{bsz, t, 2 * d}), co(Shape{bsz, t, 2 * d}), yw(x.shape()), yo(x.shape());
+  Workspace<cpu> ws(with.step_workspace(bsz, t, 0) + with.forward_workspace({bsz, t, t, 0}));
+  auto a = ws.arena();
+  with.forward_step(ctx, x.cview(), cw.view(), 0, yw.view(), a);
+  without.forward_step(ctx, x.cview(), co.view(), 0, yo.view(), a);
+  CHECK(std::equal(yw.data(), yw.data() + yw.numel(), yo.data()));
+  Tensor<float, cpu> full(x.shape());
+  with.forward(ctx, x.cview(), full.view(), a);
+  CHECK(std::equal(full.data(), full.data() + full.numel(), yw.data()));
+  // Cached cross-attention: the same key/value cache rows, the same outputs.
+  auto xq = random_tensor<float>(Shape{bsz, 3, d}, 52);
+  Tensor<float, cpu> qw(xq.shape()), qo(xq.shape());
+  Workspace<cpu> cws(with.cached_workspace(bsz, 3, t));
+  auto ca = cws.arena();
+  with.attend_cached(ctx, xq.cview(), cw.view(), t, qw.view(), ca);
+  without.attend_cached(ctx, xq.cview(), co.view(), t, qo.view(), ca);
+  CHECK(std::equal(qw.data(), qw.data() + qw.numel(), qo.data()));
 }
 
 namespace {

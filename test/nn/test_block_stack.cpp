@@ -82,11 +82,15 @@ class MlpBlock {
 };
 
 static_assert(nn::BackbonePolicy<MlpBlock<cpu, double>, cpu, double>);
+// Only blocks whose forward takes (mem, drop) get the stack's dropout stream.
+static_assert(nn::BackboneWithDropout<nn::TransformerBlock<cpu, double>, cpu, double>);
+static_assert(!nn::BackboneWithDropout<MlpBlock<cpu, double>, cpu, double>);
 
 /// Gradcheck of a stack's input and every parameter for loss = <stack(x), r>; also checks that
-/// forward carves exactly forward_workspace and backward peaks at the plan.
+/// forward carves exactly forward_workspace and backward peaks at the plan. `drop`: the stack's
+/// dropout stream (a fixed active one fixes the masks).
 template <class S>
-void gradcheck_stack(S& m, Shape xs) {
+void gradcheck_stack(S& m, Shape xs, nn::DropoutStream drop = {}) {
   cpu::Context ctx;
   nn::ParamStore<cpu, double> ps(m);
   test::randomize_params(ps, 21, 0.4);
@@ -97,11 +101,11 @@ void gradcheck_stack(S& m, Shape xs) {
   typename S::Saved s;
   auto loss = [&] {
     auto a = ws.arena();
-    return test::dot(m.forward(ctx, x.cview(), s, a), r.cview());
+    return test::dot(m.forward(ctx, x.cview(), s, a, drop), r.cview());
   };
   auto grads = [&] {
     auto a = ws.arena();
-    m.forward(ctx, x.cview(), s, a);
+    m.forward(ctx, x.cview(), s, a, drop);
     CHECK(a.used() == m.forward_workspace(xs[0], xs[1]));
     View<double, HostSpace> d = da.view(), tmp = db.view();
     ops::copy<double>(ctx, r.cview(), d);
@@ -120,6 +124,66 @@ TEST_CASE("gradcheck: BlockStack of TransformerBlocks (input and every parameter
     Stack m({layers, {.dim = 8, .heads = 2, .mlp_hidden = 12}});
     gradcheck_stack(m, Shape{2, 5, 8});
   }
+}
+
+TEST_CASE("gradcheck: BlockStack of TransformerBlocks with every dropout active") {
+  for (std::int64_t layers : {1, 2}) {
+    CAPTURE(layers);
+    Stack m({layers, {.dim = 8, .heads = 2, .mlp_hidden = 12, .attn_dropout = 0.2, .resid_dropout = 0.2,
+                      .ff_dropout = 0.2}});
+    gradcheck_stack(m, Shape{2, 5, 8}, {12, 34, true});
+  }
+}
+
+TEST_CASE("block_stack dropout: block l draws from drop.child(l); inactive streams and other blocks drop nothing") {
+  cpu::Context ctx;
+  std::int64_t const bsz = 2, t = 6, d = 8;
+  using StackF = nn::BlockStack<cpu, float>;
+  StackF m({2, {.dim = d, .heads = 2, .mlp_hidden = 16, .attn_dropout = 0.3, .resid_dropout = 0.3,
+                .ff_dropout = 0.3}});
+  nn::ParamStore<cpu, float> ps(m);
+  ps.init(ctx, 5);
+  auto x = random_tensor<float>(Shape{bsz, t, d}, 6);
+  Workspace<cpu> ws(m.forward_workspace(bsz, t) * 3);
+  nn::DropoutStream const drop{9, 10, true};
+  auto stack_out = [&](nn::DropoutStream dr) {
+    auto a = ws.arena();
+    StackF::Saved s;
+    auto y = m.forward(ctx, x.cview(), s, a, dr);
+    return std::vector<float>(y.data, y.data + y.numel());
+  };
+  // The blocks by hand, block l with stream `child(l)`.
+  auto by_hand = [&](auto child) {
+    auto a = ws.arena();
+    Tensor<float, cpu> h0(x.shape()), h1(x.shape());
+    m.block(0).forward(ctx, x.cview(), h0.view(), a, {}, child(0));
+    m.block(1).forward(ctx, h0.cview(), h1.view(), a, {}, child(1));
+    return std::vector<float>(h1.data(), h1.data() + h1.numel());
+  };
+  auto const dropped = stack_out(drop);
+  CHECK(dropped == by_hand([&](std::uint64_t l) { return drop.child(l); }));
+  // Both blocks on one stream would reuse the masks: not what the stack does.
+  CHECK(dropped != by_hand([&](std::uint64_t) { return drop.child(0); }));
+  CHECK(dropped != stack_out({9, 11, true}));  // another step's stream
+  auto const plain = stack_out({});
+  CHECK(plain != dropped);
+  CHECK(plain == stack_out({9, 10, false}));
+  CHECK(plain == by_hand([](std::uint64_t) { return nn::DropoutStream{}; }));
+
+  // A block without a dropout stream in its forward runs as before whatever the stream.
+  nn::BlockStack<cpu, double, MlpBlock<cpu, double>> mm({2, {.dim = 6, .hidden = 10}});
+  nn::ParamStore<cpu, double> pm(mm);
+  pm.init(ctx, 1);
+  auto xm = random_tensor(Shape{2, 3, 6}, 7);
+  Workspace<cpu> wm(mm.forward_workspace(2, 3));
+  std::vector<double> outs[2];
+  for (int k = 0; k < 2; ++k) {
+    auto a = wm.arena();
+    decltype(mm)::Saved s;
+    auto y = mm.forward(ctx, xm.cview(), s, a, k == 0 ? nn::DropoutStream{} : drop);
+    outs[k].assign(y.data, y.data + y.numel());
+  }
+  CHECK(outs[0] == outs[1]);
 }
 
 TEST_CASE("gradcheck: BlockStack over another block policy") {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -662,6 +663,199 @@ TEST_CASE("attention scores: bad shapes throw naming them") {
           hseq::ops::attention_forward<double>(ctx, d, AttentionMask::causal(), 1.0, q.cview(), kv.cview(), out.view(),
                                                probs.view(), c);
         }).find("key mass") != std::string::npos);
+}
+
+// ---- Attention dropout (AttentionScores::dropout): inverted dropout on P before P V ----
+
+namespace {
+/// The mask rule of the file comment of ops/attention.hpp, straight from Philox: weight (b, h, i, j)
+/// is kept iff philox_uniform(key.sub(b), (h Tq + i) Tk + j) >= p.
+bool ref_kept(hseq::ops::DropoutKey key, AttentionDims const& d, std::int64_t b, std::int64_t h, std::int64_t i,
+              std::int64_t j, double p) {
+  auto kb = key.sub(std::uint64_t(b));
+  return hseq::philox_uniform(kb.seed, kb.stream, std::uint64_t((h * d.tq + i) * d.tk + j)) >= p;
+}
+/// out_i = sum_j P[b, h, i, j] keep / (1 - p) v_j from the naive (undropped) reference probabilities.
+std::vector<double> dropped_ref_out(AttentionDims const& d, std::vector<double> const& probs, double const* kv,
+                                    hseq::ops::DropoutKey key, double p) {
+  std::int64_t const w = d.width();
+  std::vector<double> out(std::size_t(d.batch * d.tq * w), 0.0);
+  for (std::int64_t b = 0; b < d.batch; ++b)
+    for (std::int64_t h = 0; h < d.heads; ++h)
+      for (std::int64_t i = 0; i < d.tq; ++i)
+        for (std::int64_t j = 0; j < d.tk; ++j) {
+          if (!ref_kept(key, d, b, h, i, j, p)) continue;
+          double pw = probs[std::size_t(((b * d.heads + h) * d.tq + i) * d.tk + j)] / (1.0 - p);
+          for (std::int64_t e = 0; e < d.head_dim; ++e)
+            out[std::size_t((b * d.tq + i) * w + h * d.head_dim + e)] +=
+                pw * kv[(b * d.tk + j) * 2 * w + w + h * d.head_dim + e];
+        }
+  return out;
+}
+}  // namespace
+
+TEST_CASE("attention dropout: forward matches a naive reference; the saved probabilities stay undropped") {
+  hseq::cpu::Context ctx;
+  hseq::ops::DropoutKey const key{7, 11};
+  double const p = 0.3;
+  for (auto const& c : forward_cases()) {
+    INFO("case: ", c.name);
+    AttentionDims const& d = c.d;
+    auto q = random_tensor<double>(Shape{d.batch, d.tq, d.width()}, 1);
+    auto kv = random_tensor<double>(Shape{d.batch, d.tk, 2 * d.width()}, 2);
+    DT out(q.shape()), probs(Shape{d.batch, d.heads, d.tq, d.tk}), out0(q.shape()), probs0(probs.shape());
+    double const scale = 1.0 / std::sqrt(double(d.head_dim));
+    Scores sc;
+    sc.dropout = p;
+    sc.dropout_key = key;
+    hseq::ops::attention_forward<double>(ctx, d, c.mask, scale, q.cview(), kv.cview(), out.view(), probs.view(), sc);
+    hseq::ops::attention_forward<double>(ctx, d, c.mask, scale, q.cview(), kv.cview(), out0.view(), probs0.view());
+    Ref ref = attention_ref(d, c.mask, scale, q.data(), kv.data());
+    std::vector<double> want = dropped_ref_out(d, ref.probs, kv.data(), key, p);
+    std::int64_t bad = 0;
+    double moved = 0;
+    for (std::int64_t i = 0; i < out.numel(); ++i) {
+      bad += !(std::abs(out.data()[i] - want[std::size_t(i)]) <= 1e-12);
+      moved = std::max(moved, std::abs(out.data()[i] - out0.data()[i]));
+    }
+    CHECK(bad == 0);
+    CHECK(moved > 1e-3);  // dropout changed the output
+    CHECK(std::equal(probs.data(), probs.data() + probs.numel(), probs0.data()));  // P itself, bit for bit
+  }
+}
+
+TEST_CASE("attention dropout: one-hot values expose the dropped weights: the Philox rule, kept fraction 1 - p") {
+  // head_dim = Tk and v_j = e_j per head, so out[b, i, h dh + j] = P'[b, h, i, j].
+  hseq::cpu::Context ctx;
+  AttentionDims d{2, 2, 70, 64, 64, 0};  // two query blocks
+  std::int64_t const w = d.width();
+  auto q = random_tensor<double>(Shape{d.batch, d.tq, w}, 71, 0.3);
+  auto kv = random_tensor<double>(Shape{d.batch, d.tk, 2 * w}, 72);
+  for (std::int64_t b = 0; b < d.batch; ++b)
+    for (std::int64_t j = 0; j < d.tk; ++j)
+      for (std::int64_t e = 0; e < w; ++e)
+        kv.data()[(b * d.tk + j) * 2 * w + w + e] = (e % d.head_dim == j) ? 1.0 : 0.0;
+  DT out(q.shape()), probs(Shape{d.batch, d.heads, d.tq, d.tk});
+  for (double p : {0.1, 0.5}) {
+    CAPTURE(p);
+    Scores sc;
+    sc.dropout = p;
+    sc.dropout_key = {2024, 3};
+    hseq::ops::attention_forward<double>(ctx, d, AttentionMask::none(), 0.5, q.cview(), kv.cview(), out.view(),
+                                         probs.view(), sc);
+    std::int64_t kept = 0, wrong_rule = 0, wrong_value = 0, n = 0;
+    std::vector<bool> pattern;
+    for (std::int64_t b = 0; b < d.batch; ++b)
+      for (std::int64_t h = 0; h < d.heads; ++h)
+        for (std::int64_t i = 0; i < d.tq; ++i)
+          for (std::int64_t j = 0; j < d.tk; ++j) {
+            double pd = out.data()[(b * d.tq + i) * w + h * d.head_dim + j];
+            double pw = probs.data()[((b * d.heads + h) * d.tq + i) * d.tk + j];
+            bool k = pd != 0.0;
+            kept += k;
+            ++n;
+            pattern.push_back(k);
+            wrong_rule += k != ref_kept(sc.dropout_key, d, b, h, i, j, p);
+            if (k) wrong_value += !(std::abs(pd - pw / (1 - p)) <= 1e-14 * pw / (1 - p));
+          }
+    CHECK(wrong_rule == 0);
+    CHECK(wrong_value == 0);
+    double const frac = double(kept) / double(n), sd = std::sqrt(p * (1 - p) / double(n));
+    INFO("kept fraction ", frac);
+    CHECK(std::abs(frac - (1 - p)) < 5 * sd);
+    // (b, h) blocks have independent masks: batch element 0 vs 1, head 0 vs 1.
+    std::int64_t const blk = d.tq * d.tk;
+    auto differ = [&](std::int64_t a, std::int64_t c) {
+      std::int64_t k = 0;
+      for (std::int64_t e = 0; e < blk; ++e)
+        k += pattern[std::size_t(a * blk + e)] != pattern[std::size_t(c * blk + e)];
+      return double(k) / double(blk);
+    };
+    CHECK(differ(0, 2) > p * (1 - p));  // b 0 vs b 1 (same head): 2 p (1 - p) expected
+    CHECK(differ(0, 1) > p * (1 - p));  // h 0 vs h 1
+  }
+}
+
+TEST_CASE("attention dropout: gradcheck of q and kv with the mask fixed by its key (with and without biases)") {
+  struct DCase {
+    char const* name;
+    AttentionMask mask;
+    AttentionDims d;
+    bool table, dense;
+  };
+  DCase cases[] = {
+      {"none, Tq != Tk", AttentionMask::none(), {2, 2, 3, 5, 3, 0}, false, false},
+      {"causal with prefix", AttentionMask::causal(), {2, 2, 5, 7, 2, 2}, false, false},
+      {"upsampling rates(1, 0, 2, 0)", AttentionMask::rates(1, 0, 2, 0), {2, 1, 6, 3, 3, 0}, false, false},
+      {"causal, Tq 70 (two query blocks)", AttentionMask::causal(), {1, 2, 70, 72, 2, 2}, false, false},
+      {"causal, table + dense", AttentionMask::causal(), {2, 2, 6, 9, 3, 3}, true, true},
+  };
+  for (auto const& c : cases) {
+    INFO("case: ", c.name);
+    AttentionDims const& d = c.d;
+    auto q = random_tensor<double>(Shape{d.batch, d.tq, d.width()}, 81);
+    auto kv = random_tensor<double>(Shape{d.batch, d.tk, 2 * d.width()}, 82);
+    auto table = random_tensor<double>(Shape{d.heads, 4}, 83);
+    auto dense = random_tensor<double>(Shape{d.batch, d.heads, d.tq, d.tk}, 84);
+    auto r = random_tensor<double>(q.shape(), 85);
+    DT out(q.shape()), probs(Shape{d.batch, d.heads, d.tq, d.tk}), dq(q.shape()), dkv(kv.shape()),
+        dtable(table.shape()), ddense(dense.shape());
+    DT scratch(Shape{hseq::ops::attention_backward_scratch(d, hseq::detail::max_threads())});
+    hseq::cpu::Context ctx;
+    Scores sc;
+    if (c.table) sc.table = table.cview();
+    if (c.dense) sc.dense = dense.cview();
+    sc.dropout = 0.25;
+    sc.dropout_key = {5, 6};
+    auto loss = [&] {
+      hseq::ops::attention_forward<double>(ctx, d, c.mask, 0.8, q.cview(), kv.cview(), out.view(), probs.view(), sc);
+      return hseq::test::dot<double>(out.cview(), r.cview());
+    };
+    auto grads = [&] {
+      hseq::ops::attention_forward<double>(ctx, d, c.mask, 0.8, q.cview(), kv.cview(), out.view(), probs.view(), sc);
+      std::fill(dtable.data(), dtable.data() + dtable.numel(), 0.0);
+      ScoreGrads g;
+      if (c.table) g.table = dtable.view();
+      if (c.dense) g.dense = ddense.view();
+      hseq::ops::attention_backward<double>(ctx, d, c.mask, 0.8, q.cview(), kv.cview(), out.cview(), probs.cview(),
+                                            r.cview(), dq.view(), dkv.view(), scratch.view(), sc, g);
+    };
+    hseq::test::GradCheck gc(hseq::test::GradcheckOptions{1e-6, 1e-6, 1e-9, 96});
+    gc.input("q", q.view(), dq.view()).input("kv", kv.view(), dkv.view());
+    if (c.table) gc.input("table", table.view(), dtable.view());
+    if (c.dense) gc.input("dense", dense.view(), ddense.view());
+    gc.run(loss, grads);
+  }
+}
+
+TEST_CASE("attention dropout: rate 0 with a key is bit-identical to the plain call; bad rates throw") {
+  hseq::cpu::Context ctx;
+  AttentionDims d{2, 2, 70, 73, 3, 3};
+  auto q = random_tensor<double>(Shape{d.batch, d.tq, d.width()}, 91);
+  auto kv = random_tensor<double>(Shape{d.batch, d.tk, 2 * d.width()}, 92);
+  auto r = random_tensor<double>(q.shape(), 93);
+  DT out0(q.shape()), out1(q.shape()), p0(Shape{d.batch, d.heads, d.tq, d.tk}), p1(p0.shape());
+  DT dq0(q.shape()), dq1(q.shape()), dkv0(kv.shape()), dkv1(kv.shape());
+  DT scratch(Shape{hseq::ops::attention_backward_scratch(d, hseq::detail::max_threads())});
+  auto mask = AttentionMask::causal();
+  hseq::ops::attention_forward<double>(ctx, d, mask, 0.6, q.cview(), kv.cview(), out0.view(), p0.view());
+  hseq::ops::attention_backward<double>(ctx, d, mask, 0.6, q.cview(), kv.cview(), out0.cview(), p0.cview(), r.cview(),
+                                        dq0.view(), dkv0.view(), scratch.view());
+  Scores sc;
+  sc.dropout_key = {1, 2};  // a key, but rate 0
+  hseq::ops::attention_forward<double>(ctx, d, mask, 0.6, q.cview(), kv.cview(), out1.view(), p1.view(), sc);
+  hseq::ops::attention_backward<double>(ctx, d, mask, 0.6, q.cview(), kv.cview(), out1.cview(), p1.cview(), r.cview(),
+                                        dq1.view(), dkv1.view(), scratch.view(), sc);
+  CHECK(std::equal(out0.data(), out0.data() + out0.numel(), out1.data()));
+  CHECK(std::equal(p0.data(), p0.data() + p0.numel(), p1.data()));
+  CHECK(std::equal(dq0.data(), dq0.data() + dq0.numel(), dq1.data()));
+  CHECK(std::equal(dkv0.data(), dkv0.data() + dkv0.numel(), dkv1.data()));
+  for (double bad : {1.0, -0.5}) {
+    sc.dropout = bad;
+    CHECK(error_of([&] {
+            hseq::ops::attention_forward<double>(ctx, d, mask, 0.6, q.cview(), kv.cview(), out1.view(), p1.view(), sc);
+          }).find("attention dropout probability") != std::string::npos);
+  }
 }
 
 }  // namespace HSEQ_TEST_UNIT

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -137,6 +139,37 @@ TEST_CASE_TEMPLATE("dropout: backward uses the forward mask", T, float, double) 
   bad = 0;
   for (std::int64_t i = 0; i < n; ++i) bad += dy.data()[i] != expect[std::size_t(i)];
   CHECK(bad == 0);
+}
+
+TEST_CASE("dropout: dropout_kept is dropout_forward's rule; sub keys and derived streams are distinct") {
+  hseq::cpu::Context ctx;
+  std::int64_t const n = 2000;
+  double const p = 0.35;
+  DropoutKey const key{99, 12};
+  auto x = positive<double>(n, 6);
+  Tensor<double, hseq::cpu> y(x.shape());
+  hseq::ops::dropout_forward<double>(ctx, x.cview(), y.view(), p, key);
+  std::int64_t disagree = 0;
+  for (std::int64_t i = 0; i < n; ++i)
+    disagree += hseq::ops::dropout_kept(key, std::uint64_t(i), p) != (y.data()[i] != 0);
+  CHECK(disagree == 0);
+  CHECK(hseq::ops::dropout_kept(key, 5, 0.0));  // p = 0 keeps everything
+  // sub(i): the same seed, a stream that depends on i and on the parent stream, reproducibly.
+  CHECK(key.sub(3).seed == key.seed);
+  CHECK(key.sub(3).stream == key.sub(3).stream);
+  std::vector<std::uint64_t> streams;
+  for (std::uint64_t i = 0; i < 64; ++i) {
+    streams.push_back(key.sub(i).stream);
+    streams.push_back(DropoutKey{99, 13}.sub(i).stream);
+    streams.push_back(hseq::ops::derive_stream(12, 7, i));  // another tag
+  }
+  streams.push_back(key.stream);
+  std::sort(streams.begin(), streams.end());
+  CHECK(std::adjacent_find(streams.begin(), streams.end()) == streams.end());
+  // Neighbouring inputs give unrelated streams: about half of the 64 bits differ.
+  int const flipped = std::popcount(hseq::ops::derive_stream(0, 1, 0) ^ hseq::ops::derive_stream(0, 1, 1));
+  CHECK(flipped > 16);
+  CHECK(flipped < 48);
 }
 
 TEST_CASE("dropout: p outside [0, 1) and size mismatches throw") {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cmath>
@@ -110,6 +111,48 @@ struct TermLm : test::GainLm {
   mutable bool pending_reset = false;
 };
 static_assert(models::Model<TermLm, cpu, float>);
+
+/// A test model with the dropout hook (`Trace::dropout`, train/trainer.hpp): it records the stream of
+/// every forward, and its loss depends on the masks: the TransformerLm cross-entropy plus kLambda *
+/// mean(drop(w)^2) over ln_f.weight, with drop = inverted dropout at kRate under the trace's stream
+/// (no dropout when it is inactive), so a resumed run only repeats the loss sequence if it draws the
+/// same masks.
+struct DropLm : test::GainLm {
+  using GainLm::GainLm;
+  static constexpr char const* kKind = "drop_lm";
+  static constexpr double kRate = 0.5;
+  struct Trace {
+    Lm::Trace inner;
+    std::int64_t counted = 0;
+    View<float const, HostSpace> logits;
+    nn::DropoutStream dropout;
+    std::vector<float> dropped;  // drop(w), for backward
+  };
+  double forward(cpu::Context& ctx, View<std::int32_t const, HostSpace> ids, View<std::int32_t const, HostSpace> tg,
+                 Arena<HostSpace>& ws, Trace& tr) const {
+    seen.push_back(tr.dropout);
+    double ce = lm.forward(ctx, ids, tg, ws, tr.inner);
+    tr.counted = tr.inner.counted;
+    tr.logits = tr.inner.logits;
+    tr.dropped.resize(std::size_t(gain->value.numel()));
+    View<float, HostSpace> dv(tr.dropped.data(), gain->value.shape);
+    ops::dropout_forward<float>(ctx, gain->value, dv, tr.dropout.rate(kRate), tr.dropout.key(0));
+    double s = 0;
+    for (float v : tr.dropped) s += double(v) * double(v);
+    return ce + kLambda * s / double(tr.dropped.size());
+  }
+  void backward(cpu::Context& ctx, Trace& tr, Arena<HostSpace>& ws) const {
+    lm.backward(ctx, tr.inner, ws);
+    if (gain->frozen) return;
+    std::vector<float> g(tr.dropped.size());
+    for (std::size_t i = 0; i < g.size(); ++i) g[i] = float(kLambda * 2.0 * double(tr.dropped[i]) / double(g.size()));
+    View<float, HostSpace> gv(g.data(), gain->value.shape);
+    ops::dropout_backward<float>(ctx, gv, gv, tr.dropout.rate(kRate), tr.dropout.key(0));
+    for (std::size_t i = 0; i < g.size(); ++i) gain->grad[std::int64_t(i)] += g[i];
+  }
+  mutable std::vector<nn::DropoutStream> seen;  // the trace's stream at every forward
+};
+static_assert(models::Model<DropLm, cpu, float>);
 
 /// Bit-identity of two trainers' parameters and AdamW moments (flat [n] buffers).
 template <class M>
@@ -569,6 +612,56 @@ TEST_CASE("trainer: loss terms of the model are recorded per step, and the loss 
   CHECK(tt.step_bpc(loss) == tt.last_terms()[0].value / std::log(2.0));
   CHECK(tt.step_bpc(loss) != loss / std::log(2.0));
   CHECK(tp.step_bpc(plain_loss) == plain_loss / std::log(2.0));  // no terms: the loss itself
+}
+
+TEST_CASE("trainer: dropout is active in training with one stream per step and micro-batch, off in validation") {
+  cpu::Context ctx;
+  auto data = io::TextDataset::from_string(corpus(), "corpus", 0.1);
+  auto tc = tcfg();
+  tc.grad_accum = 2;
+  tc.seed = 4321;
+  DropLm m(tiny());
+  nn::ParamStore<cpu, float> p(m);
+  p.init(ctx, 7);
+  train::Trainer<cpu, float, DropLm> t(ctx, m, p, data, tc);
+  for (int s = 0; s < 3; ++s) t.step(ctx);
+  REQUIRE(m.seen.size() == 6);
+  std::vector<std::uint64_t> streams;
+  for (std::int64_t step = 0; step < 3; ++step)
+    for (std::int64_t micro = 0; micro < 2; ++micro) {
+      CAPTURE(step);
+      CAPTURE(micro);
+      nn::DropoutStream const& d = m.seen[std::size_t(step * 2 + micro)];
+      nn::DropoutStream const want = nn::training_dropout(4321, step, micro);
+      CHECK(d.active);
+      CHECK(d.seed == want.seed);
+      CHECK(d.stream == want.stream);
+      streams.push_back(d.stream);
+    }
+  std::sort(streams.begin(), streams.end());
+  CHECK(std::adjacent_find(streams.begin(), streams.end()) == streams.end());  // a new mask every time
+  // Validation: the evaluator's own trace, never active.
+  t.evaluate(ctx, 3);
+  REQUIRE(m.seen.size() > 6);
+  for (std::size_t i = 6; i < m.seen.size(); ++i) CHECK_FALSE(m.seen[i].active);
+  // The loss really depends on the masks: an inactive stream gives another loss for the same step.
+  DropLm::Trace off, on;
+  on.dropout = nn::training_dropout(4321, 3, 0);
+  std::vector<std::int32_t> ids(16 * 4, 65);
+  View<std::int32_t const, HostSpace> idv(ids.data(), Shape{4, 16});
+  Workspace<cpu> ws(m.forward_workspace(4, 16));
+  auto a = ws.arena();
+  double l_off = m.forward(ctx, idv, idv, a, off);
+  a.reset();
+  double l_on = m.forward(ctx, idv, idv, a, on);
+  CHECK(l_on != l_off);
+}
+
+TEST_CASE("trainer: a resumed run with dropout draws the uninterrupted run's masks (bit-exact losses)") {
+  check_resume<DropLm>(tiny(), tcfg(), 3, 0, "dropout");
+  auto tc = tcfg();
+  tc.grad_accum = 2;
+  check_resume<DropLm>(tiny(), tc, 5, 2, "dropout_accum");
 }
 
 TEST_CASE("trainer: phases freeze what they name, scale learning rates, tell the model, and follow the step") {

@@ -9,6 +9,13 @@
 /// ops/attention.hpp for the convention). On CUDA both run on the attention core's materialising
 /// path (ops/cuda/attention.cuh). `forward` can also return the attention mass each key received
 /// ([B, H, Tm + Tk], no gradient).
+///
+/// Attention dropout (`Config::dropout` = p): with an active `DropoutStream` (nn/dropout.hpp) given
+/// to `forward`, inverted dropout on the attention probabilities before they weight the values
+/// (ops/attention.hpp: the mask of weight (b, h, i, j) is a pure function of its key
+/// drop.key(kProbsSite) and (b, h, i, j); backward regenerates it). On CUDA that runs on the
+/// materialising path. Inactive (the default) or p = 0: exactly the attention without dropout.
+/// The cached paths (`forward_step`, `attend_cached`) never drop.
 #pragma once
 
 #include <algorithm>
@@ -19,6 +26,7 @@
 #include "hseq/backend/backend.hpp"
 #include "hseq/core/error.hpp"
 #include "hseq/core/workspace.hpp"
+#include "hseq/nn/dropout.hpp"
 #include "hseq/nn/linear.hpp"
 #include "hseq/nn/module.hpp"
 #include "hseq/nn/parameter.hpp"
@@ -64,7 +72,10 @@ class MultiHeadAttention {
     double init_std = 0.02;
     double out_init_std = 0.0;  ///< std of the output projection; 0 means init_std
     std::int64_t rel_distance = 0;  ///< D > 0: learned score bias rel_bias [H, D] by relative distance
+    double dropout = 0.0;  ///< attention-probability dropout rate in [0, 1) (applied with an active stream)
   };
+  /// Dropout site of the probabilities: their mask key is drop.key(kProbsSite).
+  static constexpr std::uint64_t kProbsSite = 0;
   /// Sizes of one call: queries [B, Tq, dim], keys/values [B, Tk, dim], memory [B, Tm, dim].
   struct Dims {
     std::int64_t batch = 0, tq = 0, tk = 0, tm = 0;
@@ -78,6 +89,7 @@ class MultiHeadAttention {
     MView kv_m;   // [B, Tm, 2 dim] projection of the memory
     MView stats;  // what the attention core saves: ops::attention_stats_shape (probabilities or LSE)
     MView att;    // [B, Tq, dim] attention output before the output projection
+    DropoutStream drop;  // forward's stream: backward regenerates the dropout mask from it
   };
 
   explicit MultiHeadAttention(Config c)
@@ -113,13 +125,17 @@ class MultiHeadAttention {
   }
 
   /// Self-attention: y = Attn(x, x).
-  Saved forward(Ctx& ctx, CView x, MView y, Arena<Space>& ws) const { return forward(ctx, x, x, CView{}, y, ws); }
+  Saved forward(Ctx& ctx, CView x, MView y, Arena<Space>& ws, DropoutStream drop = {}) const {
+    return forward(ctx, x, x, CView{}, y, ws, MView{}, drop);
+  }
 
   /// y[B, Tq, dim] = Wo · softmax(mask(Q K^T / sqrt(dh))) V with Q = Wq xq, [K V] = Wkv [mem; xkv].
   /// `mem` [B, Tm, dim] may be empty; its keys are visible to every query. `key_mass` [B, H, Tm + Tk]
   /// (optional output, no gradient): the attention probability each key received, summed over the
-  /// queries (memory keys first).
-  Saved forward(Ctx& ctx, CView xq, CView xkv, CView mem, MView y, Arena<Space>& ws, MView key_mass = {}) const {
+  /// queries (memory keys first; undropped probabilities). `drop`: the dropout stream (inactive:
+  /// no dropout; see the file comment).
+  Saved forward(Ctx& ctx, CView xq, CView xkv, CView mem, MView y, Arena<Space>& ws, MView key_mass = {},
+                DropoutStream drop = {}) const {
     Dims d{xq.rank() == 3 ? xq.size(0) : 0, xq.rank() == 3 ? xq.size(1) : 0, xkv.rank() == 3 ? xkv.size(1) : 0,
            mem.empty() ? 0 : (mem.rank() == 3 ? mem.size(1) : -1)};
     std::int64_t w = cfg_.dim;
@@ -130,13 +146,14 @@ class MultiHeadAttention {
     HSEQ_CHECK(mem.empty() || (mem.rank() == 3 && mem.size(0) == d.batch && mem.size(2) == w),
                "MultiHeadAttention: memory " << mem.shape << " must be [" << d.batch << ", Tm, " << w << "]");
     Saved s = carve(ws, d);
+    s.drop = drop;
     s.q_lin = q_.forward(ctx, xq, s.q, ws);
     s.kv_lin = kv_.forward(ctx, xkv, s.kv_x, ws);
     if (d.tm > 0) {
       s.mem_lin = kv_.forward(ctx, mem, s.kv_m, ws);
       concat_time<T>(ctx, s.kv_m, s.kv_x, s.kv);
     }
-    auto sc = scores();
+    auto sc = scores(drop);
     sc.key_mass = key_mass;
     ops::attention_forward<T>(ctx, dims_of(d), cfg_.mask, scale(), s.q, s.kv, s.att, s.stats, sc);
     s.out_lin = out_.forward(ctx, s.att, y, ws);
@@ -246,7 +263,7 @@ class MultiHeadAttention {
     ops::AttentionScoreGrads<T, Space> dsc;
     if (cfg_.rel_distance > 0 && !rel_.frozen) dsc.table = rel_.grad;  // empty: no table gradient
     ops::attention_backward<T>(ctx, dims_of(d), cfg_.mask, scale(), s.q, s.kv, s.att, s.stats, datt, dq, dkv, scratch,
-                               scores(), dsc);
+                               scores(s.drop), dsc);
     q_.backward(ctx, s.q_lin, dq, dxq, ws);
     MView dkv_x = dkv, dkv_m;
     if (d.tm > 0) {
@@ -269,15 +286,21 @@ class MultiHeadAttention {
     HSEQ_CHECK(c.dim > 0 && c.heads > 0, "MultiHeadAttention: dim " << c.dim << " and heads " << c.heads
                                                                      << " must be positive");
     HSEQ_CHECK(c.rel_distance >= 0, "MultiHeadAttention: rel_distance " << c.rel_distance << " must be >= 0");
+    checked_dropout_rate(c.dropout, "MultiHeadAttention: dropout");
     HSEQ_CHECK(c.dim % c.heads == 0,
                "MultiHeadAttention: heads " << c.heads << " do not divide the width " << c.dim);
     return c;
   }
   T scale() const { return T(1.0 / std::sqrt(double(head_dim()))); }
-  /// The score modifiers of this module: the relative-distance table when configured, else none.
-  ops::AttentionScores<T, Space> scores() const {
+  /// The score modifiers of this module: the relative-distance table when configured, and the
+  /// probability dropout when `drop` is active and the rate positive; else none.
+  ops::AttentionScores<T, Space> scores(DropoutStream drop = {}) const {
     ops::AttentionScores<T, Space> sc;
     if (cfg_.rel_distance > 0) sc.table = rel_.value;
+    if (drop.rate(cfg_.dropout) > 0) {
+      sc.dropout = cfg_.dropout;
+      sc.dropout_key = drop.key(kProbsSite);
+    }
     return sc;
   }
   ops::AttentionDims dims_of(Dims d) const {

@@ -9,6 +9,10 @@
 ///
 /// Parameters are named "<l>.<block's names>" under the caller's prefix ("blocks.0.ln1.weight"),
 /// which are the names the models have always used, so checkpoints stay loadable.
+///
+/// Dropout: `forward`'s trailing `DropoutStream drop` (nn/dropout.hpp) reaches block l as
+/// drop.child(l), so every block draws its own masks, when the block takes a stream
+/// (`BackboneWithDropout`: TransformerBlock, with its Config's rates); other blocks ignore it.
 #pragma once
 
 #include <algorithm>
@@ -23,6 +27,7 @@
 #include "hseq/core/tensor.hpp"
 #include "hseq/core/workspace.hpp"
 #include "hseq/nn/backbone_policy.hpp"
+#include "hseq/nn/dropout.hpp"
 #include "hseq/nn/module.hpp"
 #include "hseq/nn/transformer_block.hpp"
 
@@ -38,6 +43,17 @@ template <class Blk, class B, class T>
 concept ModelBackbonePolicy =
     BackbonePolicy<Blk, B, T> &&
     std::constructible_from<typename Blk::Config, typename TransformerBlock<B, T>::Config const&>;
+
+/// A backbone policy whose forward also takes a memory (empty here) and a dropout stream after the
+/// workspace, `forward(ctx, x, y, ws, mem, drop)`, as TransformerBlock's does: BlockStack hands such
+/// a block its dropout sub-stream. (An optional protocol: blocks without it run without dropout.)
+template <class Blk, class B, class T>
+concept BackboneWithDropout =
+    BackbonePolicy<Blk, B, T> &&
+    requires(Blk const& m, typename B::Context& ctx, View<T const, typename B::Space> x, View<T, typename B::Space> y,
+             Arena<typename B::Space>& ws, DropoutStream drop) {
+      { m.forward(ctx, x, y, ws, View<T const, typename B::Space>{}, drop) } -> std::same_as<typename Blk::Saved>;
+    };
 // clang-format on
 
 template <Backend B, class T, class Block = TransformerBlock<B, T>>
@@ -100,8 +116,9 @@ class BlockStack {
 
   /// Runs the blocks in order on x [B, T, C]. Each block's output is carved from ws and kept for
   /// backward (x must stay unchanged until then). Returns the last output: a view into ws, or x
-  /// itself when the stack is empty (so an empty stack costs no copy).
-  CView forward(Ctx& ctx, CView x, Saved& s, Arena<Space>& ws) const {
+  /// itself when the stack is empty (so an empty stack costs no copy). `drop`: the dropout stream
+  /// (block l gets drop.child(l); inactive, the default: no dropout).
+  CView forward(Ctx& ctx, CView x, Saved& s, Arena<Space>& ws, DropoutStream drop = {}) const {
     HSEQ_CHECK(x.rank() == 3 && x.size(2) == cfg_.block.dim,
                "BlockStack(dim " << cfg_.block.dim << "): x " << x.shape << " (expected [B, T, dim])");
     s.outs.resize(blocks_.size());
@@ -109,7 +126,10 @@ class BlockStack {
     CView cur = x;
     for (std::size_t l = 0; l < blocks_.size(); ++l) {
       s.outs[l] = take_output(ws, x.shape);
-      s.blocks[l] = blocks_[l].forward(ctx, cur, s.outs[l], ws);
+      if constexpr (BackboneWithDropout<Block, B, T>)
+        s.blocks[l] = blocks_[l].forward(ctx, cur, s.outs[l], ws, CView{}, drop.child(l));
+      else
+        s.blocks[l] = blocks_[l].forward(ctx, cur, s.outs[l], ws);
       cur = s.outs[l];
     }
     return cur;

@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: MIT
 /// @file
-/// @brief `Mlp`: the Transformer feed-forward block, fc2(gelu(fc1(x))).
+/// @brief `Mlp`: the Transformer feed-forward block, fc2(drop(gelu(fc1(x)))).
+///
+/// `drop`: inverted dropout of the hidden activation at rate `Config::dropout`, applied only with an
+/// active `DropoutStream` (nn/dropout.hpp) given to `forward`; its mask (key drop.key(kHiddenSite))
+/// is regenerated in backward. Inactive (the default) or rate 0: exactly fc2(gelu(fc1(x))).
 #pragma once
 
 #include <cstdint>
@@ -9,8 +13,10 @@
 #include "hseq/backend/backend.hpp"
 #include "hseq/core/error.hpp"
 #include "hseq/core/workspace.hpp"
+#include "hseq/nn/dropout.hpp"
 #include "hseq/nn/linear.hpp"
 #include "hseq/nn/module.hpp"
+#include "hseq/ops/dropout.hpp"
 #include "hseq/ops/elementwise.hpp"
 
 namespace hseq::nn {
@@ -29,11 +35,15 @@ class Mlp {
     bool bias = true;
     double init_std = 0.02;
     double out_init_std = 0.0;  ///< std of fc2's weights; 0 means init_std
+    double dropout = 0.0;       ///< hidden-activation dropout rate in [0, 1) (applied with an active stream)
   };
+  /// Dropout site of the hidden activation: its mask key is drop.key(kHiddenSite).
+  static constexpr std::uint64_t kHiddenSite = 0;
   struct Saved {
     typename Linear<B, T>::Saved fc1, fc2;
     MView h;  // [N, hidden] pre-activation
-    MView a;  // [N, hidden] gelu(h)
+    MView a;  // [N, hidden] gelu(h), dropped in place when dropout is on (fc2's input)
+    DropoutStream drop;  // forward's stream: backward regenerates the mask from it
   };
 
   explicit Mlp(Config c)
@@ -53,12 +63,14 @@ class Mlp {
   }
   std::size_t backward_workspace(std::int64_t rows) const { return aligned_bytes<T>(rows * cfg_.hidden); }
 
-  /// y[N, dim] = fc2(gelu(fc1(x[N, dim]))).
-  Saved forward(Ctx& ctx, CView x, MView y, Arena<Space>& ws) const {
+  /// y[N, dim] = fc2(drop(gelu(fc1(x[N, dim])))); `drop` inactive (the default): no dropout.
+  Saved forward(Ctx& ctx, CView x, MView y, Arena<Space>& ws, DropoutStream drop = {}) const {
     HSEQ_CHECK(x.cols() == cfg_.dim && y.shape == x.shape, "Mlp(" << cfg_.dim << "): x " << x.shape << ", y " << y.shape);
     Saved s = carve(ws, x.rows());
+    s.drop = drop;
     s.fc1 = fc1_.forward(ctx, x, s.h, ws);
     ops::gelu_forward<T>(ctx, s.h, s.a);
+    if (double p = drop.rate(cfg_.dropout); p > 0) ops::dropout_forward<T>(ctx, s.a, s.a, p, drop.key(kHiddenSite));
     s.fc2 = fc2_.forward(ctx, s.a, y, ws);
     return s;
   }
@@ -66,7 +78,8 @@ class Mlp {
   void backward(Ctx& ctx, Saved const& s, CView dy, MView dx, Arena<Space>& ws) const {
     ArenaScope<Space> scope(ws);
     MView da = ws.template take<T>(s.a.shape, "Mlp.da");  // [N, hidden]
-    fc2_.backward(ctx, s.fc2, dy, da, ws);
+    fc2_.backward(ctx, s.fc2, dy, da, ws);  // d(dropped a); fc2's weight gradient used the dropped a
+    if (double p = s.drop.rate(cfg_.dropout); p > 0) ops::dropout_backward<T>(ctx, da, da, p, s.drop.key(kHiddenSite));
     ops::gelu_backward<T>(ctx, s.h, da, da);  // da becomes dh in place
     fc1_.backward(ctx, s.fc1, da, dx, ws);
   }
@@ -74,6 +87,7 @@ class Mlp {
  private:
   static Config normalise(Config c) {
     HSEQ_CHECK(c.dim > 0 && c.hidden >= 0, "Mlp: dim must be positive, got dim " << c.dim << ", hidden " << c.hidden);
+    checked_dropout_rate(c.dropout, "Mlp: dropout");
     if (c.hidden == 0) c.hidden = 4 * c.dim;
     return c;
   }

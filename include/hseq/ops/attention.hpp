@@ -33,15 +33,29 @@
 /// mass[b, h, j] = sum_i softmax weight of key j for query i (how much attention each key
 /// receives, for "most-used" memory compression); it is an output only, with no gradient. The CUDA
 /// overloads support all of them through a materialising path (ops/cuda/attention.cuh).
+///
+/// Attention dropout (`AttentionScores::dropout` = p > 0, with `dropout_key`): inverted dropout on
+/// the probabilities between the softmax and P V,
+///   out_i = sum_j P'[b, h, i, j] v_j,   P' = P * keep / (1 - p),
+/// where keep[b, h, i, j] = ops::dropout_kept(dropout_key.sub(b), (h Tq + i) Tk + j, p): a pure
+/// function of (b, h, i, j), the rule ops::dropout_forward applies to batch element b's [H, Tq, Tk]
+/// probabilities, so the CUDA path (which drops them with that op) drops the same weights. The saved
+/// probabilities (CPU `probs`) and the key mass stay undropped; backward regenerates the mask:
+/// dV = P'^T dO, dP = (dO V^T) * keep / (1 - p), then the softmax backward with the undropped P.
+/// On the CPU, forward takes one [64, Tk] block per thread for P' (a heap buffer, only when p > 0)
+/// and backward reuses its dP scratch for it. The CUDA overloads run dropout on the materialising
+/// path.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "hseq/backend/cpu.hpp"
 #include "hseq/core/error.hpp"
 #include "hseq/core/tensor_view.hpp"
 #include "hseq/ops/attention_mask.hpp"
+#include "hseq/ops/dropout.hpp"
 #include "hseq/ops/gemm.hpp"
 #include "hseq/ops/softmax.hpp"
 
@@ -65,8 +79,11 @@ struct AttentionScores {
   View<T const, Space> dense{};  ///< [B, H, Tq, Tk] precomputed bias per query and key
   std::int64_t q_pos0 = -1;      ///< key row of query row 0 for the distance; -1 means `prefix`
   View<T, Space> key_mass{};     ///< [B, H, Tk] out (forward): attention mass each key receives
+  double dropout = 0;            ///< probability of dropping each attention weight (0: none), in [0, 1)
+  DropoutKey dropout_key{};      ///< the mask's key (batch element b uses dropout_key.sub(b))
   bool has_bias() const { return !table.empty() || !dense.empty(); }
-  bool any() const { return has_bias() || !key_mass.empty(); }
+  bool drops() const { return dropout > 0; }
+  bool any() const { return has_bias() || !key_mass.empty() || drops(); }
   std::int64_t origin(std::int64_t prefix) const { return q_pos0 >= 0 ? q_pos0 : prefix; }
 };
 /// Gradients of the score biases (attention_backward): `table` [H, D] is accumulated (+=, like a
@@ -102,6 +119,24 @@ void check_scores(AttentionDims const& d, AttentionScores<T, S> const& sc, char 
   HSEQ_CHECK(sc.key_mass.empty() || sc.key_mass.shape == (Shape{d.batch, d.heads, d.tk}),
              who << ": key mass " << sc.key_mass.shape << " is not [B, H, Tk] = " << Shape{d.batch, d.heads, d.tk});
   HSEQ_CHECK(sc.q_pos0 >= -1, who << ": q_pos0 " << sc.q_pos0 << " must be >= 0 (or -1: the prefix)");
+  HSEQ_CHECK(sc.dropout >= 0.0 && sc.dropout < 1.0,
+             who << ": attention dropout probability " << sc.dropout << " outside [0, 1)");
+}
+/// Index of weight (h, i, j) in batch element b's attention-dropout mask (see the file comment).
+inline std::uint64_t attention_dropout_index(AttentionDims const& d, std::int64_t h, std::int64_t i, std::int64_t j) {
+  return std::uint64_t((h * d.tq + i) * d.tk + j);
+}
+/// dst[r, j] = src[r, j] * keep(h, i0 + r, j) / (1 - p) for rows r < rows and keys j < kend
+/// (strides ld_src, ld_dst): a block of P' (or of dP' from dP) on the CPU.
+template <class T>
+void attention_dropout_block(AttentionDims const& d, DropoutKey key, double p, std::int64_t h, std::int64_t i0,
+                             std::int64_t rows, std::int64_t kend, T const* src, std::int64_t ld_src, T* dst,
+                             std::int64_t ld_dst) {
+  T const s = T(1.0 / (1.0 - p));
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t j = 0; j < kend; ++j)
+      dst[r * ld_dst + j] =
+          dropout_kept(key, attention_dropout_index(d, h, i0 + r, j), p) ? src[r * ld_src + j] * s : T(0);
 }
 template <class T, class S>
 void check_score_grads(AttentionDims const& d, AttentionScores<T, S> const& sc, AttentionScoreGrads<T, S> const& g,
@@ -141,6 +176,11 @@ void attention_forward(cpu::Context&, AttentionDims const& d, AttentionMask mask
   HSEQ_CHECK(probs.shape == (Shape{d.batch, d.heads, d.tq, d.tk}),
              "attention_forward: probs " << probs.shape << " is not [B, H, Tq, Tk]");
   std::int64_t const w = d.width(), bh = d.batch * d.heads;
+  // Attention dropout: P' of the current query block, one [64, Tk] block per thread (P itself
+  // stays in `probs`, undropped, for backward).
+  bool const drops = sc.drops();
+  std::vector<T> dropped;
+  if (drops) dropped.resize(std::size_t(hseq::detail::max_threads() * kAttentionQueryBlock * d.tk));
 #pragma omp parallel for schedule(dynamic, 1) if (bh > 1)
   for (std::int64_t p = 0; p < bh; ++p) {
     std::int64_t b = p / d.heads, h = p % d.heads;
@@ -149,6 +189,8 @@ void attention_forward(cpu::Context&, AttentionDims const& d, AttentionMask mask
     T const* vb = kb + w;
     T* ob = out.data + b * d.tq * w + h * d.head_dim;
     T* pb = probs.data + p * d.tq * d.tk;
+    DropoutKey const dkey = drops ? sc.dropout_key.sub(std::uint64_t(b)) : DropoutKey{};
+    T* dblk = drops ? dropped.data() + hseq::detail::thread_id() * kAttentionQueryBlock * d.tk : nullptr;
     for (std::int64_t i0 = 0; i0 < d.tq; i0 += kAttentionQueryBlock) {
       std::int64_t i1 = std::min(d.tq, i0 + kAttentionQueryBlock), rows = i1 - i0;
       std::int64_t kend = mask.visible(i1 - 1, d.tk, d.prefix);
@@ -175,7 +217,11 @@ void attention_forward(cpu::Context&, AttentionDims const& d, AttentionMask mask
         detail::softmax_row(row, row, vis, d.tk, T(1));
       }
       Mat<T, HostSpace> oblk(ob + i0 * w, rows, d.head_dim, w);
-      if (kend > 0)
+      if (kend > 0 && drops) {  // out = P' V with P' = P * keep / (1 - p)
+        detail::attention_dropout_block(d, dkey, sc.dropout, h, i0, rows, kend, pblk, d.tk, dblk, kend);
+        detail::gemm_host<T>(Trans::kNo, {dblk, rows, kend, kend}, Trans::kNo, {vb, kend, d.head_dim, 2 * w}, oblk,
+                             T(1), T(0));
+      } else if (kend > 0)
         detail::gemm_host<T>(Trans::kNo, {pblk, rows, kend, d.tk}, Trans::kNo, {vb, kend, d.head_dim, 2 * w}, oblk,
                              T(1), T(0));
       else
@@ -218,6 +264,7 @@ void attention_backward(cpu::Context&, AttentionDims const& d, AttentionMask mas
                                                << " threads (was the workspace planned with fewer threads?)");
   std::int64_t const w = d.width(), bh = d.batch * d.heads;
   std::int64_t const q0 = sc.origin(d.prefix), dmax = sc.table.empty() ? 1 : sc.table.size(1);
+  bool const drops = sc.drops();
   auto one = [&](std::int64_t p) {
     std::int64_t b = p / d.heads, h = p % d.heads;
     T const* qb = q.data + b * d.tq * w + h * d.head_dim;
@@ -229,6 +276,7 @@ void attention_backward(cpu::Context&, AttentionDims const& d, AttentionMask mas
     T* dvb = dkb + w;
     T const* pb = probs.data + p * d.tq * d.tk;
     T* ds = scratch.data + hseq::detail::thread_id() * kAttentionQueryBlock * d.tk;
+    DropoutKey const dkey = drops ? sc.dropout_key.sub(std::uint64_t(b)) : DropoutKey{};
     for (std::int64_t j = 0; j < d.tk; ++j) {
       std::fill(dkb + j * 2 * w, dkb + j * 2 * w + d.head_dim, T(0));
       std::fill(dvb + j * 2 * w, dvb + j * 2 * w + d.head_dim, T(0));
@@ -246,11 +294,22 @@ void attention_backward(cpu::Context&, AttentionDims const& d, AttentionMask mas
       }
       Mat<T const, HostSpace> pblk(pb + i0 * d.tk, rows, kend, d.tk);
       Mat<T const, HostSpace> doblk(dob + i0 * w, rows, d.head_dim, w);
-      // dP = dO V^T   [rows, kend]
-      detail::gemm_host<T>(Trans::kNo, doblk, Trans::kYes, {vb, kend, d.head_dim, 2 * w}, {ds, rows, kend, kend}, T(1),
-                           T(0));
-      // dV += P^T dO  [kend, dh]
-      detail::gemm_host<T>(Trans::kYes, pblk, Trans::kNo, doblk, {dvb, kend, d.head_dim, 2 * w}, T(1), T(1));
+      if (drops) {
+        // With attention dropout the dP block first holds P' for dV += P'^T dO, then dP' = dO V^T,
+        // then dP = dP' * keep / (1 - p) (the same mask, regenerated).
+        detail::attention_dropout_block(d, dkey, sc.dropout, h, i0, rows, kend, pblk.data, d.tk, ds, kend);
+        detail::gemm_host<T>(Trans::kYes, {ds, rows, kend, kend}, Trans::kNo, doblk, {dvb, kend, d.head_dim, 2 * w},
+                             T(1), T(1));
+        detail::gemm_host<T>(Trans::kNo, doblk, Trans::kYes, {vb, kend, d.head_dim, 2 * w}, {ds, rows, kend, kend},
+                             T(1), T(0));
+        detail::attention_dropout_block(d, dkey, sc.dropout, h, i0, rows, kend, ds, kend, ds, kend);
+      } else {
+        // dP = dO V^T   [rows, kend]
+        detail::gemm_host<T>(Trans::kNo, doblk, Trans::kYes, {vb, kend, d.head_dim, 2 * w}, {ds, rows, kend, kend},
+                             T(1), T(0));
+        // dV += P^T dO  [kend, dh]
+        detail::gemm_host<T>(Trans::kYes, pblk, Trans::kNo, doblk, {dvb, kend, d.head_dim, 2 * w}, T(1), T(1));
+      }
       // dS = scale * P (dP - rowsum(P dP))
       for (std::int64_t i = 0; i < rows; ++i) {
         std::int64_t vis = mask.visible(i0 + i, d.tk, d.prefix);

@@ -14,10 +14,36 @@
 
 namespace hseq::ops {
 
+/// A 64-bit stream id derived from (stream, tag, i): two rounds of the splitmix64 finaliser, so
+/// nearby inputs (layer 0, 1, 2, ...; step 7, 8) give unrelated outputs and a tag keeps the
+/// derivations of different purposes (a layer's sub-stream, a site's key, a batch element's key)
+/// apart. Pure and cheap: the modules derive their keys on the host at every call instead of
+/// storing them.
+inline std::uint64_t derive_stream(std::uint64_t stream, std::uint64_t tag, std::uint64_t i) {
+  auto fmix = [](std::uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  };
+  return fmix(fmix(stream ^ (tag * 0x9E3779B97F4A7C15ull)) + i * 0xD1B54A32D192ED03ull + 1);
+}
+
 /// Identifies one dropout mask: element i is kept iff philox_uniform(seed, stream, i) >= p.
 struct DropoutKey {
   std::uint64_t seed = 0, stream = 0;
+  /// Tag of `sub`'s derivation.
+  static constexpr std::uint64_t kSubTag = 0x5B;
+  /// The key of part i of a larger mask (the attention core: one per batch element), a distinct
+  /// stream of the same seed.
+  DropoutKey sub(std::uint64_t i) const { return {seed, derive_stream(stream, kSubTag, i)}; }
 };
+
+/// Whether element `index` of mask `key` survives dropout with probability p (the rule
+/// dropout_forward applies, for code that applies the mask to data it does not hold as one
+/// buffer: the CPU attention core).
+inline bool dropout_kept(DropoutKey key, std::uint64_t index, double p) {
+  return p == 0.0 || philox_uniform(key.seed, key.stream, index) >= p;
+}
 
 /// y = x * keep / (1 - p). p = 0 copies. `y` may alias `x`.
 template <class T>

@@ -35,6 +35,12 @@
 ///     CSV log has a fixed set of columns from the first row on and across phases and resumes
 ///     (`loss_term_names()`); without it the names in a default-constructed `M::Trace`'s terms are
 ///     the declaration (empty names skipped).
+///   - Dropout: when `M::Trace` has a member `dropout` (an `nn::DropoutStream`, nn/dropout.hpp),
+///     the trainer sets it before every training forward to `nn::training_dropout(seed, step,
+///     micro)`: active, with a stream of its own per step and micro-batch, from the data seed
+///     (TrainerConfig::seed, or the task's), so a resumed run draws the masks the uninterrupted one
+///     would. The model hands it to its modules (their Configs hold the rates). The evaluator's
+///     own trace leaves it inactive, so validation never drops.
 ///   - `set_phase(std::string_view)`: see phases above.
 ///   - `reset_state(ctx)`: called before a micro-batch that does not continue the previous one
 ///     (`Task::continues()`), for models that carry a memory across batches.
@@ -73,6 +79,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -89,6 +96,7 @@
 #include "hseq/io/text_dataset.hpp"
 #include "hseq/models/memory_model.hpp"
 #include "hseq/models/model.hpp"
+#include "hseq/nn/dropout.hpp"
 #include "hseq/nn/parameter.hpp"
 #include "hseq/ops/elementwise.hpp"
 #include "hseq/train/adamw.hpp"
@@ -388,6 +396,7 @@ class Trainer {
       if constexpr (requires(M& m, Ctx& c) { m.reset_state(c); })
         if (!task_.continues()) model_.reset_state(ctx);
       upload_batch(ctx);
+      set_dropout(micro);
       auto arena = ws_.arena();
       loss_sum += model_.forward(ctx, ids_.cview(), targets_.cview(), arena, trace_);
       record_terms(micro);
@@ -677,6 +686,17 @@ class Trainer {
     for (auto const& pat : ph.frozen) params_.set_frozen(pat, true);
     for (auto const& g : ph.lr_scale) params_.set_lr_scale(g.pattern, g.scale);
     if constexpr (requires(M& m, std::string_view n) { m.set_phase(n); }) model_.set_phase(std::string_view(ph.name));
+  }
+  /// Activates the model's dropout for micro-batch `micro` of this step (see the file comment,
+  /// "Dropout"); nothing for a model whose trace has no `dropout`.
+  void set_dropout(std::int64_t micro) {
+    if constexpr (requires(typename M::Trace& tr) { tr.dropout; }) {
+      static_assert(std::same_as<std::remove_cvref_t<decltype(trace_.dropout)>, nn::DropoutStream>,
+                    "Trainer: M::Trace::dropout must be an nn::DropoutStream");
+      trace_.dropout = nn::training_dropout(data_seed_, state_.step, micro);
+    } else {
+      (void)micro;
+    }
   }
   /// Copies the model's loss terms of micro-batch `micro` (summed over the micro-batches; step()
   /// divides by their count).

@@ -29,6 +29,8 @@ namespace {
 struct BlockCase : MmCase {
   std::int64_t bsz, t, tm, dim, heads, hidden;
   AttentionMask mask;
+  double attn_dropout = 0, resid_dropout = 0, ff_dropout = 0;  // the Config's rates
+  nn::DropoutStream drop;                                      // forward's stream (inactive: none)
   BlockCase(std::int64_t b, std::int64_t tt, std::int64_t m_, std::int64_t d, std::int64_t h, std::int64_t hid,
             AttentionMask m)
       : bsz(b), t(tt), tm(m_), dim(d), heads(h), hidden(hid), mask(m) {
@@ -41,7 +43,13 @@ struct BlockCase : MmCase {
   template <class B, class T>
   auto make() const {
     using M = nn::TransformerBlock<B, T>;
-    return std::make_unique<M>(typename M::Config{.dim = dim, .heads = heads, .mlp_hidden = hidden, .mask = mask});
+    return std::make_unique<M>(typename M::Config{.dim = dim,
+                                                  .heads = heads,
+                                                  .mlp_hidden = hidden,
+                                                  .mask = mask,
+                                                  .attn_dropout = attn_dropout,
+                                                  .resid_dropout = resid_dropout,
+                                                  .ff_dropout = ff_dropout});
   }
   template <class M>
   std::size_t plan(M const& m) const {
@@ -50,10 +58,23 @@ struct BlockCase : MmCase {
   template <class M, class C, class T, class S>
   void apply(C& ctx, M const& m, MmIo<T, S>& io, Arena<S>& a, bool bw) const {
     View<T const, S> mem = tm > 0 ? io.in[1] : View<T const, S>{};
-    auto s = m.forward(ctx, io.in[0], io.out[0], a, mem);
+    auto s = m.forward(ctx, io.in[0], io.out[0], a, mem, drop);
     if (bw) m.backward(ctx, s, io.dout[0], io.din[0], a, tm > 0 ? io.din[1] : View<T, S>{});
   }
 };
+
+/// A block case with every dropout active on a fixed stream: the GPU must drop what the CPU drops
+/// (same masks, from the same keys) in forward and backward. Attention dropout runs on the
+/// materialising attention path, so no flash kernel may be dispatched (attn_head 0).
+BlockCase dropout_case(BlockCase c) {
+  c.name += ", dropout 0.2 / 0.1 / 0.3 (attention / residual / feed-forward)";
+  c.attn_dropout = 0.2;
+  c.resid_dropout = 0.1;
+  c.ff_dropout = 0.3;
+  c.drop = nn::DropoutStream{0xABCDEF0123ull, 0x77ull, true};
+  c.attn_head = 0;
+  return c;
+}
 
 /// A causal TransformerBlock: full forward, and forward_step (prefill of 4, then one at a time).
 template <class B, class T>
@@ -88,6 +109,13 @@ TEST_CASE("cuda modules: TransformerBlock causal and unmasked, and with a memory
   mm_both(BlockCase(2, 12, 6, 32, 4, 64, AttentionMask::causal()), BlockCase(2, 4, 3, 6, 3, 8, AttentionMask::causal()),
           15);
   mm_compare(BlockCase(2, 21, 0, 64, 2, 128, AttentionMask::causal()), 38);  // head size 32
+}
+
+TEST_CASE("cuda modules: TransformerBlock with dropout active drops the CPU's elements (compare, gradcheck)") {
+  mm_both(dropout_case(BlockCase(2, 21, 0, 32, 4, 64, AttentionMask::causal())),
+          dropout_case(BlockCase(2, 5, 0, 8, 2, 12, AttentionMask::causal())), 24);
+  mm_both(dropout_case(BlockCase(2, 12, 6, 32, 4, 64, AttentionMask::none())),
+          dropout_case(BlockCase(2, 4, 3, 6, 3, 8, AttentionMask::causal())), 25);
 }
 
 TEST_CASE("cuda modules: TransformerBlock forward_step equals the full forward") {

@@ -222,6 +222,8 @@ namespace {
 // head sizes 5 and 64, and these score setups. The table gradient accumulates into a nonzero
 // buffer (+=, like a parameter gradient); the dense gradient starts as NaN (overwritten, zero where
 // masked). Tolerances: kAttentionTol (the path materialises the probabilities like the CPU does).
+// Attention dropout (`dropout` > 0, a fixed key) also runs on that path: the GPU must drop the same
+// weights as the CPU core (a different mask would move the outputs far beyond the tolerance).
 struct ScoreSetup {
   char const* name;
   std::int64_t table_d;  ///< D of the [H, D] distance table; 0: none
@@ -230,7 +232,9 @@ struct ScoreSetup {
   bool mass;             ///< the key mass output
   bool dense_grad;       ///< AttentionScoreGrads::dense requested
   std::int64_t q_pos0;   ///< -1: the prefix
+  double dropout = 0.0;  ///< attention dropout rate (key kDropKey)
 };
+constexpr ops::DropoutKey kDropKey{0x0123456789abcdefull, 0x5000000003ull};
 std::vector<ScoreSetup> score_setups() {
   return {
       {"table D 7 and its gradient", 7, true, false, false, false, -1},
@@ -239,6 +243,9 @@ std::vector<ScoreSetup> score_setups() {
       {"table D 80 + dense + key mass, both gradients, q_pos0 3", 80, true, true, true, true, 3},
       {"key mass only (flash forward and backward)", 0, false, false, true, false, -1},
       {"key mass + dense gradient without a dense bias", 0, false, false, true, true, -1},
+      {"attention dropout 0.3 alone", 0, false, false, false, false, -1, 0.3},
+      {"attention dropout 0.2 + table D 7 and its gradient + key mass", 7, true, false, true, false, -1, 0.2},
+      {"attention dropout 0.5 + dense bias and its gradient", 0, false, true, false, true, -1, 0.5},
   };
 }
 
@@ -276,6 +283,8 @@ void check_scored_attention_case(AttentionCase const& c, std::int64_t head_dim, 
   if (st.table_d > 0) sc.table = table.cview();
   if (st.dense) sc.dense = dense.cview();
   if (st.mass) sc.key_mass = mass.view();
+  sc.dropout = st.dropout;
+  sc.dropout_key = kDropKey;
   auto dtable = clone(dtable0);
   auto ddense = filled<T>(dense_shape, nan_v<T>());
   ops::AttentionScoreGrads<T, HostSpace> dsc;
@@ -304,6 +313,8 @@ void check_scored_attention_case(AttentionCase const& c, std::int64_t head_dim, 
   if (st.table_d > 0) gsc.table = gtable.cview();
   if (st.dense) gsc.dense = gdense.cview();
   if (st.mass) gsc.key_mass = gmass.view();
+  gsc.dropout = st.dropout;
+  gsc.dropout_key = kDropKey;
   ops::AttentionScoreGrads<T, DeviceSpace> gdsc;
   if (st.table_grad) gdsc.table = gdtable.view();
   if (st.dense_grad) gdsc.dense = gddense.view();
@@ -321,7 +332,7 @@ void check_scored_attention_case(AttentionCase const& c, std::int64_t head_dim, 
 
   // Which path ran: the flash kernels (one attention count per call) only without a bias in forward
   // and without a bias or score gradient in backward; the materialising path counts no attention.
-  bool const biased = st.table_d > 0 || st.dense;
+  bool const biased = st.table_d > 0 || st.dense || st.dropout > 0;  // dropout also materialises
   std::uint64_t const flash_calls = (biased ? 0 : 1) + (biased || st.table_grad || st.dense_grad ? 0 : 1);
   std::uint64_t counted = 0;
   for (std::uint64_t k : attention_counts(gctx)) counted += k;

@@ -16,12 +16,13 @@
 /// `cuda::Context::set_attention_kernels` (or HSEQ_CUDA_ATTENTION=mma|tiled|simple) selects the
 /// register-tiled or one-thread-per-row SIMT kernels instead, for comparisons.
 ///
-/// Score biases and the key mass (`AttentionScores`, see ops/attention.hpp) take a materialising path
-/// instead, composed of existing ops only (cuBLAS GEMMs, the masked softmax kernels, thrust adds, the
-/// embedding gather and scatter-add kernels): per batch element it holds the [H, Tq, Tk] scores in the
-/// context's grow-only scratch, and backward recomputes them (see attention_forward). No new kernel:
-/// a fused biased flash kernel may replace it once one has been verified on a GPU. This path has been
-/// compiled, not yet run on a GPU (test/cuda/ops/test_attention.cu holds its CPU parity cases).
+/// Score biases, attention dropout and the key mass (`AttentionScores`, see ops/attention.hpp) take a
+/// materialising path instead, composed of existing ops only (cuBLAS GEMMs, the masked softmax
+/// kernels, the dropout kernel, thrust adds, the embedding gather and scatter-add kernels): per batch
+/// element it holds the [H, Tq, Tk] scores in the context's grow-only scratch, and backward
+/// recomputes them (see attention_forward). No new kernel: a fused biased flash kernel may replace it
+/// once one has been verified on a GPU. This path has been compiled, not yet run on a GPU
+/// (test/cuda/ops/test_attention.cu holds its CPU parity cases; attention dropout: compiled only).
 #pragma once
 
 #include <cmath>
@@ -34,6 +35,7 @@
 #include "hseq/ops/cuda/attention_mma.cuh"
 #include "hseq/ops/cuda/attention_tiled.cuh"
 #include "hseq/ops/cuda/launch.cuh"
+#include "hseq/ops/dropout.hpp"
 #include "hseq/ops/elementwise.hpp"
 #include "hseq/ops/embedding.hpp"
 #include "hseq/ops/gemm.hpp"
@@ -448,15 +450,19 @@ void scored_attention_forward(cuda::Context& ctx, AttentionDims const& d, Attent
   T* probs = static_cast<T*>(s.probs);
   for (std::int64_t b = 0; b < d.batch; ++b) {
     scored_attention_probs<T>(ctx, d, mask, scale, q, kv, sc, s, b);
-    if (write_out) {  // out = P V
-      T const* vb = kv.data + b * d.kv_stride_rows() * 2 * w + w;
-      ops::gemm_strided_batched<T>(ctx, d.heads, Trans::kNo, {probs, d.tq, d.tk, d.tk}, n, Trans::kNo,
-                                   {vb, d.tk, dh, 2 * w}, dh, {out.data + b * d.tq * w, d.tq, dh, w}, dh, T(1), T(0));
-    }
     if (!sc.key_mass.empty())  // mass[b, h, :] = ones^T P[h] (column sums; masked entries are zero)
       ops::gemm_strided_batched<T>(ctx, d.heads, Trans::kNo, {static_cast<T const*>(s.ones), 1, d.tq, d.tq}, d.tq,
                                    Trans::kNo, {probs, d.tq, d.tk, d.tk}, n,
                                    {sc.key_mass.data + b * d.heads * d.tk, 1, d.tk, d.tk}, d.tk, T(1), T(0));
+    if (write_out) {  // out = P V (P' V with attention dropout: P dropped in place, after the key mass)
+      if (sc.drops()) {
+        View<T, DeviceSpace> pv(probs, Shape{d.heads, d.tq, d.tk});
+        ops::dropout_forward<T>(ctx, pv, pv, sc.dropout, sc.dropout_key.sub(std::uint64_t(b)));
+      }
+      T const* vb = kv.data + b * d.kv_stride_rows() * 2 * w + w;
+      ops::gemm_strided_batched<T>(ctx, d.heads, Trans::kNo, {probs, d.tq, d.tk, d.tk}, n, Trans::kNo,
+                                   {vb, d.tk, dh, 2 * w}, dh, {out.data + b * d.tq * w, d.tq, dh, w}, dh, T(1), T(0));
+    }
   }
 }
 
@@ -484,10 +490,21 @@ void scored_attention_backward(cuda::Context& ctx, AttentionDims const& d, Atten
     // dP = dO V^T;  dV = P^T dO (overwrites the first tk rows)
     ops::gemm_strided_batched<T>(ctx, d.heads, Trans::kNo, {dob, d.tq, dh, w}, dh, Trans::kYes, {vb, d.tk, dh, 2 * w},
                                  dh, {ds, d.tq, d.tk, d.tk}, n, T(1), T(0));
-    ops::gemm_strided_batched<T>(ctx, d.heads, Trans::kYes, {probs, d.tq, d.tk, d.tk}, n, Trans::kNo,
-                                 {dob, d.tq, dh, w}, dh, {dkb + w, d.tk, dh, 2 * w}, dh, T(1), T(0));
+    if (sc.drops()) {
+      // Attention dropout (the mask regenerated from its key): dP = (dO V^T) * keep / (1 - p); the
+      // softmax backward below needs the undropped P, so dV = P'^T dO comes after it.
+      ops::dropout_backward<T>(ctx, dsv, dsv, sc.dropout, sc.dropout_key.sub(std::uint64_t(b)));
+    } else {
+      ops::gemm_strided_batched<T>(ctx, d.heads, Trans::kYes, {probs, d.tq, d.tk, d.tk}, n, Trans::kNo,
+                                   {dob, d.tq, dh, w}, dh, {dkb + w, d.tk, dh, 2 * w}, dh, T(1), T(0));
+    }
     // dS = dL/dlogits = P (dP - rowsum(P dP)) over the visible keys, zero where masked (in place).
     ops::softmax_backward<T>(ctx, pv, dsv, dsv, mask, T(1), d.prefix);
+    if (sc.drops()) {  // P' = P * keep / (1 - p) in place (P is not needed after this), dV = P'^T dO
+      ops::dropout_forward<T>(ctx, pv, pv, sc.dropout, sc.dropout_key.sub(std::uint64_t(b)));
+      ops::gemm_strided_batched<T>(ctx, d.heads, Trans::kYes, {probs, d.tq, d.tk, d.tk}, n, Trans::kNo,
+                                   {dob, d.tq, dh, w}, dh, {dkb + w, d.tk, dh, 2 * w}, dh, T(1), T(0));
+    }
     if (!dsc.dense.empty()) ops::copy<T>(ctx, dsv, View<T, DeviceSpace>(dsc.dense.data + b * hn, pv.shape));
     if (use_dsum) {
       View<T, DeviceSpace> sumv(static_cast<T*>(s.dsum), pv.shape);
@@ -531,6 +548,11 @@ void scored_attention_backward(cuda::Context& ctx, AttentionDims const& d, Atten
 /// (about 2 H Tq Tk elements, plus Tq Tk int32 with a table) live in the context's grow-only scratch
 /// (`cuda::Context::scratch`): no allocation once it has grown. With a table the call synchronises
 /// the stream once (upload of the index). Compiled and documented, not yet run on a GPU.
+///
+/// Attention dropout (`sc.dropout` > 0) also takes the materialising path: after the softmax (and
+/// the key mass, which stays undropped) ops::dropout_forward drops batch element b's [H, Tq, Tk]
+/// probabilities in place with key sc.dropout_key.sub(b) before out = P' V, the mask of the CPU
+/// core (ops/attention.hpp); stats are NaN and backward regenerates P and the mask.
 template <class T>
 void attention_forward(cuda::Context& ctx, AttentionDims const& d, AttentionMask mask, T scale,
                        View<T const, DeviceSpace> q, View<T const, DeviceSpace> kv, View<T, DeviceSpace> out,
@@ -539,7 +561,7 @@ void attention_forward(cuda::Context& ctx, AttentionDims const& d, AttentionMask
   detail::check_scores(d, sc, "attention_forward");
   HSEQ_CHECK(stats.shape == attention_stats_shape(DeviceSpace{}, d),
              "attention_forward: stats " << stats.shape << " is not [B, H, Tq] = " << attention_stats_shape(DeviceSpace{}, d));
-  if (sc.has_bias()) {
+  if (sc.has_bias() || sc.drops()) {
     if (d.batch * d.heads == 0) return;
     ops::fill<T>(ctx, stats, std::numeric_limits<T>::quiet_NaN());  // unused: backward recomputes P
     cuda_detail::scored_attention_forward<T>(ctx, d, mask, scale, q, kv, out, sc, true);
@@ -600,7 +622,9 @@ void attention_forward(cuda::Context& ctx, AttentionDims const& d, AttentionMask
 /// `dsc.dense` [B, H, Tq, Tk] is overwritten with dS; `dsc.table` [H, D] is accumulated (+=) with
 /// dS summed over the batch (thrust adds) and then over the positions of each clamped distance by
 /// the embedding scatter-add kernel (runs of a host-built stable sort: deterministic, no atomics).
-/// The key mass has no gradient: a call with only `sc.key_mass` runs the flash backward.
+/// The key mass has no gradient: a call with only `sc.key_mass` runs the flash backward. With
+/// attention dropout: dP = (dO V^T) * keep / (1 - p) (ops::dropout_backward), dS from the undropped
+/// P, then P' = P * keep / (1 - p) in place and dV = P'^T dO.
 /// Temporaries (about 3 H Tq Tk elements, 4 with a table gradient and B > 1, plus up to 3 Tq Tk
 /// int32) live in the context's grow-only scratch. Compiled and documented, not yet run on a GPU.
 template <class T>
@@ -612,7 +636,7 @@ void attention_backward(cuda::Context& ctx, AttentionDims const& d, AttentionMas
   detail::check_attention(d, q, kv, dq, "attention_backward");
   detail::check_scores(d, sc, "attention_backward");
   detail::check_score_grads(d, sc, dsc, "attention_backward");
-  bool const scored = sc.has_bias() || dsc.any();
+  bool const scored = sc.has_bias() || sc.drops() || dsc.any();
   HSEQ_CHECK((scored && out.empty()) || out.shape == q.shape,
              "attention_backward: out " << out.shape << " differs from q " << q.shape
                                         << " (the CUDA backward needs forward's output)");
