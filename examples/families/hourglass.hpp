@@ -39,7 +39,9 @@ struct HourglassFamily {
         .flag("heads", "4", "attention heads (must divide --dim)")
         .flag("context", "128", "longest sequence the model sees (learned position table length)")
         .flag("hierarchy", "2@1 4@4 2@1",
-              "hourglass: LAYERS@FACTOR items with cumulative factors, a palindrome (\"2@1 2@2 2@8 2@2 2@1\" nests)");
+              "hourglass: LAYERS@FACTOR items with cumulative factors, a palindrome (\"2@1 2@2 2@8 2@2 2@1\" nests)")
+        .toggle("untied", "hourglass: separate output projection instead of the token embedding")
+        .toggle("no-closing-norm", "hourglass: no LayerNorm closing each stack (trax has them; version-1 models do not)");
   }
   template <class M>
   static void apply_flags(FlagReader const& r, typename M::Config& c) {
@@ -47,6 +49,8 @@ struct HourglassFamily {
     r.integer("heads", c.heads);
     r.integer("context", c.context);
     r.parsed("hierarchy", c.hierarchy, &hseq::hier::HierarchySpec::parse);
+    r.toggle("untied", c.tied, /*when_on=*/false);
+    r.toggle("no-closing-norm", c.closing_norm, /*when_on=*/false);
   }
   /// Benchmark rows: "2@1 4@4 2@1" at width 256 with attention resampling and with average pooling
   /// and repetition (against transformer/d256_L8), and a tiny case for ctest's bench.smoke.

@@ -23,7 +23,7 @@ struct TransformerLmFamily {
         .flag("layers", "4", "layers of the main stack (transformer: blocks; hierarchical: backbone layers)")
         .flag("context", "128", "longest sequence the model sees (learned position table length)")
         .flag("position", "learned", "transformer: position encoding, learned, sinusoidal or none")
-        .toggle("untied", "transformer: separate output projection instead of the token embedding");
+        .toggle("untied", "transformer, transformer-xl, hourglass: separate output projection instead of the token embedding");
   }
   template <class M>
   static void apply_flags(FlagReader const& r, typename M::Config& c) {

@@ -15,6 +15,7 @@
 #include "hseq/models/cached_model.hpp"
 #include "hseq/models/generate.hpp"
 #include "hseq/models/hourglass.hpp"
+#include "hseq/nn/relative_causal_block.hpp"
 #include "support/cached_check.hpp"
 #include "support/doubled_block.hpp"
 #include "support/gradcheck.hpp"
@@ -56,11 +57,13 @@ void for_each_policy_pair(F&& f) {
   f.template operator()<hier::AttentionPoolLinear, hier::AttentionUpLinear>();
 }
 
-/// Gradcheck of a tiny model of type M (vocab 11, dim 8) on [2, t] ids, with exact workspace plans.
+/// Gradcheck of a tiny model of type M (vocab 11, dim 8) on [2, t] ids, with exact workspace plans
+/// (by default with the closing norms and the tied head).
 template <class M>
-void gradcheck_hourglass(HierarchySpec const& hierarchy, std::int64_t t) {
+void gradcheck_hourglass(HierarchySpec const& hierarchy, std::int64_t t, bool closing_norm = true, bool tied = true) {
   cpu::Context ctx;
-  M m({.vocab = 11, .dim = 8, .heads = 2, .context = 12, .mlp_hidden = 8, .hierarchy = hierarchy});
+  M m({.vocab = 11, .dim = 8, .heads = 2, .context = 12, .mlp_hidden = 8, .hierarchy = hierarchy, .tied = tied,
+       .closing_norm = closing_norm});
   nn::ParamStore<cpu, double> ps(m);
   test::randomize_params(ps, 5, 0.3);
   auto ids = random_ids(Shape{2, t}, 11, 1), targets = random_ids(Shape{2, t}, 11, 2);
@@ -84,13 +87,15 @@ void gradcheck_hourglass(HierarchySpec const& hierarchy, std::int64_t t) {
 }
 
 template <class Sh, class Up>
-void gradcheck_model(char const* hierarchy, std::int64_t t) {
+void gradcheck_model(char const* hierarchy, std::int64_t t, bool closing_norm = true, bool tied = true) {
   std::string const shape = hierarchy, shorten = Sh::kName, upsample = Up::kName;  // CAPTURE prints strings
   CAPTURE(shape);
   CAPTURE(shorten);
   CAPTURE(upsample);
+  CAPTURE(closing_norm);
+  CAPTURE(tied);
   gradcheck_hourglass<models::Hourglass<cpu, double, hier::DynamicHierarchy, Sh, Up>>(HierarchySpec::parse(hierarchy),
-                                                                                      t);
+                                                                                      t, closing_norm, tied);
 }
 
 /// Rows of a sequence that a perturbation reaches (true: the row's value changes).
@@ -154,9 +159,9 @@ std::string pattern(Rows const& r) {
 /// are exactly those that depend on p (`dependent_rows`): with full-rate layers every row >= p
 /// (row p + 1 sees p only through attention), without them only row p and the rows the short path
 /// reaches, so a dead short path or a wrong shift shows as a wrong set of rows.
-template <class Sh, class Up>
+template <class Sh, class Up, class Blk = nn::TransformerBlock<cpu, float>>
 void causality(char const* hierarchy, std::int64_t t, std::vector<std::int64_t> const& positions) {
-  using M = models::Hourglass<cpu, float, hier::DynamicHierarchy, Sh, Up>;
+  using M = models::Hourglass<cpu, float, hier::DynamicHierarchy, Sh, Up, Blk>;
   std::string const shape = hierarchy, shorten = Sh::kName, upsample = Up::kName;  // CAPTURE prints strings
   CAPTURE(shape);
   CAPTURE(shorten);
@@ -204,32 +209,32 @@ void causality(char const* hierarchy, std::int64_t t, std::vector<std::int64_t> 
   }
 }
 
-template <class Sh, class Up>
+template <class Sh, class Up, class Blk = nn::TransformerBlock<cpu, float>>
 void causality_all_levels() {
   // One level of k = 4: positions with t mod k in {0, 1, k - 1}, at several blocks.
-  causality<Sh, Up>("1@1 1@4 1@1", 24, {0, 1, 3, 4, 5, 7, 8, 9, 11, 12, 13, 15, 20, 21, 23});
+  causality<Sh, Up, Blk>("1@1 1@4 1@1", 24, {0, 1, 3, 4, 5, 7, 8, 9, 11, 12, 13, 15, 20, 21, 23});
   // Two nested levels (k = 2 then 3, total 6): residues mod 2 and mod 6.
-  causality<Sh, Up>("1@1 1@2 1@6 1@2 1@1", 24, {0, 1, 2, 5, 6, 7, 11, 12, 13, 17, 18, 19, 23});
+  causality<Sh, Up, Blk>("1@1 1@2 1@6 1@2 1@1", 24, {0, 1, 2, 5, 6, 7, 11, 12, 13, 17, 18, 19, 23});
   // A length that is not a multiple of the total factor (padded internally, truncated after).
-  causality<Sh, Up>("1@1 1@4 1@1", 22, {0, 3, 4, 5, 15, 16, 17, 20, 21});
-  causality<Sh, Up>("1@1 1@2 1@6 1@2 1@1", 19, {0, 1, 5, 6, 11, 12, 17, 18});
+  causality<Sh, Up, Blk>("1@1 1@4 1@1", 22, {0, 3, 4, 5, 15, 16, 17, 20, 21});
+  causality<Sh, Up, Blk>("1@1 1@2 1@6 1@2 1@1", 19, {0, 1, 5, 6, 11, 12, 17, 18});
 }
 
 /// Hierarchies without full-rate layers: a token reaches later rows only through the short path, so
 /// the set of changed rows pins the shift, the pooling window and the upsampling map (every position).
-template <class Sh, class Up>
+template <class Sh, class Up, class Blk = nn::TransformerBlock<cpu, float>>
 void causality_short_path() {
   std::vector<std::int64_t> all(24);
   std::iota(all.begin(), all.end(), 0);
   // One level, k = 4, one short layer: rows p and q >= ceil(p / 4) 4 (any policy pair).
-  causality<Sh, Up>("0@1 1@4 0@1", 24, all);
-  causality<Sh, Up>("0@1 1@4 0@1", 22, all);  // padded to 24
+  causality<Sh, Up, Blk>("0@1 1@4 0@1", 24, all);
+  causality<Sh, Up, Blk>("0@1 1@4 0@1", 22, all);  // padded to 24
   // Nested (k = 2 then 3, and 3 then 2): rows p and q >= ceil(p / k1) k1. Every level needs a layer
   // (HierarchySpec::validate), and the outer level's causal layers pass short position ceil(p / k1)
   // on to every later one, so the inner level adds no finer pattern.
-  causality<Sh, Up>("0@1 1@2 1@6 1@2 0@1", 24, all);
-  causality<Sh, Up>("0@1 1@2 1@6 1@2 0@1", 19, all);  // padded to 24
-  causality<Sh, Up>("0@1 1@3 1@6 1@3 0@1", 17, all);  // padded to 18
+  causality<Sh, Up, Blk>("0@1 1@2 1@6 1@2 0@1", 24, all);
+  causality<Sh, Up, Blk>("0@1 1@2 1@6 1@2 0@1", 19, all);  // padded to 24
+  causality<Sh, Up, Blk>("0@1 1@3 1@6 1@3 0@1", 17, all);  // padded to 18
 }
 }  // namespace
 
@@ -259,6 +264,57 @@ TEST_CASE("gradcheck: Hourglass tiny models (attention+attention, avg+repeat, li
   gradcheck_model<hier::LinearPool, hier::LinearUp>("1@1 1@3 1@1", 6);
   gradcheck_model<hier::AttentionPool, hier::Repeat>("1@1 1@2 1@4 1@2 1@1", 8);
   gradcheck_model<hier::AvgPool, hier::AttentionUp>("1@1 1@2 1@4 1@2 1@1", 7);  // padded to 8
+}
+
+TEST_CASE("gradcheck: Hourglass without closing norms (version 1) and with an untied head") {
+  gradcheck_model<hier::AttentionPool, hier::AttentionUp>("1@1 1@2 1@4 1@2 1@1", 8, false, true);
+  gradcheck_model<hier::AvgPool, hier::Repeat>("1@1 1@2 1@1", 6, false, true);
+  gradcheck_model<hier::AttentionPool, hier::AttentionUp>("1@1 1@2 1@4 1@2 1@1", 7, true, false);
+  gradcheck_model<hier::LinearPool, hier::Repeat>("0@1 1@2 0@1", 6, false, false);  // empty full-rate stacks
+}
+
+TEST_CASE("hourglass: closing norms and the untied head are the parameters they say") {
+  using M = models::Hourglass<cpu, float, hier::DynamicHierarchy, hier::AvgPool, hier::Repeat>;
+  auto names = [](M& m) {
+    std::vector<std::string> n;
+    m.visit_params([&](std::string const& name, auto&) { n.push_back(name); });
+    return n;
+  };
+  auto has = [](std::vector<std::string> const& v, std::string const& x) {
+    return std::find(v.begin(), v.end(), x) != v.end();
+  };
+  auto h = HierarchySpec::parse("1@1 1@2 1@4 1@2 1@1");
+  M closed({.vocab = 11, .dim = 8, .heads = 2, .context = 16, .hierarchy = h});
+  M v1({.vocab = 11, .dim = 8, .heads = 2, .context = 16, .hierarchy = h, .closing_norm = false});
+  M untied({.vocab = 11, .dim = 8, .heads = 2, .context = 16, .hierarchy = h, .tied = false});
+  auto nc = names(closed), n1 = names(v1), nu = names(untied);
+  // The pre stack's, both levels' pre stacks', and the outer level's post stack's norms (the
+  // innermost level has no post stack; the post stack's norm is ln_f).
+  for (char const* n : {"ln_pre.weight", "levels.0.ln_pre.weight", "levels.0.ln_post.weight", "levels.1.ln_pre.weight"}) {
+    CHECK(has(nc, n));
+    CHECK(!has(n1, n));
+  }
+  CHECK(!has(nc, "levels.1.ln_post.weight"));
+  CHECK(nc.size() == n1.size() + 8);
+  CHECK(has(nu, "head.weight"));
+  CHECK(!has(nc, "head.weight"));
+  // The closing norms change the function (same shared parameters, different logits).
+  cpu::Context ctx;
+  nn::ParamStore<cpu, float> pc(closed), p1(v1);
+  test::randomize_params(pc, 3, 0.5);
+  for (auto const& e : p1.entries()) {  // v1's parameters are a subset of closed's, by name
+    auto src = pc.find(e.name).value;
+    std::copy(src.data, src.data + src.numel(), e.param->value.data);
+  }
+  auto ids = random_ids(Shape{1, 16}, 11, 4);
+  auto logits = [&](M& m) {
+    Workspace<cpu> ws(m.forward_workspace(1, 16));
+    typename M::Trace tr;
+    auto a = ws.arena();
+    m.forward(ctx, ids.cview(), {}, a, tr);
+    return std::vector<float>(tr.logits.data, tr.logits.data + tr.logits.numel());
+  };
+  CHECK(logits(closed) != logits(v1));
 }
 
 TEST_CASE("hourglass: causality by perturbation, shorten avg, every upsampling, one and two levels") {
@@ -395,10 +451,13 @@ TEST_CASE("hourglass: config JSON is what the hand-written serialiser produced (
   using A = models::Hourglass<cpu, float, hier::DynamicHierarchy, hier::AttentionPool, hier::AttentionUp>;
   using V = models::Hourglass<cpu, float, hier::DynamicHierarchy, hier::AvgPool, hier::Repeat>;
   using L = models::Hourglass<cpu, double, hier::DynamicHierarchy, hier::LinearPool, hier::LinearUp>;
-  A a({.vocab = 29, .dim = 16, .heads = 2, .context = 16, .hierarchy = HierarchySpec::parse("1@1 1@2 1@4 1@2 1@1")});
+  // Version-1 models (no closing norms): their JSON has no key for it, as their checkpoints.
+  A a({.vocab = 29, .dim = 16, .heads = 2, .context = 16, .hierarchy = HierarchySpec::parse("1@1 1@2 1@4 1@2 1@1"),
+       .closing_norm = false});
   V v({.vocab = 29, .dim = 16, .heads = 4, .context = 12, .mlp_hidden = 20,
-       .hierarchy = HierarchySpec::parse("2@1 1@3 2@1")});
-  L l({.vocab = 17, .dim = 8, .heads = 2, .context = 8, .hierarchy = HierarchySpec::parse("0@1 2@2 0@1")});
+       .hierarchy = HierarchySpec::parse("2@1 1@3 2@1"), .closing_norm = false});
+  L l({.vocab = 17, .dim = 8, .heads = 2, .context = 8, .hierarchy = HierarchySpec::parse("0@1 2@2 0@1"),
+       .closing_norm = false});
   std::string const ja =
       R"({"context":16,"dim":16,"eps":1e-05,"heads":2,"hierarchy":"1@1 1@2 1@4 1@2 1@1","init_std":0.02,)"
       R"("mlp_hidden":0,"shorten":"attention","upsample":"attention","vocab":29})";
@@ -420,6 +479,18 @@ TEST_CASE("hourglass: config JSON is what the hand-written serialiser produced (
   CHECK(c.init_std == 0.02);
   CHECK(c.hierarchy == HierarchySpec::parse("2@1 1@3 2@1"));
   CHECK(V(c).config_json() == v.config_json());
+  CHECK(!c.closing_norm);  // absent keys mean what version-1 files mean
+  CHECK(c.tied);
+  // The keys added since: written only where they differ from the version-1 meaning.
+  V now({.vocab = 29, .dim = 16, .heads = 4, .context = 12, .mlp_hidden = 20,
+         .hierarchy = HierarchySpec::parse("2@1 1@3 2@1"), .tied = false});
+  auto jn = nlohmann::json::parse(now.config_json());
+  CHECK(jn.at("closing_norm") == true);
+  CHECK(jn.at("tied") == false);
+  auto cn = V::config_from_json(now.config_json());
+  CHECK(cn.closing_norm);
+  CHECK(!cn.tied);
+  CHECK(V(cn).config_json() == now.config_json());
   CHECK_THROWS_WITH_AS(V::config_from_json(R"({"vocab":29})"), doctest::Contains("invalid config JSON"), Error);
   CHECK_THROWS_WITH_AS(V::config_from_json(R"({"vocab":29,"dim":"16"})"), doctest::Contains("invalid config JSON"),
                        Error);
@@ -786,7 +857,8 @@ double sliding_window_vs_recompute(HierarchySpec const& hierarchy, std::int64_t 
 /// equal the recompute's; a recompute restarting from a quarter of the context must differ (the
 /// model is sensitive enough to its window for a wrong window to show).
 template <class Sh, class Up>
-void generate_equals_recompute(char const* hierarchy, std::int64_t cap, std::uint64_t seed, std::int64_t bytes) {
+void generate_equals_recompute(char const* hierarchy, std::int64_t cap, std::uint64_t seed, std::int64_t bytes,
+                               bool closing_norm = true) {
   using M = models::Hourglass<cpu, double, hier::DynamicHierarchy, Sh, Up>;
   std::string const shape = hierarchy, shorten = Sh::kName, upsample = Up::kName;
   CAPTURE(shape);
@@ -794,7 +866,7 @@ void generate_equals_recompute(char const* hierarchy, std::int64_t cap, std::uin
   CAPTURE(upsample);
   cpu::Context ctx;
   M m({.vocab = 256, .dim = 16, .heads = 2, .context = cap, .mlp_hidden = 32,
-       .hierarchy = HierarchySpec::parse(hierarchy)});
+       .hierarchy = HierarchySpec::parse(hierarchy), .closing_norm = closing_norm});
   nn::ParamStore<cpu, double> ps(m);
   test::randomize_params(ps, seed, 1.0);  // N(0, 1): logits depend strongly on every byte of the window
   REQUIRE(bytes > 3 * cap);
@@ -878,9 +950,100 @@ TEST_CASE("hourglass: generate()'s sliding window: logits past the context equal
 
 TEST_CASE("hourglass: generate() past the context equals a greedy recompute of each window, three levels") {
   // Policy pairs that test_generate.cpp does not run (it runs attention+attention and avg+linear).
-  generate_equals_recompute<hier::LinearPool, hier::Repeat>(kThree, 36, 41, 120);
-  generate_equals_recompute<hier::AttentionPool, hier::LinearUp>(kThree, 36, 42, 120);
-  generate_equals_recompute<hier::AvgPool, hier::AttentionUp>(kThree, 36, 43, 120);
+  // Version-1 models (no closing norms): with the closing norms these random models' greedy
+  // output falls into one repeated byte whatever the window (seeds 43 to 47 tried), which defeats
+  // the sensitivity control. generate()'s window logic does not depend on the norms, and the
+  // sliding-window test above compares the logits of models with closing norms.
+  generate_equals_recompute<hier::LinearPool, hier::Repeat>(kThree, 36, 41, 120, false);
+  generate_equals_recompute<hier::AttentionPool, hier::LinearUp>(kThree, 36, 42, 120, false);
+  generate_equals_recompute<hier::AvgPool, hier::AttentionUp>(kThree, 36, 43, 120, false);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Relative positions (the position policy is the block type: nn::RelativeCausalBlock).
+
+namespace {
+template <class T>
+using RelHg = models::Hourglass<cpu, T, hier::DynamicHierarchy, hier::AttentionPool, hier::AttentionUp,
+                                nn::RelativeCausalBlock<cpu, T>>;
+}  // namespace
+
+TEST_CASE("hourglass: relative positions (the paper's and trax's): no table, each level's distances in tokens") {
+  using M = RelHg<float>;
+  static_assert(M::kRelative);
+  static_assert(!models::Hourglass<cpu, float>::kRelative);
+  static_assert(models::CachedModel<M, cpu, float>);
+  M m({.vocab = 11, .dim = 8, .heads = 2, .context = 24, .hierarchy = HierarchySpec::parse("1@1 1@2 2@6 1@2 1@1")});
+  std::vector<std::string> names;
+  m.visit_params([&](std::string const& n, auto&) { names.push_back(n); });
+  CHECK(std::none_of(names.begin(), names.end(), [](std::string const& n) { return n.starts_with("pos_emb."); }));
+  CHECK(std::find(names.begin(), names.end(), "levels.1.pre.0.attn.r.weight") != names.end());
+  CHECK(m.level(0).pre.block(0).config().distance_scale == 2);
+  CHECK(m.level(0).post.block(0).config().distance_scale == 2);
+  CHECK(m.level(1).pre.block(1).config().distance_scale == 6);
+  models::Hourglass<cpu, float> learned({.vocab = 11, .dim = 8, .heads = 2, .context = 24, .hierarchy = HierarchySpec::parse("1@1 1@2 1@1")});
+  std::vector<std::string> ln;
+  learned.visit_params([&](std::string const& n, auto&) { ln.push_back(n); });
+  CHECK(std::find(ln.begin(), ln.end(), "pos_emb.weight") != ln.end());
+}
+
+TEST_CASE("gradcheck: Hourglass with relative positions, two levels, padding") {
+  for (std::int64_t t : {8, 7}) {
+    CAPTURE(t);
+    cpu::Context ctx;
+    using M = RelHg<double>;
+    M m({.vocab = 11, .dim = 8, .heads = 2, .context = 12, .mlp_hidden = 8,
+         .hierarchy = HierarchySpec::parse("1@1 1@2 1@4 1@2 1@1")});
+    nn::ParamStore<cpu, double> ps(m);
+    test::randomize_params(ps, 5, 0.3);
+    auto ids = random_ids(Shape{2, t}, 11, 1), targets = random_ids(Shape{2, t}, 11, 2);
+    std::size_t plan = m.forward_workspace(2, t) + m.backward_workspace(2, t);
+    Workspace<cpu> ws(plan);
+    typename M::Trace tr;
+    auto loss = [&] {
+      auto a = ws.arena();
+      return m.forward(ctx, ids.cview(), targets.cview(), a, tr);
+    };
+    auto grads = [&] {
+      auto a = ws.arena();
+      m.forward(ctx, ids.cview(), targets.cview(), a, tr);
+      CHECK(a.used() == m.forward_workspace(2, t));
+      m.backward(ctx, tr, a);
+      CHECK(a.high_water() == plan);
+    };
+    test::GradcheckOptions opt;
+    opt.max_per_tensor = 16;
+    test::GradCheck(ps, opt).run(loss, grads);
+  }
+}
+
+TEST_CASE("hourglass: relative positions, cached generation equals the full forward, two and three levels") {
+  for (char const* h : {"1@1 1@2 1@4 1@2 1@1", "1@1 1@2 1@6 1@12 1@6 1@2 1@1"}) {
+    CAPTURE(std::string(h));
+    cpu::Context ctx;
+    using M = RelHg<double>;
+    std::int64_t const v = 24, t = 29;
+    M m({.vocab = v, .dim = 8, .heads = 2, .context = 36, .mlp_hidden = 8, .hierarchy = HierarchySpec::parse(h)});
+    nn::ParamStore<cpu, double> ps(m);
+    test::randomize_params(ps, 11, 0.3);
+    auto ids = random_ids(Shape{2, t}, v, 5);
+    Workspace<cpu> ws(m.forward_workspace(2, t));
+    typename M::Trace tr;
+    auto a = ws.arena();
+    m.forward(ctx, ids.cview(), {}, a, tr);
+    auto cache = m.make_cache(2, t);
+    std::size_t plan = m.step_workspace(2, 1, t);
+    Workspace<cpu> sws(plan);
+    CHECK(test::cached_vs_full_worst(ctx, m, cache, ids, tr.logits, t, 3, sws,
+                                     [&](std::int64_t, std::int64_t) { return plan; }) < 1e-11);
+  }
+}
+TEST_CASE("hourglass: relative positions, causality by perturbation, every level and the short path") {
+  using Rel = nn::RelativeCausalBlock<cpu, float>;
+  causality_all_levels<hier::AttentionPool, hier::AttentionUp, Rel>();
+  causality_all_levels<hier::AvgPool, hier::LinearUp, Rel>();
+  causality_short_path<hier::AttentionPoolLinear, hier::AttentionUpLinear, Rel>();
+  causality_short_path<hier::LinearPool, hier::Repeat, Rel>();
 }
 
 }  // namespace HSEQ_TEST_UNIT

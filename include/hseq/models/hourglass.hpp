@@ -17,8 +17,12 @@
 /// at full rate is at positions >= j k (models.md §0.3), so the model is causal for every policy.
 /// Sequences of any length are padded at the end to a multiple of the total factor; padding only
 /// follows real positions, so it changes nothing before it, and its logits are dropped.
-/// Positions are a learned absolute table at the input (as in lucidrains' implementation; trax
-/// uses relative attention instead).
+/// Positions (the position policy is the block type): with the default `TransformerBlock`, a
+/// learned absolute table P at the input (lucidrains' implementation); with a block whose attention
+/// encodes positions (`nn::kBlockRelativePositions<Block>`, e.g. `nn::RelativeCausalBlock`: the
+/// Transformer-XL relative attention of the paper and trax) there is no table (P = 0), and the
+/// blocks of level i take their distances in tokens: `distance_scale` = k_0 k_1 ... k_i, the
+/// cumulative factor, so short rows j and j' are (j - j') k_0 ... k_i tokens apart.
 ///
 /// Template parameters: the hierarchy (a compile-time `hier::Hierarchy<Pre, Post, Level<N, k>...>`,
 /// whose levels, traces and caches are then `std::array`s of its level count, or
@@ -88,6 +92,8 @@ class Hourglass {
   using PerLevel = hier::PerLevel<HierarchyT, X>;
 
   static constexpr char const* kKind = "hourglass";
+  /// Whether the blocks encode positions (no absolute table; see the file comment).
+  static constexpr bool kRelative = nn::kBlockRelativePositions<Block>;
 
   struct Config {
     std::int64_t vocab = 256;
@@ -153,10 +159,10 @@ class Hourglass {
       : cfg_(check(c)),
         spec_(checked_spec(spec_of(c), c.context)),
         tok_({c.vocab, c.dim, c.init_std}),
-        pos_({nn::PositionKind::kLearned, c.context, c.dim, c.init_std}),
-        pre_({spec_.pre, block_config()}),
+        pos_({kRelative ? nn::PositionKind::kNone : nn::PositionKind::kLearned, c.context, c.dim, c.init_std}),
+        pre_({spec_.pre, block_config(1)}),
         ln_pre_({c.dim, c.eps}),
-        post_({spec_.post, block_config()}),
+        post_({spec_.post, block_config(1)}),
         levels_(per_level<Level>([this](std::size_t i) { return make_level(i); })),
         head_({c.dim, c.vocab, c.tied, c.eps, c.init_std}, c.tied ? &tok_.table() : nullptr) {
     cfg_.hierarchy = spec_;
@@ -166,6 +172,8 @@ class Hourglass {
 
   Config const& config() const { return cfg_; }
   hier::HierarchySpec const& hierarchy() const { return spec_; }
+  /// Level i (outermost first): its stacks, resampling modules and norms.
+  Level const& level(std::size_t i) const { return levels_.at(i); }
   static char const* shorten_name() { return ShortenT::kName; }
   static char const* upsample_name() { return UpsampleT::kName; }
 
@@ -392,7 +400,10 @@ class Hourglass {
   /// and key/value projection at the enclosing rate 1 / rate_i, its queries, output and MLP at
   /// the pooled one; the attention upsampling's ln_s and key/value projection at the short rate,
   /// the rest at the enclosing one; a linear pool (k d -> d) or linear upsampling (d -> k d) runs
-  /// once per short position, so at the short rate. Attention: the pre/post blocks 12 d T each,
+  /// once per short position, so at the short rate, and so does an attention resampling's linear
+  /// query source (query.*). Relative-position blocks: their r projection is counted as a
+  /// parameter at the block's rate; the position scores (q + v) Rk^T, as many as the content
+  /// scores, are not in the attention term. Attention: the pre/post blocks 12 d T each,
   /// level i's blocks 12 d T / rate_{i+1}^2, each attention resampling's cross-attention (queries
   /// at one rate, keys at the other) 12 d T / (rate_i rate_{i+1}).
   FlopCount flops(std::int64_t t) const {
@@ -407,7 +418,7 @@ class Hourglass {
       if (cfg_.closing_norm) f.add(lv.ln_pre, inner);
       if (cfg_.closing_norm && !lv.post.empty()) f.add(lv.ln_post, inner);  // post is empty innermost
       f.add_attention(double(lv.pre.size() + lv.post.size()), d, tt * inner, tt * inner, tt);
-      if constexpr (std::is_same_v<ShortenT, hier::AttentionPool>) {
+      if constexpr (hier::kAttentionResampling<ShortenT>) {
         f.add(lv.shorten, [&](std::string const& n) {
           return n.starts_with("ln_in.") || n.starts_with("attn.kv.") ? outer : inner;
         });
@@ -415,9 +426,9 @@ class Hourglass {
       } else {
         f.add(lv.shorten, inner);
       }
-      if constexpr (std::is_same_v<UpsampleT, hier::AttentionUp>) {
+      if constexpr (hier::kAttentionResampling<UpsampleT>) {
         f.add(lv.upsample, [&](std::string const& n) {
-          return n.starts_with("ln_s.") || n.starts_with("attn.kv.") ? inner : outer;
+          return n.starts_with("ln_s.") || n.starts_with("attn.kv.") || n.starts_with("query.") ? inner : outer;
         });
         f.add_attention(1.0, d, tt * outer, tt * inner, tt);
       } else {
@@ -450,12 +461,22 @@ class Hourglass {
     return s;
   }
   /// Every block's configuration (cfg_ and spec_ are set before the stacks are built), described
-  /// as a TransformerBlock's (nn::ModelBackbonePolicy).
-  typename Block::Config block_config() const {
+  /// as a TransformerBlock's (nn::ModelBackbonePolicy); `rate` is the stack's cumulative
+  /// shortening factor (1 at full rate), the distance scale of relative-position blocks.
+  typename Block::Config block_config(std::int64_t rate) const {
     // GPT-2: residual-branch output projections start smaller, by 1/sqrt(2 * layers).
     double out_std = cfg_.init_std / std::sqrt(2.0 * double(spec_.total_layers()));
-    return typename Block::Config(typename nn::TransformerBlock<B, T>::Config{
+    typename Block::Config bc(typename nn::TransformerBlock<B, T>::Config{
         cfg_.dim, cfg_.heads, cfg_.mlp_hidden, nn::AttentionMask::causal(), true, cfg_.eps, cfg_.init_std, out_std});
+    if constexpr (kRelative) bc.distance_scale = rate;
+    (void)rate;
+    return bc;
+  }
+  /// The cumulative shortening factor of level i's short rate: k_0 k_1 ... k_i.
+  std::int64_t level_rate(std::size_t i) const {
+    std::int64_t r = 1;
+    for (std::size_t l = 0; l <= i; ++l) r *= spec_.levels[l].factor;
+    return r;
   }
   /// Level i of spec_ (after the full-rate stacks: cfg_, spec_ are set).
   Level make_level(std::size_t i) const {
@@ -465,8 +486,8 @@ class Hourglass {
     return Level{ls.factor,
                  hier::ShiftRight<B, T>({ls.factor - 1}),
                  ShortenM(rc),
-                 Stack({ls.layers, block_config()}),
-                 Stack({nested ? ls.layers : 0, block_config()}),
+                 Stack({ls.layers, block_config(level_rate(i))}),
+                 Stack({nested ? ls.layers : 0, block_config(level_rate(i))}),
                  UpsampleM(rc),
                  nn::LayerNorm<B, T>({cfg_.dim, cfg_.eps}),
                  nn::LayerNorm<B, T>({cfg_.dim, cfg_.eps}),
