@@ -41,7 +41,8 @@ struct HourglassFamily {
         .flag("hierarchy", "2@1 4@4 2@1",
               "hourglass: LAYERS@FACTOR items with cumulative factors, a palindrome (\"2@1 2@2 2@8 2@2 2@1\" nests)")
         .toggle("untied", "hourglass: separate output projection instead of the token embedding")
-        .toggle("no-closing-norm", "hourglass: no LayerNorm closing each stack (trax has them; version-1 models do not)");
+        .toggle("no-closing-norm", "hourglass: no LayerNorm closing each stack (trax has them; version-1 models do not)")
+        .flag("dropout", "0", "hourglass: dropout rate of the embeddings and of every block's attention, residual and MLP (training only; trax's enwik8 recipe: 0.2)");
   }
   template <class M>
   static void apply_flags(FlagReader const& r, typename M::Config& c) {
@@ -51,6 +52,7 @@ struct HourglassFamily {
     r.parsed("hierarchy", c.hierarchy, &hseq::hier::HierarchySpec::parse);
     r.toggle("untied", c.tied, /*when_on=*/false);
     r.toggle("no-closing-norm", c.closing_norm, /*when_on=*/false);
+    r.real("dropout", c.dropout);
   }
   /// Benchmark rows: "2@1 4@4 2@1" at width 256 with attention resampling and with average pooling
   /// and repetition (against transformer/d256_L8), and a tiny case for ctest's bench.smoke.

@@ -224,7 +224,9 @@ TEST_CASE("family: --resume accepts no model flags and flags equal to the checkp
   CHECK(resume_error(hg, {"--dim", "16"}) == "(accepted)");
   CHECK(resume_error(lm, {"--dim", "16"}) == "(accepted)");
   // Flags of the other family are ignored, as when training from scratch.
-  CHECK(resume_error(hg, {"--layers", "9", "--position", "none", "--untied"}) == "(accepted)");
+  CHECK(resume_error(hg, {"--layers", "9", "--position", "none"}) == "(accepted)");
+  // --untied is the Hourglass's flag too: asking a tied checkpoint for it is a disagreement.
+  CHECK(resume_error(hg, {"--untied"}).find("tied: checkpoint none, flags false") != std::string::npos);
   CHECK(resume_error(lm, {"--hierarchy", "2@1 2@2 2@1", "--shorten", "linear", "--upsample", "linear"}) ==
         "(accepted)");
 }

@@ -1046,4 +1046,65 @@ TEST_CASE("hourglass: relative positions, causality by perturbation, every level
   causality_short_path<hier::LinearPool, hier::Repeat, Rel>();
 }
 
+// ---------------------------------------------------------------------------------------------
+// Dropout (Config::dropout; active only through Trace::dropout).
+
+TEST_CASE("hourglass: dropout drops only in a training forward, and its gradients are the function's") {
+  using M = models::Hourglass<cpu, double, hier::DynamicHierarchy, hier::AttentionPool, hier::AttentionUp>;
+  auto h = HierarchySpec::parse("1@1 1@2 1@4 1@2 1@1");
+  M::Config c{.vocab = 11, .dim = 8, .heads = 2, .context = 12, .mlp_hidden = 8, .hierarchy = h};
+  M plain(c);
+  c.dropout = 0.3;
+  M m(c);
+  nn::ParamStore<cpu, double> ps(m), pp(plain);
+  test::randomize_params(ps, 5, 0.3);
+  std::copy(ps.values().data, ps.values().data + ps.values().numel(), pp.values().data);
+  std::int64_t const t = 7;  // padded to 8
+  auto ids = random_ids(Shape{2, t}, 11, 1), targets = random_ids(Shape{2, t}, 11, 2);
+  cpu::Context ctx;
+  std::size_t plan = m.forward_workspace(2, t) + m.backward_workspace(2, t);
+  Workspace<cpu> ws(plan);
+  auto loss_of = [&](M const& model, nn::DropoutStream drop) {
+    typename M::Trace tr;
+    tr.dropout = drop;
+    auto a = ws.arena();
+    return model.forward(ctx, ids.cview(), targets.cview(), a, tr);
+  };
+  // Inactive (evaluation, generation): exactly the model without dropout.
+  CHECK(loss_of(m, {}) == loss_of(plain, {}));
+  // Active: another function, the same for the same stream, another for another step.
+  auto const s1 = nn::training_dropout(9, 3, 0), s2 = nn::training_dropout(9, 4, 0);
+  double const l1 = loss_of(m, s1);
+  CHECK(l1 != loss_of(m, {}));
+  CHECK(l1 == loss_of(m, s1));
+  CHECK(l1 != loss_of(m, s2));
+  CHECK(loss_of(plain, s1) == loss_of(plain, {}));  // rate 0 drops nothing even when active
+  // Gradients of the dropped function (the masks are fixed by the stream) match finite differences.
+  typename M::Trace tr;
+  auto loss = [&] {
+    tr.dropout = s1;
+    auto a = ws.arena();
+    return m.forward(ctx, ids.cview(), targets.cview(), a, tr);
+  };
+  auto grads = [&] {
+    tr.dropout = s1;
+    auto a = ws.arena();
+    m.forward(ctx, ids.cview(), targets.cview(), a, tr);
+    CHECK(a.used() == m.forward_workspace(2, t));
+    m.backward(ctx, tr, a);
+    CHECK(a.high_water() == plan);
+  };
+  test::GradcheckOptions opt;
+  opt.max_per_tensor = 16;
+  test::GradCheck(ps, opt).run(loss, grads);
+  // The configuration: written only when not 0, refused outside [0, 1) and for blocks without rates.
+  CHECK(nlohmann::json::parse(m.config_json()).at("dropout") == 0.3);
+  CHECK(!nlohmann::json::parse(plain.config_json()).contains("dropout"));
+  CHECK(M::config_from_json(m.config_json()).dropout == 0.3);
+  c.dropout = 1.0;
+  CHECK_THROWS_WITH_AS(M{c}, doctest::Contains("dropout 1 is outside [0, 1)"), Error);
+  RelHg<double>::Config rc{.vocab = 11, .dim = 8, .heads = 2, .context = 12, .hierarchy = h, .dropout = 0.1};
+  CHECK_THROWS_WITH_AS(RelHg<double>{rc}, doctest::Contains("needs blocks with dropout rates"), Error);
+}
+
 }  // namespace HSEQ_TEST_UNIT

@@ -13,6 +13,11 @@
 ///     return x + LN(Upsample_i(s, res = x))
 /// N is the LayerNorm that closes each stack in trax (`Config::closing_norm`, the default; the
 /// post stack's is LN_f); without it N is the identity (the models of checkpoint version 1).
+/// Dropout (`Config::dropout`, trax's single rate; 0 by default): on the embeddings and, in every
+/// block of every stack, on the attention probabilities, both residual branches and the MLP's
+/// hidden activation, only in a training forward (`Trace::dropout` active: the trainer sets it per
+/// step, nn/dropout.hpp); evaluation and generation never drop. The attention resampling's own
+/// attention and MLP do not drop (trax's do).
 /// The shift by k - 1 makes short position j summarise tokens up to j k only, and every use of it
 /// at full rate is at positions >= j k (models.md §0.3), so the model is causal for every policy.
 /// Sequences of any length are padded at the end to a multiple of the total factor; padding only
@@ -60,11 +65,13 @@
 #include "hseq/models/config_json.hpp"
 #include "hseq/models/flops.hpp"
 #include "hseq/nn/block_stack.hpp"
+#include "hseq/nn/dropout.hpp"
 #include "hseq/nn/embedding.hpp"
 #include "hseq/nn/layer_norm.hpp"
 #include "hseq/nn/lm_head.hpp"
 #include "hseq/nn/position_embedding.hpp"
 #include "hseq/nn/transformer_block.hpp"
+#include "hseq/ops/dropout.hpp"
 #include "hseq/ops/elementwise.hpp"
 #include "hseq/ops/mat.hpp"
 
@@ -105,11 +112,12 @@ class Hourglass {
     hier::HierarchySpec hierarchy{};  ///< used with DynamicHierarchy; otherwise HierarchyT::spec()
     bool tied = true;          ///< the output projection is the token embedding (false: its own `head.weight`)
     bool closing_norm = true;  ///< a LayerNorm closes the pre stack and every level's stacks (trax)
+    double dropout = 0.0;      ///< embeddings and every block's attention, residual and MLP dropout
     // Checkpoints store this JSON (plus the policies' names) and compare it by value on load: the
     // keys and value formats (hierarchy as "2@1 4@4 2@1") are a file format. Read in this order.
-    // The keys added after version 1 (tied, closing_norm) are written by config_json only where
-    // they differ from what a version-1 file means without them (tied, no closing norm), so
-    // version-1 checkpoints keep loading as the models they were.
+    // The keys added after version 1 (tied, closing_norm, dropout) are written by config_json only
+    // where they differ from what a version-1 file means without them (tied, no closing norm, no
+    // dropout), so version-1 checkpoints keep loading as the models they were.
     NLOHMANN_DEFINE_TYPE_INTRUSIVE(Config, vocab, dim, heads, context, mlp_hidden, eps, init_std, hierarchy)
   };
 
@@ -143,6 +151,9 @@ class Hourglass {
     double loss = std::numeric_limits<double>::quiet_NaN();
     MIds ids, targets;  // [B, tp] padded copies
     bool has_targets = false;
+    /// Dropout's stream: inactive (the default) drops nothing; the trainer activates it for its
+    /// training forwards (nn/dropout.hpp). Read by forward, kept for backward.
+    nn::DropoutStream dropout;
     typename nn::Embedding<B, T>::Saved emb;
     typename nn::PositionEmbedding<B, T>::Saved pos;
     typename Stack::Saved pre, post;
@@ -181,6 +192,7 @@ class Hourglass {
     nlohmann::json j = cfg_;  // cfg_.hierarchy is spec_ (also for a compile-time hierarchy)
     if (!cfg_.tied) j["tied"] = false;  // (see Config: absent means a version-1 value)
     if (cfg_.closing_norm) j["closing_norm"] = true;
+    if (cfg_.dropout != 0.0) j["dropout"] = cfg_.dropout;
     j["shorten"] = ShortenT::kName;
     j["upsample"] = UpsampleT::kName;
     return j.dump();
@@ -190,6 +202,7 @@ class Hourglass {
     return parse_config_json<Config>(text, "Hourglass", [](nlohmann::json const& j, Config& c) {
       c.tied = j.value("tied", true);  // absent: what version-1 files mean
       c.closing_norm = j.value("closing_norm", false);
+      c.dropout = j.value("dropout", 0.0);
       auto sh = j.at("shorten").get<std::string>(), up = j.at("upsample").get<std::string>();
       HSEQ_CHECK(sh == ShortenT::kName && up == UpsampleT::kName,
                  "Hourglass: the configuration uses shorten '" << sh << "' and upsample '" << up << "', this model type "
@@ -264,11 +277,13 @@ class Hourglass {
     MView x0 = ws.template take<T>(Shape{bsz, tp, d}, "hg.x0");
     tr.emb = tok_.forward(ctx, tr.ids, x0, ws);
     tr.pos = pos_.forward(ctx, x0, x0, 0, ws);
-    CView cur = close(ctx, ln_pre_, pre_.forward(ctx, x0, tr.pre, ws), tr.ln_pre, tr.pre_n, ws);
+    nn::DropoutStream const& drop = tr.dropout;
+    if (double p = drop.rate(cfg_.dropout); p > 0) ops::dropout_forward<T>(ctx, x0, x0, p, drop.key(kEmbeddingSite));
+    CView cur = close(ctx, ln_pre_, pre_.forward(ctx, x0, tr.pre, ws, drop.child(kPreChild)), tr.ln_pre, tr.pre_n, ws);
     tr.valley_out = ws.template take<T>(Shape{bsz, tp, d}, "hg.valley");
     if constexpr (HierarchyT::kDynamic) tr.levels.resize(levels_.size());
-    valley_forward(ctx, 0, cur, tr.valley_out, tr.levels, ws);
-    cur = post_.forward(ctx, tr.valley_out, tr.post, ws);
+    valley_forward(ctx, 0, cur, tr.valley_out, tr.levels, drop, ws);
+    cur = post_.forward(ctx, tr.valley_out, tr.post, ws, drop.child(kPostChild));
     // LN_f, logits over the padded length (padding targets are -1), loss      [B, tp, V]
     tr.head = head_.forward(ctx, cur, tr.has_targets ? Ids(tr.targets) : Ids{}, ws);
     tr.logits_p = tr.head.logits;
@@ -295,6 +310,8 @@ class Hourglass {
     std::swap(da, db);
     close_backward(ctx, ln_pre_, tr.ln_pre, db, da, ws);
     pre_.backward(ctx, tr.pre, db, da, ws);
+    if (double p = tr.dropout.rate(cfg_.dropout); p > 0)
+      ops::dropout_backward<T>(ctx, db, db, p, tr.dropout.key(kEmbeddingSite));
     pos_.backward(ctx, tr.pos, db, db, ws);
     tok_.backward(ctx, tr.emb, db, ws);
   }
@@ -445,6 +462,7 @@ class Hourglass {
                "Hourglass: vocab " << c.vocab << ", dim " << c.dim << ", heads " << c.heads << ", context "
                                    << c.context << " must be positive");
     HSEQ_CHECK(c.dim % c.heads == 0, "Hourglass: heads " << c.heads << " do not divide the width " << c.dim);
+    nn::checked_dropout_rate(c.dropout, "Hourglass: dropout");
     return c;
   }
   static hier::HierarchySpec spec_of(Config const& c) {
@@ -470,8 +488,18 @@ class Hourglass {
         cfg_.dim, cfg_.heads, cfg_.mlp_hidden, nn::AttentionMask::causal(), true, cfg_.eps, cfg_.init_std, out_std});
     if constexpr (kRelative) bc.distance_scale = rate;
     (void)rate;
+    if constexpr (requires { bc.resid_dropout; }) {
+      bc.attn_dropout = bc.resid_dropout = bc.ff_dropout = cfg_.dropout;
+    } else {
+      HSEQ_CHECK(cfg_.dropout == 0.0, "Hourglass: dropout " << cfg_.dropout << " needs blocks with dropout rates "
+                                                               "(TransformerBlock); this block type has none");
+    }
     return bc;
   }
+  /// Dropout sub-streams: the embeddings' site, the full-rate stacks, then two per level (its
+  /// pre and post stacks), so no two masks of a forward share a stream.
+  static constexpr std::uint64_t kEmbeddingSite = 0, kPreChild = 0, kPostChild = 1;
+  static std::uint64_t level_child(std::size_t i, std::uint64_t side) { return 2 + 2 * std::uint64_t(i) + side; }
   /// The cumulative shortening factor of level i's short rate: k_0 k_1 ... k_i.
   std::int64_t level_rate(std::size_t i) const {
     std::int64_t r = 1;
@@ -573,7 +601,8 @@ class Hourglass {
   }
 
   /// out = x + LN(Upsample(Inner(Shorten(ShiftRight(x))), x)) for level i; x, out: [B, L, d].
-  void valley_forward(Ctx& ctx, std::size_t i, CView x, MView out, PerLevel<LevelTrace>& tr, Arena<Space>& ws) const {
+  void valley_forward(Ctx& ctx, std::size_t i, CView x, MView out, PerLevel<LevelTrace>& tr,
+                      nn::DropoutStream const& drop, Arena<Space>& ws) const {
     Level const& lv = levels_[i];
     LevelTrace& lt = tr[i];
     std::int64_t bsz = x.size(0), len = x.size(1), d = cfg_.dim, ls = len / lv.factor;
@@ -584,11 +613,13 @@ class Hourglass {
     lv.shift.forward(ctx, x, lt.shifted, ws);
     lt.short_in = ws.template take<T>(Shape{bsz, ls, d}, "hg.short");
     lt.shorten = lv.shorten.forward(ctx, lt.shifted, lt.short_in, ws);
-    CView cur = close(ctx, lv.ln_pre, lv.pre.forward(ctx, lt.short_in, lt.pre, ws), lt.ln_pre, lt.pre_n, ws);
+    CView cur = close(ctx, lv.ln_pre, lv.pre.forward(ctx, lt.short_in, lt.pre, ws, drop.child(level_child(i, 0))),
+                      lt.ln_pre, lt.pre_n, ws);
     if (has_inner(i)) {
       lt.inner_out = ws.template take<T>(Shape{bsz, ls, d}, "hg.inner");
-      valley_forward(ctx, i + 1, cur, lt.inner_out, tr, ws);
-      cur = close(ctx, lv.ln_post, lv.post.forward(ctx, lt.inner_out, lt.post, ws), lt.ln_post, lt.post_n, ws);
+      valley_forward(ctx, i + 1, cur, lt.inner_out, tr, drop, ws);
+      cur = close(ctx, lv.ln_post, lv.post.forward(ctx, lt.inner_out, lt.post, ws, drop.child(level_child(i, 1))),
+                  lt.ln_post, lt.post_n, ws);
     }
     lt.u = ws.template take<T>(x.shape, "hg.u");
     lt.up = lv.upsample.forward(ctx, cur, x, lt.u, ws);

@@ -24,6 +24,7 @@
 #include "hseq/cuda.hpp"
 #include "hseq/hier/hierarchy.hpp"
 #include "hseq/models/hourglass.hpp"
+#include "hseq/nn/relative_causal_block.hpp"
 #include "hseq/models/model.hpp"
 #include "hseq/models/transformer_lm.hpp"
 #include "support/gradcheck.hpp"
@@ -80,24 +81,40 @@ struct LmSpec {
   }
 };
 
-template <class Sh, class Up>
+/// The Hourglass's position policy, its block type: nn::TransformerBlock's learned table, or
+/// nn::RelativeCausalBlock's relative positions (a tag, so that HgSpec's parameter is a type).
+struct LearnedPositions {
+  template <class B, class T>
+  using Block = nn::TransformerBlock<B, T>;
+};
+struct RelativePositions {
+  template <class B, class T>
+  using Block = nn::RelativeCausalBlock<B, T>;
+};
+
+/// An Hourglass of policies Sh, Up and position policy Pos.
+template <class Sh, class Up, class Pos = LearnedPositions>
 struct HgSpec {
   std::string hierarchy;
   std::int64_t vocab = 64, dim = 32, heads = 4, context = 48, mlp_hidden = 64;
+  bool tied = true, closing_norm = true;
   std::int64_t head_size() const { return dim / heads; }  // every attention of the model, resampling included
   std::string name() const {
     return std::string("Hourglass \"") + hierarchy + "\", shorten " + Sh::kName + ", upsample " + Up::kName + ", d " +
-           std::to_string(dim);
+           std::to_string(dim) + (tied ? "" : ", untied") + (closing_norm ? "" : ", no closing norms") +
+           (nn::kBlockRelativePositions<typename Pos::template Block<cpu, float>> ? ", relative positions" : "");
   }
   template <class B, class T>
   auto make() const {
-    using M = models::Hourglass<B, T, hier::DynamicHierarchy, Sh, Up>;
+    using M = models::Hourglass<B, T, hier::DynamicHierarchy, Sh, Up, typename Pos::template Block<B, T>>;
     return std::make_unique<M>(typename M::Config{.vocab = vocab,
                                                   .dim = dim,
                                                   .heads = heads,
                                                   .context = context,
                                                   .mlp_hidden = mlp_hidden,
-                                                  .hierarchy = HierarchySpec::parse(hierarchy)});
+                                                  .hierarchy = HierarchySpec::parse(hierarchy),
+                                                  .tied = tied,
+                                                  .closing_norm = closing_norm});
   }
 };
 

@@ -117,4 +117,30 @@ TEST_CASE("cuda models: Hourglass cached logits on the GPU equal the full forwar
   CHECK(rel <= kCachedRelFloat);
 }
 
+// Attention resampling with linear queries (AttentionPoolLinear / AttentionUpLinear), the options
+// (untied head, no closing norms) and relative positions (nn::RelativeCausalBlock).
+TEST_CASE("cuda models: Hourglass linear-query attention resampling, options and relative positions match the CPU") {
+  mm_compare_hourglass_pair<hier::AttentionPoolLinear, hier::AttentionUpLinear>();
+  mm_compare_hourglass_pair<hier::AttentionPool, hier::AttentionUpLinear>();
+  mm_compare_hourglass_pair<hier::AttentionPoolLinear, hier::Repeat>();
+  HgSpec<hier::AttentionPool, hier::AttentionUp> untied{"1@1 1@2 1@6 1@2 1@1"}, v1{"1@1 1@2 1@6 1@2 1@1"};
+  untied.tied = false;
+  v1.closing_norm = false;
+  mm_compare_model(untied, 2, 19, 44);
+  mm_compare_model(v1, 2, 19, 45);
+  mm_compare_model(HgSpec<hier::AttentionPool, hier::AttentionUpLinear, RelativePositions>{"1@1 1@2 1@6 1@2 1@1"},
+                   2, 19, 46);
+}
+TEST_CASE("cuda models: Hourglass linear-query attention resampling and relative positions, causal and cached") {
+  mm_causality_hourglass_pair<hier::AttentionPoolLinear, hier::AttentionUpLinear>();
+  mm_causality(HgSpec<hier::AttentionPool, hier::AttentionUp, RelativePositions>{"1@1 1@2 1@6 1@2 1@1"}, 24,
+               {0, 1, 2, 5, 6, 7, 11, 12, 13, 17, 18, 19, 23}, 63);
+  mm_cached_hourglass<hier::AttentionPoolLinear, hier::AttentionUpLinear>("1@1 1@2 2@4 1@2 1@1", 17);
+  HgSpec<hier::AttentionPool, hier::AttentionUpLinear, RelativePositions> rel{"1@1 1@2 1@6 1@2 1@1", 24, 8, 2,
+                                                                                   24, 8};
+  double r = mm_cached_vs_full<double>(rel, 19, 3, 64);
+  INFO(rel.name(), ": worst |cached - full| / max(1, max |logit|) = ", r);
+  CHECK(r <= kCachedRelDouble);
+}
+
 }  // namespace HSEQ_TEST_UNIT
