@@ -58,12 +58,13 @@ void for_each_policy_pair(F&& f) {
 }
 
 /// Gradcheck of a tiny model of type M (vocab 11, dim 8) on [2, t] ids, with exact workspace plans
-/// (by default with the closing norms and the tied head).
+/// (by default with the closing norms and the tied head; `drop`: the forward's dropout stream).
 template <class M>
-void gradcheck_hourglass(HierarchySpec const& hierarchy, std::int64_t t, bool closing_norm = true, bool tied = true) {
+void gradcheck_hourglass(HierarchySpec const& hierarchy, std::int64_t t, bool closing_norm = true, bool tied = true,
+                         double dropout = 0.0, nn::DropoutStream drop = {}) {
   cpu::Context ctx;
   M m({.vocab = 11, .dim = 8, .heads = 2, .context = 12, .mlp_hidden = 8, .hierarchy = hierarchy, .tied = tied,
-       .closing_norm = closing_norm});
+       .closing_norm = closing_norm, .dropout = dropout});
   nn::ParamStore<cpu, double> ps(m);
   test::randomize_params(ps, 5, 0.3);
   auto ids = random_ids(Shape{2, t}, 11, 1), targets = random_ids(Shape{2, t}, 11, 2);
@@ -71,10 +72,12 @@ void gradcheck_hourglass(HierarchySpec const& hierarchy, std::int64_t t, bool cl
   Workspace<cpu> ws(plan);
   typename M::Trace tr;
   auto loss = [&] {
+    tr.dropout = drop;
     auto a = ws.arena();
     return m.forward(ctx, ids.cview(), targets.cview(), a, tr);
   };
   auto grads = [&] {
+    tr.dropout = drop;
     auto a = ws.arena();
     m.forward(ctx, ids.cview(), targets.cview(), a, tr);
     CHECK(a.used() == m.forward_workspace(2, t));
@@ -990,30 +993,7 @@ TEST_CASE("hourglass: relative positions (the paper's and trax's): no table, eac
 TEST_CASE("gradcheck: Hourglass with relative positions, two levels, padding") {
   for (std::int64_t t : {8, 7}) {
     CAPTURE(t);
-    cpu::Context ctx;
-    using M = RelHg<double>;
-    M m({.vocab = 11, .dim = 8, .heads = 2, .context = 12, .mlp_hidden = 8,
-         .hierarchy = HierarchySpec::parse("1@1 1@2 1@4 1@2 1@1")});
-    nn::ParamStore<cpu, double> ps(m);
-    test::randomize_params(ps, 5, 0.3);
-    auto ids = random_ids(Shape{2, t}, 11, 1), targets = random_ids(Shape{2, t}, 11, 2);
-    std::size_t plan = m.forward_workspace(2, t) + m.backward_workspace(2, t);
-    Workspace<cpu> ws(plan);
-    typename M::Trace tr;
-    auto loss = [&] {
-      auto a = ws.arena();
-      return m.forward(ctx, ids.cview(), targets.cview(), a, tr);
-    };
-    auto grads = [&] {
-      auto a = ws.arena();
-      m.forward(ctx, ids.cview(), targets.cview(), a, tr);
-      CHECK(a.used() == m.forward_workspace(2, t));
-      m.backward(ctx, tr, a);
-      CHECK(a.high_water() == plan);
-    };
-    test::GradcheckOptions opt;
-    opt.max_per_tensor = 16;
-    test::GradCheck(ps, opt).run(loss, grads);
+    gradcheck_hourglass<RelHg<double>>(HierarchySpec::parse("1@1 1@2 1@4 1@2 1@1"), t);
   }
 }
 
@@ -1080,23 +1060,7 @@ TEST_CASE("hourglass: dropout drops only in a training forward, and its gradient
   CHECK(l1 != loss_of(m, s2));
   CHECK(loss_of(plain, s1) == loss_of(plain, {}));  // rate 0 drops nothing even when active
   // Gradients of the dropped function (the masks are fixed by the stream) match finite differences.
-  typename M::Trace tr;
-  auto loss = [&] {
-    tr.dropout = s1;
-    auto a = ws.arena();
-    return m.forward(ctx, ids.cview(), targets.cview(), a, tr);
-  };
-  auto grads = [&] {
-    tr.dropout = s1;
-    auto a = ws.arena();
-    m.forward(ctx, ids.cview(), targets.cview(), a, tr);
-    CHECK(a.used() == m.forward_workspace(2, t));
-    m.backward(ctx, tr, a);
-    CHECK(a.high_water() == plan);
-  };
-  test::GradcheckOptions opt;
-  opt.max_per_tensor = 16;
-  test::GradCheck(ps, opt).run(loss, grads);
+  gradcheck_hourglass<M>(h, t, true, true, 0.3, s1);
   // The configuration: written only when not 0, refused outside [0, 1) and for blocks without rates.
   CHECK(nlohmann::json::parse(m.config_json()).at("dropout") == 0.3);
   CHECK(!nlohmann::json::parse(plain.config_json()).contains("dropout"));
