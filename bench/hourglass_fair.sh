@@ -48,11 +48,11 @@ if [ ! -s "$corpus" ]; then
 fi
 [ -x "$train" ] || { echo "no $train: build it first (cmake --build build --target hseq-train)" >&2; exit 2; }
 
-machine() {
-  echo "date: $(date -u +%FT%TZ)"
-  echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores"
-  echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-<unset>} OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-<unset>}"
-  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+# shellcheck source=bench/common.sh
+source bench/common.sh
+machine() {  # the machine record (bench_env_lines), and whether the overrides are unset here
+  bench_env_lines . "$train" "$(nproc)"
+  echo "this run: OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-<unset>} OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE:-<unset>}"
 }
 
 run() {  # run NAME ARGS...: one training run (log, CSV, checkpoint under $out), then the full-split bpc
