@@ -99,6 +99,16 @@ struct AttentionScoreGrads {
 inline constexpr std::int64_t kAttentionQueryBlock = 64;
 
 namespace detail {
+
+/// A grow-only buffer of at least n elements owned by the calling thread: the attention dropout's
+/// per-thread [64, Tk] block. The OpenMP pool's threads persist, so after the first call of a given
+/// size no call allocates (no allocation in the training loop).
+template <class T>
+T* thread_scratch(std::size_t n) {
+  thread_local std::vector<T> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
 template <class T, class S1, class S2, class S3>
 void check_attention(AttentionDims const& d, View<T const, S1> q, View<T const, S2> kv, View<T, S3> out,
                      char const* who) {
@@ -179,8 +189,6 @@ void attention_forward(cpu::Context&, AttentionDims const& d, AttentionMask mask
   // Attention dropout: P' of the current query block, one [64, Tk] block per thread (P itself
   // stays in `probs`, undropped, for backward).
   bool const drops = sc.drops();
-  std::vector<T> dropped;
-  if (drops) dropped.resize(std::size_t(hseq::detail::max_threads() * kAttentionQueryBlock * d.tk));
 #pragma omp parallel for schedule(dynamic, 1) if (bh > 1)
   for (std::int64_t p = 0; p < bh; ++p) {
     std::int64_t b = p / d.heads, h = p % d.heads;
@@ -190,7 +198,7 @@ void attention_forward(cpu::Context&, AttentionDims const& d, AttentionMask mask
     T* ob = out.data + b * d.tq * w + h * d.head_dim;
     T* pb = probs.data + p * d.tq * d.tk;
     DropoutKey const dkey = drops ? sc.dropout_key.sub(std::uint64_t(b)) : DropoutKey{};
-    T* dblk = drops ? dropped.data() + hseq::detail::thread_id() * kAttentionQueryBlock * d.tk : nullptr;
+    T* dblk = drops ? detail::thread_scratch<T>(std::size_t(kAttentionQueryBlock * d.tk)) : nullptr;
     for (std::int64_t i0 = 0; i0 < d.tq; i0 += kAttentionQueryBlock) {
       std::int64_t i1 = std::min(d.tq, i0 + kAttentionQueryBlock), rows = i1 - i0;
       std::int64_t kend = mask.visible(i1 - 1, d.tk, d.prefix);
