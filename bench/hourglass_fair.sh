@@ -4,6 +4,7 @@
 # (the King James Bible), with native BLAS kernels (run it as shown, under `env -u ...`):
 #
 #   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE bash bench/hourglass_fair.sh fair
+#   bash bench/hourglass_fair.sh fair-summary   # summary.txt and the plot again, from the fair runs' files
 #   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE bash bench/hourglass_fair.sh throughput
 #   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE bash bench/hourglass_fair.sh closing
 #
@@ -32,7 +33,7 @@
 # commands, summary.txt, and bpc_vs_time.png (tools/plot_curves.py) for the fair runs.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-mode="${1:?usage: bench/hourglass_fair.sh fair|throughput|closing}"
+mode="${1:?usage: bench/hourglass_fair.sh fair|fair-summary|throughput|closing}"
 train="${TRAIN:-build/examples/hseq-train}"
 eval="${EVAL:-build/examples/hseq-eval}"
 out="${OUT:-bench/results/hourglass_fair}"
@@ -64,6 +65,31 @@ run() {  # run NAME ARGS...: one training run (log, CSV, checkpoint under $out),
   "$eval" --checkpoint "$out/$name.safetensors" --data "$corpus" --seq-len 1024 --batch 4 | tee "$out/$name.eval"
 }
 
+fair_summary() {  # summary.txt and bpc_vs_time.png from the fair runs' logs, CSVs and evals
+  local runs=()
+  for f in "$out"/hourglass_*_s*.log "$out"/transformer_s*.log; do [ -e "$f" ] && runs+=("$f"); done
+  {
+    cat "$out/machine.txt"  # the machine record written when the runs started
+    echo
+    printf '%-22s %12s %8s %8s %12s %10s %10s\n' run parameters ratio steps tokens/s val_bpc32 full_bpc
+    base=$(sed -n 's/^parameters: //p' "$out/transformer_s${seeds%% *}.log")
+    for f in "${runs[@]}"; do
+      n=$(basename "$f" .log)
+      p=$(sed -n 's/^parameters: //p' "$f")
+      steps=$(sed -n 's/^steps: \([0-9]*\).*/\1/p' "$f")
+      tps=$(sed -n 's/.*throughput: \([0-9.]*\) tokens\/s.*/\1/p' "$f")
+      bpc=$(sed -n 's/^validation bpc: //p' "$f")
+      full=$(grep -o 'bpc[^0-9]*[0-9.]*' "${f%.log}.eval" | tail -1 | grep -o '[0-9.]*$')
+      printf '%-22s %12s %8.3f %8s %12s %10s %10s\n' "$n" "$p" "$(echo "$p / $base" | bc -l)" "$steps" "$tps" "$bpc" \
+        "$full"
+    done
+  } | tee "$out/summary.txt"
+  local curves=()
+  for f in "${runs[@]}"; do curves+=("$(basename "$f" .log)=${f%.log}.csv"); done
+  python3 tools/plot_curves.py --out "$out/bpc_vs_time.png" \
+    --title "KJV, d=256, T=1024, batch 4, $seconds s each, equal parameters" "${curves[@]}" || true
+}
+
 case "$mode" in
 fair)
   : > "$out/commands.txt"
@@ -78,26 +104,10 @@ fair)
     run "transformer_s$seed" "${common[@]}" --seed "$seed" --model transformer --layers 10 \
       --csv "$out/transformer_s$seed.csv"
   done
-  {
-    machine
-    echo
-    printf '%-22s %12s %8s %8s %12s %10s %10s\n' run parameters ratio steps tokens/s val_bpc32 full_bpc
-    base=$(sed -n 's/^parameters: //p' "$out/transformer_s${seeds%% *}.log")
-    for f in "$out"/*_s*.log; do
-      n=$(basename "$f" .log)
-      p=$(sed -n 's/^parameters: //p' "$f")
-      steps=$(sed -n 's/^steps: \([0-9]*\).*/\1/p' "$f")
-      tps=$(sed -n 's/.*throughput: \([0-9.]*\) tokens\/s.*/\1/p' "$f")
-      bpc=$(sed -n 's/^validation bpc: //p' "$f")
-      full=$(grep -o 'bpc[^0-9]*[0-9.]*' "${f%.log}.eval" | tail -1 | grep -o '[0-9.]*$')
-      printf '%-22s %12s %8.3f %8s %12s %10s %10s\n' "$n" "$p" "$(echo "$p / $base" | bc -l)" "$steps" "$tps" "$bpc" \
-        "$full"
-    done
-  } | tee "$out/summary.txt"
-  curves=()
-  for f in "$out"/*_s*.csv; do curves+=("$(basename "$f" .csv)=$f"); done
-  python3 tools/plot_curves.py --out "$out/bpc_vs_time.png" \
-    --title "KJV, d=256, T=1024, batch 4, $seconds s each, equal parameters" "${curves[@]}" || true
+  fair_summary
+  ;;
+fair-summary)  # rebuild summary.txt and the plot from the fair runs already in $out
+  fair_summary
   ;;
 throughput)
   : > "$out/throughput_commands.txt"
