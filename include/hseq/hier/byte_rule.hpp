@@ -1,0 +1,155 @@
+// SPDX-License-Identifier: MIT
+/// @file
+/// @brief `ByteRule`: the rule-based, data-dependent boundaries of a shortening level (issue 19,
+/// spec segmentation.md §1–§3): which positions of a sequence *emit*, i.e. close a segment whose
+/// summary the inner level then reads from that position on (the inclusive rule: position t reads
+/// segment J(t) = max{j : e_j <= t}). Kinds, all streaming (the decision at t reads x_{<=t} only,
+/// through a small `State`, so a prefix is segmented as the prefix of the whole and cached
+/// generation makes the same decisions byte by byte):
+///
+///   "fixed:K"  e_j = j K (the Hourglass's fixed factor through the data-dependent path)
+///   "space"    SpaceByte's rule: t emits when x_t is spacelike and x_{t-1} is not; spacelike means
+///              not [0-9A-Za-z] and not a UTF-8 continuation byte (0x80-0xBF)
+///   "word:N"   AU-Net's word pooling `(\S+?\s){N}`: the whitespace byte right after every N-th word
+///              (a whitespace byte whose predecessor is not whitespace); "word" is "word:1"
+///
+/// Every kind also emits at t = 0 (so J(t) >= 0 everywhere and no null summary is needed, as BOS in
+/// AU-Net and SpaceByte, p_0 = 1 in H-Net) and, with `max_len` > 0, whenever a segment would
+/// otherwise grow past max_len positions (a forced emit that bounds the segments: "space/16").
+/// A nested level applies its rule to the enclosing level's emits: position j of that sequence
+/// stands for the token at the enclosing emit e_j (see emit_layout.hpp), so "fixed:2" inside a
+/// "word" level pools word pairs.
+#pragma once
+
+#include <algorithm>
+#include <charconv>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "hseq/core/error.hpp"
+
+namespace hseq::hier {
+
+/// Whether a byte is spacelike in SpaceByte's sense (not a letter or digit, not a UTF-8
+/// continuation byte). Values outside 0..255 (ids of a larger vocabulary) count as not spacelike.
+constexpr bool spacelike_byte(std::int32_t b) {
+  if (b < 0 || b > 255) return false;
+  bool alnum = (b >= '0' && b <= '9') || (b >= 'A' && b <= 'Z') || (b >= 'a' && b <= 'z');
+  bool continuation = b >= 0x80 && b <= 0xBF;
+  return !alnum && !continuation;
+}
+/// Whether a byte is ASCII whitespace (`\s` of the regex engines: space, \t, \n, \v, \f, \r).
+constexpr bool whitespace_byte(std::int32_t b) { return b == ' ' || (b >= '\t' && b <= '\r'); }
+
+struct ByteRule {
+  enum class Kind { kFixed, kSpace, kWord };
+  Kind kind = Kind::kFixed;
+  std::int64_t n = 2;        ///< fixed: the factor K; word: words per segment N; space: unused (1)
+  std::int64_t max_len = 0;  ///< the longest segment in positions (0: unbounded)
+
+  /// The decision's memory of the positions before t.
+  struct State {
+    std::int64_t pos = 0;    ///< positions consumed
+    std::int64_t since = 0;  ///< positions since the newest emit (1 right after it)
+    std::int64_t words = 0;  ///< word ends since the newest emit (kind word)
+    bool prev_class = true;  ///< whether x_{t-1} was spacelike / whitespace (true before position 0)
+  };
+
+  State start() const { return {}; }
+
+  /// Consumes token x_t (t = s.pos) and says whether t emits.
+  bool step(State& s, std::int32_t x) const {
+    bool emit = false;
+    bool cls = false;
+    switch (kind) {
+      case Kind::kFixed:
+        emit = s.pos % n == 0;
+        break;
+      case Kind::kSpace:
+        cls = spacelike_byte(x);
+        emit = cls && !s.prev_class;
+        break;
+      case Kind::kWord:
+        cls = whitespace_byte(x);
+        if (cls && !s.prev_class && ++s.words == n) emit = true;
+        break;
+    }
+    if (s.pos == 0 || (max_len > 0 && s.since >= max_len)) emit = true;
+    s.prev_class = cls;
+    ++s.pos;
+    if (emit) {
+      s.since = 1;
+      s.words = 0;
+    } else {
+      ++s.since;
+    }
+    return emit;
+  }
+
+  /// The fewest positions between two emits (what bounds the emit count of n positions; see
+  /// `max_emits`): K for a fixed factor that max_len does not cut; otherwise 1 is possible (a
+  /// spacelike byte right after position 0, a natural emit right after a forced one).
+  std::int64_t min_gap() const { return kind == Kind::kFixed && (max_len == 0 || max_len >= n) ? n : 1; }
+  /// The most emits `len` positions can hold (workspace plans use it).
+  std::int64_t max_emits(std::int64_t len) const { return len <= 0 ? 0 : 1 + (len - 1) / min_gap(); }
+
+  /// The spec string: "fixed:4", "space", "space/16", "word", "word:2/32".
+  std::string to_string() const {
+    std::string s;
+    switch (kind) {
+      case Kind::kFixed: s = "fixed:" + std::to_string(n); break;
+      case Kind::kSpace: s = "space"; break;
+      case Kind::kWord: s = n == 1 ? "word" : "word:" + std::to_string(n); break;
+    }
+    if (max_len > 0) s += "/" + std::to_string(max_len);
+    return s;
+  }
+
+  /// Parses `to_string`'s forms; errors name the text and what is wrong with it.
+  static ByteRule parse(std::string_view text) {
+    auto number = [&](std::string_view part, char const* what) {
+      std::int64_t v = 0;
+      auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
+      HSEQ_CHECK(ec == std::errc{} && end == part.data() + part.size() && !part.empty(),
+                 "segmenter \"" << text << "\": " << what << " '" << part << "' is not an integer");
+      return v;
+    };
+    ByteRule r;
+    std::string_view body = text;
+    if (auto slash = text.find('/'); slash != std::string_view::npos) {
+      body = text.substr(0, slash);
+      r.max_len = number(text.substr(slash + 1), "the longest segment");
+      HSEQ_CHECK(r.max_len >= 1, "segmenter \"" << text << "\": the longest segment must be at least 1 position");
+    }
+    std::string_view name = body, arg;
+    bool has_arg = false;
+    if (auto colon = body.find(':'); colon != std::string_view::npos) {
+      name = body.substr(0, colon);
+      arg = body.substr(colon + 1);
+      has_arg = true;
+    }
+    if (name == "fixed") {
+      HSEQ_CHECK(has_arg, "segmenter \"" << text << "\": fixed needs its factor (\"fixed:4\")");
+      r.kind = Kind::kFixed;
+      r.n = number(arg, "the factor");
+      HSEQ_CHECK(r.n >= 1, "segmenter \"" << text << "\": the factor must be at least 1");
+    } else if (name == "space") {
+      HSEQ_CHECK(!has_arg, "segmenter \"" << text << "\": space takes no argument (\"space\" or \"space/16\")");
+      r.kind = Kind::kSpace;
+      r.n = 1;
+    } else if (name == "word") {
+      r.kind = Kind::kWord;
+      r.n = has_arg ? number(arg, "the words per segment") : 1;
+      HSEQ_CHECK(r.n >= 1, "segmenter \"" << text << "\": the words per segment must be at least 1");
+    } else {
+      HSEQ_FAIL("segmenter \"" << text << "\": unknown kind '" << name
+                               << "' (known: fixed:K, space, word, word:N, each optionally /MAXLEN)");
+    }
+    return r;
+  }
+
+  friend bool operator==(ByteRule const&, ByteRule const&) = default;
+};
+
+}  // namespace hseq::hier
