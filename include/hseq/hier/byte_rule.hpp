@@ -21,7 +21,6 @@
 /// "word" level pools word pairs.
 #pragma once
 
-#include <algorithm>
 #include <charconv>
 #include <cstdint>
 #include <string>
