@@ -4,7 +4,9 @@
 (inputs, logits, loss, every parameter and gradient, and the losses of 5 AdamW steps) for the
 attention + attention, average + repeat and linear + linear policies (and attention + attention with
 the closing LayerNorms and an untied head: hourglass_closing_untied), with two nested levels and a
-sequence length that is not a multiple of the total factor (so padding is exercised). The width
+sequence length that is not a multiple of the total factor (so padding is exercised); and
+select + repeat over two nested data-dependent levels (hourglass_rules_select_repeat: spacelike
+segments of at most 5 bytes, then pairs of them, over two rows of text). The width
 (8) differs from the factors (2), so a [k d] projection read in the wrong layout shows.
 
 Before writing, every model's hand-written attention (causal blocks and resampling
@@ -35,9 +37,11 @@ def decays(name, p):
     return name.endswith("weight") and p.dim() == 2 and "emb" not in name
 
 
-def write(shorten, upsample, seed, file_name=None, **extra):
+def write(shorten, upsample, seed, file_name=None, text=None, **extra):
     cfg = dict(vocab=32, dim=8, heads=2, context=16, mlp_hidden=0, eps=1e-5, init_std=0.02,
-               hierarchy="1@1 1@2 1@4 1@2 1@1", **extra, shorten=shorten, upsample=upsample)
+               hierarchy="1@1 1@2 1@4 1@2 1@1")
+    cfg.update(extra)
+    cfg.update(shorten=shorten, upsample=upsample)
     torch.manual_seed(seed)
     model = Hourglass(cfg)
     with torch.no_grad():
@@ -46,8 +50,12 @@ def write(shorten, upsample, seed, file_name=None, **extra):
     # Reference values are computed in float64 from the float32-rounded parameters, so that the
     # fixture measures hseq's fp32 error only (PyTorch's own fp32 rounding would add as much again).
     model = model.double()
-    ids = torch.randint(0, cfg["vocab"], (B, T))
-    targets = torch.randint(0, cfg["vocab"], (B, T))
+    if text:  # rows of bytes (the rule levels read them)
+        ids = torch.tensor([[ord(ch) for ch in row] for row in text])
+        targets = torch.roll(ids, -1, dims=1)
+    else:
+        ids = torch.randint(0, cfg["vocab"], (B, T))
+        targets = torch.randint(0, cfg["vocab"], (B, T))
     targets[1, 5] = -1
     dev = sdpa_deviation(model, ids, targets)
     assert max(dev.values()) <= SDPA_TOL, f"{shorten}/{upsample}: hand-written attention differs from F.scaled_dot_product_attention: {dev}"
@@ -69,7 +77,7 @@ def write(shorten, upsample, seed, file_name=None, **extra):
         _, l = model(ids, targets)
         l.backward()
         losses.append(l.item())
-    meta = {"config": json.dumps(cfg), "batch": str(B), "seq_len": str(T), "loss": repr(loss.item()),
+    meta = {"config": json.dumps(cfg), "batch": str(ids.shape[0]), "seq_len": str(ids.shape[1]), "loss": repr(loss.item()),
             "adamw": json.dumps(ADAMW), "adamw_losses": json.dumps(losses),
             "generator": "tools/gen_hourglass_fixture.py, torch " + torch.__version__}
     path = os.path.join(os.path.dirname(__file__), "..", "test", "fixtures", file_name or f"hourglass_{shorten}_{upsample}.safetensors")
@@ -83,3 +91,9 @@ if __name__ == "__main__":
     write("linear", "linear", 3)
     # Closing norms (trax) and an untied head: the keys config_json writes for them.
     write("attention", "attention", 4, "hourglass_closing_untied.safetensors", tied=False, closing_norm=True)
+    # Levels segmented by the data (issue 19): spacelike boundaries with a longest segment, and
+    # pairs of those inside; select pooling, repeat upsampling, closing norms. The rows close their
+    # segments at different positions, and the second has a forced (/5) boundary.
+    write("select", "repeat", 5, "hourglass_rules_select_repeat.safetensors",
+          text=["In the beginning God created", "And the earth was withoutfor"], vocab=128, context=32,
+          hierarchy="1@1 1@space/5 1@fixed:2 1@space/5 1@1", closing_norm=True)

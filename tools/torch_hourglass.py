@@ -86,6 +86,17 @@ class AttentionPoolShorten(nn.Module):
         return q1 + self.mlp(self.ln_ff(q1))
 
 
+class SelectShorten(nn.Module):
+    """Select pooling on a numeric level: the last row of each shifted window (x[j k])."""
+
+    def __init__(self, d, k, h, hidden, eps, sdpa=False):
+        super().__init__()
+        self.k = k
+
+    def forward(self, x):
+        return x[:, self.k - 1::self.k]
+
+
 class RepeatUpsample(nn.Module):
     def __init__(self, d, k, h, hidden, eps, sdpa=False):
         super().__init__()
@@ -125,13 +136,67 @@ class AttentionUpsample(nn.Module):
         return q1 + self.mlp(self.ln_ff(q1))
 
 
-SHORTEN = {"avg": AvgPoolShorten, "linear": LinearPoolShorten, "attention": AttentionPoolShorten}
+SHORTEN = {"avg": AvgPoolShorten, "linear": LinearPoolShorten, "attention": AttentionPoolShorten,
+           "select": SelectShorten}
+
+
+# Data-dependent segmentation rules (hseq's hier::ByteRule), written from their definitions:
+#   fixed:K  positions 0, K, 2K, ...
+#   space    a spacelike byte (not [0-9A-Za-z], not a UTF-8 continuation byte 0x80-0xBF) whose
+#            predecessor is not spacelike (SpaceByte)
+#   word:N   the whitespace byte after every N-th word (a whitespace byte whose predecessor is not
+#            whitespace; AU-Net's (\S+?\s){N})
+# Position 0 always emits; "/M" also emits where a segment would grow past M positions.
+def parse_rule(text):
+    body, _, maxlen = text.partition("/")
+    name, _, arg = body.partition(":")
+    n = int(arg) if arg else 1
+    return (name, n, int(maxlen) if maxlen else 0)
+
+
+def spacelike(b):
+    return 0 <= b <= 255 and not (chr(b).isascii() and chr(b).isalnum()) and not 0x80 <= b <= 0xBF
+
+
+def whitespace(b):
+    return b in (9, 10, 11, 12, 13, 32)
+
+
+def rule_emits(rule, tokens):
+    kind, n, maxlen = rule
+    emits, prev, words, since = [], True, 0, 0
+    for t, x in enumerate(tokens):
+        if kind == "fixed":
+            e = t % n == 0
+        elif kind == "space":
+            e = spacelike(x) and not prev
+            prev = spacelike(x)
+        elif kind == "word":
+            e = False
+            if whitespace(x) and not prev:
+                words += 1
+                e = words == n
+            prev = whitespace(x)
+        else:
+            raise ValueError(f"unknown rule {kind}")
+        if t == 0 or (maxlen and since >= maxlen):
+            e = True
+        if e:
+            emits.append(t)
+            since, words = 1, 0
+        else:
+            since += 1
+    return emits
 UPSAMPLE = {"repeat": RepeatUpsample, "linear": LinearUpsample, "attention": AttentionUpsample}
 
 
 def parse_hierarchy(text):
-    """(pre, post, [(layers, per-level factor), ...]) from the authors' cumulative N@F notation."""
-    items = [tuple(int(v) for v in t.split("@")) for t in text.split()]
+    """(pre, post, [(layers, per-level factor or rule), ...]) from the authors' cumulative N@F
+    notation; an item N@RULE ("2@space") is a level segmented by that rule (a parse_rule tuple)."""
+    def item(t):
+        n, f = t.split("@")
+        return int(n), (int(f) if f.isdigit() else f)
+    items = [item(t) for t in text.split()]
     pre = post = 0
     if items[0][1] == 1:
         pre, post = items[0][0], items[-1][0]
@@ -139,6 +204,9 @@ def parse_hierarchy(text):
     m = len(items) // 2
     levels, prev = [], 1
     for n, f in items[:m + 1]:
+        if isinstance(f, str):
+            levels.append((n, parse_rule(f)))
+            continue
         levels.append((n, f // prev))
         prev = f
     return pre, post, levels
@@ -149,6 +217,10 @@ class Level(nn.Module):
         super().__init__()
         d, h, eps = c["dim"], c["heads"], c.get("eps", 1e-5)
         hidden = c.get("mlp_hidden", 0) or 4 * d
+        self.rule = k if isinstance(k, tuple) else None  # a rule level: pooled by select, unpooled by repeat
+        if self.rule:
+            assert (shorten, upsample) == ("select", "repeat"), "rule levels take select / repeat"
+            k = self.rule[1] if self.rule[0] == "fixed" else 1
         self.k = k
         self.shorten = SHORTEN[shorten](d, k, h, hidden, eps, sdpa)
         self.pre = nn.ModuleList([Block(d, h, hidden, eps, sdpa) for _ in range(layers)])
@@ -173,7 +245,7 @@ class Hourglass(nn.Module):
         d, h, eps = c["dim"], c["heads"], c.get("eps", 1e-5)
         hidden = c.get("mlp_hidden", 0) or 4 * d
         pre, post, levels = parse_hierarchy(c["hierarchy"])
-        self.total = math.prod(k for _, k in levels)
+        self.total = math.prod(k for _, k in levels if not isinstance(k, tuple))
         self.tok_emb = nn.Embedding(c["vocab"], d)
         self.pos_emb = nn.Embedding(c["context"], d)
         self.pre = nn.ModuleList([Block(d, h, hidden, eps, sdpa) for _ in range(pre)])
@@ -188,21 +260,40 @@ class Hourglass(nn.Module):
         if not self.tied:
             self.head = nn.Linear(d, c["vocab"], bias=False)
 
-    def valley(self, i, x):
+    def valley(self, i, x, tokens=None, row_len=None):
         lv = self.levels[i]
         k = lv.k
-        shifted = F.pad(x, (0, 0, k - 1, 0))[:, :x.shape[1]]
-        s = lv.shorten(shifted)
+        if lv.rule:  # segments close at the rule's emits e_j; position t reads J(t) = max{j : e_j <= t}
+            b, length, _ = x.shape
+            row_len = row_len or [length] * b
+            emits = [rule_emits(lv.rule, tokens[r][:row_len[r]]) for r in range(b)]
+            c = max(len(e) for e in emits)
+            pool = torch.tensor([[e[j] if j < len(e) else max(row_len[r] - 1, 0) for j in range(c)]
+                                 for r, e in enumerate(emits)])
+            seg = []
+            for r, e in enumerate(emits):
+                js = [sum(1 for p in e if p <= t) - 1 for t in range(row_len[r])]
+                seg.append(js + [max(len(e) - 1, 0)] * (length - row_len[r]))
+            rows = torch.arange(b).unsqueeze(1)
+            s = x[rows, pool]                                                     # select   [B, C, d]
+            inner_tokens = [[tokens[r][p] for p in pool[r].tolist()] for r in range(b)]
+            inner_len = [len(e) for e in emits]
+        else:
+            shifted = F.pad(x, (0, 0, k - 1, 0))[:, :x.shape[1]]
+            s = lv.shorten(shifted)
+            inner_tokens = inner_len = None
         for blk in lv.pre:
             s = blk(s)
         if self.closing:
             s = lv.ln_pre(s)
         if i + 1 < len(self.levels):
-            s = self.valley(i + 1, s)
+            s = self.valley(i + 1, s, inner_tokens, inner_len)
             for blk in lv.post:
                 s = blk(s)
             if self.closing:
                 s = lv.ln_post(s)
+        if lv.rule:
+            return x + lv.ln_up(s[rows, torch.tensor(seg)])                       # repeat   [B, L, d]
         return x + lv.ln_up(lv.upsample(s, x))
 
     def forward(self, ids, targets):
@@ -214,7 +305,7 @@ class Hourglass(nn.Module):
             x = blk(x)
         if self.closing:
             x = self.ln_pre(x)
-        x = self.valley(0, x)
+        x = self.valley(0, x, ids_p.tolist())
         for blk in self.post:
             x = blk(x)
         w_out = self.tok_emb.weight if self.tied else self.head.weight

@@ -2,8 +2,9 @@
 /// @file
 /// @brief The Hourglass as a family of the programs (--model hourglass): the hierarchy is a flag
 /// (run-time `DynamicHierarchy`), the shortening and upsampling policies are template parameters
-/// chosen by --shorten and --upsample (sixteen model types; "attention_linear" is attention
+/// chosen by --shorten and --upsample (twenty model types; "attention_linear" is attention
 /// resampling whose queries come from linear pooling / linear upsampling instead of avg / repeat).
+/// Hierarchies of data-dependent rules ("2@1 4@space 2@1") take --shorten select --upsample repeat.
 #pragma once
 
 #include <string>
@@ -16,6 +17,7 @@
 #include "hseq/hier/linear_pool.hpp"
 #include "hseq/hier/linear_upsample.hpp"
 #include "hseq/hier/repeat_upsample.hpp"
+#include "hseq/hier/select_pool.hpp"
 #include "hseq/models/hourglass.hpp"
 #include "programs.hpp"
 
@@ -26,7 +28,7 @@ struct HourglassFamily {
   static constexpr char const* kHelp = "Hourglass: shortened Transformer levels between full-rate ones";
   using Policies = cli::Policies<
       Slot<"shorten", "shortening (pooling)", hseq::hier::AttentionPool, hseq::hier::AvgPool, hseq::hier::LinearPool,
-           hseq::hier::AttentionPoolLinear>,
+           hseq::hier::AttentionPoolLinear, hseq::hier::Select>,
       Slot<"upsample", "upsampling", hseq::hier::AttentionUp, hseq::hier::Repeat, hseq::hier::LinearUp,
            hseq::hier::AttentionUpLinear>>;
   // Model<Shorten, Upsample>, declared with a pack (an alias cannot take a pack into named
@@ -39,7 +41,9 @@ struct HourglassFamily {
         .flag("heads", "4", "attention heads (must divide --dim)")
         .flag("context", "128", "longest sequence the model sees (learned position table length)")
         .flag("hierarchy", "2@1 4@4 2@1",
-              "hourglass: LAYERS@FACTOR items with cumulative factors, a palindrome (\"2@1 2@2 2@8 2@2 2@1\" nests)")
+              "hourglass: LAYERS@FACTOR items with cumulative factors, a palindrome (\"2@1 2@2 2@8 2@2 2@1\" nests); "
+              "or LAYERS@RULE levels segmented by the data (\"2@1 4@space 2@1\", \"2@1 2@word 2@fixed:2 2@word 2@1\"; "
+              "rules: space, word[:N], fixed:K, each with an optional /MAXLEN; they need --shorten select --upsample repeat)")
         .toggle("untied", "hourglass: separate output projection instead of the token embedding")
         .toggle("no-closing-norm", "hourglass: no LayerNorm closing each stack (trax has them; version-1 models do not)")
         .flag("dropout", "0", "hourglass: dropout rate of the embeddings and of every block's attention, residual and MLP (training only; trax's enwik8 recipe: 0.2)");

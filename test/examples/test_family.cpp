@@ -115,7 +115,7 @@ TEST_CASE("family: the registry lists the families in list order, and their flag
   REQUIRE(cli::find_family("hourglass") != nullptr);
   CHECK(cli::find_family("hourglass")->slots.size() == 2);
   CHECK(cli::find_family("hourglass")->slots[0].names ==
-        std::vector<std::string>{"attention", "avg", "linear", "attention_linear"});
+        std::vector<std::string>{"attention", "avg", "linear", "attention_linear", "select"});
   CHECK(cli::find_family("hourglass")->slots[1].names ==
         std::vector<std::string>{"attention", "repeat", "linear", "attention_linear"});
   CHECK(cli::find_family("rnn") == nullptr);
@@ -130,14 +130,14 @@ TEST_CASE("family: the registry lists the families in list order, and their flag
   a.usage(help);
   CHECK(help.str().find("model family: transformer, hourglass, hierarchical, transformer-xl, compressive, autoencoder, bigram") !=
         std::string::npos);
-  CHECK(help.str().find("hourglass: shortening (pooling), one of attention, avg, linear, attention_linear") != std::string::npos);
+  CHECK(help.str().find("hourglass: shortening (pooling), one of attention, avg, linear, attention_linear, select") != std::string::npos);
 
   cli::ModelChoice c = cli::choice_from_flags(model_args({"--model", "hourglass", "--upsample", "linear"}));
   CHECK(c.family == cli::find_family("hourglass"));
   CHECK(c.policies == std::vector<std::string>{"attention", "linear"});
   CHECK(c.describe() == "hourglass (shorten attention, upsample linear)");
   CHECK_THROWS_WITH_AS(cli::choice_from_flags(model_args({"--model", "hourglass", "--shorten", "max"})),
-                       doctest::Contains("unknown --shorten 'max' (known: attention, avg, linear, attention_linear)"), Error);
+                       doctest::Contains("unknown --shorten 'max' (known: attention, avg, linear, attention_linear, select)"), Error);
   CHECK_THROWS_WITH_AS(cli::choice_from_flags(model_args({"--model", "rnn"})),
                        doctest::Contains("unknown --model 'rnn' (known: transformer, hourglass, hierarchical, transformer-xl, compressive, autoencoder, bigram)"), Error);
 }

@@ -90,4 +90,42 @@ TEST_CASE("hierarchy: validate refuses a total factor that overflows int64, as t
   CHECK(s.total_factor() == (std::int64_t{1} << 62));
 }
 
+TEST_CASE("hierarchy: levels may segment by data-dependent rules (issue 19)") {
+  auto a = HierarchySpec::parse("2@1 4@space 2@1");
+  CHECK(a.pre == 2);
+  CHECK(a.post == 2);
+  REQUIRE(a.levels.size() == 1);
+  CHECK(a.dynamic());
+  CHECK(a.levels[0].layers == 4);
+  CHECK(a.levels[0].factor == 1);
+  REQUIRE(a.levels[0].rule.has_value());
+  CHECK(*a.levels[0].rule == hier::ByteRule::parse("space"));
+  CHECK(a.total_factor() == 1);  // rule levels take any length: no padding
+  CHECK(a.total_layers() == 8);
+  CHECK(a.to_string() == "2@1 4@space 2@1");
+  auto b = HierarchySpec::parse("1@1 2@word/32 3@fixed:2 2@word/32 1@1");
+  REQUIRE(b.levels.size() == 2);
+  CHECK(b.levels[0].rule->to_string() == "word/32");
+  CHECK(b.levels[1].rule->to_string() == "fixed:2");
+  CHECK(b.to_string() == "1@1 2@word/32 3@fixed:2 2@word/32 1@1");
+  CHECK(HierarchySpec::parse(b.to_string()) == b);
+  CHECK(HierarchySpec::parse("3@word:2").to_string() == "3@word:2");  // no full-rate layers
+  CHECK_FALSE(HierarchySpec::parse("2@1 4@4 2@1").dynamic());
+  CHECK(HierarchySpec::parse("2@1 4@4 2@1") != HierarchySpec::parse("2@1 4@fixed:4 2@1"));
+}
+
+TEST_CASE("hierarchy: bad rule hierarchies say what is wrong") {
+  CHECK_THROWS_WITH_AS(HierarchySpec::parse("2@1 4@spaces 2@1"), doctest::Contains("unknown kind 'spaces'"), Error);
+  CHECK_THROWS_WITH_AS(HierarchySpec::parse("2@1 4@space 3@word 4@word 2@1"),
+                       doctest::Contains("not a palindrome ('4@space' vs '4@word')"), Error);
+  CHECK_THROWS_WITH_AS(HierarchySpec::parse("1@1 2@2 3@space 2@2 1@1"), doctest::Contains("all numeric factors or all rules"),
+                       Error);
+  CHECK_THROWS_WITH_AS(HierarchySpec::parse("1@1 2@space 3@4 2@space 1@1"),
+                       doctest::Contains("all numeric factors or all rules"), Error);
+  CHECK_THROWS_WITH_AS(HierarchySpec::parse("2@1 0@space 2@1"), doctest::Contains("at least one"), Error);
+  CHECK_THROWS_WITH_AS(HierarchySpec::parse("2@1 4@fixed 2@1"), doctest::Contains("'4@fixed'"), Error);
+  HierarchySpec s{0, 0, {{1, 2, hier::ByteRule::parse("space")}}};
+  CHECK_THROWS_WITH_AS(s.validate(), doctest::Contains("a rule level's factor is 1"), Error);
+}
+
 }  // namespace HSEQ_TEST_UNIT

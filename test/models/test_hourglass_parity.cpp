@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // PyTorch parity of Hourglass (attention + attention, average + repeat, and linear + linear, and
 // attention + attention with closing norms and an untied head; two
-// nested levels; a length that needs padding): fixtures written by tools/gen_hourglass_fixture.py
+// nested levels; a length that needs padding; and select + repeat over two nested rule levels): fixtures written by tools/gen_hourglass_fixture.py
 // from the PyTorch twin in tools/torch_hourglass.py. Same comparison and tolerance as the
 // TransformerLm parity test (relative L2 error per tensor <= 1e-4 in fp32 with a floor for
 // cancelled gradients, losses element-wise). The fixture's references are computed in float64
@@ -11,6 +11,7 @@
 #include <string>
 
 #include "hseq/io/safetensors.hpp"
+#include "hseq/hier/select_pool.hpp"
 #include "hseq/models/hourglass.hpp"
 #include "support/parity.hpp"
 #include "support/test_unit.hpp"
@@ -31,7 +32,8 @@ void parity(std::string const& file) {
   CAPTURE(file);
   auto f = io::SafetensorsFile::load(std::string(HSEQ_SOURCE_DIR) + "/test/fixtures/" + file);
   auto cfg = M::config_from_json(f.metadata("config"));
-  REQUIRE(std::stoll(f.metadata("seq_len")) % cfg.hierarchy.total_factor() != 0);  // the fixture exercises padding
+  if (!cfg.hierarchy.dynamic())  // (rule levels take any length: nothing to pad)
+    REQUIRE(std::stoll(f.metadata("seq_len")) % cfg.hierarchy.total_factor() != 0);  // the fixture exercises padding
   M m(cfg);
   nn::ParamStore<cpu, float> ps(m);
   int compared = test::check_parity(f, m, ps);
@@ -65,6 +67,18 @@ TEST_CASE("hourglass parity: closing norms and an untied head match PyTorch") {
   REQUIRE(cfg.closing_norm);
   REQUIRE(!cfg.tied);
   parity<hier::AttentionPool, hier::AttentionUp>("hourglass_closing_untied.safetensors");
+}
+
+// Two nested data-dependent levels (spacelike segments of at most 5 bytes, then pairs of them) over
+// two rows of text that close their segments at different positions: the twin segments with its
+// own implementation of the rules (tools/torch_hourglass.py), select pooling, repeat upsampling.
+TEST_CASE("hourglass parity: rule levels (space/5, then fixed:2) with select + repeat match PyTorch") {
+  using M = models::Hourglass<cpu, float, hier::DynamicHierarchy, hier::Select, hier::Repeat>;
+  auto f = io::SafetensorsFile::load(std::string(HSEQ_SOURCE_DIR) +
+                                     "/test/fixtures/hourglass_rules_select_repeat.safetensors");
+  auto cfg = M::config_from_json(f.metadata("config"));
+  REQUIRE(cfg.hierarchy.to_string() == "1@1 1@space/5 1@fixed:2 1@space/5 1@1");
+  parity<hier::Select, hier::Repeat>("hourglass_rules_select_repeat.safetensors");
 }
 
 }  // namespace HSEQ_TEST_UNIT

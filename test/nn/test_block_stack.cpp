@@ -258,6 +258,43 @@ TEST_CASE("block_stack: cached steps equal the full forward (prefill, then one p
   CHECK(worst < 1e-12);
 }
 
+TEST_CASE("block_stack: rows step alone, each at its own position, and equal the full forward") {
+  cpu::Context ctx;
+  std::int64_t const bsz = 3, t = 9, d = 8;
+  Stack m({2, {.dim = d, .heads = 2, .mlp_hidden = 16}});
+  nn::ParamStore<cpu, double> ps(m);
+  ps.init(ctx, 5);
+  auto x = random_tensor(Shape{bsz, t, d}, 6);
+  Workspace<cpu> ws(m.forward_workspace(bsz, t));
+  auto a = ws.arena();
+  Stack::Saved s;
+  auto full = m.forward(ctx, x.cview(), s, a);
+  auto cache = m.make_cache(bsz, t);
+  Workspace<cpu> sws(m.step_workspace(1, 1, t));
+  // Row b advances every (b + 1)-th round, so the rows are at different positions at every step.
+  std::vector<std::int64_t> pos(bsz, 0);
+  double worst = 0;
+  for (std::int64_t round = 0; round < 3 * t; ++round)
+    for (std::int64_t b = 0; b < bsz; ++b) {
+      if (round % (b + 1) != 0 || pos[std::size_t(b)] == t) continue;
+      std::int64_t p = pos[std::size_t(b)]++;
+      Tensor<double, cpu> xa(Shape{1, 1, d}), xb(Shape{1, 1, d});
+      std::copy_n(x.data() + (b * t + p) * d, d, xa.data());
+      View<double, HostSpace> cur = xa.view(), tmp = xb.view();
+      auto sa = sws.arena();
+      m.forward_step_row(ctx, cur, tmp, cache, b, p, sa);
+      for (std::int64_t i = 0; i < d; ++i) worst = std::max(worst, std::abs(full.data[(b * t + p) * d + i] - cur.data[i]));
+    }
+  for (std::int64_t b = 0; b < bsz; ++b) CHECK(pos[std::size_t(b)] == t);
+  CHECK(worst < 1e-12);
+  // A row outside the cache, or a batch of more than one row, is refused.
+  Tensor<double, cpu> xa(Shape{1, 1, d}), xb(Shape{1, 1, d}), x2(Shape{2, 1, d}), y2(Shape{2, 1, d});
+  View<double, HostSpace> cur = xa.view(), tmp = xb.view(), c2 = x2.view(), t2 = y2.view();
+  auto sa = sws.arena();
+  CHECK_THROWS_WITH_AS(m.forward_step_row(ctx, cur, tmp, cache, 3, 0, sa), doctest::Contains("row 3 of a cache"), Error);
+  CHECK_THROWS_WITH_AS(m.forward_step_row(ctx, c2, t2, cache, 0, 0, sa), doctest::Contains("must be one row"), Error);
+}
+
 TEST_CASE("block_stack: bad inputs are errors that name the problem") {
   cpu::Context ctx;
   CHECK_THROWS_WITH_AS(Stack({-1, {.dim = 4, .heads = 1}}), doctest::Contains("layers must be >= 0"), Error);

@@ -8,24 +8,35 @@
 /// `HierarchySpec`, also parsed from the authors' string notation (trax), where the factors are
 /// cumulative: "2@1 4@4 2@1" is 2 layers, a level shortened 4x with 4 layers, 2 layers;
 /// "2@1 2@2 3@6 2@2 2@1" nests a 3x level with 3 layers inside a 2x level with 2 + 2 layers.
+/// A level may instead segment by a data-dependent rule (hier::ByteRule, issue 19): "2@1 4@space
+/// 2@1" is a level whose segments close after SpaceByte's spacelike bytes; nested rules apply to
+/// the enclosing level's segments ("2@1 2@word 4@fixed:2 2@word 2@1": words, then word pairs). A
+/// hierarchy is either all numeric or all rules ("fixed:K" is the fixed factor K through the
+/// data-dependent path); rule levels shorten by a length known only from the data, so their
+/// `factor` is 1 and sequences are not padded for them.
 #pragma once
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "hseq/core/error.hpp"
+#include "hseq/hier/byte_rule.hpp"
 
 namespace hseq::hier {
 
 /// One shortening level: `layers` Transformer layers at this rate (on each side of a nested level),
-/// `factor` the shortening relative to the enclosing level.
+/// `factor` the shortening relative to the enclosing level; or, with a `rule`, the data-dependent
+/// segmentation of the enclosing level's positions (then `factor` is 1).
 struct LevelSpec {
   std::int64_t layers = 0, factor = 2;
+  std::optional<ByteRule> rule{};
+  bool dynamic() const { return rule.has_value(); }
   friend bool operator==(LevelSpec const&, LevelSpec const&) = default;
 };
 
@@ -34,7 +45,10 @@ struct HierarchySpec {
   std::vector<LevelSpec> levels;
   friend bool operator==(HierarchySpec const&, HierarchySpec const&) = default;
 
-  /// Product of the per-level factors: sequence lengths are padded to a multiple of it.
+  /// Whether the levels segment by data-dependent rules (validate: all levels or none).
+  bool dynamic() const { return !levels.empty() && levels.front().dynamic(); }
+  /// Product of the per-level factors: sequence lengths are padded to a multiple of it (1 for a
+  /// hierarchy of rules, which take any length).
   std::int64_t total_factor() const {
     std::int64_t f = 1;
     for (auto const& l : levels) f *= l.factor;
@@ -62,8 +76,18 @@ struct HierarchySpec {
     HSEQ_CHECK(pre >= 0 && post >= 0, "hierarchy: negative layer counts (pre " << pre << ", post " << post << ")");
     HSEQ_CHECK(!levels.empty(), "hierarchy: at least one shortening level is needed");
     for (std::size_t i = 0; i < levels.size(); ++i) {
-      HSEQ_CHECK(levels[i].factor >= 2, "hierarchy: level " << i << " has shortening factor " << levels[i].factor
-                                                            << "; factors must be >= 2");
+      HSEQ_CHECK(levels[i].dynamic() == levels[0].dynamic(),
+                 "hierarchy: level " << i << (levels[i].dynamic() ? " segments by a rule" : " has a numeric factor")
+                                     << " but level 0 does not; a hierarchy is all numeric factors or all rules "
+                                        "(write a fixed factor K among rules as \"fixed:K\")");
+      if (levels[i].dynamic()) {
+        HSEQ_CHECK(levels[i].factor == 1, "hierarchy: level " << i << " segments by \"" << levels[i].rule->to_string()
+                                                              << "\" and has factor " << levels[i].factor
+                                                              << "; a rule level's factor is 1");
+      } else {
+        HSEQ_CHECK(levels[i].factor >= 2, "hierarchy: level " << i << " has shortening factor " << levels[i].factor
+                                                              << "; factors must be >= 2");
+      }
       HSEQ_CHECK(levels[i].layers >= 1, "hierarchy: level " << i << " has " << levels[i].layers
                                                             << " layers; each level needs at least one");
     }
@@ -73,13 +97,13 @@ struct HierarchySpec {
                "hierarchy: the total shortening factor overflows int64");  // (to_string would overflow too)
   }
 
-  /// The authors' notation with cumulative factors: "2@1 4@4 2@1".
+  /// The authors' notation with cumulative factors: "2@1 4@4 2@1" (rules by name: "2@1 4@space 2@1").
   std::string to_string() const {
     std::vector<std::string> inner;  // the levels, outermost first, with cumulative factors
     std::int64_t f = 1;
     for (auto const& l : levels) {
       f *= l.factor;
-      inner.push_back(std::to_string(l.layers) + "@" + std::to_string(f));
+      inner.push_back(std::to_string(l.layers) + "@" + (l.rule ? l.rule->to_string() : std::to_string(f)));
     }
     std::vector<std::string> items;
     bool outer = pre > 0 || post > 0;
@@ -93,49 +117,78 @@ struct HierarchySpec {
   }
 
   /// Parses "N@F N@F ..." (cumulative factors, a palindrome in N and F around the innermost level,
-  /// except that the outermost @1 entries may differ: pre and post layers). Errors name the token.
+  /// except that the outermost @1 entries may differ: pre and post layers). F may instead be a
+  /// segmentation rule (ByteRule::parse: "space", "word:2/32", "fixed:4") for every level.
+  /// Errors name the token.
   static HierarchySpec parse(std::string const& text) {
+    struct Item {
+      std::int64_t n = 0, f = 0;  // f = 0: a rule
+      std::string rule;
+      std::string show() const { return std::to_string(n) + "@" + (f ? std::to_string(f) : rule); }
+      bool operator==(Item const&) const = default;
+    };
     std::istringstream is(text);
-    std::vector<std::pair<std::int64_t, std::int64_t>> items;
+    std::vector<Item> items;
     std::string tok;
     while (is >> tok) {
       auto at = tok.find('@');
       HSEQ_CHECK(at != std::string::npos && at > 0 && at + 1 < tok.size(),
-                 "hierarchy \"" << text << "\": item '" << tok << "' is not of the form LAYERS@FACTOR");
-      std::int64_t n = 0, f = 0;
+                 "hierarchy \"" << text << "\": item '" << tok << "' is not of the form LAYERS@FACTOR or LAYERS@RULE");
+      Item it;
       try {
-        std::size_t p1 = 0, p2 = 0;
-        n = std::stoll(tok.substr(0, at), &p1);
-        f = std::stoll(tok.substr(at + 1), &p2);
-        HSEQ_CHECK(p1 == at && p2 == tok.size() - at - 1, "trailing characters");
+        std::size_t p1 = 0;
+        it.n = std::stoll(tok.substr(0, at), &p1);
+        HSEQ_CHECK(p1 == at, "trailing characters");
       } catch (std::exception const&) {
-        HSEQ_FAIL("hierarchy \"" << text << "\": item '" << tok << "' is not of the form LAYERS@FACTOR");
+        HSEQ_FAIL("hierarchy \"" << text << "\": item '" << tok << "' is not of the form LAYERS@FACTOR or LAYERS@RULE");
       }
-      HSEQ_CHECK(n >= 0 && f >= 1, "hierarchy \"" << text << "\": item '" << tok << "' needs LAYERS >= 0 and FACTOR >= 1");
-      items.emplace_back(n, f);
+      std::string rest = tok.substr(at + 1);
+      bool numeric = rest.find_first_not_of("0123456789") == std::string::npos || rest[0] == '-' || rest[0] == '+';
+      if (numeric) {
+        try {
+          std::size_t p2 = 0;
+          it.f = std::stoll(rest, &p2);
+          HSEQ_CHECK(p2 == rest.size(), "trailing characters");
+        } catch (std::exception const&) {
+          HSEQ_FAIL("hierarchy \"" << text << "\": item '" << tok << "' is not of the form LAYERS@FACTOR or LAYERS@RULE");
+        }
+        HSEQ_CHECK(it.f >= 1, "hierarchy \"" << text << "\": item '" << tok << "' needs LAYERS >= 0 and FACTOR >= 1");
+      } else {
+        try {
+          it.rule = ByteRule::parse(rest).to_string();
+        } catch (Error const& e) {
+          HSEQ_FAIL("hierarchy \"" << text << "\": item '" << tok << "': " << e.what());
+        }
+      }
+      HSEQ_CHECK(it.n >= 0, "hierarchy \"" << text << "\": item '" << tok << "' needs LAYERS >= 0 and FACTOR >= 1");
+      items.push_back(it);
     }
     HSEQ_CHECK(items.size() % 2 == 1, "hierarchy \"" << text << "\": " << items.size()
                                                     << " items; a hierarchy is a palindrome with an odd count");
     std::size_t m = items.size() / 2;
     HierarchySpec spec;
     std::size_t first = 0;
-    if (items.front().second == 1) {
-      HSEQ_CHECK(items.back().second == 1 && items.size() >= 3,
+    if (items.front().f == 1) {
+      HSEQ_CHECK(items.back().f == 1 && items.size() >= 3,
                  "hierarchy \"" << text << "\": the first item is at factor 1 but the last is not");
-      spec.pre = items.front().first;
-      spec.post = items.back().first;
+      spec.pre = items.front().n;
+      spec.post = items.back().n;
       first = 1;
     }
     std::int64_t prev = 1;
     for (std::size_t i = first; i <= m; ++i) {
-      auto [n, f] = items[i];
-      auto [n2, f2] = items[items.size() - 1 - i];
-      HSEQ_CHECK(n == n2 && f == f2, "hierarchy \"" << text << "\": not a palindrome ('" << n << "@" << f << "' vs '"
-                                                    << n2 << "@" << f2 << "')");
-      HSEQ_CHECK(f > prev && f % prev == 0, "hierarchy \"" << text << "\": factor " << f << " must be a multiple of "
-                                                           << prev << " and larger (factors are cumulative)");
-      spec.levels.push_back({n, f / prev});
-      prev = f;
+      Item const& a = items[i];
+      Item const& b = items[items.size() - 1 - i];
+      HSEQ_CHECK(a == b, "hierarchy \"" << text << "\": not a palindrome ('" << a.show() << "' vs '" << b.show() << "')");
+      if (a.f == 0) {
+        spec.levels.push_back({a.n, 1, ByteRule::parse(a.rule)});
+        continue;
+      }
+      HSEQ_CHECK(a.f > prev && a.f % prev == 0, "hierarchy \"" << text << "\": factor " << a.f
+                                                               << " must be a multiple of " << prev
+                                                               << " and larger (factors are cumulative)");
+      spec.levels.push_back({a.n, a.f / prev});
+      prev = a.f;
     }
     spec.validate();
     return spec;
@@ -162,7 +215,7 @@ struct Level {
   static_assert(Factor >= 2, "hierarchy: a level has a shortening factor below 2; factors must be >= 2");
   static constexpr std::int64_t kLayers = Layers;
   static constexpr std::int64_t kFactor = Factor;
-  static constexpr LevelSpec spec() { return {Layers, Factor}; }
+  static constexpr LevelSpec spec() { return {Layers, Factor, std::nullopt}; }
 };
 
 template <class L>

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /// @file
-/// @brief Repeat upsampling: each short vector is repeated k times (u[p] = y[p / k]).
+/// @brief Repeat upsampling: each short vector is repeated k times (u[p] = y[p / k]); over
+/// data-dependent segments (hier/ragged_policy.hpp) u[t] = y[J(t)], the newest closed segment.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +14,7 @@
 #include "hseq/core/workspace.hpp"
 #include "hseq/hier/resample_config.hpp"
 #include "hseq/nn/module.hpp"
+#include "hseq/ops/embedding.hpp"
 #include "hseq/ops/resample.hpp"
 
 namespace hseq::hier {
@@ -24,6 +26,7 @@ class RepeatUpsample {
   using Ctx = typename B::Context;
   using CView = View<T const, Space>;
   using MView = View<T, Space>;
+  using Ids = View<std::int32_t const, Space>;
   using Config = ResampleConfig;
   struct Saved {};
 
@@ -53,6 +56,32 @@ class RepeatUpsample {
   /// u [B, 1, d] at level position p (which uses short position floor(p / k), the newest).
   void step_up(Ctx& ctx, StepState& st, CView, std::int64_t, MView u, Arena<Space>&) const {
     ops::copy<T>(ctx, st.last.cview(), u);
+  }
+
+  // Data-dependent segments (RaggedUpsample): up = the global rows b C + J(b, t), [B * L].
+  std::size_t ragged_forward_workspace(std::int64_t, std::int64_t, std::int64_t) const { return 0; }
+  std::size_t ragged_backward_workspace(std::int64_t, std::int64_t, std::int64_t) const { return 0; }
+  /// u [B, L, d] = rows `up` of y [B, C, d].
+  Saved ragged_forward(Ctx& ctx, CView y, CView /*res*/, Ids up, MView u, Arena<Space>&) const {
+    std::int64_t d = y.size(2);
+    ops::embedding_forward<T>(ctx, CView(y.data, Shape{y.size(0) * y.size(1), d}), up,
+                              MView(u.data, Shape{u.size(0) * u.size(1), d}));
+    return {};
+  }
+  /// dy [B, C, d] = the scatter-add of du [B, L, d] into rows `up` (overwrites dy; dres untouched).
+  void ragged_backward(Ctx& ctx, Saved const&, Ids up, CView du, MView dy, MView /*dres*/, Arena<Space>&) const {
+    std::int64_t d = dy.size(2);
+    ops::fill<T>(ctx, dy, T(0));
+    ops::embedding_backward<T>(ctx, up, CView(du.data, Shape{du.size(0) * du.size(1), d}),
+                               MView(dy.data, Shape{dy.size(0) * dy.size(1), d}));
+  }
+  /// Cached generation, row `row`: its segment closed with summary y [1, 1, d].
+  void ragged_step_short(Ctx& ctx, StepState& st, std::int64_t row, CView y, Arena<Space>&) const {
+    ops::copy<T>(ctx, y, MView(st.last.data() + row * cfg_.dim, Shape{1, 1, cfg_.dim}));
+  }
+  /// u [1, 1, d] at row `row`'s next position: its newest summary.
+  void ragged_step_up(Ctx& ctx, StepState& st, std::int64_t row, CView, MView u, Arena<Space>&) const {
+    ops::copy<T>(ctx, CView(st.last.data() + row * cfg_.dim, Shape{1, 1, cfg_.dim}), u);
   }
 
  private:

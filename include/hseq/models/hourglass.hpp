@@ -29,6 +29,20 @@
 /// blocks of level i take their distances in tokens: `distance_scale` = k_0 k_1 ... k_i, the
 /// cumulative factor, so short rows j and j' are (j - j') k_0 ... k_i tokens apart.
 ///
+/// Data-dependent levels (issue 19; spec segmentation.md): a level of a hierarchy of rules
+/// ("2@1 4@space 2@1", hier::ByteRule) closes segment j of row b at position e_{b, j}, decided from
+/// the row's tokens up to e_{b, j} (host, row by row: hier::compute_emits); nested rule levels read
+/// the tokens at the enclosing level's emits. Such a level runs without the shift:
+///     s = Shorten(x; e)                                  [B, C, d], s_j reads x_{<= e_j}
+///     ... the level's stacks over C = the batch's largest count ...
+///     return x + LN(Upsample(s; J))                      u_t reads s_{<= J(t)}, J(t) = max{j : e_j <= t}
+/// (the inclusive rule: the summary of the segment t closes is usable at t, models.md §0.3 with
+/// e_j for j k). A row's padding segments come after its real ones, so causal attention keeps them
+/// from every real position. Only policies with a variable-length form (hier/ragged_policy.hpp:
+/// `Select`, `Repeat`) and blocks without relative positions take rule levels; the others are
+/// refused by name when the model is built. Cached generation keeps a position and a rule state
+/// per batch row: a level steps for a row only when that row's new token closes a segment.
+///
 /// Template parameters: the hierarchy (a compile-time `hier::Hierarchy<Pre, Post, Level<N, k>...>`,
 /// whose levels, traces and caches are then `std::array`s of its level count, or
 /// `hier::DynamicHierarchy`: `Config::hierarchy`, `std::vector`s), the shortening and upsampling
@@ -41,6 +55,8 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <optional>
+#include <span>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -55,9 +71,12 @@
 #include "hseq/hier/attention_pool.hpp"
 #include "hseq/hier/attention_upsample.hpp"
 #include "hseq/hier/avg_pool.hpp"
+#include "hseq/hier/byte_rule.hpp"
+#include "hseq/hier/emit_layout.hpp"
 #include "hseq/hier/hierarchy.hpp"
 #include "hseq/hier/linear_pool.hpp"
 #include "hseq/hier/linear_upsample.hpp"
+#include "hseq/hier/ragged_policy.hpp"
 #include "hseq/hier/repeat_upsample.hpp"
 #include "hseq/hier/shift_right.hpp"
 #include "hseq/hier/shorten_policy.hpp"
@@ -101,6 +120,8 @@ class Hourglass {
   static constexpr char const* kKind = "hourglass";
   /// Whether the blocks encode positions (no absolute table; see the file comment).
   static constexpr bool kRelative = nn::kBlockRelativePositions<Block>;
+  /// Whether the policies pool and unpool over data-dependent segments (rule levels).
+  static constexpr bool kRagged = hier::RaggedShorten<ShortenT, B, T> && hier::RaggedUpsample<UpsampleT, B, T>;
 
   struct Config {
     std::int64_t vocab = 256;
@@ -130,6 +151,7 @@ class Hourglass {
     UpsampleM upsample;
     nn::LayerNorm<B, T> ln_up;
     nn::LayerNorm<B, T> ln_pre, ln_post;  // closing norms of pre and (nested only) post
+    std::optional<hier::ByteRule> rule;   // a rule level: data-dependent segments (factor is 1)
   };
 
   struct LevelTrace {
@@ -144,6 +166,11 @@ class Hourglass {
     MView u, un;        // [B, L, d] upsampled, LayerNorm(upsampled)
     typename UpsampleM::Saved up;
     typename nn::LayerNorm<B, T>::Saved ln;
+    // Rule levels only (host vectors keep their capacity across steps: no allocation once warm).
+    std::vector<std::int32_t> tokens;  // [B, L] the level's tokens (bytes; nested: those at the enclosing emits)
+    hier::EmitLayout layout;           // its segments
+    std::vector<std::int32_t> host_idx;  // staging of pool and up
+    MIds pool, up_idx;                 // [B * C], [B * L] (hier/ragged_policy.hpp)
   };
 
   struct Trace {
@@ -282,6 +309,11 @@ class Hourglass {
     CView cur = close(ctx, ln_pre_, pre_.forward(ctx, x0, tr.pre, ws, drop.child(kPreChild)), tr.ln_pre, tr.pre_n, ws);
     tr.valley_out = ws.template take<T>(Shape{bsz, tp, d}, "hg.valley");
     if constexpr (HierarchyT::kDynamic) tr.levels.resize(levels_.size());
+    if (spec_.dynamic()) {  // rule levels segment on the host (tp == t: no padding)
+      auto& tk = tr.levels[0].tokens;
+      tk.resize(std::size_t(bsz * tp));
+      B::download(ctx, tk.data(), tr.ids.data, tk.size());
+    }
     valley_forward(ctx, 0, cur, tr.valley_out, tr.levels, drop, ws);
     cur = post_.forward(ctx, tr.valley_out, tr.post, ws, drop.child(kPostChild));
     // LN_f, logits over the padded length (padding targets are -1), loss      [B, tp, V]
@@ -325,7 +357,9 @@ class Hourglass {
     typename ShortenM::StepState shorten;
     typename Stack::Cache pre, post;  // [B, short capacity, 2 d] per block
     typename UpsampleM::StepState upsample;
-    std::int64_t pos = 0;  // level inputs consumed
+    std::int64_t pos = 0;  // level inputs consumed (fixed levels; a rule level counts per row below)
+    std::vector<hier::ByteRule::State> rule_state;  // rule levels: [B] each row's segmentation state
+    std::vector<std::int64_t> segments;             // rule levels: [B] segments each row has closed
   };
   /// (With a compile-time hierarchy `levels` is a std::array, built in place by make_cache, so the
   /// policies' StepState needs only a move constructor; the Cache is then move-assignable when
@@ -334,6 +368,7 @@ class Hourglass {
     std::int64_t batch = 0, capacity = 0, pos = 0;
     typename Stack::Cache pre, post;  // [B, capacity, 2 d] per full-rate block
     PerLevel<LevelCache> levels;
+    std::vector<std::int32_t> host_ids;  // [B] the step's tokens on the host (rule levels)
   };
 
   Cache make_cache(std::int64_t batch, std::int64_t capacity) const {
@@ -341,15 +376,22 @@ class Hourglass {
                "Hourglass::make_cache: batch " << batch << ", capacity " << capacity << " (context " << cfg_.context
                                                << ")");
     // Level i's inputs: capacity at i = 0, then cap_{i+1} = cap_i / k_i + 1 (its short positions).
+    // A rule level's: the most segments its capacity can hold (per row).
     std::vector<std::int64_t> caps{capacity};
-    for (Level const& lv : levels_) caps.push_back(caps.back() / lv.factor + 1);
+    for (std::size_t i = 0; i < levels_.size(); ++i) caps.push_back(cache_short_len(i, caps.back()));
     Cache c{batch, capacity, 0, pre_.make_cache(batch, capacity), post_.make_cache(batch, capacity),
             per_level<LevelCache>([&](std::size_t i) {
               Level const& lv = levels_[i];
               return LevelCache{Tensor<T, B>(Shape{batch, lv.factor, cfg_.dim}),
-                                lv.shorten.make_step_state(batch, caps[i]), lv.pre.make_cache(batch, caps[i + 1]),
-                                lv.post.make_cache(batch, caps[i + 1]), lv.upsample.make_step_state(batch, caps[i]), 0};
-            })};
+                                lv.shorten.make_step_state(batch, caps[i]),
+                                lv.pre.make_cache(batch, caps[i + 1]),
+                                lv.post.make_cache(batch, caps[i + 1]),
+                                lv.upsample.make_step_state(batch, caps[i]),
+                                0,
+                                std::vector<hier::ByteRule::State>(lv.rule ? std::size_t(batch) : 0),
+                                std::vector<std::int64_t>(lv.rule ? std::size_t(batch) : 0)};
+            }),
+            std::vector<std::int32_t>(std::size_t(batch))};
     reset_cache(c);
     return c;
   }
@@ -358,7 +400,14 @@ class Hourglass {
   /// caller's stream).
   void reset_cache(Cache& c) const {
     c.pos = 0;
-    for (auto& lc : c.levels) lc.pos = 0;
+    for (std::size_t i = 0; i < levels_.size(); ++i) {
+      LevelCache& lc = c.levels[i];
+      lc.pos = 0;
+      if (levels_[i].rule) {
+        for (auto& st : lc.rule_state) st = levels_[i].rule->start();
+        for (auto& n : lc.segments) n = 0;
+      }
+    }
   }
 
   /// Scratch bytes of one `forward_step` token (an upper bound: the sum of every stage's peak).
@@ -370,8 +419,9 @@ class Hourglass {
                               post_.step_workspace(batch, 1, capacity)});
     std::int64_t cap = capacity;
     std::size_t levels = 0;
-    for (Level const& lv : levels_) {
-      std::int64_t cs = cap / lv.factor + 1;
+    for (std::size_t i = 0; i < levels_.size(); ++i) {
+      Level const& lv = levels_[i];
+      std::int64_t cs = cache_short_len(i, cap);
       std::size_t inner = std::max({lv.shorten.step_workspace(batch, cap), lv.upsample.step_workspace(batch, cap),
                                     lv.ln_up.forward_workspace(batch), lv.pre.step_workspace(batch, 1, cs),
                                     lv.post.step_workspace(batch, 1, cs)});
@@ -430,7 +480,9 @@ class Hourglass {
     double d = double(cfg_.dim), tt = double(padded_length(t)), rate = 1.0;
     f.add_attention(double(spec_.pre + spec_.post), d, tt, tt, tt);
     for (Level const& lv : levels_) {
-      double outer = 1.0 / rate, inner = 1.0 / (rate * double(lv.factor));
+      // A rule level counts at its worst case: an emit every min_gap() positions (an upper bound).
+      double k = lv.rule ? double(lv.rule->min_gap()) : double(lv.factor);
+      double outer = 1.0 / rate, inner = 1.0 / (rate * k);
       f.add(lv.pre, inner).add(lv.post, inner).add(lv.ln_up, outer);
       if (cfg_.closing_norm) f.add(lv.ln_pre, inner);
       if (cfg_.closing_norm && !lv.post.empty()) f.add(lv.ln_post, inner);  // post is empty innermost
@@ -451,7 +503,7 @@ class Hourglass {
       } else {
         f.add(lv.upsample, inner);
       }
-      rate *= double(lv.factor);
+      rate *= k;
     }
     return f;
   }
@@ -473,6 +525,13 @@ class Hourglass {
   /// any module is built).
   static hier::HierarchySpec checked_spec(hier::HierarchySpec s, std::int64_t context) {
     s.validate();
+    if (s.dynamic()) {
+      HSEQ_CHECK(kRagged, "Hourglass: hierarchy \"" << s.to_string() << "\" segments by rules, which needs pooling and "
+                          << "upsampling over variable segments; shorten '" << ShortenT::kName << "' / upsample '"
+                          << UpsampleT::kName << "' have none (rule levels take shorten 'select' and upsample 'repeat')");
+      HSEQ_CHECK(!kRelative, "Hourglass: hierarchy \"" << s.to_string() << "\" segments by rules; relative-position "
+                             << "blocks measure distances in tokens at a fixed factor and take numeric levels only");
+    }
     HSEQ_CHECK(context % s.total_factor() == 0,
                "Hourglass: context " << context << " is not a multiple of the total shortening factor "
                                      << s.total_factor() << " of \"" << s.to_string() << "\"");
@@ -509,7 +568,9 @@ class Hourglass {
   /// Level i of spec_ (after the full-rate stacks: cfg_, spec_ are set).
   Level make_level(std::size_t i) const {
     auto const& ls = spec_.levels[i];
-    hier::ResampleConfig rc{cfg_.dim, ls.factor, cfg_.heads, cfg_.mlp_hidden, cfg_.eps, cfg_.init_std};
+    // (A rule level's modules pool by the layout, not by a factor: fixed:K passes K, the others 1.)
+    std::int64_t k = !ls.rule ? ls.factor : ls.rule->kind == hier::ByteRule::Kind::kFixed ? ls.rule->n : 1;
+    hier::ResampleConfig rc{cfg_.dim, k, cfg_.heads, cfg_.mlp_hidden, cfg_.eps, cfg_.init_std};
     bool nested = i + 1 < spec_.levels.size();
     return Level{ls.factor,
                  hier::ShiftRight<B, T>({ls.factor - 1}),
@@ -519,7 +580,8 @@ class Hourglass {
                  UpsampleM(rc),
                  nn::LayerNorm<B, T>({cfg_.dim, cfg_.eps}),
                  nn::LayerNorm<B, T>({cfg_.dim, cfg_.eps}),
-                 nn::LayerNorm<B, T>({cfg_.dim, cfg_.eps})};
+                 nn::LayerNorm<B, T>({cfg_.dim, cfg_.eps}),
+                 ls.rule};
   }
   /// One make(i) per level of spec_, in order. For a compile-time hierarchy a std::array whose
   /// elements are initialised from make's results in place (guaranteed copy elision), so X need
@@ -579,25 +641,68 @@ class Hourglass {
   /// (-Warray-bounds) about the path where i + 1 wraps around.)
   bool has_inner(std::size_t i) const { return i < levels_.size() - 1; }
 
+  /// Level i's short length for `len` level inputs: len / k, or for a rule level the most segments
+  /// len positions can hold (ByteRule::max_emits: what workspace plans and caches reserve).
+  std::int64_t short_len(std::size_t i, std::int64_t len) const {
+    Level const& lv = levels_[i];
+    return lv.rule ? lv.rule->max_emits(len) : len / lv.factor;
+  }
+
   std::size_t level_forward_workspace(std::size_t i, std::int64_t batch, std::int64_t len) const {
     Level const& lv = levels_[i];
-    std::int64_t ls = len / lv.factor, d = cfg_.dim;
+    std::int64_t ls = short_len(i, len), d = cfg_.dim;
     std::size_t b = 2 * aligned_bytes<T>(batch * len * d) /*shifted, u*/ + aligned_bytes<T>(batch * len * d) /*un*/ +
                     aligned_bytes<T>(batch * ls * d) /*short_in*/ + lv.shorten.forward_workspace(batch, len) +
                     lv.upsample.forward_workspace(batch, len) + lv.ln_up.forward_workspace(batch * len);
     b += lv.pre.forward_workspace(batch, ls) + lv.post.forward_workspace(batch, ls) + norm_workspace(batch * ls);
+    if constexpr (kRagged) {
+      if (lv.rule)
+        b += aligned_bytes<std::int32_t>(batch * ls) + aligned_bytes<std::int32_t>(batch * len) /*pool, up*/ +
+             lv.shorten.ragged_forward_workspace(batch, len, ls) + lv.upsample.ragged_forward_workspace(batch, len, ls);
+    }
     if (has_inner(i))
       b += aligned_bytes<T>(batch * ls * d) + norm_workspace(batch * ls) + level_forward_workspace(i + 1, batch, ls);
     return b;
   }
   std::size_t level_backward_workspace(std::size_t i, std::int64_t batch, std::int64_t len) const {
     Level const& lv = levels_[i];
-    std::int64_t ls = len / lv.factor, d = cfg_.dim;
+    std::int64_t ls = short_len(i, len), d = cfg_.dim;
     std::size_t own = 3 * aligned_bytes<T>(batch * len * d) + 2 * aligned_bytes<T>(batch * ls * d);
     std::size_t inner = std::max({lv.shorten.backward_workspace(batch, len), lv.upsample.backward_workspace(batch, len),
                                   lv.pre.backward_workspace(batch, ls), lv.post.backward_workspace(batch, ls)});
+    if constexpr (kRagged) {
+      if (lv.rule)
+        inner = std::max({inner, lv.shorten.ragged_backward_workspace(batch, len, ls),
+                          lv.upsample.ragged_backward_workspace(batch, len, ls)});
+    }
     if (has_inner(i)) inner = std::max(inner, level_backward_workspace(i + 1, batch, ls));
     return own + inner;
+  }
+
+  /// Rule level i over its tokens tr[i].tokens [B, L] (host): the layout (row by row; a nested
+  /// level's rows are as long as the enclosing level's counts), its index rows uploaded into ws, and
+  /// the nested level's tokens. Returns C, the batch's largest segment count.
+  std::int64_t segment(Ctx& ctx, std::size_t i, std::int64_t bsz, std::int64_t len, PerLevel<LevelTrace>& tr,
+                       Arena<Space>& ws) const {
+    LevelTrace& lt = tr[i];
+    hier::ByteRule const& rule = *levels_[i].rule;
+    std::span<std::int32_t const> row_len;
+    if (i > 0) row_len = tr[i - 1].layout.count;
+    hier::compute_emits(rule, lt.tokens, bsz, len, row_len, rule.max_emits(len), lt.layout);
+    std::int64_t c = lt.layout.segments;
+    lt.host_idx.resize(std::size_t(bsz * (c + len)));
+    std::int32_t* pool = lt.host_idx.data();
+    std::int32_t* up = pool + bsz * c;
+    for (std::int64_t b = 0; b < bsz; ++b) {
+      for (std::int64_t j = 0; j < c; ++j) pool[b * c + j] = std::int32_t(b * len + lt.layout.emit_at(b, j));
+      for (std::int64_t t = 0; t < len; ++t) up[b * len + t] = std::int32_t(b * c + lt.layout.segment_of(b, t));
+    }
+    lt.pool = ws.template take<std::int32_t>(Shape{bsz * c}, "hg.pool_idx");
+    lt.up_idx = ws.template take<std::int32_t>(Shape{bsz * len}, "hg.up_idx");
+    B::upload(ctx, lt.pool.data, pool, std::size_t(bsz * c));
+    B::upload(ctx, lt.up_idx.data, up, std::size_t(bsz * len));
+    if (has_inner(i)) hier::gather_emitted(lt.tokens, lt.layout, tr[i + 1].tokens);
+    return c;
   }
 
   /// out = x + LN(Upsample(Inner(Shorten(ShiftRight(x))), x)) for level i; x, out: [B, L, d].
@@ -605,14 +710,23 @@ class Hourglass {
                       nn::DropoutStream const& drop, Arena<Space>& ws) const {
     Level const& lv = levels_[i];
     LevelTrace& lt = tr[i];
-    std::int64_t bsz = x.size(0), len = x.size(1), d = cfg_.dim, ls = len / lv.factor;
-    HSEQ_CHECK(len % lv.factor == 0, "Hourglass: level " << i << " length " << len << " is not a multiple of "
-                                                         << lv.factor);
+    std::int64_t bsz = x.size(0), len = x.size(1), d = cfg_.dim, ls = 0;
     lt.x = x;
-    lt.shifted = ws.template take<T>(x.shape, "hg.shifted");
-    lv.shift.forward(ctx, x, lt.shifted, ws);
-    lt.short_in = ws.template take<T>(Shape{bsz, ls, d}, "hg.short");
-    lt.shorten = lv.shorten.forward(ctx, lt.shifted, lt.short_in, ws);
+    if (lv.rule) {  // s = Shorten(x; e)                                  [B, C, d]
+      if constexpr (kRagged) {
+        ls = segment(ctx, i, bsz, len, tr, ws);
+        lt.short_in = ws.template take<T>(Shape{bsz, ls, d}, "hg.short");
+        lt.shorten = lv.shorten.ragged_forward(ctx, x, Ids(lt.pool), lt.short_in, ws);
+      }
+    } else {        // s = Shorten(ShiftRight(x, k - 1))                  [B, L / k, d]
+      ls = len / lv.factor;
+      HSEQ_CHECK(len % lv.factor == 0, "Hourglass: level " << i << " length " << len << " is not a multiple of "
+                                                           << lv.factor);
+      lt.shifted = ws.template take<T>(x.shape, "hg.shifted");
+      lv.shift.forward(ctx, x, lt.shifted, ws);
+      lt.short_in = ws.template take<T>(Shape{bsz, ls, d}, "hg.short");
+      lt.shorten = lv.shorten.forward(ctx, lt.shifted, lt.short_in, ws);
+    }
     CView cur = close(ctx, lv.ln_pre, lv.pre.forward(ctx, lt.short_in, lt.pre, ws, drop.child(level_child(i, 0))),
                       lt.ln_pre, lt.pre_n, ws);
     if (has_inner(i)) {
@@ -622,7 +736,11 @@ class Hourglass {
                   lt.ln_post, lt.post_n, ws);
     }
     lt.u = ws.template take<T>(x.shape, "hg.u");
-    lt.up = lv.upsample.forward(ctx, cur, x, lt.u, ws);
+    if (!lv.rule) {
+      lt.up = lv.upsample.forward(ctx, cur, x, lt.u, ws);
+    } else if constexpr (kRagged) {
+      lt.up = lv.upsample.ragged_forward(ctx, cur, x, Ids(lt.up_idx), lt.u, ws);
+    }
     lt.un = ws.template take<T>(x.shape, "hg.un");
     lt.ln = lv.ln_up.forward(ctx, lt.u, lt.un, ws);
     ops::copy<T>(ctx, x, out);
@@ -642,7 +760,11 @@ class Hourglass {
     MView dt = ws.template take<T>(lt.short_in.shape, "hg.dshort_tmp");
     ops::copy<T>(ctx, dout, dx);                      // residual path
     lv.ln_up.backward(ctx, lt.ln, dout, du, ws);
-    lv.upsample.backward(ctx, lt.up, du, dc, dres, ws);
+    if (!lv.rule) {
+      lv.upsample.backward(ctx, lt.up, du, dc, dres, ws);
+    } else if constexpr (kRagged) {
+      lv.upsample.ragged_backward(ctx, lt.up, Ids(lt.up_idx), du, dc, dres, ws);
+    }
     if constexpr (UpsampleT::kUsesResidual) ops::axpy<T>(ctx, T(1), CView(dres), dx);
     if (has_inner(i)) {
       close_backward(ctx, lv.ln_post, lt.ln_post, dc, dt, ws);
@@ -652,8 +774,12 @@ class Hourglass {
     }
     close_backward(ctx, lv.ln_pre, lt.ln_pre, dc, dt, ws);
     lv.pre.backward(ctx, lt.pre, dc, dt, ws);
-    lv.shorten.backward(ctx, lt.shorten, dc, dsh, ws);
-    lv.shift.backward(ctx, {}, dsh, du, ws);
+    if (!lv.rule) {
+      lv.shorten.backward(ctx, lt.shorten, dc, dsh, ws);
+      lv.shift.backward(ctx, {}, dsh, du, ws);
+    } else if constexpr (kRagged) {
+      lv.shorten.ragged_backward(ctx, lt.shorten, Ids(lt.pool), dc, du, ws);
+    }
     ops::axpy<T>(ctx, T(1), CView(du), dx);
   }
 
@@ -668,11 +794,60 @@ class Hourglass {
     pos_.forward(ctx, a, a, p, ws);
     pre_.forward_step(ctx, a, b, cache.pre, p, ws);
     close_step(ctx, ln_pre_, a, b, ws);
-    level_step(ctx, 0, cache, a, b, ws);
+    if (spec_.dynamic()) {  // rule levels: each row steps alone (its segments close at its own times)
+      if constexpr (kRagged) {
+        B::download(ctx, cache.host_ids.data(), id.data, std::size_t(bsz));
+        for (std::int64_t r = 0; r < bsz; ++r)
+          rule_level_step(ctx, 0, cache, r, CView(a.data + r * d, Shape{1, 1, d}), MView(b.data + r * d, Shape{1, 1, d}),
+                          cache.host_ids[std::size_t(r)], ws);
+      }
+    } else {
+      level_step(ctx, 0, cache, a, b, ws);
+    }
     std::swap(a, b);
     post_.forward_step(ctx, a, b, cache.post, p, ws);
     head_.predict(ctx, a, {logits.data + col * v, bsz, v, n * v}, ws);  // row `col` of [B, n, V]
     ++cache.pos;
+  }
+
+  /// Short positions a cache of level i reserves for `cap` level inputs: cap / k + 1 (the window
+  /// in progress), or for a rule level the most segments cap positions can hold.
+  std::int64_t cache_short_len(std::size_t i, std::int64_t cap) const {
+    Level const& lv = levels_[i];
+    return lv.rule ? lv.rule->max_emits(cap) : cap / lv.factor + 1;
+  }
+
+  /// Rule level i, batch row `row` alone: consumes the row's next input x [1, 1, d] (whose token is
+  /// `token`: the byte, for nested levels the byte that closed the enclosing segment) and writes
+  /// out [1, 1, d]. The level's stacks step only when the token closes one of the row's segments.
+  void rule_level_step([[maybe_unused]] Ctx& ctx, [[maybe_unused]] std::size_t i, [[maybe_unused]] Cache& cache,
+                       [[maybe_unused]] std::int64_t row, [[maybe_unused]] CView x, [[maybe_unused]] MView out,
+                       [[maybe_unused]] std::int32_t token, [[maybe_unused]] Arena<Space>& ws) const {
+    if constexpr (kRagged) {  // (rule levels exist only then: checked_spec)
+      Level const& lv = levels_[i];
+      LevelCache& lc = cache.levels[i];
+      ArenaScope<Space> scope(ws);
+      Shape one{1, 1, cfg_.dim};
+      if (lv.rule->step(lc.rule_state[std::size_t(row)], token)) {  // segment j of the row closes here
+        std::int64_t j = lc.segments[std::size_t(row)]++;
+        MView ya = ws.template take<T>(one, "hg_step.ya"), yb = ws.template take<T>(one, "hg_step.yb");
+        lv.shorten.ragged_step_emit(ctx, lc.shorten, row, x, ya, ws);
+        lv.pre.forward_step_row(ctx, ya, yb, lc.pre, row, j, ws);
+        close_step(ctx, lv.ln_pre, ya, yb, ws);
+        if (has_inner(i)) {
+          rule_level_step(ctx, i + 1, cache, row, ya, yb, token, ws);
+          std::swap(ya, yb);
+          lv.post.forward_step_row(ctx, ya, yb, lc.post, row, j, ws);
+          close_step(ctx, lv.ln_post, ya, yb, ws);
+        }
+        lv.upsample.ragged_step_short(ctx, lc.upsample, row, ya, ws);
+      }
+      MView u = ws.template take<T>(one, "hg_step.u"), un = ws.template take<T>(one, "hg_step.un");
+      lv.upsample.ragged_step_up(ctx, lc.upsample, row, x, u, ws);
+      lv.ln_up.forward(ctx, u, un, ws);
+      ops::copy<T>(ctx, x, out);
+      ops::axpy<T>(ctx, T(1), CView(un), out);
+    }
   }
 
   /// Level i consumes its next input x [B, 1, d] and writes its output out [B, 1, d].

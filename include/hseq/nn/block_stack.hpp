@@ -175,6 +175,28 @@ class BlockStack {
     }
   }
 
+  /// `forward_step` for batch row `row` of `cache` alone: x, tmp [1, n, C], positions [pos, pos + n)
+  /// of that row (rows advance independently: the per-row generation of data-dependent levels).
+  /// Needs blocks whose cache holds one row per batch row (`cache_shape(batch, capacity)` =
+  /// [batch, capacity, ...]); blocks with shared rows (relative positions) are refused.
+  void forward_step_row(Ctx& ctx, MView& x, MView& tmp, Cache& cache, std::int64_t row, std::int64_t pos,
+                        Arena<Space>& ws) const {
+    HSEQ_CHECK(cache.size() == blocks_.size(), "BlockStack::forward_step_row: a cache of " << cache.size()
+                                                                                        << " blocks for a stack of "
+                                                                                        << blocks_.size());
+    HSEQ_CHECK(x.shape == tmp.shape && x.size(0) == 1,
+               "BlockStack::forward_step_row: x " << x.shape << ", tmp " << tmp.shape << " must be one row");
+    for (std::size_t l = 0; l < blocks_.size(); ++l) {
+      Shape const& s = cache[l].shape();
+      HSEQ_CHECK(s.rank() == 3 && blocks_[l].cache_shape(s[0], s[1]) == s && row >= 0 && row < s[0],
+                 "BlockStack::forward_step_row: row " << row << " of a cache " << s
+                                                      << " (the block's cache must hold one row per batch row)");
+      MView one(cache[l].data() + row * s[1] * s[2], Shape{1, s[1], s[2]});
+      blocks_[l].forward_step(ctx, x, one, pos, tmp, ws);
+      std::swap(x, tmp);
+    }
+  }
+
  private:
   /// The one buffer the stack carves per block; forward and forward_workspace share it.
   static MView take_output(Arena<Space>& a, Shape s) { return a.template take<T>(s, "stack.out"); }

@@ -14,6 +14,7 @@
 #include "hseq/hier/linear_pool.hpp"
 #include "hseq/hier/linear_upsample.hpp"
 #include "hseq/hier/repeat_upsample.hpp"
+#include "hseq/hier/select_pool.hpp"
 #include "hseq/models/hourglass.hpp"
 #include "support/test_unit.hpp"
 
@@ -57,7 +58,29 @@ void mm_cached_hourglass(char const* hierarchy, std::int64_t t) {
   CHECK(rel <= kCachedRelDouble);
 }
 
+/// An Hourglass over data-dependent segments (issue 19): select pooling, repeat upsampling, ids
+/// over 128 bytes (so the rules find letters and spacelike bytes); the plans are worst cases.
+struct RuleHgSpec : HgSpec<hier::Select, hier::Repeat> {
+  static constexpr bool kExactPlan = false;
+  explicit RuleHgSpec(char const* h) : HgSpec<hier::Select, hier::Repeat>{h, 128} {}
+};
+
 }  // namespace
+
+TEST_CASE("cuda models: Hourglass over data-dependent segments (space, word pairs) matches the CPU, causal, cached") {
+  mm_compare_model(RuleHgSpec{"1@1 1@space 1@1"}, 2, 22, 71);
+  mm_compare_model(RuleHgSpec{"1@1 1@space/5 1@fixed:2 1@space/5 1@1"}, 2, 31, 72);
+  mm_compare_model(RuleHgSpec{"1@1 1@fixed:4 1@1"}, 2, 24, 73);
+  mm_causality(RuleHgSpec{"1@1 1@space 1@1"}, 24, {0, 1, 3, 4, 5, 7, 8, 9, 11, 12, 13, 15, 20, 21, 23}, 74);
+  mm_causality(RuleHgSpec{"1@1 1@word 1@fixed:2 1@word 1@1"}, 24, {0, 1, 2, 5, 6, 7, 11, 12, 13, 17, 18, 19, 23}, 75);
+  for (char const* h : {"1@1 1@space 1@1", "1@1 1@space/5 2@fixed:2 1@space/5 1@1", "0@1 2@word/4 0@1"}) {
+    RuleHgSpec spec{h};
+    spec.context = 24;
+    double rel = mm_cached_vs_full<double>(spec, 21, 3, 76);
+    INFO(spec.name(), ": worst |cached - full| / max(1, max |logit|) = ", rel);
+    CHECK(rel <= kCachedRelDouble);
+  }
+}
 
 TEST_CASE("cuda models: Hourglass on the GPU matches the CPU, shorten avg, every upsampling, one and two levels") {
   mm_compare_hourglass_pair<hier::AvgPool, hier::Repeat>();

@@ -1,0 +1,290 @@
+// SPDX-License-Identifier: MIT
+// The Hourglass over data-dependent segments (issue 19): levels that segment by hier::ByteRule
+// ("space", "word", "fixed:K"), pooled by select and unpooled by repeat.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "hseq/hier/repeat_upsample.hpp"
+#include "hseq/hier/select_pool.hpp"
+#include "hseq/models/hourglass.hpp"
+#include "hseq/nn/relative_causal_block.hpp"
+#include "support/cached_check.hpp"
+#include "support/gradcheck.hpp"
+#include "support/test_unit.hpp"
+
+namespace HSEQ_TEST_UNIT {
+
+using namespace hseq;
+using hier::HierarchySpec;
+
+namespace {
+
+template <class T>
+using RuleHg = models::Hourglass<cpu, T, hier::DynamicHierarchy, hier::Select, hier::Repeat>;
+
+constexpr std::int64_t kVocab = 128;  // ASCII: the rules read bytes
+
+/// Ids [rows, len] from equally long strings.
+Tensor<std::int32_t, cpu> text_ids(std::vector<std::string> const& rows) {
+  std::int64_t len = std::int64_t(rows.front().size());
+  Tensor<std::int32_t, cpu> t(Shape{std::int64_t(rows.size()), len});
+  for (std::size_t b = 0; b < rows.size(); ++b) {
+    REQUIRE(std::int64_t(rows[b].size()) == len);
+    for (std::int64_t i = 0; i < len; ++i) t.data()[std::int64_t(b) * len + i] = std::int32_t(rows[b][std::size_t(i)]);
+  }
+  return t;
+}
+
+template <class T>
+typename RuleHg<T>::Config config(char const* hierarchy, std::int64_t context = 96) {
+  return {.vocab = kVocab, .dim = 8, .heads = 2, .context = context, .mlp_hidden = 8,
+          .hierarchy = HierarchySpec::parse(hierarchy)};
+}
+
+/// Forward logits [B, t, V] of ids (no targets), as a vector; `segments` gets level 0's count per row.
+template <class M, class T>
+std::vector<T> logits_of(M const& m, Tensor<std::int32_t, cpu> const& ids, std::vector<std::int32_t>* emits = nullptr,
+                         hier::EmitLayout* layout = nullptr) {
+  cpu::Context ctx;
+  std::int64_t bsz = ids.shape()[0], t = ids.shape()[1];
+  Workspace<cpu> ws(m.forward_workspace(bsz, t));
+  typename M::Trace tr;
+  auto a = ws.arena();
+  m.forward(ctx, ids.cview(), {}, a, tr);
+  CHECK(a.used() <= m.forward_workspace(bsz, t));
+  if (emits) *emits = tr.levels[0].layout.emit;
+  if (layout) *layout = tr.levels[0].layout;
+  return std::vector<T>(tr.logits.begin(), tr.logits.end());
+}
+
+std::string const kText0 = "In the beginning God created the heaven and the earth. And the earth was";
+std::string const kText1 = "without form, and void; and darkness was upon the face of the deep. And ";
+std::string const kText2 = "the Spirit of God moved upon the face of the waters.  And God said, Let t";
+
+}  // namespace
+
+TEST_CASE("hourglass rules: fixed:K through the data-dependent path equals the fixed level bit for bit") {
+  cpu::Context ctx;
+  auto check_pair = [&](char const* fixed, char const* rules, std::int64_t t) {
+    CAPTURE(std::string(fixed));
+    RuleHg<float> a(config<float>(fixed)), b(config<float>(rules));
+    CHECK(a.hierarchy().total_factor() > 1);
+    CHECK(b.hierarchy().total_factor() == 1);
+    nn::ParamStore<cpu, float> pa(a), pb(b);
+    REQUIRE(pa.count() == pb.count());
+    pa.init(ctx, 3);
+    test::randomize_params(pa, 3, 0.2);
+    std::copy(pa.values().begin(), pa.values().end(), pb.values().begin());
+    auto ids = text_ids({kText0.substr(0, std::size_t(t)), kText1.substr(0, std::size_t(t))});
+    auto targets = text_ids({kText1.substr(1, std::size_t(t)), kText2.substr(1, std::size_t(t))});
+    auto run = [&](auto& m, auto& ps) {
+      Workspace<cpu> ws(m.forward_workspace(2, t) + m.backward_workspace(2, t));
+      typename RuleHg<float>::Trace tr;
+      auto ar = ws.arena();
+      ps.zero_grad(ctx);
+      double loss = m.forward(ctx, ids.cview(), targets.cview(), ar, tr);
+      std::vector<float> logits(tr.logits.begin(), tr.logits.end());
+      m.backward(ctx, tr, ar);
+      std::vector<float> grads(ps.grads().begin(), ps.grads().end());
+      return std::tuple{loss, logits, grads};
+    };
+    auto [la, xa, ga] = run(a, pa);
+    auto [lb, xb, gb] = run(b, pb);
+    CHECK(la == lb);
+    CHECK(xa == xb);
+    CHECK(ga == gb);
+  };
+  check_pair("1@1 2@4 1@1", "1@1 2@fixed:4 1@1", 24);
+  check_pair("1@1 1@2 1@6 1@2 1@1", "1@1 1@fixed:2 1@fixed:3 1@fixed:2 1@1", 24);  // (context 64: padded)
+  check_pair("0@1 1@3 0@1", "1@fixed:3", 18);
+}
+
+TEST_CASE("hourglass rules: a perturbation that moves later boundaries leaves every earlier logit bit-identical") {
+  cpu::Context ctx;
+  for (char const* h : {"1@1 1@space 1@1", "0@1 1@space 0@1", "1@1 1@word 1@fixed:2 1@word 1@1", "1@1 1@space/3 1@1"}) {
+    std::string const shape = h;
+    CAPTURE(shape);
+    RuleHg<float> m(config<float>(h));
+    nn::ParamStore<cpu, float> ps(m);
+    ps.init(ctx, 5);
+    test::randomize_params(ps, 5, 0.2);
+    std::int64_t const t = 40;
+    std::string r0 = kText0.substr(0, t), r1 = kText1.substr(0, t);
+    std::vector<std::int32_t> base_emits;
+    hier::EmitLayout base_lay;
+    auto base = logits_of<RuleHg<float>, float>(m, text_ids({r0, r1}), &base_emits, &base_lay);
+    int moved_boundaries = 0;
+    for (std::int64_t p = 0; p < t; ++p) {
+      CAPTURE(p);
+      std::string c0 = r0, c1 = r1;
+      // Toggle a letter and a space: this adds or removes a boundary at p and shifts later segments.
+      c0[std::size_t(p)] = c0[std::size_t(p)] == ' ' ? 'x' : ' ';
+      c1[std::size_t(p)] = c1[std::size_t(p)] == ' ' ? 'q' : ' ';
+      std::vector<std::int32_t> emits;
+      hier::EmitLayout lay;
+      auto out = logits_of<RuleHg<float>, float>(m, text_ids({c0, c1}), &emits, &lay);
+      if (emits != base_emits) ++moved_boundaries;
+      for (std::int64_t b = 0; b < 2; ++b) {
+        CAPTURE(b);
+        bool before = true, at_or_after = false, after = false;
+        for (std::int64_t i = 0; i < t; ++i)
+          for (std::int64_t c = 0; c < kVocab; ++c) {
+            std::size_t k = std::size_t((b * t + i) * kVocab + c);
+            if (i < p) before &= out[k] == base[k];
+            if (i >= p) at_or_after |= out[k] != base[k];
+            if (i > p) after |= out[k] != base[k];
+          }
+        CHECK(before);
+        CHECK(at_or_after);
+        // Information flows forward: through the full-rate layers, else through the short path,
+        // which reads position p when p closes a segment (select) or when the boundaries move.
+        auto row_emits = [&](hier::EmitLayout const& l) {
+          return std::vector<std::int32_t>(l.emit.begin() + b * l.segments,
+                                           l.emit.begin() + b * l.segments + l.count[std::size_t(b)]);
+        };
+        auto e0 = row_emits(base_lay), e1 = row_emits(lay);
+        bool reads_p = std::count(e0.begin(), e0.end(), p) + std::count(e1.begin(), e1.end(), p) > 0;
+        if (p + 1 < t && (m.hierarchy().pre > 0 || reads_p || e0 != e1)) CHECK(after);
+        if (m.hierarchy().pre == 0 && m.hierarchy().post == 0 && !reads_p && e0 == e1) CHECK_FALSE(after);
+      }
+    }
+    CHECK(moved_boundaries > t / 2);
+  }
+}
+
+TEST_CASE("gradcheck: Hourglass with rule levels (space; word then word pairs)") {
+  cpu::Context ctx;
+  for (char const* h : {"1@1 1@space 1@1", "1@1 1@word 1@fixed:2 1@word 1@1", "0@1 1@space/4 0@1"}) {
+    std::string const shape = h;
+    CAPTURE(shape);
+    RuleHg<double> m(config<double>(h));
+    nn::ParamStore<cpu, double> ps(m);
+    test::randomize_params(ps, 5, 0.3);
+    std::int64_t const t = 24;
+    auto ids = text_ids({kText0.substr(0, t), kText2.substr(0, t)});
+    auto targets = text_ids({kText0.substr(1, t), kText2.substr(1, t)});
+    std::size_t plan = m.forward_workspace(2, t) + m.backward_workspace(2, t);
+    Workspace<cpu> ws(plan);
+    RuleHg<double>::Trace tr;
+    auto loss = [&] {
+      auto a = ws.arena();
+      return m.forward(ctx, ids.cview(), targets.cview(), a, tr);
+    };
+    auto grads = [&] {
+      auto a = ws.arena();
+      m.forward(ctx, ids.cview(), targets.cview(), a, tr);
+      CHECK(a.used() <= m.forward_workspace(2, t));
+      m.backward(ctx, tr, a);
+      CHECK(a.high_water() <= plan);
+    };
+    test::GradcheckOptions opt;
+    opt.max_per_tensor = 16;
+    test::GradCheck(ps, opt).run(loss, grads);
+  }
+}
+
+TEST_CASE("hourglass rules: cached generation equals the full forward with rows emitting at different steps") {
+  cpu::Context ctx;
+  for (char const* h : {"1@1 1@space 1@1", "1@1 1@word 2@fixed:2 1@word 1@1", "0@1 2@space/5 0@1"}) {
+    std::string const shape = h;
+    CAPTURE(shape);
+    RuleHg<double> m(config<double>(h));
+    nn::ParamStore<cpu, double> ps(m);
+    test::randomize_params(ps, 11, 0.3);
+    std::int64_t const t = 40;
+    auto ids = text_ids({kText0.substr(0, t), kText1.substr(0, t), kText2.substr(0, t)});
+    Workspace<cpu> ws(m.forward_workspace(3, t));
+    RuleHg<double>::Trace tr;
+    auto a = ws.arena();
+    m.forward(ctx, ids.cview(), {}, a, tr);
+    // The rows' segments close at different positions (else the per-row stepping is not exercised).
+    auto const& lay = tr.levels[0].layout;
+    CHECK((lay.count[0] != lay.count[1] || lay.count[1] != lay.count[2] || lay.emit_at(0, 1) != lay.emit_at(1, 1)));
+    for (std::int64_t prefill : {1, 5}) {
+      auto cache = m.make_cache(3, t);
+      std::size_t plan = m.step_workspace(3, 1, t);
+      Workspace<cpu> sws(plan);
+      CHECK(test::cached_vs_full_worst(ctx, m, cache, ids, tr.logits, t, prefill, sws,
+                                       [&](std::int64_t, std::int64_t) { return plan; }) < 1e-11);
+      m.reset_cache(cache);  // a reset cache generates the same again
+      CHECK(test::cached_vs_full_worst(ctx, m, cache, ids, tr.logits, t, prefill, sws,
+                                       [&](std::int64_t, std::int64_t) { return plan; }) < 1e-11);
+    }
+  }
+}
+
+TEST_CASE("hourglass rules: a row's logits do not depend on the batch it is in, and a prefix gives the prefix") {
+  cpu::Context ctx;
+  for (char const* h : {"1@1 1@space 1@1", "1@1 1@word 1@word:2 1@word 1@1"}) {
+    std::string const shape = h;
+    CAPTURE(shape);
+    RuleHg<double> m(config<double>(h));
+    nn::ParamStore<cpu, double> ps(m);
+    test::randomize_params(ps, 7, 0.3);
+    std::int64_t const t = 48;
+    std::vector<std::string> rows{kText0.substr(0, t), kText1.substr(0, t), kText2.substr(0, t)};
+    auto batch = logits_of<RuleHg<double>, double>(m, text_ids(rows));
+    std::size_t row = std::size_t(t * kVocab);
+    for (std::size_t b = 0; b < rows.size(); ++b) {
+      CAPTURE(b);
+      auto alone = logits_of<RuleHg<double>, double>(m, text_ids({rows[b]}));
+      double worst = 0;
+      for (std::size_t k = 0; k < row; ++k) worst = std::max(worst, std::abs(alone[k] - batch[b * row + k]));
+      CHECK(worst < 1e-12);
+      for (std::int64_t n : {1, 7, 23}) {  // segmenting a prefix gives the prefix of the segmentation
+        std::vector<std::int32_t> e_prefix, e_full;
+        auto pre = logits_of<RuleHg<double>, double>(m, text_ids({rows[b].substr(0, std::size_t(n))}), &e_prefix);
+        logits_of<RuleHg<double>, double>(m, text_ids({rows[b]}), &e_full);
+        REQUIRE(e_prefix.size() <= e_full.size());
+        CHECK(std::equal(e_prefix.begin(), e_prefix.end(), e_full.begin()));
+        worst = 0;
+        for (std::size_t k = 0; k < std::size_t(n * kVocab); ++k) worst = std::max(worst, std::abs(pre[k] - alone[k]));
+        CHECK(worst < 1e-12);
+      }
+    }
+  }
+}
+
+TEST_CASE("hourglass rules: the segmentation is deterministic and the configuration round-trips") {
+  RuleHg<float> m(config<float>("2@1 1@word/16 1@fixed:2 1@word/16 2@1"));
+  auto c = RuleHg<float>::config_from_json(m.config_json());
+  CHECK(c.hierarchy == m.hierarchy());
+  CHECK(c.hierarchy.to_string() == "2@1 1@word/16 1@fixed:2 1@word/16 2@1");
+  cpu::Context ctx;
+  nn::ParamStore<cpu, float> ps(m);
+  ps.init(ctx, 1);
+  auto ids = text_ids({kText0, kText1});
+  std::vector<std::int32_t> e1, e2;
+  auto l1 = logits_of<RuleHg<float>, float>(m, ids, &e1);
+  auto l2 = logits_of<RuleHg<float>, float>(m, ids, &e2);
+  CHECK(e1 == e2);
+  CHECK(l1 == l2);
+  // FLOPs count a rule level at its worst case (an upper bound): a word level may emit at every
+  // position, so it counts as a level that does not shorten, more than a fixed factor 2 would.
+  RuleHg<float> fixed(config<float>("2@1 1@2 1@4 1@2 2@1"));
+  CHECK(m.flops(64).palm() > fixed.flops(64).palm());
+}
+
+TEST_CASE("hourglass rules: policies and blocks without a variable-length form are refused by name") {
+  using Avg = models::Hourglass<cpu, float, hier::DynamicHierarchy, hier::AvgPool, hier::Repeat>;
+  CHECK_THROWS_WITH_AS(Avg({.vocab = kVocab, .dim = 8, .heads = 2, .context = 32,
+                            .hierarchy = HierarchySpec::parse("1@1 1@space 1@1")}),
+                       doctest::Contains("shorten 'avg' / upsample 'repeat' have none"), Error);
+  using Attn = models::Hourglass<cpu, float, hier::DynamicHierarchy, hier::Select, hier::AttentionUp>;
+  CHECK_THROWS_WITH_AS(Attn({.vocab = kVocab, .dim = 8, .heads = 2, .context = 32,
+                             .hierarchy = HierarchySpec::parse("1@1 1@space 1@1")}),
+                       doctest::Contains("upsample 'attention'"), Error);
+  using Rel = models::Hourglass<cpu, float, hier::DynamicHierarchy, hier::Select, hier::Repeat,
+                                nn::RelativeCausalBlock<cpu, float>>;
+  CHECK_THROWS_WITH_AS(Rel({.vocab = kVocab, .dim = 8, .heads = 2, .context = 32,
+                            .hierarchy = HierarchySpec::parse("1@1 1@space 1@1")}),
+                       doctest::Contains("relative-position"), Error);
+  // The select/repeat pair still takes numeric levels.
+  CHECK_NOTHROW(RuleHg<float>(config<float>("1@1 1@4 1@1")));
+}
+
+}  // namespace HSEQ_TEST_UNIT
