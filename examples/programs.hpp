@@ -20,7 +20,9 @@
 ///   - optionally `static std::vector<std::string> phase_frozen(std::string const& phase)`: the
 ///     parameter patterns a --phases phase freezes (throws for an unknown phase), and
 ///     `template <class M> static void prepare(M&, hseq::io::TextDataset const&)`: set-up from the
-///     training data before training (hseq-train only);
+///     training data before training (hseq-train only; or `prepare(M&, TextDataset const&,
+///     cli::Args const&)` when it reads flags too), after the parameters are initialised and before
+///     a --resume checkpoint is loaded over them;
 ///   - optionally `using Task = ...`: the training task (train/task.hpp) when not random crops,
 ///     e.g. `hseq::train::SequentialSegments` for a model that carries a memory between batches;
 ///   - optionally `static std::vector<cli::BenchCase> bench_cases()`: the family's rows of the
@@ -384,7 +386,10 @@ void train(Args const& a, ModelChoice const& choice) {
   constexpr bool kFamilyHasPhases = requires { Trait::phase_frozen(std::string()); };
   std::string const phases_note = resume_phases(a, t.phases, kFamilyHasPhases);
   // A family may prepare a model from the training data (HAED: the IEM proposal over its segments).
-  if constexpr (requires { Trait::template prepare<M>(*model, data); }) Trait::template prepare<M>(*model, data);
+  if constexpr (requires { Trait::template prepare<M>(*model, data, a); })
+    Trait::template prepare<M>(*model, data, a);  // (with the flags: the Hourglass's --entropy-model)
+  else if constexpr (requires { Trait::template prepare<M>(*model, data); })
+    Trait::template prepare<M>(*model, data);
   // A family may train on another task (Transformer-XL: consecutive segments, so its memory carries).
   using Task = typename TaskOf<Trait>::type;
   auto make_task = [&] {

@@ -7,6 +7,7 @@
 /// Hierarchies of data-dependent rules ("2@1 4@space 2@1") take --shorten select --upsample repeat.
 #pragma once
 
+#include <iostream>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,7 @@
 #include "hseq/hier/linear_upsample.hpp"
 #include "hseq/hier/repeat_upsample.hpp"
 #include "hseq/hier/select_pool.hpp"
+#include "hseq/io/safetensors.hpp"
 #include "hseq/models/hourglass.hpp"
 #include "programs.hpp"
 
@@ -46,6 +48,10 @@ struct HourglassFamily {
               "rules: space, word[:N], fixed:K, each with an optional /MAXLEN; they need --shorten select --upsample repeat)")
         .toggle("untied", "hourglass: separate output projection instead of the token embedding")
         .toggle("no-closing-norm", "hourglass: no LayerNorm closing each stack (trax has them; version-1 models do not)")
+        .flag("entropy-model", "",
+              "hourglass: a transformer checkpoint of hseq-train (--model transformer) whose next-byte entropies "
+              "segment an entropy level (\"2@1 4@entropy:1.3/16 2@1\", BLT); its weights are copied in, frozen and "
+              "saved with the model")
         .flag("dropout", "0", "hourglass: dropout rate of the embeddings and of every block's attention, residual and MLP (training only; trax's enwik8 recipe: 0.2)");
   }
   template <class M>
@@ -57,6 +63,36 @@ struct HourglassFamily {
     r.toggle("untied", c.tied, /*when_on=*/false);
     r.toggle("no-closing-norm", c.closing_norm, /*when_on=*/false);
     r.real("dropout", c.dropout);
+    if (r.applies("entropy-model") && !r.args().str("entropy-model").empty())
+      c.entropy_lm = entropy_model_config<M>(r.args().str("entropy-model"));
+  }
+  /// The configuration of the --entropy-model checkpoint (a TransformerLm's).
+  template <class M>
+  static typename M::EntropyLm::Config entropy_model_config(std::string const& path) {
+    auto f = hseq::io::SafetensorsFile::load_header(path);
+    std::string kind = f.has_metadata("hseq.model_kind") ? f.metadata("hseq.model_kind") : "";
+    HSEQ_CHECK(kind == M::EntropyLm::kKind, "--entropy-model " << path << ": a '" << kind << "' checkpoint; an entropy "
+                                                               << "level needs a byte LM of hseq-train --model transformer");
+    return M::EntropyLm::config_from_json(f.metadata("hseq.model_config"));
+  }
+  /// Copies the --entropy-model checkpoint's weights into the model's (frozen) entropy_lm.* parameters.
+  template <class M>
+  static void prepare(M& m, hseq::io::TextDataset const&, Args const& a) {
+    std::string const path = a.str("entropy-model");
+    if (path.empty() || m.entropy_lm() == nullptr) return;
+    auto f = hseq::io::SafetensorsFile::load(path);
+    Backend::Context ctx;
+    std::int64_t copied = 0;
+    m.visit_params([&](std::string const& name, auto& p) {
+      if (!name.starts_with("entropy_lm.")) return;
+      std::string const theirs = name.substr(std::string("entropy_lm.").size());
+      HSEQ_CHECK(f.has(theirs), "--entropy-model " << path << ": no tensor '" << theirs << "'");
+      auto v = f.read<Real>(theirs, p.shape);
+      Backend::upload<Real>(ctx, p.value.data, v.data(), v.size());
+      ++copied;
+    });
+    Backend::synchronize(ctx);
+    std::cout << "entropy model: " << path << " (" << copied << " tensors, frozen)" << std::endl;
   }
   /// Benchmark rows: "2@1 4@4 2@1" at width 256 with attention resampling and with average pooling
   /// and repetition (against transformer/d256_L8), and a tiny case for ctest's bench.smoke.

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # ctest examples.segmented: an Hourglass whose levels segment by the data (issue 19) through the
-# programs: hseq-train (a SpaceByte level with a nested word-pair level), hseq-eval and
-# hseq-generate from the checkpoint (cached, per-row segmentation), a resumed run, and the refusal
-# of a policy without a variable-length form.
+# programs: hseq-train (a SpaceByte level with a nested pair level; an entropy level over a byte LM
+# trained first, --entropy-model), hseq-eval and hseq-generate from the checkpoints (cached,
+# per-row segmentation), a resumed run, and the refusals (a policy without a variable-length form,
+# an entropy level without or with a wrong LM).
 #   usage: run_segmented.sh BIN_DIR DATA_FILE WORK_DIR
 set -euo pipefail
 bin="$1" data="$2" work="$3"
@@ -32,10 +33,35 @@ out="$("$bin/hseq-train" "${model[@]}" --steps 40 --resume "$work/seg.safetensor
   || fail "resume: $out"
 [[ "$out" == *"resuming at step 30"* && "$out" == *"step 40/40"* ]] || fail "resume did not continue from step 30 to 40: $out"
 
+# Entropy boundaries (BLT): a tiny byte LM first, then an Hourglass segmented by its entropies; the
+# checkpoint carries the frozen LM, so eval and generate need no flag.
+out="$("$bin/hseq-train" --data "$data" --model transformer --dim 16 --heads 2 --layers 1 --context 64 --batch 4 \
+        --steps 20 --seed 4 --eval-every 0 --eval-windows 2 --sample-bytes 0 --threads 1 \
+        --out "$work/lm.safetensors" 2>&1)" || fail "entropy LM: $out"
+ent=(--data "$data" --model hourglass --hierarchy "1@1 1@entropy:3/12 1@1" --shorten select --upsample repeat --dim 32
+     --heads 2 --context 64 --batch 4 --seed 3 --eval-every 0 --eval-windows 4 --sample-bytes 0 --threads 1)
+out="$("$bin/hseq-train" "${ent[@]}" --entropy-model "$work/lm.safetensors" --steps 20 --out "$work/ent.safetensors" 2>&1)" \
+  || fail "train with entropy boundaries: $out"
+[[ "$out" == *"entropy model: $work/lm.safetensors ("*" tensors, frozen)"* ]] || fail "the entropy LM was not loaded: $out"
+[[ "$out" == *'"entropy_lm":{'* ]] || fail "the configuration does not record the entropy LM: $out"
+out="$("$bin/hseq-eval" --data "$data" --checkpoint "$work/ent.safetensors" --threads 1 2>&1)" || fail "eval: $out"
+[[ "$out" =~ bpc:\ [0-9.]+ ]] || fail "eval (entropy) printed no bpc: $out"
+out="$("$bin/hseq-generate" --checkpoint "$work/ent.safetensors" --prompt "And " --bytes 40 --threads 1 2>&1)" \
+  || fail "generate (entropy): $out"
+[[ "$out" == *"generated 40 bytes"* ]] || fail "generate (entropy): $out"
+set +e
+out="$("$bin/hseq-train" "${ent[@]}" --steps 1 2>&1)"; rc=$?
+set -e
+[ "$rc" -ne 0 ] && [[ "$out" == *"no entropy LM is configured"* ]] || fail "an entropy level without --entropy-model: $out"
+set +e
+out="$("$bin/hseq-train" "${ent[@]}" --steps 1 --entropy-model "$work/seg.safetensors" 2>&1)"; rc=$?
+set -e
+[ "$rc" -ne 0 ] && [[ "$out" == *"a 'hourglass' checkpoint"* ]] || fail "a non-LM --entropy-model: $out"
+
 set +e
 out="$("$bin/hseq-train" --data "$data" --model hourglass --hierarchy "$hier" --shorten avg --upsample repeat \
         --steps 1 2>&1)"; rc=$?
 set -e
 [ "$rc" -ne 0 ] || fail "avg pooling over rule levels was accepted"
 [[ "$out" == *"shorten 'avg'"* && "$out" == *"rule levels take shorten 'select'"* ]] || fail "refusal message: $out"
-echo "segmented hourglass: trained, evaluated, generated, resumed, refused avg"
+echo "segmented hourglass: trained, evaluated, generated, resumed (space, entropy), refused avg and missing LMs"

@@ -133,4 +133,34 @@ TEST_CASE("byte_rule: spec strings round-trip; bad ones are refused with the rea
   CHECK(ByteRule::parse("space").max_emits(0) == 0);
 }
 
+TEST_CASE("byte_rule: entropy (BLT): the global threshold and the monotonic rise, on scores per position") {
+  // Scores H_t of a made-up LM; t emits when H_t > 1.5 (global) / H_t - H_{t-1} > 0.5 (rise), and at 0.
+  std::vector<double> h{2.0, 0.5, 0.7, 1.6, 1.4, 2.5, 0.1, 0.2, 3.0};
+  auto run = [&](ByteRule const& r) {
+    ByteRule::State st = r.start();
+    Positions out;
+    for (std::size_t t = 0; t < h.size(); ++t)
+      if (r.step(st, 'a', h[t])) out.push_back(std::int64_t(t));
+    return out;
+  };
+  CHECK(run(ByteRule::parse("entropy:1.5")) == Positions{0, 3, 5, 8});
+  CHECK(run(ByteRule::parse("entropy_rise:0.5")) == Positions{0, 3, 5, 8});
+  CHECK(run(ByteRule::parse("entropy_rise:1")) == Positions{0, 5, 8});
+  CHECK(run(ByteRule::parse("entropy:1.5/2")) == Positions{0, 2, 3, 5, 7, 8});  // forced at 2 and 7
+  CHECK(run(ByteRule::parse("entropy:-1")) == Positions{0, 1, 2, 3, 4, 5, 6, 7, 8});
+  // The bytes do not matter to them; the scores do not matter to the byte rules.
+  CHECK(ByteRule::parse("entropy:1").needs_scores());
+  CHECK(ByteRule::parse("entropy_rise:0").needs_scores());
+  CHECK_FALSE(ByteRule::parse("space").needs_scores());
+  CHECK(run(ByteRule::parse("fixed:3")) == Positions{0, 3, 6});
+  CHECK(ByteRule::parse("entropy:1").max_emits(9) == 9);
+  // Thresholds round-trip exactly (BLT's default θ among them); bad ones are refused.
+  for (std::string spec : {"entropy:1.335442066192627", "entropy_rise:0.25/16", "entropy:-0.5", "entropy:3"})
+    CHECK(ByteRule::parse(spec).to_string() == spec);
+  CHECK(ByteRule::parse("entropy:1.335442066192627").threshold == 1.335442066192627);
+  CHECK_THROWS_WITH_AS(ByteRule::parse("entropy"), doctest::Contains("needs its threshold"), Error);
+  CHECK_THROWS_WITH_AS(ByteRule::parse("entropy:x"), doctest::Contains("not a finite number"), Error);
+  CHECK_THROWS_WITH_AS(ByteRule::parse("entropy:inf"), doctest::Contains("not a finite number"), Error);
+}
+
 }  // namespace HSEQ_TEST_UNIT

@@ -160,4 +160,17 @@ TEST_CASE("emit_layout: later calls of the same or smaller size reuse the storag
   CHECK(row_emits(lay, 0) == Ints{0, 13});
 }
 
+TEST_CASE("emit_layout: entropy rules read a score per position, row by row") {
+  hier::ByteRule r = hier::ByteRule::parse("entropy:1");
+  std::vector<std::int32_t> tokens(8, 'a');
+  std::vector<double> scores{0, 2, 0, 0, 0, 0, 3, 0};  // row 0: 0 1 | row 1: 0 2
+  hier::EmitLayout lay;
+  hier::compute_emits(r, tokens, 2, 4, {}, 0, lay, scores);
+  CHECK(lay.count == std::vector<std::int32_t>{2, 2});
+  CHECK(lay.emit_at(0, 1) == 1);
+  CHECK(lay.emit_at(1, 1) == 2);
+  CHECK_THROWS_WITH_AS(hier::compute_emits(r, tokens, 2, 4, {}, 0, lay), doctest::Contains("needs a score per position"),
+                       Error);
+}
+
 }  // namespace HSEQ_TEST_UNIT

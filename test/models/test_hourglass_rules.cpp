@@ -287,4 +287,175 @@ TEST_CASE("hourglass rules: policies and blocks without a variable-length form a
   CHECK_NOTHROW(RuleHg<float>(config<float>("1@1 1@4 1@1")));
 }
 
+namespace {
+/// An Hourglass whose level 0 segments by a frozen byte LM's next-byte entropy (BLT), the LM 1
+/// layer of width 8 with weights spread enough (scale 0.8) that the entropies vary by position.
+template <class T>
+typename RuleHg<T>::Config entropy_config(std::string const& hierarchy) {
+  auto c = config<T>(hierarchy.c_str());
+  c.entropy_lm = typename RuleHg<T>::EntropyLm::Config{.vocab = kVocab, .dim = 8, .heads = 2, .layers = 1,
+                                                        .context = 96, .mlp_hidden = 16};
+  return c;
+}
+template <class T>
+void randomize_entropy_model(nn::ParamStore<cpu, T>& ps) {
+  test::randomize_params(ps, 9, 0.3);
+  for (auto const& e : ps.entries())
+    if (e.name.starts_with("entropy_lm."))
+      for (auto& x : e.param->value) x *= T(8) / T(3);  // (0.8 in all)
+}
+/// The median H_t of a model's entropy LM over ids: a global threshold that splits them.
+template <class M>
+double median_entropy(M const& m, Tensor<std::int32_t, cpu> const& ids) {
+  cpu::Context ctx;
+  Workspace<cpu> ws(m.forward_workspace(ids.shape()[0], ids.shape()[1]));
+  typename M::Trace tr;
+  auto a = ws.arena();
+  m.forward(ctx, ids.cview(), {}, a, tr);
+  auto sc = tr.levels[0].scores;
+  std::nth_element(sc.begin(), sc.begin() + std::ptrdiff_t(sc.size() / 2), sc.end());
+  return sc[sc.size() / 2];
+}
+}  // namespace
+
+TEST_CASE("hourglass rules: entropy (BLT) boundaries from a frozen byte LM: causal, cached, gradients, checkpoints") {
+  cpu::Context ctx;
+  std::int64_t const t = 40;
+  auto ids = text_ids({kText0.substr(0, t), kText1.substr(0, t), kText2.substr(0, t)});
+  // The global threshold: the median entropy of this LM over the text (so about half the positions
+  // emit); the monotonic rule needs none.
+  RuleHg<double> probe(entropy_config<double>("1@1 1@entropy_rise:0 1@1"));
+  nn::ParamStore<cpu, double> probe_ps(probe);
+  randomize_entropy_model(probe_ps);
+  double theta = median_entropy(probe, ids);
+  CAPTURE(theta);
+  std::string const th = hier::ByteRule::shortest(theta);
+  for (std::string const h : std::vector<std::string>{"1@1 1@entropy:" + th + " 1@1", "1@1 1@entropy_rise:0/6 1@1",
+                                                      "0@1 1@entropy:" + th + "/5 1@fixed:2 1@entropy:" + th + "/5 0@1"}) {
+    CAPTURE(h);
+    RuleHg<double> m(entropy_config<double>(h));
+    nn::ParamStore<cpu, double> ps(m);
+    if (m.hierarchy().levels.size() == 1) {  // the probe's weights: the threshold is its median
+      REQUIRE(ps.count() == probe_ps.count());
+      std::copy(probe_ps.values().begin(), probe_ps.values().end(), ps.values().begin());
+    } else {  // the probe's entropy LM (entropy_lm.*, the same names and shapes), the rest random
+      randomize_entropy_model(ps);
+      for (auto const& e : ps.entries())
+        if (e.name.starts_with("entropy_lm.")) {
+          auto& src = probe_ps.find(e.name).value;
+          std::copy(src.begin(), src.end(), e.param->value.begin());
+        }
+    }
+    // The LM's parameters are frozen and named entropy_lm.*.
+    std::int64_t frozen = 0;
+    for (auto const& e : ps.entries()) {
+      CHECK(e.param->frozen == e.name.starts_with("entropy_lm."));
+      frozen += e.param->frozen;
+    }
+    CHECK(frozen > 0);
+    // Boundaries are data-dependent: rows differ and about half the positions emit (or the rise rule's share).
+    Workspace<cpu> ws(m.forward_workspace(3, t));
+    RuleHg<double>::Trace tr;
+    {
+      auto a = ws.arena();
+      m.forward(ctx, ids.cview(), {}, a, tr);
+    }
+    auto const& lay = tr.levels[0].layout;
+    CHECK(lay.count[0] > 3);
+    CHECK(lay.count[0] < t - 3);
+    // Cached generation (the entropy LM steps with its own cache) equals the full forward.
+    for (std::int64_t prefill : {1, 4}) {
+      auto cache = m.make_cache(3, t);
+      std::size_t plan = m.step_workspace(3, 1, t);
+      Workspace<cpu> sws(plan);
+      CHECK(test::cached_vs_full_worst(ctx, m, cache, ids, tr.logits, t, prefill, sws,
+                                       [&](std::int64_t, std::int64_t) { return plan; }) < 1e-11);
+    }
+    // Causality: a change at p leaves every logit and boundary before p bit-identical.
+    auto base = std::vector<double>(tr.logits.begin(), tr.logits.end());
+    auto base_emits = lay.emit;
+    int moved = 0;
+    for (std::int64_t p : {0, 1, 5, 12, 20, 33, 39}) {
+      CAPTURE(p);
+      auto changed = text_ids({kText0.substr(0, t), kText1.substr(0, t), kText2.substr(0, t)});
+      for (std::int64_t b = 0; b < 3; ++b) changed.data()[b * t + p] = std::int32_t('A' + b + p % 7);
+      RuleHg<double>::Trace tc;
+      auto a = ws.arena();
+      m.forward(ctx, changed.cview(), {}, a, tc);
+      moved += tc.levels[0].layout.emit != base_emits;
+      for (std::int64_t b = 0; b < 3; ++b) {
+        bool before = true;
+        for (std::int64_t i = 0; i < p * kVocab; ++i) before &= tc.logits.data[b * t * kVocab + i] == base[std::size_t(b * t * kVocab + i)];
+        CHECK(before);
+        auto const& l2 = tc.levels[0].layout;
+        for (std::int64_t j = 0; j < l2.count[std::size_t(b)] && l2.emit_at(b, j) < p; ++j) {
+          REQUIRE(j < lay.count[std::size_t(b)]);
+          CHECK(l2.emit_at(b, j) == lay.emit_at(b, j));
+        }
+      }
+    }
+    CHECK(moved > 0);
+  }
+  // Gradients (the entropy LM gets none: frozen, and the boundaries are not differentiable).
+  {
+    RuleHg<double> m(entropy_config<double>("1@1 1@entropy_rise:0 1@1"));
+    nn::ParamStore<cpu, double> ps(m);
+    randomize_entropy_model(ps);
+    std::int64_t const n = 20;
+    auto x = text_ids({kText0.substr(0, n), kText2.substr(0, n)});
+    auto y = text_ids({kText0.substr(1, n), kText2.substr(1, n)});
+    std::size_t plan = m.forward_workspace(2, n) + m.backward_workspace(2, n);
+    Workspace<cpu> ws(plan);
+    RuleHg<double>::Trace tr;
+    auto loss = [&] {
+      auto a = ws.arena();
+      return m.forward(ctx, x.cview(), y.cview(), a, tr);
+    };
+    auto grads = [&] {
+      auto a = ws.arena();
+      m.forward(ctx, x.cview(), y.cview(), a, tr);
+      m.backward(ctx, tr, a);
+      CHECK(a.high_water() <= plan);
+    };
+    test::GradcheckOptions opt;
+    opt.max_per_tensor = 8;
+    test::GradCheck(ps, opt)
+        .allow_zero("param entropy_lm.*", "the frozen entropy LM: boundaries are not differentiable")
+        .run(loss, grads);
+  }
+}
+
+TEST_CASE("hourglass rules: entropy configurations round-trip and are refused when incomplete") {
+  RuleHg<float> m(entropy_config<float>("2@1 1@entropy:1.335442066192627/16 2@1"));
+  auto c = RuleHg<float>::config_from_json(m.config_json());
+  CHECK(c.hierarchy == m.hierarchy());
+  REQUIRE(c.entropy_lm.has_value());
+  CHECK(c.entropy_lm->layers == 1);
+  CHECK(c.entropy_lm->dim == 8);
+  CHECK(m.hierarchy().levels[0].rule->threshold == 1.335442066192627);
+  CHECK(m.entropy_lm() != nullptr);
+  // The frozen LM runs forward only: a third of its training FLOPs is added.
+  RuleHg<float> plain(config<float>("2@1 1@space/16 2@1"));
+  CHECK(m.flops(64).palm() > plain.flops(64).palm());
+  CHECK_THROWS_WITH_AS(RuleHg<float>(config<float>("1@1 1@entropy:2 1@1")), doctest::Contains("no entropy LM"), Error);
+  CHECK_THROWS_WITH_AS(RuleHg<float>(entropy_config<float>("1@1 1@space 1@1")),
+                       doctest::Contains("no entropy rule but an entropy LM"), Error);
+  auto bad_vocab = entropy_config<float>("1@1 1@entropy:2 1@1");
+  bad_vocab.entropy_lm->vocab = 64;
+  CHECK_THROWS_WITH_AS(RuleHg<float>{bad_vocab}, doctest::Contains("vocabulary 64"), Error);
+  CHECK_THROWS_WITH_AS(HierarchySpec::parse("1@1 1@space 1@entropy:2 1@space 1@1"),
+                       doctest::Contains("only the outermost level"), Error);
+  // A sequence longer than the entropy LM's context is refused by name.
+  auto short_lm = entropy_config<float>("1@1 1@entropy:2 1@1");
+  short_lm.entropy_lm->context = 8;
+  RuleHg<float> s(short_lm);
+  nn::ParamStore<cpu, float> sps(s);
+  cpu::Context ctx;
+  auto ids = text_ids({kText0.substr(0, 12)});
+  Workspace<cpu> ws(s.forward_workspace(1, 12));
+  RuleHg<float>::Trace tr;
+  auto a = ws.arena();
+  CHECK_THROWS_WITH_AS(s.forward(ctx, ids.cview(), {}, a, tr), doctest::Contains("entropy LM's context 8"), Error);
+}
+
 }  // namespace HSEQ_TEST_UNIT

@@ -12,7 +12,12 @@
 ///              not [0-9A-Za-z] and not a UTF-8 continuation byte (0x80-0xBF)
 ///   "word:N"   AU-Net's word pooling `(\S+?\s){N}`: the whitespace byte right after every N-th word
 ///              (a whitespace byte whose predecessor is not whitespace); "word" is "word:1"
+///   "entropy:θ"       BLT's global threshold: t emits when the score H_t > θ, H_t the entropy (nats)
+///                     of a byte LM's prediction of x_{t+1} from x_{<=t} (the next patch starts at t + 1)
+///   "entropy_rise:θ"  BLT's monotonic rule: t emits when H_t - H_{t-1} > θ
 ///
+/// The entropy kinds read a score per position (`needs_scores()`), which the caller computes from
+/// a frozen byte LM (models/hourglass.hpp); the others ignore it.
 /// Every kind also emits at t = 0 (so J(t) >= 0 everywhere and no null summary is needed, as BOS in
 /// AU-Net and SpaceByte, p_0 = 1 in H-Net) and, with `max_len` > 0, whenever a segment would
 /// otherwise grow past max_len positions (a forced emit that bounds the segments: "space/16").
@@ -22,6 +27,7 @@
 #pragma once
 
 #include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -42,10 +48,14 @@ constexpr bool spacelike_byte(std::int32_t b) {
 constexpr bool whitespace_byte(std::int32_t b) { return b == ' ' || (b >= '\t' && b <= '\r'); }
 
 struct ByteRule {
-  enum class Kind { kFixed, kSpace, kWord };
+  enum class Kind { kFixed, kSpace, kWord, kEntropy, kEntropyRise };
   Kind kind = Kind::kFixed;
-  std::int64_t n = 2;        ///< fixed: the factor K; word: words per segment N; space: unused (1)
+  std::int64_t n = 2;        ///< fixed: the factor K; word: words per segment N; others: unused (1)
   std::int64_t max_len = 0;  ///< the longest segment in positions (0: unbounded)
+  double threshold = 0.0;    ///< entropy kinds: θ (nats)
+
+  /// Whether `step` reads a score per position (the entropy kinds).
+  constexpr bool needs_scores() const { return kind == Kind::kEntropy || kind == Kind::kEntropyRise; }
 
   /// The decision's memory of the positions before t.
   struct State {
@@ -53,12 +63,13 @@ struct ByteRule {
     std::int64_t since = 0;  ///< positions since the newest emit (1 right after it)
     std::int64_t words = 0;  ///< word ends since the newest emit (kind word)
     bool prev_class = true;  ///< whether x_{t-1} was spacelike / whitespace (true before position 0)
+    double prev_score = 0;   ///< the score of position t - 1 (entropy_rise)
   };
 
   State start() const { return {}; }
 
-  /// Consumes token x_t (t = s.pos) and says whether t emits.
-  bool step(State& s, std::int32_t x) const {
+  /// Consumes token x_t (t = s.pos), and for the entropy kinds its score H_t, and says whether t emits.
+  bool step(State& s, std::int32_t x, double score = 0.0) const {
     bool emit = false;
     bool cls = false;
     switch (kind) {
@@ -73,7 +84,14 @@ struct ByteRule {
         cls = whitespace_byte(x);
         if (cls && !s.prev_class && ++s.words == n) emit = true;
         break;
+      case Kind::kEntropy:
+        emit = score > threshold;
+        break;
+      case Kind::kEntropyRise:
+        emit = score - s.prev_score > threshold;
+        break;
     }
+    s.prev_score = score;
     if (s.pos == 0 || (max_len > 0 && s.since >= max_len)) emit = true;
     s.prev_class = cls;
     ++s.pos;
@@ -100,6 +118,8 @@ struct ByteRule {
       case Kind::kFixed: s = "fixed:" + std::to_string(n); break;
       case Kind::kSpace: s = "space"; break;
       case Kind::kWord: s = n == 1 ? "word" : "word:" + std::to_string(n); break;
+      case Kind::kEntropy: s = "entropy:" + shortest(threshold); break;
+      case Kind::kEntropyRise: s = "entropy_rise:" + shortest(threshold); break;
     }
     if (max_len > 0) s += "/" + std::to_string(max_len);
     return s;
@@ -141,11 +161,29 @@ struct ByteRule {
       r.kind = Kind::kWord;
       r.n = has_arg ? number(arg, "the words per segment") : 1;
       HSEQ_CHECK(r.n >= 1, "segmenter \"" << text << "\": the words per segment must be at least 1");
+    } else if (name == "entropy" || name == "entropy_rise") {
+      HSEQ_CHECK(has_arg, "segmenter \"" << text << "\": " << name << " needs its threshold in nats (\"" << name
+                                         << ":1.3\")");
+      r.kind = name == "entropy" ? Kind::kEntropy : Kind::kEntropyRise;
+      r.n = 1;
+      double v = 0;
+      auto [end, ec] = std::from_chars(arg.data(), arg.data() + arg.size(), v);
+      HSEQ_CHECK(ec == std::errc{} && end == arg.data() + arg.size() && !arg.empty() && std::isfinite(v),
+                 "segmenter \"" << text << "\": the threshold '" << arg << "' is not a finite number");
+      r.threshold = v;
     } else {
       HSEQ_FAIL("segmenter \"" << text << "\": unknown kind '" << name
-                               << "' (known: fixed:K, space, word, word:N, each optionally /MAXLEN)");
+                               << "' (known: fixed:K, space, word, word:N, entropy:θ, entropy_rise:θ, each "
+                                  "optionally /MAXLEN)");
     }
     return r;
+  }
+
+  /// The shortest decimal that reads back as v (so spec strings round-trip exactly).
+  static std::string shortest(double v) {
+    char buf[64];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+    return std::string(buf, end);
   }
 
   friend bool operator==(ByteRule const&, ByteRule const&) = default;

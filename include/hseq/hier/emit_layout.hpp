@@ -55,12 +55,16 @@ struct EmitLayout {
 /// Fills `out` for `batch` rows of `n` tokens (`tokens` [B, n], host, row-major): row b has
 /// `row_len[b]` real positions (all n when `row_len` is empty). `capacity` 0 means the rule's
 /// `max_emits(n)`. For a nested level, `tokens` are the enclosing level's tokens at its emits
-/// (`gather_emitted`) and `row_len` its counts.
+/// (`gather_emitted`) and `row_len` its counts. `scores` [B, n]: the per-position scores of the
+/// entropy rules (`ByteRule::needs_scores`; ignored by the others).
 inline void compute_emits(ByteRule const& rule, std::span<std::int32_t const> tokens, std::int64_t batch,
                           std::int64_t n, std::span<std::int32_t const> row_len, std::int64_t capacity,
-                          EmitLayout& out) {
+                          EmitLayout& out, std::span<double const> scores = {}) {
   HSEQ_CHECK(batch >= 1 && n >= 1 && std::int64_t(tokens.size()) == batch * n,
              "compute_emits: " << tokens.size() << " tokens for a batch of " << batch << " rows of " << n);
+  HSEQ_CHECK(!rule.needs_scores() || std::int64_t(scores.size()) == batch * n,
+             "compute_emits: the rule \"" << rule.to_string() << "\" needs a score per position, got "
+                                          << scores.size() << " for " << batch << " x " << n);
   HSEQ_CHECK(row_len.empty() || std::int64_t(row_len.size()) == batch,
              "compute_emits: " << row_len.size() << " row lengths for a batch of " << batch);
   if (capacity <= 0) capacity = rule.max_emits(n);
@@ -80,7 +84,8 @@ inline void compute_emits(ByteRule const& rule, std::span<std::int32_t const> to
     std::int64_t c = 0;
     std::int32_t* seg = out.seg_of.data() + b * n;
     for (std::int64_t t = 0; t < len; ++t) {
-      bool e = rule.step(s, tokens[std::size_t(b * n + t)]);
+      std::size_t at = std::size_t(b * n + t);
+      bool e = rule.step(s, tokens[at], rule.needs_scores() ? scores[at] : 0.0);
       if (e && c == capacity) {
         ++out.dropped;
         e = false;

@@ -42,6 +42,11 @@
 /// `Select`, `Repeat`) and blocks without relative positions take rule levels; the others are
 /// refused by name when the model is built. Cached generation keeps a position and a rule state
 /// per batch row: a level steps for a row only when that row's new token closes a segment.
+/// Entropy rules (BLT; "2@1 4@entropy:1.3/16 2@1", outermost level only) read H_t, the entropy of a
+/// frozen byte-level `TransformerLm`'s prediction of x_{t+1} (`Config::entropy_lm`, parameters
+/// `entropy_lm.*`, frozen when the model is built: no gradient, no update; saved in checkpoints with
+/// the rest). Its logits are computed on the backend and their entropies on the host; cached
+/// generation steps it with its own cache.
 ///
 /// Template parameters: the hierarchy (a compile-time `hier::Hierarchy<Pre, Post, Level<N, k>...>`,
 /// whose levels, traces and caches are then `std::array`s of its level count, or
@@ -83,6 +88,7 @@
 #include "hseq/hier/upsample_policy.hpp"
 #include "hseq/models/config_json.hpp"
 #include "hseq/models/flops.hpp"
+#include "hseq/models/transformer_lm.hpp"
 #include "hseq/nn/block_stack.hpp"
 #include "hseq/nn/dropout.hpp"
 #include "hseq/nn/embedding.hpp"
@@ -122,6 +128,8 @@ class Hourglass {
   static constexpr bool kRelative = nn::kBlockRelativePositions<Block>;
   /// Whether the policies pool and unpool over data-dependent segments (rule levels).
   static constexpr bool kRagged = hier::RaggedShorten<ShortenT, B, T> && hier::RaggedUpsample<UpsampleT, B, T>;
+  /// The frozen byte LM whose next-byte entropies an entropy rule reads.
+  using EntropyLm = TransformerLm<B, T>;
 
   struct Config {
     std::int64_t vocab = 256;
@@ -134,6 +142,9 @@ class Hourglass {
     bool tied = true;          ///< the output projection is the token embedding (false: its own `head.weight`)
     bool closing_norm = true;  ///< a LayerNorm closes the pre stack and every level's stacks (trax)
     double dropout = 0.0;      ///< embeddings and every block's attention, residual and MLP dropout
+    /// The byte LM of an entropy rule (needed exactly when level 0 segments by entropy; JSON key
+    /// "entropy_lm", its own configuration, written only when present).
+    std::optional<typename EntropyLm::Config> entropy_lm{};
     // Checkpoints store this JSON (plus the policies' names) and compare it by value on load: the
     // keys and value formats (hierarchy as "2@1 4@4 2@1") are a file format. Read in this order.
     // The keys added after version 1 (tied, closing_norm, dropout) are written by config_json only
@@ -171,6 +182,7 @@ class Hourglass {
     hier::EmitLayout layout;           // its segments
     std::vector<std::int32_t> host_idx;  // staging of pool and up
     MIds pool, up_idx;                 // [B * C], [B * L] (hier/ragged_policy.hpp)
+    std::vector<double> scores;        // [B, L] entropy rules: H_t (nats) of the entropy LM
   };
 
   struct Trace {
@@ -188,6 +200,8 @@ class Hourglass {
     MView pre_n;  // [B, tp, d] N(Pre(x)) (closing_norm only)
     MView valley_out;
     PerLevel<LevelTrace> levels;
+    typename EntropyLm::Trace entropy;  // the entropy LM's forward (entropy rules only)
+    std::vector<T> host_logits;         // its logits on the host
     typename Head::Saved head;
     MView logits_p;  // [B, tp, V] = head.logits (dlogits after backward)
     MView logits;    // [B, t, V] (aliases logits_p when t == tp)
@@ -204,6 +218,20 @@ class Hourglass {
         levels_(per_level<Level>([this](std::size_t i) { return make_level(i); })),
         head_({c.dim, c.vocab, c.tied, c.eps, c.init_std}, c.tied ? &tok_.table() : nullptr) {
     cfg_.hierarchy = spec_;
+    bool entropy = spec_.dynamic() && spec_.levels.front().rule->needs_scores();
+    HSEQ_CHECK(entropy == cfg_.entropy_lm.has_value(),
+               "Hourglass: hierarchy \"" << spec_.to_string() << "\" "
+                                         << (entropy ? "segments by entropy but no entropy LM is configured "
+                                                       "(Config::entropy_lm; the programs' --entropy-model)"
+                                                     : "has no entropy rule but an entropy LM is configured"));
+    if (entropy) {
+      HSEQ_CHECK(cfg_.entropy_lm->vocab == cfg_.vocab, "Hourglass: the entropy LM's vocabulary "
+                                                          << cfg_.entropy_lm->vocab << " differs from the model's "
+                                                          << cfg_.vocab);
+      entropy_lm_.emplace(*cfg_.entropy_lm);
+      // Frozen: the boundaries are not differentiable, and AdamW must not decay its weights.
+      entropy_lm_->visit_params([](std::string const&, auto& p) { p.frozen = true; });
+    }
   }
   Hourglass(Hourglass const&) = delete;
   Hourglass& operator=(Hourglass const&) = delete;
@@ -220,6 +248,7 @@ class Hourglass {
     if (!cfg_.tied) j["tied"] = false;  // (see Config: absent means a version-1 value)
     if (cfg_.closing_norm) j["closing_norm"] = true;
     if (cfg_.dropout != 0.0) j["dropout"] = cfg_.dropout;
+    if (cfg_.entropy_lm) j["entropy_lm"] = nlohmann::json(*cfg_.entropy_lm);
     j["shorten"] = ShortenT::kName;
     j["upsample"] = UpsampleT::kName;
     return j.dump();
@@ -230,6 +259,7 @@ class Hourglass {
       c.tied = j.value("tied", true);  // absent: what version-1 files mean
       c.closing_norm = j.value("closing_norm", false);
       c.dropout = j.value("dropout", 0.0);
+      if (j.contains("entropy_lm")) c.entropy_lm = j.at("entropy_lm").template get<typename EntropyLm::Config>();
       auto sh = j.at("shorten").get<std::string>(), up = j.at("upsample").get<std::string>();
       HSEQ_CHECK(sh == ShortenT::kName && up == UpsampleT::kName,
                  "Hourglass: the configuration uses shorten '" << sh << "' and upsample '" << up << "', this model type "
@@ -257,7 +287,10 @@ class Hourglass {
     }
     post_.visit_params(f, prefix + "post.");
     head_.visit_params(f, prefix);  // ln_f., then head. when untied (tied: the table is tok_emb's)
+    if (entropy_lm_) entropy_lm_->visit_params(f, prefix + "entropy_lm.");  // frozen
   }
+  /// The entropy rule's byte LM (entropy hierarchies only).
+  EntropyLm const* entropy_lm() const { return entropy_lm_ ? &*entropy_lm_ : nullptr; }
 
   /// Length after padding to a multiple of the total shortening factor.
   std::int64_t padded_length(std::int64_t t) const {
@@ -274,6 +307,7 @@ class Hourglass {
                     aligned_bytes<T>(n * d) /*valley out*/ + head_.forward_workspace(batch, tp);
     if (tp != t) b += aligned_bytes<T>(batch * t * cfg_.vocab);
     b += pre_.forward_workspace(batch, tp) + post_.forward_workspace(batch, tp) + norm_workspace(batch * tp);
+    if (entropy_lm_) b += entropy_lm_->forward_workspace(batch, tp);
     return b + level_forward_workspace(0, batch, tp);
   }
   std::size_t backward_workspace(std::int64_t batch, std::int64_t t) const {
@@ -313,6 +347,7 @@ class Hourglass {
       auto& tk = tr.levels[0].tokens;
       tk.resize(std::size_t(bsz * tp));
       B::download(ctx, tk.data(), tr.ids.data, tk.size());
+      if (entropy_lm_) entropy_scores(ctx, tr, ws);
     }
     valley_forward(ctx, 0, cur, tr.valley_out, tr.levels, drop, ws);
     cur = post_.forward(ctx, tr.valley_out, tr.post, ws, drop.child(kPostChild));
@@ -369,6 +404,10 @@ class Hourglass {
     typename Stack::Cache pre, post;  // [B, capacity, 2 d] per full-rate block
     PerLevel<LevelCache> levels;
     std::vector<std::int32_t> host_ids;  // [B] the step's tokens on the host (rule levels)
+    // Entropy rules: the entropy LM's cache, its step logits [B, 1, V] and their host copy.
+    std::optional<typename EntropyLm::KvCache> entropy;
+    std::optional<Tensor<T, B>> entropy_logits;
+    std::vector<T> host_logits;
   };
 
   Cache make_cache(std::int64_t batch, std::int64_t capacity) const {
@@ -391,7 +430,15 @@ class Hourglass {
                                 std::vector<hier::ByteRule::State>(lv.rule ? std::size_t(batch) : 0),
                                 std::vector<std::int64_t>(lv.rule ? std::size_t(batch) : 0)};
             }),
-            std::vector<std::int32_t>(std::size_t(batch))};
+            std::vector<std::int32_t>(std::size_t(batch)),
+            std::nullopt,
+            std::nullopt,
+            {}};
+    if (entropy_lm_) {
+      c.entropy.emplace(entropy_lm_->make_cache(batch, capacity));
+      c.entropy_logits.emplace(Shape{batch, 1, cfg_.vocab});
+      c.host_logits.resize(std::size_t(batch * cfg_.vocab));
+    }
     reset_cache(c);
     return c;
   }
@@ -416,7 +463,8 @@ class Hourglass {
     // step_token's two [B, 1, d] buffers, then the largest of what runs while they are held.
     std::size_t b = 2 * aligned_bytes<T>(batch * d) +
                     std::max({head_.predict_workspace(batch), pre_.step_workspace(batch, 1, capacity),
-                              post_.step_workspace(batch, 1, capacity)});
+                              post_.step_workspace(batch, 1, capacity),
+                              entropy_lm_ ? entropy_lm_->step_workspace(batch, 1, capacity) : std::size_t(0)});
     std::int64_t cap = capacity;
     std::size_t levels = 0;
     for (std::size_t i = 0; i < levels_.size(); ++i) {
@@ -479,6 +527,12 @@ class Hourglass {
     if (cfg_.closing_norm) f.add(ln_pre_, 1.0);
     double d = double(cfg_.dim), tt = double(padded_length(t)), rate = 1.0;
     f.add_attention(double(spec_.pre + spec_.post), d, tt, tt, tt);
+    if (entropy_lm_) {  // the frozen entropy LM runs forward only: a third of its training FLOPs
+      FlopCount lm = entropy_lm_->flops(padded_length(t));
+      f.n_eff += lm.n_eff / 3.0;
+      f.attn_palm += lm.attn_palm / 3.0;
+      f.n_total += lm.n_total;
+    }
     for (Level const& lv : levels_) {
       // A rule level counts at its worst case: an emit every min_gap() positions (an upper bound).
       double k = lv.rule ? double(lv.rule->min_gap()) : double(lv.factor);
@@ -679,6 +733,33 @@ class Hourglass {
     return own + inner;
   }
 
+  /// H_t for every position of the forward's ids: the entropy LM's logits [B, t, V] on the
+  /// backend, their entropies (nats, in double) on the host, into tr.levels[0].scores.
+  void entropy_scores(Ctx& ctx, Trace& tr, Arena<Space>& ws) const {
+    std::int64_t bsz = tr.batch, t = tr.tp, v = cfg_.vocab;
+    HSEQ_CHECK(t <= entropy_lm_->config().context, "Hourglass: sequence length "
+                                                     << t << " exceeds the entropy LM's context "
+                                                     << entropy_lm_->config().context);
+    entropy_lm_->forward(ctx, Ids(tr.ids), Ids{}, ws, tr.entropy);
+    tr.host_logits.resize(std::size_t(bsz * t * v));
+    B::download(ctx, tr.host_logits.data(), tr.entropy.logits.data, tr.host_logits.size());
+    auto& sc = tr.levels[0].scores;
+    sc.resize(std::size_t(bsz * t));
+    for (std::int64_t r = 0; r < bsz * t; ++r) sc[std::size_t(r)] = entropy_of(tr.host_logits.data() + r * v, v);
+  }
+  /// The entropy (nats) of softmax(z) over v logits, in double.
+  static double entropy_of(T const* z, std::int64_t v) {
+    double m = double(z[0]);
+    for (std::int64_t i = 1; i < v; ++i) m = std::max(m, double(z[i]));
+    double s = 0, sz = 0;
+    for (std::int64_t i = 0; i < v; ++i) {
+      double e = std::exp(double(z[i]) - m);
+      s += e;
+      sz += e * (double(z[i]) - m);
+    }
+    return std::log(s) - sz / s;  // -sum p log p with p = e / s, log p = (z - m) - log s
+  }
+
   /// Rule level i over its tokens tr[i].tokens [B, L] (host): the layout (row by row; a nested
   /// level's rows are as long as the enclosing level's counts), its index rows uploaded into ws, and
   /// the nested level's tokens. Returns C, the batch's largest segment count.
@@ -688,7 +769,7 @@ class Hourglass {
     hier::ByteRule const& rule = *levels_[i].rule;
     std::span<std::int32_t const> row_len;
     if (i > 0) row_len = tr[i - 1].layout.count;
-    hier::compute_emits(rule, lt.tokens, bsz, len, row_len, rule.max_emits(len), lt.layout);
+    hier::compute_emits(rule, lt.tokens, bsz, len, row_len, rule.max_emits(len), lt.layout, lt.scores);
     std::int64_t c = lt.layout.segments;
     lt.host_idx.resize(std::size_t(bsz * (c + len)));
     std::int32_t* pool = lt.host_idx.data();
@@ -797,9 +878,15 @@ class Hourglass {
     if (spec_.dynamic()) {  // rule levels: each row steps alone (its segments close at its own times)
       if constexpr (kRagged) {
         B::download(ctx, cache.host_ids.data(), id.data, std::size_t(bsz));
-        for (std::int64_t r = 0; r < bsz; ++r)
+        if (entropy_lm_) {  // H_t of each row: the entropy LM steps with its own cache
+          entropy_lm_->forward_step(ctx, id, *cache.entropy, p, cache.entropy_logits->view(), ws);
+          B::download(ctx, cache.host_logits.data(), cache.entropy_logits->data(), cache.host_logits.size());
+        }
+        for (std::int64_t r = 0; r < bsz; ++r) {
+          double score = entropy_lm_ ? entropy_of(cache.host_logits.data() + r * cfg_.vocab, cfg_.vocab) : 0.0;
           rule_level_step(ctx, 0, cache, r, CView(a.data + r * d, Shape{1, 1, d}), MView(b.data + r * d, Shape{1, 1, d}),
-                          cache.host_ids[std::size_t(r)], ws);
+                          cache.host_ids[std::size_t(r)], score, ws);
+        }
       }
     } else {
       level_step(ctx, 0, cache, a, b, ws);
@@ -822,20 +909,21 @@ class Hourglass {
   /// out [1, 1, d]. The level's stacks step only when the token closes one of the row's segments.
   void rule_level_step([[maybe_unused]] Ctx& ctx, [[maybe_unused]] std::size_t i, [[maybe_unused]] Cache& cache,
                        [[maybe_unused]] std::int64_t row, [[maybe_unused]] CView x, [[maybe_unused]] MView out,
-                       [[maybe_unused]] std::int32_t token, [[maybe_unused]] Arena<Space>& ws) const {
+                       [[maybe_unused]] std::int32_t token, [[maybe_unused]] double score,
+                       [[maybe_unused]] Arena<Space>& ws) const {
     if constexpr (kRagged) {  // (rule levels exist only then: checked_spec)
       Level const& lv = levels_[i];
       LevelCache& lc = cache.levels[i];
       ArenaScope<Space> scope(ws);
       Shape one{1, 1, cfg_.dim};
-      if (lv.rule->step(lc.rule_state[std::size_t(row)], token)) {  // segment j of the row closes here
+      if (lv.rule->step(lc.rule_state[std::size_t(row)], token, score)) {  // segment j of the row closes here
         std::int64_t j = lc.segments[std::size_t(row)]++;
         MView ya = ws.template take<T>(one, "hg_step.ya"), yb = ws.template take<T>(one, "hg_step.yb");
         lv.shorten.ragged_step_emit(ctx, lc.shorten, row, x, ya, ws);
         lv.pre.forward_step_row(ctx, ya, yb, lc.pre, row, j, ws);
         close_step(ctx, lv.ln_pre, ya, yb, ws);
         if (has_inner(i)) {
-          rule_level_step(ctx, i + 1, cache, row, ya, yb, token, ws);
+          rule_level_step(ctx, i + 1, cache, row, ya, yb, token, 0.0, ws);  // (nested rules read no scores)
           std::swap(ya, yb);
           lv.post.forward_step_row(ctx, ya, yb, lc.post, row, j, ws);
           close_step(ctx, lv.ln_post, ya, yb, ws);
@@ -896,6 +984,7 @@ class Hourglass {
   Stack post_;
   PerLevel<Level> levels_;  // outermost first
   Head head_;
+  std::optional<EntropyLm> entropy_lm_;  // entropy rules only (frozen)
 };
 
 }  // namespace hseq::models
