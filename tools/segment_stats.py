@@ -145,7 +145,7 @@ def main():
             e = set(emits_of(rules[name], row, sc))
             y = len(names) - k
             for t, b in enumerate(row):
-                ch = chr(b) if 32 <= b < 127 else "·"
+                ch = "␣" if b == 32 and t in e else chr(b) if 32 <= b < 127 else "·"
                 ax.text(t, y, ch, ha="center", va="center", family="monospace", fontsize=7,
                         color="crimson" if t in e else "black", weight="bold" if t in e else "normal")
                 if t in e:
