@@ -65,7 +65,32 @@ struct RuleHgSpec : HgSpec<hier::Select, hier::Repeat> {
   explicit RuleHgSpec(char const* h) : HgSpec<hier::Select, hier::Repeat>{h, 128} {}
 };
 
+/// An Hourglass whose level 0 segments by a frozen byte LM's entropy (BLT): the LM's weights are
+/// the randomised ones of its store (same seed on both backends); the threshold is in nats.
+struct EntropyHgSpec : RuleHgSpec {
+  explicit EntropyHgSpec(char const* h) : RuleHgSpec(h) {}
+  template <class B, class T>
+  auto make() const {
+    using M = models::Hourglass<B, T, hier::DynamicHierarchy, hier::Select, hier::Repeat>;
+    typename M::Config c{.vocab = vocab, .dim = dim, .heads = heads, .context = context, .mlp_hidden = mlp_hidden,
+                         .hierarchy = HierarchySpec::parse(hierarchy)};
+    c.entropy_lm = typename M::EntropyLm::Config{.vocab = vocab, .dim = 16, .heads = 2, .layers = 1, .context = context};
+    return std::make_unique<M>(c);
+  }
+};
+
 }  // namespace
+
+TEST_CASE("cuda models: Hourglass with entropy boundaries (a frozen byte LM) matches the CPU, causal, cached") {
+  // Random LMs over 128 ids predict with entropies near log 128 = 4.85 nats: the rising rule splits them.
+  mm_compare_model(EntropyHgSpec{"1@1 1@entropy_rise:0 1@1"}, 2, 22, 81);
+  mm_causality(EntropyHgSpec{"1@1 1@entropy_rise:0/6 1@1"}, 24, {0, 1, 3, 4, 5, 7, 8, 13, 20, 23}, 82);
+  EntropyHgSpec spec{"1@1 1@entropy_rise:0 1@1"};
+  spec.context = 24;
+  double rel = mm_cached_vs_full<double>(spec, 21, 3, 83);
+  INFO(spec.name(), ", entropy: worst |cached - full| / max(1, max |logit|) = ", rel);
+  CHECK(rel <= kCachedRelDouble);
+}
 
 TEST_CASE("cuda models: Hourglass over data-dependent segments (space, word pairs) matches the CPU, causal, cached") {
   mm_compare_model(RuleHgSpec{"1@1 1@space 1@1"}, 2, 22, 71);
