@@ -65,6 +65,36 @@ std::string const kText0 = "In the beginning God created the heaven and the eart
 std::string const kText1 = "without form, and void; and darkness was upon the face of the deep. And ";
 std::string const kText2 = "the Spirit of God moved upon the face of the waters.  And God said, Let t";
 
+/// Finite-difference check (double) of a rule model's loss over two rows of text of length t,
+/// with workspace plans that hold; `zero` names a parameter pattern whose gradient is zero by
+/// construction (with its reason).
+template <class M>
+void gradcheck_rules(M const& m, nn::ParamStore<cpu, double>& ps, std::int64_t t, std::int64_t per_tensor,
+                     std::string const& zero = "", std::string const& why = "") {
+  cpu::Context ctx;
+  auto ids = text_ids({kText0.substr(0, std::size_t(t)), kText2.substr(0, std::size_t(t))});
+  auto targets = text_ids({kText0.substr(1, std::size_t(t)), kText2.substr(1, std::size_t(t))});
+  std::size_t plan = m.forward_workspace(2, t) + m.backward_workspace(2, t);
+  Workspace<cpu> ws(plan);
+  typename M::Trace tr;
+  auto loss = [&] {
+    auto a = ws.arena();
+    return m.forward(ctx, ids.cview(), targets.cview(), a, tr);
+  };
+  auto grads = [&] {
+    auto a = ws.arena();
+    m.forward(ctx, ids.cview(), targets.cview(), a, tr);
+    CHECK(a.used() <= m.forward_workspace(2, t));
+    m.backward(ctx, tr, a);
+    CHECK(a.high_water() <= plan);
+  };
+  test::GradcheckOptions opt;
+  opt.max_per_tensor = per_tensor;
+  test::GradCheck check(ps, opt);
+  if (!zero.empty()) check.allow_zero(zero, why);
+  check.run(loss, grads);
+}
+
 }  // namespace
 
 TEST_CASE("hourglass rules: fixed:K through the data-dependent path equals the fixed level bit for bit") {
@@ -157,33 +187,13 @@ TEST_CASE("hourglass rules: a perturbation that moves later boundaries leaves ev
 }
 
 TEST_CASE("gradcheck: Hourglass with rule levels (space; word then word pairs)") {
-  cpu::Context ctx;
   for (char const* h : {"1@1 1@space 1@1", "1@1 1@word 1@fixed:2 1@word 1@1", "0@1 1@space/4 0@1"}) {
     std::string const shape = h;
     CAPTURE(shape);
     RuleHg<double> m(config<double>(h));
     nn::ParamStore<cpu, double> ps(m);
     test::randomize_params(ps, 5, 0.3);
-    std::int64_t const t = 24;
-    auto ids = text_ids({kText0.substr(0, t), kText2.substr(0, t)});
-    auto targets = text_ids({kText0.substr(1, t), kText2.substr(1, t)});
-    std::size_t plan = m.forward_workspace(2, t) + m.backward_workspace(2, t);
-    Workspace<cpu> ws(plan);
-    RuleHg<double>::Trace tr;
-    auto loss = [&] {
-      auto a = ws.arena();
-      return m.forward(ctx, ids.cview(), targets.cview(), a, tr);
-    };
-    auto grads = [&] {
-      auto a = ws.arena();
-      m.forward(ctx, ids.cview(), targets.cview(), a, tr);
-      CHECK(a.used() <= m.forward_workspace(2, t));
-      m.backward(ctx, tr, a);
-      CHECK(a.high_water() <= plan);
-    };
-    test::GradcheckOptions opt;
-    opt.max_per_tensor = 16;
-    test::GradCheck(ps, opt).run(loss, grads);
+    gradcheck_rules(m, ps, 24, 16);
   }
 }
 
@@ -401,27 +411,7 @@ TEST_CASE("hourglass rules: entropy (BLT) boundaries from a frozen byte LM: caus
     RuleHg<double> m(entropy_config<double>("1@1 1@entropy_rise:0 1@1"));
     nn::ParamStore<cpu, double> ps(m);
     randomize_entropy_model(ps);
-    std::int64_t const n = 20;
-    auto x = text_ids({kText0.substr(0, n), kText2.substr(0, n)});
-    auto y = text_ids({kText0.substr(1, n), kText2.substr(1, n)});
-    std::size_t plan = m.forward_workspace(2, n) + m.backward_workspace(2, n);
-    Workspace<cpu> ws(plan);
-    RuleHg<double>::Trace tr;
-    auto loss = [&] {
-      auto a = ws.arena();
-      return m.forward(ctx, x.cview(), y.cview(), a, tr);
-    };
-    auto grads = [&] {
-      auto a = ws.arena();
-      m.forward(ctx, x.cview(), y.cview(), a, tr);
-      m.backward(ctx, tr, a);
-      CHECK(a.high_water() <= plan);
-    };
-    test::GradcheckOptions opt;
-    opt.max_per_tensor = 8;
-    test::GradCheck(ps, opt)
-        .allow_zero("param entropy_lm.*", "the frozen entropy LM: boundaries are not differentiable")
-        .run(loss, grads);
+    gradcheck_rules(m, ps, 20, 8, "param entropy_lm.*", "the frozen entropy LM: boundaries are not differentiable");
   }
 }
 
