@@ -62,18 +62,15 @@ class RepeatUpsample {
   std::size_t ragged_forward_workspace(std::int64_t, std::int64_t, std::int64_t) const { return 0; }
   std::size_t ragged_backward_workspace(std::int64_t, std::int64_t, std::int64_t) const { return 0; }
   /// u [B, L, d] = rows `up` of y [B, C, d].
+  /// (The embedding ops fold the leading dimensions into rows.)
   Saved ragged_forward(Ctx& ctx, CView y, CView /*res*/, Ids up, MView u, Arena<Space>&) const {
-    std::int64_t d = y.size(2);
-    ops::embedding_forward<T>(ctx, CView(y.data, Shape{y.size(0) * y.size(1), d}), up,
-                              MView(u.data, Shape{u.size(0) * u.size(1), d}));
+    ops::embedding_forward<T>(ctx, y, up, u);
     return {};
   }
   /// dy [B, C, d] = the scatter-add of du [B, L, d] into rows `up` (overwrites dy; dres untouched).
   void ragged_backward(Ctx& ctx, Saved const&, Ids up, CView du, MView dy, MView /*dres*/, Arena<Space>&) const {
-    std::int64_t d = dy.size(2);
     ops::fill<T>(ctx, dy, T(0));
-    ops::embedding_backward<T>(ctx, up, CView(du.data, Shape{du.size(0) * du.size(1), d}),
-                               MView(dy.data, Shape{dy.size(0) * dy.size(1), d}));
+    ops::embedding_backward<T>(ctx, up, du, dy);
   }
   /// Cached generation, row `row`: its segment closed with summary y [1, 1, d].
   void ragged_step_short(Ctx& ctx, StepState& st, std::int64_t row, CView y, Arena<Space>&) const {

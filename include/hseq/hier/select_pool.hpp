@@ -68,18 +68,15 @@ class SelectShorten {
   std::size_t ragged_forward_workspace(std::int64_t, std::int64_t, std::int64_t) const { return 0; }
   std::size_t ragged_backward_workspace(std::int64_t, std::int64_t, std::int64_t) const { return 0; }
   /// y [B, C, d] = rows `pool` of x [B, L, d].
+  /// (The embedding ops fold the leading dimensions into rows.)
   Saved ragged_forward(Ctx& ctx, CView x, Ids pool, MView y, Arena<Space>&) const {
-    std::int64_t d = x.size(2);
-    ops::embedding_forward<T>(ctx, CView(x.data, Shape{x.size(0) * x.size(1), d}), pool,
-                              MView(y.data, Shape{y.size(0) * y.size(1), d}));
+    ops::embedding_forward<T>(ctx, x, pool, y);
     return {};
   }
   /// dx [B, L, d] = the scatter-add of dy [B, C, d] into rows `pool` (overwrites dx).
   void ragged_backward(Ctx& ctx, Saved const&, Ids pool, CView dy, MView dx, Arena<Space>&) const {
-    std::int64_t d = dx.size(2);
     ops::fill<T>(ctx, dx, T(0));
-    ops::embedding_backward<T>(ctx, pool, CView(dy.data, Shape{dy.size(0) * dy.size(1), d}),
-                               MView(dx.data, Shape{dx.size(0) * dx.size(1), d}));
+    ops::embedding_backward<T>(ctx, pool, dy, dx);
   }
   /// Cached generation: row `row`'s input x [1, 1, d] closes its segment; y [1, 1, d] is its summary.
   void ragged_step_emit(Ctx& ctx, StepState&, std::int64_t /*row*/, CView x, MView y, Arena<Space>&) const {
