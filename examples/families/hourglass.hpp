@@ -4,7 +4,8 @@
 /// (run-time `DynamicHierarchy`), the shortening and upsampling policies are template parameters
 /// chosen by --shorten and --upsample (twenty model types; "attention_linear" is attention
 /// resampling whose queries come from linear pooling / linear upsampling instead of avg / repeat).
-/// Hierarchies of data-dependent rules ("2@1 4@space 2@1") take --shorten select --upsample repeat.
+/// Hierarchies of data-dependent rules ("2@1 4@space 2@1", "2@1 4@router:5 2@1") take --shorten select
+/// --upsample repeat.
 #pragma once
 
 #include <iostream>
@@ -45,13 +46,17 @@ struct HourglassFamily {
         .flag("hierarchy", "2@1 4@4 2@1",
               "hourglass: LAYERS@FACTOR items with cumulative factors, a palindrome (\"2@1 2@2 2@8 2@2 2@1\" nests); "
               "or LAYERS@RULE levels segmented by the data (\"2@1 4@space 2@1\", \"2@1 2@word 2@fixed:2 2@word 2@1\"; "
-              "rules: space, word[:N], fixed:K, each with an optional /MAXLEN; they need --shorten select --upsample repeat)")
+              "rules: space, word[:N], fixed:K, entropy:θ, entropy_rise:θ, router:N (H-Net's learned router, N "
+              "positions per segment its ratio loss aims at), each with an optional /MAXLEN; they need --shorten "
+              "select --upsample repeat)")
         .toggle("untied", "hourglass: separate output projection instead of the token embedding")
         .toggle("no-closing-norm", "hourglass: no LayerNorm closing each stack (trax has them; version-1 models do not)")
         .flag("entropy-model", "",
               "hourglass: a transformer checkpoint of hseq-train (--model transformer) whose next-byte entropies "
               "segment an entropy level (\"2@1 4@entropy:1.3/16 2@1\", BLT); its weights are copied in, frozen and "
               "saved with the model")
+        .flag("ratio-weight", "0.03",
+              "hourglass: weight of the router levels' ratio loss in the training loss (H-Net's 0.03)")
         .flag("dropout", "0", "hourglass: dropout rate of the embeddings and of every block's attention, residual and MLP (training only; trax's enwik8 recipe: 0.2)");
   }
   template <class M>
@@ -63,6 +68,7 @@ struct HourglassFamily {
     r.toggle("untied", c.tied, /*when_on=*/false);
     r.toggle("no-closing-norm", c.closing_norm, /*when_on=*/false);
     r.real("dropout", c.dropout);
+    r.real("ratio-weight", c.ratio_weight);
     if (r.applies("entropy-model") && !r.args().str("entropy-model").empty())
       c.entropy_lm = entropy_model_config<M>(r.args().str("entropy-model"));
   }

@@ -60,6 +60,7 @@
 #include "hseq/hier/avg_pool.hpp"
 #include "hseq/hier/byte_rule.hpp"
 #include "hseq/hier/compression_policy.hpp"
+#include "hseq/hier/cosine_router.hpp"
 #include "hseq/hier/decoder_policy.hpp"
 #include "hseq/hier/delimited.hpp"
 #include "hseq/hier/emit_layout.hpp"

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # ctest examples.segmented: an Hourglass whose levels segment by the data (issue 19) through the
 # programs: hseq-train (a SpaceByte level with a nested pair level; an entropy level over a byte LM
-# trained first, --entropy-model), hseq-eval and hseq-generate from the checkpoints (cached,
+# trained first, --entropy-model; a learned router), hseq-eval and hseq-generate from the checkpoints (cached,
 # per-row segmentation), a resumed run, and the refusals (a policy without a variable-length form,
 # an entropy level without or with a wrong LM).
 #   usage: run_segmented.sh BIN_DIR DATA_FILE WORK_DIR
@@ -49,6 +49,28 @@ out="$("$bin/hseq-eval" --data "$data" --checkpoint "$work/ent.safetensors" --th
 out="$("$bin/hseq-generate" --checkpoint "$work/ent.safetensors" --prompt "And " --bytes 40 --threads 1 2>&1)" \
   || fail "generate (entropy): $out"
 [[ "$out" == *"generated 40 bytes"* ]] || fail "generate (entropy): $out"
+# A learned router (H-Net): its ratio loss is a logged term, the weight and rule are in the
+# checkpoint, and eval, cached generation and resume work from it.
+rt=(--data "$data" --model hourglass --hierarchy "1@1 1@router:4/12 1@1" --shorten select --upsample repeat --dim 32
+    --heads 2 --context 64 --batch 4 --seed 3 --eval-every 10 --eval-windows 4 --sample-bytes 0 --threads 1
+    --ratio-weight 0.1)
+out="$("$bin/hseq-train" "${rt[@]}" --steps 20 --out "$work/router.safetensors" --csv "$work/router.csv" 2>&1)" \
+  || fail "train with a router: $out"
+[[ "$out" == *'"hierarchy":"1@1 1@router:4/12 1@1"'* && "$out" == *'"ratio_weight":0.1'* ]] \
+  || fail "the configuration does not record the router: $out"
+head -n 1 "$work/router.csv" | grep -q ',ce,ratio,val_ce,val_ratio' || fail "the CSV log has no ratio column: $(head -n 1 "$work/router.csv")"
+ratio_col=$(head -n 1 "$work/router.csv" | tr ',' '\n' | grep -nx ratio | cut -d: -f1)
+last_ratio=$(tail -n 1 "$work/router.csv" | cut -d, -f"$ratio_col")
+awk -v r="$last_ratio" 'BEGIN { exit !(r > 0 && r < 100) }' || fail "the ratio loss is not a positive number: $last_ratio"
+out="$("$bin/hseq-eval" --data "$data" --checkpoint "$work/router.safetensors" --threads 1 2>&1)" || fail "eval: $out"
+[[ "$out" =~ bpc:\ [0-9.]+ ]] || fail "eval (router) printed no bpc: $out"
+out="$("$bin/hseq-generate" --checkpoint "$work/router.safetensors" --prompt "And " --bytes 40 --seed 2 --threads 1 2>&1)" \
+  || fail "generate (router): $out"
+[[ "$out" == *"generated 40 bytes"* ]] || fail "generate (router): $out"
+out="$("$bin/hseq-train" "${rt[@]}" --steps 30 --resume "$work/router.safetensors" --out "$work/router2.safetensors" 2>&1)" \
+  || fail "resume (router): $out"
+[[ "$out" == *"resuming at step 20"* && "$out" == *"step 30/30"* ]] || fail "resume (router) did not continue: $out"
+
 set +e
 out="$("$bin/hseq-train" "${ent[@]}" --steps 1 2>&1)"; rc=$?
 set -e
@@ -64,4 +86,4 @@ out="$("$bin/hseq-train" --data "$data" --model hourglass --hierarchy "$hier" --
 set -e
 [ "$rc" -ne 0 ] || fail "avg pooling over rule levels was accepted"
 [[ "$out" == *"shorten 'avg'"* && "$out" == *"rule levels take shorten 'select'"* ]] || fail "refusal message: $out"
-echo "segmented hourglass: trained, evaluated, generated, resumed (space, entropy), refused avg and missing LMs"
+echo "segmented hourglass: trained, evaluated, generated, resumed (space, entropy, router), refused avg and missing LMs"

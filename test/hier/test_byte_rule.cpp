@@ -120,7 +120,7 @@ TEST_CASE("byte_rule: spec strings round-trip; bad ones are refused with the rea
     CHECK(ByteRule::parse(spec).to_string() == spec);
   CHECK(ByteRule::parse("word:1").to_string() == "word");
   CHECK(ByteRule::parse("space/8") == ByteRule{ByteRule::Kind::kSpace, 1, 8});
-  CHECK_THROWS_WITH_AS(ByteRule::parse("router"), doctest::Contains("unknown kind 'router'"), Error);
+  CHECK_THROWS_WITH_AS(ByteRule::parse("spaces"), doctest::Contains("unknown kind 'spaces'"), Error);
   CHECK_THROWS_WITH_AS(ByteRule::parse("fixed"), doctest::Contains("fixed needs its factor"), Error);
   CHECK_THROWS_WITH_AS(ByteRule::parse("fixed:0"), doctest::Contains("the factor must be at least 1"), Error);
   CHECK_THROWS_WITH_AS(ByteRule::parse("fixed:x"), doctest::Contains("the factor 'x' is not an integer"), Error);
@@ -161,6 +161,32 @@ TEST_CASE("byte_rule: entropy (BLT): the global threshold and the monotonic rise
   CHECK_THROWS_WITH_AS(ByteRule::parse("entropy"), doctest::Contains("needs its threshold"), Error);
   CHECK_THROWS_WITH_AS(ByteRule::parse("entropy:x"), doctest::Contains("not a finite number"), Error);
   CHECK_THROWS_WITH_AS(ByteRule::parse("entropy:inf"), doctest::Contains("not a finite number"), Error);
+}
+
+TEST_CASE("byte_rule: router (H-Net): t emits when its boundary probability p_t > 1/2; N is the ratio target") {
+  std::vector<double> p{0.2, 0.7, 0.5, 0.51, 0.1, 0.3, 0.9, 0.4};
+  auto run = [&](ByteRule const& r) {
+    ByteRule::State st = r.start();
+    Positions out;
+    for (std::size_t t = 0; t < p.size(); ++t)
+      if (r.step(st, 'a', p[t])) out.push_back(std::int64_t(t));
+    return out;
+  };
+  CHECK(run(ByteRule::parse("router:6")) == Positions{0, 1, 3, 6});  // 0.5 itself does not emit
+  CHECK(run(ByteRule::parse("router:6/2")) == Positions{0, 1, 3, 5, 6});  // forced at 5
+  ByteRule r = ByteRule::parse("router:5.4/32");
+  CHECK(r.learned());
+  CHECK(r.needs_scores());
+  CHECK_FALSE(r.reads_entropy());
+  CHECK(r.ratio == 5.4);
+  CHECK(r.to_string() == "router:5.4/32");
+  CHECK(ByteRule::parse("entropy:1").reads_entropy());
+  CHECK_FALSE(ByteRule::parse("entropy:1").learned());
+  CHECK(r.max_emits(9) == 9);
+  CHECK_THROWS_WITH_AS(ByteRule::parse("router"), doctest::Contains("router needs its target"), Error);
+  CHECK_THROWS_WITH_AS(ByteRule::parse("router:0.5"), doctest::Contains("must exceed 1"), Error);
+  CHECK_THROWS_WITH_AS(ByteRule::parse("router:nan"), doctest::Contains("not a finite number"), Error);
+  CHECK_THROWS_WITH_AS(ByteRule::parse("routr:3"), doctest::Contains("router:N"), Error);
 }
 
 }  // namespace HSEQ_TEST_UNIT

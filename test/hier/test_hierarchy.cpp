@@ -112,6 +112,12 @@ TEST_CASE("hierarchy: levels may segment by data-dependent rules (issue 19)") {
   CHECK(HierarchySpec::parse("3@word:2").to_string() == "3@word:2");  // no full-rate layers
   CHECK_FALSE(HierarchySpec::parse("2@1 4@4 2@1").dynamic());
   CHECK(HierarchySpec::parse("2@1 4@4 2@1") != HierarchySpec::parse("2@1 4@fixed:4 2@1"));
+  // Learned routers read the level's own hidden states, so they nest (H-Net's two stages).
+  auto r = HierarchySpec::parse("1@1 2@router:3 3@router:2.5/8 2@router:3 1@1");
+  REQUIRE(r.levels.size() == 2);
+  CHECK(r.levels[1].rule->learned());
+  CHECK(r.levels[1].rule->ratio == 2.5);
+  CHECK(HierarchySpec::parse(r.to_string()) == r);
 }
 
 TEST_CASE("hierarchy: bad rule hierarchies say what is wrong") {

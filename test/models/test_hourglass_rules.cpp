@@ -68,6 +68,8 @@ std::string const kText2 = "the Spirit of God moved upon the face of the waters.
 /// Finite-difference check (double) of a rule model's loss over two rows of text of length t,
 /// with workspace plans that hold; `zero` names a parameter pattern whose gradient is zero by
 /// construction (with its reason).
+/// Router levels: the check differentiates the straight-through estimator's surrogate at this
+/// point (LevelTrace::ste_reference set to the point's confidences).
 template <class M>
 void gradcheck_rules(M const& m, nn::ParamStore<cpu, double>& ps, std::int64_t t, std::int64_t per_tensor,
                      std::string const& zero = "", std::string const& why = "") {
@@ -77,6 +79,11 @@ void gradcheck_rules(M const& m, nn::ParamStore<cpu, double>& ps, std::int64_t t
   std::size_t plan = m.forward_workspace(2, t) + m.backward_workspace(2, t);
   Workspace<cpu> ws(plan);
   typename M::Trace tr;
+  if (m.has_router()) {
+    auto a = ws.arena();
+    m.forward(ctx, ids.cview(), targets.cview(), a, tr);
+    for (auto& lt : tr.levels) lt.ste_reference = lt.confidence;  // (empty for levels without a router)
+  }
   auto loss = [&] {
     auto a = ws.arena();
     return m.forward(ctx, ids.cview(), targets.cview(), a, tr);
@@ -446,6 +453,173 @@ TEST_CASE("hourglass rules: entropy configurations round-trip and are refused wh
   RuleHg<float>::Trace tr;
   auto a = ws.arena();
   CHECK_THROWS_WITH_AS(s.forward(ctx, ids.cview(), {}, a, tr), doctest::Contains("entropy LM's context 8"), Error);
+}
+
+TEST_CASE("hourglass rules: a learned router (H-Net): causal, cached, batch-invariant, gradients via STE and ratio loss") {
+  cpu::Context ctx;
+  std::int64_t const t = 40;
+  std::vector<std::string> rows{kText0.substr(0, t), kText1.substr(0, t), kText2.substr(0, t)};
+  auto ids = text_ids(rows);
+  for (char const* h : {"1@1 1@router:3 1@1", "1@1 1@router:3 1@router:2 1@router:3 1@1", "0@1 1@router:4/6 0@1"}) {
+    std::string const shape = h;
+    CAPTURE(shape);
+    RuleHg<double> m(config<double>(h));
+    CHECK(m.has_router());
+    nn::ParamStore<cpu, double> ps(m);
+    ps.init(ctx, 3);
+    for (auto const& e : ps.entries())  // W = I + A, A starts at zero
+      if (e.name.find(".router.") != std::string::npos)
+        for (double v : e.param->value) CHECK(v == 0.0);
+    REQUIRE(ps.find("levels.0.router.qk.weight").shape == Shape{16, 8});
+    test::randomize_params(ps, 13, 0.3);
+    Workspace<cpu> ws(m.forward_workspace(3, t));
+    RuleHg<double>::Trace tr;
+    {
+      auto a = ws.arena();
+      m.forward(ctx, ids.cview(), {}, a, tr);
+    }
+    // Boundaries are data-dependent: some positions emit, not all, and the rows differ.
+    auto const lay = tr.levels[0].layout;
+    CHECK(lay.count[0] > 3);
+    CHECK(lay.count[0] < t - 3);
+    CHECK((lay.count[0] != lay.count[1] || lay.count[1] != lay.count[2]));
+    for (std::int64_t b = 0; b < 3; ++b)
+      for (std::int64_t tt = 1; tt < t; ++tt) {  // t emits exactly when p_t > 1/2 (or max_len forces it)
+        bool emit = lay.emit_at(b, lay.segment_of(b, tt)) == tt;
+        if (m.hierarchy().levels[0].rule->max_len == 0)
+          CHECK(emit == (tr.levels[0].scores[std::size_t(b * t + tt)] > 0.5));
+      }
+    // Cached generation (each row's router keeps its q_{t-1}) equals the full forward.
+    for (std::int64_t prefill : {1, 4}) {
+      auto cache = m.make_cache(3, t);
+      std::size_t plan = m.step_workspace(3, 1, t);
+      Workspace<cpu> sws(plan);
+      CHECK(test::cached_vs_full_worst(ctx, m, cache, ids, tr.logits, t, prefill, sws,
+                                       [&](std::int64_t, std::int64_t) { return plan; }) < 1e-11);
+    }
+    // Causality: a change at p leaves every logit and boundary before p bit-identical, and moves
+    // later boundaries.
+    auto base = std::vector<double>(tr.logits.begin(), tr.logits.end());
+    int moved = 0;
+    for (std::int64_t p : {0, 1, 6, 13, 21, 30, 39}) {
+      CAPTURE(p);
+      auto changed = text_ids(rows);
+      for (std::int64_t b = 0; b < 3; ++b) changed.data()[b * t + p] = std::int32_t('A' + b + p % 7);
+      RuleHg<double>::Trace tc;
+      auto a = ws.arena();
+      m.forward(ctx, changed.cview(), {}, a, tc);
+      moved += tc.levels[0].layout.emit != lay.emit;
+      for (std::int64_t b = 0; b < 3; ++b) {
+        bool before = true, after = false;
+        for (std::int64_t i = 0; i < t * kVocab; ++i) {
+          bool same = tc.logits.data[b * t * kVocab + i] == base[std::size_t(b * t * kVocab + i)];
+          if (i < p * kVocab) before &= same;
+          else after |= !same;
+        }
+        CHECK(before);
+        CHECK(after);
+        auto const& l2 = tc.levels[0].layout;
+        for (std::int64_t j = 0; j < l2.count[std::size_t(b)] && l2.emit_at(b, j) < p; ++j) {
+          REQUIRE(j < lay.count[std::size_t(b)]);
+          CHECK(l2.emit_at(b, j) == lay.emit_at(b, j));
+        }
+      }
+    }
+    CHECK(moved > 0);
+    // A row's logits and boundaries do not depend on the batch it is in.
+    for (std::size_t b = 0; b < rows.size(); ++b) {
+      std::vector<std::int32_t> e_alone;
+      auto alone = logits_of<RuleHg<double>, double>(m, text_ids({rows[b]}), &e_alone);
+      double worst = 0;
+      for (std::size_t k = 0; k < std::size_t(t * kVocab); ++k)
+        worst = std::max(worst, std::abs(alone[k] - base[b * std::size_t(t * kVocab) + k]));
+      CHECK(worst < 1e-12);
+      CHECK(std::equal(e_alone.begin(), e_alone.begin() + lay.count[b], lay.emit.begin() + std::ptrdiff_t(b) * lay.segments));
+    }
+  }
+}
+
+TEST_CASE("gradcheck: Hourglass with router levels (the STE's surrogate and the ratio loss)") {
+  for (char const* h : {"1@1 1@router:3 1@1", "0@1 1@router:3 1@router:2 1@router:3 0@1"}) {
+    std::string const shape = h;
+    CAPTURE(shape);
+    auto c = config<double>(h);
+    c.ratio_weight = 0.5;  // (H-Net's 0.03 would leave the ratio term's share of the router's gradient small)
+    RuleHg<double> m(c);
+    nn::ParamStore<cpu, double> ps(m);
+    test::randomize_params(ps, 5, 0.3);
+    // A stronger router (W = I + A with A ~ N(0, 1.2^2)): adjacent hidden states then disagree
+    // often enough that level 0 has several segments in 20 positions.
+    for (auto const& e : ps.entries())
+      if (e.name.find(".router.") != std::string::npos)
+        for (double& v : e.param->value) v *= 4.0;
+    {
+      cpu::Context ctx;
+      auto ids = text_ids({kText0.substr(0, 20), kText2.substr(0, 20)});
+      Workspace<cpu> ws(m.forward_workspace(2, 20));
+      RuleHg<double>::Trace tr;
+      auto a = ws.arena();
+      m.forward(ctx, ids.cview(), {}, a, tr);
+      auto const& l0 = tr.levels[0].layout;  // both decisions occur in both rows: the STE's two signs
+      CHECK(l0.count[0] >= 3);
+      CHECK(l0.count[1] >= 3);
+      CHECK(l0.count[0] < 20);
+      CHECK(l0.count[1] < 20);
+    }
+    gradcheck_rules(m, ps, 20, 12);
+  }
+}
+
+TEST_CASE("hourglass rules: the router's ratio loss is a loss term, configurations round-trip, bad ones are refused") {
+  cpu::Context ctx;
+  auto c = config<double>("1@1 1@router:2.5/8 1@1");
+  c.ratio_weight = 0.25;
+  RuleHg<double> m(c);
+  nn::ParamStore<cpu, double> ps(m);
+  test::randomize_params(ps, 2, 0.3);
+  std::int64_t const t = 30;
+  auto ids = text_ids({kText0.substr(0, t), kText1.substr(0, t)});
+  auto targets = text_ids({kText0.substr(1, t), kText1.substr(1, t)});
+  Workspace<cpu> ws(m.forward_workspace(2, t));
+  RuleHg<double>::Trace tr;
+  auto a = ws.arena();
+  double loss = m.forward(ctx, ids.cview(), targets.cview(), a, tr);
+  REQUIRE(std::distance(tr.terms.begin(), tr.terms.end()) == 2);
+  CHECK(std::string(tr.terms.items[0].name) == "ce");
+  CHECK(std::string(tr.terms.items[1].name) == "ratio");
+  CHECK(tr.terms.items[0].value == tr.head.loss);
+  CHECK(loss == tr.head.loss + 0.25 * tr.terms.items[1].value);
+  // L = N/(N-1) ((N-1) F G + (1-F)(1-G)) from the level's own F and G.
+  auto const& lt = tr.levels[0];
+  double emits = 0, g = 0;
+  for (std::int32_t n : lt.layout.count) emits += n;
+  for (double p : lt.scores) g += p;
+  double f = emits / double(2 * t), gg = g / double(2 * t), n = 2.5;
+  CHECK(tr.terms.items[1].value == doctest::Approx(n / (n - 1) * ((n - 1) * f * gg + (1 - f) * (1 - gg))).epsilon(1e-14));
+  // A model without routers reports "ce" alone, and its loss is the cross-entropy.
+  RuleHg<double> plain(config<double>("1@1 1@space 1@1"));
+  CHECK_FALSE(plain.has_router());
+  nn::ParamStore<cpu, double> pps(plain);
+  test::randomize_params(pps, 2, 0.3);
+  Workspace<cpu> pws(plain.forward_workspace(2, t));
+  RuleHg<double>::Trace ptr;
+  auto pa = pws.arena();
+  double ploss = plain.forward(ctx, ids.cview(), targets.cview(), pa, ptr);
+  CHECK(std::distance(ptr.terms.begin(), ptr.terms.end()) == 1);
+  CHECK(ploss == ptr.head.loss);
+  CHECK(plain.config_json().find("ratio_weight") == std::string::npos);
+  // Round trip (the rule's N, max_len and the weight).
+  auto back = RuleHg<double>::config_from_json(m.config_json());
+  CHECK(back.hierarchy == m.hierarchy());
+  CHECK(back.hierarchy.to_string() == "1@1 1@router:2.5/8 1@1");
+  CHECK(back.ratio_weight == 0.25);
+  // Refusals, by name.
+  CHECK_THROWS_WITH_AS(HierarchySpec::parse("1@1 1@router:1 1@1"), doctest::Contains("must exceed 1"), Error);
+  CHECK_THROWS_WITH_AS(HierarchySpec::parse("1@1 1@router 1@1"), doctest::Contains("router needs its target"), Error);
+  CHECK_THROWS_WITH_AS(HierarchySpec::parse("1@1 1@router:x 1@1"), doctest::Contains("not a finite number"), Error);
+  auto neg = config<double>("1@1 1@router:3 1@1");
+  neg.ratio_weight = -1;
+  CHECK_THROWS_WITH_AS(RuleHg<double>{neg}, doctest::Contains("ratio_weight -1"), Error);
 }
 
 }  // namespace HSEQ_TEST_UNIT

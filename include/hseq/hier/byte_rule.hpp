@@ -15,9 +15,14 @@
 ///   "entropy:θ"       BLT's global threshold: t emits when the score H_t > θ, H_t the entropy (nats)
 ///                     of a byte LM's prediction of x_{t+1} from x_{<=t} (the next patch starts at t + 1)
 ///   "entropy_rise:θ"  BLT's monotonic rule: t emits when H_t - H_{t-1} > θ
+///   "router:N"        H-Net's learned router (hier/cosine_router.hpp): t emits when the score
+///                     p_t > 1/2, p_t the router's boundary probability from the level's hidden
+///                     states at t - 1 and t; N (> 1) is the target positions per segment of its
+///                     ratio loss
 ///
-/// The entropy kinds read a score per position (`needs_scores()`), which the caller computes from
-/// a frozen byte LM (models/hourglass.hpp); the others ignore it.
+/// The entropy and router kinds read a score per position (`needs_scores()`), which the caller
+/// computes: from a frozen byte LM (`reads_entropy()`), or from the level's own router
+/// (`learned()`), models/hourglass.hpp; the other kinds ignore it.
 /// Every kind also emits at t = 0 (so J(t) >= 0 everywhere and no null summary is needed, as BOS in
 /// AU-Net and SpaceByte, p_0 = 1 in H-Net) and, with `max_len` > 0, whenever a segment would
 /// otherwise grow past max_len positions (a forced emit that bounds the segments: "space/16").
@@ -48,14 +53,19 @@ constexpr bool spacelike_byte(std::int32_t b) {
 constexpr bool whitespace_byte(std::int32_t b) { return b == ' ' || (b >= '\t' && b <= '\r'); }
 
 struct ByteRule {
-  enum class Kind { kFixed, kSpace, kWord, kEntropy, kEntropyRise };
+  enum class Kind { kFixed, kSpace, kWord, kEntropy, kEntropyRise, kRouter };
   Kind kind = Kind::kFixed;
   std::int64_t n = 2;        ///< fixed: the factor K; word: words per segment N; others: unused (1)
   std::int64_t max_len = 0;  ///< the longest segment in positions (0: unbounded)
-  double threshold = 0.0;    ///< entropy kinds: θ (nats)
+  double threshold = 0.0;    ///< entropy kinds: θ (nats); router: 1/2 (p_t > 1/2 emits)
+  double ratio = 0.0;        ///< router: N, the target positions per segment of the ratio loss
 
-  /// Whether `step` reads a score per position (the entropy kinds).
-  constexpr bool needs_scores() const { return kind == Kind::kEntropy || kind == Kind::kEntropyRise; }
+  /// Whether `step` reads a score per position (the entropy and router kinds).
+  constexpr bool needs_scores() const { return reads_entropy() || learned(); }
+  /// Whether the scores are a byte LM's next-byte entropies (the entropy kinds).
+  constexpr bool reads_entropy() const { return kind == Kind::kEntropy || kind == Kind::kEntropyRise; }
+  /// Whether the scores are a learned router's boundary probabilities (kind router).
+  constexpr bool learned() const { return kind == Kind::kRouter; }
 
   /// The decision's memory of the positions before t.
   struct State {
@@ -85,6 +95,7 @@ struct ByteRule {
         if (cls && !s.prev_class && ++s.words == n) emit = true;
         break;
       case Kind::kEntropy:
+      case Kind::kRouter:
         emit = score > threshold;
         break;
       case Kind::kEntropyRise:
@@ -111,7 +122,7 @@ struct ByteRule {
   /// The most emits `len` positions can hold (workspace plans use it).
   std::int64_t max_emits(std::int64_t len) const { return len <= 0 ? 0 : 1 + (len - 1) / min_gap(); }
 
-  /// The spec string: "fixed:4", "space", "space/16", "word", "word:2/32".
+  /// The spec string: "fixed:4", "space", "space/16", "word", "word:2/32", "entropy:1.3", "router:5.5".
   std::string to_string() const {
     std::string s;
     switch (kind) {
@@ -120,6 +131,7 @@ struct ByteRule {
       case Kind::kWord: s = n == 1 ? "word" : "word:" + std::to_string(n); break;
       case Kind::kEntropy: s = "entropy:" + shortest(threshold); break;
       case Kind::kEntropyRise: s = "entropy_rise:" + shortest(threshold); break;
+      case Kind::kRouter: s = "router:" + shortest(ratio); break;
     }
     if (max_len > 0) s += "/" + std::to_string(max_len);
     return s;
@@ -127,6 +139,13 @@ struct ByteRule {
 
   /// Parses `to_string`'s forms; errors name the text and what is wrong with it.
   static ByteRule parse(std::string_view text) {
+    auto real = [&](std::string_view part, char const* what) {
+      double v = 0;
+      auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
+      HSEQ_CHECK(ec == std::errc{} && end == part.data() + part.size() && !part.empty() && std::isfinite(v),
+                 "segmenter \"" << text << "\": " << what << " '" << part << "' is not a finite number");
+      return v;
+    };
     auto number = [&](std::string_view part, char const* what) {
       std::int64_t v = 0;
       auto [end, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
@@ -166,14 +185,18 @@ struct ByteRule {
                                          << ":1.3\")");
       r.kind = name == "entropy" ? Kind::kEntropy : Kind::kEntropyRise;
       r.n = 1;
-      double v = 0;
-      auto [end, ec] = std::from_chars(arg.data(), arg.data() + arg.size(), v);
-      HSEQ_CHECK(ec == std::errc{} && end == arg.data() + arg.size() && !arg.empty() && std::isfinite(v),
-                 "segmenter \"" << text << "\": the threshold '" << arg << "' is not a finite number");
-      r.threshold = v;
+      r.threshold = real(arg, "the threshold");
+    } else if (name == "router") {
+      HSEQ_CHECK(has_arg, "segmenter \"" << text << "\": router needs its target positions per segment (\"router:6\")");
+      r.kind = Kind::kRouter;
+      r.n = 1;
+      r.threshold = 0.5;
+      r.ratio = real(arg, "the target positions per segment");
+      HSEQ_CHECK(r.ratio > 1.0, "segmenter \"" << text << "\": the target positions per segment must exceed 1 (the "
+                                               "ratio loss divides by N - 1)");
     } else {
       HSEQ_FAIL("segmenter \"" << text << "\": unknown kind '" << name
-                               << "' (known: fixed:K, space, word, word:N, entropy:θ, entropy_rise:θ, each "
+                               << "' (known: fixed:K, space, word, word:N, entropy:θ, entropy_rise:θ, router:N, each "
                                   "optionally /MAXLEN)");
     }
     return r;

@@ -81,7 +81,7 @@ struct HierarchySpec {
                                      << " but level 0 does not; a hierarchy is all numeric factors or all rules "
                                         "(write a fixed factor K among rules as \"fixed:K\")");
       if (levels[i].dynamic()) {
-        HSEQ_CHECK(i == 0 || !levels[i].rule->needs_scores(),
+        HSEQ_CHECK(i == 0 || !levels[i].rule->reads_entropy(),
                    "hierarchy: level " << i << " segments by \"" << levels[i].rule->to_string()
                                        << "\", which reads the bytes' next-byte entropies; only the outermost "
                                           "level can (nested levels see segments, not bytes)");

@@ -77,6 +77,7 @@
 #include "hseq/hier/attention_upsample.hpp"
 #include "hseq/hier/avg_pool.hpp"
 #include "hseq/hier/byte_rule.hpp"
+#include "hseq/hier/cosine_router.hpp"
 #include "hseq/hier/emit_layout.hpp"
 #include "hseq/hier/hierarchy.hpp"
 #include "hseq/hier/linear_pool.hpp"
@@ -130,6 +131,22 @@ class Hourglass {
   static constexpr bool kRagged = hier::RaggedShorten<ShortenT, B, T> && hier::RaggedUpsample<UpsampleT, B, T>;
   /// The frozen byte LM whose next-byte entropies an entropy rule reads.
   using EntropyLm = TransformerLm<B, T>;
+  /// The learned boundary router of a "router:N" level (H-Net).
+  using Router = hier::CosineRouter<B, T>;
+
+  /// Loss terms (train/trainer.hpp): the byte cross-entropy, and with router levels the sum of
+  /// their ratio losses (the loss is ce + ratio_weight * ratio). Models without routers report "ce" only.
+  struct Term {
+    char const* name;
+    double value;
+  };
+  static constexpr std::array<char const*, 2> kLossTerms{"ce", "ratio"};
+  struct Terms {
+    std::array<Term, 2> items{{{"ce", 0.0}, {"ratio", 0.0}}};
+    std::size_t n = 1;  // 2 with router levels
+    Term const* begin() const { return items.data(); }
+    Term const* end() const { return items.data() + n; }
+  };
 
   struct Config {
     std::int64_t vocab = 256;
@@ -145,6 +162,9 @@ class Hourglass {
     /// The byte LM of an entropy rule (needed exactly when level 0 segments by entropy; JSON key
     /// "entropy_lm", its own configuration, written only when present).
     std::optional<typename EntropyLm::Config> entropy_lm{};
+    /// α, the weight of the router levels' ratio loss in the training loss (H-Net's 0.03; JSON key
+    /// "ratio_weight", written only when a level segments by "router:N").
+    double ratio_weight = 0.03;
     // Checkpoints store this JSON (plus the policies' names) and compare it by value on load: the
     // keys and value formats (hierarchy as "2@1 4@4 2@1") are a file format. Read in this order.
     // The keys added after version 1 (tied, closing_norm, dropout) are written by config_json only
@@ -163,6 +183,7 @@ class Hourglass {
     nn::LayerNorm<B, T> ln_up;
     nn::LayerNorm<B, T> ln_pre, ln_post;  // closing norms of pre and (nested only) post
     std::optional<hier::ByteRule> rule;   // a rule level: data-dependent segments (factor is 1)
+    std::optional<Router> router;         // "router:N" levels: the boundary router
   };
 
   struct LevelTrace {
@@ -182,12 +203,26 @@ class Hourglass {
     hier::EmitLayout layout;           // its segments
     std::vector<std::int32_t> host_idx;  // staging of pool and up
     MIds pool, up_idx;                 // [B * C], [B * L] (hier/ragged_policy.hpp)
-    std::vector<double> scores;        // [B, L] entropy rules: H_t (nats) of the entropy LM
+    std::vector<double> scores;        // [B, L] entropy rules: H_t (nats) of the entropy LM; router: p_t
+    // Router levels. The straight-through estimator (H-Net): out = x + STE(c_t) LN(u_t), where
+    // c_t = p_t at emits and 1 - p_t elsewhere (the confidence in t's decision), STE(c) = 1 in the
+    // forward pass and dSTE/dc = 1 in the backward pass.
+    mutable typename Router::Saved router;  // (mutable: backward stages its host buffers in it)
+    std::vector<double> confidence;         // [B, L] c_t
+    double ratio = 0, ratio_dg = 0;         // the level's ratio loss, and dL/dp_t of every real t
+    /// Gradient checks only: when it holds B * L values c̄_t, the forward multiplies LN(u_t) by
+    /// 1 + (c_t - c̄_t), the surrogate whose derivative the backward computes (exactly 1 when
+    /// c_t = c̄_t, so a check sets it to `confidence` of the point it differentiates at). Empty
+    /// (the default): no multiplication.
+    std::vector<double> ste_reference;
+    mutable std::vector<T> host_dc, host_un;
+    mutable std::vector<double> dp;
   };
 
   struct Trace {
     std::int64_t batch = 0, t = 0, tp = 0, counted = 0;
     double loss = std::numeric_limits<double>::quiet_NaN();
+    Terms terms;        // "ce" (head loss), and "ratio" with router levels (see Terms)
     MIds ids, targets;  // [B, tp] padded copies
     bool has_targets = false;
     /// Dropout's stream: inactive (the default) drops nothing; the trainer activates it for its
@@ -218,7 +253,9 @@ class Hourglass {
         levels_(per_level<Level>([this](std::size_t i) { return make_level(i); })),
         head_({c.dim, c.vocab, c.tied, c.eps, c.init_std}, c.tied ? &tok_.table() : nullptr) {
     cfg_.hierarchy = spec_;
-    bool entropy = spec_.dynamic() && spec_.levels.front().rule->needs_scores();
+    HSEQ_CHECK(std::isfinite(cfg_.ratio_weight) && cfg_.ratio_weight >= 0.0,
+               "Hourglass: ratio_weight " << cfg_.ratio_weight << " must be finite and >= 0");
+    bool entropy = spec_.dynamic() && spec_.levels.front().rule->reads_entropy();
     HSEQ_CHECK(entropy == cfg_.entropy_lm.has_value(),
                "Hourglass: hierarchy \"" << spec_.to_string() << "\" "
                                          << (entropy ? "segments by entropy but no entropy LM is configured "
@@ -249,6 +286,7 @@ class Hourglass {
     if (cfg_.closing_norm) j["closing_norm"] = true;
     if (cfg_.dropout != 0.0) j["dropout"] = cfg_.dropout;
     if (cfg_.entropy_lm) j["entropy_lm"] = nlohmann::json(*cfg_.entropy_lm);
+    if (has_router()) j["ratio_weight"] = cfg_.ratio_weight;
     j["shorten"] = ShortenT::kName;
     j["upsample"] = UpsampleT::kName;
     return j.dump();
@@ -260,6 +298,7 @@ class Hourglass {
       c.closing_norm = j.value("closing_norm", false);
       c.dropout = j.value("dropout", 0.0);
       if (j.contains("entropy_lm")) c.entropy_lm = j.at("entropy_lm").template get<typename EntropyLm::Config>();
+      c.ratio_weight = j.value("ratio_weight", 0.03);
       auto sh = j.at("shorten").get<std::string>(), up = j.at("upsample").get<std::string>();
       HSEQ_CHECK(sh == ShortenT::kName && up == UpsampleT::kName,
                  "Hourglass: the configuration uses shorten '" << sh << "' and upsample '" << up << "', this model type "
@@ -278,6 +317,7 @@ class Hourglass {
       Level& lv = levels_[l];
       std::string p = prefix + "levels." + std::to_string(l) + ".";
       lv.shorten.visit_params(f, p + "shorten.");
+      if (lv.router) lv.router->visit_params(f, p + "router.");
       lv.pre.visit_params(f, p + "pre.");
       if (cfg_.closing_norm) lv.ln_pre.visit_params(f, p + "ln_pre.");
       lv.post.visit_params(f, p + "post.");
@@ -288,6 +328,11 @@ class Hourglass {
     post_.visit_params(f, prefix + "post.");
     head_.visit_params(f, prefix);  // ln_f., then head. when untied (tied: the table is tok_emb's)
     if (entropy_lm_) entropy_lm_->visit_params(f, prefix + "entropy_lm.");  // frozen
+  }
+  /// Whether a level segments by a learned router ("router:N").
+  bool has_router() const {
+    return std::any_of(spec_.levels.begin(), spec_.levels.end(),
+                       [](hier::LevelSpec const& l) { return l.rule && l.rule->learned(); });
   }
   /// The entropy rule's byte LM (entropy hierarchies only).
   EntropyLm const* entropy_lm() const { return entropy_lm_ ? &*entropy_lm_ : nullptr; }
@@ -356,6 +401,16 @@ class Hourglass {
     tr.logits_p = tr.head.logits;
     tr.counted = tr.head.counted;
     tr.loss = tr.head.loss;
+    tr.terms.items[0].value = tr.head.loss;
+    tr.terms.n = 1;
+    if (has_router()) {  // loss = ce + α Σ_levels L_ratio
+      double ratio = 0;
+      for (std::size_t i = 0; i < levels_.size(); ++i)
+        if (levels_[i].router) ratio += tr.levels[i].ratio;
+      tr.terms.items[1].value = ratio;
+      tr.terms.n = 2;
+      tr.loss = tr.head.loss + cfg_.ratio_weight * ratio;
+    }
     if (tp == t) {
       tr.logits = tr.logits_p;
     } else {
@@ -395,6 +450,7 @@ class Hourglass {
     std::int64_t pos = 0;  // level inputs consumed (fixed levels; a rule level counts per row below)
     std::vector<hier::ByteRule::State> rule_state;  // rule levels: [B] each row's segmentation state
     std::vector<std::int64_t> segments;             // rule levels: [B] segments each row has closed
+    std::optional<typename Router::StepState> router;  // router levels: each row's q_{t-1}
   };
   /// (With a compile-time hierarchy `levels` is a std::array, built in place by make_cache, so the
   /// policies' StepState needs only a move constructor; the Cache is then move-assignable when
@@ -428,7 +484,8 @@ class Hourglass {
                                 lv.upsample.make_step_state(batch, caps[i]),
                                 0,
                                 std::vector<hier::ByteRule::State>(lv.rule ? std::size_t(batch) : 0),
-                                std::vector<std::int64_t>(lv.rule ? std::size_t(batch) : 0)};
+                                std::vector<std::int64_t>(lv.rule ? std::size_t(batch) : 0),
+                                lv.router ? std::optional(lv.router->make_step_state(batch)) : std::nullopt};
             }),
             std::vector<std::int32_t>(std::size_t(batch)),
             std::nullopt,
@@ -454,6 +511,7 @@ class Hourglass {
         for (auto& st : lc.rule_state) st = levels_[i].rule->start();
         for (auto& n : lc.segments) n = 0;
       }
+      if (lc.router) levels_[i].router->reset(*lc.router);
     }
   }
 
@@ -473,6 +531,7 @@ class Hourglass {
       std::size_t inner = std::max({lv.shorten.step_workspace(batch, cap), lv.upsample.step_workspace(batch, cap),
                                     lv.ln_up.forward_workspace(batch), lv.pre.step_workspace(batch, 1, cs),
                                     lv.post.step_workspace(batch, 1, cs)});
+      if (lv.router) inner = std::max(inner, lv.router->step_workspace());
       levels += aligned_bytes<T>(batch * lv.factor * d) + 6 * aligned_bytes<T>(batch * d) + inner;
       cap = cs;
     }
@@ -538,6 +597,7 @@ class Hourglass {
       double k = lv.rule ? double(lv.rule->min_gap()) : double(lv.factor);
       double outer = 1.0 / rate, inner = 1.0 / (rate * k);
       f.add(lv.pre, inner).add(lv.post, inner).add(lv.ln_up, outer);
+      if (lv.router) f.add(*lv.router, outer);  // q, k at every position of the level's input
       if (cfg_.closing_norm) f.add(lv.ln_pre, inner);
       if (cfg_.closing_norm && !lv.post.empty()) f.add(lv.ln_post, inner);  // post is empty innermost
       f.add_attention(double(lv.pre.size() + lv.post.size()), d, tt * inner, tt * inner, tt);
@@ -635,7 +695,9 @@ class Hourglass {
                  nn::LayerNorm<B, T>({cfg_.dim, cfg_.eps}),
                  nn::LayerNorm<B, T>({cfg_.dim, cfg_.eps}),
                  nn::LayerNorm<B, T>({cfg_.dim, cfg_.eps}),
-                 ls.rule};
+                 ls.rule,
+                 ls.rule && ls.rule->learned() ? std::optional<Router>(std::in_place, typename Router::Config{cfg_.dim})
+                                               : std::nullopt};
   }
   /// One make(i) per level of spec_, in order. For a compile-time hierarchy a std::array whose
   /// elements are initialised from make's results in place (guaranteed copy elision), so X need
@@ -713,6 +775,7 @@ class Hourglass {
       if (lv.rule)
         b += aligned_bytes<std::int32_t>(batch * ls) + aligned_bytes<std::int32_t>(batch * len) /*pool, up*/ +
              lv.shorten.ragged_forward_workspace(batch, len, ls) + lv.upsample.ragged_forward_workspace(batch, len, ls);
+      if (lv.router) b += lv.router->forward_workspace(batch, len);
     }
     if (has_inner(i))
       b += aligned_bytes<T>(batch * ls * d) + norm_workspace(batch * ls) + level_forward_workspace(i + 1, batch, ls);
@@ -728,6 +791,8 @@ class Hourglass {
       if (lv.rule)
         inner = std::max({inner, lv.shorten.ragged_backward_workspace(batch, len, ls),
                           lv.upsample.ragged_backward_workspace(batch, len, ls)});
+      if (lv.router)  // dc [B * L], then the router's backward
+        inner = std::max(inner, aligned_bytes<T>(batch * len) + lv.router->backward_workspace(batch, len));
     }
     if (has_inner(i)) inner = std::max(inner, level_backward_workspace(i + 1, batch, ls));
     return own + inner;
@@ -795,7 +860,14 @@ class Hourglass {
     lt.x = x;
     if (lv.rule) {  // s = Shorten(x; e)                                  [B, C, d]
       if constexpr (kRagged) {
+        if (lv.router) {  // p_t from x_{t-1}, x_t: the scores the rule thresholds at 1/2
+          std::span<std::int32_t const> row_len;
+          if (i > 0) row_len = tr[i - 1].layout.count;
+          lv.router->forward(ctx, x, row_len, lt.router, ws);
+          lt.scores.assign(lt.router.p.begin(), lt.router.p.end());
+        }
         ls = segment(ctx, i, bsz, len, tr, ws);
+        if (lv.router) router_statistics(*lv.rule, lt);
         lt.short_in = ws.template take<T>(Shape{bsz, ls, d}, "hg.short");
         lt.shorten = lv.shorten.ragged_forward(ctx, x, Ids(lt.pool), lt.short_in, ws);
       }
@@ -824,6 +896,7 @@ class Hourglass {
     }
     lt.un = ws.template take<T>(x.shape, "hg.un");
     lt.ln = lv.ln_up.forward(ctx, lt.u, lt.un, ws);
+    if (lv.router && !lt.ste_reference.empty()) ste_surrogate(ctx, lt);
     ops::copy<T>(ctx, x, out);
     ops::axpy<T>(ctx, T(1), CView(lt.un), out);
   }
@@ -862,6 +935,68 @@ class Hourglass {
       lv.shorten.ragged_backward(ctx, lt.shorten, Ids(lt.pool), dc, du, ws);
     }
     ops::axpy<T>(ctx, T(1), CView(du), dx);
+    if (lv.router) {  // the router's inputs: through the STE and the ratio loss
+      router_backward(ctx, lv, lt, dout, dsh, ws);
+      ops::axpy<T>(ctx, T(1), CView(dsh), dx);
+    }
+  }
+
+  /// A router level's F, G, ratio loss and confidences c_t, from its scores and layout.
+  void router_statistics(hier::ByteRule const& rule, LevelTrace& lt) const {
+    hier::EmitLayout const& lay = lt.layout;
+    std::int64_t bsz = lay.batch, len = lay.n;
+    lt.confidence.assign(std::size_t(bsz * len), 1.0);
+    double emits = 0, real = 0, g = 0;
+    for (std::int64_t b = 0; b < bsz; ++b) {
+      std::int64_t rl = lt.router.row_len[std::size_t(b)];
+      emits += double(lay.count[std::size_t(b)]);
+      real += double(rl);
+      for (std::int64_t t = 0; t < rl; ++t) {
+        double p = lt.scores[std::size_t(b * len + t)];
+        bool emit = lay.emit_at(b, lay.segment_of(b, t)) == t;
+        lt.confidence[std::size_t(b * len + t)] = emit ? p : 1.0 - p;
+        g += p;
+      }
+    }
+    hier::RatioLoss r = hier::ratio_loss(rule.ratio, emits / real, g / real);
+    lt.ratio = r.value;
+    lt.ratio_dg = r.d_g / real;  // dL/dp_t = dL/dG dG/dp_t, G = Σ p / real
+  }
+  /// Gradient checks only (LevelTrace::ste_reference): LN(u_t) *= 1 + (c_t - c̄_t), on the host.
+  void ste_surrogate(Ctx& ctx, LevelTrace& lt) const {
+    std::int64_t n = lt.un.size(0) * lt.un.size(1), d = cfg_.dim;
+    HSEQ_CHECK(std::int64_t(lt.ste_reference.size()) == n,
+               "Hourglass: ste_reference holds " << lt.ste_reference.size() << " values for " << n << " positions");
+    lt.host_un.resize(std::size_t(n * d));
+    B::download(ctx, lt.host_un.data(), lt.un.data, lt.host_un.size());
+    for (std::int64_t r = 0; r < n; ++r) {
+      double s = 1.0 + (lt.confidence[std::size_t(r)] - lt.ste_reference[std::size_t(r)]);
+      for (std::int64_t c = 0; c < d; ++c) lt.host_un[std::size_t(r * d + c)] *= T(s);
+    }
+    B::upload(ctx, lt.un.data, lt.host_un.data(), lt.host_un.size());
+  }
+  /// dx_router [B, L, d] (overwritten) of router level `lv`: dp_t = ±dc_t + α dL_ratio/dp_t, with
+  /// dc_t = <dout_t, LN(u_t)> (out = x + STE(c) LN(u), dSTE/dc = 1) and ± = +1 at emits (c = p),
+  /// -1 elsewhere (c = 1 - p).
+  void router_backward(Ctx& ctx, Level const& lv, LevelTrace const& lt, CView dout, MView dx_router,
+                       Arena<Space>& ws) const {
+    ArenaScope<Space> scope(ws);
+    std::int64_t bsz = lt.un.size(0), len = lt.un.size(1), n = bsz * len, d = cfg_.dim;
+    MView dcv = ws.template take<T>(Shape{n}, "hg.router_dc");
+    // dc_t = <dout_t, un_t>: N dot products as one strided-batched GEMM ([1, d] x [d, 1] each).
+    ops::gemm_strided_batched<T>(ctx, n, ops::Trans::kNo, {dout.data, 1, d, d}, d, ops::Trans::kYes,
+                                 {lt.un.data, 1, d, d}, d, {dcv.data, 1, 1, 1}, 1);
+    lt.host_dc.resize(std::size_t(n));
+    B::download(ctx, lt.host_dc.data(), dcv.data, lt.host_dc.size());
+    lt.dp.assign(std::size_t(n), 0.0);
+    double const alpha = cfg_.ratio_weight;
+    for (std::int64_t b = 0; b < bsz; ++b)
+      for (std::int64_t t = 1; t < lt.router.row_len[std::size_t(b)]; ++t) {
+        std::size_t r = std::size_t(b * len + t);
+        double sign = lt.layout.emit_at(b, lt.layout.segment_of(b, t)) == t ? 1.0 : -1.0;
+        lt.dp[r] = sign * double(lt.host_dc[r]) + alpha * lt.ratio_dg;
+      }
+    lv.router->backward(ctx, lt.router, lt.dp, dx_router, ws);
   }
 
   /// One token for every batch row: writes logits row `col` of [B, n, V].
@@ -916,6 +1051,7 @@ class Hourglass {
       LevelCache& lc = cache.levels[i];
       ArenaScope<Space> scope(ws);
       Shape one{1, 1, cfg_.dim};
+      if (lv.router) score = lv.router->step(ctx, *lc.router, row, x, ws);  // p_t of the row
       if (lv.rule->step(lc.rule_state[std::size_t(row)], token, score)) {  // segment j of the row closes here
         std::int64_t j = lc.segments[std::size_t(row)]++;
         MView ya = ws.template take<T>(one, "hg_step.ya"), yb = ws.template take<T>(one, "hg_step.yb");
@@ -923,7 +1059,7 @@ class Hourglass {
         lv.pre.forward_step_row(ctx, ya, yb, lc.pre, row, j, ws);
         close_step(ctx, lv.ln_pre, ya, yb, ws);
         if (has_inner(i)) {
-          rule_level_step(ctx, i + 1, cache, row, ya, yb, token, 0.0, ws);  // (nested rules read no scores)
+          rule_level_step(ctx, i + 1, cache, row, ya, yb, token, 0.0, ws);  // (nested: no entropy; a router its own)
           std::swap(ya, yb);
           lv.post.forward_step_row(ctx, ya, yb, lc.post, row, j, ws);
           close_step(ctx, lv.ln_post, ya, yb, ws);

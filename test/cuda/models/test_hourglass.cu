@@ -92,6 +92,19 @@ TEST_CASE("cuda models: Hourglass with entropy boundaries (a frozen byte LM) mat
   CHECK(rel <= kCachedRelDouble);
 }
 
+TEST_CASE("cuda models: Hourglass with learned routers (H-Net) matches the CPU, causal, cached") {
+  // Loss and every gradient (the STE's dot products are strided-batched GEMMs, the cosines run on
+  // the host), causality, and per-row cached steps; one and two router levels.
+  mm_compare_model(RuleHgSpec{"1@1 1@router:3 1@1"}, 2, 22, 91);
+  mm_compare_model(RuleHgSpec{"1@1 1@router:3 1@router:2 1@router:3 1@1"}, 2, 26, 92);
+  mm_causality(RuleHgSpec{"1@1 1@router:3/6 1@1"}, 24, {0, 1, 3, 4, 5, 7, 8, 13, 20, 23}, 93);
+  RuleHgSpec spec{"1@1 1@router:3 1@1"};
+  spec.context = 24;
+  double rel = mm_cached_vs_full<double>(spec, 21, 3, 94);
+  INFO(spec.name(), ", router: worst |cached - full| / max(1, max |logit|) = ", rel);
+  CHECK(rel <= kCachedRelDouble);
+}
+
 TEST_CASE("cuda models: Hourglass over data-dependent segments (space, word pairs) matches the CPU, causal, cached") {
   mm_compare_model(RuleHgSpec{"1@1 1@space 1@1"}, 2, 22, 71);
   mm_compare_model(RuleHgSpec{"1@1 1@space/5 1@fixed:2 1@space/5 1@1"}, 2, 31, 72);
