@@ -19,7 +19,10 @@
 #   - word: AU-Net's word boundaries, select / repeat (ratio ~5.5);
 #   - entropy: BLT's global entropy threshold over a byte LM (2 layers, d 128, trained for
 #     $LM_SECONDS s first, charged to the arm: it trains $SECONDS_EACH - $LM_SECONDS s), the
-#     threshold calibrated to 5.4 bytes per segment on the training split (tools/segment_stats.py).
+#     threshold calibrated to 5.4 bytes per segment on the training split (tools/segment_stats.py);
+#   - router: H-Net's learned cosine router, its ratio loss aiming at N = 5.4 positions per segment
+#     (weight 0.03), select / repeat; 2 d^2 more parameters (its W_q, W_k).
+# hseq-train reports each rule arm's bytes per segment on held-out windows (the bytes/seg column).
 # The table's bpc is hseq-eval's on the whole held-out split (T = 256). Raw output in $OUT (default
 # bench/results/segmentation): logs, CSVs, evals, commands.txt, machine.txt, stats.txt (bytes per
 # segment of each rule), boundaries.png (every rule's boundaries on a sample), summary.txt.
@@ -60,7 +63,7 @@ summary() {
     cat "$out/machine.txt"
     echo
     [ -f "$out/stats.txt" ] && cat "$out/stats.txt" && echo
-    printf '%-18s %11s %7s %11s %10s %10s\n' run parameters steps tokens/s val_bpc32 full_bpc
+    printf '%-18s %11s %7s %11s %10s %10s %10s\n' run parameters steps tokens/s val_bpc32 full_bpc bytes/seg
     for f in "$out"/*_s*.log; do
       n=$(basename "$f" .log)
       p=$(sed -n 's/^parameters: //p' "$f")
@@ -68,7 +71,8 @@ summary() {
       tps=$(sed -n 's/.*throughput: \([0-9.]*\) tokens\/s.*/\1/p' "$f")
       bpc=$(sed -n 's/^validation bpc: //p' "$f")
       full=$(sed -n 's/^bpc: //p' "${f%.log}.eval")
-      printf '%-18s %11s %7s %11s %10s %10s\n' "$n" "$p" "$steps" "$tps" "$bpc" "$full"
+      seg=$(sed -n 's/^segments ([^)]*): level 0 ([^)]*) \([0-9.]*\) bytes per segment.*/\1/p' "$f")
+      printf '%-18s %11s %7s %11s %10s %10s %10s\n' "$n" "$p" "$steps" "$tps" "$bpc" "$full" "${seg:--}"
     done
   } | tee "$out/summary.txt"
 }
@@ -101,6 +105,7 @@ compare)
         fixed5) run "fixed5_s$seed" "$seconds" --seed "$seed" "${hg[@]}" --hierarchy "2@1 4@fixed:5 2@1" ;;
         space) run "space_s$seed" "$seconds" --seed "$seed" "${hg[@]}" --hierarchy "2@1 4@space 2@1" ;;
         word) run "word_s$seed" "$seconds" --seed "$seed" "${hg[@]}" --hierarchy "2@1 4@word 2@1" ;;
+        router) run "router_s$seed" "$seconds" --seed "$seed" "${hg[@]}" --hierarchy "2@1 4@router:5.4 2@1" ;;
         entropy) run "entropy_s$seed" "$((seconds - lm_seconds))" --seed "$seed" "${hg[@]}" \
                    --hierarchy "2@1 4@entropy:$theta 2@1" --entropy-model "$out/entropy_lm.safetensors" ;;
         *) echo "unknown arm $arm" >&2; exit 2 ;;

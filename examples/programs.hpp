@@ -23,6 +23,9 @@
 ///     training data before training (hseq-train only; or `prepare(M&, TextDataset const&,
 ///     cli::Args const&)` when it reads flags too), after the parameters are initialised and before
 ///     a --resume checkpoint is loaded over them;
+///   - optionally `template <class M> static void report(M const&, hseq::io::TextDataset const&,
+///     std::int64_t seq_len)`: prints what the trained model learned, after the validation
+///     (hseq-train only; the Hourglass: its rule levels' segment lengths);
 ///   - optionally `using Task = ...`: the training task (train/task.hpp) when not random crops,
 ///     e.g. `hseq::train::SequentialSegments` for a model that carries a memory between batches;
 ///   - optionally `static std::vector<cli::BenchCase> bench_cases()`: the family's rows of the
@@ -451,6 +454,9 @@ void train(Args const& a, ModelChoice const& choice) {
             << "training time: " << st.elapsed_s << " s, throughput: " << double(st.tokens) / st.elapsed_s
             << " tokens/s\n";
   std::cout << "validation bpc: " << bpc << std::endl;
+  // A family may describe what the model learned (the Hourglass: the segments of rule levels).
+  if constexpr (requires { Trait::template report<M>(*model, data, t.seq_len); })
+    Trait::template report<M>(*model, data, t.seq_len);
   // The validation's own objective (HAED's IEM phase has no bpc: its figure is the IEM loss).
   if (auto terms = trainer.last_eval().loss_terms(); !terms.empty()) {
     std::cout << "validation loss terms (nats):";

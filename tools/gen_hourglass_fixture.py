@@ -6,7 +6,9 @@ attention + attention, average + repeat and linear + linear policies (and attent
 the closing LayerNorms and an untied head: hourglass_closing_untied), with two nested levels and a
 sequence length that is not a multiple of the total factor (so padding is exercised); and
 select + repeat over two nested data-dependent levels (hourglass_rules_select_repeat: spacelike
-segments of at most 5 bytes, then pairs of them, over two rows of text). The width
+segments of at most 5 bytes, then pairs of them, over two rows of text), the segment mean on them
+(hourglass_rules_avg_repeat), and two nested learned routers (hourglass_rules_router: H-Net's
+cosine router, its straight-through confidence and ratio loss). The width
 (8) differs from the factors (2), so a [k d] projection read in the wrong layout shows.
 
 Before writing, every model's hand-written attention (causal blocks and resampling
@@ -31,6 +33,8 @@ from torch_lm import sdpa_deviation  # noqa: E402
 B, T = 2, 14
 ADAMW = dict(lr=3e-3, beta1=0.9, beta2=0.95, eps=1e-8, weight_decay=0.1, steps=5)
 SDPA_TOL = 1e-12
+MIN_MARGIN = 1e-3
+ROUTER_SEED = 7
 
 
 def decays(name, p):
@@ -60,6 +64,7 @@ def write(shorten, upsample, seed, file_name=None, text=None, **extra):
     dev = sdpa_deviation(model, ids, targets)
     assert max(dev.values()) <= SDPA_TOL, f"{shorten}/{upsample}: hand-written attention differs from F.scaled_dot_product_attention: {dev}"
     logits, loss = model(ids, targets)
+    margins = [model.margin]
     loss.backward()
     out = {"ids": ids.numpy().astype(np.int32), "targets": targets.numpy().astype(np.int32),
            "logits": logits.detach().numpy().astype(np.float32)}
@@ -75,8 +80,12 @@ def write(shorten, upsample, seed, file_name=None, text=None, **extra):
         opt.step()
         opt.zero_grad()
         _, l = model(ids, targets)
+        margins.append(model.margin)
         l.backward()
         losses.append(l.item())
+    # A router's decisions p_t > 1/2 must not sit within fp32 rounding of 1/2, or hseq's fp32 run
+    # may decide otherwise (the reference is float64): the smallest margin of all six forwards.
+    assert min(margins) > MIN_MARGIN, f"{file_name}: a router decision within {min(margins):.2e} of 1/2; pick another seed"
     meta = {"config": json.dumps(cfg), "batch": str(ids.shape[0]), "seq_len": str(ids.shape[1]), "loss": repr(loss.item()),
             "adamw": json.dumps(ADAMW), "adamw_losses": json.dumps(losses),
             "generator": "tools/gen_hourglass_fixture.py, torch " + torch.__version__}
@@ -97,3 +106,12 @@ if __name__ == "__main__":
     write("select", "repeat", 5, "hourglass_rules_select_repeat.safetensors",
           text=["In the beginning God created", "And the earth was withoutfor"], vocab=128, context=32,
           hierarchy="1@1 1@space/5 1@fixed:2 1@space/5 1@1", closing_norm=True)
+    # The segment mean (avg pooling over rule levels) on the same two nested levels.
+    write("avg", "repeat", 6, "hourglass_rules_avg_repeat.safetensors",
+          text=["In the beginning God created", "And the earth was withoutfor"], vocab=128, context=32,
+          hierarchy="1@1 1@space/5 1@fixed:2 1@space/5 1@1", closing_norm=True)
+    # H-Net's cosine router on two nested levels (the inner one routes the outer one's segments),
+    # with the straight-through confidence and the ratio loss (weight 0.5, so that it matters).
+    write("select", "repeat", ROUTER_SEED, "hourglass_rules_router.safetensors",
+          text=["In the beginning God created", "And the earth was withoutfor"], vocab=128, context=32,
+          hierarchy="1@1 1@router:3 1@router:2 1@router:3 1@1", closing_norm=True, ratio_weight=0.5)

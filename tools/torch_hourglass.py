@@ -146,11 +146,13 @@ SHORTEN = {"avg": AvgPoolShorten, "linear": LinearPoolShorten, "attention": Atte
 #            predecessor is not spacelike (SpaceByte)
 #   word:N   the whitespace byte after every N-th word (a whitespace byte whose predecessor is not
 #            whitespace; AU-Net's (\S+?\s){N})
+#   router:N the positions whose boundary probability p_t > 1/2 (H-Net's cosine router; the
+#            probabilities come from the level's hidden states, see Level.route)
 # Position 0 always emits; "/M" also emits where a segment would grow past M positions.
 def parse_rule(text):
     body, _, maxlen = text.partition("/")
     name, _, arg = body.partition(":")
-    n = int(arg) if arg else 1
+    n = (float(arg) if name == "router" else int(arg)) if arg else 1
     return (name, n, int(maxlen) if maxlen else 0)
 
 
@@ -162,11 +164,13 @@ def whitespace(b):
     return b in (9, 10, 11, 12, 13, 32)
 
 
-def rule_emits(rule, tokens):
+def rule_emits(rule, tokens, scores=None):
     kind, n, maxlen = rule
     emits, prev, words, since = [], True, 0, 0
     for t, x in enumerate(tokens):
-        if kind == "fixed":
+        if kind == "router":
+            e = scores[t] > 0.5
+        elif kind == "fixed":
             e = t % n == 0
         elif kind == "space":
             e = spacelike(x) and not prev
@@ -217,10 +221,13 @@ class Level(nn.Module):
         super().__init__()
         d, h, eps = c["dim"], c["heads"], c.get("eps", 1e-5)
         hidden = c.get("mlp_hidden", 0) or 4 * d
-        self.rule = k if isinstance(k, tuple) else None  # a rule level: pooled by select, unpooled by repeat
+        self.rule = k if isinstance(k, tuple) else None  # a rule level: pooled by select or mean, unpooled by repeat
         if self.rule:
-            assert (shorten, upsample) == ("select", "repeat"), "rule levels take select / repeat"
+            assert shorten in ("select", "avg") and upsample == "repeat", "rule levels take select or avg / repeat"
             k = self.rule[1] if self.rule[0] == "fixed" else 1
+            if self.rule[0] == "router":  # [A_q; A_k]: W_q = I + A_q, W_k = I + A_k (hseq's parametrisation)
+                self.router = nn.Module()
+                self.router.qk = nn.Linear(d, 2 * d, bias=False)
         self.k = k
         self.shorten = SHORTEN[shorten](d, k, h, hidden, eps, sdpa)
         self.pre = nn.ModuleList([Block(d, h, hidden, eps, sdpa) for _ in range(layers)])
@@ -257,8 +264,25 @@ class Hourglass(nn.Module):
                                      for i, (n, k) in enumerate(levels)])
         self.post = nn.ModuleList([Block(d, h, hidden, eps, sdpa) for _ in range(post)])
         self.ln_f = nn.LayerNorm(d, eps=eps)
+        self.ratio_weight = c.get("ratio_weight", 0.03)  # α of the router levels' ratio loss
         if not self.tied:
             self.head = nn.Linear(d, c["vocab"], bias=False)
+
+    @staticmethod
+    def route(lv, x, row_len):
+        """H-Net's cosine router over a level's input x [B, L, d]: per row, p_0 = 1 and
+        p_t = clamp((1 - cos(q_{t-1}, k_t)) / 2, 0, 1) with [q, k] = x [I, I] + x A^T."""
+        d = x.shape[-1]
+        qk = x.repeat(1, 1, 2) + lv.router.qk(x)
+        q, k = qk[..., :d], qk[..., d:]
+        out = []
+        for r, n in enumerate(row_len):
+            a, b = q[r, :n - 1], k[r, 1:n]
+            eps = 1e-12
+            cos = (a * b).sum(-1) / (a.norm(dim=-1).clamp_min(eps) * b.norm(dim=-1).clamp_min(eps))
+            p = ((1 - cos) / 2).clamp(0, 1)
+            out.append(torch.cat([torch.ones(1, dtype=x.dtype), p]))
+        return out
 
     def valley(self, i, x, tokens=None, row_len=None):
         lv = self.levels[i]
@@ -266,7 +290,21 @@ class Hourglass(nn.Module):
         if lv.rule:  # segments close at the rule's emits e_j; position t reads J(t) = max{j : e_j <= t}
             b, length, _ = x.shape
             row_len = row_len or [length] * b
-            emits = [rule_emits(lv.rule, tokens[r][:row_len[r]]) for r in range(b)]
+            probs = self.route(lv, x, row_len) if lv.rule[0] == "router" else None
+            emits = [rule_emits(lv.rule, tokens[r][:row_len[r]], probs[r].tolist() if probs else None) for r in range(b)]
+            if probs:  # the STE's confidence, the ratio loss and the decisions' margins
+                real = sum(row_len)
+                f = sum(len(e) for e in emits) / real
+                g = sum(p.sum() for p in probs) / real
+                n = lv.rule[1]
+                self.ratio = self.ratio + n / (n - 1) * ((n - 1) * f * g + (1 - f) * (1 - g))
+                conf = torch.zeros(b, length, dtype=x.dtype)
+                for r, e in enumerate(emits):
+                    emit = torch.zeros(row_len[r], dtype=torch.bool)
+                    emit[e] = True
+                    conf[r, :row_len[r]] = torch.where(emit, probs[r], 1 - probs[r])
+                    self.margin = min([self.margin] + [abs(v - 0.5) for v in probs[r][1:].tolist()])
+                ste = 1 + (conf - conf.detach())
             c = max(len(e) for e in emits)
             pool = torch.tensor([[e[j] if j < len(e) else max(row_len[r] - 1, 0) for j in range(c)]
                                  for r, e in enumerate(emits)])
@@ -275,7 +313,16 @@ class Hourglass(nn.Module):
                 js = [sum(1 for p in e if p <= t) - 1 for t in range(row_len[r])]
                 seg.append(js + [max(len(e) - 1, 0)] * (length - row_len[r]))
             rows = torch.arange(b).unsqueeze(1)
-            s = x[rows, pool]                                                     # select   [B, C, d]
+            if isinstance(lv.shorten, AvgPoolShorten):  # the segment mean over (e_{j-1}, e_j]; padding segments 0
+                w = torch.zeros(b, c, length, dtype=x.dtype)
+                for r, e in enumerate(emits):
+                    prev = -1
+                    for j, p in enumerate(e):
+                        w[r, j, prev + 1:p + 1] = 1.0 / (p - prev)
+                        prev = p
+                s = w @ x                                                         # mean     [B, C, d]
+            else:
+                s = x[rows, pool]                                                 # select   [B, C, d]
             inner_tokens = [[tokens[r][p] for p in pool[r].tolist()] for r in range(b)]
             inner_len = [len(e) for e in emits]
         else:
@@ -293,7 +340,8 @@ class Hourglass(nn.Module):
             if self.closing:
                 s = lv.ln_post(s)
         if lv.rule:
-            return x + lv.ln_up(s[rows, torch.tensor(seg)])                       # repeat   [B, L, d]
+            up = lv.ln_up(s[rows, torch.tensor(seg)])                             # repeat   [B, L, d]
+            return x + (ste.unsqueeze(-1) * up if lv.rule[0] == "router" else up)
         return x + lv.ln_up(lv.upsample(s, x))
 
     def forward(self, ids, targets):
@@ -305,10 +353,11 @@ class Hourglass(nn.Module):
             x = blk(x)
         if self.closing:
             x = self.ln_pre(x)
+        self.ratio, self.margin = 0.0, 1.0  # router levels: the sum of their ratio losses; min |p_t - 1/2|
         x = self.valley(0, x, ids_p.tolist())
         for blk in self.post:
             x = blk(x)
         w_out = self.tok_emb.weight if self.tied else self.head.weight
         logits = (self.ln_f(x) @ w_out.t())[:, :t]
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-1)
-        return logits, loss
+        return logits, loss + self.ratio_weight * self.ratio

@@ -4,10 +4,12 @@
 /// the encoder, backbone and decoder are compile-time policies chosen by --encoder, --backbone and
 /// --decoder (HAED, the default: mlp / transformer / rnn; HRED: rnn / rnn / rnn), over fixed
 /// segments of 8 bytes (--segment fixed8, the default) or over lines (--segment line: segments end
-/// after "\n") or blank-line separated turns (--segment turn: after "\n\n"), both at most
-/// kDelimitedMaxLen bytes (a longer run is split there). line and turn are one model type,
-/// hier::Delimited<kDelimitedMaxLen>, with the delimiter in its run-time config, so the family
-/// instantiates 2 segmenters x 8 = 16 model types, not 24; docs/hred_haed.md.
+/// after "\n") or blank-line separated turns (--segment turn: after "\n\n"), or by the rules the
+/// Hourglass's levels use (--segment space: SpaceByte's spacelike rule; --segment word: AU-Net's
+/// words), all at most kDelimitedMaxLen bytes (a longer run is split there). line, turn, space and
+/// word are one model type, hier::Delimited<kDelimitedMaxLen>, with the delimiter ("@space" for a
+/// rule) in its run-time config, so the family instantiates 2 segmenters x 8 = 16 model types, not
+/// 40; docs/hred_haed.md.
 #pragma once
 
 #include <string>
@@ -29,7 +31,7 @@
 
 namespace cli {
 
-/// The --segment values of the delimited segmentation: tags that name a delimiter. Both map to the
+/// The --segment values of the delimited segmentation: tags that name a delimiter. All map to the
 /// one model type hier::Delimited<kDelimitedMaxLen> (HierarchicalModel below); apply_flags sets
 /// the delimiter, and the model writes the same name back into its config ("segment": "line").
 inline constexpr std::int64_t kDelimitedMaxLen = 64;
@@ -40,6 +42,15 @@ struct LineSegments {
 struct TurnSegments {
   static constexpr char const* kName = "turn";
   static constexpr char const* kDelimiter = "\n\n";
+};
+/// The rule segments the Hourglass's levels use too (hier::ByteRule through Delimited's "@RULE").
+struct SpaceSegments {
+  static constexpr char const* kName = "space";
+  static constexpr char const* kDelimiter = "@space";
+};
+struct WordSegments {
+  static constexpr char const* kName = "word";
+  static constexpr char const* kDelimiter = "@word";
 };
 template <class S>
 struct SegmenterOf {
@@ -53,6 +64,14 @@ template <>
 struct SegmenterOf<TurnSegments> {
   using type = hseq::hier::Delimited<kDelimitedMaxLen>;
 };
+template <>
+struct SegmenterOf<SpaceSegments> {
+  using type = hseq::hier::Delimited<kDelimitedMaxLen>;
+};
+template <>
+struct SegmenterOf<WordSegments> {
+  using type = hseq::hier::Delimited<kDelimitedMaxLen>;
+};
 template <class Segment, class... EncoderBackboneDecoder>
 struct HierarchicalModel {
   using type = hseq::models::Hierarchical<Backend, Real, typename SegmenterOf<Segment>::type, EncoderBackboneDecoder...>;
@@ -62,9 +81,12 @@ struct HierarchicalFamily {
   static constexpr char const* kModel = "hierarchical";
   static constexpr char const* kHelp = "HRED/HAED: segment encoder, segment-rate backbone, byte decoder";
   // Each slot's first type is its default: HAED with the recurrent decoder.
-  using Policies = cli::Policies<Slot<"segment", "segmentation: fixed8 (8-byte chunks), line (ended by a newline) or turn "
-                                                 "(ended by a blank line), line and turn at most 64 bytes",
-                                      hseq::hier::FixedChunks<8>, LineSegments, TurnSegments>,
+  using Policies = cli::Policies<Slot<"segment", "segmentation: fixed8 (8-byte chunks), line (ended by a newline), turn "
+                                                 "(ended by a blank line), space (a word and the spacelike byte after "
+                                                 "it, SpaceByte's rule) or word (a word and its whitespace, AU-Net's), "
+                                                 "all but fixed8 at most 64 bytes",
+                                      hseq::hier::FixedChunks<8>, LineSegments, TurnSegments, SpaceSegments,
+                                      WordSegments>,
                                  Slot<"encoder", "segment encoder", hseq::hier::MlpEncoder, hseq::hier::RnnEncoder>,
                                  Slot<"backbone", "segment-rate backbone", hseq::hier::TransformerBackbone,
                                       hseq::hier::RnnBackbone>,
@@ -117,9 +139,14 @@ struct HierarchicalFamily {
     r.toggle("iem-in-batch", c.iem_in_batch);
     r.real("iem-tau", c.iem_tau);
     r.toggle("iem-fixed-tau", c.iem_learn_tau, /*when_on=*/false);
-    if constexpr (M::kVariable)  // line or turn: the same model type, told apart by the delimiter
-      if (r.applies("segment"))
-        c.delimiter = r.args().str("segment") == TurnSegments::kName ? TurnSegments::kDelimiter : LineSegments::kDelimiter;
+    if constexpr (M::kVariable)  // line, turn, space, word: the same model type, told apart by the delimiter
+      if (r.applies("segment")) {
+        std::string const seg = r.args().str("segment");
+        c.delimiter = seg == TurnSegments::kName    ? TurnSegments::kDelimiter
+                      : seg == SpaceSegments::kName ? SpaceSegments::kDelimiter
+                      : seg == WordSegments::kName  ? WordSegments::kDelimiter
+                                                    : LineSegments::kDelimiter;
+      }
   }
   /// Benchmark rows: HAED (MLP encoder, Transformer backbone, GRU decoder) and HRED (GRU throughout)
   /// at width 256 with 4 backbone and 2 decoder layers, over segments of 8 bytes, and a tiny HAED

@@ -8,6 +8,8 @@
 /// --upsample repeat.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -99,6 +101,54 @@ struct HourglassFamily {
     });
     Backend::synchronize(ctx);
     std::cout << "entropy model: " << path << " (" << copied << " tensors, frozen)" << std::endl;
+  }
+  /// After training (hseq-train): for a hierarchy of rules, the segments each level closes on up to
+  /// 64 held-out windows of the training length: positions per segment of level 0 (bytes) and of
+  /// every level (bytes per segment, cumulative), and the coefficient of variation of level 0's
+  /// segment lengths. A learned router's figures are what it converged to (its ratio loss aims at N).
+  template <class M>
+  static void report(M const& m, hseq::io::TextDataset const& data, std::int64_t seq_len) {
+    if (!m.hierarchy().dynamic()) return;
+    using Split = hseq::io::TextDataset::Split;
+    std::int64_t const t = std::min(seq_len, m.config().context), rows = 8;
+    std::int64_t const avail = data.num_windows(Split::kValidation, t);
+    if (avail <= 0) return;
+    std::int64_t const windows = std::min<std::int64_t>(64, avail);
+    Backend::Context ctx;
+    hseq::Workspace<Backend> ws(m.forward_workspace(rows, t));
+    hseq::Tensor<std::int32_t, Backend> ids(hseq::Shape{rows, t});
+    std::vector<std::int32_t> host(std::size_t(rows * t)), tg(std::size_t(t), 0);
+    typename M::Trace tr;
+    std::size_t const nl = m.hierarchy().levels.size();
+    std::vector<double> emits(nl, 0.0);
+    double bytes = 0, len_sum = 0, len_sq = 0, segs0 = 0;
+    for (std::int64_t first = 0; first < windows; first += rows) {
+      std::int64_t const n = std::min(rows, windows - first);
+      for (std::int64_t r = 0; r < rows; ++r)
+        data.window(Split::kValidation, std::min(first + r, windows - 1) * avail / windows, t, host.data() + r * t,
+                    tg.data());
+      Backend::template upload<std::int32_t>(ctx, ids.data(), host.data(), host.size());
+      auto a = ws.arena();
+      m.forward(ctx, hseq::View<std::int32_t const, typename Backend::Space>(ids.data(), ids.shape()), {}, a, tr);
+      for (std::int64_t r = 0; r < n; ++r) {
+        bytes += double(t);
+        for (std::size_t l = 0; l < nl; ++l) emits[l] += tr.levels[l].layout.count[std::size_t(r)];
+        auto const& lay = tr.levels[0].layout;
+        for (std::int64_t j = 0; j < lay.count[std::size_t(r)]; ++j) {  // level 0's segment lengths
+          double end = j + 1 < lay.count[std::size_t(r)] ? lay.emit_at(r, j + 1) : double(t);
+          double len = end - lay.emit_at(r, j);
+          len_sum += len;
+          len_sq += len * len;
+          segs0 += 1;
+        }
+      }
+    }
+    double mean = len_sum / segs0, cv = std::sqrt(std::max(0.0, len_sq / segs0 - mean * mean)) / mean;
+    std::cout << "segments (" << windows << " held-out windows of " << t << "):";
+    for (std::size_t l = 0; l < nl; ++l)
+      std::cout << " level " << l << " (" << m.hierarchy().levels[l].rule->to_string() << ") " << bytes / emits[l]
+                << " bytes per segment" << (l == 0 ? ", cv " + std::to_string(cv) : std::string()) << ";";
+    std::cout << std::endl;
   }
   /// Benchmark rows: "2@1 4@4 2@1" at width 256 with attention resampling and with average pooling
   /// and repetition (against transformer/d256_L8), and a tiny case for ctest's bench.smoke.

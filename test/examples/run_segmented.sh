@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # ctest examples.segmented: an Hourglass whose levels segment by the data (issue 19) through the
 # programs: hseq-train (a SpaceByte level with a nested pair level; an entropy level over a byte LM
-# trained first, --entropy-model; a learned router), hseq-eval and hseq-generate from the checkpoints (cached,
+# trained first, --entropy-model; a learned router; the segment mean; HAED over words), hseq-eval and hseq-generate from the checkpoints (cached,
 # per-row segmentation), a resumed run, and the refusals (a policy without a variable-length form,
 # an entropy level without or with a wrong LM).
 #   usage: run_segmented.sh BIN_DIR DATA_FILE WORK_DIR
@@ -58,6 +58,8 @@ out="$("$bin/hseq-train" "${rt[@]}" --steps 20 --out "$work/router.safetensors" 
   || fail "train with a router: $out"
 [[ "$out" == *'"hierarchy":"1@1 1@router:4/12 1@1"'* && "$out" == *'"ratio_weight":0.1'* ]] \
   || fail "the configuration does not record the router: $out"
+[[ "$out" =~ segments\ \([0-9]+\ held-out\ windows\ of\ 64\):\ level\ 0\ \(router:4/12\)\ [0-9.]+\ bytes\ per\ segment ]] \
+  || fail "no segment report: $out"
 head -n 1 "$work/router.csv" | grep -q ',ce,ratio,val_ce,val_ratio' || fail "the CSV log has no ratio column: $(head -n 1 "$work/router.csv")"
 ratio_col=$(head -n 1 "$work/router.csv" | tr ',' '\n' | grep -nx ratio | cut -d: -f1)
 last_ratio=$(tail -n 1 "$work/router.csv" | cut -d, -f"$ratio_col")
@@ -81,9 +83,24 @@ set -e
 [ "$rc" -ne 0 ] && [[ "$out" == *"a 'hourglass' checkpoint"* ]] || fail "a non-LM --entropy-model: $out"
 
 set +e
-out="$("$bin/hseq-train" --data "$data" --model hourglass --hierarchy "$hier" --shorten avg --upsample repeat \
+out="$("$bin/hseq-train" --data "$data" --model hourglass --hierarchy "$hier" --shorten linear --upsample repeat \
         --steps 1 2>&1)"; rc=$?
 set -e
-[ "$rc" -ne 0 ] || fail "avg pooling over rule levels was accepted"
-[[ "$out" == *"shorten 'avg'"* && "$out" == *"rule levels take shorten 'select'"* ]] || fail "refusal message: $out"
-echo "segmented hourglass: trained, evaluated, generated, resumed (space, entropy, router), refused avg and missing LMs"
+[ "$rc" -ne 0 ] || fail "linear pooling over rule levels was accepted"
+[[ "$out" == *"shorten 'linear'"* && "$out" == *"rule levels take shorten 'select' or 'avg'"* ]] || fail "refusal message: $out"
+
+# The segment mean (--shorten avg) over spacelike segments: train, eval, cached generation.
+out="$("$bin/hseq-train" "${model[@]/select/avg}" --steps 10 --out "$work/mean.safetensors" 2>&1)" || fail "train (mean): $out"
+[[ "$out" == *'"shorten":"avg"'* ]] || fail "not the avg policy: $out"
+out="$("$bin/hseq-generate" --checkpoint "$work/mean.safetensors" --prompt "And " --bytes 30 --threads 1 2>&1)" \
+  || fail "generate (mean): $out"
+[[ "$out" == *"generated 30 bytes"* ]] || fail "generate (mean): $out"
+# HRED/HAED over the same rules (--segment word: hier::Delimited's "@word"): train, checkpoint, generate.
+out="$("$bin/hseq-train" --data "$data" --model hierarchical --segment word --dim 32 --heads 2 --layers 1 \
+        --decoder-layers 1 --context 64 --batch 4 --steps 10 --seed 3 --eval-every 0 --eval-windows 4 --sample-bytes 0 \
+        --threads 1 --out "$work/hred_word.safetensors" 2>&1)" || fail "train HAED over words: $out"
+[[ "$out" == *'"segment":"word"'* && "$out" == *'"delimiter":"@word"'* ]] || fail "HAED's config lacks the rule: $out"
+out="$("$bin/hseq-generate" --checkpoint "$work/hred_word.safetensors" --prompt "And " --bytes 30 --threads 1 2>&1)" \
+  || fail "generate (HAED over words): $out"
+[[ "$out" == *"generated 30 bytes"* ]] || fail "generate (HAED over words): $out"
+echo "segmented hourglass: trained, evaluated, generated, resumed (space, entropy, router, mean; HAED over words), refused linear and missing LMs"

@@ -155,4 +155,55 @@ TEST_CASE("delimited: names follow the delimiter; bad configurations say what is
   // MaxLen < 1 is a compile-time error: static_assert "the longest segment MaxLen must be at least 1 byte".
 }
 
+TEST_CASE("delimited: rule segments (\"@space\", \"@word\"): the Hourglass's rules over a segment's own bytes") {
+  // SpaceByte's rule: a word and the spacelike byte after it; a segment starting with a spacelike
+  // byte keeps it (the rule needs a non-spacelike byte before the one that ends).
+  CHECK(split<16>("In the beginning God", "@space") == Strings{"In ", "the ", "beginning ", "God"});
+  CHECK(split<16>("Hi, you  there.", "@space") == Strings{"Hi,", " you ", " there."});
+  CHECK(split<16>("Hi, you  there.", "@word") == Strings{"Hi, ", "you ", " there."});
+  CHECK(split<16>("a b c d e", "@word:2") == Strings{"a b ", "c d ", "e"});
+  CHECK(split<16>("abcdefgh ij", "@space/3") == Strings{"abc", "def", "gh ", "ij"});  // the cap
+  CHECK(split<4>("abcdefgh ij", "@space") == Strings{"abcd", "efgh", " ij"});         // MaxLen
+  hier::Delimited<8> seg("@space");
+  CHECK(std::string(seg.name()) == "space");
+  CHECK(std::string(hier::Delimited<8>("@word:2/6").name()) == "word");
+  CHECK(seg.delimiter() == "@space");
+  REQUIRE(seg.rule().has_value());
+  CHECK(seg.rule()->kind == hier::ByteRule::Kind::kSpace);
+  auto ends = [&](std::string const& s) {
+    auto b = bytes_of(s);
+    return seg.ends(std::span<std::int32_t const>(b));
+  };
+  CHECK(!ends(" "));  // one byte never ends by the rule
+  CHECK(ends("a "));
+  CHECK(!ends("  "));
+  CHECK(ends("abcdefgh"));  // MaxLen
+  // Every string over {a, ' ', ','} of 7 bytes: segments within the worst case, covering the row,
+  // and a prefix's segments are the whole's (the decision reads the segment's own bytes only).
+  CHECK(seg.max_segments(7) == 4);
+  CHECK(hier::Delimited<8>("@space/1").max_segments(7) == 7);
+  char const alphabet[3] = {'a', ' ', ','};
+  for (int code = 0; code < 3 * 3 * 3 * 3 * 3 * 3 * 3; ++code) {
+    std::string s;
+    for (int i = 0, c = code; i < 7; ++i, c /= 3) s += alphabet[c % 3];
+    hier::SegmentLayout lay, pre;
+    auto b = bytes_of(s);
+    seg.layout(b, 1, 7, lay);
+    CHECK(lay.segments <= seg.max_segments(7));
+    std::int64_t total = 0;
+    for (std::int64_t i = 0; i < lay.segments; ++i) total += lay.length[std::size_t(i)];
+    CHECK(total == 7);
+    seg.layout(std::span<std::int32_t const>(b).first(4), 1, 4, pre);
+    for (std::int64_t i = 0; i + 1 < pre.segments; ++i) {  // the prefix's closed segments
+      CHECK(pre.start[std::size_t(i)] == lay.start[std::size_t(i)]);
+      CHECK(pre.length[std::size_t(i)] == lay.length[std::size_t(i)]);
+    }
+  }
+  CHECK_THROWS_WITH_AS(hier::Delimited<8>("@fixed:2"), doctest::Contains("cannot end segments of bytes"), Error);
+  CHECK_THROWS_WITH_AS(hier::Delimited<8>("@entropy:1"), doctest::Contains("cannot end segments of bytes"), Error);
+  CHECK_THROWS_WITH_AS(hier::Delimited<8>("@router:3"), doctest::Contains("cannot end segments of bytes"), Error);
+  CHECK_THROWS_WITH_AS(hier::Delimited<8>("@space/9"), doctest::Contains("more than the longest segment (8)"), Error);
+  CHECK_THROWS_WITH_AS(hier::Delimited<8>("@spaces"), doctest::Contains("unknown kind 'spaces'"), Error);
+}
+
 }  // namespace HSEQ_TEST_UNIT

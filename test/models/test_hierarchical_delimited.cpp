@@ -83,8 +83,10 @@ typename M::Config tiny(std::int64_t t, nn::RnnKind cell, std::int64_t layers, s
                        .mlp_hidden = 8,
                        .cell = cell,
                        .context = t};
-  // "\n" is byte 10 in the tests' alphabet; "\n\n" two of them.
-  for (char& ch : delimiter) ch = char(kNewline);
+  // "\n" is byte 10 in the tests' alphabet; "\n\n" two of them. (A rule, "@word", reads the ids
+  // as bytes: 10 is whitespace there too.)
+  if (!delimiter.starts_with("@"))
+    for (char& ch : delimiter) ch = char(kNewline);
   c.delimiter = delimiter;
   return c;
 }
@@ -265,6 +267,20 @@ TEST_CASE("gradcheck: delimited HRED and HAED tiny models (GRU and LSTM, lines a
   gradcheck_model<Delim<double, 4, RnnEncoder, RnnBackbone, RnnDecoder>>(nn::RnnKind::kLstm, 2, "\n\n");
   gradcheck_model<Delim<double, 4, MlpEncoder, TransformerBackbone, RnnDecoder>>(nn::RnnKind::kGru, 2);
   gradcheck_model<Delim<double, 4, MlpEncoder, TransformerBackbone, TransformerDecoder>>(nn::RnnKind::kGru, 1, "\n\n");
+}
+
+TEST_CASE("delimited: rule segments (AU-Net's words, the Hourglass's rule): gradients and cached generation") {
+  // "@word" ends a segment at a whitespace byte after a non-whitespace one: "\n\n" ends once, and a
+  // segment may start with "\n" ("\ng"), unlike lines.
+  gradcheck_model<Delim<double, 4, RnnEncoder, RnnBackbone, RnnDecoder>>(nn::RnnKind::kGru, 1, "@word");
+  gradcheck_model<Delim<double, 4, MlpEncoder, TransformerBackbone, TransformerDecoder>>(nn::RnnKind::kGru, 1, "@word");
+  cached_equals_full<Delim<double, 4, MlpEncoder, TransformerBackbone, RnnDecoder>>(nn::RnnKind::kGru, "@word");
+  cached_equals_full<Delim<double, 4, RnnEncoder, RnnBackbone, TransformerDecoder>>(nn::RnnKind::kLstm, "@word/3");
+  using M = Delim<float, 8, MlpEncoder, TransformerBackbone, RnnDecoder>;
+  M m(tiny<M>(16, nn::RnnKind::kGru, 1, "@word"));
+  CHECK(std::string(m.segmenter().name()) == "word");
+  auto back = M::config_from_json(m.config_json());
+  CHECK(back.delimiter == "@word");
 }
 
 TEST_CASE("gradcheck: delimited mixed combinations (RNN encoder + Transformers, MLP encoder + RNN backbone)") {

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // PyTorch parity of Hourglass (attention + attention, average + repeat, and linear + linear, and
 // attention + attention with closing norms and an untied head; two
-// nested levels; a length that needs padding; and select + repeat over two nested rule levels): fixtures written by tools/gen_hourglass_fixture.py
+// nested levels; a length that needs padding; select + repeat and the segment mean over two nested
+// rule levels; two nested learned routers): fixtures written by tools/gen_hourglass_fixture.py
 // from the PyTorch twin in tools/torch_hourglass.py. Same comparison and tolerance as the
 // TransformerLm parity test (relative L2 error per tensor <= 1e-4 in fp32 with a floor for
 // cancelled gradients, losses element-wise). The fixture's references are computed in float64
@@ -11,6 +12,7 @@
 #include <string>
 
 #include "hseq/io/safetensors.hpp"
+#include "hseq/hier/avg_pool.hpp"
 #include "hseq/hier/select_pool.hpp"
 #include "hseq/models/hourglass.hpp"
 #include "support/parity.hpp"
@@ -79,6 +81,24 @@ TEST_CASE("hourglass parity: rule levels (space/5, then fixed:2) with select + r
   auto cfg = M::config_from_json(f.metadata("config"));
   REQUIRE(cfg.hierarchy.to_string() == "1@1 1@space/5 1@fixed:2 1@space/5 1@1");
   parity<hier::Select, hier::Repeat>("hourglass_rules_select_repeat.safetensors");
+}
+
+// The segment mean over the same two nested rule levels (avg pooling over data-dependent segments).
+TEST_CASE("hourglass parity: rule levels with the segment mean (avg) + repeat match PyTorch") {
+  parity<hier::AvgPool, hier::Repeat>("hourglass_rules_avg_repeat.safetensors");
+}
+
+// H-Net's cosine router on two nested levels: the boundary probabilities, the straight-through
+// confidence (its gradient reaches the router) and the ratio loss (in the loss: ce + 0.5 ratio),
+// against the twin's own implementation. The generator checks that no decision sits within 1e-3 of
+// 1/2 in any of the six forwards, so fp32 decides as the float64 reference does.
+TEST_CASE("hourglass parity: learned routers (router:3, then router:2) with select + repeat match PyTorch") {
+  using M = models::Hourglass<cpu, float, hier::DynamicHierarchy, hier::Select, hier::Repeat>;
+  auto f = io::SafetensorsFile::load(std::string(HSEQ_SOURCE_DIR) + "/test/fixtures/hourglass_rules_router.safetensors");
+  auto cfg = M::config_from_json(f.metadata("config"));
+  REQUIRE(cfg.hierarchy.to_string() == "1@1 1@router:3 1@router:2 1@router:3 1@1");
+  REQUIRE(cfg.ratio_weight == 0.5);
+  parity<hier::Select, hier::Repeat>("hourglass_rules_router.safetensors");
 }
 
 }  // namespace HSEQ_TEST_UNIT

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "hseq/hier/avg_pool.hpp"
+#include "hseq/hier/linear_pool.hpp"
 #include "hseq/hier/repeat_upsample.hpp"
 #include "hseq/hier/select_pool.hpp"
 #include "hseq/models/hourglass.hpp"
@@ -287,10 +289,10 @@ TEST_CASE("hourglass rules: the segmentation is deterministic and the configurat
 }
 
 TEST_CASE("hourglass rules: policies and blocks without a variable-length form are refused by name") {
-  using Avg = models::Hourglass<cpu, float, hier::DynamicHierarchy, hier::AvgPool, hier::Repeat>;
-  CHECK_THROWS_WITH_AS(Avg({.vocab = kVocab, .dim = 8, .heads = 2, .context = 32,
+  using Lin = models::Hourglass<cpu, float, hier::DynamicHierarchy, hier::LinearPool, hier::Repeat>;
+  CHECK_THROWS_WITH_AS(Lin({.vocab = kVocab, .dim = 8, .heads = 2, .context = 32,
                             .hierarchy = HierarchySpec::parse("1@1 1@space 1@1")}),
-                       doctest::Contains("shorten 'avg' / upsample 'repeat' have none"), Error);
+                       doctest::Contains("shorten 'linear' / upsample 'repeat' have none"), Error);
   using Attn = models::Hourglass<cpu, float, hier::DynamicHierarchy, hier::Select, hier::AttentionUp>;
   CHECK_THROWS_WITH_AS(Attn({.vocab = kVocab, .dim = 8, .heads = 2, .context = 32,
                              .hierarchy = HierarchySpec::parse("1@1 1@space 1@1")}),
@@ -620,6 +622,65 @@ TEST_CASE("hourglass rules: the router's ratio loss is a loss term, configuratio
   auto neg = config<double>("1@1 1@router:3 1@1");
   neg.ratio_weight = -1;
   CHECK_THROWS_WITH_AS(RuleHg<double>{neg}, doctest::Contains("ratio_weight -1"), Error);
+}
+
+TEST_CASE("hourglass rules: the segment mean (avg over rule levels): gradients, causality, cached == full") {
+  using MeanHg = models::Hourglass<cpu, double, hier::DynamicHierarchy, hier::AvgPool, hier::Repeat>;
+  cpu::Context ctx;
+  std::int64_t const t = 40;
+  std::vector<std::string> rows{kText0.substr(0, t), kText1.substr(0, t), kText2.substr(0, t)};
+  auto ids = text_ids(rows);
+  for (char const* h : {"1@1 1@space 1@1", "1@1 1@word 1@fixed:2 1@word 1@1", "0@1 1@space/4 0@1"}) {
+    std::string const shape = h;
+    CAPTURE(shape);
+    MeanHg m(MeanHg::Config{.vocab = kVocab, .dim = 8, .heads = 2, .context = 96, .mlp_hidden = 8,
+                            .hierarchy = HierarchySpec::parse(h)});
+    nn::ParamStore<cpu, double> ps(m);
+    test::randomize_params(ps, 17, 0.3);
+    gradcheck_rules(m, ps, 24, 12);
+    Workspace<cpu> ws(m.forward_workspace(3, t));
+    MeanHg::Trace tr;
+    {
+      auto a = ws.arena();
+      m.forward(ctx, ids.cview(), {}, a, tr);
+    }
+    for (std::int64_t prefill : {1, 5}) {
+      auto cache = m.make_cache(3, t);
+      std::size_t plan = m.step_workspace(3, 1, t);
+      Workspace<cpu> sws(plan);
+      CHECK(test::cached_vs_full_worst(ctx, m, cache, ids, tr.logits, t, prefill, sws,
+                                       [&](std::int64_t, std::int64_t) { return plan; }) < 1e-11);
+      m.reset_cache(cache);  // a reused cache starts every row's sums afresh
+      CHECK(test::cached_vs_full_worst(ctx, m, cache, ids, tr.logits, t, prefill, sws,
+                                       [&](std::int64_t, std::int64_t) { return plan; }) < 1e-11);
+    }
+    auto base = std::vector<double>(tr.logits.begin(), tr.logits.end());
+    for (std::int64_t p : {0, 2, 3, 9, 17, 26, 39}) {  // a change at p: every logit before p bit-identical
+      CAPTURE(p);
+      auto changed = text_ids(rows);
+      for (std::int64_t b = 0; b < 3; ++b) changed.data()[b * t + p] = changed.data()[b * t + p] == ' ' ? 'x' : ' ';
+      MeanHg::Trace tc;
+      auto a = ws.arena();
+      m.forward(ctx, changed.cview(), {}, a, tc);
+      for (std::int64_t b = 0; b < 3; ++b) {
+        bool before = true, after = false;
+        for (std::int64_t i = 0; i < t * kVocab; ++i) {
+          bool same = tc.logits.data[b * t * kVocab + i] == base[std::size_t(b * t * kVocab + i)];
+          if (i < p * kVocab) before &= same;
+          else after |= !same;
+        }
+        CHECK(before);
+        CHECK(after);
+      }
+    }
+    for (std::size_t b = 0; b < rows.size(); ++b) {  // a row alone gives its batched logits
+      auto alone = logits_of<MeanHg, double>(m, text_ids({rows[b]}));
+      double worst = 0;
+      for (std::size_t k = 0; k < std::size_t(t * kVocab); ++k)
+        worst = std::max(worst, std::abs(alone[k] - base[b * std::size_t(t * kVocab) + k]));
+      CHECK(worst < 1e-12);
+    }
+  }
 }
 
 }  // namespace HSEQ_TEST_UNIT

@@ -21,15 +21,29 @@
 ///     ceil(t / |delimiter|) segments (`max_segments`, what workspace plans assume).
 /// The delimiter must be non-empty and at most MaxLen bytes (a longer one could never complete
 /// inside a segment); MaxLen >= 1.
+///
+/// Rule segments (issue 19: the segmentation rules the Hourglass uses, shared with HRED/HAED): a
+/// configuration "@RULE" ends segments by a `hier::ByteRule` instead, "@space" (SpaceByte's
+/// spacelike rule: a segment ends at the first spacelike byte after a non-spacelike one, so a word
+/// and the space after it) or "@word" / "@word:N" (AU-Net: at the whitespace after every N-th
+/// word), each with an optional "/MAXLEN" (<= MaxLen; the longest segment, MaxLen without it). The
+/// rule is replayed over the segment's own bytes from its start state, so `ends` stays a function
+/// of the segment (causal, and cached generation decides the same byte by byte); a segment of one
+/// byte never ends by the rule (the rule's forced emit at a sequence's first byte is the Hourglass's
+/// and has no meaning here), so every segment but a row's last holds at least 2 bytes. Named
+/// "space" and "word". The fixed, entropy and router kinds are refused (use FixedChunks<K>; the
+/// others read scores a segmenter of bytes does not have).
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 
 #include "hseq/core/error.hpp"
+#include "hseq/hier/byte_rule.hpp"
 #include "hseq/hier/segmenter_policy.hpp"
 
 namespace hseq::hier {
@@ -44,6 +58,19 @@ class Delimited {
   static constexpr std::int64_t kSize = MaxLen;
 
   explicit Delimited(std::string delimiter) : delim_(std::move(delimiter)) {
+    if (delim_.size() > 1 && delim_[0] == '@') {  // rule segments
+      rule_ = ByteRule::parse(std::string_view(delim_).substr(1));
+      HSEQ_CHECK(rule_->kind == ByteRule::Kind::kSpace || rule_->kind == ByteRule::Kind::kWord,
+                 "Delimited<" << MaxLen << ">: the rule \"" << rule_->to_string() << "\" cannot end segments of bytes "
+                              << "(rules: @space, @word, @word:N, each with an optional /MAXLEN; fixed-size segments "
+                                 "are the fixedK segmenter)");
+      HSEQ_CHECK(rule_->max_len <= MaxLen, "Delimited<" << MaxLen << ">: the rule \"" << rule_->to_string()
+                                                        << "\" allows segments of " << rule_->max_len
+                                                        << " bytes, more than the longest segment (" << MaxLen << ")");
+      cap_ = rule_->max_len > 0 ? rule_->max_len : MaxLen;
+      rule_->max_len = 0;  // (the cap is applied by `ends`)
+      return;
+    }
     HSEQ_CHECK(!delim_.empty(), "Delimited<" << MaxLen
                                              << ">: the delimiter is empty (give the byte sequence that "
                                                 "ends a segment, e.g. \"\\n\")");
@@ -56,13 +83,26 @@ class Delimited {
   static char const* name_of(std::string_view delimiter) {
     if (delimiter == "\n") return "line";
     if (delimiter == "\n\n") return "turn";
+    if (delimiter.starts_with("@space")) return "space";
+    if (delimiter.starts_with("@word")) return "word";
     return "delimited";
   }
+  /// The rule of rule segments ("@space"; its max_len is `cap`), none for a delimiter.
+  std::optional<ByteRule> const& rule() const { return rule_; }
   char const* name() const { return name_of(delim_); }
   std::string const& delimiter() const { return delim_; }
 
   /// Whether a segment whose bytes so far are `seg` (1..MaxLen of them) ends after its last byte.
   bool ends(std::span<std::int32_t const> seg) const {
+    if (rule_) {
+      std::int64_t n = std::int64_t(seg.size());
+      if (n >= cap_) return true;
+      if (n < 2) return false;
+      ByteRule::State st = rule_->start();
+      bool e = false;
+      for (std::int32_t b : seg) e = rule_->step(st, b);
+      return e;
+    }
     std::size_t n = seg.size(), k = delim_.size();
     if (std::int64_t(n) >= MaxLen) return true;
     if (n < k) return false;
@@ -72,8 +112,9 @@ class Delimited {
   }
 
   /// The most segments t bytes can hold: ceil(t / |delimiter|) (every segment but the last holds
-  /// at least |delimiter| bytes).
+  /// at least |delimiter| bytes); for rule segments ceil(t / 2) (t with /1).
   std::int64_t max_segments(std::int64_t t) const {
+    if (rule_) return cap_ == 1 ? std::max<std::int64_t>(1, t) : std::max<std::int64_t>(1, (t + 1) / 2);
     std::int64_t k = std::int64_t(delim_.size());
     return std::max<std::int64_t>(1, (t + k - 1) / k);
   }
@@ -134,6 +175,8 @@ class Delimited {
 
  private:
   std::string delim_;
+  std::optional<ByteRule> rule_;  // rule segments ("@space"), with its max_len moved to cap_
+  std::int64_t cap_ = MaxLen;
 };
 
 }  // namespace hseq::hier

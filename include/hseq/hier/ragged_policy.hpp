@@ -17,16 +17,17 @@
 ///     segment (b, j) only (positions <= e_{b, j}): what keeps the level causal;
 ///   - `ragged_backward(ctx, saved, pool, dy, dx, ws)` overwrites dx; workspaces
 ///     `ragged_forward_workspace(batch, L, C)` / `ragged_backward_workspace(batch, L, C)`;
-///   - cached generation, per row: `ragged_step_emit(ctx, state, row, x [1, 1, d], y [1, 1, d], ws)`
-///     when row `row`'s input x closes its segment.
+///   - cached generation, per row: `ragged_step_input(ctx, state, row, x [1, 1, d], pos, ws)` for
+///     every input of row `row` (its position `pos` at the level), then `ragged_step_emit(ctx,
+///     state, row, x [1, 1, d], y [1, 1, d], ws)` when that input closes the row's segment.
 /// Upsampling, `UpsampleModule<U, B, T>` m:
 ///   - `Saved ragged_forward(ctx, y [B, C, d], res [B, L, d], up, u [B, L, d], ws)`: u[b, t] reads y
 ///     rows j <= J(b, t) only; `ragged_backward(ctx, saved, up, du, dy, dres, ws)` as `backward`;
 ///   - cached generation, per row: `ragged_step_short(ctx, state, row, y [1, 1, d], ws)` when row
 ///     `row` closes a segment (summary y), `ragged_step_up(ctx, state, row, res [1, 1, d],
 ///     u [1, 1, d], ws)` at each of its positions.
-/// The policies without these (avg, linear, attention) refuse rule levels when a model is built;
-/// `Select` and `Repeat` have them.
+/// The policies without these (linear, attention) refuse rule levels when a model is built;
+/// `Select`, `AvgPool` (the segment mean) and `Repeat` have them.
 #pragma once
 
 #include <cstddef>
@@ -52,6 +53,7 @@ concept RaggedShorten =
       { m.ragged_backward_workspace(n, n, n) } -> std::convertible_to<std::size_t>;
       { m.ragged_forward(ctx, x, pool, y, ws) } -> std::same_as<typename ShortenModule<S, B, T>::Saved>;
       m.ragged_backward(ctx, saved, pool, dy, dx, ws);
+      m.ragged_step_input(ctx, state, n, x, n, ws);
       m.ragged_step_emit(ctx, state, n, x, y, ws);
     };
 

@@ -78,6 +78,8 @@ class SelectShorten {
     ops::fill<T>(ctx, dx, T(0));
     ops::embedding_backward<T>(ctx, pool, dy, dx);
   }
+  /// Cached generation: every input of row `row` (no state: the closing input is the summary).
+  void ragged_step_input(Ctx&, StepState&, std::int64_t /*row*/, CView, std::int64_t /*pos*/, Arena<Space>&) const {}
   /// Cached generation: row `row`'s input x [1, 1, d] closes its segment; y [1, 1, d] is its summary.
   void ragged_step_emit(Ctx& ctx, StepState&, std::int64_t /*row*/, CView x, MView y, Arena<Space>&) const {
     ops::copy<T>(ctx, x, y);

@@ -39,7 +39,7 @@
 /// (the inclusive rule: the summary of the segment t closes is usable at t, models.md §0.3 with
 /// e_j for j k). A row's padding segments come after its real ones, so causal attention keeps them
 /// from every real position. Only policies with a variable-length form (hier/ragged_policy.hpp:
-/// `Select`, `Repeat`) and blocks without relative positions take rule levels; the others are
+/// `Select`, `AvgPool` (segment mean), `Repeat`) and blocks without relative positions take rule levels; the others are
 /// refused by name when the model is built. Cached generation keeps a position and a rule state
 /// per batch row: a level steps for a row only when that row's new token closes a segment.
 /// Entropy rules (BLT; "2@1 4@entropy:1.3/16 2@1", outermost level only) read H_t, the entropy of a
@@ -642,7 +642,7 @@ class Hourglass {
     if (s.dynamic()) {
       HSEQ_CHECK(kRagged, "Hourglass: hierarchy \"" << s.to_string() << "\" segments by rules, which needs pooling and "
                           << "upsampling over variable segments; shorten '" << ShortenT::kName << "' / upsample '"
-                          << UpsampleT::kName << "' have none (rule levels take shorten 'select' and upsample 'repeat')");
+                          << UpsampleT::kName << "' have none (rule levels take shorten 'select' or 'avg' and upsample 'repeat')");
       HSEQ_CHECK(!kRelative, "Hourglass: hierarchy \"" << s.to_string() << "\" segments by rules; relative-position "
                              << "blocks measure distances in tokens at a fixed factor and take numeric levels only");
     }
@@ -1052,6 +1052,7 @@ class Hourglass {
       ArenaScope<Space> scope(ws);
       Shape one{1, 1, cfg_.dim};
       if (lv.router) score = lv.router->step(ctx, *lc.router, row, x, ws);  // p_t of the row
+      lv.shorten.ragged_step_input(ctx, lc.shorten, row, x, lc.rule_state[std::size_t(row)].pos, ws);
       if (lv.rule->step(lc.rule_state[std::size_t(row)], token, score)) {  // segment j of the row closes here
         std::int64_t j = lc.segments[std::size_t(row)]++;
         MView ya = ws.template take<T>(one, "hg_step.ya"), yb = ws.template take<T>(one, "hg_step.yb");

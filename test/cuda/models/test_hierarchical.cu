@@ -136,6 +136,14 @@ TEST_CASE("cuda models: delimited HRED and HAED on the GPU match the CPU, pass g
     INFO("worst relative difference ", rel);
     CHECK(rel <= kCachedRelDouble);
   }
+  // Rule segments ("@word": ids 9..11 are whitespace bytes, so random ids of a 12-id vocabulary
+  // end words): the same composition with the layout from hier::ByteRule.
+  HaedDelimitedSpec words{.vocab = 12};
+  words.delimiter = "@word";
+  mm_compare_model(words, 2, 30, 117);
+  double rel = mm_cached_vs_full<double>(words, 20, 7, 118);
+  INFO("@word: worst relative difference ", rel);
+  CHECK(rel <= kCachedRelDouble);
 }
 
 }  // namespace HSEQ_TEST_UNIT

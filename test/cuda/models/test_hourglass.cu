@@ -65,6 +65,12 @@ struct RuleHgSpec : HgSpec<hier::Select, hier::Repeat> {
   explicit RuleHgSpec(char const* h) : HgSpec<hier::Select, hier::Repeat>{h, 128} {}
 };
 
+/// The segment mean (avg pooling over rule levels): a batched GEMM with a host-built pooling matrix.
+struct MeanHgSpec : HgSpec<hier::AvgPool, hier::Repeat> {
+  static constexpr bool kExactPlan = false;
+  explicit MeanHgSpec(char const* h) : HgSpec<hier::AvgPool, hier::Repeat>{h, 128} {}
+};
+
 /// An Hourglass whose level 0 segments by a frozen byte LM's entropy (BLT): the LM's weights are
 /// the randomised ones of its store (same seed on both backends); the threshold is in nats.
 struct EntropyHgSpec : RuleHgSpec {
@@ -89,6 +95,17 @@ TEST_CASE("cuda models: Hourglass with entropy boundaries (a frozen byte LM) mat
   spec.context = 24;
   double rel = mm_cached_vs_full<double>(spec, 21, 3, 83);
   INFO(spec.name(), ", entropy: worst |cached - full| / max(1, max |logit|) = ", rel);
+  CHECK(rel <= kCachedRelDouble);
+}
+
+TEST_CASE("cuda models: Hourglass with the segment mean over rule levels matches the CPU, causal, cached") {
+  mm_compare_model(MeanHgSpec{"1@1 1@space 1@1"}, 2, 22, 101);
+  mm_compare_model(MeanHgSpec{"1@1 1@space/5 1@fixed:2 1@space/5 1@1"}, 2, 31, 102);
+  mm_causality(MeanHgSpec{"1@1 1@space 1@1"}, 24, {0, 1, 3, 4, 5, 7, 8, 9, 11, 12, 13, 15, 20, 21, 23}, 103);
+  MeanHgSpec spec{"1@1 1@space 1@1"};
+  spec.context = 24;
+  double rel = mm_cached_vs_full<double>(spec, 21, 3, 104);
+  INFO(spec.name(), ", mean: worst |cached - full| / max(1, max |logit|) = ", rel);
   CHECK(rel <= kCachedRelDouble);
 }
 
