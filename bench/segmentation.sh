@@ -20,6 +20,8 @@
 #   - entropy: BLT's global entropy threshold over a byte LM (2 layers, d 128, trained for
 #     $LM_SECONDS s first, charged to the arm: it trains $SECONDS_EACH - $LM_SECONDS s), the
 #     threshold calibrated to 5.4 bytes per segment on the training split (tools/segment_stats.py);
+#   - spacemean: the spacelike boundaries with the segment mean (--shorten avg) instead of select
+#     (Dynamic Token Pooling's pooling);
 #   - router: H-Net's learned cosine router, its ratio loss aiming at N = 5.4 positions per segment
 #     (weight 0.03), select / repeat; 2 d^2 more parameters (its W_q, W_k).
 # hseq-train reports each rule arm's bytes per segment on held-out windows (the bytes/seg column).
@@ -106,6 +108,8 @@ compare)
         space) run "space_s$seed" "$seconds" --seed "$seed" "${hg[@]}" --hierarchy "2@1 4@space 2@1" ;;
         word) run "word_s$seed" "$seconds" --seed "$seed" "${hg[@]}" --hierarchy "2@1 4@word 2@1" ;;
         router) run "router_s$seed" "$seconds" --seed "$seed" "${hg[@]}" --hierarchy "2@1 4@router:5.4 2@1" ;;
+        spacemean) run "spacemean_s$seed" "$seconds" --seed "$seed" --model hourglass --shorten avg --upsample repeat \
+                     --hierarchy "2@1 4@space 2@1" ;;
         entropy) run "entropy_s$seed" "$((seconds - lm_seconds))" --seed "$seed" "${hg[@]}" \
                    --hierarchy "2@1 4@entropy:$theta 2@1" --entropy-model "$out/entropy_lm.safetensors" ;;
         *) echo "unknown arm $arm" >&2; exit 2 ;;

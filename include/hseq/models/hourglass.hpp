@@ -47,6 +47,11 @@
 /// `entropy_lm.*`, frozen when the model is built: no gradient, no update; saved in checkpoints with
 /// the rest). Its logits are computed on the backend and their entropies on the host; cached
 /// generation steps it with its own cache.
+/// Router levels (H-Net; "2@1 4@router:5 2@1", any level): hier::CosineRouter turns the level's
+/// input into p_t (from x_{t-1}, x_t), t emits when p_t > 1/2, and the level's output is
+///     x + STE(c_t) LN(Upsample(s; J))        c_t = p_t at emits, 1 - p_t elsewhere
+/// (STE(c) = 1 forward, dSTE/dc = 1 backward), and the loss gains ratio_weight times the ratio loss
+/// of every router level (hier::ratio_loss; reported as the loss term "ratio").
 ///
 /// Template parameters: the hierarchy (a compile-time `hier::Hierarchy<Pre, Post, Level<N, k>...>`,
 /// whose levels, traces and caches are then `std::array`s of its level count, or
