@@ -56,22 +56,18 @@ template <class S>
 struct SegmenterOf {
   using type = S;
 };
-template <>
-struct SegmenterOf<LineSegments> {
+template <class S>
+  requires requires { S::kDelimiter; }
+struct SegmenterOf<S> {  // a delimiter tag: the one Delimited model type
   using type = hseq::hier::Delimited<kDelimitedMaxLen>;
 };
-template <>
-struct SegmenterOf<TurnSegments> {
-  using type = hseq::hier::Delimited<kDelimitedMaxLen>;
-};
-template <>
-struct SegmenterOf<SpaceSegments> {
-  using type = hseq::hier::Delimited<kDelimitedMaxLen>;
-};
-template <>
-struct SegmenterOf<WordSegments> {
-  using type = hseq::hier::Delimited<kDelimitedMaxLen>;
-};
+/// The delimiter of the tag among Tags named `name` (line when none matches).
+template <class... Tags>
+char const* delimiter_of(std::string const& name) {
+  char const* found = LineSegments::kDelimiter;
+  ((found = name == Tags::kName ? Tags::kDelimiter : found), ...);
+  return found;
+}
 template <class Segment, class... EncoderBackboneDecoder>
 struct HierarchicalModel {
   using type = hseq::models::Hierarchical<Backend, Real, typename SegmenterOf<Segment>::type, EncoderBackboneDecoder...>;
@@ -140,13 +136,8 @@ struct HierarchicalFamily {
     r.real("iem-tau", c.iem_tau);
     r.toggle("iem-fixed-tau", c.iem_learn_tau, /*when_on=*/false);
     if constexpr (M::kVariable)  // line, turn, space, word: the same model type, told apart by the delimiter
-      if (r.applies("segment")) {
-        std::string const seg = r.args().str("segment");
-        c.delimiter = seg == TurnSegments::kName    ? TurnSegments::kDelimiter
-                      : seg == SpaceSegments::kName ? SpaceSegments::kDelimiter
-                      : seg == WordSegments::kName  ? WordSegments::kDelimiter
-                                                    : LineSegments::kDelimiter;
-      }
+      if (r.applies("segment"))
+        c.delimiter = delimiter_of<LineSegments, TurnSegments, SpaceSegments, WordSegments>(r.args().str("segment"));
   }
   /// Benchmark rows: HAED (MLP encoder, Transformer backbone, GRU decoder) and HRED (GRU throughout)
   /// at width 256 with 4 backbone and 2 decoder layers, over segments of 8 bytes, and a tiny HAED

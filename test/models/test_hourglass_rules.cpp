@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -102,6 +103,72 @@ void gradcheck_rules(M const& m, nn::ParamStore<cpu, double>& ps, std::int64_t t
   test::GradCheck check(ps, opt);
   if (!zero.empty()) check.allow_zero(zero, why);
   check.run(loss, grads);
+}
+
+/// Cached generation of ids [B, t] equals the full forward's logits [B, t, V] (1e-11) for each
+/// prefill, and again after `reset_cache`.
+template <class M>
+void check_cached(M const& m, Tensor<std::int32_t, cpu> const& ids, View<double const, HostSpace> full, std::int64_t t,
+                  std::initializer_list<std::int64_t> prefills) {
+  cpu::Context ctx;
+  std::int64_t const bsz = ids.shape()[0];
+  for (std::int64_t prefill : prefills) {
+    CAPTURE(prefill);
+    auto cache = m.make_cache(bsz, t);
+    std::size_t plan = m.step_workspace(bsz, 1, t);
+    Workspace<cpu> sws(plan);
+    for (int round = 0; round < 2; ++round) {  // (round 1: a reset cache generates the same again)
+      CHECK(test::cached_vs_full_worst(ctx, m, cache, ids, full, t, prefill, sws,
+                                       [&](std::int64_t, std::int64_t) { return plan; }) < 1e-11);
+      m.reset_cache(cache);
+    }
+  }
+}
+
+/// Causality by perturbation: for each p, token p of every row becomes `change(b, p, old)`. Every
+/// logit before p stays bit-identical, and so do level 0's boundaries before p; with `flows`, some
+/// logit at or after p changes in every row. Returns how many changes moved level 0's boundaries.
+template <class M, class F>
+int check_causal(M const& m, std::vector<std::string> const& rows, std::vector<std::int64_t> const& positions,
+                 bool flows, F change) {
+  cpu::Context ctx;
+  auto ids = text_ids(rows);
+  std::int64_t const bsz = ids.shape()[0], t = ids.shape()[1];
+  Workspace<cpu> ws(m.forward_workspace(bsz, t));
+  typename M::Trace base;
+  {
+    auto a = ws.arena();
+    m.forward(ctx, ids.cview(), {}, a, base);
+  }
+  auto const lay = base.levels[0].layout;
+  std::vector<double> const logits(base.logits.begin(), base.logits.end());
+  int moved = 0;
+  for (std::int64_t p : positions) {
+    CAPTURE(p);
+    auto changed = text_ids(rows);
+    for (std::int64_t b = 0; b < bsz; ++b) changed.data()[b * t + p] = change(b, p, changed.data()[b * t + p]);
+    typename M::Trace tc;
+    auto a = ws.arena();
+    m.forward(ctx, changed.cview(), {}, a, tc);
+    moved += tc.levels[0].layout.emit != lay.emit;
+    for (std::int64_t b = 0; b < bsz; ++b) {
+      CAPTURE(b);
+      bool before = true, after = false;
+      for (std::int64_t i = 0; i < t * kVocab; ++i) {
+        bool same = tc.logits.data[b * t * kVocab + i] == logits[std::size_t(b * t * kVocab + i)];
+        if (i < p * kVocab) before &= same;
+        else after |= !same;
+      }
+      CHECK(before);
+      if (flows) CHECK(after);
+      auto const& l2 = tc.levels[0].layout;
+      for (std::int64_t j = 0; j < l2.count[std::size_t(b)] && l2.emit_at(b, j) < p; ++j) {
+        REQUIRE(j < lay.count[std::size_t(b)]);
+        CHECK(l2.emit_at(b, j) == lay.emit_at(b, j));
+      }
+    }
+  }
+  return moved;
 }
 
 }  // namespace
@@ -223,16 +290,7 @@ TEST_CASE("hourglass rules: cached generation equals the full forward with rows 
     // The rows' segments close at different positions (else the per-row stepping is not exercised).
     auto const& lay = tr.levels[0].layout;
     CHECK((lay.count[0] != lay.count[1] || lay.count[1] != lay.count[2] || lay.emit_at(0, 1) != lay.emit_at(1, 1)));
-    for (std::int64_t prefill : {1, 5}) {
-      auto cache = m.make_cache(3, t);
-      std::size_t plan = m.step_workspace(3, 1, t);
-      Workspace<cpu> sws(plan);
-      CHECK(test::cached_vs_full_worst(ctx, m, cache, ids, tr.logits, t, prefill, sws,
-                                       [&](std::int64_t, std::int64_t) { return plan; }) < 1e-11);
-      m.reset_cache(cache);  // a reset cache generates the same again
-      CHECK(test::cached_vs_full_worst(ctx, m, cache, ids, tr.logits, t, prefill, sws,
-                                       [&](std::int64_t, std::int64_t) { return plan; }) < 1e-11);
-    }
+    check_cached(m, ids, tr.logits, t, {1, 5});
   }
 }
 
@@ -383,36 +441,11 @@ TEST_CASE("hourglass rules: entropy (BLT) boundaries from a frozen byte LM: caus
     CHECK(lay.count[0] > 3);
     CHECK(lay.count[0] < t - 3);
     // Cached generation (the entropy LM steps with its own cache) equals the full forward.
-    for (std::int64_t prefill : {1, 4}) {
-      auto cache = m.make_cache(3, t);
-      std::size_t plan = m.step_workspace(3, 1, t);
-      Workspace<cpu> sws(plan);
-      CHECK(test::cached_vs_full_worst(ctx, m, cache, ids, tr.logits, t, prefill, sws,
-                                       [&](std::int64_t, std::int64_t) { return plan; }) < 1e-11);
-    }
+    check_cached(m, ids, tr.logits, t, {1, 4});
     // Causality: a change at p leaves every logit and boundary before p bit-identical.
-    auto base = std::vector<double>(tr.logits.begin(), tr.logits.end());
-    auto base_emits = lay.emit;
-    int moved = 0;
-    for (std::int64_t p : {0, 1, 5, 12, 20, 33, 39}) {
-      CAPTURE(p);
-      auto changed = text_ids({kText0.substr(0, t), kText1.substr(0, t), kText2.substr(0, t)});
-      for (std::int64_t b = 0; b < 3; ++b) changed.data()[b * t + p] = std::int32_t('A' + b + p % 7);
-      RuleHg<double>::Trace tc;
-      auto a = ws.arena();
-      m.forward(ctx, changed.cview(), {}, a, tc);
-      moved += tc.levels[0].layout.emit != base_emits;
-      for (std::int64_t b = 0; b < 3; ++b) {
-        bool before = true;
-        for (std::int64_t i = 0; i < p * kVocab; ++i) before &= tc.logits.data[b * t * kVocab + i] == base[std::size_t(b * t * kVocab + i)];
-        CHECK(before);
-        auto const& l2 = tc.levels[0].layout;
-        for (std::int64_t j = 0; j < l2.count[std::size_t(b)] && l2.emit_at(b, j) < p; ++j) {
-          REQUIRE(j < lay.count[std::size_t(b)]);
-          CHECK(l2.emit_at(b, j) == lay.emit_at(b, j));
-        }
-      }
-    }
+    int moved = check_causal(m, {kText0.substr(0, t), kText1.substr(0, t), kText2.substr(0, t)},
+                             {0, 1, 5, 12, 20, 33, 39}, /*flows=*/false,
+                             [](std::int64_t b, std::int64_t p, std::int32_t) { return std::int32_t('A' + b + p % 7); });
     CHECK(moved > 0);
   }
   // Gradients (the entropy LM gets none: frozen, and the boundaries are not differentiable).
@@ -492,41 +525,12 @@ TEST_CASE("hourglass rules: a learned router (H-Net): causal, cached, batch-inva
           CHECK(emit == (tr.levels[0].scores[std::size_t(b * t + tt)] > 0.5));
       }
     // Cached generation (each row's router keeps its q_{t-1}) equals the full forward.
-    for (std::int64_t prefill : {1, 4}) {
-      auto cache = m.make_cache(3, t);
-      std::size_t plan = m.step_workspace(3, 1, t);
-      Workspace<cpu> sws(plan);
-      CHECK(test::cached_vs_full_worst(ctx, m, cache, ids, tr.logits, t, prefill, sws,
-                                       [&](std::int64_t, std::int64_t) { return plan; }) < 1e-11);
-    }
+    check_cached(m, ids, tr.logits, t, {1, 4});
     // Causality: a change at p leaves every logit and boundary before p bit-identical, and moves
     // later boundaries.
+    int moved = check_causal(m, rows, {0, 1, 6, 13, 21, 30, 39}, /*flows=*/true,
+                             [](std::int64_t b, std::int64_t p, std::int32_t) { return std::int32_t('A' + b + p % 7); });
     auto base = std::vector<double>(tr.logits.begin(), tr.logits.end());
-    int moved = 0;
-    for (std::int64_t p : {0, 1, 6, 13, 21, 30, 39}) {
-      CAPTURE(p);
-      auto changed = text_ids(rows);
-      for (std::int64_t b = 0; b < 3; ++b) changed.data()[b * t + p] = std::int32_t('A' + b + p % 7);
-      RuleHg<double>::Trace tc;
-      auto a = ws.arena();
-      m.forward(ctx, changed.cview(), {}, a, tc);
-      moved += tc.levels[0].layout.emit != lay.emit;
-      for (std::int64_t b = 0; b < 3; ++b) {
-        bool before = true, after = false;
-        for (std::int64_t i = 0; i < t * kVocab; ++i) {
-          bool same = tc.logits.data[b * t * kVocab + i] == base[std::size_t(b * t * kVocab + i)];
-          if (i < p * kVocab) before &= same;
-          else after |= !same;
-        }
-        CHECK(before);
-        CHECK(after);
-        auto const& l2 = tc.levels[0].layout;
-        for (std::int64_t j = 0; j < l2.count[std::size_t(b)] && l2.emit_at(b, j) < p; ++j) {
-          REQUIRE(j < lay.count[std::size_t(b)]);
-          CHECK(l2.emit_at(b, j) == lay.emit_at(b, j));
-        }
-      }
-    }
     CHECK(moved > 0);
     // A row's logits and boundaries do not depend on the batch it is in.
     for (std::size_t b = 0; b < rows.size(); ++b) {
@@ -644,35 +648,11 @@ TEST_CASE("hourglass rules: the segment mean (avg over rule levels): gradients, 
       auto a = ws.arena();
       m.forward(ctx, ids.cview(), {}, a, tr);
     }
-    for (std::int64_t prefill : {1, 5}) {
-      auto cache = m.make_cache(3, t);
-      std::size_t plan = m.step_workspace(3, 1, t);
-      Workspace<cpu> sws(plan);
-      CHECK(test::cached_vs_full_worst(ctx, m, cache, ids, tr.logits, t, prefill, sws,
-                                       [&](std::int64_t, std::int64_t) { return plan; }) < 1e-11);
-      m.reset_cache(cache);  // a reused cache starts every row's sums afresh
-      CHECK(test::cached_vs_full_worst(ctx, m, cache, ids, tr.logits, t, prefill, sws,
-                                       [&](std::int64_t, std::int64_t) { return plan; }) < 1e-11);
-    }
+    check_cached(m, ids, tr.logits, t, {1, 5});
+    // A change at p (a letter to a space or back, moving boundaries): every logit before p bit-identical.
+    check_causal(m, rows, {0, 2, 3, 9, 17, 26, 39}, /*flows=*/true,
+                 [](std::int64_t, std::int64_t, std::int32_t old) { return std::int32_t(old == ' ' ? 'x' : ' '); });
     auto base = std::vector<double>(tr.logits.begin(), tr.logits.end());
-    for (std::int64_t p : {0, 2, 3, 9, 17, 26, 39}) {  // a change at p: every logit before p bit-identical
-      CAPTURE(p);
-      auto changed = text_ids(rows);
-      for (std::int64_t b = 0; b < 3; ++b) changed.data()[b * t + p] = changed.data()[b * t + p] == ' ' ? 'x' : ' ';
-      MeanHg::Trace tc;
-      auto a = ws.arena();
-      m.forward(ctx, changed.cview(), {}, a, tc);
-      for (std::int64_t b = 0; b < 3; ++b) {
-        bool before = true, after = false;
-        for (std::int64_t i = 0; i < t * kVocab; ++i) {
-          bool same = tc.logits.data[b * t * kVocab + i] == base[std::size_t(b * t * kVocab + i)];
-          if (i < p * kVocab) before &= same;
-          else after |= !same;
-        }
-        CHECK(before);
-        CHECK(after);
-      }
-    }
     for (std::size_t b = 0; b < rows.size(); ++b) {  // a row alone gives its batched logits
       auto alone = logits_of<MeanHg, double>(m, text_ids({rows[b]}));
       double worst = 0;
