@@ -141,17 +141,11 @@ class CosineRouter {
         std::int64_t r0 = (b * len + t - 1) * 2 * d, r1 = (b * len + t) * 2 * d;
         T const* q = s.qk.data() + r0;      // q_{t-1}
         T const* k = s.qk.data() + r1 + d;  // k_t
-        double qq = 0, kk = 0, qk = 0;
-        for (std::int64_t i = 0; i < d; ++i) {
-          qq += double(q[i]) * double(q[i]);
-          kk += double(k[i]) * double(k[i]);
-          qk += double(q[i]) * double(k[i]);
-        }
-        double nq = std::max(std::sqrt(qq), kEps), nk = std::max(std::sqrt(kk), kEps);
-        double c = qk / (nq * nk), raw = (1.0 - c) / 2.0;
+        Cosine const cs = cosine(q, k, d);
+        double const nq = cs.nq, nk = cs.nk, c = cs.cos, raw = (1.0 - c) / 2.0;
         if (raw <= 0.0 || raw >= 1.0) continue;  // clamped: no gradient
         double dc = -g / 2.0;
-        bool dq_on = std::sqrt(qq) > kEps, dk_on = std::sqrt(kk) > kEps;
+        bool dq_on = cs.q_norm > kEps, dk_on = cs.k_norm > kEps;
         // d cos / dq = k / (|q| |k|) - cos q / |q|^2, and symmetrically for k.
         for (std::int64_t i = 0; i < d; ++i) {
           if (dq_on) s.dqk[std::size_t(r0 + i)] += T(dc * (double(k[i]) / (nq * nk) - c * double(q[i]) / (nq * nq)));
@@ -199,16 +193,23 @@ class CosineRouter {
     ops::add_mat<T>(ctx, ops::as_mat(x), {qk.data, n, d, 2 * d});
     ops::add_mat<T>(ctx, ops::as_mat(x), {qk.data + d, n, d, 2 * d});
   }
-  /// clamp((1 - cos(q, k)) / 2, 0, 1) in double.
-  static double probability(T const* q, T const* k, std::int64_t d) {
+  /// cos(q, k) in double with the norms clamped below at kEps (nq, nk), and the raw norms.
+  struct Cosine {
+    double cos, nq, nk, q_norm, k_norm;
+  };
+  static Cosine cosine(T const* q, T const* k, std::int64_t d) {
     double qq = 0, kk = 0, qk = 0;
     for (std::int64_t i = 0; i < d; ++i) {
       qq += double(q[i]) * double(q[i]);
       kk += double(k[i]) * double(k[i]);
       qk += double(q[i]) * double(k[i]);
     }
-    double c = qk / (std::max(std::sqrt(qq), kEps) * std::max(std::sqrt(kk), kEps));
-    return std::clamp((1.0 - c) / 2.0, 0.0, 1.0);
+    double const qn = std::sqrt(qq), kn = std::sqrt(kk), nq = std::max(qn, kEps), nk = std::max(kn, kEps);
+    return {qk / (nq * nk), nq, nk, qn, kn};
+  }
+  /// clamp((1 - cos(q, k)) / 2, 0, 1) in double.
+  static double probability(T const* q, T const* k, std::int64_t d) {
+    return std::clamp((1.0 - cosine(q, k, d).cos) / 2.0, 0.0, 1.0);
   }
 
   Config cfg_;
