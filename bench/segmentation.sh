@@ -23,7 +23,11 @@
 #   - spacemean: the spacelike boundaries with the segment mean (--shorten avg) instead of select
 #     (Dynamic Token Pooling's pooling);
 #   - router: H-Net's learned cosine router, its ratio loss aiming at N = 5.4 positions per segment
-#     (weight 0.03), select / repeat; 2 d^2 more parameters (its W_q, W_k).
+#     (weight 0.03), select / repeat; 2 d^2 more parameters (its W_q, W_k);
+#   - routerema: the router with H-Net's EMA de-chunking of its segment outputs (--dechunk ema:
+#     the spec's arm E; no further parameters);
+#   - mlp: Dynamic Token Pooling's MLP boundary predictor (d^2 + 2 d + 1 more parameters), trained
+#     like the router (ratio loss aiming at 5.4), with EMA de-chunking.
 # hseq-train reports each rule arm's bytes per segment on held-out windows (the bytes/seg column).
 # The table's bpc is hseq-eval's on the whole held-out split (T = 256). Raw output in $OUT (default
 # bench/results/segmentation): logs, CSVs, evals, commands.txt, machine.txt, stats.txt (bytes per
@@ -108,6 +112,9 @@ compare)
         space) run "space_s$seed" "$seconds" --seed "$seed" "${hg[@]}" --hierarchy "2@1 4@space 2@1" ;;
         word) run "word_s$seed" "$seconds" --seed "$seed" "${hg[@]}" --hierarchy "2@1 4@word 2@1" ;;
         router) run "router_s$seed" "$seconds" --seed "$seed" "${hg[@]}" --hierarchy "2@1 4@router:5.4 2@1" ;;
+        routerema) run "routerema_s$seed" "$seconds" --seed "$seed" "${hg[@]}" --hierarchy "2@1 4@router:5.4 2@1" \
+                     --dechunk ema ;;
+        mlp) run "mlp_s$seed" "$seconds" --seed "$seed" "${hg[@]}" --hierarchy "2@1 4@mlp:5.4 2@1" --dechunk ema ;;
         spacemean) run "spacemean_s$seed" "$seconds" --seed "$seed" --model hourglass --shorten avg --upsample repeat \
                      --hierarchy "2@1 4@space 2@1" ;;
         entropy) run "entropy_s$seed" "$((seconds - lm_seconds))" --seed "$seed" "${hg[@]}" \

@@ -148,11 +148,12 @@ SHORTEN = {"avg": AvgPoolShorten, "linear": LinearPoolShorten, "attention": Atte
 #            whitespace; AU-Net's (\S+?\s){N})
 #   router:N the positions whose boundary probability p_t > 1/2 (H-Net's cosine router; the
 #            probabilities come from the level's hidden states, see Level.route)
+#   mlp:N    the same threshold over Dynamic Token Pooling's predictor p_t = σ(MLP(x_t))
 # Position 0 always emits; "/M" also emits where a segment would grow past M positions.
 def parse_rule(text):
     body, _, maxlen = text.partition("/")
     name, _, arg = body.partition(":")
-    n = (float(arg) if name == "router" else int(arg)) if arg else 1
+    n = (float(arg) if name in ("router", "mlp") else int(arg)) if arg else 1
     return (name, n, int(maxlen) if maxlen else 0)
 
 
@@ -168,7 +169,7 @@ def rule_emits(rule, tokens, scores=None):
     kind, n, maxlen = rule
     emits, prev, words, since = [], True, 0, 0
     for t, x in enumerate(tokens):
-        if kind == "router":
+        if kind in ("router", "mlp"):
             e = scores[t] > 0.5
         elif kind == "fixed":
             e = t % n == 0
@@ -228,6 +229,10 @@ class Level(nn.Module):
             if self.rule[0] == "router":  # [A_q; A_k]: W_q = I + A_q, W_k = I + A_k (hseq's parametrisation)
                 self.router = nn.Module()
                 self.router.qk = nn.Linear(d, 2 * d, bias=False)
+            elif self.rule[0] == "mlp":  # DTP's boundary predictor: d -> d -> 1
+                self.router = nn.Module()
+                self.router.fc1 = nn.Linear(d, d)
+                self.router.fc2 = nn.Linear(d, 1)
         self.k = k
         self.shorten = SHORTEN[shorten](d, k, h, hidden, eps, sdpa)
         self.pre = nn.ModuleList([Block(d, h, hidden, eps, sdpa) for _ in range(layers)])
@@ -265,14 +270,19 @@ class Hourglass(nn.Module):
         self.post = nn.ModuleList([Block(d, h, hidden, eps, sdpa) for _ in range(post)])
         self.ln_f = nn.LayerNorm(d, eps=eps)
         self.ratio_weight = c.get("ratio_weight", 0.03)  # α of the router levels' ratio loss
+        self.dechunk = c.get("dechunk", "none")  # "ema": router levels smooth their segment outputs (H-Net)
         if not self.tied:
             self.head = nn.Linear(d, c["vocab"], bias=False)
 
     @staticmethod
     def route(lv, x, row_len):
         """H-Net's cosine router over a level's input x [B, L, d]: per row, p_0 = 1 and
-        p_t = clamp((1 - cos(q_{t-1}, k_t)) / 2, 0, 1) with [q, k] = x [I, I] + x A^T."""
+        p_t = clamp((1 - cos(q_{t-1}, k_t)) / 2, 0, 1) with [q, k] = x [I, I] + x A^T; or DTP's
+        predictor p_t = sigmoid(fc2(gelu(fc1(x_t)))) (tanh GELU, as hseq's), p_0 = 1."""
         d = x.shape[-1]
+        if lv.rule[0] == "mlp":
+            p = torch.sigmoid(lv.router.fc2(F.gelu(lv.router.fc1(x), approximate="tanh"))).squeeze(-1)
+            return [torch.cat([torch.ones(1, dtype=x.dtype), p[r, 1:n]]) for r, n in enumerate(row_len)]
         qk = x.repeat(1, 1, 2) + lv.router.qk(x)
         q, k = qk[..., :d], qk[..., d:]
         out = []
@@ -290,7 +300,8 @@ class Hourglass(nn.Module):
         if lv.rule:  # segments close at the rule's emits e_j; position t reads J(t) = max{j : e_j <= t}
             b, length, _ = x.shape
             row_len = row_len or [length] * b
-            probs = self.route(lv, x, row_len) if lv.rule[0] == "router" else None
+            learned = lv.rule[0] in ("router", "mlp")
+            probs = self.route(lv, x, row_len) if learned else None
             emits = [rule_emits(lv.rule, tokens[r][:row_len[r]], probs[r].tolist() if probs else None) for r in range(b)]
             if probs:  # the STE's confidence, the ratio loss and the decisions' margins
                 real = sum(row_len)
@@ -339,9 +350,21 @@ class Hourglass(nn.Module):
                 s = blk(s)
             if self.closing:
                 s = lv.ln_post(s)
+        if lv.rule and lv.rule[0] in ("router", "mlp") and self.dechunk == "ema":
+            # H-Net's de-chunking: z~_j = P_j z_j + (1 - P_j) z~_{j-1}, P_j = p at segment j's emit
+            # (padding segments: P = 1), written as the recurrence (hseq builds the unrolled matrix).
+            rows_out = []
+            for r, e in enumerate(emits):
+                prev, out = torch.zeros_like(s[r, 0]), []
+                for j in range(s.shape[1]):
+                    pj = probs[r][e[j]] if j < len(e) else torch.ones((), dtype=s.dtype)
+                    prev = pj * s[r, j] + (1 - pj) * prev
+                    out.append(prev)
+                rows_out.append(torch.stack(out))
+            s = torch.stack(rows_out)                                             # z~       [B, C, d]
         if lv.rule:
             up = lv.ln_up(s[rows, torch.tensor(seg)])                             # repeat   [B, L, d]
-            return x + (ste.unsqueeze(-1) * up if lv.rule[0] == "router" else up)
+            return x + (ste.unsqueeze(-1) * up if lv.rule[0] in ("router", "mlp") else up)
         return x + lv.ln_up(lv.upsample(s, x))
 
     def forward(self, ids, targets):

@@ -49,7 +49,8 @@ struct HourglassFamily {
               "hourglass: LAYERS@FACTOR items with cumulative factors, a palindrome (\"2@1 2@2 2@8 2@2 2@1\" nests); "
               "or LAYERS@RULE levels segmented by the data (\"2@1 4@space 2@1\", \"2@1 2@word 2@fixed:2 2@word 2@1\"; "
               "rules: space, word[:N], fixed:K, entropy:θ, entropy_rise:θ, router:N (H-Net's learned router, N "
-              "positions per segment its ratio loss aims at), each with an optional /MAXLEN; they need --shorten "
+              "positions per segment its ratio loss aims at), mlp:N (Dynamic Token Pooling's MLP boundary "
+              "predictor, trained the same way), each with an optional /MAXLEN; they need --shorten "
               "select --upsample repeat)")
         .toggle("untied", "hourglass: separate output projection instead of the token embedding")
         .toggle("no-closing-norm", "hourglass: no LayerNorm closing each stack (trax has them; version-1 models do not)")
@@ -59,6 +60,9 @@ struct HourglassFamily {
               "saved with the model")
         .flag("ratio-weight", "0.03",
               "hourglass: weight of the router levels' ratio loss in the training loss (H-Net's 0.03)")
+        .flag("dechunk", "none",
+              "hourglass: learned router levels' de-chunking: none, or ema (H-Net's smoothing of segment outputs by the "
+              "router's boundary probabilities: z~_j = P_j z_j + (1 - P_j) z~_{j-1})")
         .flag("dropout", "0", "hourglass: dropout rate of the embeddings and of every block's attention, residual and MLP (training only; trax's enwik8 recipe: 0.2)");
   }
   template <class M>
@@ -71,6 +75,7 @@ struct HourglassFamily {
     r.toggle("no-closing-norm", c.closing_norm, /*when_on=*/false);
     r.real("dropout", c.dropout);
     r.real("ratio-weight", c.ratio_weight);
+    r.str("dechunk", c.dechunk);
     if (r.applies("entropy-model") && !r.args().str("entropy-model").empty())
       c.entropy_lm = entropy_model_config<M>(r.args().str("entropy-model"));
   }

@@ -72,6 +72,24 @@ out="$("$bin/hseq-generate" --checkpoint "$work/router.safetensors" --prompt "An
 out="$("$bin/hseq-train" "${rt[@]}" --steps 30 --resume "$work/router.safetensors" --out "$work/router2.safetensors" 2>&1)" \
   || fail "resume (router): $out"
 [[ "$out" == *"resuming at step 20"* && "$out" == *"step 30/30"* ]] || fail "resume (router) did not continue: $out"
+# Dynamic Token Pooling's MLP boundary predictor with H-Net's EMA de-chunking: recorded in the
+# checkpoint, and eval and cached generation read them back.
+mlp=(--data "$data" --model hourglass --hierarchy "1@1 1@mlp:4/12 1@1" --shorten select --upsample repeat --dim 32
+     --heads 2 --context 64 --batch 4 --seed 3 --eval-every 0 --eval-windows 4 --sample-bytes 0 --threads 1)
+out="$("$bin/hseq-train" "${mlp[@]}" --dechunk ema --steps 10 --out "$work/ema.safetensors" 2>&1)" \
+  || fail "train with an MLP router and EMA de-chunking: $out"
+[[ "$out" == *'"hierarchy":"1@1 1@mlp:4/12 1@1"'* && "$out" == *'"dechunk":"ema"'* ]] \
+  || fail "the configuration does not record the MLP router and the de-chunking: $out"
+[[ "$out" =~ level\ 0\ \(mlp:4/12\)\ [0-9.]+\ bytes\ per\ segment ]] || fail "no segment report (mlp): $out"
+out="$("$bin/hseq-eval" --data "$data" --checkpoint "$work/ema.safetensors" --threads 1 2>&1)" || fail "eval (ema): $out"
+[[ "$out" =~ bpc:\ [0-9.]+ ]] || fail "eval (ema) printed no bpc: $out"
+out="$("$bin/hseq-generate" --checkpoint "$work/ema.safetensors" --prompt "And " --bytes 40 --seed 2 --threads 1 2>&1)" \
+  || fail "generate (ema): $out"
+[[ "$out" == *"generated 40 bytes"* ]] || fail "generate (ema): $out"
+set +e
+out="$("$bin/hseq-train" "${ent[@]}" --entropy-model "$work/lm.safetensors" --dechunk ema --steps 1 2>&1)"; rc=$?
+set -e
+[ "$rc" -ne 0 ] && [[ "$out" == *'dechunk "ema" needs a router level'* ]] || fail "--dechunk ema without a router: $out"
 
 set +e
 out="$("$bin/hseq-train" "${ent[@]}" --steps 1 2>&1)"; rc=$?

@@ -189,4 +189,28 @@ TEST_CASE("byte_rule: router (H-Net): t emits when its boundary probability p_t 
   CHECK_THROWS_WITH_AS(ByteRule::parse("routr:3"), doctest::Contains("router:N"), Error);
 }
 
+TEST_CASE("byte_rule: mlp (Dynamic Token Pooling's predictor) thresholds its p_t at 1/2 as router does") {
+  std::vector<double> p{0.2, 0.7, 0.5, 0.51, 0.1, 0.3, 0.9, 0.4};
+  auto run = [&](ByteRule const& r) {
+    ByteRule::State st = r.start();
+    Positions out;
+    for (std::size_t t = 0; t < p.size(); ++t)
+      if (r.step(st, 'a', p[t])) out.push_back(std::int64_t(t));
+    return out;
+  };
+  CHECK(run(ByteRule::parse("mlp:6")) == Positions{0, 1, 3, 6});
+  CHECK(run(ByteRule::parse("mlp:6/2")) == Positions{0, 1, 3, 5, 6});
+  ByteRule r = ByteRule::parse("mlp:4.5/16");
+  CHECK(r.kind == ByteRule::Kind::kMlp);
+  CHECK(r.learned());
+  CHECK(r.needs_scores());
+  CHECK_FALSE(r.reads_entropy());
+  CHECK(r.ratio == 4.5);
+  CHECK(r.to_string() == "mlp:4.5/16");
+  CHECK(ByteRule::parse(r.to_string()) == r);
+  CHECK(r != ByteRule::parse("router:4.5/16"));
+  CHECK_THROWS_WITH_AS(ByteRule::parse("mlp"), doctest::Contains("mlp needs its target"), Error);
+  CHECK_THROWS_WITH_AS(ByteRule::parse("mlp:1"), doctest::Contains("must exceed 1"), Error);
+}
+
 }  // namespace HSEQ_TEST_UNIT

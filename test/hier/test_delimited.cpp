@@ -202,6 +202,7 @@ TEST_CASE("delimited: rule segments (\"@space\", \"@word\"): the Hourglass's rul
   CHECK_THROWS_WITH_AS(hier::Delimited<8>("@fixed:2"), doctest::Contains("cannot end segments of bytes"), Error);
   CHECK_THROWS_WITH_AS(hier::Delimited<8>("@entropy:1"), doctest::Contains("cannot end segments of bytes"), Error);
   CHECK_THROWS_WITH_AS(hier::Delimited<8>("@router:3"), doctest::Contains("cannot end segments of bytes"), Error);
+  CHECK_THROWS_WITH_AS(hier::Delimited<8>("@mlp:3"), doctest::Contains("cannot end segments of bytes"), Error);
   CHECK_THROWS_WITH_AS(hier::Delimited<8>("@space/9"), doctest::Contains("more than the longest segment (8)"), Error);
   CHECK_THROWS_WITH_AS(hier::Delimited<8>("@spaces"), doctest::Contains("unknown kind 'spaces'"), Error);
 }

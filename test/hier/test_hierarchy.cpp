@@ -118,6 +118,9 @@ TEST_CASE("hierarchy: levels may segment by data-dependent rules (issue 19)") {
   CHECK(r.levels[1].rule->learned());
   CHECK(r.levels[1].rule->ratio == 2.5);
   CHECK(HierarchySpec::parse(r.to_string()) == r);
+  auto m = HierarchySpec::parse("1@1 2@mlp:3 3@router:2 2@mlp:3 1@1");  // the two learned kinds mix
+  CHECK(m.levels[0].rule->learned());
+  CHECK(HierarchySpec::parse(m.to_string()) == m);
 }
 
 TEST_CASE("hierarchy: bad rule hierarchies say what is wrong") {

@@ -2,7 +2,8 @@
 // PyTorch parity of Hourglass (attention + attention, average + repeat, and linear + linear, and
 // attention + attention with closing norms and an untied head; two
 // nested levels; a length that needs padding; select + repeat and the segment mean over two nested
-// rule levels; two nested learned routers): fixtures written by tools/gen_hourglass_fixture.py
+// rule levels; two nested learned routers, without and with EMA de-chunking; an MLP
+// boundary predictor around a router): fixtures written by tools/gen_hourglass_fixture.py
 // from the PyTorch twin in tools/torch_hourglass.py. Same comparison and tolerance as the
 // TransformerLm parity test (relative L2 error per tensor <= 1e-4 in fp32 with a floor for
 // cancelled gradients, losses element-wise). The fixture's references are computed in float64
@@ -99,6 +100,25 @@ TEST_CASE("hourglass parity: learned routers (router:3, then router:2) with sele
   REQUIRE(cfg.hierarchy.to_string() == "1@1 1@router:3 1@router:2 1@router:3 1@1");
   REQUIRE(cfg.ratio_weight == 0.5);
   parity<hier::Select, hier::Repeat>("hourglass_rules_router.safetensors");
+}
+
+// The same routers with H-Net's EMA de-chunking (the twin writes the recurrence; hseq the unrolled
+// matrix): the smoothed segment outputs and the router's second gradient path through P_j.
+TEST_CASE("hourglass parity: learned routers with EMA de-chunking match PyTorch") {
+  using M = models::Hourglass<cpu, float, hier::DynamicHierarchy, hier::Select, hier::Repeat>;
+  auto f = io::SafetensorsFile::load(std::string(HSEQ_SOURCE_DIR) +
+                                     "/test/fixtures/hourglass_rules_router_ema.safetensors");
+  REQUIRE(M::config_from_json(f.metadata("config")).dechunk == "ema");
+  parity<hier::Select, hier::Repeat>("hourglass_rules_router_ema.safetensors");
+}
+
+// Dynamic Token Pooling's MLP boundary predictor on the outer level (about half its positions
+// emit: the generator centres its output bias), H-Net's router inside, EMA de-chunking.
+TEST_CASE("hourglass parity: an MLP boundary predictor (mlp:3) around a router, with EMA de-chunking, matches PyTorch") {
+  using M = models::Hourglass<cpu, float, hier::DynamicHierarchy, hier::Select, hier::Repeat>;
+  auto f = io::SafetensorsFile::load(std::string(HSEQ_SOURCE_DIR) + "/test/fixtures/hourglass_rules_mlp.safetensors");
+  REQUIRE(M::config_from_json(f.metadata("config")).hierarchy.to_string() == "1@1 1@mlp:3 1@router:2 1@mlp:3 1@1");
+  parity<hier::Select, hier::Repeat>("hourglass_rules_mlp.safetensors");
 }
 
 }  // namespace HSEQ_TEST_UNIT

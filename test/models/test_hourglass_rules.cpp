@@ -490,23 +490,63 @@ TEST_CASE("hourglass rules: entropy configurations round-trip and are refused wh
   CHECK_THROWS_WITH_AS(s.forward(ctx, ids.cview(), {}, a, tr), doctest::Contains("entropy LM's context 8"), Error);
 }
 
+/// MLP routers ("mlp:N") with small random weights decide alike almost everywhere (the biases
+/// dominate the logit). Level by level, widen an MLP router's weights and set its output bias so
+/// that the threshold lies midway between the two middle logits of `ids`' real positions t >= 1:
+/// about half of them emit, and none within rounding of 1/2.
+void centre_mlp_routers(RuleHg<double> const& m, nn::ParamStore<cpu, double>& ps, Tensor<std::int32_t, cpu> const& ids) {
+  cpu::Context ctx;
+  std::int64_t bsz = ids.shape()[0], t = ids.shape()[1];
+  Workspace<cpu> ws(m.forward_workspace(bsz, t));
+  for (std::size_t i = 0; i < m.hierarchy().levels.size(); ++i) {
+    auto const& rule = m.hierarchy().levels[i].rule;
+    if (!rule || rule->kind != hier::ByteRule::Kind::kMlp) continue;
+    std::string const p = "levels." + std::to_string(i) + ".router.";
+    for (char const* n : {"fc1.weight", "fc2.weight"})
+      for (double& v : ps.find(p + n).value) v *= 3.0;
+    for (double& v : ps.find(p + "fc1.bias").value) v = 0.0;
+    RuleHg<double>::Trace tr;
+    auto a = ws.arena();
+    m.forward(ctx, ids.cview(), {}, a, tr);
+    auto const& s = tr.levels[i].router.mlp;
+    std::vector<double> z;
+    for (std::int64_t b = 0; b < s.batch; ++b)
+      for (std::int64_t q = 1; q < s.row_len[std::size_t(b)]; ++q) z.push_back(s.logits[std::size_t(b * s.len + q)]);
+    REQUIRE(z.size() >= 2);
+    std::sort(z.begin(), z.end());
+    std::size_t k = z.size() / 2;
+    ps.find(p + "fc2.bias").value.data[0] -= (z[k - 1] + z[k]) / 2;
+  }
+}
+
 TEST_CASE("hourglass rules: a learned router (H-Net): causal, cached, batch-invariant, gradients via STE and ratio loss") {
   cpu::Context ctx;
   std::int64_t const t = 40;
   std::vector<std::string> rows{kText0.substr(0, t), kText1.substr(0, t), kText2.substr(0, t)};
   auto ids = text_ids(rows);
-  for (char const* h : {"1@1 1@router:3 1@1", "1@1 1@router:3 1@router:2 1@router:3 1@1", "0@1 1@router:4/6 0@1"}) {
-    std::string const shape = h;
+  for (char const* dechunk : {"none", "ema"})
+  for (char const* h : {"1@1 1@router:3 1@1", "1@1 1@router:3 1@router:2 1@router:3 1@1", "0@1 1@router:4/6 0@1",
+                        "1@1 1@mlp:3 1@1", "1@1 1@mlp:3 1@router:2 1@mlp:3 1@1"}) {
+    std::string const shape = std::string(h) + " dechunk " + dechunk;
     CAPTURE(shape);
-    RuleHg<double> m(config<double>(h));
+    auto cfg = config<double>(h);
+    cfg.dechunk = dechunk;
+    RuleHg<double> m(cfg);
     CHECK(m.has_router());
     nn::ParamStore<cpu, double> ps(m);
     ps.init(ctx, 3);
-    for (auto const& e : ps.entries())  // W = I + A, A starts at zero
-      if (e.name.find(".router.") != std::string::npos)
-        for (double v : e.param->value) CHECK(v == 0.0);
-    REQUIRE(ps.find("levels.0.router.qk.weight").shape == Shape{16, 8});
+    bool const mlp = m.hierarchy().levels[0].rule->kind == hier::ByteRule::Kind::kMlp;
+    if (mlp) {  // DTP's predictor: fc1 [d, d], fc2 [1, d]
+      REQUIRE(ps.find("levels.0.router.fc1.weight").shape == Shape{8, 8});
+      REQUIRE(ps.find("levels.0.router.fc2.weight").shape == Shape{1, 8});
+    } else {
+      for (auto const& e : ps.entries())  // W = I + A, A starts at zero
+        if (e.name.find(".router.qk.") != std::string::npos)
+          for (double v : e.param->value) CHECK(v == 0.0);
+      REQUIRE(ps.find("levels.0.router.qk.weight").shape == Shape{16, 8});
+    }
     test::randomize_params(ps, 13, 0.3);
+    centre_mlp_routers(m, ps, ids);
     Workspace<cpu> ws(m.forward_workspace(3, t));
     RuleHg<double>::Trace tr;
     {
@@ -545,11 +585,14 @@ TEST_CASE("hourglass rules: a learned router (H-Net): causal, cached, batch-inva
   }
 }
 
-TEST_CASE("gradcheck: Hourglass with router levels (the STE's surrogate and the ratio loss)") {
-  for (char const* h : {"1@1 1@router:3 1@1", "0@1 1@router:3 1@router:2 1@router:3 0@1"}) {
-    std::string const shape = h;
+TEST_CASE("gradcheck: Hourglass with router levels (the STE's surrogate, the ratio loss, EMA de-chunking)") {
+  for (char const* dechunk : {"none", "ema"})
+  for (char const* h : {"1@1 1@router:3 1@1", "0@1 1@router:3 1@router:2 1@router:3 0@1", "1@1 1@mlp:3 1@1",
+                        "0@1 1@mlp:3 1@router:2 1@mlp:3 0@1"}) {
+    std::string const shape = std::string(h) + " dechunk " + dechunk;
     CAPTURE(shape);
     auto c = config<double>(h);
+    c.dechunk = dechunk;
     c.ratio_weight = 0.5;  // (H-Net's 0.03 would leave the ratio term's share of the router's gradient small)
     RuleHg<double> m(c);
     nn::ParamStore<cpu, double> ps(m);
@@ -559,6 +602,7 @@ TEST_CASE("gradcheck: Hourglass with router levels (the STE's surrogate and the 
     for (auto const& e : ps.entries())
       if (e.name.find(".router.") != std::string::npos)
         for (double& v : e.param->value) v *= 4.0;
+    centre_mlp_routers(m, ps, text_ids({kText0.substr(0, 20), kText2.substr(0, 20)}));
     {
       cpu::Context ctx;
       auto ids = text_ids({kText0.substr(0, 20), kText2.substr(0, 20)});
@@ -626,6 +670,60 @@ TEST_CASE("hourglass rules: the router's ratio loss is a loss term, configuratio
   auto neg = config<double>("1@1 1@router:3 1@1");
   neg.ratio_weight = -1;
   CHECK_THROWS_WITH_AS(RuleHg<double>{neg}, doctest::Contains("ratio_weight -1"), Error);
+}
+
+TEST_CASE("hourglass rules: EMA de-chunking smooths a router level's segment outputs by P, round-trips, needs a router") {
+  cpu::Context ctx;
+  std::int64_t const t = 30;
+  auto ids = text_ids({kText0.substr(0, t), kText1.substr(0, t)});
+  auto c = config<double>("1@1 1@router:3 1@1");
+  RuleHg<double> plain(c);
+  c.dechunk = "ema";
+  RuleHg<double> ema(c);
+  nn::ParamStore<cpu, double> pp(plain), pe(ema);
+  REQUIRE(pp.values().numel() == pe.values().numel());  // no parameters of its own
+  test::randomize_params(pp, 6, 0.3);
+  std::copy(pp.values().begin(), pp.values().end(), pe.values().begin());
+  Workspace<cpu> wp(plain.forward_workspace(2, t)), we(ema.forward_workspace(2, t));  // (both traces live)
+  RuleHg<double>::Trace tp, te;
+  auto ap = wp.arena(), ae = we.arena();
+  plain.forward(ctx, ids.cview(), {}, ap, tp);
+  ema.forward(ctx, ids.cview(), {}, ae, te);
+  // Same boundaries (the router reads the level's input, before the smoother) ...
+  REQUIRE(te.levels[0].layout.count == tp.levels[0].layout.count);
+  REQUIRE(te.levels[0].layout.emit == tp.levels[0].layout.emit);
+  // ... and P_j is p at segment j's emit (1 at j = 0), 1 on padding.
+  auto const& lay = te.levels[0].layout;
+  for (std::int64_t b = 0; b < 2; ++b) {
+    for (std::int64_t j = 0; j < lay.segments; ++j) {
+      double want = j < lay.count[std::size_t(b)] ? te.levels[0].scores[std::size_t(b * t + lay.emit_at(b, j))] : 1.0;
+      CHECK(te.levels[0].ema_p[std::size_t(b * lay.segments + j)] == want);
+    }
+    CHECK(te.levels[0].ema_p[std::size_t(b * lay.segments)] == 1.0);
+  }
+  // Positions before the second segment read z~_0 = z_0 (P_0 = 1): identical logits; later ones differ.
+  std::int64_t first = std::min(lay.emit_at(0, 1), lay.emit_at(1, 1));
+  double before = 0, after = 0;
+  for (std::int64_t b = 0; b < 2; ++b)
+    for (std::int64_t p = 0; p < t; ++p)
+      for (std::int64_t v = 0; v < kVocab; ++v) {
+        std::size_t k = std::size_t((b * t + p) * kVocab + v);
+        double diff = std::abs(te.logits[k] - tp.logits[k]);
+        (p < first ? before : after) = std::max(p < first ? before : after, diff);
+      }
+  CHECK(before == 0.0);
+  CHECK(after > 1e-6);
+  // The configuration records it (only when on) and round-trips; bad values are refused by name.
+  CHECK(plain.config_json().find("dechunk") == std::string::npos);
+  CHECK(ema.config_json().find("\"dechunk\":\"ema\"") != std::string::npos);
+  CHECK(RuleHg<double>::config_from_json(ema.config_json()).dechunk == "ema");
+  CHECK(RuleHg<double>::config_from_json(plain.config_json()).dechunk == "none");
+  auto bad = config<double>("1@1 1@space 1@1");
+  bad.dechunk = "ema";
+  CHECK_THROWS_WITH_AS(RuleHg<double>{bad}, doctest::Contains("dechunk \"ema\" needs a router level"), Error);
+  bad = config<double>("1@1 1@router:3 1@1");
+  bad.dechunk = "mean";
+  CHECK_THROWS_WITH_AS(RuleHg<double>{bad}, doctest::Contains("dechunk \"mean\" is not one of"), Error);
 }
 
 TEST_CASE("hourglass rules: the segment mean (avg over rule levels): gradients, causality, cached == full") {

@@ -19,10 +19,12 @@
 ///                     p_t > 1/2, p_t the router's boundary probability from the level's hidden
 ///                     states at t - 1 and t; N (> 1) is the target positions per segment of its
 ///                     ratio loss
+///   "mlp:N"           Dynamic Token Pooling's boundary predictor (hier/mlp_router.hpp): t emits
+///                     when p_t = σ(MLP(x_t)) > 1/2; N as for router
 ///
 /// The entropy and router kinds read a score per position (`needs_scores()`), which the caller
 /// computes: from a frozen byte LM (`reads_entropy()`), or from the level's own router
-/// (`learned()`), models/hourglass.hpp; the other kinds ignore it.
+/// (`learned()`: router and mlp), models/hourglass.hpp; the other kinds ignore it.
 /// Every kind also emits at t = 0 (so J(t) >= 0 everywhere and no null summary is needed, as BOS in
 /// AU-Net and SpaceByte, p_0 = 1 in H-Net) and, with `max_len` > 0, whenever a segment would
 /// otherwise grow past max_len positions (a forced emit that bounds the segments: "space/16").
@@ -53,19 +55,19 @@ constexpr bool spacelike_byte(std::int32_t b) {
 constexpr bool whitespace_byte(std::int32_t b) { return b == ' ' || (b >= '\t' && b <= '\r'); }
 
 struct ByteRule {
-  enum class Kind { kFixed, kSpace, kWord, kEntropy, kEntropyRise, kRouter };
+  enum class Kind { kFixed, kSpace, kWord, kEntropy, kEntropyRise, kRouter, kMlp };
   Kind kind = Kind::kFixed;
   std::int64_t n = 2;        ///< fixed: the factor K; word: words per segment N; others: unused (1)
   std::int64_t max_len = 0;  ///< the longest segment in positions (0: unbounded)
-  double threshold = 0.0;    ///< entropy kinds: θ (nats); router: 1/2 (p_t > 1/2 emits)
-  double ratio = 0.0;        ///< router: N, the target positions per segment of the ratio loss
+  double threshold = 0.0;    ///< entropy kinds: θ (nats); router, mlp: 1/2 (p_t > 1/2 emits)
+  double ratio = 0.0;        ///< router, mlp: N, the target positions per segment of the ratio loss
 
   /// Whether `step` reads a score per position (the entropy and router kinds).
   constexpr bool needs_scores() const { return reads_entropy() || learned(); }
   /// Whether the scores are a byte LM's next-byte entropies (the entropy kinds).
   constexpr bool reads_entropy() const { return kind == Kind::kEntropy || kind == Kind::kEntropyRise; }
-  /// Whether the scores are a learned router's boundary probabilities (kind router).
-  constexpr bool learned() const { return kind == Kind::kRouter; }
+  /// Whether the scores are a learned router's boundary probabilities (kinds router and mlp).
+  constexpr bool learned() const { return kind == Kind::kRouter || kind == Kind::kMlp; }
 
   /// The decision's memory of the positions before t.
   struct State {
@@ -96,6 +98,7 @@ struct ByteRule {
         break;
       case Kind::kEntropy:
       case Kind::kRouter:
+      case Kind::kMlp:
         emit = score > threshold;
         break;
       case Kind::kEntropyRise:
@@ -122,7 +125,8 @@ struct ByteRule {
   /// The most emits `len` positions can hold (workspace plans use it).
   std::int64_t max_emits(std::int64_t len) const { return len <= 0 ? 0 : 1 + (len - 1) / min_gap(); }
 
-  /// The spec string: "fixed:4", "space", "space/16", "word", "word:2/32", "entropy:1.3", "router:5.5".
+  /// The spec string: "fixed:4", "space", "space/16", "word", "word:2/32", "entropy:1.3", "router:5.5",
+  /// "mlp:5.5".
   std::string to_string() const {
     std::string s;
     switch (kind) {
@@ -132,6 +136,7 @@ struct ByteRule {
       case Kind::kEntropy: s = "entropy:" + shortest(threshold); break;
       case Kind::kEntropyRise: s = "entropy_rise:" + shortest(threshold); break;
       case Kind::kRouter: s = "router:" + shortest(ratio); break;
+      case Kind::kMlp: s = "mlp:" + shortest(ratio); break;
     }
     if (max_len > 0) s += "/" + std::to_string(max_len);
     return s;
@@ -186,9 +191,10 @@ struct ByteRule {
       r.kind = name == "entropy" ? Kind::kEntropy : Kind::kEntropyRise;
       r.n = 1;
       r.threshold = real(arg, "the threshold");
-    } else if (name == "router") {
-      HSEQ_CHECK(has_arg, "segmenter \"" << text << "\": router needs its target positions per segment (\"router:6\")");
-      r.kind = Kind::kRouter;
+    } else if (name == "router" || name == "mlp") {
+      HSEQ_CHECK(has_arg, "segmenter \"" << text << "\": " << name << " needs its target positions per segment (\""
+                                         << name << ":6\")");
+      r.kind = name == "router" ? Kind::kRouter : Kind::kMlp;
       r.n = 1;
       r.threshold = 0.5;
       r.ratio = real(arg, "the target positions per segment");
@@ -196,7 +202,7 @@ struct ByteRule {
                                                "ratio loss divides by N - 1)");
     } else {
       HSEQ_FAIL("segmenter \"" << text << "\": unknown kind '" << name
-                               << "' (known: fixed:K, space, word, word:N, entropy:θ, entropy_rise:θ, router:N, each "
+                               << "' (known: fixed:K, space, word, word:N, entropy:θ, entropy_rise:θ, router:N, mlp:N, each "
                                   "optionally /MAXLEN)");
     }
     return r;

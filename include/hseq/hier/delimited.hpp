@@ -31,7 +31,7 @@
 /// of the segment (causal, and cached generation decides the same byte by byte); a segment of one
 /// byte never ends by the rule (the rule's forced emit at a sequence's first byte is the Hourglass's
 /// and has no meaning here), so every segment but a row's last holds at least 2 bytes. Named
-/// "space" and "word". The fixed, entropy and router kinds are refused (use FixedChunks<K>; the
+/// "space" and "word". The fixed, entropy and learned (router, mlp) kinds are refused (use FixedChunks<K>; the
 /// others read scores a segmenter of bytes does not have).
 #pragma once
 

@@ -48,10 +48,14 @@
 /// the rest). Its logits are computed on the backend and their entropies on the host; cached
 /// generation steps it with its own cache.
 /// Router levels (H-Net; "2@1 4@router:5 2@1", any level): hier::CosineRouter turns the level's
-/// input into p_t (from x_{t-1}, x_t), t emits when p_t > 1/2, and the level's output is
+/// input into p_t (from x_{t-1}, x_t; "mlp:N": hier::MlpRouter, Dynamic Token Pooling's boundary
+/// predictor, from x_t), t emits when p_t > 1/2, and the level's output is
 ///     x + STE(c_t) LN(Upsample(s; J))        c_t = p_t at emits, 1 - p_t elsewhere
 /// (STE(c) = 1 forward, dSTE/dc = 1 backward), and the loss gains ratio_weight times the ratio loss
-/// of every router level (hier::ratio_loss; reported as the loss term "ratio").
+/// of every router level (hier::ratio_loss; reported as the loss term "ratio"). With
+/// `Config::dechunk` "ema" (H-Net's de-chunking) a router level smooths its segment outputs before
+/// upsampling: z~_j = P_j z_j + (1 - P_j) z~_{j-1}, P_j = p at segment j's emit (hier::EmaDechunk),
+/// which gives the router a second gradient path besides the STE.
 ///
 /// Template parameters: the hierarchy (a compile-time `hier::Hierarchy<Pre, Post, Level<N, k>...>`,
 /// whose levels, traces and caches are then `std::array`s of its level count, or
@@ -82,7 +86,8 @@
 #include "hseq/hier/attention_upsample.hpp"
 #include "hseq/hier/avg_pool.hpp"
 #include "hseq/hier/byte_rule.hpp"
-#include "hseq/hier/cosine_router.hpp"
+#include "hseq/hier/boundary_router.hpp"
+#include "hseq/hier/ema_dechunk.hpp"
 #include "hseq/hier/emit_layout.hpp"
 #include "hseq/hier/hierarchy.hpp"
 #include "hseq/hier/linear_pool.hpp"
@@ -136,8 +141,11 @@ class Hourglass {
   static constexpr bool kRagged = hier::RaggedShorten<ShortenT, B, T> && hier::RaggedUpsample<UpsampleT, B, T>;
   /// The frozen byte LM whose next-byte entropies an entropy rule reads.
   using EntropyLm = TransformerLm<B, T>;
-  /// The learned boundary router of a "router:N" level (H-Net).
-  using Router = hier::CosineRouter<B, T>;
+  /// The learned boundary router of a "router:N" level (H-Net's cosine router) or an "mlp:N" level
+  /// (Dynamic Token Pooling's MLP boundary predictor).
+  using Router = hier::BoundaryRouter<B, T>;
+  /// The de-chunking smoother of router levels with Config::dechunk "ema" (H-Net).
+  using Ema = hier::EmaDechunk<B, T>;
 
   /// Loss terms (train/trainer.hpp): the byte cross-entropy, and with router levels the sum of
   /// their ratio losses (the loss is ce + ratio_weight * ratio). Models without routers report "ce" only.
@@ -168,8 +176,12 @@ class Hourglass {
     /// "entropy_lm", its own configuration, written only when present).
     std::optional<typename EntropyLm::Config> entropy_lm{};
     /// α, the weight of the router levels' ratio loss in the training loss (H-Net's 0.03; JSON key
-    /// "ratio_weight", written only when a level segments by "router:N").
+    /// "ratio_weight", written only when a level segments by "router:N" or "mlp:N").
     double ratio_weight = 0.03;
+    /// How router levels hand their segment outputs to the upsampling: "none" (as they are) or
+    /// "ema" (H-Net's EMA de-chunking, hier::EmaDechunk; needs a router level). JSON key "dechunk",
+    /// written only when "ema".
+    std::string dechunk = "none";
     // Checkpoints store this JSON (plus the policies' names) and compare it by value on load: the
     // keys and value formats (hierarchy as "2@1 4@4 2@1") are a file format. Read in this order.
     // The keys added after version 1 (tied, closing_norm, dropout) are written by config_json only
@@ -188,7 +200,8 @@ class Hourglass {
     nn::LayerNorm<B, T> ln_up;
     nn::LayerNorm<B, T> ln_pre, ln_post;  // closing norms of pre and (nested only) post
     std::optional<hier::ByteRule> rule;   // a rule level: data-dependent segments (factor is 1)
-    std::optional<Router> router;         // "router:N" levels: the boundary router
+    std::optional<Router> router;         // "router:N", "mlp:N" levels: the boundary router
+    std::optional<Ema> ema;               // router levels with Config::dechunk "ema"
   };
 
   struct LevelTrace {
@@ -222,6 +235,11 @@ class Hourglass {
     std::vector<double> ste_reference;
     mutable std::vector<T> host_dc, host_un;
     mutable std::vector<double> dp;
+    // EMA de-chunking (Config::dechunk "ema"): P_j [B * C] (p at segment j's emit, 1 on padding),
+    // the smoother's trace, and backward's dL/dP_j.
+    std::vector<double> ema_p;
+    mutable typename Ema::Saved ema;
+    mutable std::vector<double> ema_dp;
   };
 
   struct Trace {
@@ -260,6 +278,11 @@ class Hourglass {
     cfg_.hierarchy = spec_;
     HSEQ_CHECK(std::isfinite(cfg_.ratio_weight) && cfg_.ratio_weight >= 0.0,
                "Hourglass: ratio_weight " << cfg_.ratio_weight << " must be finite and >= 0");
+    HSEQ_CHECK(cfg_.dechunk == "none" || (cfg_.dechunk == "ema" && has_router()),
+               "Hourglass: dechunk \"" << cfg_.dechunk << "\" "
+                                       << (cfg_.dechunk == "ema" ? "needs a router level (its p_t weights the EMA); "
+                                                                   "hierarchy \"" + spec_.to_string() + "\" has none"
+                                                                 : "is not one of \"none\", \"ema\""));
     bool entropy = spec_.dynamic() && spec_.levels.front().rule->reads_entropy();
     HSEQ_CHECK(entropy == cfg_.entropy_lm.has_value(),
                "Hourglass: hierarchy \"" << spec_.to_string() << "\" "
@@ -292,6 +315,7 @@ class Hourglass {
     if (cfg_.dropout != 0.0) j["dropout"] = cfg_.dropout;
     if (cfg_.entropy_lm) j["entropy_lm"] = nlohmann::json(*cfg_.entropy_lm);
     if (has_router()) j["ratio_weight"] = cfg_.ratio_weight;
+    if (cfg_.dechunk != "none") j["dechunk"] = cfg_.dechunk;
     j["shorten"] = ShortenT::kName;
     j["upsample"] = UpsampleT::kName;
     return j.dump();
@@ -304,6 +328,7 @@ class Hourglass {
       c.dropout = j.value("dropout", 0.0);
       if (j.contains("entropy_lm")) c.entropy_lm = j.at("entropy_lm").template get<typename EntropyLm::Config>();
       c.ratio_weight = j.value("ratio_weight", 0.03);
+      c.dechunk = j.value("dechunk", std::string("none"));
       auto sh = j.at("shorten").get<std::string>(), up = j.at("upsample").get<std::string>();
       HSEQ_CHECK(sh == ShortenT::kName && up == UpsampleT::kName,
                  "Hourglass: the configuration uses shorten '" << sh << "' and upsample '" << up << "', this model type "
@@ -334,7 +359,7 @@ class Hourglass {
     head_.visit_params(f, prefix);  // ln_f., then head. when untied (tied: the table is tok_emb's)
     if (entropy_lm_) entropy_lm_->visit_params(f, prefix + "entropy_lm.");  // frozen
   }
-  /// Whether a level segments by a learned router ("router:N").
+  /// Whether a level segments by a learned router ("router:N", "mlp:N").
   bool has_router() const {
     return std::any_of(spec_.levels.begin(), spec_.levels.end(),
                        [](hier::LevelSpec const& l) { return l.rule && l.rule->learned(); });
@@ -456,6 +481,7 @@ class Hourglass {
     std::vector<hier::ByteRule::State> rule_state;  // rule levels: [B] each row's segmentation state
     std::vector<std::int64_t> segments;             // rule levels: [B] segments each row has closed
     std::optional<typename Router::StepState> router;  // router levels: each row's q_{t-1}
+    std::optional<typename Ema::StepState> ema;        // EMA de-chunking: each row's last z~
   };
   /// (With a compile-time hierarchy `levels` is a std::array, built in place by make_cache, so the
   /// policies' StepState needs only a move constructor; the Cache is then move-assignable when
@@ -490,7 +516,8 @@ class Hourglass {
                                 0,
                                 std::vector<hier::ByteRule::State>(lv.rule ? std::size_t(batch) : 0),
                                 std::vector<std::int64_t>(lv.rule ? std::size_t(batch) : 0),
-                                lv.router ? std::optional(lv.router->make_step_state(batch)) : std::nullopt};
+                                lv.router ? std::optional(lv.router->make_step_state(batch)) : std::nullopt,
+                                lv.ema ? std::optional(lv.ema->make_step_state(batch)) : std::nullopt};
             }),
             std::vector<std::int32_t>(std::size_t(batch)),
             std::nullopt,
@@ -701,8 +728,11 @@ class Hourglass {
                  nn::LayerNorm<B, T>({cfg_.dim, cfg_.eps}),
                  nn::LayerNorm<B, T>({cfg_.dim, cfg_.eps}),
                  ls.rule,
-                 ls.rule && ls.rule->learned() ? std::optional<Router>(std::in_place, typename Router::Config{cfg_.dim})
-                                               : std::nullopt};
+                 ls.rule && ls.rule->learned() ? std::optional<Router>(std::in_place, typename Router::Config{ls.rule->kind, cfg_.dim, cfg_.init_std})
+                                               : std::nullopt,
+                 ls.rule && ls.rule->learned() && cfg_.dechunk == "ema"
+                     ? std::optional<Ema>(std::in_place, typename Ema::Config{cfg_.dim})
+                     : std::nullopt};
   }
   /// One make(i) per level of spec_, in order. For a compile-time hierarchy a std::array whose
   /// elements are initialised from make's results in place (guaranteed copy elision), so X need
@@ -781,6 +811,7 @@ class Hourglass {
         b += aligned_bytes<std::int32_t>(batch * ls) + aligned_bytes<std::int32_t>(batch * len) /*pool, up*/ +
              lv.shorten.ragged_forward_workspace(batch, len, ls) + lv.upsample.ragged_forward_workspace(batch, len, ls);
       if (lv.router) b += lv.router->forward_workspace(batch, len);
+      if (lv.ema) b += aligned_bytes<T>(batch * ls * d) + lv.ema->forward_workspace(batch, ls);
     }
     if (has_inner(i))
       b += aligned_bytes<T>(batch * ls * d) + norm_workspace(batch * ls) + level_forward_workspace(i + 1, batch, ls);
@@ -798,6 +829,7 @@ class Hourglass {
                           lv.upsample.ragged_backward_workspace(batch, len, ls)});
       if (lv.router)  // dc [B * L], then the router's backward
         inner = std::max(inner, aligned_bytes<T>(batch * len) + lv.router->backward_workspace(batch, len));
+      if (lv.ema) inner = std::max(inner, lv.ema->backward_workspace(batch, ls));
     }
     if (has_inner(i)) inner = std::max(inner, level_backward_workspace(i + 1, batch, ls));
     return own + inner;
@@ -869,7 +901,7 @@ class Hourglass {
           std::span<std::int32_t const> row_len;
           if (i > 0) row_len = tr[i - 1].layout.count;
           lv.router->forward(ctx, x, row_len, lt.router, ws);
-          lt.scores.assign(lt.router.p.begin(), lt.router.p.end());
+          lt.scores.assign(lt.router.p().begin(), lt.router.p().end());
         }
         ls = segment(ctx, i, bsz, len, tr, ws);
         if (lv.router) router_statistics(*lv.rule, lt);
@@ -893,6 +925,7 @@ class Hourglass {
       cur = close(ctx, lv.ln_post, lv.post.forward(ctx, lt.inner_out, lt.post, ws, drop.child(level_child(i, 1))),
                   lt.ln_post, lt.post_n, ws);
     }
+    if (lv.ema) cur = dechunk(ctx, lv, lt, cur, ws);  // z~ = EMA(z; P)            [B, C, d]
     lt.u = ws.template take<T>(x.shape, "hg.u");
     if (!lv.rule) {
       lt.up = lv.upsample.forward(ctx, cur, x, lt.u, ws);
@@ -925,6 +958,11 @@ class Hourglass {
       lv.upsample.ragged_backward(ctx, lt.up, Ids(lt.up_idx), du, dc, dres, ws);
     }
     if constexpr (UpsampleT::kUsesResidual) ops::axpy<T>(ctx, T(1), CView(dres), dx);
+    if (lv.ema) {  // dc = d(z~) -> d(z); dL/dP_j for the router
+      lt.ema_dp.resize(std::size_t(lt.short_in.size(0) * lt.short_in.size(1)));
+      lv.ema->backward(ctx, lt.ema, dc, dt, lt.ema_dp, ws);
+      std::swap(dc, dt);
+    }
     if (has_inner(i)) {
       close_backward(ctx, lv.ln_post, lt.ln_post, dc, dt, ws);
       lv.post.backward(ctx, lt.post, dc, dt, ws);
@@ -946,6 +984,19 @@ class Hourglass {
     }
   }
 
+  /// EMA de-chunking of router level `lv`'s segment outputs z [B, C, d]: P_j = p at segment j's
+  /// emit (padding 1); returns z~ carved from ws.
+  CView dechunk(Ctx& ctx, Level const& lv, LevelTrace& lt, CView z, Arena<Space>& ws) const {
+    hier::EmitLayout const& lay = lt.layout;
+    std::int64_t bsz = z.size(0), c = z.size(1), len = lay.n;
+    lt.ema_p.assign(std::size_t(bsz * c), 1.0);
+    for (std::int64_t b = 0; b < bsz; ++b)
+      for (std::int64_t j = 0; j < lay.count[std::size_t(b)]; ++j)
+        lt.ema_p[std::size_t(b * c + j)] = lt.scores[std::size_t(b * len + lay.emit_at(b, j))];
+    MView zs = ws.template take<T>(z.shape, "hg.dechunk");
+    lv.ema->forward(ctx, z, lt.ema_p, lay.count, zs, lt.ema, ws);
+    return zs;
+  }
   /// A router level's F, G, ratio loss and confidences c_t, from its scores and layout.
   void router_statistics(hier::ByteRule const& rule, LevelTrace& lt) const {
     hier::EmitLayout const& lay = lt.layout;
@@ -953,7 +1004,7 @@ class Hourglass {
     lt.confidence.assign(std::size_t(bsz * len), 1.0);
     double emits = 0, real = 0, g = 0;
     for (std::int64_t b = 0; b < bsz; ++b) {
-      std::int64_t rl = lt.router.row_len[std::size_t(b)];
+      std::int64_t rl = lt.router.row_len()[std::size_t(b)];
       emits += double(lay.count[std::size_t(b)]);
       real += double(rl);
       for (std::int64_t t = 0; t < rl; ++t) {
@@ -996,11 +1047,17 @@ class Hourglass {
     lt.dp.assign(std::size_t(n), 0.0);
     double const alpha = cfg_.ratio_weight;
     for (std::int64_t b = 0; b < bsz; ++b)
-      for (std::int64_t t = 1; t < lt.router.row_len[std::size_t(b)]; ++t) {
+      for (std::int64_t t = 1; t < lt.router.row_len()[std::size_t(b)]; ++t) {
         std::size_t r = std::size_t(b * len + t);
         double sign = lt.layout.emit_at(b, lt.layout.segment_of(b, t)) == t ? 1.0 : -1.0;
         lt.dp[r] = sign * double(lt.host_dc[r]) + alpha * lt.ratio_dg;
       }
+    if (lv.ema) {  // P_j is p at segment j's emit
+      std::int64_t c = lt.layout.segments;
+      for (std::int64_t b = 0; b < bsz; ++b)
+        for (std::int64_t j = 0; j < lt.layout.count[std::size_t(b)]; ++j)
+          lt.dp[std::size_t(b * len + lt.layout.emit_at(b, j))] += lt.ema_dp[std::size_t(b * c + j)];
+    }
     lv.router->backward(ctx, lt.router, lt.dp, dx_router, ws);
   }
 
@@ -1069,6 +1126,10 @@ class Hourglass {
           std::swap(ya, yb);
           lv.post.forward_step_row(ctx, ya, yb, lc.post, row, j, ws);
           close_step(ctx, lv.ln_post, ya, yb, ws);
+        }
+        if (lv.ema) {  // z~_j of the row (score: its p at this emit)
+          lv.ema->step(ctx, *lc.ema, row, j, score, ya, yb);
+          std::swap(ya, yb);
         }
         lv.upsample.ragged_step_short(ctx, lc.upsample, row, ya, ws);
       }

@@ -85,6 +85,20 @@ struct EntropyHgSpec : RuleHgSpec {
   }
 };
 
+/// Router levels with H-Net's EMA de-chunking (Config::dechunk "ema"): the smoother is host-built
+/// matrices and strided-batched GEMMs.
+struct EmaHgSpec : RuleHgSpec {
+  explicit EmaHgSpec(char const* h) : RuleHgSpec(h) {}
+  template <class B, class T>
+  auto make() const {
+    using M = models::Hourglass<B, T, hier::DynamicHierarchy, hier::Select, hier::Repeat>;
+    typename M::Config c{.vocab = vocab, .dim = dim, .heads = heads, .context = context, .mlp_hidden = mlp_hidden,
+                         .hierarchy = HierarchySpec::parse(hierarchy)};
+    c.dechunk = "ema";
+    return std::make_unique<M>(c);
+  }
+};
+
 }  // namespace
 
 TEST_CASE("cuda models: Hourglass with entropy boundaries (a frozen byte LM) matches the CPU, causal, cached") {
@@ -119,6 +133,28 @@ TEST_CASE("cuda models: Hourglass with learned routers (H-Net) matches the CPU, 
   spec.context = 24;
   double rel = mm_cached_vs_full<double>(spec, 21, 3, 94);
   INFO(spec.name(), ", router: worst |cached - full| / max(1, max |logit|) = ", rel);
+  CHECK(rel <= kCachedRelDouble);
+}
+
+TEST_CASE("cuda models: Hourglass with routers and EMA de-chunking matches the CPU, causal, cached") {
+  mm_compare_model(EmaHgSpec{"1@1 1@router:3 1@1"}, 2, 22, 111);
+  mm_compare_model(EmaHgSpec{"1@1 1@router:3 1@router:2 1@router:3 1@1"}, 2, 26, 112);
+  mm_causality(EmaHgSpec{"1@1 1@router:3/6 1@1"}, 24, {0, 1, 3, 4, 5, 7, 8, 13, 20, 23}, 113);
+  EmaHgSpec spec{"1@1 1@router:3 1@1"};
+  spec.context = 24;
+  double rel = mm_cached_vs_full<double>(spec, 21, 3, 114);
+  INFO(spec.name(), ", router + EMA: worst |cached - full| / max(1, max |logit|) = ", rel);
+  CHECK(rel <= kCachedRelDouble);
+}
+
+TEST_CASE("cuda models: Hourglass with an MLP boundary predictor (mlp:N) matches the CPU, causal, cached") {
+  mm_compare_model(RuleHgSpec{"1@1 1@mlp:3 1@1"}, 2, 22, 121);
+  mm_compare_model(EmaHgSpec{"1@1 1@mlp:3 1@router:2 1@mlp:3 1@1"}, 2, 26, 122);
+  mm_causality(RuleHgSpec{"1@1 1@mlp:3/6 1@1"}, 24, {0, 1, 3, 4, 5, 7, 8, 13, 20, 23}, 123);
+  RuleHgSpec spec{"1@1 1@mlp:3 1@1"};
+  spec.context = 24;
+  double rel = mm_cached_vs_full<double>(spec, 21, 3, 124);
+  INFO(spec.name(), ", mlp: worst |cached - full| / max(1, max |logit|) = ", rel);
   CHECK(rel <= kCachedRelDouble);
 }
 
