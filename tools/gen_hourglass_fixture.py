@@ -10,7 +10,8 @@ segments of at most 5 bytes, then pairs of them, over two rows of text), the seg
 (hourglass_rules_avg_repeat), and two nested learned routers (hourglass_rules_router: H-Net's
 cosine router, its straight-through confidence and ratio loss; hourglass_rules_router_ema: the same
 with EMA de-chunking; hourglass_rules_mlp: Dynamic Token Pooling's MLP predictor outside a router,
-with EMA de-chunking). The width
+with EMA de-chunking; hourglass_rules_select_linear: AU-Net's position-indexed unpooling over the
+spacelike levels). The width
 (8) differs from the factors (2), so a [k d] projection read in the wrong layout shows.
 
 Before writing, every model's hand-written attention (causal blocks and resampling
@@ -153,6 +154,11 @@ job("select", "repeat", ROUTER_EMA_SEED, "hourglass_rules_router_ema.safetensors
 # Dynamic Token Pooling's MLP predictor on the outer level, H-Net's router inside, EMA de-chunking.
 job("select", "repeat", MLP_SEED, "hourglass_rules_mlp.safetensors", text=RULE_TEXT, vocab=128, context=32,
     hierarchy="1@1 1@mlp:3 1@router:2 1@mlp:3 1@1", closing_norm=True, ratio_weight=0.5, dechunk="ema")
+# AU-Net's position-indexed unpooling (linear upsampling over segments): one matrix per offset, 5 (the
+# /5) at the spacelike levels, 2 at the fixed:2 level (segments are at most 5 long here, so no
+# offset wraps; test/hier/test_linear_upsample.cpp wraps them).
+job("select", "linear", 12, "hourglass_rules_select_linear.safetensors", text=RULE_TEXT, vocab=128, context=32,
+    hierarchy="1@1 1@space/5 1@fixed:2 1@space/5 1@1", closing_norm=True)
 
 if __name__ == "__main__":
     # Arguments: the fixtures to write (default: all). Rewriting an existing fixture changes a few

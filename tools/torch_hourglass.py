@@ -224,8 +224,12 @@ class Level(nn.Module):
         hidden = c.get("mlp_hidden", 0) or 4 * d
         self.rule = k if isinstance(k, tuple) else None  # a rule level: pooled by select or mean, unpooled by repeat
         if self.rule:
-            assert shorten in ("select", "avg") and upsample == "repeat", "rule levels take select or avg / repeat"
+            assert shorten in ("select", "avg") and upsample in ("repeat", "linear"), \
+                "rule levels take select or avg / repeat or linear"
             k = self.rule[1] if self.rule[0] == "fixed" else 1
+            # Linear upsampling over segments (AU-Net's position-indexed unpooling): one matrix per
+            # offset into a segment, modulo K = the fixed factor, the rule's /MAXLEN, or 16.
+            k_up = k if self.rule[0] == "fixed" else (self.rule[2] or 16)
             if self.rule[0] == "router":  # [A_q; A_k]: W_q = I + A_q, W_k = I + A_k (hseq's parametrisation)
                 self.router = nn.Module()
                 self.router.qk = nn.Linear(d, 2 * d, bias=False)
@@ -237,7 +241,7 @@ class Level(nn.Module):
         self.shorten = SHORTEN[shorten](d, k, h, hidden, eps, sdpa)
         self.pre = nn.ModuleList([Block(d, h, hidden, eps, sdpa) for _ in range(layers)])
         self.post = nn.ModuleList([] if innermost else [Block(d, h, hidden, eps, sdpa) for _ in range(layers)])
-        self.upsample = UPSAMPLE[upsample](d, k, h, hidden, eps, sdpa)
+        self.upsample = UPSAMPLE[upsample](d, k_up if self.rule else k, h, hidden, eps, sdpa)
         self.ln_up = nn.LayerNorm(d, eps=eps)
         if c.get("closing_norm", False):  # trax closes every stack with a LayerNorm
             self.ln_pre = nn.LayerNorm(d, eps=eps)
@@ -362,6 +366,13 @@ class Hourglass(nn.Module):
                     out.append(prev)
                 rows_out.append(torch.stack(out))
             s = torch.stack(rows_out)                                             # z~       [B, C, d]
+        if lv.rule and isinstance(lv.upsample, LinearUpsample):
+            # position (r, t) reads slice (t - e_J) mod K of segment J's projection  [B, L, d]
+            kk, d = lv.upsample.k, s.shape[-1]
+            proj = lv.upsample.proj(s).reshape(b, s.shape[1], kk, d)
+            off = [[(t - emits[r][j]) % kk for t, j in enumerate(seg[r])] for r in range(b)]
+            up = lv.ln_up(proj[rows, torch.tensor(seg), torch.tensor(off)])
+            return x + (ste.unsqueeze(-1) * up if lv.rule[0] in ("router", "mlp") else up)
         if lv.rule:
             up = lv.ln_up(s[rows, torch.tensor(seg)])                             # repeat   [B, L, d]
             return x + (ste.unsqueeze(-1) * up if lv.rule[0] in ("router", "mlp") else up)

@@ -5,7 +5,7 @@
 /// chosen by --shorten and --upsample (twenty model types; "attention_linear" is attention
 /// resampling whose queries come from linear pooling / linear upsampling instead of avg / repeat).
 /// Hierarchies of data-dependent rules ("2@1 4@space 2@1", "2@1 4@router:5 2@1") take --shorten select
-/// --upsample repeat.
+/// or avg, --upsample repeat or linear.
 #pragma once
 
 #include <algorithm>
@@ -51,7 +51,7 @@ struct HourglassFamily {
               "rules: space, word[:N], fixed:K, entropy:θ, entropy_rise:θ, router:N (H-Net's learned router, N "
               "positions per segment its ratio loss aims at), mlp:N (Dynamic Token Pooling's MLP boundary "
               "predictor, trained the same way), each with an optional /MAXLEN; they need --shorten "
-              "select --upsample repeat)")
+              "select or avg, --upsample repeat or linear)")
         .toggle("untied", "hourglass: separate output projection instead of the token embedding")
         .toggle("no-closing-norm", "hourglass: no LayerNorm closing each stack (trax has them; version-1 models do not)")
         .flag("entropy-model", "",
@@ -111,6 +111,10 @@ struct HourglassFamily {
   /// 64 held-out windows of the training length: positions per segment of level 0 (bytes) and of
   /// every level (bytes per segment, cumulative), and the coefficient of variation of level 0's
   /// segment lengths. A learned router's figures are what it converged to (its ratio loss aims at N).
+  /// For levels that threshold a score (entropy, router, mlp), the decisions' margins |score - θ|
+  /// (entropy_rise: |H_t - H_{t-1} - θ|) over the real positions t >= 1: their median, their
+  /// minimum and the share below 1e-4, where rounding (fp32 against fp64, one GPU against another,
+  /// a cached step against the full forward) can flip a boundary (spec segmentation.md §3).
   template <class M>
   static void report(M const& m, hseq::io::TextDataset const& data, std::int64_t seq_len) {
     if (!m.hierarchy().dynamic()) return;
@@ -126,6 +130,7 @@ struct HourglassFamily {
     typename M::Trace tr;
     std::size_t const nl = m.hierarchy().levels.size();
     std::vector<double> emits(nl, 0.0);
+    std::vector<std::vector<double>> margins(nl);
     double bytes = 0, len_sum = 0, len_sq = 0, segs0 = 0;
     for (std::int64_t first = 0; first < windows; first += rows) {
       std::int64_t const n = std::min(rows, windows - first);
@@ -137,7 +142,19 @@ struct HourglassFamily {
       m.forward(ctx, hseq::View<std::int32_t const, typename Backend::Space>(ids.data(), ids.shape()), {}, a, tr);
       for (std::int64_t r = 0; r < n; ++r) {
         bytes += double(t);
-        for (std::size_t l = 0; l < nl; ++l) emits[l] += tr.levels[l].layout.count[std::size_t(r)];
+        for (std::size_t l = 0; l < nl; ++l) {
+          emits[l] += tr.levels[l].layout.count[std::size_t(r)];
+          hseq::hier::ByteRule const& rule = *m.hierarchy().levels[l].rule;
+          if (!rule.needs_scores()) continue;
+          auto const& sc = tr.levels[l].scores;
+          std::int64_t const len = tr.levels[l].layout.n;
+          std::int64_t const real = l == 0 ? t : tr.levels[l - 1].layout.count[std::size_t(r)];
+          bool const rise = rule.kind == hseq::hier::ByteRule::Kind::kEntropyRise;
+          for (std::int64_t q = 1; q < real; ++q) {
+            double v = sc[std::size_t(r * len + q)] - (rise ? sc[std::size_t(r * len + q - 1)] : 0.0);
+            margins[l].push_back(std::abs(v - rule.threshold));
+          }
+        }
         auto const& lay = tr.levels[0].layout;
         for (std::int64_t j = 0; j < lay.count[std::size_t(r)]; ++j) {  // level 0's segment lengths
           double end = j + 1 < lay.count[std::size_t(r)] ? lay.emit_at(r, j + 1) : double(t);
@@ -154,6 +171,15 @@ struct HourglassFamily {
       std::cout << " level " << l << " (" << m.hierarchy().levels[l].rule->to_string() << ") " << bytes / emits[l]
                 << " bytes per segment" << (l == 0 ? ", cv " + std::to_string(cv) : std::string()) << ";";
     std::cout << std::endl;
+    for (std::size_t l = 0; l < nl; ++l) {
+      auto& mg = margins[l];
+      if (mg.empty()) continue;
+      std::sort(mg.begin(), mg.end());
+      double const close = double(std::lower_bound(mg.begin(), mg.end(), 1e-4) - mg.begin()) / double(mg.size());
+      std::cout << "decision margins, level " << l << " (" << m.hierarchy().levels[l].rule->to_string()
+                << "): |score - threshold| median " << mg[mg.size() / 2] << ", min " << mg.front() << ", "
+                << 100.0 * close << "% below 1e-4 (of " << mg.size() << " decisions)" << std::endl;
+    }
   }
   /// Benchmark rows: "2@1 4@4 2@1" at width 256 with attention resampling and with average pooling
   /// and repetition (against transformer/d256_L8), and a tiny case for ctest's bench.smoke.

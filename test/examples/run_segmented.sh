@@ -72,6 +72,15 @@ out="$("$bin/hseq-generate" --checkpoint "$work/router.safetensors" --prompt "An
 out="$("$bin/hseq-train" "${rt[@]}" --steps 30 --resume "$work/router.safetensors" --out "$work/router2.safetensors" 2>&1)" \
   || fail "resume (router): $out"
 [[ "$out" == *"resuming at step 20"* && "$out" == *"step 30/30"* ]] || fail "resume (router) did not continue: $out"
+# AU-Net's position-indexed unpooling (--upsample linear over a rule level): trains, generates.
+lin=(--data "$data" --model hourglass --hierarchy "1@1 1@space/8 1@1" --shorten select --upsample linear --dim 32
+     --heads 2 --context 64 --batch 4 --seed 3 --eval-every 0 --eval-windows 4 --sample-bytes 0 --threads 1)
+out="$("$bin/hseq-train" "${lin[@]}" --steps 10 --out "$work/lin.safetensors" 2>&1)" \
+  || fail "train with position-indexed upsampling: $out"
+[[ "$out" == *'"upsample":"linear"'* ]] || fail "the configuration does not record the linear upsampling: $out"
+out="$("$bin/hseq-generate" --checkpoint "$work/lin.safetensors" --prompt "And " --bytes 40 --seed 2 --threads 1 2>&1)" \
+  || fail "generate (linear upsampling): $out"
+[[ "$out" == *"generated 40 bytes"* ]] || fail "generate (linear upsampling): $out"
 # Dynamic Token Pooling's MLP boundary predictor with H-Net's EMA de-chunking: recorded in the
 # checkpoint, and eval and cached generation read them back.
 mlp=(--data "$data" --model hourglass --hierarchy "1@1 1@mlp:4/12 1@1" --shorten select --upsample repeat --dim 32

@@ -21,7 +21,8 @@ using Ema = hier::EmaDechunk<cpu, double>;
 std::vector<double> probabilities(std::int64_t bsz, std::int64_t c, std::uint64_t seed, double first = 1.0) {
   auto r = test::random_tensor<double>(Shape{bsz * c}, seed, 1.0);
   std::vector<double> p(std::size_t(bsz * c));
-  for (std::int64_t i = 0; i < bsz * c; ++i) p[std::size_t(i)] = i % c == 0 ? first : 0.5 + 0.4 * std::tanh(r.data()[i]);
+  for (std::int64_t i = 0; i < bsz * c; ++i)
+    p[std::size_t(i)] = i % c == 0 ? first : 0.5 + 0.4 * std::tanh(r.data()[i]);
   return p;
 }
 

@@ -97,4 +97,75 @@ TEST_CASE("linear_upsample: the k d outputs of one short vector become k full-ra
   CHECK(u.data()[1] == -3.0);
 }
 
+// Over data-dependent segments (AU-Net's position-indexed unpooling): position t of segment J reads
+// slice (t - e_J) mod k of segment J's projection. Rows with segments of different lengths, one
+// longer than k (its offsets wrap), a padding segment; the values against the definition, the
+// gradients (y and the projection) by finite differences, and cached steps row by row.
+TEST_CASE("linear_upsample: over segments, one matrix per offset into a segment (mod k), forward, gradients, steps") {
+  constexpr std::int64_t kB = 2, kC = 3, kD = 3, kK = 2, kL = 7;
+  cpu::Context ctx;
+  using M = hier::LinearUpsample<cpu, double>;
+  M m({.dim = kD, .factor = kK});
+  nn::ParamStore<cpu, double> ps(m);
+  test::randomize_params(ps, 29, 0.5);
+  // Row 0: segments at 0, 1, 4 (lengths 1, 3, 3); row 1: at 0, 5 (lengths 5, 2) and a padding segment.
+  std::vector<std::int64_t> seg{0, 1, 1, 1, 2, 2, 2, 0, 0, 0, 0, 0, 1, 1};
+  std::vector<std::int64_t> off{0, 0, 1, 2, 0, 1, 2, 0, 1, 2, 3, 4, 0, 1};
+  Tensor<std::int32_t, cpu> up(Shape{kB * kL});
+  for (std::int64_t i = 0; i < kB * kL; ++i) up.data()[i] = std::int32_t((i / kL) * kC + seg[std::size_t(i)]);
+  auto y = test::random_tensor(Shape{kB, kC, kD}, 31);
+  Tensor<double, cpu> u(Shape{kB, kL, kD}), dy(Shape{kB, kC, kD});
+  Workspace<cpu> ws(m.ragged_forward_workspace(kB, kL, kC) + m.ragged_backward_workspace(kB, kL, kC));
+  auto a = ws.arena();
+  m.ragged_forward(ctx, y.cview(), {}, up.cview(), u.view(), a);
+  auto& w = ps.find("proj.weight");
+  auto& bias = ps.find("proj.bias");
+  double worst = 0;
+  for (std::int64_t i = 0; i < kB * kL; ++i) {
+    std::int64_t b = i / kL, j = seg[std::size_t(i)], r = off[std::size_t(i)] % kK;
+    for (std::int64_t c = 0; c < kD; ++c)  // position r of the numeric definition's window j
+      worst = std::max(worst, std::abs(u.data()[i * kD + c] -
+                                       reference(w.value.data, bias.value.data, y.data(), b, j * kK + r, c, kC, kD, kK)));
+  }
+  CHECK(worst <= 1e-12);
+  // Gradients of <u, r> with respect to y and the projection.
+  auto r = test::random_tensor(Shape{kB, kL, kD}, 37);
+  auto loss = [&] {
+    auto al = ws.arena();
+    m.ragged_forward(ctx, y.cview(), {}, up.cview(), u.view(), al);
+    double l = 0;
+    for (std::int64_t i = 0; i < u.numel(); ++i) l += u.data()[i] * r.data()[i];
+    return l;
+  };
+  auto grads = [&] {
+    auto ag = ws.arena();
+    auto saved = m.ragged_forward(ctx, y.cview(), {}, up.cview(), u.view(), ag);
+    m.ragged_backward(ctx, saved, up.cview(), r.cview(), dy.view(), {}, ag);
+    CHECK(ag.high_water() <= m.ragged_forward_workspace(kB, kL, kC) + m.ragged_backward_workspace(kB, kL, kC));
+  };
+  test::GradCheck(ps).input("y", y.view(), dy.view()).run(loss, grads);
+  // Cached steps: each row closes its segments at its own positions.
+  auto st = m.make_step_state(kB, kL);
+  Tensor<double, cpu> y1(Shape{1, 1, kD}), u1(Shape{1, 1, kD});
+  auto as = ws.arena();
+  m.ragged_forward(ctx, y.cview(), {}, up.cview(), u.view(), as);
+  double worst_step = 0;
+  for (std::int64_t t = 0; t < kL; ++t)
+    for (std::int64_t b = kB - 1; b >= 0; --b) {
+      std::int64_t i = b * kL + t;
+      if (off[std::size_t(i)] == 0) {
+        std::copy_n(y.data() + (b * kC + seg[std::size_t(i)]) * kD, kD, y1.data());
+        m.ragged_step_short(ctx, st, b, y1.cview(), as);
+      }
+      m.ragged_step_up(ctx, st, b, {}, u1.view(), as);
+      for (std::int64_t c = 0; c < kD; ++c) worst_step = std::max(worst_step, std::abs(u1.data()[c] - u.data()[i * kD + c]));
+    }
+  CHECK(worst_step <= 1e-12);
+  // A segment index outside the row is named.
+  up.data()[3] = std::int32_t(kC);
+  auto ab = ws.arena();
+  CHECK_THROWS_WITH_AS(m.ragged_forward(ctx, y.cview(), {}, up.cview(), u.view(), ab),
+                       doctest::Contains("position 3 of row 0 reads segment row 3"), Error);
+}
+
 }  // namespace HSEQ_TEST_UNIT

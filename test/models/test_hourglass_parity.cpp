@@ -3,7 +3,8 @@
 // attention + attention with closing norms and an untied head; two
 // nested levels; a length that needs padding; select + repeat and the segment mean over two nested
 // rule levels; two nested learned routers, without and with EMA de-chunking; an MLP
-// boundary predictor around a router): fixtures written by tools/gen_hourglass_fixture.py
+// boundary predictor around a router;
+// position-indexed upsampling): fixtures written by tools/gen_hourglass_fixture.py
 // from the PyTorch twin in tools/torch_hourglass.py. Same comparison and tolerance as the
 // TransformerLm parity test (relative L2 error per tensor <= 1e-4 in fp32 with a floor for
 // cancelled gradients, losses element-wise). The fixture's references are computed in float64
@@ -14,6 +15,7 @@
 
 #include "hseq/io/safetensors.hpp"
 #include "hseq/hier/avg_pool.hpp"
+#include "hseq/hier/linear_upsample.hpp"
 #include "hseq/hier/select_pool.hpp"
 #include "hseq/models/hourglass.hpp"
 #include "support/parity.hpp"
@@ -119,6 +121,11 @@ TEST_CASE("hourglass parity: an MLP boundary predictor (mlp:3) around a router, 
   auto f = io::SafetensorsFile::load(std::string(HSEQ_SOURCE_DIR) + "/test/fixtures/hourglass_rules_mlp.safetensors");
   REQUIRE(M::config_from_json(f.metadata("config")).hierarchy.to_string() == "1@1 1@mlp:3 1@router:2 1@mlp:3 1@1");
   parity<hier::Select, hier::Repeat>("hourglass_rules_mlp.safetensors");
+}
+
+// AU-Net's position-indexed unpooling (linear upsampling over segments) on the two nested rule levels.
+TEST_CASE("hourglass parity: rule levels with select + position-indexed (linear) upsampling match PyTorch") {
+  parity<hier::Select, hier::LinearUp>("hourglass_rules_select_linear.safetensors");
 }
 
 }  // namespace HSEQ_TEST_UNIT

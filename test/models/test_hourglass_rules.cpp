@@ -7,10 +7,13 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "hseq/hier/avg_pool.hpp"
 #include "hseq/hier/linear_pool.hpp"
+#include "hseq/hier/linear_upsample.hpp"
 #include "hseq/hier/repeat_upsample.hpp"
 #include "hseq/hier/select_pool.hpp"
 #include "hseq/models/hourglass.hpp"
@@ -173,40 +176,48 @@ int check_causal(M const& m, std::vector<std::string> const& rows, std::vector<s
 
 }  // namespace
 
-TEST_CASE("hourglass rules: fixed:K through the data-dependent path equals the fixed level bit for bit") {
+/// A numeric hierarchy and its fixed:K twin through the data-dependent path, with the same
+/// parameters: loss, logits and gradients bit for bit (float).
+template <class M>
+void check_fixed_equal(char const* fixed, char const* rules, std::int64_t t) {
+  CAPTURE(std::string(fixed));
   cpu::Context ctx;
-  auto check_pair = [&](char const* fixed, char const* rules, std::int64_t t) {
-    CAPTURE(std::string(fixed));
-    RuleHg<float> a(config<float>(fixed)), b(config<float>(rules));
-    CHECK(a.hierarchy().total_factor() > 1);
-    CHECK(b.hierarchy().total_factor() == 1);
-    nn::ParamStore<cpu, float> pa(a), pb(b);
-    REQUIRE(pa.count() == pb.count());
-    pa.init(ctx, 3);
-    test::randomize_params(pa, 3, 0.2);
-    std::copy(pa.values().begin(), pa.values().end(), pb.values().begin());
-    auto ids = text_ids({kText0.substr(0, std::size_t(t)), kText1.substr(0, std::size_t(t))});
-    auto targets = text_ids({kText1.substr(1, std::size_t(t)), kText2.substr(1, std::size_t(t))});
-    auto run = [&](auto& m, auto& ps) {
-      Workspace<cpu> ws(m.forward_workspace(2, t) + m.backward_workspace(2, t));
-      typename RuleHg<float>::Trace tr;
-      auto ar = ws.arena();
-      ps.zero_grad(ctx);
-      double loss = m.forward(ctx, ids.cview(), targets.cview(), ar, tr);
-      std::vector<float> logits(tr.logits.begin(), tr.logits.end());
-      m.backward(ctx, tr, ar);
-      std::vector<float> grads(ps.grads().begin(), ps.grads().end());
-      return std::tuple{loss, logits, grads};
-    };
-    auto [la, xa, ga] = run(a, pa);
-    auto [lb, xb, gb] = run(b, pb);
-    CHECK(la == lb);
-    CHECK(xa == xb);
-    CHECK(ga == gb);
+  typename M::Config ca{.vocab = kVocab, .dim = 8, .heads = 2, .context = 96, .mlp_hidden = 8,
+                        .hierarchy = HierarchySpec::parse(fixed)};
+  typename M::Config cb = ca;
+  cb.hierarchy = HierarchySpec::parse(rules);
+  M a(ca), b(cb);
+  CHECK(a.hierarchy().total_factor() > 1);
+  CHECK(b.hierarchy().total_factor() == 1);
+  nn::ParamStore<cpu, float> pa(a), pb(b);
+  REQUIRE(pa.count() == pb.count());
+  pa.init(ctx, 3);
+  test::randomize_params(pa, 3, 0.2);
+  std::copy(pa.values().begin(), pa.values().end(), pb.values().begin());
+  auto ids = text_ids({kText0.substr(0, std::size_t(t)), kText1.substr(0, std::size_t(t))});
+  auto targets = text_ids({kText1.substr(1, std::size_t(t)), kText2.substr(1, std::size_t(t))});
+  auto run = [&](M& m, nn::ParamStore<cpu, float>& ps) {
+    Workspace<cpu> ws(m.forward_workspace(2, t) + m.backward_workspace(2, t));
+    typename M::Trace tr;
+    auto ar = ws.arena();
+    ps.zero_grad(ctx);
+    double loss = m.forward(ctx, ids.cview(), targets.cview(), ar, tr);
+    std::vector<float> logits(tr.logits.begin(), tr.logits.end());
+    m.backward(ctx, tr, ar);
+    std::vector<float> grads(ps.grads().begin(), ps.grads().end());
+    return std::tuple{loss, logits, grads};
   };
-  check_pair("1@1 2@4 1@1", "1@1 2@fixed:4 1@1", 24);
-  check_pair("1@1 1@2 1@6 1@2 1@1", "1@1 1@fixed:2 1@fixed:3 1@fixed:2 1@1", 24);  // (context 64: padded)
-  check_pair("0@1 1@3 0@1", "1@fixed:3", 18);
+  auto [la, xa, ga] = run(a, pa);
+  auto [lb, xb, gb] = run(b, pb);
+  CHECK(la == lb);
+  CHECK(xa == xb);
+  CHECK(ga == gb);
+}
+
+TEST_CASE("hourglass rules: fixed:K through the data-dependent path equals the fixed level bit for bit") {
+  check_fixed_equal<RuleHg<float>>("1@1 2@4 1@1", "1@1 2@fixed:4 1@1", 24);
+  check_fixed_equal<RuleHg<float>>("1@1 1@2 1@6 1@2 1@1", "1@1 1@fixed:2 1@fixed:3 1@fixed:2 1@1", 24);  // (padded)
+  check_fixed_equal<RuleHg<float>>("0@1 1@3 0@1", "1@fixed:3", 18);
 }
 
 TEST_CASE("hourglass rules: a perturbation that moves later boundaries leaves every earlier logit bit-identical") {
@@ -758,6 +769,39 @@ TEST_CASE("hourglass rules: the segment mean (avg over rule levels): gradients, 
         worst = std::max(worst, std::abs(alone[k] - base[b * std::size_t(t * kVocab) + k]));
       CHECK(worst < 1e-12);
     }
+  }
+}
+
+TEST_CASE("hourglass rules: position-indexed (linear) upsampling over segments: fixed:K, gradients, causality, cached") {
+  // AU-Net's unpooling: offset o into a segment reads its own matrix (o mod K; K = the factor of
+  // fixed:K, the rule's /MAXLEN, or 16). fixed:K maps positions exactly as the numeric level does.
+  using LinHg = models::Hourglass<cpu, double, hier::DynamicHierarchy, hier::Select, hier::LinearUp>;
+  check_fixed_equal<models::Hourglass<cpu, float, hier::DynamicHierarchy, hier::Select, hier::LinearUp>>(
+      "1@1 2@4 1@1", "1@1 2@fixed:4 1@1", 24);
+  check_fixed_equal<models::Hourglass<cpu, float, hier::DynamicHierarchy, hier::Select, hier::LinearUp>>(
+      "1@1 1@2 1@6 1@2 1@1", "1@1 1@fixed:2 1@fixed:3 1@fixed:2 1@1", 24);
+  cpu::Context ctx;
+  std::int64_t const t = 40;
+  std::vector<std::string> rows{kText0.substr(0, t), kText1.substr(0, t), kText2.substr(0, t)};
+  auto ids = text_ids(rows);
+  for (auto [h, offsets] : {std::pair{"1@1 1@space/6 1@1", 6}, std::pair{"1@1 1@word 1@fixed:2 1@word 1@1", 16}}) {
+    std::string const shape = h;
+    CAPTURE(shape);
+    LinHg m(LinHg::Config{.vocab = kVocab, .dim = 8, .heads = 2, .context = 96, .mlp_hidden = 8,
+                          .hierarchy = HierarchySpec::parse(h)});
+    nn::ParamStore<cpu, double> ps(m);
+    CHECK(ps.find("levels.0.upsample.proj.weight").shape == Shape{offsets * 8, 8});
+    test::randomize_params(ps, 19, 0.3);
+    gradcheck_rules(m, ps, 24, 12);
+    Workspace<cpu> ws(m.forward_workspace(3, t));
+    LinHg::Trace tr;
+    {
+      auto a = ws.arena();
+      m.forward(ctx, ids.cview(), {}, a, tr);
+    }
+    check_cached(m, ids, tr.logits, t, {1, 5});
+    check_causal(m, rows, {0, 2, 3, 9, 17, 26, 39}, /*flows=*/true,
+                 [](std::int64_t, std::int64_t, std::int32_t old) { return std::int32_t(old == ' ' ? 'x' : ' '); });
   }
 }
 

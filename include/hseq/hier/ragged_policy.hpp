@@ -26,8 +26,9 @@
 ///   - cached generation, per row: `ragged_step_short(ctx, state, row, y [1, 1, d], ws)` when row
 ///     `row` closes a segment (summary y), `ragged_step_up(ctx, state, row, res [1, 1, d],
 ///     u [1, 1, d], ws)` at each of its positions.
-/// The policies without these (linear, attention) refuse rule levels when a model is built;
-/// `Select`, `AvgPool` (the segment mean) and `Repeat` have them.
+/// The policies without these (linear pooling, attention) refuse rule levels when a model is built;
+/// `Select`, `AvgPool` (the segment mean), `Repeat` and `LinearUp` (position-indexed unpooling) have
+/// them.
 #pragma once
 
 #include <cstddef>

@@ -39,7 +39,8 @@
 /// (the inclusive rule: the summary of the segment t closes is usable at t, models.md §0.3 with
 /// e_j for j k). A row's padding segments come after its real ones, so causal attention keeps them
 /// from every real position. Only policies with a variable-length form (hier/ragged_policy.hpp:
-/// `Select`, `AvgPool` (segment mean), `Repeat`) and blocks without relative positions take rule levels; the others are
+/// `Select`, `AvgPool` (segment mean), `Repeat`, `LinearUp` (position-indexed: one matrix per offset into a
+/// segment, AU-Net's)) and blocks without relative positions take rule levels; the others are
 /// refused by name when the model is built. Cached generation keeps a position and a rule state
 /// per batch row: a level steps for a row only when that row's new token closes a segment.
 /// Entropy rules (BLT; "2@1 4@entropy:1.3/16 2@1", outermost level only) read H_t, the entropy of a
@@ -674,7 +675,9 @@ class Hourglass {
     if (s.dynamic()) {
       HSEQ_CHECK(kRagged, "Hourglass: hierarchy \"" << s.to_string() << "\" segments by rules, which needs pooling and "
                           << "upsampling over variable segments; shorten '" << ShortenT::kName << "' / upsample '"
-                          << UpsampleT::kName << "' have none (rule levels take shorten 'select' or 'avg' and upsample 'repeat')");
+                          << UpsampleT::kName
+                          << "' have none (rule levels take shorten 'select' or 'avg' and upsample 'repeat' or "
+                             "'linear')");
       HSEQ_CHECK(!kRelative, "Hourglass: hierarchy \"" << s.to_string() << "\" segments by rules; relative-position "
                              << "blocks measure distances in tokens at a fixed factor and take numeric levels only");
     }
@@ -704,6 +707,9 @@ class Hourglass {
   /// Dropout sub-streams: the embeddings' site, the full-rate stacks, then two per level (its
   /// pre and post stacks), so no two masks of a forward share a stream.
   static constexpr std::uint64_t kEmbeddingSite = 0, kPreChild = 0, kPostChild = 1;
+  /// Offsets into a segment that position-indexed (linear) upsampling tells apart at a rule level
+  /// without /MAXLEN (AU-Net's 16; offsets are taken modulo it).
+  static constexpr std::int64_t kSegmentOffsets = 16;
   static std::uint64_t level_child(std::size_t i, std::uint64_t side) { return 2 + 2 * std::uint64_t(i) + side; }
   /// The cumulative shortening factor of level i's short rate: k_0 k_1 ... k_i.
   std::int64_t level_rate(std::size_t i) const {
@@ -717,19 +723,26 @@ class Hourglass {
     // (A rule level's modules pool by the layout, not by a factor: fixed:K passes K, the others 1.)
     std::int64_t k = !ls.rule ? ls.factor : ls.rule->kind == hier::ByteRule::Kind::kFixed ? ls.rule->n : 1;
     hier::ResampleConfig rc{cfg_.dim, k, cfg_.heads, cfg_.mlp_hidden, cfg_.eps, cfg_.init_std};
+    // The upsampling's offsets into a segment (linear upsampling: one matrix per offset, AU-Net's
+    // position-indexed unpooling): K for fixed:K, else the rule's /MAXLEN, else kSegmentOffsets.
+    hier::ResampleConfig urc = rc;
+    if (ls.rule && ls.rule->kind != hier::ByteRule::Kind::kFixed)
+      urc.factor = ls.rule->max_len > 0 ? ls.rule->max_len : kSegmentOffsets;
     bool nested = i + 1 < spec_.levels.size();
     return Level{ls.factor,
                  hier::ShiftRight<B, T>({ls.factor - 1}),
                  ShortenM(rc),
                  Stack({ls.layers, block_config(level_rate(i))}),
                  Stack({nested ? ls.layers : 0, block_config(level_rate(i))}),
-                 UpsampleM(rc),
+                 UpsampleM(urc),
                  nn::LayerNorm<B, T>({cfg_.dim, cfg_.eps}),
                  nn::LayerNorm<B, T>({cfg_.dim, cfg_.eps}),
                  nn::LayerNorm<B, T>({cfg_.dim, cfg_.eps}),
                  ls.rule,
-                 ls.rule && ls.rule->learned() ? std::optional<Router>(std::in_place, typename Router::Config{ls.rule->kind, cfg_.dim, cfg_.init_std})
-                                               : std::nullopt,
+                 ls.rule && ls.rule->learned()
+                     ? std::optional<Router>(std::in_place,
+                                             typename Router::Config{ls.rule->kind, cfg_.dim, cfg_.init_std})
+                     : std::nullopt,
                  ls.rule && ls.rule->learned() && cfg_.dechunk == "ema"
                      ? std::optional<Ema>(std::in_place, typename Ema::Config{cfg_.dim})
                      : std::nullopt};

@@ -71,6 +71,13 @@ struct MeanHgSpec : HgSpec<hier::AvgPool, hier::Repeat> {
   explicit MeanHgSpec(char const* h) : HgSpec<hier::AvgPool, hier::Repeat>{h, 128} {}
 };
 
+/// Position-indexed (linear) upsampling over rule levels (AU-Net): a GEMM per segment and a gather
+/// of the offsets' slices, the offsets computed on the host.
+struct LinearRuleHgSpec : HgSpec<hier::Select, hier::LinearUp> {
+  static constexpr bool kExactPlan = false;
+  explicit LinearRuleHgSpec(char const* h) : HgSpec<hier::Select, hier::LinearUp>{h, 128} {}
+};
+
 /// An Hourglass whose level 0 segments by a frozen byte LM's entropy (BLT): the LM's weights are
 /// the randomised ones of its store (same seed on both backends); the threshold is in nats.
 struct EntropyHgSpec : RuleHgSpec {
@@ -144,6 +151,17 @@ TEST_CASE("cuda models: Hourglass with routers and EMA de-chunking matches the C
   spec.context = 24;
   double rel = mm_cached_vs_full<double>(spec, 21, 3, 114);
   INFO(spec.name(), ", router + EMA: worst |cached - full| / max(1, max |logit|) = ", rel);
+  CHECK(rel <= kCachedRelDouble);
+}
+
+TEST_CASE("cuda models: Hourglass with position-indexed (linear) upsampling over rule levels matches the CPU") {
+  mm_compare_model(LinearRuleHgSpec{"1@1 1@space/6 1@1"}, 2, 22, 131);
+  mm_compare_model(LinearRuleHgSpec{"1@1 1@space/5 1@fixed:2 1@space/5 1@1"}, 2, 31, 132);
+  mm_causality(LinearRuleHgSpec{"1@1 1@space/6 1@1"}, 24, {0, 1, 3, 4, 5, 7, 8, 9, 11, 12, 13, 15, 20, 21, 23}, 133);
+  LinearRuleHgSpec spec{"1@1 1@space 1@1"};
+  spec.context = 24;
+  double rel = mm_cached_vs_full<double>(spec, 21, 3, 134);
+  INFO(spec.name(), ", linear: worst |cached - full| / max(1, max |logit|) = ", rel);
   CHECK(rel <= kCachedRelDouble);
 }
 
