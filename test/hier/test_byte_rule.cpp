@@ -32,6 +32,16 @@ Positions emits(ByteRule const& r, std::string const& s) {
 }
 Positions emits(std::string const& spec, std::string const& s) { return emits(ByteRule::parse(spec), s); }
 
+/// The emits of a score-reading rule over the scores p (the bytes are all 'a').
+Positions scored_emits(std::string const& spec, std::vector<double> const& p) {
+  ByteRule const r = ByteRule::parse(spec);
+  ByteRule::State st = r.start();
+  Positions out;
+  for (std::size_t t = 0; t < p.size(); ++t)
+    if (r.step(st, 'a', p[t])) out.push_back(std::int64_t(t));
+  return out;
+}
+
 /// A random string over an alphabet that exercises every rule (letters, digits, spaces, newlines,
 /// punctuation, UTF-8 lead and continuation bytes).
 std::string random_text(Rng& rng, std::size_t n) {
@@ -136,23 +146,16 @@ TEST_CASE("byte_rule: spec strings round-trip; bad ones are refused with the rea
 TEST_CASE("byte_rule: entropy (BLT): the global threshold and the monotonic rise, on scores per position") {
   // Scores H_t of a made-up LM; t emits when H_t > 1.5 (global) / H_t - H_{t-1} > 0.5 (rise), and at 0.
   std::vector<double> h{2.0, 0.5, 0.7, 1.6, 1.4, 2.5, 0.1, 0.2, 3.0};
-  auto run = [&](ByteRule const& r) {
-    ByteRule::State st = r.start();
-    Positions out;
-    for (std::size_t t = 0; t < h.size(); ++t)
-      if (r.step(st, 'a', h[t])) out.push_back(std::int64_t(t));
-    return out;
-  };
-  CHECK(run(ByteRule::parse("entropy:1.5")) == Positions{0, 3, 5, 8});
-  CHECK(run(ByteRule::parse("entropy_rise:0.5")) == Positions{0, 3, 5, 8});
-  CHECK(run(ByteRule::parse("entropy_rise:1")) == Positions{0, 5, 8});
-  CHECK(run(ByteRule::parse("entropy:1.5/2")) == Positions{0, 2, 3, 5, 7, 8});  // forced at 2 and 7
-  CHECK(run(ByteRule::parse("entropy:-1")) == Positions{0, 1, 2, 3, 4, 5, 6, 7, 8});
+  CHECK(scored_emits("entropy:1.5", h) == Positions{0, 3, 5, 8});
+  CHECK(scored_emits("entropy_rise:0.5", h) == Positions{0, 3, 5, 8});
+  CHECK(scored_emits("entropy_rise:1", h) == Positions{0, 5, 8});
+  CHECK(scored_emits("entropy:1.5/2", h) == Positions{0, 2, 3, 5, 7, 8});  // forced at 2 and 7
+  CHECK(scored_emits("entropy:-1", h) == Positions{0, 1, 2, 3, 4, 5, 6, 7, 8});
   // The bytes do not matter to them; the scores do not matter to the byte rules.
   CHECK(ByteRule::parse("entropy:1").needs_scores());
   CHECK(ByteRule::parse("entropy_rise:0").needs_scores());
   CHECK_FALSE(ByteRule::parse("space").needs_scores());
-  CHECK(run(ByteRule::parse("fixed:3")) == Positions{0, 3, 6});
+  CHECK(scored_emits("fixed:3", h) == Positions{0, 3, 6});
   CHECK(ByteRule::parse("entropy:1").max_emits(9) == 9);
   // Thresholds round-trip exactly (BLT's default θ among them); bad ones are refused.
   for (std::string spec : {"entropy:1.335442066192627", "entropy_rise:0.25/16", "entropy:-0.5", "entropy:3"})
@@ -165,15 +168,8 @@ TEST_CASE("byte_rule: entropy (BLT): the global threshold and the monotonic rise
 
 TEST_CASE("byte_rule: router (H-Net): t emits when its boundary probability p_t > 1/2; N is the ratio target") {
   std::vector<double> p{0.2, 0.7, 0.5, 0.51, 0.1, 0.3, 0.9, 0.4};
-  auto run = [&](ByteRule const& r) {
-    ByteRule::State st = r.start();
-    Positions out;
-    for (std::size_t t = 0; t < p.size(); ++t)
-      if (r.step(st, 'a', p[t])) out.push_back(std::int64_t(t));
-    return out;
-  };
-  CHECK(run(ByteRule::parse("router:6")) == Positions{0, 1, 3, 6});  // 0.5 itself does not emit
-  CHECK(run(ByteRule::parse("router:6/2")) == Positions{0, 1, 3, 5, 6});  // forced at 5
+  CHECK(scored_emits("router:6", p) == Positions{0, 1, 3, 6});  // 0.5 itself does not emit
+  CHECK(scored_emits("router:6/2", p) == Positions{0, 1, 3, 5, 6});  // forced at 5
   ByteRule r = ByteRule::parse("router:5.4/32");
   CHECK(r.learned());
   CHECK(r.needs_scores());
@@ -191,15 +187,8 @@ TEST_CASE("byte_rule: router (H-Net): t emits when its boundary probability p_t 
 
 TEST_CASE("byte_rule: mlp (Dynamic Token Pooling's predictor) thresholds its p_t at 1/2 as router does") {
   std::vector<double> p{0.2, 0.7, 0.5, 0.51, 0.1, 0.3, 0.9, 0.4};
-  auto run = [&](ByteRule const& r) {
-    ByteRule::State st = r.start();
-    Positions out;
-    for (std::size_t t = 0; t < p.size(); ++t)
-      if (r.step(st, 'a', p[t])) out.push_back(std::int64_t(t));
-    return out;
-  };
-  CHECK(run(ByteRule::parse("mlp:6")) == Positions{0, 1, 3, 6});
-  CHECK(run(ByteRule::parse("mlp:6/2")) == Positions{0, 1, 3, 5, 6});
+  CHECK(scored_emits("mlp:6", p) == Positions{0, 1, 3, 6});
+  CHECK(scored_emits("mlp:6/2", p) == Positions{0, 1, 3, 5, 6});
   ByteRule r = ByteRule::parse("mlp:4.5/16");
   CHECK(r.kind == ByteRule::Kind::kMlp);
   CHECK(r.learned());

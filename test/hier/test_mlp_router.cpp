@@ -7,6 +7,7 @@
 
 #include "hseq/hier/mlp_router.hpp"
 #include "hseq/nn/module.hpp"
+#include "router_check.hpp"
 #include "support/gradcheck.hpp"
 #include "support/test_unit.hpp"
 
@@ -93,32 +94,10 @@ TEST_CASE("mlp_router: p_t = sigmoid(MLP(x_t)), p_0 = 1 per row, rows never mix,
 }
 
 TEST_CASE("gradcheck: MlpRouter (input and every parameter) through L = sum_t w_t p_t") {
-  cpu::Context ctx;
-  std::int64_t const d = 5, bsz = 2, len = 6;
-  Router r({d, 3});
+  Router r({5, 3});
   nn::ParamStore<cpu, double> ps(r);
   test::randomize_params(ps, 4, 0.6);
-  auto x = test::random_tensor<double>(Shape{bsz, len, d}, 7, 1.0);
-  Tensor<double, cpu> dx(Shape{bsz, len, d});
-  auto w = test::random_tensor<double>(Shape{bsz * len}, 8, 1.0);
-  std::vector<std::int32_t> row_len{6, 4};
-  Workspace<cpu> ws(r.forward_workspace(bsz, len) + r.backward_workspace(bsz, len));
-  Router::Saved s;
-  auto loss = [&] {
-    auto a = ws.arena();
-    r.forward(ctx, x.cview(), row_len, s, a);
-    double l = 0;
-    for (std::size_t i = 0; i < s.p.size(); ++i) l += w.data()[i] * s.p[i];
-    return l;
-  };
-  auto grads = [&] {
-    auto a = ws.arena();
-    r.forward(ctx, x.cview(), row_len, s, a);
-    std::vector<double> dp(w.data(), w.data() + bsz * len);
-    r.backward(ctx, s, dp, dx.view(), a);
-    CHECK(a.high_water() <= r.forward_workspace(bsz, len) + r.backward_workspace(bsz, len));
-  };
-  test::GradCheck(ps).input("x", x.view(), dx.view()).run(loss, grads);
+  test::check_router_gradients(r, ps, 5, 2, 6, {6, 4});
 }
 
 }  // namespace HSEQ_TEST_UNIT

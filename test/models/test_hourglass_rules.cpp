@@ -737,39 +737,48 @@ TEST_CASE("hourglass rules: EMA de-chunking smooths a router level's segment out
   CHECK_THROWS_WITH_AS(RuleHg<double>{bad}, doctest::Contains("dechunk \"mean\" is not one of"), Error);
 }
 
-TEST_CASE("hourglass rules: the segment mean (avg over rule levels): gradients, causality, cached == full") {
-  using MeanHg = models::Hourglass<cpu, double, hier::DynamicHierarchy, hier::AvgPool, hier::Repeat>;
+namespace {
+/// What every pooling / unpooling pair over rule levels must pass, for a double model M of
+/// hierarchy h (parameters seeded): gradients (24 positions), cached == full, causality by
+/// perturbation (a letter to a space or back, moving boundaries), and batch invariance (a row
+/// alone gives its batched logits), over three 40-byte rows.
+template <class M>
+void check_rule_policies(char const* h, std::uint64_t seed) {
+  std::string const shape = h;
+  CAPTURE(shape);
   cpu::Context ctx;
   std::int64_t const t = 40;
   std::vector<std::string> rows{kText0.substr(0, t), kText1.substr(0, t), kText2.substr(0, t)};
   auto ids = text_ids(rows);
-  for (char const* h : {"1@1 1@space 1@1", "1@1 1@word 1@fixed:2 1@word 1@1", "0@1 1@space/4 0@1"}) {
-    std::string const shape = h;
-    CAPTURE(shape);
-    MeanHg m(MeanHg::Config{.vocab = kVocab, .dim = 8, .heads = 2, .context = 96, .mlp_hidden = 8,
-                            .hierarchy = HierarchySpec::parse(h)});
-    nn::ParamStore<cpu, double> ps(m);
-    test::randomize_params(ps, 17, 0.3);
-    gradcheck_rules(m, ps, 24, 12);
-    Workspace<cpu> ws(m.forward_workspace(3, t));
-    MeanHg::Trace tr;
-    {
-      auto a = ws.arena();
-      m.forward(ctx, ids.cview(), {}, a, tr);
-    }
-    check_cached(m, ids, tr.logits, t, {1, 5});
-    // A change at p (a letter to a space or back, moving boundaries): every logit before p bit-identical.
-    check_causal(m, rows, {0, 2, 3, 9, 17, 26, 39}, /*flows=*/true,
-                 [](std::int64_t, std::int64_t, std::int32_t old) { return std::int32_t(old == ' ' ? 'x' : ' '); });
-    auto base = std::vector<double>(tr.logits.begin(), tr.logits.end());
-    for (std::size_t b = 0; b < rows.size(); ++b) {  // a row alone gives its batched logits
-      auto alone = logits_of<MeanHg, double>(m, text_ids({rows[b]}));
-      double worst = 0;
-      for (std::size_t k = 0; k < std::size_t(t * kVocab); ++k)
-        worst = std::max(worst, std::abs(alone[k] - base[b * std::size_t(t * kVocab) + k]));
-      CHECK(worst < 1e-12);
-    }
+  M m(typename M::Config{.vocab = kVocab, .dim = 8, .heads = 2, .context = 96, .mlp_hidden = 8,
+                         .hierarchy = HierarchySpec::parse(h)});
+  nn::ParamStore<cpu, double> ps(m);
+  test::randomize_params(ps, seed, 0.3);
+  gradcheck_rules(m, ps, 24, 12);
+  Workspace<cpu> ws(m.forward_workspace(3, t));
+  typename M::Trace tr;
+  {
+    auto a = ws.arena();
+    m.forward(ctx, ids.cview(), {}, a, tr);
   }
+  check_cached(m, ids, tr.logits, t, {1, 5});
+  check_causal(m, rows, {0, 2, 3, 9, 17, 26, 39}, /*flows=*/true,
+               [](std::int64_t, std::int64_t, std::int32_t old) { return std::int32_t(old == ' ' ? 'x' : ' '); });
+  auto base = std::vector<double>(tr.logits.begin(), tr.logits.end());
+  for (std::size_t b = 0; b < rows.size(); ++b) {
+    auto alone = logits_of<M, double>(m, text_ids({rows[b]}));
+    double worst = 0;
+    for (std::size_t k = 0; k < std::size_t(t * kVocab); ++k)
+      worst = std::max(worst, std::abs(alone[k] - base[b * std::size_t(t * kVocab) + k]));
+    CHECK(worst < 1e-12);
+  }
+}
+}  // namespace
+
+TEST_CASE("hourglass rules: the segment mean (avg over rule levels): gradients, causality, cached == full") {
+  using MeanHg = models::Hourglass<cpu, double, hier::DynamicHierarchy, hier::AvgPool, hier::Repeat>;
+  for (char const* h : {"1@1 1@space 1@1", "1@1 1@word 1@fixed:2 1@word 1@1", "0@1 1@space/4 0@1"})
+    check_rule_policies<MeanHg>(h, 17);
 }
 
 TEST_CASE("hourglass rules: position-indexed (linear) upsampling over segments: fixed:K, gradients, causality, cached") {
@@ -780,28 +789,10 @@ TEST_CASE("hourglass rules: position-indexed (linear) upsampling over segments: 
       "1@1 2@4 1@1", "1@1 2@fixed:4 1@1", 24);
   check_fixed_equal<models::Hourglass<cpu, float, hier::DynamicHierarchy, hier::Select, hier::LinearUp>>(
       "1@1 1@2 1@6 1@2 1@1", "1@1 1@fixed:2 1@fixed:3 1@fixed:2 1@1", 24);
-  cpu::Context ctx;
-  std::int64_t const t = 40;
-  std::vector<std::string> rows{kText0.substr(0, t), kText1.substr(0, t), kText2.substr(0, t)};
-  auto ids = text_ids(rows);
   for (auto [h, offsets] : {std::pair{"1@1 1@space/6 1@1", 6}, std::pair{"1@1 1@word 1@fixed:2 1@word 1@1", 16}}) {
-    std::string const shape = h;
-    CAPTURE(shape);
-    LinHg m(LinHg::Config{.vocab = kVocab, .dim = 8, .heads = 2, .context = 96, .mlp_hidden = 8,
-                          .hierarchy = HierarchySpec::parse(h)});
-    nn::ParamStore<cpu, double> ps(m);
-    CHECK(ps.find("levels.0.upsample.proj.weight").shape == Shape{offsets * 8, 8});
-    test::randomize_params(ps, 19, 0.3);
-    gradcheck_rules(m, ps, 24, 12);
-    Workspace<cpu> ws(m.forward_workspace(3, t));
-    LinHg::Trace tr;
-    {
-      auto a = ws.arena();
-      m.forward(ctx, ids.cview(), {}, a, tr);
-    }
-    check_cached(m, ids, tr.logits, t, {1, 5});
-    check_causal(m, rows, {0, 2, 3, 9, 17, 26, 39}, /*flows=*/true,
-                 [](std::int64_t, std::int64_t, std::int32_t old) { return std::int32_t(old == ' ' ? 'x' : ' '); });
+    LinHg m(LinHg::Config{.vocab = kVocab, .dim = 8, .heads = 2, .hierarchy = HierarchySpec::parse(h)});
+    CHECK(nn::ParamStore<cpu, double>(m).find("levels.0.upsample.proj.weight").shape == Shape{offsets * 8, 8});
+    check_rule_policies<LinHg>(h, 19);
   }
 }
 
