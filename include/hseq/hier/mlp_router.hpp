@@ -58,7 +58,7 @@ class MlpRouter {
     std::vector<double> p;              // [B * L] p_t (0 past a row's length)
     std::vector<T> dlogits;             // backward's staging
   };
-  /// Cached generation: each row's position (whether its next input is t = 0), and staging.
+  /// Cached generation: each row's position (whether its next input is t = 0, where p = 1).
   struct StepState {
     std::vector<std::int64_t> pos;  // [B]
   };
