@@ -27,7 +27,10 @@
 #   - routerema: the router with H-Net's EMA de-chunking of its segment outputs (--dechunk ema:
 #     the spec's arm E; no further parameters);
 #   - mlp: Dynamic Token Pooling's MLP boundary predictor (d^2 + 2 d + 1 more parameters), trained
-#     like the router (ratio loss aiming at 5.4), with EMA de-chunking.
+#     like the router (ratio loss aiming at 5.4), with EMA de-chunking;
+#   - fixed5attn / spaceattn: fixed:5 / spacelike boundaries with attention pooling over each
+#     segment's bytes and cross-attention unpooling (--shorten attention --upsample attention; both
+#     arms have the same 2 x (4 d^2 + 8 d^2) + LayerNorm parameters more than the select arms).
 # hseq-train reports each rule arm's bytes per segment on held-out windows (the bytes/seg column).
 # The table's bpc is hseq-eval's on the whole held-out split (T = 256). Raw output in $OUT (default
 # bench/results/segmentation): logs, CSVs, evals, commands.txt, machine.txt, stats.txt (bytes per
@@ -115,6 +118,10 @@ compare)
         routerema) run "routerema_s$seed" "$seconds" --seed "$seed" "${hg[@]}" --hierarchy "2@1 4@router:5.4 2@1" \
                      --dechunk ema ;;
         mlp) run "mlp_s$seed" "$seconds" --seed "$seed" "${hg[@]}" --hierarchy "2@1 4@mlp:5.4 2@1" --dechunk ema ;;
+        fixed5attn) run "fixed5attn_s$seed" "$seconds" --seed "$seed" --model hourglass --shorten attention \
+                      --upsample attention --hierarchy "2@1 4@fixed:5 2@1" ;;
+        spaceattn) run "spaceattn_s$seed" "$seconds" --seed "$seed" --model hourglass --shorten attention \
+                     --upsample attention --hierarchy "2@1 4@space 2@1" ;;
         spacemean) run "spacemean_s$seed" "$seconds" --seed "$seed" --model hourglass --shorten avg --upsample repeat \
                      --hierarchy "2@1 4@space 2@1" ;;
         entropy) run "entropy_s$seed" "$((seconds - lm_seconds))" --seed "$seed" "${hg[@]}" \

@@ -11,7 +11,8 @@ segments of at most 5 bytes, then pairs of them, over two rows of text), the seg
 cosine router, its straight-through confidence and ratio loss; hourglass_rules_router_ema: the same
 with EMA de-chunking; hourglass_rules_mlp: Dynamic Token Pooling's MLP predictor outside a router,
 with EMA de-chunking; hourglass_rules_select_linear: AU-Net's position-indexed unpooling over the
-spacelike levels). The width
+spacelike levels; hourglass_rules_attention: attention pooling over each segment's bytes and
+cross-attention unpooling to the closed segments on the same levels). The width
 (8) differs from the factors (2), so a [k d] projection read in the wrong layout shows.
 
 Before writing, every model's hand-written attention (causal blocks and resampling
@@ -158,6 +159,10 @@ job("select", "repeat", MLP_SEED, "hourglass_rules_mlp.safetensors", text=RULE_T
 # /5) at the spacelike levels, 2 at the fixed:2 level (segments are at most 5 long here, so no
 # offset wraps; test/hier/test_linear_upsample.cpp wraps them).
 job("select", "linear", 12, "hourglass_rules_select_linear.safetensors", text=RULE_TEXT, vocab=128, context=32,
+    hierarchy="1@1 1@space/5 1@fixed:2 1@space/5 1@1", closing_norm=True)
+# Attention pooling over each segment's bytes and cross-attention unpooling to the closed segments
+# (the programs' default policies) on the same nested spacelike levels.
+job("attention", "attention", 13, "hourglass_rules_attention.safetensors", text=RULE_TEXT, vocab=128, context=32,
     hierarchy="1@1 1@space/5 1@fixed:2 1@space/5 1@1", closing_norm=True)
 
 if __name__ == "__main__":

@@ -222,10 +222,10 @@ class Level(nn.Module):
         super().__init__()
         d, h, eps = c["dim"], c["heads"], c.get("eps", 1e-5)
         hidden = c.get("mlp_hidden", 0) or 4 * d
-        self.rule = k if isinstance(k, tuple) else None  # a rule level: pooled by select or mean, unpooled by repeat
+        self.rule = k if isinstance(k, tuple) else None  # a rule level: pooled by select, mean or attention
         if self.rule:
-            assert shorten in ("select", "avg") and upsample in ("repeat", "linear"), \
-                "rule levels take select or avg / repeat or linear"
+            assert shorten in ("select", "avg", "attention") and upsample in ("repeat", "linear", "attention"), \
+                "rule levels take select, avg or attention / repeat, linear or attention"
             k = self.rule[1] if self.rule[0] == "fixed" else 1
             # Linear upsampling over segments (AU-Net's position-indexed unpooling): one matrix per
             # offset into a segment, modulo K = the fixed factor, the rule's /MAXLEN, or 16.
@@ -328,14 +328,31 @@ class Hourglass(nn.Module):
                 js = [sum(1 for p in e if p <= t) - 1 for t in range(row_len[r])]
                 seg.append(js + [max(len(e) - 1, 0)] * (length - row_len[r]))
             rows = torch.arange(b).unsqueeze(1)
-            if isinstance(lv.shorten, AvgPoolShorten):  # the segment mean over (e_{j-1}, e_j]; padding segments 0
-                w = torch.zeros(b, c, length, dtype=x.dtype)
-                for r, e in enumerate(emits):
-                    prev = -1
-                    for j, p in enumerate(e):
-                        w[r, j, prev + 1:p + 1] = 1.0 / (p - prev)
-                        prev = p
+            w = torch.zeros(b, c, length, dtype=x.dtype)  # the segment mean over (e_{j-1}, e_j]; padding 0
+            for r, e in enumerate(emits):
+                prev = -1
+                for j, p in enumerate(e):
+                    w[r, j, prev + 1:p + 1] = 1.0 / (p - prev)
+                    prev = p
+            if isinstance(lv.shorten, AvgPoolShorten):
                 s = w @ x                                                         # mean     [B, C, d]
+            elif isinstance(lv.shorten, AttentionPoolShorten):
+                # attention over each segment's bytes (e_{j-1}, e_j], queried by the LN of their mean;
+                # a segment ending where the previous one did (padding) sees its end alone
+                sh = lv.shorten
+                visible = torch.zeros(b, c, length, dtype=torch.bool)
+                for r in range(b):
+                    prev = -1
+                    for j, p in enumerate(pool[r].tolist()):
+                        if p > prev:
+                            visible[r, j, prev + 1:p + 1] = True
+                        else:
+                            visible[r, j, p] = True
+                        prev = p
+                hx = sh.ln_in(x)
+                q = sh.ln_q(w @ hx)
+                q1 = q + sh.attn(q, hx, visible.unsqueeze(1))
+                s = q1 + sh.mlp(sh.ln_ff(q1))                                     # pooled   [B, C, d]
             else:
                 s = x[rows, pool]                                                 # select   [B, C, d]
             inner_tokens = [[tokens[r][p] for p in pool[r].tolist()] for r in range(b)]
@@ -372,6 +389,15 @@ class Hourglass(nn.Module):
             proj = lv.upsample.proj(s).reshape(b, s.shape[1], kk, d)
             off = [[(t - emits[r][j]) % kk for t, j in enumerate(seg[r])] for r in range(b)]
             up = lv.ln_up(proj[rows, torch.tensor(seg), torch.tensor(off)])
+            return x + (ste.unsqueeze(-1) * up if lv.rule[0] in ("router", "mlp") else up)
+        if lv.rule and isinstance(lv.upsample, AttentionUpsample):
+            # position (r, t) cross-attends to the segments j <= J(t), queried by LN(s_J(t)) + x_t
+            u = lv.upsample
+            sn = u.ln_s(s)
+            q = u.ln_u(sn[rows, torch.tensor(seg)]) + x
+            visible = torch.arange(s.shape[1]).view(1, 1, -1) <= torch.tensor(seg).unsqueeze(-1)  # [B, L, C]
+            q1 = q + u.attn(q, sn, visible.unsqueeze(1))
+            up = lv.ln_up(q1 + u.mlp(u.ln_ff(q1)))
             return x + (ste.unsqueeze(-1) * up if lv.rule[0] in ("router", "mlp") else up)
         if lv.rule:
             up = lv.ln_up(s[rows, torch.tensor(seg)])                             # repeat   [B, L, d]

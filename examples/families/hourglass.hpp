@@ -4,8 +4,8 @@
 /// (run-time `DynamicHierarchy`), the shortening and upsampling policies are template parameters
 /// chosen by --shorten and --upsample (twenty model types; "attention_linear" is attention
 /// resampling whose queries come from linear pooling / linear upsampling instead of avg / repeat).
-/// Hierarchies of data-dependent rules ("2@1 4@space 2@1", "2@1 4@router:5 2@1") take --shorten select
-/// or avg, --upsample repeat or linear.
+/// Hierarchies of data-dependent rules ("2@1 4@space 2@1", "2@1 4@router:5 2@1") take --shorten
+/// select, avg or attention and --upsample repeat, linear, attention or attention_linear.
 #pragma once
 
 #include <algorithm>
@@ -51,7 +51,7 @@ struct HourglassFamily {
               "rules: space, word[:N], fixed:K, entropy:θ, entropy_rise:θ, router:N (H-Net's learned router, N "
               "positions per segment its ratio loss aims at), mlp:N (Dynamic Token Pooling's MLP boundary "
               "predictor, trained the same way), each with an optional /MAXLEN; they need --shorten "
-              "select or avg, --upsample repeat or linear)")
+              "select, avg or attention, --upsample repeat, linear, attention or attention_linear)")
         .toggle("untied", "hourglass: separate output projection instead of the token embedding")
         .toggle("no-closing-norm", "hourglass: no LayerNorm closing each stack (trax has them; version-1 models do not)")
         .flag("entropy-model", "",

@@ -84,6 +84,7 @@
 #include "hseq/hier/rnn_decoder.hpp"
 #include "hseq/hier/rnn_encoder.hpp"
 #include "hseq/hier/segment_backbone_policy.hpp"
+#include "hseq/hier/segment_bias.hpp"
 #include "hseq/hier/segment_proposal.hpp"
 #include "hseq/hier/segmenter_policy.hpp"
 #include "hseq/hier/select_pool.hpp"

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # ctest examples.segmented: an Hourglass whose levels segment by the data (issue 19) through the
 # programs: hseq-train (a SpaceByte level with a nested pair level; an entropy level over a byte LM
-# trained first, --entropy-model; a learned router; the segment mean; HAED over words), hseq-eval and hseq-generate from the checkpoints (cached,
+# trained first, --entropy-model; a learned router; the segment mean; attention pooling and unpooling; HAED over words), hseq-eval and hseq-generate from the checkpoints (cached,
 # per-row segmentation), a resumed run, and the refusals (a policy without a variable-length form,
 # an entropy level without or with a wrong LM).
 #   usage: run_segmented.sh BIN_DIR DATA_FILE WORK_DIR
@@ -114,7 +114,7 @@ out="$("$bin/hseq-train" --data "$data" --model hourglass --hierarchy "$hier" --
         --steps 1 2>&1)"; rc=$?
 set -e
 [ "$rc" -ne 0 ] || fail "linear pooling over rule levels was accepted"
-[[ "$out" == *"shorten 'linear'"* && "$out" == *"rule levels take shorten 'select' or 'avg'"* ]] || fail "refusal message: $out"
+[[ "$out" == *"shorten 'linear'"* && "$out" == *"rule levels take shorten 'select', 'avg' or 'attention'"* ]] || fail "refusal message: $out"
 
 # The segment mean (--shorten avg) over spacelike segments: train, eval, cached generation.
 out="$("$bin/hseq-train" "${model[@]/select/avg}" --steps 10 --out "$work/mean.safetensors" 2>&1)" || fail "train (mean): $out"
@@ -122,6 +122,18 @@ out="$("$bin/hseq-train" "${model[@]/select/avg}" --steps 10 --out "$work/mean.s
 out="$("$bin/hseq-generate" --checkpoint "$work/mean.safetensors" --prompt "And " --bytes 30 --threads 1 2>&1)" \
   || fail "generate (mean): $out"
 [[ "$out" == *"generated 30 bytes"* ]] || fail "generate (mean): $out"
+# Attention over the segment's bytes and cross-attention unpooling (--shorten/--upsample attention,
+# the programs' defaults): train, eval, cached generation.
+att=("${model[@]/select/attention}")
+att=("${att[@]/repeat/attention_linear}")
+out="$("$bin/hseq-train" "${att[@]}" --steps 10 --out "$work/attn.safetensors" 2>&1)" || fail "train (attention): $out"
+[[ "$out" == *'"shorten":"attention"'* && "$out" == *'"upsample":"attention_linear"'* ]] \
+  || fail "not the attention policies: $out"
+out="$("$bin/hseq-eval" --data "$data" --checkpoint "$work/attn.safetensors" --threads 1 2>&1)" || fail "eval (attention): $out"
+[[ "$out" =~ bpc:\ [0-9.]+ ]] || fail "eval (attention) printed no bpc: $out"
+out="$("$bin/hseq-generate" --checkpoint "$work/attn.safetensors" --prompt "And " --bytes 30 --threads 1 2>&1)" \
+  || fail "generate (attention): $out"
+[[ "$out" == *"generated 30 bytes"* ]] || fail "generate (attention): $out"
 # HRED/HAED over the same rules (--segment word: hier::Delimited's "@word"): train, checkpoint, generate.
 out="$("$bin/hseq-train" --data "$data" --model hierarchical --segment word --dim 32 --heads 2 --layers 1 \
         --decoder-layers 1 --context 64 --batch 4 --steps 10 --seed 3 --eval-every 0 --eval-windows 4 --sample-bytes 0 \
@@ -130,4 +142,4 @@ out="$("$bin/hseq-train" --data "$data" --model hierarchical --segment word --di
 out="$("$bin/hseq-generate" --checkpoint "$work/hred_word.safetensors" --prompt "And " --bytes 30 --threads 1 2>&1)" \
   || fail "generate (HAED over words): $out"
 [[ "$out" == *"generated 30 bytes"* ]] || fail "generate (HAED over words): $out"
-echo "segmented hourglass: trained, evaluated, generated, resumed (space, entropy, router, mean; HAED over words), refused linear and missing LMs"
+echo "segmented hourglass: trained, evaluated, generated, resumed (space, entropy, router, mean, attention; HAED over words), refused linear and missing LMs"

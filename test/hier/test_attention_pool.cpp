@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <string>
 #include <type_traits>
 #include <vector>
 
 #include "hseq/hier/attention_pool.hpp"
+#include "hseq/hier/ragged_policy.hpp"
 #include "resample_check.hpp"
 #include "support/test_unit.hpp"
 
@@ -170,6 +172,61 @@ TEST_CASE("attention_pool: the policy tags, and the parameter names (the default
   CHECK(param_names(lin) == with_query);
   nn::ParamStore<cpu, float> ps(lin);
   CHECK(ps.find("query.proj.weight").shape == Shape{4, 12});
+}
+
+TEST_CASE("attention_pool: over data-dependent segments, attention over each segment's bytes: gradients, steps, locality") {
+  // Row 0 closes segments at 0, 3, 4, 8 (position 9 is open); row 1 at 0, 5 (two padding segments).
+  auto l = test::ragged_layout({{0, 3, 4, 8}, {0, 5}}, 10);
+  hier::ResampleConfig cfg{.dim = 8, .factor = 1, .heads = 2, .mlp_hidden = 12};
+  CHECK(test::check_ragged_shorten<hier::AttentionPoolShorten<cpu, double>>(cfg, l, 31) < 1e-12);
+  // Segment j reads x at (e_{j-1}, e_j] only: a change there changes y_j alone, bit for bit elsewhere
+  // (a padding segment reads nothing new; the open position 9 changes nothing).
+  cpu::Context ctx;
+  hier::AttentionPoolShorten<cpu, float> m(cfg);
+  nn::ParamStore<cpu, float> ps(m);
+  test::randomize_params(ps, 5, 0.4);
+  Workspace<cpu> ws(m.ragged_forward_workspace(2, 10, 4));
+  auto run = [&](Tensor<float, cpu> const& x) {
+    Tensor<float, cpu> y(Shape{2, 4, 8});
+    auto a = ws.arena();
+    m.ragged_forward(ctx, x.cview(), l.pool.cview(), y.view(), a);
+    return std::vector<float>(y.data(), y.data() + y.numel());
+  };
+  auto const base = run(test::random_tensor<float>(Shape{2, 10, 8}, 1));
+  for (std::int64_t p = 0; p < 10; ++p) {
+    auto x = test::random_tensor<float>(Shape{2, 10, 8}, 1);
+    x.data()[p * 8 + 3] += 1.f;  // row 0, position p
+    auto out = run(x);
+    std::int64_t owner = p == 0 ? 0 : p <= 3 ? 1 : p == 4 ? 2 : p <= 8 ? 3 : -1;
+    for (std::int64_t j = 0; j < 8; ++j) {  // (rows 0 and 1)
+      bool same = std::equal(out.begin() + j * 8, out.begin() + j * 8 + 8, base.begin() + j * 8);
+      CAPTURE(p);
+      CAPTURE(j);
+      CHECK(same == (j != owner));
+    }
+  }
+  // One segment over a whole row is the non-causal module with the row as its one window.
+  hier::ResampleConfig whole{.dim = 8, .factor = 6, .heads = 2, .mlp_hidden = 12, .causal = false};
+  hier::AttentionPoolShorten<cpu, double> nc(whole), rg(whole);
+  nn::ParamStore<cpu, double> pn(nc), pr(rg);
+  test::randomize_params(pn, 8, 0.4);
+  test::randomize_params(pr, 8, 0.4);
+  auto x = test::random_tensor<double>(Shape{1, 6, 8}, 2);
+  Tensor<double, cpu> y1(Shape{1, 1, 8}), y2(Shape{1, 1, 8});
+  Tensor<std::int32_t, cpu> end(Shape{1});
+  end.data()[0] = 5;
+  Workspace<cpu> w2(nc.forward_workspace(1, 6) + rg.ragged_forward_workspace(1, 6, 1));
+  auto a = w2.arena();
+  nc.forward(ctx, x.cview(), y1.view(), a);
+  rg.ragged_forward(ctx, x.cview(), end.cview(), y2.view(), a);
+  for (int i = 0; i < 8; ++i) CHECK(y1.data()[i] == doctest::Approx(y2.data()[i]).epsilon(1e-13));
+  // Segment ends outside their row, or going back, are refused by name.
+  end.data()[0] = 6;
+  CHECK_THROWS_WITH_AS(rg.ragged_forward(ctx, x.cview(), end.cview(), y2.view(), a),
+                       doctest::Contains("outside its 6 positions"), Error);
+  // Linear-pooling queries have no form over segments (LinearPool has none).
+  static_assert(hier::RaggedShorten<hier::AttentionPool, cpu, float>);
+  static_assert(!hier::RaggedShorten<hier::AttentionPoolLinear, cpu, float>);
 }
 
 }  // namespace HSEQ_TEST_UNIT

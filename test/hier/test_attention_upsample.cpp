@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <string>
 #include <type_traits>
 #include <vector>
 
 #include "hseq/hier/attention_upsample.hpp"
+#include "hseq/hier/ragged_policy.hpp"
 #include "resample_check.hpp"
 #include "support/test_unit.hpp"
 
@@ -205,6 +207,90 @@ TEST_CASE("attention_upsample: the policy tags, and the parameter names (the def
   CHECK(param_names(lin) == with_query);
   nn::ParamStore<cpu, float> ps(lin);
   CHECK(ps.find("query.proj.weight").shape == Shape{12, 4});
+}
+
+TEST_CASE("attention_upsample: over data-dependent segments, cross-attention to the closed segments: gradients, steps") {
+  // Row 0 closes segments at 0, 2, 3, 7; row 1 at 0, 4 (two padding segments).
+  auto l = test::ragged_layout({{0, 2, 3, 7}, {0, 4}}, 9);
+  hier::ResampleConfig cfg{.dim = 8, .factor = 1, .heads = 2, .mlp_hidden = 12, .segments = true};
+  CHECK(test::check_ragged_upsample<hier::AttentionUpsample<cpu, double>, true>(cfg, l, 37) < 1e-12);
+  cfg.factor = 3;  // linear-upsampling queries: one per offset into a segment, mod 3
+  CHECK(test::check_ragged_upsample<LinearQueryUp<double>, true>(cfg, l, 41) < 1e-12);
+  // Position t reads segments j <= J(t) only: changing summary j changes exactly the positions
+  // whose newest closed segment is j or later, bit for bit elsewhere (padding summaries: none).
+  cpu::Context ctx;
+  cfg.factor = 1;
+  hier::AttentionUpsample<cpu, float> m(cfg);
+  nn::ParamStore<cpu, float> ps(m);
+  test::randomize_params(ps, 6, 0.4);
+  Workspace<cpu> ws(m.ragged_forward_workspace(2, 9, 4));
+  auto res = test::random_tensor<float>(Shape{2, 9, 8}, 2);
+  auto run = [&](Tensor<float, cpu> const& y) {
+    Tensor<float, cpu> u(Shape{2, 9, 8});
+    auto a = ws.arena();
+    m.ragged_forward(ctx, y.cview(), res.cview(), l.up.cview(), u.view(), a);
+    return std::vector<float>(u.data(), u.data() + u.numel());
+  };
+  auto const base = run(test::random_tensor<float>(Shape{2, 4, 8}, 1));
+  for (std::int64_t b = 0; b < 2; ++b)
+    for (std::int64_t j = 0; j < 4; ++j) {
+      auto y = test::random_tensor<float>(Shape{2, 4, 8}, 1);
+      y.data()[(b * 4 + j) * 8 + 5] += 1.f;
+      auto out = run(y);
+      bool real = j < std::int64_t(l.emits[std::size_t(b)].size());
+      for (std::int64_t r = 0; r < 2; ++r)
+        for (std::int64_t t = 0; t < 9; ++t) {
+          std::int64_t i = (r * 9 + t) * 8;
+          bool same = std::equal(out.begin() + i, out.begin() + i + 8, base.begin() + i);
+          CAPTURE(b);
+          CAPTURE(j);
+          CAPTURE(t);
+          CHECK(same == !(r == b && real && l.segment_of(b, t) >= j));
+        }
+    }
+  // With segments closing every k positions it is the numeric module (J(t) = floor(t / k)).
+  for (bool linear : {false, true}) {
+    CAPTURE(linear);
+    hier::ResampleConfig fk{.dim = 8, .factor = 3, .heads = 2, .mlp_hidden = 12};
+    auto fixed = test::ragged_layout({{0, 3, 6, 9}, {0, 3, 6, 9}}, 12);
+    auto y = test::random_tensor<double>(Shape{2, 4, 8}, 3), r12 = test::random_tensor<double>(Shape{2, 12, 8}, 4);
+    Tensor<double, cpu> u1(Shape{2, 12, 8}), u2(Shape{2, 12, 8});
+    auto compare = [&](auto& mod) {
+      nn::ParamStore<cpu, double> pd(mod);
+      test::randomize_params(pd, 9, 0.4);
+      Workspace<cpu> w2(mod.forward_workspace(2, 12) + mod.ragged_forward_workspace(2, 12, 4));
+      auto a = w2.arena();
+      mod.forward(ctx, y.cview(), r12.cview(), u1.view(), a);
+      mod.ragged_forward(ctx, y.cview(), r12.cview(), fixed.up.cview(), u2.view(), a);
+      double worst = 0;
+      for (std::int64_t i = 0; i < u1.numel(); ++i) worst = std::max(worst, std::abs(u1.data()[i] - u2.data()[i]));
+      CHECK(worst < 1e-13);
+    };
+    if (linear) {
+      LinearQueryUp<double> mod(fk);
+      compare(mod);
+    } else {
+      hier::AttentionUpsample<cpu, double> mod(fk);
+      compare(mod);
+    }
+  }
+  // The cached state holds one segment per input over segments, capacity / k + 1 otherwise; a
+  // step that skips a segment is refused by name.
+  auto st = m.make_step_state(2, 9);
+  CHECK(st.cache.shape()[1] == 10);
+  hier::ResampleConfig numeric = cfg;
+  numeric.segments = false;
+  numeric.factor = 3;
+  CHECK(hier::AttentionUpsample<cpu, float>(numeric).make_step_state(2, 9).cache.shape()[1] == 4);
+  Tensor<float, cpu> one(Shape{1, 1, 8});
+  Workspace<cpu> sws(m.step_workspace(2, 9));
+  auto sa = sws.arena();
+  CHECK_THROWS_WITH_AS(m.ragged_step_up(ctx, st, 0, one.cview(), one.view(), sa), doctest::Contains("no closed segment"),
+                       Error);
+  CHECK_THROWS_WITH_AS(m.ragged_step_short(ctx, st, 0, one.cview(), 2, sa), doctest::Contains("closes segment 2 after 0"),
+                       Error);
+  static_assert(hier::RaggedUpsample<hier::AttentionUp, cpu, float>);
+  static_assert(hier::RaggedUpsample<hier::AttentionUpLinear, cpu, float>);
 }
 
 }  // namespace HSEQ_TEST_UNIT

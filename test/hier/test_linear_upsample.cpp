@@ -155,7 +155,7 @@ TEST_CASE("linear_upsample: over segments, one matrix per offset into a segment 
       std::int64_t i = b * kL + t;
       if (off[std::size_t(i)] == 0) {
         std::copy_n(y.data() + (b * kC + seg[std::size_t(i)]) * kD, kD, y1.data());
-        m.ragged_step_short(ctx, st, b, y1.cview(), as);
+        m.ragged_step_short(ctx, st, b, y1.cview(), seg[std::size_t(i)], as);
       }
       m.ragged_step_up(ctx, st, b, {}, u1.view(), as);
       for (std::int64_t c = 0; c < kD; ++c) worst_step = std::max(worst_step, std::abs(u1.data()[c] - u.data()[i * kD + c]));

@@ -53,9 +53,9 @@ TEST_CASE("repeat_upsample: over data-dependent segments u[t] = y[J(t)], backwar
   auto st = m.make_step_state(2, 4);
   Tensor<double, cpu> one(Shape{1, 1, 1}), out(Shape{1, 1, 1});
   one.data()[0] = 3;
-  m.ragged_step_short(ctx, st, 0, one.cview(), a);
+  m.ragged_step_short(ctx, st, 0, one.cview(), 0, a);
   one.data()[0] = 8;
-  m.ragged_step_short(ctx, st, 1, one.cview(), a);
+  m.ragged_step_short(ctx, st, 1, one.cview(), 0, a);
   m.ragged_step_up(ctx, st, 0, {}, out.view(), a);
   CHECK(out.data()[0] == 3);
   m.ragged_step_up(ctx, st, 1, {}, out.view(), a);

@@ -128,4 +128,10 @@ TEST_CASE("hourglass parity: rule levels with select + position-indexed (linear)
   parity<hier::Select, hier::LinearUp>("hourglass_rules_select_linear.safetensors");
 }
 
+// Attention pooling over each segment's bytes and cross-attention unpooling to the closed segments
+// (the programs' default policies) on the two nested rule levels: the host-built score biases.
+TEST_CASE("hourglass parity: rule levels with attention pooling and unpooling match PyTorch") {
+  parity<hier::AttentionPool, hier::AttentionUp>("hourglass_rules_attention.safetensors");
+}
+
 }  // namespace HSEQ_TEST_UNIT

@@ -362,10 +362,10 @@ TEST_CASE("hourglass rules: policies and blocks without a variable-length form a
   CHECK_THROWS_WITH_AS(Lin({.vocab = kVocab, .dim = 8, .heads = 2, .context = 32,
                             .hierarchy = HierarchySpec::parse("1@1 1@space 1@1")}),
                        doctest::Contains("shorten 'linear' / upsample 'repeat' have none"), Error);
-  using Attn = models::Hourglass<cpu, float, hier::DynamicHierarchy, hier::Select, hier::AttentionUp>;
+  using Attn = models::Hourglass<cpu, float, hier::DynamicHierarchy, hier::AttentionPoolLinear, hier::AttentionUp>;
   CHECK_THROWS_WITH_AS(Attn({.vocab = kVocab, .dim = 8, .heads = 2, .context = 32,
                              .hierarchy = HierarchySpec::parse("1@1 1@space 1@1")}),
-                       doctest::Contains("upsample 'attention'"), Error);
+                       doctest::Contains("shorten 'attention_linear' / upsample 'attention' have none"), Error);
   using Rel = models::Hourglass<cpu, float, hier::DynamicHierarchy, hier::Select, hier::Repeat,
                                 nn::RelativeCausalBlock<cpu, float>>;
   CHECK_THROWS_WITH_AS(Rel({.vocab = kVocab, .dim = 8, .heads = 2, .context = 32,
@@ -794,6 +794,15 @@ TEST_CASE("hourglass rules: position-indexed (linear) upsampling over segments: 
     CHECK(nn::ParamStore<cpu, double>(m).find("levels.0.upsample.proj.weight").shape == Shape{offsets * 8, 8});
     check_rule_policies<LinHg>(h, 19);
   }
+}
+
+TEST_CASE("hourglass rules: attention pooling over the segment's bytes and cross-attention unpooling: gradients, causality, cached") {
+  // The programs' default policies (--shorten attention --upsample attention), and linear queries
+  // for the unpooling; nested rule levels and a bounded segment length.
+  using AttnHg = models::Hourglass<cpu, double, hier::DynamicHierarchy, hier::AttentionPool, hier::AttentionUp>;
+  using AttnLinHg = models::Hourglass<cpu, double, hier::DynamicHierarchy, hier::AttentionPool, hier::AttentionUpLinear>;
+  for (char const* h : {"1@1 1@space 1@1", "1@1 1@word 1@fixed:2 1@word 1@1"}) check_rule_policies<AttnHg>(h, 23);
+  check_rule_policies<AttnLinHg>("0@1 1@space/4 0@1", 29);
 }
 
 }  // namespace HSEQ_TEST_UNIT

@@ -454,4 +454,85 @@ TEST_CASE("attention: frozen projections or relative bias get no gradient; the i
   frozen_check::check(ps, run, {"rel_bias", "q.weight", "kv.weight", "kv.bias", "out.weight"});
 }
 
+TEST_CASE("attention: forward_biased with a causal 0 / masked bias equals the causal mask; gradcheck under a ragged bias") {
+  cpu::Context ctx;
+  std::int64_t const bsz = 2, t = 5, tk = 7, d = 6, h = 2;
+  // (1) The causal pattern as a bias, against the causal mask: output and every gradient.
+  Attn causal({.dim = d, .heads = h, .mask = AttentionMask::causal()});
+  nn::ParamStore<cpu, double> ps(causal);
+  test::randomize_params(ps, 13);
+  auto x = random_tensor(Shape{bsz, t, d}, 1), r = random_tensor(Shape{bsz, t, d}, 2);
+  Tensor<double, cpu> bias(Shape{bsz, h, t, t});
+  for (std::int64_t i = 0; i < bias.numel(); ++i) {
+    std::int64_t q = (i / t) % t, k = i % t;
+    bias.data()[i] = k <= q ? 0.0 : -1e30;
+  }
+  std::size_t plan = causal.forward_workspace({bsz, t, t, 0}) + causal.backward_workspace({bsz, t, t, 0}, true);
+  Workspace<cpu> ws(plan);
+  auto run = [&](bool biased) {
+    Tensor<double, cpu> y(Shape{bsz, t, d}), dx(Shape{bsz, t, d});
+    ps.zero_grad(ctx);
+    auto a = ws.arena();
+    auto s = biased ? causal.forward_biased(ctx, x.cview(), x.cview(), bias.cview(), y.view(), a)
+                    : causal.forward(ctx, x.cview(), y.view(), a);
+    causal.backward(ctx, s, r.cview(), dx.view(), a);
+    std::vector<double> all(y.data(), y.data() + y.numel());
+    all.insert(all.end(), dx.data(), dx.data() + dx.numel());
+    for (auto const& e : ps.entries()) all.insert(all.end(), e.param->grad.data, e.param->grad.data + e.param->grad.numel());
+    return all;
+  };
+  auto masked = run(false), biased = run(true);
+  REQUIRE(masked.size() == biased.size());
+  double worst = 0;
+  for (std::size_t i = 0; i < masked.size(); ++i) worst = std::max(worst, std::abs(masked[i] - biased[i]));
+  CHECK(worst < 1e-13);
+  // (2) Finite differences under a pattern no AttentionMask describes (each query a window of keys).
+  Attn m({.dim = d, .heads = h, .mask = AttentionMask::causal()});
+  nn::ParamStore<cpu, double> pm(m);
+  test::randomize_params(pm, 17);
+  auto xq = random_tensor(Shape{bsz, t, d}, 3), dxq = random_tensor(Shape{bsz, t, d}, 0);
+  auto xkv = random_tensor(Shape{bsz, tk, d}, 4), dxkv = random_tensor(Shape{bsz, tk, d}, 0);
+  Tensor<double, cpu> win(Shape{bsz, h, t, tk}), y(Shape{bsz, t, d});
+  for (std::int64_t i = 0; i < win.numel(); ++i) {
+    std::int64_t b = i / (h * t * tk), q = (i / tk) % t, k = i % tk, lo = (q + b) % 3, hi = lo + 1 + q % 3;
+    win.data()[i] = k >= lo && k <= hi ? 0.0 : -1e30;
+  }
+  std::size_t plan2 = m.forward_workspace({bsz, t, tk, 0}) + m.backward_workspace({bsz, t, tk, 0}, false);
+  Workspace<cpu> ws2(plan2);
+  auto loss = [&] {
+    auto a = ws2.arena();
+    m.forward_biased(ctx, xq.cview(), xkv.cview(), win.cview(), y.view(), a);
+    return test::dot(y.cview(), r.cview());
+  };
+  auto grads = [&] {
+    auto a = ws2.arena();
+    auto s = m.forward_biased(ctx, xq.cview(), xkv.cview(), win.cview(), y.view(), a);
+    m.backward(ctx, s, r.cview(), dxq.view(), dxkv.view(), View<double, HostSpace>{}, a);
+    CHECK(a.high_water() <= plan2);
+  };
+  test::GradCheck(pm).input("xq", xq.view(), dxq.view()).input("xkv", xkv.view(), dxkv.view()).run(loss, grads);
+  // A hidden key's value changes nothing, bit for bit; a visible one does.
+  {
+    auto a = ws2.arena();
+    m.forward_biased(ctx, xq.cview(), xkv.cview(), win.cview(), y.view(), a);
+  }
+  std::vector<double> base(y.data(), y.data() + y.numel());
+  xkv.data()[6 * d] += 1.0;  // key 6 of row 0: hidden from every query of row 0 (hi <= 4)
+  xkv.data()[(tk + 1) * d] += 1.0;  // key 1 of row 1: visible to queries 0, 1 ...
+  {
+    auto a = ws2.arena();
+    m.forward_biased(ctx, xq.cview(), xkv.cview(), win.cview(), y.view(), a);
+  }
+  CHECK(std::equal(base.begin(), base.begin() + t * d, y.data()));
+  CHECK(!std::equal(base.begin() + t * d, base.end(), y.data() + t * d));
+  // A bias of the wrong shape, or with the relative-distance table, is refused by name.
+  Tensor<double, cpu> bad(Shape{bsz, 1, t, tk});
+  auto a = ws2.arena();
+  CHECK_THROWS_WITH_AS(m.forward_biased(ctx, xq.cview(), xkv.cview(), bad.cview(), y.view(), a),
+                       doctest::Contains("is not [B, H, Tq, Tk]"), Error);
+  Attn rel({.dim = d, .heads = h, .rel_distance = 4});
+  CHECK_THROWS_WITH_AS(rel.forward_biased(ctx, xq.cview(), xkv.cview(), win.cview(), y.view(), a),
+                       doctest::Contains("relative-distance"), Error);
+}
+
 }  // namespace HSEQ_TEST_UNIT

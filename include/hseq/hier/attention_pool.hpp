@@ -13,11 +13,21 @@
 /// reads only its own window of h, so the query adds nothing to what short position i sees. The
 /// query module's parameters are named "query.*"; AvgPool has none, so the names (and checkpoints)
 /// of `AttentionPool` are those it had before the query source was a parameter.
+///
+/// Over data-dependent segments (hier/ragged_policy.hpp; with a query source that has the ragged
+/// form, AvgPool: the policy `AttentionPool`) segment j's query is the LN of the mean of h over its
+/// positions (e_{j-1}, e_j], and it attends over those positions only: attention over the segment's
+/// bytes (the pooling the segmentation spec lists as attention over (e_{j-1}, e_j]). It reads
+/// positions <= e_j only, so the level stays causal. The visibility is an additive score bias built
+/// on the host (hier/segment_bias.hpp) on the attention core's materialising path: composed from
+/// verified ops, no kernel of its own. Cached generation keeps the keys/values of each row's open
+/// segment and attends over them when the segment closes.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "hseq/backend/backend.hpp"
 #include "hseq/core/error.hpp"
@@ -25,7 +35,9 @@
 #include "hseq/core/workspace.hpp"
 #include "hseq/hier/avg_pool.hpp"
 #include "hseq/hier/linear_pool.hpp"
+#include "hseq/hier/ragged_policy.hpp"
 #include "hseq/hier/resample_config.hpp"
+#include "hseq/hier/segment_bias.hpp"
 #include "hseq/hier/shorten_policy.hpp"
 #include "hseq/nn/attention.hpp"
 #include "hseq/nn/layer_norm.hpp"
@@ -47,6 +59,7 @@ class AttentionPoolShorten {
   using Ctx = typename B::Context;
   using CView = View<T const, Space>;
   using MView = View<T, Space>;
+  using Ids = View<std::int32_t const, Space>;
   using Config = ResampleConfig;
   using Attention = nn::MultiHeadAttention<B, T>;
   using QueryModule = ShortenModule<Query, B, T>;
@@ -60,6 +73,7 @@ class AttentionPoolShorten {
     MView q;   // [B, Ls, d] LN(p)
     MView q1;  // [B, Ls, d] q + attention
     MView g;   // [B, Ls, d] LN(q1)
+    MView bias;  // over segments: [B, H, C, L] the attention's visibility (hier/segment_bias.hpp)
   };
 
   explicit AttentionPoolShorten(Config c)
@@ -125,6 +139,13 @@ class AttentionPoolShorten {
   }
 
   void backward(Ctx& ctx, Saved const& s, CView dy, MView dx, Arena<Space>& ws) const {
+    backward_with(ctx, s, dy, dx, ws, [&](CView dp, MView dh) { query_.backward(ctx, s.query, dp, dh, ws); });
+  }
+
+ private:
+  /// backward with the query module's own backward `query_back(dp, dh)` (numeric or over segments).
+  template <class QueryBack>
+  void backward_with(Ctx& ctx, Saved const& s, CView dy, MView dx, Arena<Space>& ws, QueryBack&& query_back) const {
     ArenaScope<Space> scope(ws);
     MView dq1 = ws.template take<T>(s.q.shape, "apool.dq1");
     MView dg = ws.template take<T>(s.q.shape, "apool.dg");
@@ -137,22 +158,26 @@ class AttentionPoolShorten {
     attn_.backward(ctx, s.attn, dq1, dq, dh, MView{}, ws);       // query and key/value paths
     ops::axpy<T>(ctx, T(1), CView(dq1), dq);                     // dq = d(q)
     ln_q_.backward(ctx, s.ln_q, dq, dg, ws);                     // dg = d(p)
-    query_.backward(ctx, s.query, dg, dh2, ws);                  // overwrites dh2: the query path
+    query_back(CView(dg), dh2);                                  // overwrites dh2: the query path
     ops::axpy<T>(ctx, T(1), CView(dh2), dh);                     // dh = d(h)
     ln_in_.backward(ctx, s.ln_in, dh, dx, ws);
   }
 
+ public:
+
   // Cached generation. The state is the key/value cache of LN(shifted input): row q holds shifted
   // position q (level input q - k + 1; rows < k - 1 are the zero vectors of the shift), and the
   // query module's own state (empty for AvgPool and LinearPool), which sees LN(x).
+  // Over segments, row b's cache rows [0, count[b]) hold its open segment's positions.
   struct StepState {
     Tensor<T, B> cache;  // [B, capacity + k - 1, 2 d]
     typename QueryModule::StepState query;
+    std::vector<std::int64_t> count;  // [B] segments only: positions in each row's open segment
   };
   StepState make_step_state(std::int64_t batch, std::int64_t capacity) const {
     HSEQ_CHECK(cfg_.causal, "AttentionPoolShorten: cached generation needs causal = true (this one is bidirectional)");
     return {Tensor<T, B>(Shape{batch, capacity + cfg_.factor - 1, 2 * cfg_.dim}),
-            query_.make_step_state(batch, capacity)};
+            query_.make_step_state(batch, capacity), std::vector<std::int64_t>(std::size_t(batch), 0)};
   }
   std::size_t step_workspace(std::int64_t batch, std::int64_t capacity) const {
     std::int64_t k = cfg_.factor, d = cfg_.dim;
@@ -163,7 +188,11 @@ class AttentionPoolShorten {
                        ln_in_.forward_workspace(batch * k) + 2 * ln_q_.forward_workspace(batch) +
                        std::max({attn_.cached_workspace(batch, 1, capacity + k), mlp_.forward_workspace(batch),
                                  query_.step_workspace(batch, capacity)});
-    return std::max(input, pool);
+    // Over segments (one row at a time): LN(x) and the four [1, 1, d] vectors of the emit.
+    std::size_t ragged = 5 * aligned_bytes<T>(d) + 2 * ln_in_.forward_workspace(1) +
+                         std::max({attn_.cached_workspace(1, 1, capacity + k), mlp_.forward_workspace(1),
+                                   query_.step_workspace(batch, capacity)});
+    return std::max({input, pool, ragged});
   }
   /// Level input x_p [B, 1, d] at level position p: appends shifted position p + k - 1.
   void step_input(Ctx& ctx, StepState& st, CView x, std::int64_t p, Arena<Space>& ws) const {
@@ -208,7 +237,117 @@ class AttentionPoolShorten {
     ops::axpy<T>(ctx, T(1), CView(q1), y);
   }
 
+  // Data-dependent segments (RaggedShorten, with a query source that has them): pool = the global
+  // rows b L + e_{b, j}, [B * C] (see the file comment).
+  std::size_t ragged_forward_workspace(std::int64_t batch, std::int64_t len, std::int64_t c) const
+    requires RaggedShorten<Query, B, T>
+  {
+    std::int64_t d = cfg_.dim;
+    return aligned_bytes<T>(batch * len * d) + 4 * aligned_bytes<T>(batch * c * d) +
+           aligned_bytes<T>(batch * cfg_.heads * c * len) + ln_in_.forward_workspace(batch * len) +
+           query_.ragged_forward_workspace(batch, len, c) + ln_q_.forward_workspace(batch * c) +
+           attn_.forward_workspace({batch, c, len, 0}) + ln_ff_.forward_workspace(batch * c) +
+           mlp_.forward_workspace(batch * c);
+  }
+  std::size_t ragged_backward_workspace(std::int64_t batch, std::int64_t len, std::int64_t c) const
+    requires RaggedShorten<Query, B, T>
+  {
+    std::int64_t d = cfg_.dim;
+    return 3 * aligned_bytes<T>(batch * c * d) + 2 * aligned_bytes<T>(batch * len * d) +
+           std::max({mlp_.backward_workspace(batch * c), attn_.backward_workspace({batch, c, len, 0}, false),
+                     query_.ragged_backward_workspace(batch, len, c)});
+  }
+  /// x [B, L, d] (the level input, unshifted), y [B, C, d]: segment j of row b pooled over x[b,
+  /// e_{j-1} + 1 .. e_j].
+  Saved ragged_forward(Ctx& ctx, CView x, Ids pool, MView y, Arena<Space>& ws) const
+    requires RaggedShorten<Query, B, T>
+  {
+    HSEQ_CHECK(x.rank() == 3 && x.size(2) == cfg_.dim && y.rank() == 3 && y.size(0) == x.size(0) &&
+                   y.size(2) == cfg_.dim && pool.numel() == y.size(0) * y.size(1),
+               "AttentionPoolShorten: x " << x.shape << ", y " << y.shape << " and " << pool.numel()
+                                          << " segment ends");
+    std::int64_t bsz = x.size(0), len = x.size(1), c = y.size(1);
+    thread_local std::vector<std::int32_t> ends;
+    thread_local std::vector<T> bias;
+    ends.resize(std::size_t(bsz * c));
+    B::download(ctx, ends.data(), pool.data, ends.size());
+    pool_segment_bias<T>(ends.data(), bsz, c, len, cfg_.heads, bias);
+    Saved s;
+    s.bias = ws.template take<T>(Shape{bsz, cfg_.heads, c, len}, "apool.segment_bias");
+    B::upload(ctx, s.bias.data, bias.data(), bias.size());
+    s.h = ws.template take<T>(x.shape, "apool.h");
+    s.p = ws.template take<T>(y.shape, "apool.p");
+    s.q = ws.template take<T>(y.shape, "apool.q");
+    s.q1 = ws.template take<T>(y.shape, "apool.q1");
+    s.g = ws.template take<T>(y.shape, "apool.g");
+    s.ln_in = ln_in_.forward(ctx, x, s.h, ws);
+    s.query = query_.ragged_forward(ctx, s.h, pool, s.p, ws);
+    s.ln_q = ln_q_.forward(ctx, s.p, s.q, ws);
+    s.attn = attn_.forward_biased(ctx, s.q, s.h, s.bias, s.q1, ws);
+    ops::axpy<T>(ctx, T(1), s.q, s.q1);
+    s.ln_ff = ln_ff_.forward(ctx, s.q1, s.g, ws);
+    s.mlp = mlp_.forward(ctx, s.g, y, ws);
+    ops::axpy<T>(ctx, T(1), s.q1, y);
+    return s;
+  }
+  /// Overwrites dx [B, L, d]; the parameters' gradients are accumulated.
+  void ragged_backward(Ctx& ctx, Saved const& s, Ids pool, CView dy, MView dx, Arena<Space>& ws) const
+    requires RaggedShorten<Query, B, T>
+  {
+    backward_with(ctx, s, dy, dx, ws,
+                  [&](CView dp, MView dh) { query_.ragged_backward(ctx, s.query, pool, dp, dh, ws); });
+  }
+  /// Cached generation, per row: input x [1, 1, d] at the row's level position `pos` joins its open
+  /// segment (position 0 starts afresh).
+  void ragged_step_input(Ctx& ctx, StepState& st, std::int64_t row, CView x, std::int64_t pos,
+                         Arena<Space>& ws) const
+    requires RaggedShorten<Query, B, T>
+  {
+    ArenaScope<Space> scope(ws);
+    std::size_t r = std::size_t(row);
+    if (pos == 0) st.count[r] = 0;
+    HSEQ_CHECK(st.count[r] < st.cache.shape()[1], "AttentionPoolShorten: row " << row << "'s open segment outgrew the "
+                                                                               << st.cache.shape()[1]
+                                                                               << " positions of its cache");
+    MView h = ws.template take<T>(x.shape, "apool_step.h");
+    ln_in_.forward(ctx, x, h, ws);
+    attn_.append_kv(ctx, CView(h), row_cache(st, row), st.count[r]++, ws);
+    query_.ragged_step_input(ctx, st.query, row, CView(h), pos, ws);
+  }
+  /// The row's input x [1, 1, d] (already given to ragged_step_input) closes its segment: y [1, 1, d].
+  void ragged_step_emit(Ctx& ctx, StepState& st, std::int64_t row, CView x, MView y, Arena<Space>& ws) const
+    requires RaggedShorten<Query, B, T>
+  {
+    ArenaScope<Space> scope(ws);
+    std::size_t r = std::size_t(row);
+    HSEQ_CHECK(st.count[r] > 0, "AttentionPoolShorten: row " << row << " closes a segment without an input");
+    Shape one = x.shape;
+    MView h = ws.template take<T>(one, "apool_step.h"), pooled = ws.template take<T>(one, "apool_step.p");
+    MView q = ws.template take<T>(one, "apool_step.q"), q1 = ws.template take<T>(one, "apool_step.q1");
+    MView g = ws.template take<T>(one, "apool_step.g");
+    ln_in_.forward(ctx, x, h, ws);
+    {
+      ArenaScope<Space> query_scope(ws);
+      query_.ragged_step_emit(ctx, st.query, row, CView(h), pooled, ws);
+    }
+    ln_q_.forward(ctx, pooled, q, ws);
+    attn_.attend_cached(ctx, q, row_cache(st, row), st.count[r], q1, ws);
+    ops::axpy<T>(ctx, T(1), CView(q), q1);
+    ln_ff_.forward(ctx, q1, g, ws);
+    {
+      ArenaScope<Space> mlp_scope(ws);
+      mlp_.forward(ctx, g, y, ws);
+    }
+    ops::axpy<T>(ctx, T(1), CView(q1), y);
+    st.count[r] = 0;
+  }
+
  private:
+  /// Row `row` of the key/value cache, [1, rows, 2 d].
+  static MView row_cache(StepState& st, std::int64_t row) {
+    std::int64_t rows = st.cache.shape()[1], w2 = st.cache.shape()[2];
+    return MView(st.cache.data() + row * rows * w2, Shape{1, rows, w2});
+  }
   Config cfg_;
   nn::LayerNorm<B, T> ln_in_;
   QueryModule query_;

@@ -13,19 +13,30 @@
 /// query: `AttentionUpLinear`, kName "attention_linear"). Either reads only short floor(p / k) for
 /// position p, so the query adds nothing to what p sees. The query module's parameters are named
 /// "query.*"; Repeat has none, so the names (and checkpoints) of `AttentionUp` are unchanged.
+///
+/// Over data-dependent segments (hier/ragged_policy.hpp; with a query source that has the ragged
+/// form: Repeat, and LinearUp's position-indexed queries) full-rate position t cross-attends to the
+/// summaries of every segment closed at or before t, j <= J(t) (cross-attention unpooling; the
+/// segment t closes is visible at t, as in the other unpoolings). The visibility is an additive
+/// score bias built on the host (hier/segment_bias.hpp) on the attention core's materialising path:
+/// composed from verified ops, no kernel of its own. Cached generation keeps each row's keys/values
+/// of its closed segments.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "hseq/backend/backend.hpp"
 #include "hseq/core/error.hpp"
 #include "hseq/core/tensor.hpp"
 #include "hseq/core/workspace.hpp"
 #include "hseq/hier/linear_upsample.hpp"
+#include "hseq/hier/ragged_policy.hpp"
 #include "hseq/hier/repeat_upsample.hpp"
 #include "hseq/hier/resample_config.hpp"
+#include "hseq/hier/segment_bias.hpp"
 #include "hseq/hier/upsample_policy.hpp"
 #include "hseq/nn/attention.hpp"
 #include "hseq/nn/layer_norm.hpp"
@@ -45,6 +56,7 @@ class AttentionUpsample {
   using Ctx = typename B::Context;
   using CView = View<T const, Space>;
   using MView = View<T, Space>;
+  using Ids = View<std::int32_t const, Space>;
   using Config = ResampleConfig;
   using Attention = nn::MultiHeadAttention<B, T>;
   using QueryModule = UpsampleModule<Query, B, T>;
@@ -58,6 +70,7 @@ class AttentionUpsample {
     MView q;   // [B, L, d]  LN(r) + res
     MView q1;  // [B, L, d]  q + attention
     MView g;   // [B, L, d]  LN(q1)
+    MView bias;  // over segments: [B, H, L, C] the attention's visibility (hier/segment_bias.hpp)
   };
 
   explicit AttentionUpsample(Config c)
@@ -124,6 +137,15 @@ class AttentionUpsample {
 
   /// Overwrites dy [B, Ls, d] and dres [B, L, d].
   void backward(Ctx& ctx, Saved const& s, CView du, MView dy, MView dres, Arena<Space>& ws) const {
+    backward_with(ctx, s, du, dy, dres, ws,
+                  [&](CView dr, MView ds) { query_.backward(ctx, s.query, dr, ds, MView{}, ws); });
+  }
+
+ private:
+  /// backward with the query module's own backward `query_back(dr, ds)` (numeric or over segments).
+  template <class QueryBack>
+  void backward_with(Ctx& ctx, Saved const& s, CView du, MView dy, MView dres, Arena<Space>& ws,
+                     QueryBack&& query_back) const {
     ArenaScope<Space> scope(ws);
     MView dq1 = ws.template take<T>(s.q.shape, "aup.dq1");
     MView dg = ws.template take<T>(s.q.shape, "aup.dg");
@@ -137,25 +159,29 @@ class AttentionUpsample {
     ops::axpy<T>(ctx, T(1), CView(dq1), dq);                // dq = d(q)
     ops::copy<T>(ctx, dq, dres);                            // q = LN(r) + res
     ln_u_.backward(ctx, s.ln_u, dq, dg, ws);                // dg = d(r)
-    query_.backward(ctx, s.query, dg, ds2, MView{}, ws);    // overwrites ds2; no residual gradient
+    query_back(CView(dg), ds2);                             // overwrites ds2; no residual gradient
     ops::axpy<T>(ctx, T(1), CView(ds2), ds);                // ds = d(s)
     ln_s_.backward(ctx, s.ln_s, ds, dy, ws);
   }
 
+ public:
+
   // Cached generation: the key/value cache of s = LN(y) at the short rate, and the query module's
   // state, which step_short feeds the newest s: Repeat keeps s, LinearUp its k d projection, whose
   // row p mod k is the query source at full-rate position p.
+  // Over segments (Config::segments), row b's cache rows [0, count[b]) hold its closed segments.
   struct StepState {
-    Tensor<T, B> cache;  // [B, capacity / k + 1, 2 d]
+    Tensor<T, B> cache;  // [B, capacity / k + 1, 2 d]; over segments [B, capacity + 1, 2 d]
     typename QueryModule::StepState query;
+    std::vector<std::int64_t> count;  // [B] segments only: each row's closed segments
   };
   StepState make_step_state(std::int64_t batch, std::int64_t capacity) const {
     HSEQ_CHECK(cfg_.causal, "AttentionUpsample: cached generation needs causal = true (this one is bidirectional)");
-    return {Tensor<T, B>(Shape{batch, capacity / cfg_.factor + 1, 2 * cfg_.dim}),
-            query_.make_step_state(batch, capacity)};
+    return {Tensor<T, B>(Shape{batch, short_capacity(capacity), 2 * cfg_.dim}),
+            query_.make_step_state(batch, capacity), std::vector<std::int64_t>(std::size_t(batch), 0)};
   }
   std::size_t step_workspace(std::int64_t batch, std::int64_t capacity) const {
-    std::int64_t d = cfg_.dim, cap_s = capacity / cfg_.factor + 1;
+    std::int64_t d = cfg_.dim, cap_s = short_capacity(capacity);
     std::size_t shrt = aligned_bytes<T>(batch * d) + ln_s_.forward_workspace(batch) +
                        std::max(attn_.cached_workspace(batch, 1, cap_s), query_.step_workspace(batch, capacity));
     std::size_t up = 4 * aligned_bytes<T>(batch * d) + ln_u_.forward_workspace(batch) + ln_ff_.forward_workspace(batch) +
@@ -199,7 +225,123 @@ class AttentionUpsample {
     ops::axpy<T>(ctx, T(1), CView(q1), u);
   }
 
+  // Data-dependent segments (RaggedUpsample, with a query source that has them): up = the global
+  // rows b C + J(b, t), [B * L] (see the file comment).
+  std::size_t ragged_forward_workspace(std::int64_t batch, std::int64_t len, std::int64_t c) const
+    requires RaggedUpsample<Query, B, T>
+  {
+    std::int64_t d = cfg_.dim;
+    return aligned_bytes<T>(batch * c * d) + 4 * aligned_bytes<T>(batch * len * d) +
+           aligned_bytes<T>(batch * cfg_.heads * len * c) + ln_s_.forward_workspace(batch * c) +
+           query_.ragged_forward_workspace(batch, len, c) + ln_u_.forward_workspace(batch * len) +
+           attn_.forward_workspace({batch, len, c, 0}) + ln_ff_.forward_workspace(batch * len) +
+           mlp_.forward_workspace(batch * len);
+  }
+  std::size_t ragged_backward_workspace(std::int64_t batch, std::int64_t len, std::int64_t c) const
+    requires RaggedUpsample<Query, B, T>
+  {
+    std::int64_t d = cfg_.dim;
+    return 3 * aligned_bytes<T>(batch * len * d) + 2 * aligned_bytes<T>(batch * c * d) +
+           std::max({mlp_.backward_workspace(batch * len), attn_.backward_workspace({batch, len, c, 0}, false),
+                     query_.ragged_backward_workspace(batch, len, c)});
+  }
+  /// y [B, C, d] segment summaries, res [B, L, d] the level input, u [B, L, d].
+  Saved ragged_forward(Ctx& ctx, CView y, CView res, Ids up, MView u, Arena<Space>& ws) const
+    requires RaggedUpsample<Query, B, T>
+  {
+    HSEQ_CHECK(y.rank() == 3 && y.size(2) == cfg_.dim && res.rank() == 3 && res.size(0) == y.size(0) &&
+                   res.size(2) == cfg_.dim && u.shape == res.shape && up.numel() == res.size(0) * res.size(1),
+               "AttentionUpsample: y " << y.shape << ", res " << res.shape << ", u " << u.shape << " and "
+                                       << up.numel() << " segment indices");
+    std::int64_t bsz = y.size(0), c = y.size(1), len = res.size(1);
+    thread_local std::vector<std::int32_t> rows;
+    thread_local std::vector<T> bias;
+    rows.resize(std::size_t(bsz * len));
+    B::download(ctx, rows.data(), up.data, rows.size());
+    unpool_segment_bias<T>(rows.data(), bsz, len, c, cfg_.heads, bias);
+    Saved s;
+    s.bias = ws.template take<T>(Shape{bsz, cfg_.heads, len, c}, "aup.segment_bias");
+    B::upload(ctx, s.bias.data, bias.data(), bias.size());
+    s.s = ws.template take<T>(y.shape, "aup.s");
+    s.r = ws.template take<T>(res.shape, "aup.r");
+    s.q = ws.template take<T>(res.shape, "aup.q");
+    s.q1 = ws.template take<T>(res.shape, "aup.q1");
+    s.g = ws.template take<T>(res.shape, "aup.g");
+    s.ln_s = ln_s_.forward(ctx, y, s.s, ws);
+    s.query = query_.ragged_forward(ctx, s.s, res, up, s.r, ws);  // res unread (no kUsesResidual)
+    s.ln_u = ln_u_.forward(ctx, s.r, s.q, ws);
+    ops::axpy<T>(ctx, T(1), res, s.q);
+    s.attn = attn_.forward_biased(ctx, s.q, s.s, s.bias, s.q1, ws);
+    ops::axpy<T>(ctx, T(1), s.q, s.q1);
+    s.ln_ff = ln_ff_.forward(ctx, s.q1, s.g, ws);
+    s.mlp = mlp_.forward(ctx, s.g, u, ws);
+    ops::axpy<T>(ctx, T(1), s.q1, u);
+    return s;
+  }
+  /// Overwrites dy [B, C, d] and dres [B, L, d]; the parameters' gradients are accumulated.
+  void ragged_backward(Ctx& ctx, Saved const& s, Ids up, CView du, MView dy, MView dres, Arena<Space>& ws) const
+    requires RaggedUpsample<Query, B, T>
+  {
+    backward_with(ctx, s, du, dy, dres, ws,
+                  [&](CView dr, MView ds) { query_.ragged_backward(ctx, s.query, up, dr, ds, MView{}, ws); });
+  }
+  /// Cached generation, row `row`: its segment j closed with summary y [1, 1, d] (j = 0 starts the
+  /// row afresh).
+  void ragged_step_short(Ctx& ctx, StepState& st, std::int64_t row, CView y, std::int64_t j, Arena<Space>& ws) const
+    requires RaggedUpsample<Query, B, T>
+  {
+    std::size_t r = std::size_t(row);
+    HSEQ_CHECK(j == (j == 0 ? 0 : st.count[r]) && j < st.cache.shape()[1],
+               "AttentionUpsample: row " << row << " closes segment " << j << " after " << st.count[r]
+                                         << " (cache of " << st.cache.shape()[1] << " segments)");
+    ArenaScope<Space> scope(ws);
+    MView s = ws.template take<T>(y.shape, "aup_step.s");  // [1, 1, d] LN(y_j)
+    ln_s_.forward(ctx, y, s, ws);
+    {
+      ArenaScope<Space> attn_scope(ws);
+      attn_.append_kv(ctx, CView(s), row_cache(st, row), j, ws);
+    }
+    st.count[r] = j + 1;
+    query_.ragged_step_short(ctx, st.query, row, CView(s), j, ws);
+  }
+  /// u [1, 1, d] at row `row`'s next position, with residual res [1, 1, d].
+  void ragged_step_up(Ctx& ctx, StepState& st, std::int64_t row, CView res, MView u, Arena<Space>& ws) const
+    requires RaggedUpsample<Query, B, T>
+  {
+    std::size_t r = std::size_t(row);
+    HSEQ_CHECK(st.count[r] > 0, "AttentionUpsample: row " << row << " has no closed segment to attend to");
+    ArenaScope<Space> scope(ws);
+    Shape one = res.shape;
+    MView q = ws.template take<T>(one, "aup_step.q"), q1 = ws.template take<T>(one, "aup_step.q1");
+    MView g = ws.template take<T>(one, "aup_step.g");
+    {
+      ArenaScope<Space> query_scope(ws);
+      MView rq = ws.template take<T>(one, "aup_step.r");  // the row's query source
+      query_.ragged_step_up(ctx, st.query, row, res, rq, ws);
+      ln_u_.forward(ctx, CView(rq), q, ws);
+    }
+    ops::axpy<T>(ctx, T(1), res, q);
+    attn_.attend_cached(ctx, q, row_cache(st, row), st.count[r], q1, ws);
+    ops::axpy<T>(ctx, T(1), CView(q), q1);
+    ln_ff_.forward(ctx, q1, g, ws);
+    {
+      ArenaScope<Space> mlp_scope(ws);
+      mlp_.forward(ctx, g, u, ws);
+    }
+    ops::axpy<T>(ctx, T(1), CView(q1), u);
+  }
+
  private:
+  /// Short positions the cache holds for `capacity` inputs: capacity / k + 1, or over segments one
+  /// per input (+ 1).
+  std::int64_t short_capacity(std::int64_t capacity) const {
+    return cfg_.segments ? capacity + 1 : capacity / cfg_.factor + 1;
+  }
+  /// Row `row` of the key/value cache, [1, rows, 2 d].
+  static MView row_cache(StepState& st, std::int64_t row) {
+    std::int64_t rows = st.cache.shape()[1], w2 = st.cache.shape()[2];
+    return MView(st.cache.data() + row * rows * w2, Shape{1, rows, w2});
+  }
   Config cfg_;
   nn::LayerNorm<B, T> ln_s_;
   QueryModule query_;

@@ -130,7 +130,8 @@ class LinearUpsample {
     proj_.backward(ctx, s.proj, CView(dproj), dy.reshape(Shape{n, d}), ws);
   }
   /// Cached generation, row `row`: its segment closed with summary y [1, 1, d].
-  void ragged_step_short(Ctx& ctx, StepState& st, std::int64_t row, CView y, Arena<Space>& ws) const {
+  void ragged_step_short(Ctx& ctx, StepState& st, std::int64_t row, CView y, std::int64_t /*j*/,
+                         Arena<Space>& ws) const {
     std::int64_t kd = cfg_.factor * cfg_.dim;
     proj_.forward(ctx, y.reshape(Shape{1, cfg_.dim}), MView(st.last.data() + row * kd, Shape{1, kd}), ws);
     st.offset[std::size_t(row)] = 0;

@@ -23,12 +23,13 @@
 /// Upsampling, `UpsampleModule<U, B, T>` m:
 ///   - `Saved ragged_forward(ctx, y [B, C, d], res [B, L, d], up, u [B, L, d], ws)`: u[b, t] reads y
 ///     rows j <= J(b, t) only; `ragged_backward(ctx, saved, up, du, dy, dres, ws)` as `backward`;
-///   - cached generation, per row: `ragged_step_short(ctx, state, row, y [1, 1, d], ws)` when row
-///     `row` closes a segment (summary y), `ragged_step_up(ctx, state, row, res [1, 1, d],
-///     u [1, 1, d], ws)` at each of its positions.
-/// The policies without these (linear pooling, attention) refuse rule levels when a model is built;
-/// `Select`, `AvgPool` (the segment mean), `Repeat` and `LinearUp` (position-indexed unpooling) have
-/// them.
+///   - cached generation, per row: `ragged_step_short(ctx, state, row, y [1, 1, d], j, ws)` when row
+///     `row` closes its segment j (summary y; j = 0 starts a sequence afresh), `ragged_step_up(ctx,
+///     state, row, res [1, 1, d], u [1, 1, d], ws)` at each of its positions.
+/// The policies without these (linear pooling, attention pooling with linear queries) refuse rule
+/// levels when a model is built; `Select`, `AvgPool` (the segment mean), `AttentionPool` (attention
+/// over the segment's bytes), `Repeat`, `LinearUp` (position-indexed unpooling) and the attention
+/// upsamplings (cross-attention to the closed segments) have them.
 #pragma once
 
 #include <cstddef>
@@ -70,7 +71,7 @@ concept RaggedUpsample =
       { m.ragged_backward_workspace(n, n, n) } -> std::convertible_to<std::size_t>;
       { m.ragged_forward(ctx, y, res, up, u, ws) } -> std::same_as<typename UpsampleModule<U, B, T>::Saved>;
       m.ragged_backward(ctx, saved, up, du, dy, dres, ws);
-      m.ragged_step_short(ctx, state, n, y, ws);
+      m.ragged_step_short(ctx, state, n, y, n, ws);
       m.ragged_step_up(ctx, state, n, res, u, ws);
     };
 // clang-format on

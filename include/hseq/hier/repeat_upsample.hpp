@@ -73,7 +73,8 @@ class RepeatUpsample {
     ops::embedding_backward<T>(ctx, up, du, dy);
   }
   /// Cached generation, row `row`: its segment closed with summary y [1, 1, d].
-  void ragged_step_short(Ctx& ctx, StepState& st, std::int64_t row, CView y, Arena<Space>&) const {
+  void ragged_step_short(Ctx& ctx, StepState& st, std::int64_t row, CView y, std::int64_t /*j*/,
+                         Arena<Space>&) const {
     ops::copy<T>(ctx, y, MView(st.last.data() + row * cfg_.dim, Shape{1, 1, cfg_.dim}));
   }
   /// u [1, 1, d] at row `row`'s next position: its newest summary.

@@ -27,6 +27,10 @@ struct ResampleConfig {
   /// none; the bidirectional encoder of an autoencoder); cached generation (the step_* functions)
   /// then throws, since later positions would change earlier outputs.
   bool causal = true;
+  /// The module serves a level of data-dependent segments (hier/ragged_policy.hpp; set by the
+  /// Hourglass for rule levels): its cached state is sized for as many short positions as its
+  /// capacity of inputs, not capacity / factor. Nothing else changes.
+  bool segments = false;
 };
 
 inline ResampleConfig check_resample(ResampleConfig c, char const* who) {

@@ -39,8 +39,10 @@
 /// (the inclusive rule: the summary of the segment t closes is usable at t, models.md §0.3 with
 /// e_j for j k). A row's padding segments come after its real ones, so causal attention keeps them
 /// from every real position. Only policies with a variable-length form (hier/ragged_policy.hpp:
-/// `Select`, `AvgPool` (segment mean), `Repeat`, `LinearUp` (position-indexed: one matrix per offset into a
-/// segment, AU-Net's)) and blocks without relative positions take rule levels; the others are
+/// `Select`, `AvgPool` (segment mean), `AttentionPool` (attention over the segment's bytes), `Repeat`,
+/// `LinearUp` (position-indexed: one matrix per offset into a segment, AU-Net's), `AttentionUp` and
+/// `AttentionUpLinear` (cross-attention to the closed segments)) and blocks without relative
+/// positions take rule levels; the others (linear pooling, attention with linear queries) are
 /// refused by name when the model is built. Cached generation keeps a position and a rule state
 /// per batch row: a level steps for a row only when that row's new token closes a segment.
 /// Entropy rules (BLT; "2@1 4@entropy:1.3/16 2@1", outermost level only) read H_t, the entropy of a
@@ -676,8 +678,8 @@ class Hourglass {
       HSEQ_CHECK(kRagged, "Hourglass: hierarchy \"" << s.to_string() << "\" segments by rules, which needs pooling and "
                           << "upsampling over variable segments; shorten '" << ShortenT::kName << "' / upsample '"
                           << UpsampleT::kName
-                          << "' have none (rule levels take shorten 'select' or 'avg' and upsample 'repeat' or "
-                             "'linear')");
+                          << "' have none (rule levels take shorten 'select', 'avg' or 'attention' and upsample "
+                             "'repeat', 'linear', 'attention' or 'attention_linear')");
       HSEQ_CHECK(!kRelative, "Hourglass: hierarchy \"" << s.to_string() << "\" segments by rules; relative-position "
                              << "blocks measure distances in tokens at a fixed factor and take numeric levels only");
     }
@@ -723,6 +725,7 @@ class Hourglass {
     // (A rule level's modules pool by the layout, not by a factor: fixed:K passes K, the others 1.)
     std::int64_t k = !ls.rule ? ls.factor : ls.rule->kind == hier::ByteRule::Kind::kFixed ? ls.rule->n : 1;
     hier::ResampleConfig rc{cfg_.dim, k, cfg_.heads, cfg_.mlp_hidden, cfg_.eps, cfg_.init_std};
+    rc.segments = bool(ls.rule);
     // The upsampling's offsets into a segment (linear upsampling: one matrix per offset, AU-Net's
     // position-indexed unpooling): K for fixed:K, else the rule's /MAXLEN, else kSegmentOffsets.
     hier::ResampleConfig urc = rc;
@@ -1144,7 +1147,7 @@ class Hourglass {
           lv.ema->step(ctx, *lc.ema, row, j, score, ya, yb);
           std::swap(ya, yb);
         }
-        lv.upsample.ragged_step_short(ctx, lc.upsample, row, ya, ws);
+        lv.upsample.ragged_step_short(ctx, lc.upsample, row, ya, j, ws);
       }
       MView u = ws.template take<T>(one, "hg_step.u"), un = ws.template take<T>(one, "hg_step.un");
       lv.upsample.ragged_step_up(ctx, lc.upsample, row, x, u, ws);

@@ -90,6 +90,8 @@ class MultiHeadAttention {
     MView stats;  // what the attention core saves: ops::attention_stats_shape (probabilities or LSE)
     MView att;    // [B, Tq, dim] attention output before the output projection
     DropoutStream drop;  // forward's stream: backward regenerates the dropout mask from it
+    AttentionMask mask;  // the mask forward applied: cfg_.mask, or none under an explicit bias
+    CView bias;          // forward_biased's additive score bias [B, H, Tq, Tk] (else empty)
   };
 
   explicit MultiHeadAttention(Config c)
@@ -136,6 +138,30 @@ class MultiHeadAttention {
   /// no dropout; see the file comment).
   Saved forward(Ctx& ctx, CView xq, CView xkv, CView mem, MView y, Arena<Space>& ws, MView key_mass = {},
                 DropoutStream drop = {}) const {
+    return run(ctx, xq, xkv, mem, y, ws, key_mass, drop, cfg_.mask, CView{});
+  }
+
+  /// Attention under an explicit additive score bias instead of the configured mask, for visibility
+  /// patterns no AttentionMask describes (the segments of data-dependent pooling and unpooling,
+  /// hier/segment_bias.hpp): y = Wo · softmax(Q K^T / sqrt(dh) + bias) V with bias [B, H, Tq, Tk],
+  /// 0 where query i may see key j and a large negative logit (hier::kMaskedLogit) where it may not;
+  /// every query must see at least one key. The probabilities of hidden keys are exactly zero, so a
+  /// hidden key's value cannot change y by a bit. Runs on the attention core's materialising path
+  /// (ops/attention.hpp `AttentionScores::dense`), which the relative-position attention uses too.
+  /// `bias` must stay valid until `backward`. Dropout, a memory and the relative-distance table are
+  /// not offered here.
+  Saved forward_biased(Ctx& ctx, CView xq, CView xkv, CView bias, MView y, Arena<Space>& ws) const {
+    HSEQ_CHECK(cfg_.rel_distance == 0, "MultiHeadAttention::forward_biased: not with a relative-distance bias");
+    HSEQ_CHECK(xq.rank() == 3 && xkv.rank() == 3 &&
+                   bias.shape == (Shape{xq.size(0), cfg_.heads, xq.size(1), xkv.size(1)}),
+               "MultiHeadAttention::forward_biased: bias " << bias.shape << " is not [B, H, Tq, Tk] for xq " << xq.shape
+                                                           << ", xkv " << xkv.shape << ", " << cfg_.heads << " heads");
+    return run(ctx, xq, xkv, CView{}, y, ws, MView{}, DropoutStream{}, AttentionMask::none(), bias);
+  }
+
+ private:
+  Saved run(Ctx& ctx, CView xq, CView xkv, CView mem, MView y, Arena<Space>& ws, MView key_mass, DropoutStream drop,
+            AttentionMask mask, CView bias) const {
     Dims d{xq.rank() == 3 ? xq.size(0) : 0, xq.rank() == 3 ? xq.size(1) : 0, xkv.rank() == 3 ? xkv.size(1) : 0,
            mem.empty() ? 0 : (mem.rank() == 3 ? mem.size(1) : -1)};
     std::int64_t w = cfg_.dim;
@@ -147,6 +173,8 @@ class MultiHeadAttention {
                "MultiHeadAttention: memory " << mem.shape << " must be [" << d.batch << ", Tm, " << w << "]");
     Saved s = carve(ws, d);
     s.drop = drop;
+    s.mask = mask;
+    s.bias = bias;
     s.q_lin = q_.forward(ctx, xq, s.q, ws);
     s.kv_lin = kv_.forward(ctx, xkv, s.kv_x, ws);
     if (d.tm > 0) {
@@ -155,10 +183,13 @@ class MultiHeadAttention {
     }
     auto sc = scores(drop);
     sc.key_mass = key_mass;
-    ops::attention_forward<T>(ctx, dims_of(d), cfg_.mask, scale(), s.q, s.kv, s.att, s.stats, sc);
+    sc.dense = bias;
+    ops::attention_forward<T>(ctx, dims_of(d), mask, scale(), s.q, s.kv, s.att, s.stats, sc);
     s.out_lin = out_.forward(ctx, s.att, y, ws);
     return s;
   }
+
+ public:
 
   /// Scratch bytes of `forward_step` for n new positions of a batch of `batch` with `cached`
   /// positions already in the cache.
@@ -262,8 +293,10 @@ class MultiHeadAttention {
     out_.backward(ctx, s.out_lin, dy, datt, ws);
     ops::AttentionScoreGrads<T, Space> dsc;
     if (cfg_.rel_distance > 0 && !rel_.frozen) dsc.table = rel_.grad;  // empty: no table gradient
-    ops::attention_backward<T>(ctx, dims_of(d), cfg_.mask, scale(), s.q, s.kv, s.att, s.stats, datt, dq, dkv, scratch,
-                               scores(s.drop), dsc);
+    auto sc = scores(s.drop);
+    sc.dense = s.bias;
+    ops::attention_backward<T>(ctx, dims_of(d), s.mask, scale(), s.q, s.kv, s.att, s.stats, datt, dq, dkv, scratch, sc,
+                               dsc);
     q_.backward(ctx, s.q_lin, dq, dxq, ws);
     MView dkv_x = dkv, dkv_m;
     if (d.tm > 0) {

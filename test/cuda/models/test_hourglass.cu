@@ -78,6 +78,13 @@ struct LinearRuleHgSpec : HgSpec<hier::Select, hier::LinearUp> {
   explicit LinearRuleHgSpec(char const* h) : HgSpec<hier::Select, hier::LinearUp>{h, 128} {}
 };
 
+/// Attention pooling over each segment's bytes and cross-attention unpooling over rule levels: the
+/// attention core's materialising path under a host-built additive bias (hier/segment_bias.hpp).
+struct AttnRuleHgSpec : HgSpec<hier::AttentionPool, hier::AttentionUpLinear> {
+  static constexpr bool kExactPlan = false;
+  explicit AttnRuleHgSpec(char const* h) : HgSpec<hier::AttentionPool, hier::AttentionUpLinear>{h, 128} {}
+};
+
 /// An Hourglass whose level 0 segments by a frozen byte LM's entropy (BLT): the LM's weights are
 /// the randomised ones of its store (same seed on both backends); the threshold is in nats.
 struct EntropyHgSpec : RuleHgSpec {
@@ -162,6 +169,17 @@ TEST_CASE("cuda models: Hourglass with position-indexed (linear) upsampling over
   spec.context = 24;
   double rel = mm_cached_vs_full<double>(spec, 21, 3, 134);
   INFO(spec.name(), ", linear: worst |cached - full| / max(1, max |logit|) = ", rel);
+  CHECK(rel <= kCachedRelDouble);
+}
+
+TEST_CASE("cuda models: Hourglass with attention pooling and unpooling over rule levels matches the CPU, causal, cached") {
+  mm_compare_model(AttnRuleHgSpec{"1@1 1@space/6 1@1"}, 2, 22, 141);
+  mm_compare_model(AttnRuleHgSpec{"1@1 1@space/5 1@fixed:2 1@space/5 1@1"}, 2, 31, 142);
+  mm_causality(AttnRuleHgSpec{"1@1 1@space/6 1@1"}, 24, {0, 1, 3, 4, 5, 7, 8, 9, 11, 12, 13, 15, 20, 21, 23}, 143);
+  AttnRuleHgSpec spec{"1@1 1@space 1@1"};
+  spec.context = 24;
+  double rel = mm_cached_vs_full<double>(spec, 21, 3, 144);
+  INFO(spec.name(), ", attention: worst |cached - full| / max(1, max |logit|) = ", rel);
   CHECK(rel <= kCachedRelDouble);
 }
 
