@@ -56,6 +56,7 @@
 #include "hseq/nn/transformer_block.hpp"
 
 #include "hseq/hier/attention_pool.hpp"
+#include "hseq/hier/attention_resample_core.hpp"
 #include "hseq/hier/attention_upsample.hpp"
 #include "hseq/hier/avg_pool.hpp"
 #include "hseq/hier/boundary_router.hpp"

@@ -312,4 +312,28 @@ TEST_CASE("gemm: strided batched with zero batches touches nothing, negative bat
   CHECK(msg.find("[2, 2]") != std::string::npos);
 }
 
+TEST_CASE_TEMPLATE("gemm: row_dots are the rows' dot products, with row strides and a strided output", T, float, double) {
+  hseq::cpu::Context ctx;
+  std::int64_t const n = 4, d = 3, lda = 5, ldb = 4, ldo = 2;  // gaps between rows hold NaN (unread)
+  std::vector<T> a(std::size_t(n * lda), nan_v<T>()), b(std::size_t(n * ldb), nan_v<T>()), out(std::size_t(n * ldo), T(-7));
+  for (std::int64_t r = 0; r < n; ++r)
+    for (std::int64_t k = 0; k < d; ++k) {
+      a[std::size_t(r * lda + k)] = T(r + 1) * T(k - 1);
+      b[std::size_t(r * ldb + k)] = T(2 * k + r);
+    }
+  hseq::ops::row_dots<T>(ctx, hseq::ops::Mat<T const, hseq::HostSpace>(a.data(), n, d, lda),
+                         hseq::ops::Mat<T const, hseq::HostSpace>(b.data(), n, d, ldb),
+                         hseq::ops::Mat<T, hseq::HostSpace>(out.data(), n, 1, ldo));
+  for (std::int64_t r = 0; r < n; ++r) {
+    T expect = 0;
+    for (std::int64_t k = 0; k < d; ++k) expect += T(r + 1) * T(k - 1) * T(2 * k + r);
+    CHECK(out[std::size_t(r * ldo)] == expect);
+    CHECK(out[std::size_t(r * ldo + 1)] == T(-7));  // between the outputs: untouched
+  }
+  CHECK_THROWS_WITH_AS(hseq::ops::row_dots<T>(ctx, hseq::ops::Mat<T const, hseq::HostSpace>(a.data(), n, d, lda),
+                                              hseq::ops::Mat<T const, hseq::HostSpace>(b.data(), n, d - 1, ldb),
+                                              hseq::ops::Mat<T, hseq::HostSpace>(out.data(), n, 1, ldo)),
+                       doctest::Contains("row_dots: a [4, 3], b [4, 2]"), hseq::Error);
+}
+
 }  // namespace HSEQ_TEST_UNIT

@@ -33,6 +33,7 @@
 #include "hseq/core/error.hpp"
 #include "hseq/core/tensor.hpp"
 #include "hseq/core/workspace.hpp"
+#include "hseq/hier/attention_resample_core.hpp"
 #include "hseq/hier/avg_pool.hpp"
 #include "hseq/hier/linear_pool.hpp"
 #include "hseq/hier/ragged_policy.hpp"
@@ -41,7 +42,6 @@
 #include "hseq/hier/shorten_policy.hpp"
 #include "hseq/nn/attention.hpp"
 #include "hseq/nn/layer_norm.hpp"
-#include "hseq/nn/mlp.hpp"
 #include "hseq/nn/module.hpp"
 #include "hseq/ops/elementwise.hpp"
 
@@ -61,19 +61,17 @@ class AttentionPoolShorten {
   using MView = View<T, Space>;
   using Ids = View<std::int32_t const, Space>;
   using Config = ResampleConfig;
-  using Attention = nn::MultiHeadAttention<B, T>;
+  using Core = AttentionResampleCore<B, T>;
+  using Attention = typename Core::Attention;
   using QueryModule = ShortenModule<Query, B, T>;
   struct Saved {
-    typename nn::LayerNorm<B, T>::Saved ln_in, ln_q, ln_ff;
+    typename nn::LayerNorm<B, T>::Saved ln_in, ln_q;
     typename QueryModule::Saved query;
-    typename Attention::Saved attn;
-    typename nn::Mlp<B, T>::Saved mlp;
-    MView h;   // [B, L, d]  LN(x)
-    MView p;   // [B, Ls, d] Query(h)
-    MView q;   // [B, Ls, d] LN(p)
-    MView q1;  // [B, Ls, d] q + attention
-    MView g;   // [B, Ls, d] LN(q1)
-    MView bias;  // over segments: [B, H, C, L] the attention's visibility (hier/segment_bias.hpp)
+    typename Core::Saved core;  // q1 = q + attention, LN(q1), the MLP
+    MView h;     // [B, L, d]  LN(x)
+    MView p;     // [B, Ls, d] Query(h)
+    MView q;     // [B, Ls, d] LN(p)
+    CView bias;  // over segments: [B, H, C, L] the attention's visibility (hier/segment_bias.hpp)
   };
 
   explicit AttentionPoolShorten(Config c)
@@ -81,13 +79,9 @@ class AttentionPoolShorten {
         ln_in_({c.dim, c.eps}),
         query_(c),
         ln_q_({c.dim, c.eps}),
-        attn_({c.dim, c.heads,
-               c.causal ? nn::AttentionMask::rates(c.factor, c.factor - 1, 1, 0) : nn::AttentionMask::none(), true,
-               c.init_std}),
-        ln_ff_({c.dim, c.eps}),
-        mlp_({c.dim, c.mlp_hidden, true, c.init_std}) {}
+        core_(c, c.causal ? nn::AttentionMask::rates(c.factor, c.factor - 1, 1, 0) : nn::AttentionMask::none()) {}
   Config const& config() const { return cfg_; }
-  Attention const& attention() const { return attn_; }
+  Attention const& attention() const { return core_.attention(); }
   QueryModule const& query() const { return query_; }
 
   template <class F>
@@ -95,24 +89,18 @@ class AttentionPoolShorten {
     ln_in_.visit_params(f, prefix + "ln_in.");
     query_.visit_params(f, prefix + "query.");  // none for AvgPool: the names of AttentionPool stay
     ln_q_.visit_params(f, prefix + "ln_q.");
-    attn_.visit_params(f, prefix + "attn.");
-    ln_ff_.visit_params(f, prefix + "ln_ff.");
-    mlp_.visit_params(f, prefix + "mlp.");
+    core_.visit_params(f, prefix);  // attn.*, ln_ff.*, mlp.*
   }
 
   std::size_t forward_workspace(std::int64_t batch, std::int64_t len) const {
-    std::int64_t ls = len / cfg_.factor, d = cfg_.dim;
-    return aligned_bytes<T>(batch * len * d) + 4 * aligned_bytes<T>(batch * ls * d) +
-           ln_in_.forward_workspace(batch * len) + query_.forward_workspace(batch, len) +
-           ln_q_.forward_workspace(batch * ls) +
-           attn_.forward_workspace({batch, ls, len, 0}) + ln_ff_.forward_workspace(batch * ls) +
-           mlp_.forward_workspace(batch * ls);
+    std::int64_t ls = len / cfg_.factor;
+    return queries_workspace(batch, len, ls) + query_.forward_workspace(batch, len) +
+           core_.forward_workspace(batch, ls, len);
   }
   std::size_t backward_workspace(std::int64_t batch, std::int64_t len) const {
-    std::int64_t ls = len / cfg_.factor, d = cfg_.dim;
-    return 3 * aligned_bytes<T>(batch * ls * d) + 2 * aligned_bytes<T>(batch * len * d) +
-           std::max({mlp_.backward_workspace(batch * ls), attn_.backward_workspace({batch, ls, len, 0}, false),
-                     query_.backward_workspace(batch, len)});
+    std::int64_t ls = len / cfg_.factor;
+    return gradients_workspace(batch, len, ls) +
+           std::max(core_.backward_workspace(batch, ls, len), query_.backward_workspace(batch, len));
   }
 
   /// x: [B, L, d] (shifted), y: [B, L / k, d].
@@ -120,50 +108,11 @@ class AttentionPoolShorten {
     HSEQ_CHECK(x.rank() == 3 && x.size(2) == cfg_.dim && x.size(1) % cfg_.factor == 0 &&
                    y.shape == (Shape{x.size(0), x.size(1) / cfg_.factor, cfg_.dim}),
                "AttentionPoolShorten(k " << cfg_.factor << "): x " << x.shape << ", y " << y.shape);
-    Shape full = x.shape, short_shape = y.shape;
-    Saved s;
-    s.h = ws.template take<T>(full, "apool.h");
-    s.p = ws.template take<T>(short_shape, "apool.p");
-    s.q = ws.template take<T>(short_shape, "apool.q");
-    s.q1 = ws.template take<T>(short_shape, "apool.q1");
-    s.g = ws.template take<T>(short_shape, "apool.g");
-    s.ln_in = ln_in_.forward(ctx, x, s.h, ws);
-    s.query = query_.forward(ctx, s.h, s.p, ws);
-    s.ln_q = ln_q_.forward(ctx, s.p, s.q, ws);
-    s.attn = attn_.forward(ctx, s.q, s.h, CView{}, s.q1, ws);
-    ops::axpy<T>(ctx, T(1), s.q, s.q1);
-    s.ln_ff = ln_ff_.forward(ctx, s.q1, s.g, ws);
-    s.mlp = mlp_.forward(ctx, s.g, y, ws);
-    ops::axpy<T>(ctx, T(1), s.q1, y);
-    return s;
+    return forward_with(ctx, x, y, CView{}, ws, [&](CView h, MView p) { return query_.forward(ctx, h, p, ws); });
   }
-
   void backward(Ctx& ctx, Saved const& s, CView dy, MView dx, Arena<Space>& ws) const {
     backward_with(ctx, s, dy, dx, ws, [&](CView dp, MView dh) { query_.backward(ctx, s.query, dp, dh, ws); });
   }
-
- private:
-  /// backward with the query module's own backward `query_back(dp, dh)` (numeric or over segments).
-  template <class QueryBack>
-  void backward_with(Ctx& ctx, Saved const& s, CView dy, MView dx, Arena<Space>& ws, QueryBack&& query_back) const {
-    ArenaScope<Space> scope(ws);
-    MView dq1 = ws.template take<T>(s.q.shape, "apool.dq1");
-    MView dg = ws.template take<T>(s.q.shape, "apool.dg");
-    MView dq = ws.template take<T>(s.q.shape, "apool.dq");
-    MView dh = ws.template take<T>(s.h.shape, "apool.dh");
-    MView dh2 = ws.template take<T>(s.h.shape, "apool.dh2");
-    mlp_.backward(ctx, s.mlp, dy, dg, ws);
-    ln_ff_.backward(ctx, s.ln_ff, dg, dq1, ws);
-    ops::axpy<T>(ctx, T(1), dy, dq1);                            // dq1 = d(q1)
-    attn_.backward(ctx, s.attn, dq1, dq, dh, MView{}, ws);       // query and key/value paths
-    ops::axpy<T>(ctx, T(1), CView(dq1), dq);                     // dq = d(q)
-    ln_q_.backward(ctx, s.ln_q, dq, dg, ws);                     // dg = d(p)
-    query_back(CView(dg), dh2);                                  // overwrites dh2: the query path
-    ops::axpy<T>(ctx, T(1), CView(dh2), dh);                     // dh = d(h)
-    ln_in_.backward(ctx, s.ln_in, dh, dx, ws);
-  }
-
- public:
 
   // Cached generation. The state is the key/value cache of LN(shifted input): row q holds shifted
   // position q (level input q - k + 1; rows < k - 1 are the zero vectors of the shift), and the
@@ -182,16 +131,14 @@ class AttentionPoolShorten {
   std::size_t step_workspace(std::int64_t batch, std::int64_t capacity) const {
     std::int64_t k = cfg_.factor, d = cfg_.dim;
     std::size_t input = aligned_bytes<T>(batch * std::max<std::int64_t>(k - 1, 1) * d) * 2 +
-                        ln_in_.forward_workspace(batch * k) + attn_.cached_workspace(batch, k, capacity + k) +
-                        query_.step_workspace(batch, capacity);
-    std::size_t pool = aligned_bytes<T>(batch * k * d) + 4 * aligned_bytes<T>(batch * d) +
-                       ln_in_.forward_workspace(batch * k) + 2 * ln_q_.forward_workspace(batch) +
-                       std::max({attn_.cached_workspace(batch, 1, capacity + k), mlp_.forward_workspace(batch),
-                                 query_.step_workspace(batch, capacity)});
-    // Over segments (one row at a time): LN(x) and the four [1, 1, d] vectors of the emit.
-    std::size_t ragged = 5 * aligned_bytes<T>(d) + 2 * ln_in_.forward_workspace(1) +
-                         std::max({attn_.cached_workspace(1, 1, capacity + k), mlp_.forward_workspace(1),
-                                   query_.step_workspace(batch, capacity)});
+                        ln_in_.forward_workspace(batch * k) +
+                        std::max(core_.append_workspace(batch, k), query_.step_workspace(batch, capacity));
+    std::size_t pool = aligned_bytes<T>(batch * k * d) + 2 * aligned_bytes<T>(batch * d) +
+                       ln_in_.forward_workspace(batch * k) + ln_q_.forward_workspace(batch) +
+                       std::max(core_.step_workspace(batch, capacity + k), query_.step_workspace(batch, capacity));
+    // Over segments (one row at a time): LN(x), the pooled query and LN of it.
+    std::size_t ragged = 3 * aligned_bytes<T>(d) + ln_in_.forward_workspace(1) + ln_q_.forward_workspace(1) +
+                         std::max({core_.step_workspace(1, capacity + k), query_.step_workspace(batch, capacity)});
     return std::max({input, pool, ragged});
   }
   /// Level input x_p [B, 1, d] at level position p: appends shifted position p + k - 1.
@@ -204,11 +151,11 @@ class AttentionPoolShorten {
       MView hz = ws.template take<T>(Shape{bsz, k - 1, d}, "apool_step.hz");
       ops::fill<T>(ctx, z, T(0));
       ln_in_.forward(ctx, z, hz, ws);
-      attn_.append_kv(ctx, hz, st.cache.view(), 0, ws);
+      core_.append_kv(ctx, hz, st.cache.view(), 0, ws);
     }
     MView h = ws.template take<T>(x.shape, "apool_step.h");
     ln_in_.forward(ctx, x, h, ws);
-    attn_.append_kv(ctx, h, st.cache.view(), p + k - 1, ws);
+    core_.append_kv(ctx, h, st.cache.view(), p + k - 1, ws);
     query_.step_input(ctx, st.query, h, p, ws);
   }
   /// y [B, 1, d] for the short position completed at level position p (p % k == 0) from its window
@@ -220,21 +167,13 @@ class AttentionPoolShorten {
     Shape one{bsz, 1, d};
     MView h = ws.template take<T>(window.shape, "apool_step.hw");
     MView pooled = ws.template take<T>(one, "apool_step.p"), q = ws.template take<T>(one, "apool_step.q");
-    MView q1 = ws.template take<T>(one, "apool_step.q1"), g = ws.template take<T>(one, "apool_step.g");
     ln_in_.forward(ctx, window, h, ws);
     {
       ArenaScope<Space> query_scope(ws);
       query_.step_pool(ctx, st.query, h, p, pooled, ws);  // [B, k, d] -> [B, 1, d]
     }
     ln_q_.forward(ctx, pooled, q, ws);
-    attn_.attend_cached(ctx, q, st.cache.view(), p + cfg_.factor, q1, ws);
-    ops::axpy<T>(ctx, T(1), CView(q), q1);
-    ln_ff_.forward(ctx, q1, g, ws);
-    {
-      ArenaScope<Space> mlp_scope(ws);
-      mlp_.forward(ctx, g, y, ws);
-    }
-    ops::axpy<T>(ctx, T(1), CView(q1), y);
+    core_.forward_cached(ctx, q, st.cache.view(), p + cfg_.factor, y, ws);
   }
 
   // Data-dependent segments (RaggedShorten, with a query source that has them): pool = the global
@@ -242,20 +181,14 @@ class AttentionPoolShorten {
   std::size_t ragged_forward_workspace(std::int64_t batch, std::int64_t len, std::int64_t c) const
     requires RaggedShorten<Query, B, T>
   {
-    std::int64_t d = cfg_.dim;
-    return aligned_bytes<T>(batch * len * d) + 4 * aligned_bytes<T>(batch * c * d) +
-           aligned_bytes<T>(batch * cfg_.heads * c * len) + ln_in_.forward_workspace(batch * len) +
-           query_.ragged_forward_workspace(batch, len, c) + ln_q_.forward_workspace(batch * c) +
-           attn_.forward_workspace({batch, c, len, 0}) + ln_ff_.forward_workspace(batch * c) +
-           mlp_.forward_workspace(batch * c);
+    return aligned_bytes<T>(batch * cfg_.heads * c * len) + queries_workspace(batch, len, c) +
+           query_.ragged_forward_workspace(batch, len, c) + core_.forward_workspace(batch, c, len);
   }
   std::size_t ragged_backward_workspace(std::int64_t batch, std::int64_t len, std::int64_t c) const
     requires RaggedShorten<Query, B, T>
   {
-    std::int64_t d = cfg_.dim;
-    return 3 * aligned_bytes<T>(batch * c * d) + 2 * aligned_bytes<T>(batch * len * d) +
-           std::max({mlp_.backward_workspace(batch * c), attn_.backward_workspace({batch, c, len, 0}, false),
-                     query_.ragged_backward_workspace(batch, len, c)});
+    return gradients_workspace(batch, len, c) +
+           std::max(core_.backward_workspace(batch, c, len), query_.ragged_backward_workspace(batch, len, c));
   }
   /// x [B, L, d] (the level input, unshifted), y [B, C, d]: segment j of row b pooled over x[b,
   /// e_{j-1} + 1 .. e_j].
@@ -272,23 +205,10 @@ class AttentionPoolShorten {
     ends.resize(std::size_t(bsz * c));
     B::download(ctx, ends.data(), pool.data, ends.size());
     pool_segment_bias<T>(ends.data(), bsz, c, len, cfg_.heads, bias);
-    Saved s;
-    s.bias = ws.template take<T>(Shape{bsz, cfg_.heads, c, len}, "apool.segment_bias");
-    B::upload(ctx, s.bias.data, bias.data(), bias.size());
-    s.h = ws.template take<T>(x.shape, "apool.h");
-    s.p = ws.template take<T>(y.shape, "apool.p");
-    s.q = ws.template take<T>(y.shape, "apool.q");
-    s.q1 = ws.template take<T>(y.shape, "apool.q1");
-    s.g = ws.template take<T>(y.shape, "apool.g");
-    s.ln_in = ln_in_.forward(ctx, x, s.h, ws);
-    s.query = query_.ragged_forward(ctx, s.h, pool, s.p, ws);
-    s.ln_q = ln_q_.forward(ctx, s.p, s.q, ws);
-    s.attn = attn_.forward_biased(ctx, s.q, s.h, s.bias, s.q1, ws);
-    ops::axpy<T>(ctx, T(1), s.q, s.q1);
-    s.ln_ff = ln_ff_.forward(ctx, s.q1, s.g, ws);
-    s.mlp = mlp_.forward(ctx, s.g, y, ws);
-    ops::axpy<T>(ctx, T(1), s.q1, y);
-    return s;
+    MView bv = ws.template take<T>(Shape{bsz, cfg_.heads, c, len}, "apool.segment_bias");
+    B::upload(ctx, bv.data, bias.data(), bias.size());
+    return forward_with(ctx, x, y, CView(bv), ws,
+                        [&](CView h, MView p) { return query_.ragged_forward(ctx, h, pool, p, ws); });
   }
   /// Overwrites dx [B, L, d]; the parameters' gradients are accumulated.
   void ragged_backward(Ctx& ctx, Saved const& s, Ids pool, CView dy, MView dx, Arena<Space>& ws) const
@@ -311,7 +231,7 @@ class AttentionPoolShorten {
                                                                                << " positions of its cache");
     MView h = ws.template take<T>(x.shape, "apool_step.h");
     ln_in_.forward(ctx, x, h, ws);
-    attn_.append_kv(ctx, CView(h), row_cache(st, row), st.count[r]++, ws);
+    core_.append_kv(ctx, CView(h), row_cache(st, row), st.count[r]++, ws);
     query_.ragged_step_input(ctx, st.query, row, CView(h), pos, ws);
   }
   /// The row's input x [1, 1, d] (already given to ragged_step_input) closes its segment: y [1, 1, d].
@@ -323,26 +243,58 @@ class AttentionPoolShorten {
     HSEQ_CHECK(st.count[r] > 0, "AttentionPoolShorten: row " << row << " closes a segment without an input");
     Shape one = x.shape;
     MView h = ws.template take<T>(one, "apool_step.h"), pooled = ws.template take<T>(one, "apool_step.p");
-    MView q = ws.template take<T>(one, "apool_step.q"), q1 = ws.template take<T>(one, "apool_step.q1");
-    MView g = ws.template take<T>(one, "apool_step.g");
+    MView q = ws.template take<T>(one, "apool_step.q");
     ln_in_.forward(ctx, x, h, ws);
     {
       ArenaScope<Space> query_scope(ws);
       query_.ragged_step_emit(ctx, st.query, row, CView(h), pooled, ws);
     }
     ln_q_.forward(ctx, pooled, q, ws);
-    attn_.attend_cached(ctx, q, row_cache(st, row), st.count[r], q1, ws);
-    ops::axpy<T>(ctx, T(1), CView(q), q1);
-    ln_ff_.forward(ctx, q1, g, ws);
-    {
-      ArenaScope<Space> mlp_scope(ws);
-      mlp_.forward(ctx, g, y, ws);
-    }
-    ops::axpy<T>(ctx, T(1), CView(q1), y);
+    core_.forward_cached(ctx, q, row_cache(st, row), st.count[r], y, ws);
     st.count[r] = 0;
   }
 
  private:
+  /// h = LN(x), p = Query(h) (`query_fwd(h, p)`, numeric or over segments), q = LN(p), then the core
+  /// over (q, h) with the configured mask (`bias` empty) or the score bias.
+  template <class QueryFwd>
+  Saved forward_with(Ctx& ctx, CView x, MView y, CView bias, Arena<Space>& ws, QueryFwd&& query_fwd) const {
+    Saved s;
+    s.bias = bias;
+    s.h = ws.template take<T>(x.shape, "apool.h");
+    s.p = ws.template take<T>(y.shape, "apool.p");
+    s.q = ws.template take<T>(y.shape, "apool.q");
+    s.ln_in = ln_in_.forward(ctx, x, s.h, ws);
+    s.query = query_fwd(CView(s.h), s.p);
+    s.ln_q = ln_q_.forward(ctx, s.p, s.q, ws);
+    s.core = core_.forward(ctx, s.q, s.h, bias, y, ws);
+    return s;
+  }
+  /// backward with the query module's own backward `query_back(dp, dh)` (numeric or over segments).
+  template <class QueryBack>
+  void backward_with(Ctx& ctx, Saved const& s, CView dy, MView dx, Arena<Space>& ws, QueryBack&& query_back) const {
+    ArenaScope<Space> scope(ws);
+    MView dq = ws.template take<T>(s.q.shape, "apool.dq");
+    MView dp = ws.template take<T>(s.q.shape, "apool.dp");
+    MView dh = ws.template take<T>(s.h.shape, "apool.dh");
+    MView dh2 = ws.template take<T>(s.h.shape, "apool.dh2");
+    core_.backward(ctx, s.core, dy, dq, dh, ws);  // dq = d(q); dh: the key/value path
+    ln_q_.backward(ctx, s.ln_q, dq, dp, ws);      // dp = d(p)
+    query_back(CView(dp), dh2);                   // overwrites dh2: the query path
+    ops::axpy<T>(ctx, T(1), CView(dh2), dh);      // dh = d(h)
+    ln_in_.backward(ctx, s.ln_in, dh, dx, ws);
+  }
+  /// forward's own buffers (h, p, q) and its LayerNorms' scratch, for ls short positions.
+  std::size_t queries_workspace(std::int64_t batch, std::int64_t len, std::int64_t ls) const {
+    std::int64_t d = cfg_.dim;
+    return aligned_bytes<T>(batch * len * d) + 2 * aligned_bytes<T>(batch * ls * d) +
+           ln_in_.forward_workspace(batch * len) + ln_q_.forward_workspace(batch * ls);
+  }
+  /// backward's own buffers (dq, dp, dh, dh2).
+  std::size_t gradients_workspace(std::int64_t batch, std::int64_t len, std::int64_t ls) const {
+    std::int64_t d = cfg_.dim;
+    return 2 * aligned_bytes<T>(batch * ls * d) + 2 * aligned_bytes<T>(batch * len * d);
+  }
   /// Row `row` of the key/value cache, [1, rows, 2 d].
   static MView row_cache(StepState& st, std::int64_t row) {
     std::int64_t rows = st.cache.shape()[1], w2 = st.cache.shape()[2];
@@ -352,9 +304,7 @@ class AttentionPoolShorten {
   nn::LayerNorm<B, T> ln_in_;
   QueryModule query_;
   nn::LayerNorm<B, T> ln_q_;
-  Attention attn_;
-  nn::LayerNorm<B, T> ln_ff_;
-  nn::Mlp<B, T> mlp_;
+  Core core_;
 };
 
 /// Policy tag: attention pooling with the query source `Query` (a shortening policy). Its name is

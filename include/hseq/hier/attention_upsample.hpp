@@ -32,6 +32,7 @@
 #include "hseq/core/error.hpp"
 #include "hseq/core/tensor.hpp"
 #include "hseq/core/workspace.hpp"
+#include "hseq/hier/attention_resample_core.hpp"
 #include "hseq/hier/linear_upsample.hpp"
 #include "hseq/hier/ragged_policy.hpp"
 #include "hseq/hier/repeat_upsample.hpp"
@@ -40,7 +41,6 @@
 #include "hseq/hier/upsample_policy.hpp"
 #include "hseq/nn/attention.hpp"
 #include "hseq/nn/layer_norm.hpp"
-#include "hseq/nn/mlp.hpp"
 #include "hseq/nn/module.hpp"
 #include "hseq/ops/elementwise.hpp"
 
@@ -58,19 +58,17 @@ class AttentionUpsample {
   using MView = View<T, Space>;
   using Ids = View<std::int32_t const, Space>;
   using Config = ResampleConfig;
-  using Attention = nn::MultiHeadAttention<B, T>;
+  using Core = AttentionResampleCore<B, T>;
+  using Attention = typename Core::Attention;
   using QueryModule = UpsampleModule<Query, B, T>;
   struct Saved {
-    typename nn::LayerNorm<B, T>::Saved ln_s, ln_u, ln_ff;
+    typename nn::LayerNorm<B, T>::Saved ln_s, ln_u;
     typename QueryModule::Saved query;
-    typename Attention::Saved attn;
-    typename nn::Mlp<B, T>::Saved mlp;
-    MView s;   // [B, Ls, d] LN(y)
-    MView r;   // [B, L, d]  Query(s)
-    MView q;   // [B, L, d]  LN(r) + res
-    MView q1;  // [B, L, d]  q + attention
-    MView g;   // [B, L, d]  LN(q1)
-    MView bias;  // over segments: [B, H, L, C] the attention's visibility (hier/segment_bias.hpp)
+    typename Core::Saved core;  // q1 = q + attention, LN(q1), the MLP
+    MView s;     // [B, Ls, d] LN(y)
+    MView r;     // [B, L, d]  Query(s)
+    MView q;     // [B, L, d]  LN(r) + res
+    CView bias;  // over segments: [B, H, L, C] the attention's visibility (hier/segment_bias.hpp)
   };
 
   explicit AttentionUpsample(Config c)
@@ -78,12 +76,9 @@ class AttentionUpsample {
         ln_s_({c.dim, c.eps}),
         query_(c),
         ln_u_({c.dim, c.eps}),
-        attn_({c.dim, c.heads, c.causal ? nn::AttentionMask::rates(1, 0, c.factor, 0) : nn::AttentionMask::none(), true,
-               c.init_std}),
-        ln_ff_({c.dim, c.eps}),
-        mlp_({c.dim, c.mlp_hidden, true, c.init_std}) {}
+        core_(c, c.causal ? nn::AttentionMask::rates(1, 0, c.factor, 0) : nn::AttentionMask::none()) {}
   Config const& config() const { return cfg_; }
-  Attention const& attention() const { return attn_; }
+  Attention const& attention() const { return core_.attention(); }
   QueryModule const& query() const { return query_; }
 
   template <class F>
@@ -91,24 +86,18 @@ class AttentionUpsample {
     ln_s_.visit_params(f, prefix + "ln_s.");
     query_.visit_params(f, prefix + "query.");  // none for Repeat: the names of AttentionUp stay
     ln_u_.visit_params(f, prefix + "ln_u.");
-    attn_.visit_params(f, prefix + "attn.");
-    ln_ff_.visit_params(f, prefix + "ln_ff.");
-    mlp_.visit_params(f, prefix + "mlp.");
+    core_.visit_params(f, prefix);  // attn.*, ln_ff.*, mlp.*
   }
 
   std::size_t forward_workspace(std::int64_t batch, std::int64_t len) const {
-    std::int64_t ls = len / cfg_.factor, d = cfg_.dim;
-    return aligned_bytes<T>(batch * ls * d) + 4 * aligned_bytes<T>(batch * len * d) +
-           ln_s_.forward_workspace(batch * ls) + query_.forward_workspace(batch, len) +
-           ln_u_.forward_workspace(batch * len) +
-           attn_.forward_workspace({batch, len, ls, 0}) + ln_ff_.forward_workspace(batch * len) +
-           mlp_.forward_workspace(batch * len);
+    std::int64_t ls = len / cfg_.factor;
+    return queries_workspace(batch, len, ls) + query_.forward_workspace(batch, len) +
+           core_.forward_workspace(batch, len, ls);
   }
   std::size_t backward_workspace(std::int64_t batch, std::int64_t len) const {
-    std::int64_t ls = len / cfg_.factor, d = cfg_.dim;
-    return 3 * aligned_bytes<T>(batch * len * d) + 2 * aligned_bytes<T>(batch * ls * d) +
-           std::max({mlp_.backward_workspace(batch * len), attn_.backward_workspace({batch, len, ls, 0}, false),
-                     query_.backward_workspace(batch, len)});
+    std::int64_t ls = len / cfg_.factor;
+    return gradients_workspace(batch, len, ls) +
+           std::max(core_.backward_workspace(batch, len, ls), query_.backward_workspace(batch, len));
   }
 
   /// y: [B, Ls, d] short sequence, res: [B, Ls k, d] full-rate residual, u: [B, Ls k, d].
@@ -117,54 +106,14 @@ class AttentionUpsample {
                    res.shape == (Shape{y.size(0), y.size(1) * cfg_.factor, cfg_.dim}) && u.shape == res.shape,
                "AttentionUpsample(k " << cfg_.factor << "): y " << y.shape << ", res " << res.shape << ", u "
                                       << u.shape);
-    Saved s;
-    s.s = ws.template take<T>(y.shape, "aup.s");
-    s.r = ws.template take<T>(res.shape, "aup.r");
-    s.q = ws.template take<T>(res.shape, "aup.q");
-    s.q1 = ws.template take<T>(res.shape, "aup.q1");
-    s.g = ws.template take<T>(res.shape, "aup.g");
-    s.ln_s = ln_s_.forward(ctx, y, s.s, ws);
-    s.query = query_.forward(ctx, s.s, res, s.r, ws);  // res unread (no kUsesResidual)
-    s.ln_u = ln_u_.forward(ctx, s.r, s.q, ws);
-    ops::axpy<T>(ctx, T(1), res, s.q);
-    s.attn = attn_.forward(ctx, s.q, s.s, CView{}, s.q1, ws);
-    ops::axpy<T>(ctx, T(1), s.q, s.q1);
-    s.ln_ff = ln_ff_.forward(ctx, s.q1, s.g, ws);
-    s.mlp = mlp_.forward(ctx, s.g, u, ws);
-    ops::axpy<T>(ctx, T(1), s.q1, u);
-    return s;
+    return forward_with(ctx, y, res, u, CView{}, ws,
+                        [&](CView sn, MView r) { return query_.forward(ctx, sn, res, r, ws); });
   }
-
   /// Overwrites dy [B, Ls, d] and dres [B, L, d].
   void backward(Ctx& ctx, Saved const& s, CView du, MView dy, MView dres, Arena<Space>& ws) const {
     backward_with(ctx, s, du, dy, dres, ws,
                   [&](CView dr, MView ds) { query_.backward(ctx, s.query, dr, ds, MView{}, ws); });
   }
-
- private:
-  /// backward with the query module's own backward `query_back(dr, ds)` (numeric or over segments).
-  template <class QueryBack>
-  void backward_with(Ctx& ctx, Saved const& s, CView du, MView dy, MView dres, Arena<Space>& ws,
-                     QueryBack&& query_back) const {
-    ArenaScope<Space> scope(ws);
-    MView dq1 = ws.template take<T>(s.q.shape, "aup.dq1");
-    MView dg = ws.template take<T>(s.q.shape, "aup.dg");
-    MView dq = ws.template take<T>(s.q.shape, "aup.dq");
-    MView ds = ws.template take<T>(s.s.shape, "aup.ds");
-    MView ds2 = ws.template take<T>(s.s.shape, "aup.ds2");
-    mlp_.backward(ctx, s.mlp, du, dg, ws);
-    ln_ff_.backward(ctx, s.ln_ff, dg, dq1, ws);
-    ops::axpy<T>(ctx, T(1), du, dq1);                       // dq1 = d(q1)
-    attn_.backward(ctx, s.attn, dq1, dq, ds, MView{}, ws);  // query path, key/value path
-    ops::axpy<T>(ctx, T(1), CView(dq1), dq);                // dq = d(q)
-    ops::copy<T>(ctx, dq, dres);                            // q = LN(r) + res
-    ln_u_.backward(ctx, s.ln_u, dq, dg, ws);                // dg = d(r)
-    query_back(CView(dg), ds2);                             // overwrites ds2; no residual gradient
-    ops::axpy<T>(ctx, T(1), CView(ds2), ds);                // ds = d(s)
-    ln_s_.backward(ctx, s.ln_s, ds, dy, ws);
-  }
-
- public:
 
   // Cached generation: the key/value cache of s = LN(y) at the short rate, and the query module's
   // state, which step_short feeds the newest s: Repeat keeps s, LinearUp its k d projection, whose
@@ -183,10 +132,9 @@ class AttentionUpsample {
   std::size_t step_workspace(std::int64_t batch, std::int64_t capacity) const {
     std::int64_t d = cfg_.dim, cap_s = short_capacity(capacity);
     std::size_t shrt = aligned_bytes<T>(batch * d) + ln_s_.forward_workspace(batch) +
-                       std::max(attn_.cached_workspace(batch, 1, cap_s), query_.step_workspace(batch, capacity));
-    std::size_t up = 4 * aligned_bytes<T>(batch * d) + ln_u_.forward_workspace(batch) + ln_ff_.forward_workspace(batch) +
-                     std::max({attn_.cached_workspace(batch, 1, cap_s), mlp_.forward_workspace(batch),
-                               query_.step_workspace(batch, capacity)});
+                       std::max(core_.append_workspace(batch, 1), query_.step_workspace(batch, capacity));
+    std::size_t up = 2 * aligned_bytes<T>(batch * d) + ln_u_.forward_workspace(batch) +
+                     std::max(core_.step_workspace(batch, cap_s), query_.step_workspace(batch, capacity));
     return std::max(shrt, up);
   }
   /// Short position j was completed with output y [B, 1, d].
@@ -197,32 +145,15 @@ class AttentionUpsample {
     ln_s_.forward(ctx, y, s, ws);
     {
       ArenaScope<Space> attn_scope(ws);
-      attn_.append_kv(ctx, CView(s), st.cache.view(), j, ws);
+      core_.append_kv(ctx, CView(s), st.cache.view(), j, ws);
     }
     query_.step_short(ctx, st.query, CView(s), j, ws);
   }
   /// u [B, 1, d] at level position p with residual res [B, 1, d].
   void step_up(Ctx& ctx, StepState& st, CView res, std::int64_t p, MView u, Arena<Space>& ws) const {
     HSEQ_CHECK(cfg_.causal, "AttentionUpsample::step_up: cached generation needs causal = true");
-    ArenaScope<Space> scope(ws);
-    Shape one = res.shape;
-    MView q = ws.template take<T>(one, "aup_step.q"), q1 = ws.template take<T>(one, "aup_step.q1");
-    MView g = ws.template take<T>(one, "aup_step.g");
-    {
-      ArenaScope<Space> query_scope(ws);
-      MView r = ws.template take<T>(one, "aup_step.r");  // row p of Query(s)
-      query_.step_up(ctx, st.query, res, p, r, ws);
-      ln_u_.forward(ctx, CView(r), q, ws);
-    }
-    ops::axpy<T>(ctx, T(1), res, q);
-    attn_.attend_cached(ctx, q, st.cache.view(), p / cfg_.factor + 1, q1, ws);
-    ops::axpy<T>(ctx, T(1), CView(q), q1);
-    ln_ff_.forward(ctx, q1, g, ws);
-    {
-      ArenaScope<Space> mlp_scope(ws);
-      mlp_.forward(ctx, g, u, ws);
-    }
-    ops::axpy<T>(ctx, T(1), CView(q1), u);
+    up_cached(ctx, res, st.cache.view(), p / cfg_.factor + 1, u, ws,
+              [&](MView r) { query_.step_up(ctx, st.query, res, p, r, ws); });
   }
 
   // Data-dependent segments (RaggedUpsample, with a query source that has them): up = the global
@@ -230,20 +161,14 @@ class AttentionUpsample {
   std::size_t ragged_forward_workspace(std::int64_t batch, std::int64_t len, std::int64_t c) const
     requires RaggedUpsample<Query, B, T>
   {
-    std::int64_t d = cfg_.dim;
-    return aligned_bytes<T>(batch * c * d) + 4 * aligned_bytes<T>(batch * len * d) +
-           aligned_bytes<T>(batch * cfg_.heads * len * c) + ln_s_.forward_workspace(batch * c) +
-           query_.ragged_forward_workspace(batch, len, c) + ln_u_.forward_workspace(batch * len) +
-           attn_.forward_workspace({batch, len, c, 0}) + ln_ff_.forward_workspace(batch * len) +
-           mlp_.forward_workspace(batch * len);
+    return aligned_bytes<T>(batch * cfg_.heads * len * c) + queries_workspace(batch, len, c) +
+           query_.ragged_forward_workspace(batch, len, c) + core_.forward_workspace(batch, len, c);
   }
   std::size_t ragged_backward_workspace(std::int64_t batch, std::int64_t len, std::int64_t c) const
     requires RaggedUpsample<Query, B, T>
   {
-    std::int64_t d = cfg_.dim;
-    return 3 * aligned_bytes<T>(batch * len * d) + 2 * aligned_bytes<T>(batch * c * d) +
-           std::max({mlp_.backward_workspace(batch * len), attn_.backward_workspace({batch, len, c, 0}, false),
-                     query_.ragged_backward_workspace(batch, len, c)});
+    return gradients_workspace(batch, len, c) +
+           std::max(core_.backward_workspace(batch, len, c), query_.ragged_backward_workspace(batch, len, c));
   }
   /// y [B, C, d] segment summaries, res [B, L, d] the level input, u [B, L, d].
   Saved ragged_forward(Ctx& ctx, CView y, CView res, Ids up, MView u, Arena<Space>& ws) const
@@ -259,24 +184,10 @@ class AttentionUpsample {
     rows.resize(std::size_t(bsz * len));
     B::download(ctx, rows.data(), up.data, rows.size());
     unpool_segment_bias<T>(rows.data(), bsz, len, c, cfg_.heads, bias);
-    Saved s;
-    s.bias = ws.template take<T>(Shape{bsz, cfg_.heads, len, c}, "aup.segment_bias");
-    B::upload(ctx, s.bias.data, bias.data(), bias.size());
-    s.s = ws.template take<T>(y.shape, "aup.s");
-    s.r = ws.template take<T>(res.shape, "aup.r");
-    s.q = ws.template take<T>(res.shape, "aup.q");
-    s.q1 = ws.template take<T>(res.shape, "aup.q1");
-    s.g = ws.template take<T>(res.shape, "aup.g");
-    s.ln_s = ln_s_.forward(ctx, y, s.s, ws);
-    s.query = query_.ragged_forward(ctx, s.s, res, up, s.r, ws);  // res unread (no kUsesResidual)
-    s.ln_u = ln_u_.forward(ctx, s.r, s.q, ws);
-    ops::axpy<T>(ctx, T(1), res, s.q);
-    s.attn = attn_.forward_biased(ctx, s.q, s.s, s.bias, s.q1, ws);
-    ops::axpy<T>(ctx, T(1), s.q, s.q1);
-    s.ln_ff = ln_ff_.forward(ctx, s.q1, s.g, ws);
-    s.mlp = mlp_.forward(ctx, s.g, u, ws);
-    ops::axpy<T>(ctx, T(1), s.q1, u);
-    return s;
+    MView bv = ws.template take<T>(Shape{bsz, cfg_.heads, len, c}, "aup.segment_bias");
+    B::upload(ctx, bv.data, bias.data(), bias.size());
+    return forward_with(ctx, y, res, u, CView(bv), ws,
+                        [&](CView sn, MView r) { return query_.ragged_forward(ctx, sn, res, up, r, ws); });
   }
   /// Overwrites dy [B, C, d] and dres [B, L, d]; the parameters' gradients are accumulated.
   void ragged_backward(Ctx& ctx, Saved const& s, Ids up, CView du, MView dy, MView dres, Arena<Space>& ws) const
@@ -299,7 +210,7 @@ class AttentionUpsample {
     ln_s_.forward(ctx, y, s, ws);
     {
       ArenaScope<Space> attn_scope(ws);
-      attn_.append_kv(ctx, CView(s), row_cache(st, row), j, ws);
+      core_.append_kv(ctx, CView(s), row_cache(st, row), j, ws);
     }
     st.count[r] = j + 1;
     query_.ragged_step_short(ctx, st.query, row, CView(s), j, ws);
@@ -310,28 +221,70 @@ class AttentionUpsample {
   {
     std::size_t r = std::size_t(row);
     HSEQ_CHECK(st.count[r] > 0, "AttentionUpsample: row " << row << " has no closed segment to attend to");
-    ArenaScope<Space> scope(ws);
-    Shape one = res.shape;
-    MView q = ws.template take<T>(one, "aup_step.q"), q1 = ws.template take<T>(one, "aup_step.q1");
-    MView g = ws.template take<T>(one, "aup_step.g");
-    {
-      ArenaScope<Space> query_scope(ws);
-      MView rq = ws.template take<T>(one, "aup_step.r");  // the row's query source
-      query_.ragged_step_up(ctx, st.query, row, res, rq, ws);
-      ln_u_.forward(ctx, CView(rq), q, ws);
-    }
-    ops::axpy<T>(ctx, T(1), res, q);
-    attn_.attend_cached(ctx, q, row_cache(st, row), st.count[r], q1, ws);
-    ops::axpy<T>(ctx, T(1), CView(q), q1);
-    ln_ff_.forward(ctx, q1, g, ws);
-    {
-      ArenaScope<Space> mlp_scope(ws);
-      mlp_.forward(ctx, g, u, ws);
-    }
-    ops::axpy<T>(ctx, T(1), CView(q1), u);
+    up_cached(ctx, res, row_cache(st, row), st.count[r], u, ws,
+              [&](MView rq) { query_.ragged_step_up(ctx, st.query, row, res, rq, ws); });
   }
 
  private:
+  /// s = LN(y), r = Query(s) (`query_fwd(s, r)`, numeric or over segments), q = LN(r) + res, then
+  /// the core over (q, s) with the configured mask (`bias` empty) or the score bias.
+  template <class QueryFwd>
+  Saved forward_with(Ctx& ctx, CView y, CView res, MView u, CView bias, Arena<Space>& ws, QueryFwd&& query_fwd) const {
+    Saved s;
+    s.bias = bias;
+    s.s = ws.template take<T>(y.shape, "aup.s");
+    s.r = ws.template take<T>(res.shape, "aup.r");
+    s.q = ws.template take<T>(res.shape, "aup.q");
+    s.ln_s = ln_s_.forward(ctx, y, s.s, ws);
+    s.query = query_fwd(CView(s.s), s.r);  // res unread (no kUsesResidual)
+    s.ln_u = ln_u_.forward(ctx, s.r, s.q, ws);
+    ops::axpy<T>(ctx, T(1), res, s.q);
+    s.core = core_.forward(ctx, s.q, s.s, bias, u, ws);
+    return s;
+  }
+  /// backward with the query module's own backward `query_back(dr, ds)` (numeric or over segments).
+  template <class QueryBack>
+  void backward_with(Ctx& ctx, Saved const& s, CView du, MView dy, MView dres, Arena<Space>& ws,
+                     QueryBack&& query_back) const {
+    ArenaScope<Space> scope(ws);
+    MView dq = ws.template take<T>(s.q.shape, "aup.dq");
+    MView dr = ws.template take<T>(s.q.shape, "aup.dr");
+    MView ds = ws.template take<T>(s.s.shape, "aup.ds");
+    MView ds2 = ws.template take<T>(s.s.shape, "aup.ds2");
+    core_.backward(ctx, s.core, du, dq, ds, ws);  // dq = d(q); ds: the key/value path
+    ops::copy<T>(ctx, dq, dres);                  // q = LN(r) + res
+    ln_u_.backward(ctx, s.ln_u, dq, dr, ws);      // dr = d(r)
+    query_back(CView(dr), ds2);                   // overwrites ds2; no residual gradient
+    ops::axpy<T>(ctx, T(1), CView(ds2), ds);      // ds = d(s)
+    ln_s_.backward(ctx, s.ln_s, ds, dy, ws);
+  }
+  /// One cached position: r = the query source's row (`query_step(r)`), q = LN(r) + res, then the
+  /// core over the first tk rows of `cache`.
+  template <class QueryStep>
+  void up_cached(Ctx& ctx, CView res, MView cache, std::int64_t tk, MView u, Arena<Space>& ws,
+                 QueryStep&& query_step) const {
+    ArenaScope<Space> scope(ws);
+    MView q = ws.template take<T>(res.shape, "aup_step.q");
+    {
+      ArenaScope<Space> query_scope(ws);
+      MView r = ws.template take<T>(res.shape, "aup_step.r");  // the query source's row
+      query_step(r);
+      ln_u_.forward(ctx, CView(r), q, ws);
+    }
+    ops::axpy<T>(ctx, T(1), res, q);
+    core_.forward_cached(ctx, q, cache, tk, u, ws);
+  }
+  /// forward's own buffers (s, r, q) and its LayerNorms' scratch, for ls short positions.
+  std::size_t queries_workspace(std::int64_t batch, std::int64_t len, std::int64_t ls) const {
+    std::int64_t d = cfg_.dim;
+    return aligned_bytes<T>(batch * ls * d) + 2 * aligned_bytes<T>(batch * len * d) +
+           ln_s_.forward_workspace(batch * ls) + ln_u_.forward_workspace(batch * len);
+  }
+  /// backward's own buffers (dq, dr, ds, ds2).
+  std::size_t gradients_workspace(std::int64_t batch, std::int64_t len, std::int64_t ls) const {
+    std::int64_t d = cfg_.dim;
+    return 2 * aligned_bytes<T>(batch * len * d) + 2 * aligned_bytes<T>(batch * ls * d);
+  }
   /// Short positions the cache holds for `capacity` inputs: capacity / k + 1, or over segments one
   /// per input (+ 1).
   std::int64_t short_capacity(std::int64_t capacity) const {
@@ -346,9 +299,7 @@ class AttentionUpsample {
   nn::LayerNorm<B, T> ln_s_;
   QueryModule query_;
   nn::LayerNorm<B, T> ln_u_;
-  Attention attn_;
-  nn::LayerNorm<B, T> ln_ff_;
-  nn::Mlp<B, T> mlp_;
+  Core core_;
 };
 
 /// Policy tag: attention upsampling with the query source `Query` (an upsampling policy without a

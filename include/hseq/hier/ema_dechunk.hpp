@@ -119,11 +119,11 @@ class EmaDechunk {
     // dots[0][r] = <g_r, z_r>, dots[1][r] = <g_r, z̃_{r-1}> over the flat rows r = b C + j (j = 0 is
     // paired with the previous row's last segment and ignored: z̃_{-1} = 0).
     MView dots = ws.template take<T>(Shape{2, n}, "ema.dots");
-    ops::gemm_strided_batched<T>(ctx, n, ops::Trans::kNo, {g.data, 1, d, d}, d, ops::Trans::kYes, {s.z.data, 1, d, d},
-                                 d, {dots.data, 1, 1, 1}, 1);
+    ops::row_dots<T>(ctx, ops::Mat<T const, Space>(g.data, n, d), ops::Mat<T const, Space>(s.z.data, n, d),
+                     ops::Mat<T, Space>(dots.data, n, 1));
     if (n > 1)
-      ops::gemm_strided_batched<T>(ctx, n - 1, ops::Trans::kNo, {g.data + d, 1, d, d}, d, ops::Trans::kYes,
-                                   {s.zs.data, 1, d, d}, d, {dots.data + n + 1, 1, 1, 1}, 1);
+      ops::row_dots<T>(ctx, ops::Mat<T const, Space>(g.data + d, n - 1, d), ops::Mat<T const, Space>(s.zs.data, n - 1, d),
+                       ops::Mat<T, Space>(dots.data + n + 1, n - 1, 1));
     s.dots.resize(std::size_t(2 * n));
     B::download(ctx, s.dots.data(), dots.data, std::size_t(n));
     if (n > 1) B::download(ctx, s.dots.data() + n + 1, dots.data + n + 1, std::size_t(n - 1));

@@ -129,8 +129,8 @@ class IemLoss {
     sv.tau = tau(ctx);
     using ops::Trans;
     // S[:, 0] = <p_m, e+_m>: M products [1, d] x [d, 1]                               [M, 1]
-    ops::gemm_strided_batched<T>(ctx, m, Trans::kNo, {p.data, 1, d, d}, d, Trans::kYes, {pos.data, 1, d, d}, d,
-                                 {sv.s.data, 1, 1, c}, c);
+    ops::row_dots<T>(ctx, ops::Mat<T const, Space>(p.data, m, d), ops::Mat<T const, Space>(pos.data, m, d),
+                     ops::Mat<T, Space>(sv.s.data, m, 1, c));
     if (kn > 0)  // S[:, 1 : 1 + Kn] = p en^T                                               [M, Kn]
       ops::gemm<T>(ctx, Trans::kNo, ops::as_mat(p), Trans::kYes, ops::as_mat(neg), {sv.s.data + 1, m, kn, c});
     if (in_batch)  // S[:, 1 + Kn :] = p e+^T                                              [M, M]

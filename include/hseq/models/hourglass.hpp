@@ -1055,9 +1055,9 @@ class Hourglass {
     ArenaScope<Space> scope(ws);
     std::int64_t bsz = lt.un.size(0), len = lt.un.size(1), n = bsz * len, d = cfg_.dim;
     MView dcv = ws.template take<T>(Shape{n}, "hg.router_dc");
-    // dc_t = <dout_t, un_t>: N dot products as one strided-batched GEMM ([1, d] x [d, 1] each).
-    ops::gemm_strided_batched<T>(ctx, n, ops::Trans::kNo, {dout.data, 1, d, d}, d, ops::Trans::kYes,
-                                 {lt.un.data, 1, d, d}, d, {dcv.data, 1, 1, 1}, 1);
+    // dc_t = <dout_t, un_t>: N dot products (one strided-batched GEMM).
+    ops::row_dots<T>(ctx, ops::Mat<T const, Space>(dout.data, n, d), ops::Mat<T const, Space>(lt.un.data, n, d),
+                     ops::Mat<T, Space>(dcv.data, n, 1));
     lt.host_dc.resize(std::size_t(n));
     B::download(ctx, lt.host_dc.data(), dcv.data, lt.host_dc.size());
     lt.dp.assign(std::size_t(n), 0.0);

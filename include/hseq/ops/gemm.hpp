@@ -119,3 +119,20 @@ void gemm_strided_batched(cpu::Context&, std::int64_t batch, Trans ta, Mat<T con
 #if defined(__CUDACC__) && defined(HSEQ_ENABLE_CUDA)
 #include "hseq/ops/cuda/gemm.cuh"
 #endif
+
+namespace hseq::ops {
+
+/// out[r] = <a_r, b_r> for the n rows r of a and b [n, d] (row r at data + r * ld; out's row r at
+/// out.data + r * out.ld, one column): n products [1, d] x [d, 1] as one strided-batched GEMM, on
+/// either backend. The dot products of the routers' and EMA's backward and of the IEM scores.
+template <class T, class S, class Ctx>
+void row_dots(Ctx& ctx, Mat<T const, S> a, Mat<T const, S> b, Mat<T, S> out) {
+  HSEQ_CHECK(a.rows == b.rows && a.cols == b.cols && out.rows == a.rows && out.cols == 1,
+             "row_dots: a [" << a.rows << ", " << a.cols << "], b [" << b.rows << ", " << b.cols << "], out ["
+                             << out.rows << ", " << out.cols << "] (expected [n, d], [n, d], [n, 1])");
+  std::int64_t d = a.cols;
+  gemm_strided_batched<T>(ctx, a.rows, Trans::kNo, Mat<T const, S>(a.data, 1, d, d), a.ld, Trans::kYes,
+                          Mat<T const, S>(b.data, 1, d, d), b.ld, Mat<T, S>(out.data, 1, 1, 1), out.ld);
+}
+
+}  // namespace hseq::ops

@@ -85,6 +85,26 @@ struct AttnRuleHgSpec : HgSpec<hier::AttentionPool, hier::AttentionUpLinear> {
   explicit AttnRuleHgSpec(char const* h) : HgSpec<hier::AttentionPool, hier::AttentionUpLinear>{h, 128} {}
 };
 
+/// A rule-level spec's cached generation (context 24, 21 tokens, batch 3) against its full forward.
+template <class Spec>
+void rule_cached(Spec spec, std::uint64_t seed, char const* what) {
+  spec.context = 24;
+  double rel = mm_cached_vs_full<double>(spec, 21, 3, seed);
+  INFO(spec.name(), ", ", what, ": worst |cached - full| / max(1, max |logit|) = ", rel);
+  CHECK(rel <= kCachedRelDouble);
+}
+
+/// What every pooling / unpooling pair over rule levels passes against the CPU: loss and every
+/// gradient over one spacelike level and over two nested levels, causality, cached generation
+/// (seeds seed .. seed + 3).
+template <class Spec>
+void rule_policy_checks(std::uint64_t seed, char const* what) {
+  mm_compare_model(Spec{"1@1 1@space/6 1@1"}, 2, 22, seed);
+  mm_compare_model(Spec{"1@1 1@space/5 1@fixed:2 1@space/5 1@1"}, 2, 31, seed + 1);
+  mm_causality(Spec{"1@1 1@space/6 1@1"}, 24, {0, 1, 3, 4, 5, 7, 8, 9, 11, 12, 13, 15, 20, 21, 23}, seed + 2);
+  rule_cached(Spec{"1@1 1@space 1@1"}, seed + 3, what);
+}
+
 /// An Hourglass whose level 0 segments by a frozen byte LM's entropy (BLT): the LM's weights are
 /// the randomised ones of its store (same seed on both backends); the threshold is in nats.
 struct EntropyHgSpec : RuleHgSpec {
@@ -119,22 +139,11 @@ TEST_CASE("cuda models: Hourglass with entropy boundaries (a frozen byte LM) mat
   // Random LMs over 128 ids predict with entropies near log 128 = 4.85 nats: the rising rule splits them.
   mm_compare_model(EntropyHgSpec{"1@1 1@entropy_rise:0 1@1"}, 2, 22, 81);
   mm_causality(EntropyHgSpec{"1@1 1@entropy_rise:0/6 1@1"}, 24, {0, 1, 3, 4, 5, 7, 8, 13, 20, 23}, 82);
-  EntropyHgSpec spec{"1@1 1@entropy_rise:0 1@1"};
-  spec.context = 24;
-  double rel = mm_cached_vs_full<double>(spec, 21, 3, 83);
-  INFO(spec.name(), ", entropy: worst |cached - full| / max(1, max |logit|) = ", rel);
-  CHECK(rel <= kCachedRelDouble);
+  rule_cached(EntropyHgSpec{"1@1 1@entropy_rise:0 1@1"}, 83, "entropy");
 }
 
 TEST_CASE("cuda models: Hourglass with the segment mean over rule levels matches the CPU, causal, cached") {
-  mm_compare_model(MeanHgSpec{"1@1 1@space 1@1"}, 2, 22, 101);
-  mm_compare_model(MeanHgSpec{"1@1 1@space/5 1@fixed:2 1@space/5 1@1"}, 2, 31, 102);
-  mm_causality(MeanHgSpec{"1@1 1@space 1@1"}, 24, {0, 1, 3, 4, 5, 7, 8, 9, 11, 12, 13, 15, 20, 21, 23}, 103);
-  MeanHgSpec spec{"1@1 1@space 1@1"};
-  spec.context = 24;
-  double rel = mm_cached_vs_full<double>(spec, 21, 3, 104);
-  INFO(spec.name(), ", mean: worst |cached - full| / max(1, max |logit|) = ", rel);
-  CHECK(rel <= kCachedRelDouble);
+  rule_policy_checks<MeanHgSpec>(101, "mean");
 }
 
 TEST_CASE("cuda models: Hourglass with learned routers (H-Net) matches the CPU, causal, cached") {
@@ -143,55 +152,29 @@ TEST_CASE("cuda models: Hourglass with learned routers (H-Net) matches the CPU, 
   mm_compare_model(RuleHgSpec{"1@1 1@router:3 1@1"}, 2, 22, 91);
   mm_compare_model(RuleHgSpec{"1@1 1@router:3 1@router:2 1@router:3 1@1"}, 2, 26, 92);
   mm_causality(RuleHgSpec{"1@1 1@router:3/6 1@1"}, 24, {0, 1, 3, 4, 5, 7, 8, 13, 20, 23}, 93);
-  RuleHgSpec spec{"1@1 1@router:3 1@1"};
-  spec.context = 24;
-  double rel = mm_cached_vs_full<double>(spec, 21, 3, 94);
-  INFO(spec.name(), ", router: worst |cached - full| / max(1, max |logit|) = ", rel);
-  CHECK(rel <= kCachedRelDouble);
+  rule_cached(RuleHgSpec{"1@1 1@router:3 1@1"}, 94, "router");
 }
 
 TEST_CASE("cuda models: Hourglass with routers and EMA de-chunking matches the CPU, causal, cached") {
   mm_compare_model(EmaHgSpec{"1@1 1@router:3 1@1"}, 2, 22, 111);
   mm_compare_model(EmaHgSpec{"1@1 1@router:3 1@router:2 1@router:3 1@1"}, 2, 26, 112);
   mm_causality(EmaHgSpec{"1@1 1@router:3/6 1@1"}, 24, {0, 1, 3, 4, 5, 7, 8, 13, 20, 23}, 113);
-  EmaHgSpec spec{"1@1 1@router:3 1@1"};
-  spec.context = 24;
-  double rel = mm_cached_vs_full<double>(spec, 21, 3, 114);
-  INFO(spec.name(), ", router + EMA: worst |cached - full| / max(1, max |logit|) = ", rel);
-  CHECK(rel <= kCachedRelDouble);
+  rule_cached(EmaHgSpec{"1@1 1@router:3 1@1"}, 114, "router + EMA");
 }
 
 TEST_CASE("cuda models: Hourglass with position-indexed (linear) upsampling over rule levels matches the CPU") {
-  mm_compare_model(LinearRuleHgSpec{"1@1 1@space/6 1@1"}, 2, 22, 131);
-  mm_compare_model(LinearRuleHgSpec{"1@1 1@space/5 1@fixed:2 1@space/5 1@1"}, 2, 31, 132);
-  mm_causality(LinearRuleHgSpec{"1@1 1@space/6 1@1"}, 24, {0, 1, 3, 4, 5, 7, 8, 9, 11, 12, 13, 15, 20, 21, 23}, 133);
-  LinearRuleHgSpec spec{"1@1 1@space 1@1"};
-  spec.context = 24;
-  double rel = mm_cached_vs_full<double>(spec, 21, 3, 134);
-  INFO(spec.name(), ", linear: worst |cached - full| / max(1, max |logit|) = ", rel);
-  CHECK(rel <= kCachedRelDouble);
+  rule_policy_checks<LinearRuleHgSpec>(131, "linear");
 }
 
 TEST_CASE("cuda models: Hourglass with attention pooling and unpooling over rule levels matches the CPU, causal, cached") {
-  mm_compare_model(AttnRuleHgSpec{"1@1 1@space/6 1@1"}, 2, 22, 141);
-  mm_compare_model(AttnRuleHgSpec{"1@1 1@space/5 1@fixed:2 1@space/5 1@1"}, 2, 31, 142);
-  mm_causality(AttnRuleHgSpec{"1@1 1@space/6 1@1"}, 24, {0, 1, 3, 4, 5, 7, 8, 9, 11, 12, 13, 15, 20, 21, 23}, 143);
-  AttnRuleHgSpec spec{"1@1 1@space 1@1"};
-  spec.context = 24;
-  double rel = mm_cached_vs_full<double>(spec, 21, 3, 144);
-  INFO(spec.name(), ", attention: worst |cached - full| / max(1, max |logit|) = ", rel);
-  CHECK(rel <= kCachedRelDouble);
+  rule_policy_checks<AttnRuleHgSpec>(141, "attention");
 }
 
 TEST_CASE("cuda models: Hourglass with an MLP boundary predictor (mlp:N) matches the CPU, causal, cached") {
   mm_compare_model(RuleHgSpec{"1@1 1@mlp:3 1@1"}, 2, 22, 121);
   mm_compare_model(EmaHgSpec{"1@1 1@mlp:3 1@router:2 1@mlp:3 1@1"}, 2, 26, 122);
   mm_causality(RuleHgSpec{"1@1 1@mlp:3/6 1@1"}, 24, {0, 1, 3, 4, 5, 7, 8, 13, 20, 23}, 123);
-  RuleHgSpec spec{"1@1 1@mlp:3 1@1"};
-  spec.context = 24;
-  double rel = mm_cached_vs_full<double>(spec, 21, 3, 124);
-  INFO(spec.name(), ", mlp: worst |cached - full| / max(1, max |logit|) = ", rel);
-  CHECK(rel <= kCachedRelDouble);
+  rule_cached(RuleHgSpec{"1@1 1@mlp:3 1@1"}, 124, "mlp");
 }
 
 TEST_CASE("cuda models: Hourglass over data-dependent segments (space, word pairs) matches the CPU, causal, cached") {
