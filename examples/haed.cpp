@@ -43,7 +43,7 @@ int main(int argc, char** argv) try {
   cfg.context = 128;
   cfg.iem_negatives = 64;  // negatives per micro-batch, drawn from the segments' unigram distribution
   Model model(cfg);
-  model.set_iem_proposal(hseq::hier::SegmentProposal(data.bytes(hseq::io::TextDataset::Split::kTrain), 8));
+  model.set_iem_proposal(hseq::hier::SegmentProposal(data.text(hseq::io::TextDataset::Split::kTrain), 8));
   hseq::nn::ParamStore<Backend, float> params(ctx, model);
   params.init(ctx, /*seed=*/1);
   std::cout << Model::kKind << " " << model.config_json() << ", " << params.count() << " parameters\n";

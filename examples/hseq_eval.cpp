@@ -8,7 +8,7 @@
 int main(int argc, char** argv) try {
   cli::Args a("hseq-eval", "Reports bits per character of a trained checkpoint on a text file.");
   a.flag("checkpoint", "", "checkpoint written by hseq-train. Required")
-      .flag("data", "", "text file to evaluate on. Required")
+      .flag("data", "", "text to evaluate on: a file, a directory (its files in path order) or a comma-separated list of them. Required")
       .flag("val-fraction", "0.1", "evaluate on the last fraction of the file, as hseq-train held it out (0 < f <= 0.5)")
       .flag("seq-len", "", "window length (default: the model's context)")
       .flag("batch", "16", "windows per forward pass")

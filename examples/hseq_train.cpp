@@ -10,7 +10,7 @@
 
 int main(int argc, char** argv) try {
   cli::Args a("hseq-train", "Trains a byte-level language model on a text file and reports validation bits per character.");
-  a.flag("data", "", "training text (any file; read as bytes). Required")
+  a.flag("data", "", "training text, read as bytes: a file, a directory (every file below it, hidden ones aside, in path order) or a comma-separated list of them; mapped, never read whole. Required")
       .flag("val-fraction", "0.1", "fraction of the file (its end) held out for validation");
   cli::add_model_flags(a);
   cli::add_train_flags(a);

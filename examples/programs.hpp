@@ -326,6 +326,12 @@ void show_reconstruction(Backend::Context& ctx, M const& model, hseq::io::TextDa
   std::cout << "reconstruction of the first validation window:\n  in:  " << in << "\n  out: " << out << std::endl;
 }
 
+/// "3 files, " when the data is several files (nothing for one file).
+inline std::string files_note(hseq::io::TextDataset const& data) {
+  auto n = data.files().size();
+  return n > 1 ? std::to_string(n) + " files, " : std::string();
+}
+
 /// Checks an output path before any work is done, so a run is not lost at its end: its directory
 /// exists and is writable, and the path is not a directory; warns (stderr) when the file system
 /// has less free space than `bytes` (0: no estimate). `flag` names the flag in the messages.
@@ -354,7 +360,7 @@ void train(Args const& a, ModelChoice const& choice) {
   check_output_path(a.str("csv"), "--csv");
   check_output_path(a.str("out"), "--out");
   Backend::Context ctx;
-  hseq::io::TextDataset data(a.str("data"), a.real("val-fraction"));
+  hseq::io::TextDataset data(hseq::io::TextDataset::path_list(a.str("data")), a.real("val-fraction"));
   auto cfg = model_config<Trait, M>(a, choice);
   auto model = std::make_unique<M>(cfg);
   hseq::nn::ParamStore<Backend, Real> params(ctx, *model);
@@ -406,7 +412,7 @@ void train(Args const& a, ModelChoice const& choice) {
 
   std::cout << "model: " << M::kKind << " " << model->config_json() << "\n"
             << "parameters: " << params.count() << "\n"
-            << "data: " << a.str("data") << " (" << data.size(hseq::io::TextDataset::Split::kTrain) << " train bytes, "
+            << "data: " << a.str("data") << " (" << files_note(data) << data.size(hseq::io::TextDataset::Split::kTrain) << " train bytes, "
             << data.size(hseq::io::TextDataset::Split::kValidation) << " validation bytes)\n"
             << "training: batch " << t.batch << " x " << t.seq_len << ", "
             << (t.steps > 0 ? std::to_string(t.steps) + " steps" : std::string("until the time budget"))
@@ -525,7 +531,8 @@ template <class M>
 void evaluate(Args const& a, ModelChoice const& choice) {
   Backend::Context ctx;
   auto lm = load_model<M>(ctx, a.str("checkpoint"), choice);
-  auto data = std::make_unique<hseq::io::TextDataset>(a.str("data"), a.real("val-fraction"));
+  auto data = std::make_unique<hseq::io::TextDataset>(hseq::io::TextDataset::path_list(a.str("data")),
+                                                      a.real("val-fraction"));
   std::int64_t t = a.given("seq-len") ? a.integer("seq-len") : default_length(*lm.model);
   // Evaluation only: no optimizer, no training workspace.
   std::string const after = a.str("score-after");

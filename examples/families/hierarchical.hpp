@@ -12,6 +12,8 @@
 /// 40; docs/hred_haed.md.
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -112,11 +114,15 @@ struct HierarchicalFamily {
     if (phase == "full") return {};
     HSEQ_FAIL("--phases: unknown hierarchical phase '" << phase << "' (known: iem, decoder, full)");
   }
-  /// The IEM proposal: the unigram distribution of the training split's segments.
+  /// The IEM proposal: the unigram distribution of the training split's segments, counted over its
+  /// first kProposalBytes (all of it for corpora up to that size: a corpus larger than memory is
+  /// never read whole).
+  static constexpr std::int64_t kProposalBytes = std::int64_t{256} << 20;
   template <class M>
   static void prepare(M& model, hseq::io::TextDataset const& data) {
     if (model.config().iem_negatives > 0) {
-      auto train = data.bytes(hseq::io::TextDataset::Split::kTrain);
+      auto split = hseq::io::TextDataset::Split::kTrain;
+      std::string train = data.text(split, 0, std::min(data.size(split), kProposalBytes));
       if constexpr (M::kVariable)  // line / turn: the unigram of the split's delimited segments
         model.set_iem_proposal(hseq::hier::SegmentProposal(train, model.segmenter()));
       else

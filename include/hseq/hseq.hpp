@@ -97,6 +97,7 @@
 
 #include "hseq/io/checkpoint.hpp"
 #include "hseq/io/csv_log.hpp"
+#include "hseq/io/mapped_corpus.hpp"
 #include "hseq/io/progress.hpp"
 #include "hseq/io/safetensors.hpp"
 #include "hseq/io/text_dataset.hpp"

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -15,9 +16,13 @@
 #include "hseq/core/error.hpp"
 #include "hseq/core/rng.hpp"
 #include "hseq/io/text_dataset.hpp"
+#include "support/errors.hpp"
 #include "support/test_unit.hpp"
 
 namespace HSEQ_TEST_UNIT {
+
+using hseq::test::contains;
+using hseq::test::error_of;
 
 using hseq::Rng;
 using hseq::io::TextDataset;
@@ -60,17 +65,6 @@ std::string counting_bytes(std::size_t n) {
   return s;
 }
 
-std::string error_of(auto&& f) {
-  try {
-    f();
-  } catch (hseq::Error const& e) {
-    return e.what();
-  }
-  return "";
-}
-
-bool contains(std::string const& s, std::string const& part) { return s.find(part) != std::string::npos; }
-
 }  // namespace
 
 TEST_CASE("text_dataset: split sizes follow the validation fraction") {
@@ -79,8 +73,8 @@ TEST_CASE("text_dataset: split sizes follow the validation fraction") {
   CHECK(d.total_size() == 1000);
   CHECK(d.size(Split::kTrain) == 900);
   CHECK(d.size(Split::kValidation) == 100);
-  CHECK(d.bytes(Split::kTrain) == std::string_view(text).substr(0, 900));
-  CHECK(d.bytes(Split::kValidation) == std::string_view(text).substr(900));
+  CHECK(d.text(Split::kTrain) == std::string_view(text).substr(0, 900));
+  CHECK(d.text(Split::kValidation) == std::string_view(text).substr(900));
 
   // Rounded down: 0.85 * 10 = 8.5 -> 8 train bytes, 2 validation.
   auto r = TextDataset::from_string(counting_bytes(10), "mem", 0.15);
@@ -94,19 +88,19 @@ TEST_CASE("text_dataset: split sizes follow the validation fraction") {
   }
 
   auto half = TextDataset::from_string("abcd", "mem", 0.5);
-  CHECK(half.bytes(Split::kTrain) == "ab");
-  CHECK(half.bytes(Split::kValidation) == "cd");
+  CHECK(half.text(Split::kTrain) == "ab");
+  CHECK(half.text(Split::kValidation) == "cd");
 
   auto none = TextDataset::from_string("abc", "mem", 0.0);
   CHECK(none.size(Split::kTrain) == 3);
   CHECK(none.size(Split::kValidation) == 0);
-  CHECK(none.bytes(Split::kValidation).empty());
+  CHECK(none.text(Split::kValidation).empty());
   CHECK(none.num_windows(Split::kValidation, 1) == 0);
 
   // The tag constructor is the same as from_string.
   TextDataset tagged(TextDataset::kFromMemory, "abcdefghij", "tagged", 0.2);
   CHECK(tagged.name() == "tagged");
-  CHECK(tagged.bytes(Split::kValidation) == "ij");
+  CHECK(tagged.text(Split::kValidation) == "ij");
 }
 
 TEST_CASE("text_dataset: reads any file as bytes") {
@@ -118,8 +112,8 @@ TEST_CASE("text_dataset: reads any file as bytes") {
   CHECK(d.total_size() == 600);
   CHECK(d.size(Split::kTrain) == 450);
   CHECK(d.size(Split::kValidation) == 150);
-  CHECK(d.bytes(Split::kTrain) == std::string_view(content).substr(0, 450));
-  CHECK(d.bytes(Split::kValidation) == std::string_view(content).substr(450));
+  CHECK(d.text(Split::kTrain) == std::string_view(content).substr(0, 450));
+  CHECK(d.text(Split::kValidation) == std::string_view(content).substr(450));
 
   // Ids are unsigned byte values 0..255.
   std::vector<std::int32_t> ids(255), targets(255);
@@ -139,7 +133,7 @@ TEST_CASE("text_dataset: targets are the ids shifted by one") {
   Rng rng(5);
   for (Split s : {Split::kTrain, Split::kValidation}) {
     d.sample(s, rng, batch, t, ids.data(), targets.data());
-    std::string_view b = d.bytes(s);
+    std::string b = d.text(s);
     for (std::int64_t row = 0; row < batch; ++row) {
       std::int32_t const* r_ids = ids.data() + row * t;
       std::int32_t const* r_tg = targets.data() + row * t;
@@ -225,7 +219,7 @@ TEST_CASE("text_dataset: evaluation windows cover the split exactly once") {
       CHECK(windows == (n_val >= t + 1 ? (n_val - 1) / t : 0));
       std::vector<int> predicted(static_cast<std::size_t>(n_val), 0);
       std::vector<std::int32_t> ids(static_cast<std::size_t>(t)), targets(static_cast<std::size_t>(t));
-      std::string_view b = d.bytes(Split::kValidation);
+      std::string b = d.text(Split::kValidation);
       for (std::int64_t w = 0; w < windows; ++w) {
         d.window(Split::kValidation, w, t, ids.data(), targets.data());
         for (std::int64_t i = 0; i < t; ++i) {
@@ -270,7 +264,7 @@ TEST_CASE("text_dataset: errors name the file") {
   fs::create_directory(dir.path);
   e = error_of([&] { TextDataset d(dir.str()); });
   CHECK(contains(e, dir.str()));
-  CHECK(contains(e, "directory"));
+  CHECK(contains(e, "holds no non-empty file"));
 
   TempPath one("one");
   write_file(one.str(), "x");
@@ -305,6 +299,82 @@ TEST_CASE("text_dataset: splits too short for the sequence length") {
   auto none = TextDataset::from_string("abcdef", "novalid", 0.0);
   e = error_of([&] { none.sample(Split::kValidation, rng, 1, 1, ids.data(), targets.data()); });
   CHECK(contains(e, "validation split of novalid has 0 bytes"));
+}
+
+TEST_CASE("text_dataset: several files or a directory are one text, split and sampled like it") {
+  TempPath dir("several");
+  fs::create_directories(dir.path / "sub");
+  std::string a = counting_bytes(700), b = "second file\n", c;
+  for (int i = 0; i < 2500; ++i) c += static_cast<char>(static_cast<unsigned char>((i * 31 + 7) % 256));
+  write_file((dir.path / "sub" / "c.txt").string(), c);
+  write_file((dir.path / "b.txt").string(), b);
+  write_file((dir.path / "a.txt").string(), a);
+  std::string all = a + b + c;  // path order: a.txt, b.txt, sub/c.txt
+  auto mem = TextDataset::from_string(all, "mem", 0.2);
+
+  // Small windows, so crops and evaluation windows cross windows and files.
+  TextDataset by_dir(dir.str(), 0.2, hseq::io::MapOptions{1, 2});
+  TextDataset by_list({(dir.path / "sub" / "c.txt").string(), (dir.path / "b.txt").string(), (dir.path / "a.txt").string()}, 0.2);
+  for (TextDataset const* d : {&by_dir, &by_list}) {
+    CHECK(d->total_size() == static_cast<std::int64_t>(all.size()));
+    CHECK(d->files().size() == 3);
+    CHECK(d->files().front() == (dir.path / "a.txt").string());
+    for (Split s : {Split::kTrain, Split::kValidation}) {
+      CHECK(d->size(s) == mem.size(s));
+      CHECK(d->text(s) == mem.text(s));
+      std::int64_t n = std::min<std::int64_t>(700, d->size(s) - 5);
+      CHECK(d->text(s, 5, n) == mem.text(s, 5, n));
+      std::int64_t const batch = 5, t = 64;
+      std::vector<std::int32_t> i1(batch * t), t1(batch * t), i2(batch * t), t2(batch * t);
+      Rng r1(3), r2(3);
+      for (int k = 0; k < 10; ++k) {
+        d->sample(s, r1, batch, t, i1.data(), t1.data());
+        mem.sample(s, r2, batch, t, i2.data(), t2.data());
+        REQUIRE(i1 == i2);
+        REQUIRE(t1 == t2);
+      }
+      REQUIRE(d->num_windows(s, t) == mem.num_windows(s, t));
+      for (std::int64_t w = 0; w < d->num_windows(s, t); ++w) {
+        d->window(s, w, t, i1.data(), t1.data());
+        mem.window(s, w, t, i2.data(), t2.data());
+        REQUIRE(i1 == i2);
+        REQUIRE(t1 == t2);
+      }
+    }
+  }
+  CHECK(mem.files().empty());
+  // A braced list of string literals is a list of paths.
+  std::string const a_path = (dir.path / "a.txt").string(), b_path = (dir.path / "b.txt").string();
+  TextDataset two({a_path.c_str(), b_path.c_str()}, 0.0);
+  CHECK(two.text(Split::kTrain) == a + b);
+  CHECK(contains(error_of([&] { (void)by_dir.text(Split::kValidation, 0, by_dir.size(Split::kValidation) + 1); }),
+                 "outside the validation split"));
+}
+
+TEST_CASE("text_dataset: the split of a corpus of gigabytes rounds down") {
+  // 0.9 * 3 GiB = 2899102924.8: a relative tolerance of 1e-9 (the rule before) took it for
+  // 2899102925. The file is sparse: no disk is used, and the dataset only maps what it reads.
+  TempPath big("big");
+  { std::ofstream(big.str()).put('x'); }
+  fs::resize_file(big.path, std::uintmax_t{3} << 30);
+  TextDataset d(big.str(), 0.1);
+  CHECK(d.total_size() == std::int64_t{3} << 30);
+  CHECK(d.size(Split::kTrain) == 2899102924);
+  CHECK(d.size(Split::kValidation) == 322122548);
+  CHECK(d.text(Split::kTrain, 0, 2) == std::string("x\0", 2));
+  CHECK(d.text(Split::kValidation, d.size(Split::kValidation) - 1, 1) == std::string(1, '\0'));
+}
+
+TEST_CASE("text_dataset: path_list reads a --data value") {
+  TempPath dir("paths");
+  fs::create_directory(dir.path);
+  std::string comma = (dir.path / "with,comma.txt").string();
+  write_file(comma, "abc");
+  CHECK(TextDataset::path_list(comma) == std::vector<std::string>{comma});  // an existing path wins
+  CHECK(TextDataset::path_list("x.txt,y/,z") == std::vector<std::string>{"x.txt", "y/", "z"});
+  CHECK(TextDataset::path_list("only.txt") == std::vector<std::string>{"only.txt"});
+  CHECK(TextDataset::path_list("a,,b") == std::vector<std::string>{"a", "", "b"});  // the empty one is refused later
+  CHECK(contains(error_of([] { TextDataset d(TextDataset::path_list("a,,b")); }), "an empty path"));
 }
 
 }  // namespace HSEQ_TEST_UNIT

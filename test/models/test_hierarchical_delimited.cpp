@@ -635,7 +635,7 @@ TEST_CASE("delimited: HAED over lines trains its IEM phase then its decoder phas
        .iem_negatives = 8,
        .iem_in_batch = true,
        .iem_tau = 1.0});
-  m.set_iem_proposal(hier::SegmentProposal(data.bytes(io::TextDataset::Split::kTrain), m.segmenter()));
+  m.set_iem_proposal(hier::SegmentProposal(data.text(io::TextDataset::Split::kTrain), m.segmenter()));
   CHECK(m.iem_proposal().size() >= 3);  // the distinct lines (and the split's last, maybe partial, one)
   CHECK(m.iem_proposal().size() <= 4);
   nn::ParamStore<cpu, float> ps(m);

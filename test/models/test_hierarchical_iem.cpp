@@ -202,7 +202,7 @@ TEST_CASE("hierarchical iem: two phases with the Trainer (IEM, then the decoder 
   Haed m(haed_config());
   nn::ParamStore<cpu, float> ps(m);
   ps.init(ctx, 1);
-  m.set_iem_proposal(hier::SegmentProposal(data.bytes(io::TextDataset::Split::kTrain), 4));
+  m.set_iem_proposal(hier::SegmentProposal(data.text(io::TextDataset::Split::kTrain), 4));
   train::Evaluator<cpu, float, Haed> eval(m, data, {4, 16, 8});
   double bpc0 = eval.evaluate(ctx);  // full objective: the untrained decoder's bpc
   std::int64_t const n_iem = 80, n_dec = 80;
@@ -243,7 +243,7 @@ TEST_CASE("hierarchical iem: a two-phase run resumed in the middle of the decode
   using Tr = train::Trainer<cpu, float, Haed>;
   cpu::Context ctx;
   auto data = io::TextDataset::from_string(corpus(), "repetitive", 0.1);
-  hier::SegmentProposal q(data.bytes(io::TextDataset::Split::kTrain), 4);
+  hier::SegmentProposal q(data.text(io::TextDataset::Split::kTrain), 4);
   auto tc = two_phase(6, 6);
   std::int64_t const stop = 9;
   Haed m1(haed_config());

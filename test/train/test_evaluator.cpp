@@ -211,7 +211,7 @@ TEST_CASE("evaluator: HAED's IEM phase is scored by its IEM loss, NaN bpc, paddi
           .iem_tau = 1.0});
   nn::ParamStore<cpu, float> p(m);
   p.init(ctx, 1);
-  m.set_iem_proposal(hier::SegmentProposal(data.bytes(Split::kTrain), 4));
+  m.set_iem_proposal(hier::SegmentProposal(data.text(Split::kTrain), 4));
   m.set_phase("iem");
   std::int64_t const t = 16, count = 6;  // a batch of 4, then 2 real rows and 2 padding rows
   train::Evaluator<cpu, float, Haed> ev(m, data, {4, t, count});

@@ -116,7 +116,7 @@ TEST_CASE("task: SequentialSegments reads consecutive windows per stream and wra
   train::SequentialSegments task(data, b, t);
   // Segments of 250 bytes; (250 - 1) / 30 = 8 windows each.
   REQUIRE(task.windows_per_stream() == 8);
-  auto train_bytes = data.bytes(Split::kTrain);
+  auto train_bytes = data.text(Split::kTrain);
   Batch batch(b, t);
   for (std::uint64_t k = 0; k < 20; ++k) {
     CAPTURE(k);

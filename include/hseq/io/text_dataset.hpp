@@ -1,33 +1,44 @@
 // SPDX-License-Identifier: MIT
 /// @file
-/// @brief `TextDataset`: the bytes of a file (or of a string) split into train and validation parts,
+/// @brief `TextDataset`: the bytes of files (or of a string) split into train and validation parts,
 /// with random crops for training and deterministic non-overlapping windows for evaluation, for
 /// byte-level language modelling (vocabulary 0..255).
 #pragma once
 
-#include <cerrno>
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
+#include <initializer_list>
+#include <limits>
+#include <memory>
 #include <string>
-#include <string_view>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 #include "hseq/core/error.hpp"
 #include "hseq/core/rng.hpp"
+#include "hseq/io/mapped_corpus.hpp"
 
 namespace hseq::io {
 
 /// The bytes of one text, split once into a train part (the leading bytes) and a validation part
 /// (the trailing bytes). Every byte is a token id in 0..255.
 ///
+/// The text is a string held in memory, or one or more files (a file, a directory: every
+/// non-empty regular file below it, hidden ones aside) concatenated in the byte order of their
+/// paths and read through a `MappedCorpus`: memory-mapped windows, never the whole text at once,
+/// so a corpus larger than memory trains as well as a small one.
+///
 /// Split rule: with n bytes and validation fraction f in [0, 0.5], the train part is the first
-/// floor((1 - f) * n) bytes and the validation part the rest (a product within 1e-9 of an integer
-/// counts as that integer, so 0.9 * 10 gives 9 whatever the rounding of 0.9). With f > 0 both parts
-/// must be non-empty; with f == 0 the validation part is empty.
+/// floor((1 - f) * n) bytes and the validation part the rest (a product within 16 rounding units of
+/// an integer, 16 * 2^-52 relative, counts as that integer, so 0.9 * 10 gives 9 whatever the
+/// rounding of 0.9; the bound is that of the rounding error, so that a 3 GiB corpus's 0.8 of a
+/// byte is not mistaken for one). With f > 0 both parts
+/// must be non-empty; with f == 0 the validation part is empty. With several files the validation
+/// part is the tail of the concatenation: the last files in path order.
 class TextDataset {
  public:
   enum class Split { kTrain, kValidation };
@@ -36,18 +47,31 @@ class TextDataset {
   struct FromMemory {};
   static constexpr FromMemory kFromMemory{};
 
-  /// Reads the whole file at `path` as bytes.
-  explicit TextDataset(std::string const& path, double val_fraction = 0.1) : name_(path) {
+  /// The file or directory at `path` (see the class comment), mapped.
+  explicit TextDataset(std::string const& path, double val_fraction = 0.1, MapOptions map = {})
+      : TextDataset(std::vector<std::string>{path}, val_fraction, map) {}
+
+  /// The files and directories `paths`, concatenated in path order and mapped; `name()` is the
+  /// paths joined by commas.
+  explicit TextDataset(std::vector<std::string> const& paths, double val_fraction = 0.1, MapOptions map = {})
+      : name_(join(paths)) {
     check_fraction(val_fraction);
-    data_ = read_file(path);
+    corpus_ = std::make_unique<MappedCorpus>(paths, map);  // its errors name the file
+    total_ = corpus_->size();
     split(val_fraction);
   }
+
+  /// `TextDataset({"a.txt", "dir"})`: a braced list of paths is this overload (without it, a list
+  /// of two string literals would also fit std::string's iterator-pair constructor: ambiguous).
+  TextDataset(std::initializer_list<std::string> paths, double val_fraction = 0.1, MapOptions map = {})
+      : TextDataset(std::vector<std::string>(paths), val_fraction, map) {}
 
   /// Uses the bytes of `text`; `name` stands for it in error messages.
   TextDataset(FromMemory, std::string text, std::string name = "<memory>", double val_fraction = 0.1)
       : name_(std::move(name)), data_(std::move(text)) {
     check_fraction(val_fraction);
     HSEQ_CHECK(!data_.empty(), "TextDataset: " << name_ << " is empty");
+    total_ = static_cast<std::int64_t>(data_.size());
     split(val_fraction);
   }
 
@@ -56,17 +80,51 @@ class TextDataset {
     return TextDataset(kFromMemory, std::move(text), std::move(name), val_fraction);
   }
 
-  /// The file path or the name given to the in-memory constructor.
+  /// The paths of a program's `--data` value: the value itself when it names an existing file or
+  /// directory (so a path with a comma in it still works), otherwise its comma-separated parts.
+  static std::vector<std::string> path_list(std::string const& value) {
+    std::error_code ec;
+    if (value.empty() || std::filesystem::exists(value, ec)) return {value};
+    std::vector<std::string> out;
+    std::size_t at = 0;
+    for (;;) {
+      std::size_t comma = value.find(',', at);
+      out.push_back(value.substr(at, comma == std::string::npos ? std::string::npos : comma - at));
+      if (comma == std::string::npos) break;
+      at = comma + 1;
+    }
+    return out;
+  }
+
+  /// The file path(s) or the name given to the in-memory constructor.
   std::string const& name() const { return name_; }
+  /// The files read, in the order of the text (empty for an in-memory text).
+  std::vector<std::string> files() const { return corpus_ ? corpus_->paths() : std::vector<std::string>{}; }
   /// Bytes of the whole text.
-  std::int64_t total_size() const { return static_cast<std::int64_t>(data_.size()); }
+  std::int64_t total_size() const { return total_; }
   /// Bytes of one split.
-  std::int64_t size(Split s) const { return s == Split::kTrain ? train_size_ : total_size() - train_size_; }
-  /// The bytes of one split (valid while this dataset lives).
-  std::string_view bytes(Split s) const {
-    std::string_view all(data_);
-    return s == Split::kTrain ? all.substr(0, static_cast<std::size_t>(train_size_))
-                              : all.substr(static_cast<std::size_t>(train_size_));
+  std::int64_t size(Split s) const { return s == Split::kTrain ? train_size_ : total_ - train_size_; }
+
+  /// Copies bytes [offset, offset + n) of split `s` to `dst`.
+  void read(Split s, std::int64_t offset, std::int64_t n, char* dst) const {
+    for_each_piece(s, offset, n, [&](unsigned char const* p, std::int64_t len) {
+      std::memcpy(dst, p, static_cast<std::size_t>(len));
+      dst += len;
+    });
+  }
+  /// Bytes [offset, offset + n) of split `s` as a string (n < 0: to the end of the split).
+  std::string text(Split s, std::int64_t offset = 0, std::int64_t n = -1) const {
+    if (n < 0) n = size(s) - offset;
+    std::string out(static_cast<std::size_t>(std::max<std::int64_t>(n, 0)), '\0');
+    read(s, offset, n, out.data());
+    return out;
+  }
+  /// Token ids of bytes [offset, offset + n) of split `s` (dst[i] = byte offset + i, 0..255).
+  void read_ids(Split s, std::int64_t offset, std::int64_t n, std::int32_t* dst) const {
+    for_each_piece(s, offset, n, [&](unsigned char const* p, std::int64_t len) {
+      for (std::int64_t i = 0; i < len; ++i) dst[i] = static_cast<std::int32_t>(p[i]);
+      dst += len;
+    });
   }
 
   static char const* split_name(Split s) { return s == Split::kTrain ? "train" : "validation"; }
@@ -79,11 +137,10 @@ class TextDataset {
     check_length(s, t);
     if (batch == 0) return;
     HSEQ_CHECK(ids != nullptr && targets != nullptr, "TextDataset::sample: null ids or targets");
-    std::string_view b = bytes(s);
     std::uint64_t starts = static_cast<std::uint64_t>(size(s) - t);
     for (std::int64_t row = 0; row < batch; ++row) {
       std::int64_t start = static_cast<std::int64_t>(rng.below(starts));
-      copy_crop(b, start, t, ids + row * t, targets + row * t);
+      copy_crop(s, start, t, ids + row * t, targets + row * t);
     }
   }
 
@@ -105,7 +162,7 @@ class TextDataset {
                                                 << name_ << " (" << size(s) << " bytes) has " << count << " windows of "
                                                 << t << " + 1 bytes");
     HSEQ_CHECK(ids != nullptr && targets != nullptr, "TextDataset::window: null ids or targets");
-    copy_crop(bytes(s), index * t, t, ids, targets);
+    copy_crop(s, index * t, t, ids, targets);
   }
 
  private:
@@ -113,37 +170,12 @@ class TextDataset {
     HSEQ_CHECK(f >= 0.0 && f <= 0.5, "TextDataset: val_fraction " << f << " outside [0, 0.5]");
   }
 
-  static std::string read_file(std::string const& path) {
-    namespace fs = std::filesystem;
-    std::error_code ec;
-    fs::file_status st = fs::status(path, ec);
-    if (!fs::exists(st)) {
-      bool missing = !ec || ec == std::errc::no_such_file_or_directory;
-      HSEQ_FAIL("TextDataset: cannot read " << path << ": " << (missing ? "no such file" : ec.message()));
-    }
-    HSEQ_CHECK(!fs::is_directory(st), "TextDataset: cannot read " << path << ": it is a directory");
-    errno = 0;
-    std::ifstream in(path, std::ios::in | std::ios::binary);
-    if (!in.is_open()) {
-      int err = errno;
-      HSEQ_FAIL("TextDataset: cannot open " << path << (err != 0 ? ": " : "") << (err != 0 ? std::strerror(err) : ""));
-    }
-    std::string data;
-    char buf[1 << 16];
-    while (in) {
-      in.read(buf, sizeof buf);
-      data.append(buf, static_cast<std::size_t>(in.gcount()));
-    }
-    HSEQ_CHECK(!in.bad(), "TextDataset: error while reading " << path);
-    HSEQ_CHECK(!data.empty(), "TextDataset: " << path << " is empty");
-    return data;
-  }
-
   void split(double f) {
-    std::int64_t n = total_size();
+    std::int64_t n = total_;
     double exact = (1.0 - f) * static_cast<double>(n);
     double nearest = std::round(exact);
-    double train = std::fabs(exact - nearest) <= 1e-9 * std::fmax(1.0, exact) ? nearest : std::floor(exact);
+    double const tolerance = 16 * std::numeric_limits<double>::epsilon() * std::fmax(1.0, exact);
+    double train = std::fabs(exact - nearest) <= tolerance ? nearest : std::floor(exact);
     train_size_ = static_cast<std::int64_t>(train);
     if (train_size_ > n) train_size_ = n;
     if (f > 0.0) {
@@ -160,17 +192,36 @@ class TextDataset {
                                                << " bytes, too short for sequences of " << t << " + 1");
   }
 
-  static void copy_crop(std::string_view b, std::int64_t start, std::int64_t t, std::int32_t* ids,
-                        std::int32_t* targets) {
-    auto const* p = reinterpret_cast<unsigned char const*>(b.data()) + start;
-    for (std::int64_t i = 0; i < t; ++i) {
-      ids[i] = static_cast<std::int32_t>(p[i]);
-      targets[i] = static_cast<std::int32_t>(p[i + 1]);
+  /// ids = bytes [start, start + t), targets = bytes [start + 1, start + t + 1) of split `s`.
+  void copy_crop(Split s, std::int64_t start, std::int64_t t, std::int32_t* ids, std::int32_t* targets) const {
+    read_ids(s, start, t, ids);
+    read_ids(s, start + 1, t, targets);
+  }
+
+  template <class F>
+  void for_each_piece(Split s, std::int64_t offset, std::int64_t n, F&& fn) const {
+    std::int64_t size_s = size(s);
+    HSEQ_CHECK(offset >= 0 && n >= 0 && offset <= size_s - n,
+               "TextDataset: bytes [" << offset << ", " << offset + n << ") are outside the " << split_name(s)
+                                      << " split of " << name_ << " (" << size_s << " bytes)");
+    std::int64_t at = (s == Split::kTrain ? 0 : train_size_) + offset;
+    if (corpus_) {
+      corpus_->for_each_piece(at, n, fn);
+    } else if (n > 0) {
+      fn(reinterpret_cast<unsigned char const*>(data_.data()) + at, n);
     }
   }
 
+  static std::string join(std::vector<std::string> const& paths) {
+    std::string s;
+    for (auto const& p : paths) s += (s.empty() ? "" : ",") + p;
+    return s;
+  }
+
   std::string name_;
-  std::string data_;
+  std::string data_;                      // the in-memory text, or
+  std::unique_ptr<MappedCorpus> corpus_;  // the files
+  std::int64_t total_ = 0;
   std::int64_t train_size_ = 0;
 };
 

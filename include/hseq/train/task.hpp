@@ -119,13 +119,11 @@ class SequentialSegments {
 
   void next(std::int32_t* ids, std::int32_t* targets) {
     HSEQ_CHECK(ids != nullptr && targets != nullptr, "SequentialSegments::next: null ids or targets");
-    auto const* b = reinterpret_cast<unsigned char const*>(data_->bytes(io::TextDataset::Split::kTrain).data());
+    auto split = io::TextDataset::Split::kTrain;
     for (std::int64_t r = 0; r < batch_; ++r) {
-      unsigned char const* p = b + offset(pos_, r);
-      for (std::int64_t i = 0; i < seq_len_; ++i) {
-        ids[r * seq_len_ + i] = std::int32_t(p[i]);
-        targets[r * seq_len_ + i] = std::int32_t(p[i + 1]);
-      }
+      std::int64_t at = offset(pos_, r);
+      data_->read_ids(split, at, seq_len_, ids + r * seq_len_);
+      data_->read_ids(split, at + 1, seq_len_, targets + r * seq_len_);
     }
     continues_ = pos_ % std::uint64_t(windows_) != 0;
     ++pos_;
