@@ -13,6 +13,10 @@ PACKAGES=(
   nlohmann-json3-dev
   libopenblas-openmp-dev
   bible-kjv
+  # the fuzz stage of scripts/test.sh: Clang, its libFuzzer and sanitizer runtimes, its OpenMP
+  clang
+  libclang-rt-dev
+  libomp-dev
 )
 
 installed() {

@@ -192,4 +192,31 @@ TEST_CASE("workspace: a failed reserve keeps the old buffer usable") {
   CHECK(v[15] == 1.f);
 }
 
+#if defined(HSEQ_ASAN)
+// The sanitizer build (scripts/test.sh --sanitize): the arena's poisoning, which turns an overrun
+// of a workspace view or a read of released scratch into an ASan report.
+TEST_CASE("workspace: under ASan only live views are addressable") {
+  Workspace<hseq::cpu> ws(4096);
+  auto arena = ws.arena();
+  auto a = arena.take<float>(Shape{10}, "a");  // 40 bytes, then 216 bytes of slack
+  auto addr = [](void const* p) { return const_cast<void*>(p); };
+  CHECK(__asan_address_is_poisoned(addr(a.data)) == 0);
+  CHECK(__asan_address_is_poisoned(addr(a.data + 9)) == 0);
+  CHECK(__asan_address_is_poisoned(addr(a.data + 10)) != 0);  // one past the end
+  CHECK(__asan_address_is_poisoned(addr(reinterpret_cast<char const*>(a.data) + 255)) != 0);
+  std::size_t mark = arena.mark();
+  {
+    ArenaScope<HostSpace> scope(arena);
+    auto b = arena.take<double>(Shape{32}, "b");  // exactly 256 bytes: no slack
+    CHECK(__asan_address_is_poisoned(addr(b.data + 31)) == 0);
+  }
+  char* released = reinterpret_cast<char*>(a.data) + mark;  // a sits at offset 0
+  CHECK(__asan_address_is_poisoned(released) != 0);  // b's memory after the scope
+  auto c = arena.take<char>(Shape{300}, "c");       // taken again: addressable again
+  CHECK(c.data == released);
+  CHECK(__asan_address_is_poisoned(c.data + 299) == 0);
+  CHECK(__asan_address_is_poisoned(c.data + 300) != 0);
+}
+#endif
+
 }  // namespace HSEQ_TEST_UNIT

@@ -38,6 +38,25 @@ void* operator new(std::size_t n) { return counted_alloc(n, 0); }
 void* operator new[](std::size_t n) { return counted_alloc(n, 0); }
 void* operator new(std::size_t n, std::align_val_t a) { return counted_alloc(n, std::size_t(a)); }
 void* operator new[](std::size_t n, std::align_val_t a) { return counted_alloc(n, std::size_t(a)); }
+// The nothrow forms too (std::stable_sort's temporary buffer uses them): with only the throwing
+// forms replaced, a runtime that provides its own nothrow new (AddressSanitizer's) pairs its
+// allocation with the free() below, an alloc-dealloc mismatch.
+void* operator new(std::size_t n, std::nothrow_t const&) noexcept {
+  try {
+    return counted_alloc(n, 0);
+  } catch (...) {
+    return nullptr;
+  }
+}
+void* operator new[](std::size_t n, std::nothrow_t const& t) noexcept { return operator new(n, t); }
+void* operator new(std::size_t n, std::align_val_t a, std::nothrow_t const&) noexcept {
+  try {
+    return counted_alloc(n, std::size_t(a));
+  } catch (...) {
+    return nullptr;
+  }
+}
+void* operator new[](std::size_t n, std::align_val_t a, std::nothrow_t const& t) noexcept { return operator new(n, a, t); }
 // GCC, seeing these deletes inlined into other test files of the same batch (HSEQ_TEST_UNITY),
 // takes free() after operator new for a mismatch; here new is malloc, so it is not one.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -52,6 +71,10 @@ void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
 void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::nothrow_t const&) noexcept { std::free(p); }
+void operator delete[](void* p, std::nothrow_t const&) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t, std::nothrow_t const&) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t, std::nothrow_t const&) noexcept { std::free(p); }
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
@@ -71,8 +94,8 @@ long allocations_in_steps_2_to_5(typename M::Config mc, std::vector<train::Phase
   auto data = io::TextDataset::from_string(text, "repetitive", 0.1);
   M m(mc);
   if (mc.iem_enabled()) {
-    if constexpr (M::kVariable) m.set_iem_proposal(hier::SegmentProposal(data.bytes(io::TextDataset::Split::kTrain), m.segmenter()));
-    else m.set_iem_proposal(hier::SegmentProposal(data.bytes(io::TextDataset::Split::kTrain), M::kSegment));
+    if constexpr (M::kVariable) m.set_iem_proposal(hier::SegmentProposal(data.text(io::TextDataset::Split::kTrain), m.segmenter()));
+    else m.set_iem_proposal(hier::SegmentProposal(data.text(io::TextDataset::Split::kTrain), M::kSegment));
   }
   nn::ParamStore<cpu, float> ps(m);
   ps.init(ctx, 1);

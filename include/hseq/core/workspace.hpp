@@ -11,11 +11,26 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "hseq/core/backend.hpp"
 #include "hseq/core/error.hpp"
 #include "hseq/core/shape.hpp"
 #include "hseq/core/tensor_view.hpp"
+
+// AddressSanitizer (GCC defines __SANITIZE_ADDRESS__; Clang answers __has_feature): the arena
+// poisons what no live view covers, so that an overrun of a workspace view, or a read of scratch
+// already released, is reported like one of a heap block although the arena is one allocation.
+#if defined(__SANITIZE_ADDRESS__)
+#define HSEQ_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HSEQ_ASAN 1
+#endif
+#endif
+#if defined(HSEQ_ASAN)
+#include <sanitizer/asan_interface.h>
+#endif
 
 namespace hseq {
 
@@ -57,6 +72,9 @@ class Arena {
                                                                       << bytes << " bytes, " << (capacity_ - offset_)
                                                                       << " of " << capacity_ << " remain");
     T* p = measuring_ ? nullptr : reinterpret_cast<T*>(base_ + offset_);
+    // Under ASan: the view's bytes readable, the alignment slack after them not.
+    unpoison(offset_, sizeof(T) * static_cast<std::size_t>(shape.numel()));
+    poison(offset_ + sizeof(T) * static_cast<std::size_t>(shape.numel()), offset_ + bytes);
     offset_ += bytes;
     if (offset_ > high_water_) high_water_ = offset_;
     return View<T, Space>(p, shape);
@@ -66,9 +84,10 @@ class Arena {
   std::size_t mark() const { return offset_; }
   void rewind(std::size_t mark) {
     HSEQ_CHECK(mark <= offset_, "Arena::rewind: mark " << mark << " is after the offset " << offset_);
+    poison(mark, offset_);  // released: a view into it is dangling (under ASan)
     offset_ = mark;
   }
-  void reset() { offset_ = 0; }
+  void reset() { rewind(0); }
   std::size_t used() const { return offset_; }
   /// The largest offset reached since construction (or since `reset_high_water`).
   std::size_t high_water() const { return high_water_; }
@@ -77,6 +96,20 @@ class Arena {
   bool is_measuring() const { return measuring_; }
 
  private:
+  // Host memory only (device memory has no ASan shadow); no-ops without ASan.
+  void poison([[maybe_unused]] std::size_t from, [[maybe_unused]] std::size_t to) const {
+#if defined(HSEQ_ASAN)
+    if constexpr (std::is_same_v<Space, HostSpace>)
+      if (!measuring_ && base_ != nullptr && to > from) ASAN_POISON_MEMORY_REGION(base_ + from, to - from);
+#endif
+  }
+  void unpoison([[maybe_unused]] std::size_t from, [[maybe_unused]] std::size_t n) const {
+#if defined(HSEQ_ASAN)
+    if constexpr (std::is_same_v<Space, HostSpace>)
+      if (!measuring_ && base_ != nullptr && n > 0) ASAN_UNPOISON_MEMORY_REGION(base_ + from, n);
+#endif
+  }
+
   std::byte* base_;
   std::size_t capacity_;
   std::size_t offset_ = 0;
@@ -107,13 +140,13 @@ class Workspace {
   explicit Workspace(std::size_t bytes) { reserve(bytes); }
   Workspace(Workspace const&) = delete;
   Workspace& operator=(Workspace const&) = delete;
-  ~Workspace() { B::deallocate(base_); }
+  ~Workspace() { release(); }
 
   /// Grows the allocation to at least `bytes` (never shrinks). Call before the training loop.
   void reserve(std::size_t bytes) {
     if (bytes <= capacity_) return;
     void* fresh = B::allocate(bytes);  // may throw: the old buffer stays valid
-    B::deallocate(base_);
+    release();
     base_ = fresh;
     capacity_ = bytes;
   }
@@ -122,6 +155,16 @@ class Workspace {
   Arena<Space> arena() const { return Arena<Space>(base_, capacity_); }
 
  private:
+  // The arenas may have poisoned parts of the buffer (ASan): clear that before the allocator
+  // takes it back, so a later allocation of the same memory starts readable.
+  void release() {
+#if defined(HSEQ_ASAN)
+    if constexpr (std::is_same_v<Space, HostSpace>)
+      if (base_ != nullptr) ASAN_UNPOISON_MEMORY_REGION(base_, capacity_);
+#endif
+    B::deallocate(base_);
+  }
+
   void* base_ = nullptr;
   std::size_t capacity_ = 0;
 };
