@@ -91,6 +91,13 @@ class MappedCorpus {
     for (auto const& f : files_) out.push_back(f.path);
     return out;
   }
+  /// The paths joined by commas (how a list is named in messages, and `--data`'s form).
+  static std::string describe(std::vector<std::string> const& paths) {
+    std::string s;
+    for (auto const& p : paths) s += (s.empty() ? "" : ",") + p;
+    return s;
+  }
+
   /// Windows mapped now (at most max_windows).
   int mapped_windows() const {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -148,11 +155,6 @@ class MappedCorpus {
     std::uint64_t used = 0;
   };
 
-  static std::string describe(std::vector<std::string> const& paths) {
-    std::string s;
-    for (auto const& p : paths) s += (s.empty() ? "" : ",") + p;
-    return s;
-  }
 
   static bool hidden(std::filesystem::path const& p) {
     std::string n = p.filename().string();

@@ -54,7 +54,7 @@ class TextDataset {
   /// The files and directories `paths`, concatenated in path order and mapped; `name()` is the
   /// paths joined by commas.
   explicit TextDataset(std::vector<std::string> const& paths, double val_fraction = 0.1, MapOptions map = {})
-      : name_(join(paths)) {
+      : name_(MappedCorpus::describe(paths)) {
     check_fraction(val_fraction);
     corpus_ = std::make_unique<MappedCorpus>(paths, map);  // its errors name the file
     total_ = corpus_->size();
@@ -210,12 +210,6 @@ class TextDataset {
     } else if (n > 0) {
       fn(reinterpret_cast<unsigned char const*>(data_.data()) + at, n);
     }
-  }
-
-  static std::string join(std::vector<std::string> const& paths) {
-    std::string s;
-    for (auto const& p : paths) s += (s.empty() ? "" : ",") + p;
-    return s;
   }
 
   std::string name_;
