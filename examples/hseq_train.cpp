@@ -7,8 +7,12 @@
 
 #include "family.hpp"
 #include "interrupt.hpp"
+#include "parallel.hpp"
 
 int main(int argc, char** argv) try {
+  // Under mpirun: MPI for the whole run, and only rank 0 prints (examples/parallel.hpp).
+  cli::ParallelRuntime parallel(&argc, &argv);
+  if (!cli::lead_process()) std::cout.setstate(std::ios::badbit);
   cli::Args a("hseq-train", "Trains a byte-level language model on a text file and reports validation bits per character.");
   a.flag("data", "", "training text, read as bytes: a file, a directory (every file below it, hidden ones aside, in path order) or a comma-separated list of them; mapped, never read whole. Required")
       .flag("val-fraction", "0.1", "fraction of the file (its end) held out for validation");
@@ -27,5 +31,6 @@ int main(int argc, char** argv) try {
   return i.code;
 } catch (std::exception const& e) {
   std::cerr << cli::error_text(e) << std::endl;
+  cli::abort_peers(1);
   return 1;
 }

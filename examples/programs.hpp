@@ -57,6 +57,7 @@
 #include "family.hpp"
 #include "hseq/hseq.hpp"
 #include "interrupt.hpp"
+#include "parallel.hpp"
 #include "hseq/io/checkpoint.hpp"
 #include "hseq/io/csv_log.hpp"
 #include "hseq/io/progress.hpp"
@@ -407,7 +408,11 @@ void train(Args const& a, ModelChoice const& choice) {
     else
       return Task(data, t.batch, t.seq_len);
   };
-  hseq::train::Trainer<Backend, Real, M, Task> trainer(ctx, *model, params, data, make_task(), t);
+  // On several processes (mpirun): each trains on its part of every batch, rank 0 reports and
+  // writes the checkpoint (examples/parallel.hpp, docs/distributed.md).
+  Comm& comm = communicator();
+  bool const lead = comm.rank() == 0;
+  hseq::train::Trainer<Backend, Real, M, Task, Comm> trainer(ctx, *model, params, data, make_task(), t, comm);
   if (!a.str("resume").empty()) trainer.load(ctx, a.str("resume"));
 
   std::cout << "model: " << M::kKind << " " << model->config_json() << "\n"
@@ -415,6 +420,7 @@ void train(Args const& a, ModelChoice const& choice) {
             << "data: " << a.str("data") << " (" << files_note(data) << data.size(hseq::io::TextDataset::Split::kTrain) << " train bytes, "
             << data.size(hseq::io::TextDataset::Split::kValidation) << " validation bytes)\n"
             << "training: batch " << t.batch << " x " << t.seq_len << ", "
+            << (comm.size() > 1 ? "on each of " + std::to_string(comm.size()) + " processes, " : std::string())
             << (t.steps > 0 ? std::to_string(t.steps) + " steps" : std::string("until the time budget"))
             << (t.time_budget_s > 0 ? ", time budget " + std::to_string(int(t.time_budget_s)) + " s" : std::string())
             << (trainer.state().step > 0 ? ", resuming at step " + std::to_string(trainer.state().step) : std::string())
@@ -431,7 +437,7 @@ void train(Args const& a, ModelChoice const& choice) {
   bool resumed = trainer.state().step > 0;
   if (resumed) progress.set_initial_step(trainer.state().step);
   std::unique_ptr<hseq::io::CsvLog> csv;
-  if (!a.str("csv").empty())  // a resumed run appends to its log (the same columns: see log_columns)
+  if (!a.str("csv").empty() && lead)  // a resumed run appends to its log (the same columns: see log_columns)
     csv = std::make_unique<hseq::io::CsvLog>(a.str("csv"), trainer.log_columns(), resumed);
   double bpc = 0;
   int stop_signal = 0;
@@ -440,7 +446,7 @@ void train(Args const& a, ModelChoice const& choice) {
     // (examples/interrupt.hpp). Outside this scope the default actions apply again.
     StopSignals signals;
     trainer.set_stop_flag(&signals.flag());
-    bpc = trainer.run(ctx, &progress, csv.get());
+    bpc = trainer.run(ctx, lead ? &progress : nullptr, csv.get());
     trainer.set_stop_flag(nullptr);
     stop_signal = signals.received();
   }
@@ -471,6 +477,7 @@ void train(Args const& a, ModelChoice const& choice) {
   }
   if (std::string m = resident_memory(); !m.empty()) std::cout << "memory after training: " << m << std::endl;
   if (!t.ckpt_path.empty()) std::cout << "checkpoint: " << t.ckpt_path << "\n";
+  if (!lead) return;  // the sample is rank 0's to show
   if constexpr (hseq::models::kReconstructsInput<M>) {
     if (a.integer("sample-bytes") > 0) show_reconstruction(ctx, *model, data, t.seq_len);
   } else if (a.integer("sample-bytes") > 0) {

@@ -13,6 +13,9 @@ PACKAGES=(
   nlohmann-json3-dev
   libopenblas-openmp-dev
   bible-kjv
+  # data-parallel training: MPI for the programs and the tests under mpirun (label mpi)
+  libopenmpi-dev
+  openmpi-bin
   # the fuzz stage of scripts/test.sh: Clang, its libFuzzer and sanitizer runtimes, its OpenMP
   clang
   libclang-rt-dev

@@ -4,7 +4,8 @@
 #   release   build/ (Release): everything, then `ctest -LE slow`: the test suite, the CUDA
 #             code compiled (its tests skip without a GPU), the fuzz harnesses' replays.
 #   sanitize  build-sanitize/ (GCC, -O0, AddressSanitizer + UndefinedBehaviorSanitizer, no CUDA,
-#             no benchmarks): the CPU test suite; every sanitizer report fails its entry.
+#             no benchmarks, no MPI: Open MPI's own allocations would be reported as leaks): the
+#             CPU test suite; every sanitizer report fails its entry.
 #   fuzz      build-fuzz/ (Clang, libFuzzer + ASan + UBSan): each harness of test/fuzz/ fuzzes
 #             for HSEQ_FUZZ_SECONDS (default 20) seconds, starting from its committed seeds.
 # usage: scripts/test.sh [--sanitize | --fuzz | --release]   (one stage only)
@@ -45,6 +46,7 @@ for stage in "${stages[@]}"; do
       # compile-time checks (headers, compile_fail: nothing runs) and the benchmarks stay out.
       cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CXX_FLAGS_RELEASE=-O0 -DNDEBUG" \
         -DHSEQ_TEST_OPTIMIZATION=0 -DHSEQ_SANITIZE=ON -DHSEQ_ENABLE_CUDA=OFF -DHSEQ_BUILD_BENCHMARKS=OFF \
+        -DHSEQ_MPI=OFF \
         $(generator_for build-sanitize)
       cmake --build build-sanitize -j"$jobs"
       # detect_leaks: hseq owns every allocation through RAII, so a leak is a finding too.

@@ -4,6 +4,8 @@
 /// headers.umbrella checks that none is missing).
 #pragma once
 
+#include "hseq/comm/communicator.hpp"
+#include "hseq/comm/single.hpp"
 #include "hseq/core/backend.hpp"
 #include "hseq/core/config.hpp"
 #include "hseq/core/error.hpp"

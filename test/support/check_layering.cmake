@@ -1,8 +1,9 @@
 # SPDX-License-Identifier: MIT
 # ctest entry headers.layering: no public header includes a header of a higher layer. The layers,
 # lowest first (a header may include its own layer and any lower one):
-#   core (0) -> backend (1) -> ops (2, ops/cuda included) -> nn (3) -> hier (4) -> models (5)
+#   core (0) -> backend (1) -> ops, comm (2, ops/cuda included) -> nn (3) -> hier (4) -> models (5)
 #   -> train, io (6)
+# comm (the communicators of data-parallel training) needs only the backends' contexts.
 # io and train share the top layer, but io includes nothing from train: checkpoints and data know
 # no optimizer or trainer (issue 9). The top-level umbrellas (hseq/hseq.hpp, hseq/cuda.hpp) are
 # exempt; a header in a directory that has no layer here fails, so a new directory must be placed.
@@ -18,6 +19,7 @@ get_filename_component(INCLUDE_DIR "${INCLUDE_DIR}" ABSOLUTE)
 set(_layer_core 0)
 set(_layer_backend 1)
 set(_layer_ops 2)
+set(_layer_comm 2)
 set(_layer_nn 3)
 set(_layer_hier 4)
 set(_layer_models 5)

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 # ctest entry headers.umbrella: include/hseq/hseq.hpp, the CPU umbrella, includes every public
-# header that needs no CUDA compiler, and nothing else (no CUDA header, no header that does not
-# exist). The CUDA split is headers.self_contained's: a path component starting with "cuda", or a
+# header that needs no CUDA compiler and no MPI, and nothing else (no CUDA or MPI header, no header
+# that does not exist). The CUDA split is headers.self_contained's: a path component starting with "cuda", or a
 # .cuh file (those come with hseq/cuda.hpp).
 #   cmake -DINCLUDE_DIR=<repo>/include -P check_umbrella.cmake
 cmake_minimum_required(VERSION 3.24)
@@ -33,6 +33,11 @@ foreach(_hdr IN LISTS _headers)
     if(_hdr IN_LIST _included)
       string(APPEND _cuda "\n  ${_hdr}")
     endif()
+  elseif(_hdr MATCHES "(^|/)mpi[^/]*$")
+    # MPI headers need <mpi.h> and an MPI library: never in the umbrella.
+    if(_hdr IN_LIST _included)
+      string(APPEND _cuda "\n  ${_hdr}")
+    endif()
   elseif(NOT _hdr IN_LIST _included)
     string(APPEND _missing "\n  #include \"${_hdr}\"")
   endif()
@@ -49,7 +54,7 @@ if(_missing)
   string(APPEND _errors "\n${_umbrella} misses public headers that need no CUDA compiler; add:${_missing}")
 endif()
 if(_cuda)
-  string(APPEND _errors "\n${_umbrella} includes CUDA headers (they belong to hseq/cuda.hpp):${_cuda}")
+  string(APPEND _errors "\n${_umbrella} includes CUDA headers (they belong to hseq/cuda.hpp) or MPI headers (included where MPI is linked):${_cuda}")
 endif()
 if(_stale)
   string(APPEND _errors "\n${_umbrella} includes headers that do not exist:${_stale}")

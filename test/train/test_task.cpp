@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <type_traits>
@@ -154,6 +155,66 @@ TEST_CASE("task: SequentialSegments refuses a split too short for its streams, n
   CHECK_THROWS_WITH_AS(train::SequentialSegments(data, 4, 30), doctest::Contains("segments of 25 bytes"), Error);
   CHECK_THROWS_AS(train::SequentialSegments(data, 0, 30), Error);
   CHECK_NOTHROW(train::SequentialSegments(data, 4, 24));
+}
+
+TEST_CASE("task: sharded over P processes, RandomCrops and SequentialSegments draw together what one process with "
+          "P times the batch draws, and keep one global position") {
+  auto data = io::TextDataset::from_string(corpus(), "lines", 0.1);
+  std::int64_t const b = 2, t = 8;
+  for (int p : {2, 3}) {
+    CAPTURE(p);
+    // RandomCrops: micro-batch m of process r is rows [r b, (r + 1) b) of micro-batch m of one
+    // process with batch P b; the position counts all processes' rows.
+    train::RandomCrops wide(data, p * b, t, 5);
+    std::vector<train::RandomCrops> shards;
+    for (int r = 0; r < p; ++r) {
+      shards.emplace_back(data, b, t, 5);
+      shards.back().shard(r, p);
+    }
+    for (int m = 0; m < 3; ++m) {
+      Batch all(p * b, t);
+      wide.next(all.ids.data(), all.targets.data());
+      for (int r = 0; r < p; ++r) {
+        Batch mine(b, t);
+        shards[std::size_t(r)].next(mine.ids.data(), mine.targets.data());
+        auto const from = std::size_t(r * b * t);
+        CHECK(std::equal(mine.ids.begin(), mine.ids.end(), all.ids.begin() + std::ptrdiff_t(from)));
+        CHECK(std::equal(mine.targets.begin(), mine.targets.end(), all.targets.begin() + std::ptrdiff_t(from)));
+        CHECK(shards[std::size_t(r)].position() == wide.position());
+      }
+    }
+    // A shard resumed at the global position continues its own rows.
+    train::RandomCrops again(data, b, t, 5);
+    again.shard(1, p);
+    again.set_position(shards[1].position());
+    Batch x(b, t), y(b, t);
+    again.next(x.ids.data(), x.targets.data());
+    shards[1].next(y.ids.data(), y.targets.data());
+    CHECK(x.ids == y.ids);
+    // SequentialSegments: process r reads streams [r b, (r + 1) b) of P b streams.
+    train::SequentialSegments seq_wide(data, p * b, t);
+    std::vector<train::SequentialSegments> seq;
+    for (int r = 0; r < p; ++r) {
+      seq.emplace_back(data, b, t);
+      seq.back().shard(r, p);
+      CHECK(seq.back().windows_per_stream() == seq_wide.windows_per_stream());
+    }
+    for (int m = 0; m < 4; ++m) {
+      Batch all(p * b, t);
+      seq_wide.next(all.ids.data(), all.targets.data());
+      for (int r = 0; r < p; ++r) {
+        Batch mine(b, t);
+        seq[std::size_t(r)].next(mine.ids.data(), mine.targets.data());
+        CHECK(std::equal(mine.ids.begin(), mine.ids.end(), all.ids.begin() + std::ptrdiff_t(r * b * t)));
+        CHECK(seq[std::size_t(r)].continues() == seq_wide.continues());
+        CHECK(seq[std::size_t(r)].position() == seq_wide.position());
+      }
+    }
+  }
+  train::RandomCrops bad(data, b, t, 5);
+  CHECK_THROWS_WITH_AS(bad.shard(2, 2), doctest::Contains("rank 2 of 2 processes"), std::exception);
+  train::SequentialSegments too_many(data, b, t);
+  CHECK_THROWS_WITH_AS(too_many.shard(0, 1000), doctest::Contains("too short"), std::exception);
 }
 
 }  // namespace HSEQ_TEST_UNIT

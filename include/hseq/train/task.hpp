@@ -19,6 +19,10 @@
 ///   - `visit_state(f)`: the same position as named state (a `StatefulPart`, core/state.hpp: one
 ///     int64 scalar "position"), for code that saves parts generically.
 /// A task may also have `seed()`: then the trainer records it as the checkpoint's data seed.
+/// And `shard(rank, size)`, for data-parallel training (train/trainer.hpp): the task then draws
+/// process `rank`'s part of a global batch of `size` * batch rows, so that `size` processes draw
+/// together what one process with `size` times the batch would, and its position stays the global
+/// stream's (equal on every process, so a checkpoint resumes under another process count).
 #pragma once
 
 #include <concepts>
@@ -56,6 +60,10 @@ concept Task =
 /// from a Philox stream (seed, stream 0xDA7A), exactly `TextDataset::sample` as the trainer has
 /// always drawn them, so runs and checkpoints from before tasks existed continue unchanged. The
 /// position is the stream's index (one draw per row).
+/// Sharded over P processes, process r's micro-batch is rows [r * batch, (r + 1) * batch) of the
+/// global micro-batch of P * batch rows, and the position counts the global rows: micro-batch m
+/// of process r is micro-batch m * P + r of one process with the same batch (hence that process's
+/// micro-batch r of a step with grad_accum P).
 class RandomCrops {
  public:
   RandomCrops(io::TextDataset const& data, std::int64_t batch, std::int64_t seq_len, std::uint64_t seed)
@@ -68,24 +76,35 @@ class RandomCrops {
   std::int64_t seq_len() const { return seq_len_; }
   std::uint64_t seed() const { return rng_.seed(); }
   void next(std::int32_t* ids, std::int32_t* targets) {
+    rng_.set_position(pos_ + std::uint64_t(rank_ * batch_));
     data_->sample(io::TextDataset::Split::kTrain, rng_, batch_, seq_len_, ids, targets);
+    pos_ += std::uint64_t(processes_ * batch_);
+  }
+  /// Process `rank` of `processes` (see the class comment).
+  void shard(int rank, int processes) {
+    HSEQ_CHECK(processes > 0 && rank >= 0 && rank < processes,
+               "RandomCrops::shard: rank " << rank << " of " << processes << " processes");
+    rank_ = rank;
+    processes_ = processes;
   }
   /// Crops are independent: no batch continues another.
   bool continues() const { return false; }
-  std::uint64_t position() const { return rng_.position(); }
-  void set_position(std::uint64_t p) { rng_.set_position(p); }
+  std::uint64_t position() const { return pos_; }
+  void set_position(std::uint64_t p) { pos_ = p; }
 
   template <class F>
   void visit_state(F&& f) {
-    std::int64_t p = std::int64_t(rng_.position());
+    std::int64_t p = std::int64_t(pos_);
     f(std::string("position"), p);
-    rng_.set_position(std::uint64_t(p));  // a loader may have assigned it
+    pos_ = std::uint64_t(p);  // a loader may have assigned it
   }
 
  private:
   io::TextDataset const* data_;
   std::int64_t batch_, seq_len_;
   Rng rng_;
+  std::uint64_t pos_ = 0;  // global rows drawn
+  std::int64_t rank_ = 0, processes_ = 1;
 };
 
 /// Consecutive windows in `batch` parallel streams (Transformer-XL's ordered iterator): the train
@@ -94,18 +113,22 @@ class RandomCrops {
 /// micro-batch k being j = k mod W with W = (L - 1) / seq_len windows per segment. All rows wrap
 /// together, so `continues()` is false for micro-batch 0 and every W-th one after it, true
 /// otherwise. The position is the number of micro-batches drawn. Deterministic: no seed.
+/// Sharded over P processes, the split is cut into P * batch streams and process r reads streams
+/// [r * batch, (r + 1) * batch): together the rows of one process with batch P * batch.
 class SequentialSegments {
  public:
   SequentialSegments(io::TextDataset const& data, std::int64_t batch, std::int64_t seq_len)
       : data_(&data), batch_(batch), seq_len_(seq_len) {
     HSEQ_CHECK(batch > 0 && seq_len > 0, "SequentialSegments: batch " << batch << " and seq_len " << seq_len
                                                                       << " must be positive");
-    segment_ = data.size(io::TextDataset::Split::kTrain) / batch;
-    windows_ = segment_ >= 1 ? (segment_ - 1) / seq_len : 0;
-    HSEQ_CHECK(windows_ >= 1, "SequentialSegments: the train split of "
-                                  << data.name() << " (" << data.size(io::TextDataset::Split::kTrain)
-                                  << " bytes) cut into " << batch << " streams gives segments of " << segment_
-                                  << " bytes, too short for one window of " << seq_len << " + 1");
+    cut(batch);
+  }
+  /// Process `rank` of `processes` (see the class comment).
+  void shard(int rank, int processes) {
+    HSEQ_CHECK(processes > 0 && rank >= 0 && rank < processes,
+               "SequentialSegments::shard: rank " << rank << " of " << processes << " processes");
+    cut(batch_ * processes);
+    first_row_ = rank * batch_;
   }
 
   std::int64_t batch() const { return batch_; }
@@ -114,7 +137,7 @@ class SequentialSegments {
   std::int64_t windows_per_stream() const { return windows_; }
   /// Byte offset in the train split where row `row` of micro-batch `k` starts.
   std::int64_t offset(std::uint64_t k, std::int64_t row) const {
-    return row * segment_ + std::int64_t(k % std::uint64_t(windows_)) * seq_len_;
+    return (first_row_ + row) * segment_ + std::int64_t(k % std::uint64_t(windows_)) * seq_len_;
   }
 
   void next(std::int32_t* ids, std::int32_t* targets) {
@@ -144,9 +167,21 @@ class SequentialSegments {
   }
 
  private:
+  /// Cuts the train split into `streams` segments.
+  void cut(std::int64_t streams) {
+    std::int64_t const n = data_->size(io::TextDataset::Split::kTrain);
+    segment_ = n / streams;
+    windows_ = segment_ >= 1 ? (segment_ - 1) / seq_len_ : 0;
+    HSEQ_CHECK(windows_ >= 1, "SequentialSegments: the train split of "
+                                  << data_->name() << " (" << n << " bytes) cut into " << streams
+                                  << " streams gives segments of " << segment_ << " bytes, too short for one window of "
+                                  << seq_len_ << " + 1");
+  }
+
   io::TextDataset const* data_;
   std::int64_t batch_, seq_len_;
   std::int64_t segment_ = 0, windows_ = 0;
+  std::int64_t first_row_ = 0;  // this process's first stream
   std::uint64_t pos_ = 0;
   bool continues_ = false;
 };

@@ -60,6 +60,32 @@
 /// validation or when the validation had no such term). The progress line adds the step's terms
 /// and the last validation (`val bpc`, and `val <term>` for the terms other than "ce").
 ///
+/// Several processes (data parallelism; `Comm`, comm/communicator.hpp: `comm::Single` by default,
+/// `comm::Mpi` on CPUs, `comm::Nccl` on GPUs): every process holds the whole model and trains on its
+/// own part of each step's batch.
+///   - Data: the task is sharded (`shard(rank, size)`, train/task.hpp) so that the P processes with
+///     batch b draw together what one process with batch P * b would: the global stream, its
+///     position counted globally (so a checkpoint resumes under any process count).
+///   - A step: each process computes the gradient of each of its micro-batches alone and sums them
+///     in order (with grad_accum > 1, in a buffer of its own; a one-process run does the same); the
+///     processes' sums are added in rank order (`all_reduce_sum`), then divided by the number of
+///     micro-batches of the step, grad_accum * P. The loss and loss terms likewise. Clipping sees
+///     the global gradient, and the optimizers, fed the same gradient, stay identical. Hence P
+///     processes with batch b and grad_accum 1 take the steps of one process with batch b and
+///     grad_accum P bit for bit (the same rows, the same sums in the same order); one process with
+///     batch P * b in one micro-batch sums the rows inside its GEMMs in another order and agrees
+///     to rounding. Dropout masks follow the step's micro-batch index, rank * grad_accum + micro.
+///   - Start: the configuration, model and data are checked to agree on all processes (a clear
+///     error on all of them when not), and rank 0's parameters are broadcast.
+///   - Stops: a stop flag raised on any process, and the time budget on rank 0's clock, stop all
+///     of them at the same step.
+///   - Checkpoints: rank 0 writes them; every process loads them. A memory model's memory holds a
+///     process's own rows, so it is saved only by runs of one process, and a run of several
+///     processes (or resuming one) starts from an empty memory: not exact. Everything else resumes
+///     exactly under another process count as long as P * batch * grad_accum is the same (a random
+///     crop task continues its global stream for any batch).
+///   - Validation: every process scores the same windows (the same result everywhere).
+///
 /// The model must satisfy `models::Model<M, B, T>` (models/model.hpp); a type that does not
 /// is refused with a concept error naming the missing member.
 #pragma once
@@ -85,6 +111,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "hseq/comm/communicator.hpp"
+#include "hseq/comm/single.hpp"
 #include "hseq/core/backend.hpp"
 #include "hseq/core/error.hpp"
 #include "hseq/core/rng.hpp"
@@ -255,6 +283,9 @@ struct TrainerState {
   /// without phases. Empty optional only in states read from checkpoints written before the
   /// schedule was recorded.
   std::optional<std::vector<Phase>> phases;
+  /// How many processes trained the run (`comm::Communicator::size()`) when the state was written;
+  /// empty in states written before it was recorded (one process).
+  std::optional<std::int64_t> processes;
 
   std::string to_json() const {
     nlohmann::json j{{"step", step},       {"data_pos", data_pos}, {"skipped", skipped}, {"bad_in_row", bad_in_row},
@@ -262,6 +293,7 @@ struct TrainerState {
     if (std::isfinite(last_val_bpc)) j["last_val_bpc"] = last_val_bpc;
     if (data_seed) j["data_seed"] = *data_seed;
     if (phases) j["phases"] = phases_to_json(*phases);
+    if (processes) j["processes"] = *processes;
     return j.dump();
   }
   static TrainerState from_json(std::string const& text) {
@@ -278,6 +310,7 @@ struct TrainerState {
       if (j.contains("last_val_bpc")) s.last_val_bpc = j.at("last_val_bpc").get<double>();
       if (j.contains("data_seed")) s.data_seed = j.at("data_seed").get<std::uint64_t>();
       if (j.contains("phases")) s.phases = phases_from_json(j);
+      if (j.contains("processes")) s.processes = j.at("processes").get<std::int64_t>();
     } catch (nlohmann::json::exception const& e) {
       HSEQ_FAIL("TrainerState: invalid trainer state '" << text << "': " << e.what());
     }
@@ -300,8 +333,8 @@ std::vector<std::string> loss_term_names() {
   return names;
 }
 
-template <Backend B, class T, class M, class TaskT = RandomCrops>
-  requires models::Model<M, B, T> && Task<TaskT>
+template <Backend B, class T, class M, class TaskT = RandomCrops, class Comm = comm::Single>
+  requires models::Model<M, B, T> && Task<TaskT> && comm::Communicator<Comm, B>
 class Trainer {
  public:
   using Ctx = typename B::Context;
@@ -314,14 +347,29 @@ class Trainer {
   /// The default task: random crops of `data`'s train split with batch, seq_len and seed of `cfg`.
   /// `ctx` is used only to zero the optimizer's moments; every later call takes its own context.
   Trainer(Ctx& ctx, M& model, nn::ParamStore<B, T>& params, io::TextDataset const& data, TrainerConfig cfg)
+    requires std::constructible_from<TaskT, io::TextDataset const&, std::int64_t, std::int64_t, std::uint64_t> &&
+                 std::same_as<Comm, comm::Single>
+      : Trainer(ctx, model, params, data, TaskT(data, check(cfg).batch, cfg.seq_len, cfg.seed), cfg, single_comm()) {}
+  /// The default task on the processes of `comm` (see "Several processes" in the file comment).
+  Trainer(Ctx& ctx, M& model, nn::ParamStore<B, T>& params, io::TextDataset const& data, TrainerConfig cfg,
+          Comm& comm)
     requires std::constructible_from<TaskT, io::TextDataset const&, std::int64_t, std::int64_t, std::uint64_t>
-      : Trainer(ctx, model, params, data, TaskT(data, check(cfg).batch, cfg.seq_len, cfg.seed), cfg) {}
+      : Trainer(ctx, model, params, data, TaskT(data, check(cfg).batch, cfg.seq_len, cfg.seed), cfg, comm) {}
 
   /// Batches from `task` (whose batch and seq_len must be the config's); `data`'s validation split
   /// is still what `evaluate` scores.
   Trainer(Ctx& ctx, M& model, nn::ParamStore<B, T>& params, io::TextDataset const& data, TaskT task,
           TrainerConfig cfg)
-      : model_(model),
+    requires std::same_as<Comm, comm::Single>
+      : Trainer(ctx, model, params, data, std::move(task), cfg, single_comm()) {}
+
+  /// Batches from `task` on the processes of `comm`: the task is sharded (`shard(rank, size)`), the
+  /// configuration checked to agree on every process, and rank 0's parameters broadcast to all
+  /// (see "Several processes" in the file comment).
+  Trainer(Ctx& ctx, M& model, nn::ParamStore<B, T>& params, io::TextDataset const& data, TaskT task,
+          TrainerConfig cfg, Comm& comm)
+      : comm_(&comm),
+        model_(model),
         params_(params),
         cfg_(check(cfg)),
         task_(std::move(task)),
@@ -338,6 +386,15 @@ class Trainer {
                                                    << "] but the config says batch " << cfg_.batch << ", seq_len "
                                                    << cfg_.seq_len);
     check_phase_patterns();
+    if constexpr (requires(TaskT& t) { t.shard(0, 1); }) {
+      task_.shard(comm_->rank(), comm_->size());
+    } else {
+      HSEQ_CHECK(comm_->size() == 1, "Trainer: " << comm_->size()
+                                                 << " processes, but the task has no shard(rank, size) to give "
+                                                    "each its own part of the data");
+    }
+    // Micro-batches are summed in a buffer of their own, in order (see the file comment).
+    if (cfg_.grad_accum > 1) acc_ = Tensor<T, B>(Shape{params_.grads().numel()});
     // The loss history is the only growing container; reserve it so steps do not allocate
     // (time-budgeted runs longer than this reserve grow it geometrically, rarely).
     losses_.reserve(std::size_t(std::max<std::int64_t>(cfg_.steps, 1 << 14)));
@@ -346,12 +403,20 @@ class Trainer {
     state_.data_seed = data_seed_;
     state_.data_pos = task_.position();
     state_.phases = cfg_.phases;
+    state_.processes = comm_->size();
     if constexpr (models::MemoryModel<M>) memory_ = model_.make_memory(cfg_.batch);
+    if (comm_->size() > 1) {
+      check_agreement(data);
+      // Every process starts from rank 0's parameters (whatever seeds initialized the others).
+      comm_->broadcast(ctx, params_.values().data, std::size_t(params_.values().numel()), 0);
+    }
     enter_phase(phase_at(0));
   }
 
   TrainerState const& state() const { return state_; }
   TrainerConfig const& config() const { return cfg_; }
+  /// The processes this trainer trains with.
+  Comm& communicator() { return *comm_; }
   AdamW<B, T>& optimizer() { return opt_; }
   /// A memory model's training memory (what checkpoints save as the group "memory").
   auto& memory()
@@ -390,23 +455,39 @@ class Trainer {
     if constexpr (models::MemoryModel<M>) model_.bind_memory(&memory_);  // validation may have unbound it
     double loss_sum = 0;
     for (std::int64_t micro = 0; micro < cfg_.grad_accum; ++micro) {
+      if (micro > 0) params_.zero_grad(ctx);  // each micro-batch's gradient alone, summed into acc_ below
       task_.next(host_ids_.data(), host_targets_.data());
       if constexpr (models::kReconstructsInput<M>)  // an autoencoder's targets are its inputs
         std::copy(host_ids_.begin(), host_ids_.end(), host_targets_.begin());
       if constexpr (requires(M& m, Ctx& c) { m.reset_state(c); })
         if (!task_.continues()) model_.reset_state(ctx);
       upload_batch(ctx);
-      set_dropout(micro);
+      // Micro-batch `micro` of this process is micro-batch rank * grad_accum + micro of the step.
+      set_dropout(std::int64_t(comm_->rank()) * cfg_.grad_accum + micro);
       auto arena = ws_.arena();
       loss_sum += model_.forward(ctx, ids_.cview(), targets_.cview(), arena, trace_);
       record_terms(micro);
       model_.backward(ctx, trace_, arena);
+      if (cfg_.grad_accum > 1) {
+        if (micro == 0) ops::copy<T>(ctx, params_.grads(), acc_.view());
+        else ops::add<T>(ctx, acc_.cview(), params_.grads(), acc_.view());
+      }
     }
-    if (cfg_.grad_accum > 1) ops::scale<T>(ctx, params_.grads(), T(1.0 / double(cfg_.grad_accum)));
-    double loss = loss_sum / double(cfg_.grad_accum);
-    for (std::size_t k = 0; k < n_terms_; ++k) terms_[k].value /= double(cfg_.grad_accum);
+    if (cfg_.grad_accum > 1) ops::copy<T>(ctx, acc_.cview(), params_.grads());
+    // The step's sums over every micro-batch of every process, then their means.
+    std::array<double, 1 + kMaxLossTerms> sums{};
+    sums[0] = loss_sum;
+    for (std::size_t k = 0; k < n_terms_; ++k) sums[1 + k] = terms_[k].value;
+    if (comm_->size() > 1) {
+      comm_->all_reduce_sum(ctx, params_.grads().data, std::size_t(params_.grads().numel()));
+      comm_->host_all_reduce_sum(sums.data(), 1 + n_terms_);
+    }
+    std::int64_t const micro_batches = cfg_.grad_accum * comm_->size();
+    if (micro_batches > 1) ops::scale<T>(ctx, params_.grads(), T(1.0 / double(micro_batches)));
+    double loss = sums[0] / double(micro_batches);
+    for (std::size_t k = 0; k < n_terms_; ++k) terms_[k].value = sums[1 + k] / double(micro_batches);
     double norm = cfg_.clip > 0 ? clip_grad_norm(ctx, params_, cfg_.clip) : grad_norm(ctx, params_);
-    state_.tokens += cfg_.batch * cfg_.seq_len * cfg_.grad_accum;
+    state_.tokens += cfg_.batch * cfg_.seq_len * micro_batches;
     state_.data_pos = task_.position();
     if (!std::isfinite(loss) || !std::isfinite(norm)) {
       ++state_.skipped;
@@ -464,7 +545,15 @@ class Trainer {
     double bpc = std::numeric_limits<double>::quiet_NaN();
     interrupted_ = false;
     while (cfg_.steps == 0 || state_.step < cfg_.steps) {
-      if (stop_ && stop_->load(std::memory_order_relaxed) != 0) {
+      bool stop_now = stop_ && stop_->load(std::memory_order_relaxed) != 0;
+      if (comm_->size() > 1) {
+        // The processes stop together: at any one's signal, and on rank 0's clock.
+        std::array<double, 2> sync{stop_now ? 1.0 : 0.0, comm_->rank() == 0 ? state_.elapsed_s : 0.0};
+        comm_->host_all_reduce_sum(sync.data(), sync.size());
+        stop_now = sync[0] > 0;
+        state_.elapsed_s = sync[1];
+      }
+      if (stop_now) {
         interrupted_ = true;
         break;
       }
@@ -529,9 +618,29 @@ class Trainer {
   /// Writes a checkpoint (atomically) with the parameters, the optimizer (state group "optim"),
   /// a memory model's training memory (group "memory") and this trainer's state, downloading
   /// device memory on `ctx`.
+  ///
+  /// Several processes: collective. Rank 0 writes (every process holds the same parameters,
+  /// optimizer and state); all return once it is written, and all throw when it could not be.
   void save(Ctx& ctx, std::string const& path) {
     io::CheckpointInfo info{M::kKind, model_.config_json(), state_.to_json()};
-    io::save_checkpoint(ctx, path, info, params_, state_groups());
+    if (comm_->size() == 1) {
+      io::save_checkpoint(ctx, path, info, params_, state_groups(true));
+      return;
+    }
+    std::string error;
+    if (comm_->rank() == 0) {
+      try {
+        io::save_checkpoint(ctx, path, info, params_, state_groups(true));
+      } catch (std::exception const& e) {
+        error = e.what();
+      }
+    }
+    double failed = error.empty() ? 0.0 : 1.0;
+    comm_->host_all_reduce_sum(&failed, 1);
+    if (failed > 0) {
+      if (comm_->rank() == 0) HSEQ_FAIL(error);
+      HSEQ_FAIL("Trainer::save: rank 0 could not write the checkpoint " << path << " (its error is on its output)");
+    }
   }
 
   /// Restores parameters, optimizer and position from a checkpoint of the same model structure,
@@ -566,21 +675,82 @@ class Trainer {
                                      "--phases to continue the checkpoint's)");
       }
     };
-    io::load_checkpoint(ctx, path, M::kKind, model_.config_json(), params_, state_groups(), check_state);
+    // A memory model's memory holds this process's rows only, so it is saved and restored only in
+    // runs of one process; otherwise the resumed run starts from an empty memory (see the file
+    // comment, "Several processes").
+    bool with_memory = models::MemoryModel<M> && comm_->size() == 1;
+    if (with_memory) {
+      TrainerState const stored = TrainerState::from_json(io::read_checkpoint_info(path).trainer_state);
+      with_memory = stored.processes.value_or(1) == 1;
+    }
+    io::load_checkpoint(ctx, path, M::kKind, model_.config_json(), params_, state_groups(with_memory), check_state);
+    if constexpr (models::MemoryModel<M>) {
+      if (!with_memory) {  // the memory's contents are forgotten
+        model_.bind_memory(&memory_);
+        if constexpr (requires(M& m) { m.reset_state(ctx); }) model_.reset_state(ctx);
+        else memory_.reset();
+      }
+    }
     state_ = s;
     state_.data_seed = data_seed_;  // the stream continues under this seed (also for seedless checkpoints)
     state_.phases = cfg_.phases;    // and under this schedule (it agrees with the stored one so far)
+    state_.processes = comm_->size();
     task_.set_position(state_.data_pos);
     enter_phase(phase_at(state_.step));  // a run resumed in phase 2 freezes what phase 2 freezes
   }
 
  private:
-  /// The checkpoint's state groups: the optimizer, and a memory model's training memory.
-  std::vector<io::StateGroup<B>> state_groups() {
+  /// The checkpoint's state groups: the optimizer, and a memory model's training memory when
+  /// `with_memory` (saved only by runs of one process: see `load`).
+  std::vector<io::StateGroup<B>> state_groups(bool with_memory) {
     std::vector<io::StateGroup<B>> g;
     g.emplace_back("optim", opt_);
-    if constexpr (models::MemoryModel<M>) g.emplace_back("memory", memory_);
+    if constexpr (models::MemoryModel<M>)
+      if (with_memory && comm_->size() == 1) g.emplace_back("memory", memory_);
     return g;
+  }
+  static comm::Single& single_comm() {
+    static comm::Single single;
+    return single;
+  }
+  /// FNV-1a, for comparing configurations across processes.
+  static std::uint64_t fingerprint(std::string_view text) {
+    std::uint64_t h = 1469598103934665603ull;
+    for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
+    return h;
+  }
+  /// Every process must train the same model on the same data under the same schedule: compares
+  /// fingerprints of the three with rank 0's, and throws on every process when one differs.
+  void check_agreement(io::TextDataset const& data) {
+    using io::TextDataset;
+    std::ostringstream model, training, corpus;
+    model << M::kKind << ' ' << model_.config_json() << ' ' << params_.count();
+    training << cfg_.batch << ' ' << cfg_.seq_len << ' ' << cfg_.steps << ' ' << cfg_.grad_accum << ' ' << cfg_.lr
+             << ' ' << cfg_.min_lr_ratio << ' ' << cfg_.warmup << ' ' << cfg_.weight_decay << ' ' << cfg_.beta1 << ' '
+             << cfg_.beta2 << ' ' << cfg_.eps << ' ' << cfg_.clip << ' ' << cfg_.eval_every << ' '
+             << cfg_.eval_windows << ' ' << cfg_.time_budget_s << ' ' << data_seed_ << ' '
+             << phases_to_json(cfg_.phases).dump();
+    // The corpus: its split sizes and its first and last 64 KiB (reading all of it would cost a
+    // pass over a corpus that may not fit in memory).
+    std::int64_t const n = data.total_size(), k = std::min<std::int64_t>(n, 1 << 16);
+    std::int64_t const train = data.size(TextDataset::Split::kTrain), val = data.size(TextDataset::Split::kValidation);
+    corpus << train << ' ' << val << ' ';
+    if (train > 0) corpus << data.text(TextDataset::Split::kTrain, 0, std::min(train, k));
+    if (val > 0) corpus << data.text(TextDataset::Split::kValidation, val - std::min(val, k), std::min(val, k));
+    std::string_view const what[3] = {"model (kind, configuration, parameter count)",
+                                      "training configuration (batch, seq_len, steps, accumulation, optimizer, "
+                                      "schedule, evaluation, seed, phases)",
+                                      "data (split sizes and contents)"};
+    std::string const text[3] = {model.str(), training.str(), corpus.str()};
+    std::vector<std::uint64_t> all(std::size_t(comm_->size()));
+    for (int i = 0; i < 3; ++i) {
+      comm_->host_all_gather(fingerprint(text[i]), all.data());
+      for (std::size_t r = 1; r < all.size(); ++r)
+        HSEQ_CHECK(all[r] == all[0], "Trainer: the processes disagree on the " << what[i] << ": rank " << r
+                                                                            << "'s differs from rank 0's. Every "
+                                                                               "process must be given the same "
+                                                                               "flags and the same data");
+    }
   }
   /// Validation windows of the training shape; an autoencoder's validation also counts the
   /// reconstructed bytes (its CSV column val_accuracy).
@@ -725,6 +895,7 @@ class Trainer {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
 
+  Comm* comm_;
   M& model_;
   nn::ParamStore<B, T>& params_;
   TrainerConfig cfg_;
@@ -736,6 +907,7 @@ class Trainer {
   Workspace<B> ws_;  // declared before evaluator_, which shares it
   Evaluator<B, T, M> evaluator_;
   Tensor<std::int32_t, B> ids_, targets_;
+  Tensor<T, B> acc_;  // the sum of a step's micro-batch gradients (grad_accum > 1)
   std::vector<std::int32_t> host_ids_, host_targets_;
   typename M::Trace trace_;
   TrainerState state_;
