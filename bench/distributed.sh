@@ -41,7 +41,7 @@ default=(--model transformer)
   run reference_2x8 2 8 $((cores / 2)) "${reference[@]}"
   run default_1x16 1 16 "$cores" "${default[@]}"
   run default_2x8 2 8 $((cores / 2)) "${default[@]}"
-  grep -h "^parameters:" "$out/reference_1x16.log" "$out/default_1x16.log" | sed 's/^/reference, default /' | head -2
+  echo "parameters: reference $(awk '/^parameters:/ { print $2 }' "$out/reference_1x16.log"), default $(awk '/^parameters:/ { print $2 }' "$out/default_1x16.log")"
 } | tee "$out/scaling.txt"
 for name in reference default; do
   n="$(awk '/^parameters:/ { print $2 }' "$out/${name}_1x16.log")"

@@ -4,6 +4,7 @@
 /// headers.umbrella checks that none is missing).
 #pragma once
 
+#include "hseq/comm/all_reduce.hpp"
 #include "hseq/comm/communicator.hpp"
 #include "hseq/comm/single.hpp"
 #include "hseq/core/backend.hpp"

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <vector>
 
+#include "hseq/comm/all_reduce.hpp"
 #include "hseq/comm/mpi.hpp"
 #include "hseq/core/rng.hpp"
 #include "support/test_unit.hpp"
@@ -57,6 +58,23 @@ TEST_CASE("comm::Mpi: all_reduce_sum is the rank-ordered sum on every element, f
       CHECK(std::memcmp(d.data(), dw.data(), n * sizeof(double)) == 0);
     }
   }
+}
+
+TEST_CASE("comm::all_reduce_mean over comm::Mpi: the rank-ordered sum times 1 / P") {
+  comm::Mpi c = comm::Mpi::world();
+  int const p = c.size();
+  REQUIRE(p >= 2);
+  cpu::Context ctx;
+  std::size_t const n = 1000;
+  std::vector<float> v(n), want(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    v[i] = value<float>(c.rank(), i);
+    float sum = value<float>(0, i);
+    for (int k = 1; k < p; ++k) sum += value<float>(k, i);
+    want[i] = sum * float(1.0 / double(p));
+  }
+  comm::all_reduce_mean<cpu>(c, ctx, View<float, HostSpace>(v.data(), Shape{std::int64_t(n)}));
+  CHECK(v == want);
 }
 
 TEST_CASE("comm::Mpi: the rank order is what makes the sum reproducible (another order differs)") {
