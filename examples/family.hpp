@@ -245,6 +245,10 @@ inline void add_train_flags(Args& a) {
             "write one CSV row per step (step, loss, bpc, val_bpc, seconds, tokens, val_accuracy for the "
             "autoencoder, then the model's loss terms and val_<term>, in nats)")
       .flag("seed", "1234", "seed of the initialisation and of the data stream")
+      .flag("precision", "fp32",
+            "math of the float GEMMs: fp32, or bf16 (bf16 operands, fp32 accumulation; master weights, optimizer "
+            "state and checkpoints stay fp32; on the CPU oneDNN's AVX512-BF16/AMX kernels, emulated at fp32 speed "
+            "where the CPU or build has none), or tf32 (CUDA only)")
       .flag("sample-bytes", "300", "bytes to generate after training (0: none)")
       .flag("prompt", "\n", "prompt of the final sample")
       .flag("phases", "",

@@ -78,6 +78,21 @@ using Backend = hseq::cpu;
 #endif
 using Real = float;
 
+/// Sets the math of ctx's float GEMMs from --precision (fp32, bf16, tf32 on CUDA; see
+/// hseq::GemmMath) and returns a note for the run's header: under bf16 on the CPU, which kernels
+/// run it (oneDNN's, or the emulation at fp32 speed).
+inline std::string apply_precision(Args const& a, Backend::Context& ctx) {
+  ctx.set_gemm_math(hseq::parse_gemm_math(a.str("precision"), "--precision"));
+  std::string note = hseq::gemm_math_name(ctx.gemm_math());
+  if constexpr (std::is_same_v<Backend::Space, hseq::HostSpace>) {
+    if (ctx.gemm_math() == hseq::GemmMath::kBf16)
+      note += hseq::cpu_bf16_path_from_env() == hseq::CpuBf16Path::kOneDnn
+                  ? " GEMMs (oneDNN's bf16 kernels)"
+                  : " GEMMs (emulated at fp32 speed: no oneDNN bf16 kernels in this build or on this CPU)";
+  }
+  return note;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Policy slots
 
@@ -361,6 +376,7 @@ void train(Args const& a, ModelChoice const& choice) {
   check_output_path(a.str("csv"), "--csv");
   check_output_path(a.str("out"), "--out");
   Backend::Context ctx;
+  std::string const precision = apply_precision(a, ctx);
   hseq::io::TextDataset data(hseq::io::TextDataset::path_list(a.str("data")), a.real("val-fraction"));
   auto cfg = model_config<Trait, M>(a, choice);
   auto model = std::make_unique<M>(cfg);
@@ -424,7 +440,7 @@ void train(Args const& a, ModelChoice const& choice) {
             << (t.steps > 0 ? std::to_string(t.steps) + " steps" : std::string("until the time budget"))
             << (t.time_budget_s > 0 ? ", time budget " + std::to_string(int(t.time_budget_s)) + " s" : std::string())
             << (trainer.state().step > 0 ? ", resuming at step " + std::to_string(trainer.state().step) : std::string())
-            << std::endl;
+            << ", precision " << precision << std::endl;
   if (!t.phases.empty() || !phases_note.empty())
     std::cout << "phases: " << hseq::train::phases_text(t.phases) << phases_note << std::endl;
   if (std::string m = resident_memory(); !m.empty())
@@ -603,6 +619,7 @@ void generate(Args const& a, ModelChoice const& choice) {
 template <class Trait, class M>
 void bench_train(Args const& a, ModelChoice const& choice, BenchLoop& loop) {
   Backend::Context ctx;
+  apply_precision(a, ctx);
   auto cfg = model_config<Trait, M>(a, choice);
   auto model = std::make_unique<M>(cfg);
   hseq::nn::ParamStore<Backend, Real> params(ctx, *model);

@@ -12,6 +12,8 @@ PACKAGES=(
   libbenchmark-dev
   nlohmann-json3-dev
   libopenblas-openmp-dev
+  # hseq::cpu_bf16: oneDNN's bf16 matmul (AVX512-BF16 / AMX); without it the bf16 GEMMs are emulated
+  libdnnl-dev
   bible-kjv
   # data-parallel training: MPI for the programs and the tests under mpirun (label mpi)
   libopenmpi-dev

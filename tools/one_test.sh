@@ -10,10 +10,13 @@ root=$(pwd)
 bins=${HSEQ_ONE_TEST_DIR:-/tmp/hseq_one_test}
 out="$bins/$(echo "$root" | tr / _)_$(basename "$src" .cpp)"
 mkdir -p "$bins"
+# oneDNN (the bf16 GEMMs of hseq::cpu_bf16) when installed, as the CMake build finds it.
+dnnl=()
+[ -f /usr/include/oneapi/dnnl/dnnl.hpp ] && dnnl=(-DHSEQ_USE_DNNL=1 -ldnnl)
 [ -f "$bins/doctest_main.o" ] || g++ -std=c++20 -O2 -c "$root/test/support/doctest_main.cpp" -o "$bins/doctest_main.o"
 g++ -std=c++20 -O2 -march=native -Wall -Wextra -Wpedantic -Wno-maybe-uninitialized -fopenmp \
   -DHSEQ_USE_CBLAS=1 -DHSEQ_SOURCE_DIR="\"$root\"" \
   -I"$root/include" -I"$root/test" -I"$root/examples" -I/usr/include/eigen3 \
   -I/usr/include/x86_64-linux-gnu/openblas-openmp \
-  "$root/$src" "$bins/doctest_main.o" -o "$out" -lopenblas
+  "$root/$src" "$bins/doctest_main.o" -o "$out" -lopenblas "${dnnl[@]}"
 OMP_WAIT_POLICY=PASSIVE "$out" "$@"

@@ -21,6 +21,9 @@
 #include "hseq/backend/attention_kernels.hpp"
 #include "hseq/backend/backend.hpp"
 #include "hseq/backend/cpu.hpp"
+#include "hseq/backend/cpu_bf16.hpp"
+#include "hseq/backend/cpu_bf16_gemm.hpp"
+#include "hseq/backend/gemm_math.hpp"
 
 #include "hseq/ops/adamw.hpp"
 #include "hseq/ops/attention.hpp"

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "hseq/backend/cpu_bf16.hpp"
 #include "hseq/core/rng.hpp"
 #include "hseq/ops/gemm.hpp"
 #include "support/test_unit.hpp"
@@ -61,7 +62,7 @@ double tol() {
 /// error bound scales with sum |alpha a b| + |beta c0|. Padding of C must be left as it was.
 template <class T>
 void check_product(Trans ta, Stored<T> const& a, Trans tb, Stored<T> const& b, Stored<T> const& c0,
-                   Stored<T> const& c, T alpha, T beta) {
+                   Stored<T> const& c, T alpha, T beta, double rel_tol = tol<T>()) {
   std::int64_t m = c.rows, n = c.cols, k = ta == Trans::kNo ? a.cols : a.rows;
   auto opa = [&](std::int64_t i, std::int64_t l) { return ta == Trans::kNo ? a.at(i, l) : a.at(l, i); };
   auto opb = [&](std::int64_t l, std::int64_t j) { return tb == Trans::kNo ? b.at(l, j) : b.at(j, l); };
@@ -80,7 +81,7 @@ void check_product(Trans ta, Stored<T> const& a, Trans tb, Stored<T> const& b, S
         bound += std::abs((long double)beta * c0.at(i, j));
       }
       double err = double(std::abs((long double)c.at(i, j) - want));
-      if (!(err <= tol<T>() * (double(bound) + 1e-30))) {
+      if (!(err <= rel_tol * (double(bound) + 1e-30))) {
         ++bad;
         worst = std::max(worst, std::isnan(err) ? 1e300 : err);
       }
@@ -96,10 +97,10 @@ void check_product(Trans ta, Stored<T> const& a, Trans tb, Stored<T> const& b, S
   CHECK(pad_changed == 0);
 }
 
-template <class T>
+template <class T, class Ctx = hseq::cpu::Context>
 void run_case(Trans ta, Trans tb, std::int64_t m, std::int64_t n, std::int64_t k, std::int64_t pad, T alpha, T beta,
-              bool nan_c = false) {
-  hseq::cpu::Context ctx;
+              bool nan_c = false, double rel_tol = tol<T>()) {
+  Ctx ctx;
   std::int64_t ar = ta == Trans::kNo ? m : k, ac = ta == Trans::kNo ? k : m;
   std::int64_t br = tb == Trans::kNo ? k : n, bc = tb == Trans::kNo ? n : k;
   Stored<T> a(ar, ac, ac + pad, 1), b(br, bc, bc + pad, 2), c(m, n, n + pad, 3, T(12345));
@@ -108,7 +109,7 @@ void run_case(Trans ta, Trans tb, std::int64_t m, std::int64_t n, std::int64_t k
       for (std::int64_t j = 0; j < n; ++j) c.at(i, j) = nan_v<T>();
   Stored<T> c0 = c;
   hseq::ops::gemm<T>(ctx, ta, a.cmat(), tb, b.cmat(), c.mat(), alpha, beta);
-  check_product(ta, a, tb, b, c0, c, alpha, beta);
+  check_product(ta, a, tb, b, c0, c, alpha, beta, rel_tol);
 }
 
 constexpr Trans kBoth[] = {Trans::kNo, Trans::kYes};
@@ -334,6 +335,108 @@ TEST_CASE_TEMPLATE("gemm: row_dots are the rows' dot products, with row strides 
                                               hseq::ops::Mat<T const, hseq::HostSpace>(b.data(), n, d - 1, ldb),
                                               hseq::ops::Mat<T, hseq::HostSpace>(out.data(), n, 1, ldo)),
                        doctest::Contains("row_dots: a [4, 3], b [4, 2]"), hseq::Error);
+}
+
+// ---------------------------------------------------------------------------------------------
+// bf16 math (hseq::cpu_bf16)
+
+namespace {
+/// The error bound of a bf16 GEMM relative to sum |alpha a b| (+ |beta c|): each operand is rounded
+/// to bf16 with relative error at most u = 2^-8 (8 significant bits, nearest-even), so each product
+/// is off by at most (2u + u^2) |a b|; products of bf16 values are exact in fp32, and the fp32 sums
+/// over k <= 128 terms add at most 128 * 2^-24 < 1e-5 relative. Hence 2^-7 + 2^-16 + 1e-5.
+constexpr double kBf16Tol = 0x1p-7 + 0x1p-16 + 1e-5;
+}  // namespace
+
+TEST_CASE("gemm: bf16 math multiplies bf16-rounded operands with fp32 accumulation, within the bf16 bound") {
+  hseq::cpu_bf16::Context probe;
+  CHECK(probe.gemm_math() == hseq::GemmMath::kBf16);
+  INFO("bf16 path on this machine: ", hseq::cpu_bf16_path_name(hseq::cpu_bf16_path_from_env()));
+  for (Trans ta : kBoth)
+    for (Trans tb : kBoth) {
+      run_case<float, hseq::cpu_bf16::Context>(ta, tb, 96, 80, 72, 0, 1.0f, 0.0f, false, kBf16Tol);
+      run_case<float, hseq::cpu_bf16::Context>(ta, tb, 100, 70, 128, 3, 0.5f, 1.0f, false, kBf16Tol);
+      run_case<float, hseq::cpu_bf16::Context>(ta, tb, 65, 130, 33, 2, -1.25f, 0.5f, false, kBf16Tol);
+      run_case<float, hseq::cpu_bf16::Context>(ta, tb, 96, 96, 40, 1, 1.0f, 0.0f, true, kBf16Tol);  // C unread
+    }
+}
+
+TEST_CASE("gemm: bf16 math really rounds: the result differs from fp32 by more than fp32's error") {
+  // Without the rounding (a GEMM that ignored the math) the bf16 bound above would pass too; this
+  // checks that the operands were rounded: the result is the fp32 product of the rounded operands.
+  std::int64_t const m = 96, n = 80, k = 72;
+  Stored<float> a(m, k, k, 31), b(k, n, n, 32), c(m, n, n, 33, 0.0f), c32(m, n, n, 33, 0.0f), cr(m, n, n, 33, 0.0f);
+  Stored<float> ar = a, br = b;
+  for (float& x : ar.buf) x = hseq::round_to_bf16(x);
+  for (float& x : br.buf) x = hseq::round_to_bf16(x);
+  hseq::cpu_bf16::Context bctx;
+  hseq::cpu::Context fctx;
+  hseq::ops::gemm<float>(bctx, Trans::kNo, a.cmat(), Trans::kNo, b.cmat(), c.mat());
+  hseq::ops::gemm<float>(fctx, Trans::kNo, a.cmat(), Trans::kNo, b.cmat(), c32.mat());
+  hseq::ops::gemm<float>(fctx, Trans::kNo, ar.cmat(), Trans::kNo, br.cmat(), cr.mat());
+  double d32 = 0, dr = 0;
+  for (std::size_t i = 0; i < c.buf.size(); ++i) {
+    d32 = std::max(d32, double(std::abs(c.buf[i] - c32.buf[i])));
+    dr = std::max(dr, double(std::abs(c.buf[i] - cr.buf[i])));
+  }
+  CHECK(d32 > 1e-3);  // bf16 rounding of entries in [-1, 1] over k = 72 terms: errors ~1e-2
+  CHECK(dr <= 1e-5);  // the fp32 product of the rounded operands, up to summation order
+  auto const& counts = bctx.kernel_counts();
+  CHECK(counts.gemm_bf16_onednn + counts.gemm_bf16_emulated == 1);
+  CHECK(counts.gemm_fp32 == 0);
+  CHECK(fctx.kernel_counts().gemm_fp32 == 2);
+  CHECK(fctx.kernel_counts().gemm_bf16_onednn + fctx.kernel_counts().gemm_bf16_emulated == 0);
+}
+
+TEST_CASE("gemm: under bf16 math small GEMMs and double GEMMs stay exact fp32 / fp64") {
+  // 2 m n / (m + n) < kCpuBf16MinIntensity: fp32, bit for bit what the fp32 context computes.
+  CHECK(!hseq::ops::cpu_bf16_pays(16, 768));
+  CHECK(hseq::ops::cpu_bf16_pays(4096, 256));
+  CHECK(hseq::ops::cpu_bf16_pays(64, 64));
+  CHECK(!hseq::ops::cpu_bf16_pays(63, 64));
+  for (Trans ta : kBoth)
+    for (Trans tb : kBoth) {
+      run_case<float, hseq::cpu_bf16::Context>(ta, tb, 16, 768, 40, 1, 1.0f, 0.5f);  // fp32 tolerance
+      run_case<double, hseq::cpu_bf16::Context>(ta, tb, 96, 80, 72, 0, 1.0, 0.0);     // fp64 tolerance
+    }
+  hseq::cpu_bf16::Context ctx;
+  Stored<float> a(16, 40, 40, 41), b(40, 768, 768, 42), c(16, 768, 768, 43, 0.0f);
+  hseq::ops::gemm<float>(ctx, Trans::kNo, a.cmat(), Trans::kNo, b.cmat(), c.mat());
+  CHECK(ctx.kernel_counts().gemm_fp32 == 1);
+  CHECK(ctx.kernel_counts().gemm_bf16_onednn + ctx.kernel_counts().gemm_bf16_emulated == 0);
+}
+
+TEST_CASE("gemm: the two bf16 paths agree where both run, and the emulation is the fp32 GEMM of rounded operands") {
+  std::int64_t const m = 128, n = 96, k = 100;
+  Stored<float> a(m, k, k, 51), b(n, k, k, 52), c_emu(m, n, n, 53, 0.0f), c_ref(m, n, n, 53, 0.0f);
+  hseq::cpu_bf16::Context ctx;
+  hseq::detail::bf16_gemm_of(ctx).set_path(hseq::CpuBf16Path::kEmulated);
+  hseq::ops::gemm<float>(ctx, Trans::kNo, a.cmat(), Trans::kYes, b.cmat(), c_emu.mat());
+  CHECK(ctx.kernel_counts().gemm_bf16_emulated == 1);
+  Stored<float> ar = a, br = b;
+  for (float& x : ar.buf) x = hseq::round_to_bf16(x);
+  for (float& x : br.buf) x = hseq::round_to_bf16(x);
+  hseq::cpu::Context fctx;
+  hseq::ops::gemm<float>(fctx, Trans::kNo, ar.cmat(), Trans::kYes, br.cmat(), c_ref.mat());
+  CHECK(c_emu.buf == c_ref.buf);  // bit for bit: the same fp32 GEMM on the same rounded values
+  if (!hseq::cpu_bf16_onednn_available()) {
+    MESSAGE("oneDNN's bf16 matmul is not available here (build or CPU): only the emulation was checked");
+    return;
+  }
+  Stored<float> c_dnnl(m, n, n, 53, 0.0f);
+  hseq::detail::bf16_gemm_of(ctx).set_path(hseq::CpuBf16Path::kOneDnn);
+  hseq::ops::gemm<float>(ctx, Trans::kNo, a.cmat(), Trans::kYes, b.cmat(), c_dnnl.mat());
+  CHECK(ctx.kernel_counts().gemm_bf16_onednn == 1);
+  double worst = 0;
+  for (std::size_t i = 0; i < c_emu.buf.size(); ++i) worst = std::max(worst, double(std::abs(c_emu.buf[i] - c_dnnl.buf[i])));
+  CHECK(worst <= 1e-4);  // same products; only the fp32 summation order differs (|sum| <= k = 100)
+}
+
+TEST_CASE("gemm: a CPU context refuses TF32 math, naming the backends that have it") {
+  hseq::cpu::Context ctx;
+  CHECK_THROWS_WITH_AS(ctx.set_gemm_math(hseq::GemmMath::kTf32), doctest::Contains("TF32 GEMMs exist only on the CUDA"),
+                       hseq::Error);
+  CHECK(ctx.gemm_math() == hseq::GemmMath::kFp32);
 }
 
 }  // namespace HSEQ_TEST_UNIT

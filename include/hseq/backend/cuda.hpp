@@ -16,6 +16,7 @@
 
 #include "hseq/backend/attention_kernels.hpp"
 #include "hseq/backend/backend.hpp"
+#include "hseq/backend/gemm_math.hpp"
 #include "hseq/core/error.hpp"
 #include "hseq/core/memory_space.hpp"
 
@@ -37,10 +38,7 @@
 
 namespace hseq {
 
-/// How the CUDA GEMMs compute in float. kFp32 is IEEE fp32 (the default, what parity tests use);
-/// kTf32 (an explicit opt-in) and kBf16 round the operands to TF32 / bf16 inside cuBLAS and
-/// accumulate in fp32 on tensor cores. Storage and everything outside the GEMMs stays fp32.
-enum class GemmMath { kFp32, kTf32, kBf16 };
+// GemmMath (how the float GEMMs compute) is in backend/gemm_math.hpp, shared with the CPU context.
 
 
 /// Which kernel families a `cuda::Context` has dispatched to: host-side counters, bumped by the

@@ -4,7 +4,10 @@
 ///
 /// Matrices are row-major with a leading dimension (`Mat`), so heads inside a [B, T, H*dh] buffer
 /// and rows of a strided sequence are addressed without copies. With `HSEQ_USE_CBLAS` the product
-/// goes to the system CBLAS (OpenBLAS on Debian), otherwise to Eigen's own kernels.
+/// goes to the system CBLAS (OpenBLAS on Debian), otherwise to Eigen's own kernels. Under
+/// `GemmMath::kBf16` (`hseq::cpu_bf16`) a float `gemm` large enough to pay for the conversion runs
+/// with bf16 operands and fp32 accumulation (backend/cpu_bf16_gemm.hpp); `gemm_strided_batched`
+/// (attention products, pooling weights, row dots) always runs in fp32.
 #pragma once
 
 #include <cstdint>
@@ -17,6 +20,7 @@
 #endif
 
 #include "hseq/backend/cpu.hpp"
+#include "hseq/backend/cpu_bf16_gemm.hpp"
 #include "hseq/core/error.hpp"
 #include "hseq/core/tensor_view.hpp"
 #include "hseq/ops/mat.hpp"
@@ -89,11 +93,50 @@ void gemm_host(Trans ta, Mat<T const, HostSpace> a, Trans tb, Mat<T const, HostS
 }
 }  // namespace detail
 
+/// Under bf16 math a float GEMM C[m, n] runs in bf16 only when its product has at least this many
+/// flops per operand element converted. The conversion reads each element of A [m, k] and B [k, n]
+/// once; the product is 2 m n k flops, so the ratio is 2 m n / (m + n), whatever k. Below it (the
+/// per-step GEMMs of an RNN with a batch of 16: 2*16*768 / 784 = 31) converting the weights would
+/// cost more than bf16 saves, and the GEMM runs in fp32. Both bf16 paths apply the same rule, so
+/// cpu_bf16's numerics do not depend on the machine.
+inline constexpr std::int64_t kCpuBf16MinIntensity = 64;
+
+/// Whether a float GEMM with C [m, n] runs in bf16 under GemmMath::kBf16 (see kCpuBf16MinIntensity).
+inline bool cpu_bf16_pays(std::int64_t m, std::int64_t n) { return 2 * m * n >= kCpuBf16MinIntensity * (m + n); }
+
+namespace detail {
+/// The bf16 GEMM of `gemm` under GemmMath::kBf16: oneDNN's kernels or the emulation (same arithmetic).
+inline void gemm_bf16(cpu::Context& ctx, Trans ta, Mat<float const, HostSpace> a, Trans tb,
+                      Mat<float const, HostSpace> b, Mat<float, HostSpace> c, float alpha, float beta) {
+  hseq::detail::CpuBf16Gemm& g = hseq::detail::bf16_gemm_of(ctx);
+  if (g.path() == CpuBf16Path::kOneDnn) {
+    std::int64_t k = ta == Trans::kNo ? a.cols : a.rows;
+    g.matmul(true, ta == Trans::kYes, tb == Trans::kYes, c.rows, c.cols, k, a.data, a.ld, b.data, b.ld, c.data, c.ld,
+             alpha, beta);
+    ++ctx.kernel_counts_mut().gemm_bf16_onednn;
+    return;
+  }
+  float const* ar = g.rounded(0, a.data, a.rows, a.cols, a.ld);
+  float const* br = g.rounded(1, b.data, b.rows, b.cols, b.ld);
+  gemm_host<float>(ta, {ar, a.rows, a.cols, a.cols}, tb, {br, b.rows, b.cols, b.cols}, c, alpha, beta);
+  ++ctx.kernel_counts_mut().gemm_bf16_emulated;
+}
+}  // namespace detail
+
 /// C[M, N] = alpha * op(A)[M, K] * op(B)[K, N] + beta * C. With beta == 0, C is not read.
+/// Float GEMMs follow the context's math (see kCpuBf16MinIntensity); double GEMMs are fp64.
 template <class T>
-void gemm(cpu::Context&, Trans ta, Mat<T const, HostSpace> a, Trans tb, Mat<T const, HostSpace> b,
+void gemm(cpu::Context& ctx, Trans ta, Mat<T const, HostSpace> a, Trans tb, Mat<T const, HostSpace> b,
           Mat<T, HostSpace> c, T alpha = T(1), T beta = T(0)) {
   detail::check_gemm(ta, a, tb, b, c);
+  if constexpr (std::is_same_v<T, float>) {
+    std::int64_t k = ta == Trans::kNo ? a.cols : a.rows;
+    if (ctx.gemm_math() == GemmMath::kBf16 && c.rows > 0 && c.cols > 0 && k > 0 && cpu_bf16_pays(c.rows, c.cols)) {
+      detail::gemm_bf16(ctx, ta, a, tb, b, c, alpha, beta);
+      return;
+    }
+    ++ctx.kernel_counts_mut().gemm_fp32;
+  }
   detail::gemm_host(ta, a, tb, b, c, alpha, beta);
 }
 
