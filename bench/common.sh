@@ -12,7 +12,9 @@ bench_env_lines() {
   echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
   echo "git: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$root" diff --quiet 2>/dev/null || echo ' (working tree modified)')"
   echo "cpu: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(getconf _NPROCESSORS_ONLN) cores online, threads $threads"
+  echo "cpu flags: $(for f in avx2 avx512f avx512_bf16 amx_bf16 amx_tile; do grep -qw "$f" /proc/cpuinfo && printf '%s ' "$f" || printf 'no-%s ' "$f"; done)"
   echo "memory: $(awk '/^MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+  echo "onednn: $(dpkg-query -W -f='${Package} ${Version}' libdnnl-dev 2>/dev/null || echo 'not installed')"
   echo "blas: ${blas:-none found by ldd}"
   if [ -n "$blas" ] && command -v python3 > /dev/null; then
     echo "openblas_get_corename(): $(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python3 -c "
