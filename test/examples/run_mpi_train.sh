@@ -9,6 +9,7 @@
 #   4. Processes given different flags stop, all of them, with an error naming the disagreement.
 #   usage: run_mpi_train.sh HSEQ_TRAIN MPIEXEC DATA_FILE WORK_DIR
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/families.sh"  # for_each_family (before the cd below)
 train="$1" mpiexec="$2" data="$3" work="$4"
 rm -rf "$work" && mkdir -p "$work" && cd "$work"
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -29,12 +30,7 @@ family() {
   [ -f "$work/$name.safetensors" ] || fail "$name: no checkpoint"
   echo "ok: $name on 2 processes"
 }
-family transformer transformer --context 32
-family hourglass hourglass --context 32 --hierarchy "1@1 1@2 1@1"
-family hierarchical hierarchical
-family transformer-xl transformer-xl --context 32 --mem-len 32
-family compressive compressive --context 32
-family autoencoder autoencoder --window 32 --reduce 2
+for_each_family family
 
 # 2. and 3. The loss sequences, from the CSV logs (step and loss columns).
 losses() { awk -F, 'NR > 1 && $2 != "nan" { print $1 "," $2 }' "$1"; }

@@ -9,6 +9,7 @@
 #   4. An unknown precision, and TF32 on the CPU, are refused naming the flag.
 #   usage: run_precision.sh HSEQ_TRAIN DATA_FILE WORK_DIR
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/families.sh"  # for_each_family (before the cd below)
 train="$1" data="$2" work="$3"
 rm -rf "$work" && mkdir -p "$work" && cd "$work"
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -26,12 +27,7 @@ family() {
   [ -f "$work/$name.safetensors" ] || fail "$name: no checkpoint"
   echo "ok: $name trains with --precision bf16"
 }
-family transformer transformer --context 32
-family hourglass hourglass --context 32 --hierarchy "1@1 1@2 1@1"
-family hierarchical hierarchical
-family transformer-xl transformer-xl --context 32 --mem-len 32
-family compressive compressive --context 32
-family autoencoder autoencoder --window 32 --reduce 2
+for_each_family family
 
 # 2. The loss sequences, from the CSV logs (step and loss columns).
 lm=(--model transformer "${base[@]}" --context 32)
