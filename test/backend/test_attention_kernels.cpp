@@ -7,6 +7,7 @@
 #include <string>
 
 #include "hseq/backend/attention_kernels.hpp"
+#include "support/scoped_env.hpp"
 #include "support/test_unit.hpp"
 
 namespace HSEQ_TEST_UNIT {
@@ -16,24 +17,8 @@ using hseq::AttentionKernels;
 namespace {
 
 /// Sets HSEQ_CUDA_ATTENTION for its lifetime (nullptr: unset), restoring the previous value.
-class EnvAttention {
- public:
-  explicit EnvAttention(char const* value) {
-    if (char const* old = std::getenv(kName)) old_ = old, had_ = true;
-    if (value) ::setenv(kName, value, 1);
-    else ::unsetenv(kName);
-  }
-  ~EnvAttention() {
-    if (had_) ::setenv(kName, old_.c_str(), 1);
-    else ::unsetenv(kName);
-  }
-  EnvAttention(EnvAttention const&) = delete;
-  EnvAttention& operator=(EnvAttention const&) = delete;
-
- private:
-  static constexpr char const* kName = "HSEQ_CUDA_ATTENTION";
-  std::string old_;
-  bool had_ = false;
+struct EnvAttention : hseq::test::ScopedEnv {
+  explicit EnvAttention(char const* value) : ScopedEnv("HSEQ_CUDA_ATTENTION", value) {}
 };
 
 std::string error_of(char const* name) {

@@ -17,6 +17,7 @@
 
 #include "hseq/backend/cpu_bf16_gemm.hpp"
 #include "hseq/core/rng.hpp"
+#include "support/scoped_env.hpp"
 #include "support/test_unit.hpp"
 
 namespace HSEQ_TEST_UNIT {
@@ -28,22 +29,7 @@ using hseq::round_to_bf16;
 namespace {
 float from_bits(std::uint32_t u) { return std::bit_cast<float>(u); }
 
-/// Sets an environment variable for one scope, restoring the previous value.
-struct ScopedEnv {
-  std::string name;
-  bool had;
-  std::string old;
-  ScopedEnv(char const* n, char const* v) : name(n) {
-    char const* o = std::getenv(n);
-    had = o != nullptr;
-    if (had) old = o;
-    ::setenv(n, v, 1);
-  }
-  ~ScopedEnv() {
-    if (had) ::setenv(name.c_str(), old.c_str(), 1);
-    else ::unsetenv(name.c_str());
-  }
-};
+using hseq::test::ScopedEnv;
 }  // namespace
 
 TEST_CASE("cpu_bf16: fp32 -> bf16 rounds to nearest even, keeps NaN and overflows to infinity") {
