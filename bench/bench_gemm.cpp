@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Raw CPU GEMM throughput, C[M, N] = A[M, K] * B[K, N], through hseq::ops::gemm: fp32 (BM_gemm,
 // OpenBLAS or Eigen) and bf16 math (BM_gemm_bf16, hseq::cpu_bf16: oneDNN or the emulation, named
-// in the label with the oneDNN implementation that ran).
+// in the label with the oneDNN implementation that ran), and the batch-invariant kernel of
+// cpu::Context::set_batch_invariant (BM_gemm_invariant, ops/gemm_invariant.hpp).
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
@@ -17,7 +18,7 @@
 namespace {
 
 template <class Ctx>
-void gemm_case(benchmark::State& state) {
+void gemm_case(benchmark::State& state, bool invariant = false) {
   std::int64_t const m = state.range(0), k = state.range(1), n = state.range(2);
   std::vector<float> a(std::size_t(m * k)), b(std::size_t(k * n)), c(std::size_t(m * n));
   for (std::size_t i = 0; i < a.size(); ++i) a[i] = float(int(i % 17) - 8) * 0.01f;
@@ -28,6 +29,7 @@ void gemm_case(benchmark::State& state) {
   HostCMat A(a.data(), m, k), B(b.data(), k, n);
   HostMat C(c.data(), m, n);
   Ctx ctx;
+  ctx.set_batch_invariant(invariant);
   for (auto _ : state) {
     hseq::ops::gemm<float>(ctx, hseq::ops::Trans::kNo, A, hseq::ops::Trans::kNo, B, C);
     benchmark::DoNotOptimize(c.data());
@@ -46,6 +48,7 @@ void gemm_case(benchmark::State& state) {
 
 void BM_gemm(benchmark::State& state) { gemm_case<hseq::cpu::Context>(state); }
 void BM_gemm_bf16(benchmark::State& state) { gemm_case<hseq::cpu_bf16::Context>(state); }
+void BM_gemm_invariant(benchmark::State& state) { gemm_case<hseq::cpu::Context>(state, true); }
 
 // Args: M, K, N. Shapes of the projections in a d_model 256..1024 stack with 2048..8192 tokens;
 // 4096 rows are the reference model's batch (16 x 256): its q/out, kv, MLP up and down.
@@ -63,6 +66,7 @@ void BM_gemm_bf16(benchmark::State& state) { gemm_case<hseq::cpu_bf16::Context>(
       ->UseRealTime()
 HSEQ_GEMM_SHAPES(BM_gemm);
 HSEQ_GEMM_SHAPES(BM_gemm_bf16);
+HSEQ_GEMM_SHAPES(BM_gemm_invariant);
 #undef HSEQ_GEMM_SHAPES
 
 }  // namespace

@@ -33,6 +33,7 @@
 #include "hseq/ops/elementwise.hpp"
 #include "hseq/ops/embedding.hpp"
 #include "hseq/ops/gemm.hpp"
+#include "hseq/ops/gemm_invariant.hpp"
 #include "hseq/ops/init.hpp"
 #include "hseq/ops/layer_norm.hpp"
 #include "hseq/ops/mat.hpp"

@@ -125,10 +125,14 @@ void gradcheck_model(nn::RnnKind cell, std::int64_t layers, std::string delimite
   test::GradCheck(ps, opt).run(loss, grads);
 }
 
-/// Logit rows of a forward (float), [B, t, V] flattened.
+/// Logit rows of a forward (float), [B, t, V] flattened. Batch-invariant GEMMs: a change that moves
+/// later boundaries changes the segment count and so the shapes of the GEMMs, and an optimized BLAS
+/// may then round an earlier row differently (OpenBLAS's Zen kernels do); the invariant kernel keeps
+/// the bit-identity below a property of the model, not of the BLAS.
 template <class M>
 std::vector<float> logits_of(M const& m, Tensor<std::int32_t, cpu> const& ids, Workspace<cpu>& ws) {
   cpu::Context ctx;
+  ctx.set_batch_invariant(true);
   typename M::Trace tr;
   auto a = ws.arena();
   m.forward(ctx, ids.cview(), {}, a, tr);

@@ -36,6 +36,8 @@ struct CpuKernelCounts {
   /// Float GEMMs with bf16 operands and fp32 accumulation: by oneDNN (AVX512-BF16 / AMX kernels), or
   /// emulated (operands rounded to bf16, then the fp32 GEMM) where the CPU or build has none.
   std::uint64_t gemm_bf16_onednn = 0, gemm_bf16_emulated = 0;
+  /// Float GEMMs run by the batch-invariant kernel (`Context::set_batch_invariant`, ops/gemm_invariant.hpp).
+  std::uint64_t gemm_invariant = 0;
 };
 
 /// Host backend policy. Lower-case like `thrust::host`: it is used as a tag, `Model<hseq::cpu, float>`.
@@ -45,17 +47,18 @@ struct cpu {
   static constexpr std::size_t kAlignment = 256;
 
   /// Run-time resources of the CPU backend. Threads come from OpenMP (OMP_NUM_THREADS). A copy
-  /// takes the settings (threads, GEMM math), not the resources: each Context owns its bf16 GEMM
+  /// takes the settings (threads, GEMM math, batch invariance), not the resources: each Context owns its bf16 GEMM
   /// scratch and oneDNN primitives, so copies may be used on different threads.
   struct Context {
     /// 0 keeps OpenMP's default.
     int num_threads = 0;
 
     Context() = default;
-    Context(Context const& o) : num_threads(o.num_threads), math_(o.math_) {}
+    Context(Context const& o) : num_threads(o.num_threads), math_(o.math_), batch_invariant_(o.batch_invariant_) {}
     Context& operator=(Context const& o) {
       num_threads = o.num_threads;
       math_ = o.math_;
+      batch_invariant_ = o.batch_invariant_;
       return *this;
     }
     Context(Context&&) noexcept = default;
@@ -72,6 +75,16 @@ struct cpu {
       math_ = m;
     }
 
+    /// Whether every GEMM on this context (`ops::gemm`, `gemm_strided_batched`, the attention
+    /// blocks) runs the batch-invariant kernel of ops/gemm_invariant.hpp: each element of C is one
+    /// fused multiply-add chain over k in order, so a row's bits do not depend on how many rows,
+    /// columns or threads its product has. Off by default: it is slower than the BLAS. Turn it on for
+    /// logits that must not depend on the batch or the data-dependent shapes they were computed in
+    /// (the causality tests of data-dependent segmentation do). Under bf16 math the operands are
+    /// still rounded to bf16 (the emulated path), then multiplied by the invariant kernel.
+    bool batch_invariant() const { return batch_invariant_; }
+    void set_batch_invariant(bool on) { batch_invariant_ = on; }
+
     /// The GEMM paths dispatched on this context so far (see CpuKernelCounts).
     CpuKernelCounts const& kernel_counts() const { return counts_; }
     /// For the ops: the counters to bump at dispatch.
@@ -84,6 +97,7 @@ struct cpu {
 
    private:
     GemmMath math_ = GemmMath::kFp32;
+    bool batch_invariant_ = false;
     CpuKernelCounts counts_{};
   };
 

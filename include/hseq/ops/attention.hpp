@@ -176,7 +176,7 @@ inline std::int64_t attention_backward_scratch(HostSpace, AttentionDims const& d
 inline Shape attention_stats_shape(HostSpace, AttentionDims const& d) { return Shape{d.batch, d.heads, d.tq, d.tk}; }
 
 template <class T>
-void attention_forward(cpu::Context&, AttentionDims const& d, AttentionMask mask, T scale,
+void attention_forward(cpu::Context& ctx, AttentionDims const& d, AttentionMask mask, T scale,
                        View<T const, HostSpace> q, View<T const, HostSpace> kv, View<T, HostSpace> out,
                        View<T, HostSpace> probs, AttentionScores<T, HostSpace> const& sc = {}) {
   detail::check_attention(d, q, kv, out, "attention_forward");
@@ -186,6 +186,7 @@ void attention_forward(cpu::Context&, AttentionDims const& d, AttentionMask mask
   HSEQ_CHECK(probs.shape == (Shape{d.batch, d.heads, d.tq, d.tk}),
              "attention_forward: probs " << probs.shape << " is not [B, H, Tq, Tk]");
   std::int64_t const w = d.width(), bh = d.batch * d.heads;
+  bool const inv = ctx.batch_invariant();  // the blocks' shapes move with Tq and Tk
   // Attention dropout: P' of the current query block, one [64, Tk] block per thread (P itself
   // stays in `probs`, undropped, for backward).
   bool const drops = sc.drops();
@@ -205,7 +206,7 @@ void attention_forward(cpu::Context&, AttentionDims const& d, AttentionMask mask
       T* pblk = pb + i0 * d.tk;
       if (kend > 0)  // raw scores of the visible key range: S = Q K^T
         detail::gemm_host<T>(Trans::kNo, {qb + i0 * w, rows, d.head_dim, w}, Trans::kYes, {kb, kend, d.head_dim, 2 * w},
-                             {pblk, rows, kend, d.tk}, T(1), T(0));
+                             {pblk, rows, kend, d.tk}, T(1), T(0), inv);
       for (std::int64_t i = i0; i < i1; ++i) {
         T* row = pb + i * d.tk;
         std::int64_t const vis = mask.visible(i, d.tk, d.prefix);
@@ -228,10 +229,10 @@ void attention_forward(cpu::Context&, AttentionDims const& d, AttentionMask mask
       if (kend > 0 && drops) {  // out = P' V with P' = P * keep / (1 - p)
         detail::attention_dropout_block(d, dkey, sc.dropout, h, i0, rows, kend, pblk, d.tk, dblk, kend);
         detail::gemm_host<T>(Trans::kNo, {dblk, rows, kend, kend}, Trans::kNo, {vb, kend, d.head_dim, 2 * w}, oblk,
-                             T(1), T(0));
+                             T(1), T(0), inv);
       } else if (kend > 0)
         detail::gemm_host<T>(Trans::kNo, {pblk, rows, kend, d.tk}, Trans::kNo, {vb, kend, d.head_dim, 2 * w}, oblk,
-                             T(1), T(0));
+                             T(1), T(0), inv);
       else
         for (std::int64_t i = 0; i < rows; ++i) std::fill(oblk.data + i * w, oblk.data + i * w + d.head_dim, T(0));
     }
@@ -251,7 +252,7 @@ void attention_forward(cpu::Context&, AttentionDims const& d, AttentionMask mask
 /// GPU kernel needs it for rowsum(dO * O); the CPU one reads the saved probabilities instead).
 /// `scratch` holds at least `attention_backward_scratch(HostSpace{}, d)` elements.
 template <class T>
-void attention_backward(cpu::Context&, AttentionDims const& d, AttentionMask mask, T scale,
+void attention_backward(cpu::Context& ctx, AttentionDims const& d, AttentionMask mask, T scale,
                         View<T const, HostSpace> q, View<T const, HostSpace> kv, View<T const, HostSpace> out,
                         View<T const, HostSpace> probs, View<T const, HostSpace> dout, View<T, HostSpace> dq, View<T, HostSpace> dkv,
                         View<T, HostSpace> scratch, AttentionScores<T, HostSpace> const& sc = {},
@@ -273,6 +274,7 @@ void attention_backward(cpu::Context&, AttentionDims const& d, AttentionMask mas
   std::int64_t const w = d.width(), bh = d.batch * d.heads;
   std::int64_t const q0 = sc.origin(d.prefix), dmax = sc.table.empty() ? 1 : sc.table.size(1);
   bool const drops = sc.drops();
+  bool const inv = ctx.batch_invariant();
   auto one = [&](std::int64_t p) {
     std::int64_t b = p / d.heads, h = p % d.heads;
     T const* qb = q.data + b * d.tq * w + h * d.head_dim;
@@ -307,16 +309,16 @@ void attention_backward(cpu::Context&, AttentionDims const& d, AttentionMask mas
         // then dP = dP' * keep / (1 - p) (the same mask, regenerated).
         detail::attention_dropout_block(d, dkey, sc.dropout, h, i0, rows, kend, pblk.data, d.tk, ds, kend);
         detail::gemm_host<T>(Trans::kYes, {ds, rows, kend, kend}, Trans::kNo, doblk, {dvb, kend, d.head_dim, 2 * w},
-                             T(1), T(1));
+                             T(1), T(1), inv);
         detail::gemm_host<T>(Trans::kNo, doblk, Trans::kYes, {vb, kend, d.head_dim, 2 * w}, {ds, rows, kend, kend},
-                             T(1), T(0));
+                             T(1), T(0), inv);
         detail::attention_dropout_block(d, dkey, sc.dropout, h, i0, rows, kend, ds, kend, ds, kend);
       } else {
         // dP = dO V^T   [rows, kend]
         detail::gemm_host<T>(Trans::kNo, doblk, Trans::kYes, {vb, kend, d.head_dim, 2 * w}, {ds, rows, kend, kend},
-                             T(1), T(0));
+                             T(1), T(0), inv);
         // dV += P^T dO  [kend, dh]
-        detail::gemm_host<T>(Trans::kYes, pblk, Trans::kNo, doblk, {dvb, kend, d.head_dim, 2 * w}, T(1), T(1));
+        detail::gemm_host<T>(Trans::kYes, pblk, Trans::kNo, doblk, {dvb, kend, d.head_dim, 2 * w}, T(1), T(1), inv);
       }
       // dS = scale * P (dP - rowsum(P dP))
       for (std::int64_t i = 0; i < rows; ++i) {
@@ -332,9 +334,9 @@ void attention_backward(cpu::Context&, AttentionDims const& d, AttentionMask mas
       }
       Mat<T const, HostSpace> dsblk(ds, rows, kend, kend);
       // dQ = dS K  [rows, dh];  dK += dS^T Q  [kend, dh]
-      detail::gemm_host<T>(Trans::kNo, dsblk, Trans::kNo, {kb, kend, d.head_dim, 2 * w}, dqblk, T(1), T(0));
+      detail::gemm_host<T>(Trans::kNo, dsblk, Trans::kNo, {kb, kend, d.head_dim, 2 * w}, dqblk, T(1), T(0), inv);
       detail::gemm_host<T>(Trans::kYes, dsblk, Trans::kNo, {qb + i0 * w, rows, d.head_dim, w},
-                           {dkb, kend, d.head_dim, 2 * w}, T(1), T(1));
+                           {dkb, kend, d.head_dim, 2 * w}, T(1), T(1), inv);
     }
   };
   if (dsc.table.empty()) {

@@ -23,6 +23,7 @@
 #include "hseq/backend/cpu_bf16_gemm.hpp"
 #include "hseq/core/error.hpp"
 #include "hseq/core/tensor_view.hpp"
+#include "hseq/ops/gemm_invariant.hpp"
 #include "hseq/ops/mat.hpp"
 
 namespace hseq::ops {
@@ -52,11 +53,17 @@ template <class T>
 using ConstRowMajorMap = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> const,
                                     Eigen::Unaligned, Eigen::OuterStride<>>;
 
+/// The host GEMM: the system CBLAS, else Eigen; `invariant` (a context's batch_invariant()) runs
+/// hseq's batch-invariant kernel instead (ops/gemm_invariant.hpp).
 template <class T>
 void gemm_host(Trans ta, Mat<T const, HostSpace> a, Trans tb, Mat<T const, HostSpace> b, Mat<T, HostSpace> c,
-               T alpha, T beta) {
+               T alpha, T beta, bool invariant = false) {
   std::int64_t m = c.rows, n = c.cols, k = ta == Trans::kNo ? a.cols : a.rows;
   if (m == 0 || n == 0) return;
+  if (invariant) {  // (k == 0 too: an empty chain is 0, then C = beta * C)
+    gemm_invariant_host<T>(ta == Trans::kYes, a, tb == Trans::kYes, b, c, alpha, beta);
+    return;
+  }
   if (k == 0) {  // empty sum: C = beta * C
     for (std::int64_t i = 0; i < m; ++i)
       for (std::int64_t j = 0; j < n; ++j) c.data[i * c.ld + j] = beta == T(0) ? T(0) : beta * c.data[i * c.ld + j];
@@ -109,7 +116,7 @@ namespace detail {
 inline void gemm_bf16(cpu::Context& ctx, Trans ta, Mat<float const, HostSpace> a, Trans tb,
                       Mat<float const, HostSpace> b, Mat<float, HostSpace> c, float alpha, float beta) {
   hseq::detail::CpuBf16Gemm& g = hseq::detail::bf16_gemm_of(ctx);
-  if (g.path() == CpuBf16Path::kOneDnn) {
+  if (g.path() == CpuBf16Path::kOneDnn && !ctx.batch_invariant()) {
     std::int64_t k = ta == Trans::kNo ? a.cols : a.rows;
     g.matmul(true, ta == Trans::kYes, tb == Trans::kYes, c.rows, c.cols, k, a.data, a.ld, b.data, b.ld, c.data, c.ld,
              alpha, beta);
@@ -118,8 +125,9 @@ inline void gemm_bf16(cpu::Context& ctx, Trans ta, Mat<float const, HostSpace> a
   }
   float const* ar = g.rounded(0, a.data, a.rows, a.cols, a.ld);
   float const* br = g.rounded(1, b.data, b.rows, b.cols, b.ld);
-  gemm_host<float>(ta, {ar, a.rows, a.cols, a.cols}, tb, {br, b.rows, b.cols, b.cols}, c, alpha, beta);
-  ++ctx.kernel_counts_mut().gemm_bf16_emulated;
+  gemm_host<float>(ta, {ar, a.rows, a.cols, a.cols}, tb, {br, b.rows, b.cols, b.cols}, c, alpha, beta,
+                   ctx.batch_invariant());
+  ++(ctx.batch_invariant() ? ctx.kernel_counts_mut().gemm_invariant : ctx.kernel_counts_mut().gemm_bf16_emulated);
 }
 }  // namespace detail
 
@@ -135,25 +143,26 @@ void gemm(cpu::Context& ctx, Trans ta, Mat<T const, HostSpace> a, Trans tb, Mat<
       detail::gemm_bf16(ctx, ta, a, tb, b, c, alpha, beta);
       return;
     }
-    ++ctx.kernel_counts_mut().gemm_fp32;
+    ++(ctx.batch_invariant() ? ctx.kernel_counts_mut().gemm_invariant : ctx.kernel_counts_mut().gemm_fp32);
   }
-  detail::gemm_host(ta, a, tb, b, c, alpha, beta);
+  detail::gemm_host(ta, a, tb, b, c, alpha, beta, ctx.batch_invariant());
 }
 
 /// `batch` independent GEMMs; operand i starts at data + i * stride. Batches run in parallel, each
 /// GEMM single-threaded inside the parallel region (Eigen and OpenBLAS-openmp detect the nesting).
 template <class T>
-void gemm_strided_batched(cpu::Context&, std::int64_t batch, Trans ta, Mat<T const, HostSpace> a,
+void gemm_strided_batched(cpu::Context& ctx, std::int64_t batch, Trans ta, Mat<T const, HostSpace> a,
                           std::int64_t stride_a, Trans tb, Mat<T const, HostSpace> b, std::int64_t stride_b,
                           Mat<T, HostSpace> c, std::int64_t stride_c, T alpha = T(1), T beta = T(0)) {
   detail::check_gemm(ta, a, tb, b, c);
   HSEQ_CHECK(batch >= 0, "gemm_strided_batched: negative batch " << batch);
+  bool const invariant = ctx.batch_invariant();
 #pragma omp parallel for schedule(static) if (batch > 1)
   for (std::int64_t i = 0; i < batch; ++i) {
     Mat<T const, HostSpace> ai(a.data + i * stride_a, a.rows, a.cols, a.ld);
     Mat<T const, HostSpace> bi(b.data + i * stride_b, b.rows, b.cols, b.ld);
     Mat<T, HostSpace> ci(c.data + i * stride_c, c.rows, c.cols, c.ld);
-    detail::gemm_host(ta, ai, tb, bi, ci, alpha, beta);
+    detail::gemm_host(ta, ai, tb, bi, ci, alpha, beta, invariant);
   }
 }
 
