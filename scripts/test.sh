@@ -2,10 +2,13 @@
 # Configure, build and run hseq's tests. Used by CI (.ci/run) without arguments, which runs all
 # three stages below in order and stops at the first failure.
 #   release   build/ (Release): everything, then `ctest -LE slow`: the test suite, the CUDA
-#             code compiled (its tests skip without a GPU), the fuzz harnesses' replays.
+#             code compiled (its tests skip without a GPU, and are then compiled at -O0), the fuzz
+#             harnesses' replays.
 #   sanitize  build-sanitize/ (GCC, -O0, AddressSanitizer + UndefinedBehaviorSanitizer, no CUDA,
-#             no benchmarks, no MPI: Open MPI's own allocations would be reported as leaks): the
-#             CPU test suite; every sanitizer report fails its entry.
+#             no benchmarks, no MPI: Open MPI's own allocations would be reported as leaks; no
+#             example programs: the toy programs run the same program code): the CPU test suite but
+#             the finite-difference gradient checks (the double twins of code the other entries
+#             run); every sanitizer report fails its entry.
 #   fuzz      build-fuzz/ (Clang, libFuzzer + ASan + UBSan): each harness of test/fuzz/ fuzzes
 #             for HSEQ_FUZZ_SECONDS (default 20) seconds, starting from its committed seeds.
 # usage: scripts/test.sh [--sanitize | --fuzz | --release]   (one stage only)
@@ -34,7 +37,12 @@ for stage in "${stages[@]}"; do
   echo "=== scripts/test.sh: stage $stage ($(date -u +%H:%M:%S))"
   case "$stage" in
     release)
-      cmake -S . -B build -DCMAKE_BUILD_TYPE=Release $(generator_for build)
+      # hseq_tests_cuda runs only where there is a GPU (elsewhere it exits 77 and is only compiled):
+      # without one it is compiled at -O0, the same code checked with less code generation.
+      cuda_test_opt=0
+      if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then cuda_test_opt=1; fi
+      cmake -S . -B build -DCMAKE_BUILD_TYPE=Release "-DHSEQ_CUDA_TEST_OPTIMIZATION=$cuda_test_opt" \
+        $(generator_for build)
       cmake --build build -j"$jobs"
       ctest --test-dir build --output-on-failure -LE slow -j"$jobs"
       ;;
@@ -46,13 +54,13 @@ for stage in "${stages[@]}"; do
       # compile-time checks (headers, compile_fail: nothing runs) and the benchmarks stay out.
       cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Release "-DCMAKE_CXX_FLAGS_RELEASE=-O0 -DNDEBUG" \
         -DHSEQ_TEST_OPTIMIZATION=0 -DHSEQ_SANITIZE=ON -DHSEQ_ENABLE_CUDA=OFF -DHSEQ_BUILD_BENCHMARKS=OFF \
-        -DHSEQ_MPI=OFF \
+        -DHSEQ_MPI=OFF -DHSEQ_BUILD_EXAMPLES=OFF \
         $(generator_for build-sanitize)
       cmake --build build-sanitize -j"$jobs"
       # detect_leaks: hseq owns every allocation through RAII, so a leak is a finding too.
       ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1:check_initialization_order=1" \
       UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
-        ctest --test-dir build-sanitize --output-on-failure -LE "slow|install|headers|compile_fail" -j"$jobs"
+        ctest --test-dir build-sanitize --output-on-failure -LE "slow|install|headers|compile_fail|gradcheck" -j"$jobs"
       ;;
     fuzz)
       cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++ -DHSEQ_FUZZ=ON \
