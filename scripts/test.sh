@@ -6,9 +6,10 @@
 #             harnesses' replays.
 #   sanitize  build-sanitize/ (GCC, -O0, AddressSanitizer + UndefinedBehaviorSanitizer, no CUDA,
 #             no benchmarks, no MPI: Open MPI's own allocations would be reported as leaks; no
-#             example programs: the toy programs run the same program code): the CPU test suite but
-#             the finite-difference gradient checks (the double twins of code the other entries
-#             run); every sanitizer report fails its entry.
+#             example programs and no model families in the programs' registry: the toy programs
+#             run the same program code with the toy family): the CPU test suite but the tests of
+#             that registry (test/examples/) and the finite-difference gradient checks (the double
+#             twins of code the other entries run); every sanitizer report fails its entry.
 #   fuzz      build-fuzz/ (Clang, libFuzzer + ASan + UBSan): each harness of test/fuzz/ fuzzes
 #             for HSEQ_FUZZ_SECONDS (default 20) seconds, starting from its committed seeds.
 # usage: scripts/test.sh [--sanitize | --fuzz | --release]   (one stage only)
